@@ -1,0 +1,676 @@
+//! SIP messages (RFC 3261 §7): zero-copy parsing of a datagram or a framed
+//! stream message into views that borrow the buffer, and serialization.
+//!
+//! Parsing does the work every element needs once per message: it finds the
+//! start line and every header line (unfolding nothing, copying nothing),
+//! recognises header names, and parses the headers RFC 3261 §8.1.1 makes
+//! mandatory — Via, From, To, Call-ID, CSeq, Max-Forwards — plus
+//! Content-Length, so that a message that comes out of [`Message::parse`] can
+//! be handed to the transaction layer without further checks. Anything wrong
+//! becomes a [`ParseError`] whose [`ParseError::disposition`] says whether to
+//! answer 400/505/513 or drop it.
+
+use std::fmt::Write as _;
+
+use crate::error::{ErrorKind, ParseError, StartKind};
+use crate::header::{Header, HeaderName, Headers};
+use crate::text::{is_token, split_commas, trim_lws, unfold};
+use crate::typed::{CSeq, Method, NameAddr, Via};
+use crate::uri::Uri;
+
+/// Bounds applied while parsing. Each bound that is hit gives its own error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseLimits {
+    /// Largest message accepted, start line to end of body.
+    pub max_message_size: usize,
+    /// Most header lines accepted.
+    pub max_headers: usize,
+    /// Longest physical line accepted.
+    pub max_line_length: usize,
+}
+
+impl Default for ParseLimits {
+    fn default() -> Self {
+        ParseLimits {
+            max_message_size: 65_535,
+            max_headers: 128,
+            max_line_length: 8_192,
+        }
+    }
+}
+
+/// How the message arrived, which decides how its body is delimited
+/// (RFC 3261 §18.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// One message per datagram: a missing Content-Length means "to the end
+    /// of the datagram", octets past Content-Length are discarded, and a
+    /// Content-Length larger than what arrived is an error (400).
+    Datagram,
+    /// The buffer holds exactly one message cut by [`crate::StreamFramer`].
+    Stream,
+}
+
+/// The mandatory headers, parsed once at receipt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoreHeaders<'a> {
+    /// Topmost Via.
+    pub via: Via<'a>,
+    /// From.
+    pub from: NameAddr<'a>,
+    /// To.
+    pub to: NameAddr<'a>,
+    /// Call-ID.
+    pub call_id: &'a str,
+    /// CSeq.
+    pub cseq: CSeq<'a>,
+    /// Max-Forwards, when present.
+    pub max_forwards: Option<u8>,
+    /// Content-Length, when present.
+    pub content_length: Option<u32>,
+}
+
+/// A request, borrowing the buffer it was parsed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request<'a> {
+    /// Method.
+    pub method: Method<'a>,
+    /// Request-URI.
+    pub uri: Uri<'a>,
+    /// All header lines, in order.
+    pub headers: Headers<'a>,
+    /// The body.
+    pub body: &'a [u8],
+    /// Parsed mandatory headers.
+    pub core: CoreHeaders<'a>,
+    /// The whole message as received (for forwarding and retransmission).
+    pub raw: &'a [u8],
+}
+
+/// A response, borrowing the buffer it was parsed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response<'a> {
+    /// Status code, 100..=699.
+    pub status: u16,
+    /// Reason phrase (may be empty).
+    pub reason: &'a str,
+    /// All header lines, in order.
+    pub headers: Headers<'a>,
+    /// The body.
+    pub body: &'a [u8],
+    /// Parsed mandatory headers.
+    pub core: CoreHeaders<'a>,
+    /// The whole message as received.
+    pub raw: &'a [u8],
+}
+
+/// A request or a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A request.
+    Request(Request<'a>),
+    /// A response.
+    Response(Response<'a>),
+}
+
+impl<'a> Message<'a> {
+    /// Parses one message with default limits, as received in a datagram.
+    pub fn parse(buf: &'a [u8]) -> Result<Message<'a>, ParseError> {
+        Self::parse_with(buf, &ParseLimits::default(), Framing::Datagram)
+    }
+
+    /// Parses one message with the given limits and framing.
+    pub fn parse_with(
+        buf: &'a [u8],
+        limits: &ParseLimits,
+        framing: Framing,
+    ) -> Result<Message<'a>, ParseError> {
+        parse(buf, limits, framing)
+    }
+
+    /// The mandatory headers.
+    pub fn core(&self) -> &CoreHeaders<'a> {
+        match self {
+            Message::Request(r) => &r.core,
+            Message::Response(r) => &r.core,
+        }
+    }
+
+    /// All header lines.
+    pub fn headers(&self) -> &Headers<'a> {
+        match self {
+            Message::Request(r) => &r.headers,
+            Message::Response(r) => &r.headers,
+        }
+    }
+
+    /// The body.
+    pub fn body(&self) -> &'a [u8] {
+        match self {
+            Message::Request(r) => r.body,
+            Message::Response(r) => r.body,
+        }
+    }
+
+    /// Serializes in canonical form: one line per header with folds
+    /// collapsed, long header names, and a Content-Length that matches the body.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        match self {
+            Message::Request(r) => r.write_to(out),
+            Message::Response(r) => r.write_to(out),
+        }
+    }
+
+    /// [`Message::write_to`] into a new buffer.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.body().len() + 512);
+        self.write_to(&mut v);
+        v
+    }
+
+    /// The request, if this is one.
+    pub fn as_request(&self) -> Option<&Request<'a>> {
+        match self {
+            Message::Request(r) => Some(r),
+            Message::Response(_) => None,
+        }
+    }
+
+    /// The response, if this is one.
+    pub fn as_response(&self) -> Option<&Response<'a>> {
+        match self {
+            Message::Response(r) => Some(r),
+            Message::Request(_) => None,
+        }
+    }
+}
+
+macro_rules! core_accessors {
+    () => {
+        /// Topmost Via.
+        pub fn via(&self) -> &Via<'a> {
+            &self.core.via
+        }
+        /// From.
+        pub fn from(&self) -> &NameAddr<'a> {
+            &self.core.from
+        }
+        /// To.
+        pub fn to(&self) -> &NameAddr<'a> {
+            &self.core.to
+        }
+        /// Call-ID.
+        pub fn call_id(&self) -> &'a str {
+            self.core.call_id
+        }
+        /// CSeq.
+        pub fn cseq(&self) -> &CSeq<'a> {
+            &self.core.cseq
+        }
+        /// Every Via value, top first.
+        pub fn vias(&self) -> impl Iterator<Item = &'a str> + '_ {
+            self.headers.items(HeaderName::Via)
+        }
+    };
+}
+
+impl<'a> Request<'a> {
+    core_accessors!();
+
+    /// Max-Forwards, when present.
+    pub fn max_forwards(&self) -> Option<u8> {
+        self.core.max_forwards
+    }
+
+    /// Parses a request, refusing responses.
+    pub fn parse(buf: &'a [u8]) -> Result<Request<'a>, ParseError> {
+        match Message::parse(buf)? {
+            Message::Request(r) => Ok(r),
+            Message::Response(_) => Err(ParseError::new(ErrorKind::StartLine, StartKind::Response)),
+        }
+    }
+
+    /// Serializes in canonical form (see [`Message::write_to`]).
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.uri.as_str().as_bytes());
+        out.extend_from_slice(b" SIP/2.0\r\n");
+        write_headers_and_body(&self.headers, self.body, out);
+    }
+}
+
+impl<'a> Response<'a> {
+    core_accessors!();
+
+    /// Parses a response, refusing requests.
+    pub fn parse(buf: &'a [u8]) -> Result<Response<'a>, ParseError> {
+        match Message::parse(buf)? {
+            Message::Response(r) => Ok(r),
+            Message::Request(_) => Err(ParseError::new(ErrorKind::StartLine, StartKind::Request)),
+        }
+    }
+
+    /// Serializes in canonical form (see [`Message::write_to`]).
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let mut line = String::with_capacity(32);
+        let _ = write!(line, "SIP/2.0 {} ", self.status);
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(self.reason.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        write_headers_and_body(&self.headers, self.body, out);
+    }
+}
+
+fn write_headers_and_body(headers: &Headers<'_>, body: &[u8], out: &mut Vec<u8>) {
+    for h in headers {
+        if h.name == HeaderName::ContentLength {
+            continue;
+        }
+        out.extend_from_slice(h.name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(unfold(h.value).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let mut cl = String::with_capacity(24);
+    let _ = write!(cl, "Content-Length: {}\r\n\r\n", body.len());
+    out.extend_from_slice(cl.as_bytes());
+    out.extend_from_slice(body);
+}
+
+/// Skips CRLFs before a start line (RFC 3261 §7.5).
+pub(crate) fn skip_leading_crlf(buf: &[u8]) -> usize {
+    let mut i = 0;
+    while i + 1 < buf.len() && buf[i] == b'\r' && buf[i + 1] == b'\n' {
+        i += 2;
+    }
+    i
+}
+
+fn parse<'a>(
+    buf: &'a [u8],
+    limits: &ParseLimits,
+    framing: Framing,
+) -> Result<Message<'a>, ParseError> {
+    let unknown = |k| ParseError::new(k, StartKind::Unknown);
+    let skip = skip_leading_crlf(buf);
+    let buf = &buf[skip..];
+    // The start kind is needed for every later error; classify it first.
+    let start = if buf.len() >= 4 && buf[..4].eq_ignore_ascii_case(b"SIP/") {
+        StartKind::Response
+    } else {
+        StartKind::Request
+    };
+    let err = |k| ParseError::new(k, start);
+    if buf.len() > limits.max_message_size {
+        return Err(err(ErrorKind::TooLarge {
+            size: buf.len(),
+            limit: limits.max_message_size,
+        }));
+    }
+    // A datagram whose last header line ends the datagram without the empty
+    // line is still delimited by the datagram itself: accept it (RFC 4475
+    // §3.1.2.15 arrives that way).
+    let head_end = match memchr::memmem::find(buf, b"\r\n\r\n") {
+        Some(e) => Some(e),
+        None if framing == Framing::Datagram && buf.ends_with(b"\r\n") => Some(buf.len() - 2),
+        None => None,
+    };
+    let head_end = head_end.ok_or_else(|| {
+        if buf.len() > limits.max_line_length && memchr::memchr(b'\n', buf).is_none() {
+            err(ErrorKind::LineTooLong {
+                limit: limits.max_line_length,
+            })
+        } else {
+            err(ErrorKind::Unterminated)
+        }
+    })?;
+    // `head` holds the start line and every header line, each with its CRLF.
+    let head = std::str::from_utf8(&buf[..head_end + 2]).map_err(|_| err(ErrorKind::NotUtf8))?;
+    let body_start = head_end + 4;
+
+    let first_end = head.find("\r\n").unwrap_or(head.len());
+    if first_end > limits.max_line_length {
+        return Err(err(ErrorKind::LineTooLong {
+            limit: limits.max_line_length,
+        }));
+    }
+    let start_line = &head[..first_end];
+    enum Start<'a> {
+        Req(Method<'a>, Uri<'a>),
+        Resp(u16, &'a str),
+    }
+    let parsed_start = match start {
+        StartKind::Response => {
+            let (code, reason) = parse_status_line(start_line).map_err(err)?;
+            Start::Resp(code, reason)
+        }
+        _ => {
+            let (m, u) = parse_request_line(start_line).map_err(|k| match k {
+                // A line that is no request line at all cannot be answered.
+                ErrorKind::StartLine if !start_line.contains("SIP/") => unknown(k),
+                k => err(k),
+            })?;
+            Start::Req(m, u)
+        }
+    };
+
+    let mut headers = Headers::with_capacity(16);
+    let mut via: Option<Via<'a>> = None;
+    let mut from: Option<&'a str> = None;
+    let mut to: Option<&'a str> = None;
+    let mut call_id: Option<&'a str> = None;
+    let mut cseq: Option<&'a str> = None;
+    let mut max_forwards: Option<&'a str> = None;
+    let mut content_length: Option<&'a str> = None;
+
+    let hb = head.as_bytes();
+    let mut pos = first_end + 2;
+    while pos < hb.len() {
+        let line_start = pos;
+        // Find the end of this logical line: a CRLF not followed by SP/HTAB.
+        let line_end = loop {
+            let nl = match memchr::memchr(b'\n', &hb[pos..]) {
+                Some(o) => pos + o,
+                None => hb.len(),
+            };
+            if nl - pos > limits.max_line_length {
+                return Err(err(ErrorKind::LineTooLong {
+                    limit: limits.max_line_length,
+                }));
+            }
+            if nl + 1 < hb.len() && matches!(hb[nl + 1], b' ' | b'\t') {
+                pos = nl + 1;
+                continue;
+            }
+            pos = nl + 1;
+            break nl;
+        };
+        if headers.len() == limits.max_headers {
+            return Err(err(ErrorKind::TooManyHeaders {
+                limit: limits.max_headers,
+            }));
+        }
+        let line = &head[line_start..line_end];
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let colon =
+            memchr::memchr(b':', line.as_bytes()).ok_or_else(|| err(ErrorKind::HeaderLine))?;
+        let name_raw = line[..colon].trim_end_matches([' ', '\t']);
+        if !is_token(name_raw) {
+            return Err(err(ErrorKind::HeaderLine));
+        }
+        let name = HeaderName::parse(name_raw);
+        let value = trim_lws(&line[colon + 1..]);
+        let once = |slot: &mut Option<&'a str>, n: HeaderName<'static>| {
+            if slot.is_some() {
+                return Err(err(ErrorKind::Duplicate(n)));
+            }
+            *slot = Some(value);
+            Ok(())
+        };
+        match name {
+            HeaderName::Via => {
+                for item in split_commas(value) {
+                    let v = Via::parse(item).map_err(|problem| {
+                        err(ErrorKind::Header {
+                            name: HeaderName::Via,
+                            problem,
+                        })
+                    })?;
+                    if via.is_none() {
+                        via = Some(v);
+                    }
+                }
+            }
+            HeaderName::From => once(&mut from, HeaderName::From)?,
+            HeaderName::To => once(&mut to, HeaderName::To)?,
+            HeaderName::CallId => once(&mut call_id, HeaderName::CallId)?,
+            HeaderName::CSeq => once(&mut cseq, HeaderName::CSeq)?,
+            HeaderName::MaxForwards => once(&mut max_forwards, HeaderName::MaxForwards)?,
+            HeaderName::ContentLength => once(&mut content_length, HeaderName::ContentLength)?,
+            HeaderName::Contact | HeaderName::Route | HeaderName::RecordRoute => {
+                validate_addresses(name, value).map_err(err)?;
+            }
+            _ => {}
+        }
+        headers.push(Header { name, value });
+    }
+
+    let bad =
+        |name: HeaderName<'static>, problem: &'static str| err(ErrorKind::Header { name, problem });
+    let via = via.ok_or_else(|| err(ErrorKind::Missing(HeaderName::Via)))?;
+    let from = NameAddr::parse(from.ok_or_else(|| err(ErrorKind::Missing(HeaderName::From)))?)
+        .map_err(|p| bad(HeaderName::From, p))?;
+    let to = NameAddr::parse(to.ok_or_else(|| err(ErrorKind::Missing(HeaderName::To)))?)
+        .map_err(|p| bad(HeaderName::To, p))?;
+    let call_id = call_id.ok_or_else(|| err(ErrorKind::Missing(HeaderName::CallId)))?;
+    if call_id.is_empty() || call_id.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(bad(HeaderName::CallId, "not a word[@word]"));
+    }
+    let cseq = CSeq::parse(cseq.ok_or_else(|| err(ErrorKind::Missing(HeaderName::CSeq)))?)
+        .map_err(|p| bad(HeaderName::CSeq, p))?;
+    let max_forwards = match max_forwards {
+        Some(v) => Some(parse_max_forwards(v).map_err(|p| bad(HeaderName::MaxForwards, p))?),
+        None => None,
+    };
+    let content_length = match content_length {
+        Some(v) => Some(parse_content_length(v).map_err(|p| bad(HeaderName::ContentLength, p))?),
+        None => None,
+    };
+
+    let available = buf.len() - body_start.min(buf.len());
+    let body_start = body_start.min(buf.len());
+    let body_len = match (content_length, framing) {
+        (Some(cl), _) if cl as usize > available => {
+            return Err(err(ErrorKind::BodyTruncated {
+                declared: cl as usize,
+                available,
+            }))
+        }
+        (Some(cl), _) => cl as usize,
+        (None, Framing::Stream) => return Err(err(ErrorKind::Missing(HeaderName::ContentLength))),
+        (None, Framing::Datagram) => available,
+    };
+    let body = &buf[body_start..body_start + body_len];
+    let raw = &buf[..body_start + body_len];
+    let core = CoreHeaders {
+        via,
+        from,
+        to,
+        call_id,
+        cseq,
+        max_forwards,
+        content_length,
+    };
+    Ok(match parsed_start {
+        Start::Req(method, uri) => {
+            if cseq.method != method {
+                return Err(err(ErrorKind::CSeqMismatch));
+            }
+            Message::Request(Request {
+                method,
+                uri,
+                headers,
+                body,
+                core,
+                raw,
+            })
+        }
+        Start::Resp(status, reason) => Message::Response(Response {
+            status,
+            reason,
+            headers,
+            body,
+            core,
+            raw,
+        }),
+    })
+}
+
+fn validate_addresses(name: HeaderName<'_>, value: &str) -> Result<(), ErrorKind> {
+    let bad = |problem| ErrorKind::Header {
+        name: match name {
+            HeaderName::Contact => HeaderName::Contact,
+            HeaderName::Route => HeaderName::Route,
+            _ => HeaderName::RecordRoute,
+        },
+        problem,
+    };
+    if name == HeaderName::Contact && value == "*" {
+        return Ok(());
+    }
+    for item in split_commas(value) {
+        if item.is_empty() {
+            return Err(bad("empty list item"));
+        }
+        NameAddr::parse(item).map_err(bad)?;
+    }
+    Ok(())
+}
+
+fn parse_max_forwards(v: &str) -> Result<u8, &'static str> {
+    if v.is_empty() || v.len() > 5 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("not a number");
+    }
+    v.parse::<u16>()
+        .ok()
+        .and_then(|n| u8::try_from(n).ok())
+        .ok_or("larger than 255")
+}
+
+fn parse_content_length(v: &str) -> Result<u32, &'static str> {
+    if v.is_empty() || v.len() > 10 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("not a non-negative number");
+    }
+    v.parse::<u64>()
+        .ok()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or("too large")
+}
+
+fn parse_version(v: &str) -> Result<(), ErrorKind> {
+    if v.eq_ignore_ascii_case("SIP/2.0") {
+        return Ok(());
+    }
+    let looks_like_version = v.len() > 4
+        && v[..4].eq_ignore_ascii_case("SIP/")
+        && v[4..].split('.').count() == 2
+        && v[4..]
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    Err(if looks_like_version {
+        ErrorKind::Version
+    } else {
+        ErrorKind::StartLine
+    })
+}
+
+fn parse_request_line(line: &str) -> Result<(Method<'_>, Uri<'_>), ErrorKind> {
+    // RFC 3261 wants single spaces; RFC 4475 §3.1.2.9/10 allow accepting
+    // extra ones. Any other white space inside a part is an error.
+    let mut parts = line.split(' ').filter(|p| !p.is_empty());
+    let (m, u, v) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(m), Some(u), Some(v), None) => (m, u, v.trim_end_matches('\t')),
+        _ => return Err(ErrorKind::StartLine),
+    };
+    parse_version(v)?;
+    let method = Method::parse(m).ok_or(ErrorKind::Method)?;
+    let uri = Uri::parse(u).map_err(ErrorKind::RequestUri)?;
+    Ok((method, uri))
+}
+
+fn parse_status_line(line: &str) -> Result<(u16, &str), ErrorKind> {
+    let sp = line.find(' ').ok_or(ErrorKind::StartLine)?;
+    parse_version(&line[..sp])?;
+    let rest = line[sp + 1..].trim_start_matches(' ');
+    let code_end = rest.find(' ').unwrap_or(rest.len());
+    let code = &rest[..code_end];
+    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ErrorKind::StatusCode);
+    }
+    let status: u16 = code.parse().map_err(|_| ErrorKind::StatusCode)?;
+    if !(100..=699).contains(&status) {
+        return Err(ErrorKind::StatusCode);
+    }
+    let reason = rest.get(code_end + 1..).unwrap_or("");
+    Ok((status, reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Disposition;
+
+    const INVITE: &[u8] = b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds\r\n\
+Max-Forwards: 70\r\n\
+To: Bob <sip:bob@biloxi.example.com>\r\n\
+From: Alice <sip:alice@atlanta.example.com>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710@pc33.atlanta.example.com\r\n\
+CSeq: 314159 INVITE\r\n\
+Contact: <sip:alice@pc33.atlanta.example.com>\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 4\r\n\
+\r\n\
+v=0\n";
+
+    #[test]
+    fn parses_core_headers() {
+        let m = Message::parse(INVITE).unwrap();
+        let r = m.as_request().unwrap();
+        assert_eq!(r.method, Method::Invite);
+        assert_eq!(r.call_id(), "a84b4c76e66710@pc33.atlanta.example.com");
+        assert_eq!(r.cseq().seq, 314159);
+        assert_eq!(r.from().tag(), Some("1928301774"));
+        assert_eq!(r.to().tag(), None);
+        assert_eq!(r.via().branch(), Some("z9hG4bK776asdhds"));
+        assert_eq!(r.max_forwards(), Some(70));
+        assert_eq!(r.body, b"v=0\n");
+        assert_eq!(r.headers.len(), 9);
+    }
+
+    #[test]
+    fn roundtrip() {
+        let m = Message::parse(INVITE).unwrap();
+        let bytes = m.to_bytes();
+        let m2 = Message::parse(&bytes).unwrap();
+        assert_eq!(m.core(), m2.core());
+        assert_eq!(m.body(), m2.body());
+    }
+
+    #[test]
+    fn limits() {
+        let limits = ParseLimits {
+            max_headers: 3,
+            ..ParseLimits::default()
+        };
+        let e = Message::parse_with(INVITE, &limits, Framing::Datagram).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::TooManyHeaders { limit: 3 });
+        assert_eq!(e.status(), Some(400));
+        let limits = ParseLimits {
+            max_message_size: 100,
+            ..ParseLimits::default()
+        };
+        let e = Message::parse_with(INVITE, &limits, Framing::Datagram).unwrap_err();
+        assert_eq!(e.status(), Some(513));
+        let limits = ParseLimits {
+            max_line_length: 40,
+            ..ParseLimits::default()
+        };
+        let e = Message::parse_with(INVITE, &limits, Framing::Datagram).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::LineTooLong { limit: 40 });
+    }
+
+    #[test]
+    fn status_lines() {
+        let ok = b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\r\n";
+        let r = Response::parse(ok).unwrap();
+        assert_eq!(r.status, 180);
+        assert_eq!(r.reason, "Ringing");
+        let bad = b"SIP/2.0 099 Low\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n";
+        assert_eq!(
+            Message::parse(bad).unwrap_err().disposition(),
+            Disposition::Drop
+        );
+    }
+}

@@ -1,0 +1,250 @@
+//! Character classes and lexical helpers of the RFC 3261 §25.1 grammar.
+//!
+//! Header values handed to these helpers may still contain obsolete line
+//! folding (`CRLF` followed by `SP`/`HTAB`): the header scanner only cuts a
+//! value at a line end that is *not* followed by whitespace, so every CR or LF
+//! left inside a value is part of a fold and counts as linear white space.
+
+/// `true` for the bytes of RFC 3261 `token`.
+#[inline]
+pub(crate) fn is_token_byte(b: u8) -> bool {
+    TOKEN[b as usize]
+}
+
+const fn token_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        i += 1;
+    }
+    t
+}
+
+static TOKEN: [bool; 256] = token_table();
+
+/// `true` when `s` is a non-empty RFC 3261 `token`.
+#[inline]
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_token_byte)
+}
+
+/// `true` for linear white space, including the CR and LF of a fold.
+#[inline]
+pub(crate) fn is_lws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// Trims linear white space (folds included) from both ends.
+#[inline]
+pub(crate) fn trim_lws(s: &str) -> &str {
+    s.trim_matches([' ', '\t', '\r', '\n'])
+}
+
+/// Trims linear white space from the start.
+#[inline]
+pub(crate) fn trim_lws_start(s: &str) -> &str {
+    s.trim_start_matches([' ', '\t', '\r', '\n'])
+}
+
+/// Finds the end of a quoted string that starts at `s[0] == '"'`; returns the
+/// index just past the closing quote, or `None` when it is unterminated.
+pub(crate) fn quoted_string_end(s: &[u8]) -> Option<usize> {
+    debug_assert_eq!(s.first(), Some(&b'"'));
+    let mut i = 1;
+    while i < s.len() {
+        match s[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Splits a header value at top-level commas: commas inside a quoted string
+/// or inside `<...>` do not split. Each item is trimmed of LWS.
+///
+/// An unbalanced quote or angle bracket yields one final item holding the
+/// rest, which the typed parser for that header then rejects.
+pub(crate) fn split_commas(value: &str) -> CommaSplit<'_> {
+    CommaSplit { rest: Some(value) }
+}
+
+/// Iterator returned by [`split_commas`].
+#[derive(Debug, Clone)]
+pub(crate) struct CommaSplit<'a> {
+    rest: Option<&'a str>,
+}
+
+impl<'a> Iterator for CommaSplit<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let s = self.rest?;
+        let bytes = s.as_bytes();
+        let mut i = 0;
+        let mut in_angle = false;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'"' => match quoted_string_end(&bytes[i..]) {
+                    Some(n) => {
+                        i += n;
+                        continue;
+                    }
+                    None => break,
+                },
+                b'<' => in_angle = true,
+                b'>' => in_angle = false,
+                b',' if !in_angle => {
+                    self.rest = Some(&s[i + 1..]);
+                    return Some(trim_lws(&s[..i]));
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        self.rest = None;
+        Some(trim_lws(s))
+    }
+}
+
+/// Value of one hexadecimal digit.
+#[inline]
+pub(crate) fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Checks that every `%` in `s` starts a valid `%HH` escape.
+pub(crate) fn escapes_valid(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while let Some(off) = memchr::memchr(b'%', &b[i..]) {
+        let p = i + off;
+        if p + 2 >= b.len() {
+            return false;
+        }
+        if hex_val(b[p + 1]).is_none() || hex_val(b[p + 2]).is_none() {
+            return false;
+        }
+        i = p + 3;
+    }
+    true
+}
+
+/// Decodes `%HH` escapes (RFC 3261 §19.1.2 / RFC 3986 §2.1). Returns the
+/// decoded bytes; a malformed escape is kept literally. Borrows when there is
+/// nothing to decode.
+pub fn unescape(s: &str) -> std::borrow::Cow<'_, [u8]> {
+    let b = s.as_bytes();
+    if memchr::memchr(b'%', b).is_none() {
+        return std::borrow::Cow::Borrowed(b);
+    }
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex_val(b[i + 1]), hex_val(b[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Removes the quotes and `\` escapes of a quoted string; borrows when the
+/// string has no quoted pairs. `s` may or may not carry the surrounding quotes.
+pub fn unquote(s: &str) -> std::borrow::Cow<'_, str> {
+    let inner = s
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .unwrap_or(s);
+    if !inner.contains('\\') {
+        return std::borrow::Cow::Borrowed(inner);
+    }
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                out.push(n);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Replaces each fold (CRLF + whitespace run) and whitespace run inside a
+/// header value by a single space, as RFC 3261 §7.3.1 allows. Borrows when
+/// the value has no CR or LF.
+pub fn unfold(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.bytes().any(|b| b == b'\r' || b == b'\n') {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut in_ws = false;
+    for c in s.chars() {
+        if matches!(c, ' ' | '\t' | '\r' | '\n') {
+            if !in_ws {
+                out.push(' ');
+            }
+            in_ws = true;
+        } else {
+            out.push(c);
+            in_ws = false;
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commas_respect_quotes_and_angles() {
+        let v: Vec<_> =
+            split_commas(r#""a, b" <sip:x@y;p=1,2>;q=1 , <sip:z@w>, "q\"," <sip:u>"#).collect();
+        assert_eq!(
+            v,
+            vec![
+                r#""a, b" <sip:x@y;p=1,2>;q=1"#,
+                "<sip:z@w>",
+                r#""q\"," <sip:u>"#
+            ]
+        );
+    }
+
+    #[test]
+    fn escapes() {
+        assert!(escapes_valid("a%20b%2f"));
+        assert!(!escapes_valid("a%2"));
+        assert!(!escapes_valid("a%"));
+        assert!(!escapes_valid("%zz"));
+        assert_eq!(&*unescape("%75se%72"), b"user");
+        assert_eq!(&*unescape("null-%00-null"), b"null-\0-null");
+        assert_eq!(&*unescape("100%"), b"100%");
+    }
+
+    #[test]
+    fn unquote_and_unfold() {
+        assert_eq!(unquote(r#""J Rosenberg \\\"""#), r#"J Rosenberg \""#);
+        assert_eq!(unfold("a\r\n  b\tc"), "a b c");
+    }
+}

@@ -1,0 +1,371 @@
+//! Typed views of the header fields the SIP core needs on every message:
+//! Via (§20.42), From/To/Contact/Route/Record-Route (`name-addr` /
+//! `addr-spec`, §20.10, §25.1), CSeq (§20.16) and the request method (§7.1).
+
+use std::fmt;
+
+use crate::params::Params;
+use crate::text::{is_lws, is_token, is_token_byte, quoted_string_end, trim_lws, trim_lws_start};
+use crate::uri::{parse_hostport, Host, Uri, UriError};
+
+/// A SIP method. Methods are case-sensitive (RFC 3261 §7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Method<'a> {
+    /// INVITE (RFC 3261)
+    Invite,
+    /// ACK (RFC 3261)
+    Ack,
+    /// BYE (RFC 3261)
+    Bye,
+    /// CANCEL (RFC 3261)
+    Cancel,
+    /// OPTIONS (RFC 3261)
+    Options,
+    /// REGISTER (RFC 3261)
+    Register,
+    /// INFO (RFC 6086)
+    Info,
+    /// PRACK (RFC 3262)
+    Prack,
+    /// UPDATE (RFC 3311)
+    Update,
+    /// SUBSCRIBE (RFC 6665)
+    Subscribe,
+    /// NOTIFY (RFC 6665)
+    Notify,
+    /// REFER (RFC 3515)
+    Refer,
+    /// MESSAGE (RFC 3428)
+    Message,
+    /// PUBLISH (RFC 3903)
+    Publish,
+    /// Any other method token, as written.
+    Extension(&'a str),
+}
+
+impl<'a> Method<'a> {
+    /// Parses a method token; `None` when `s` is not a token.
+    pub fn parse(s: &'a str) -> Option<Method<'a>> {
+        Some(match s {
+            "INVITE" => Method::Invite,
+            "ACK" => Method::Ack,
+            "BYE" => Method::Bye,
+            "CANCEL" => Method::Cancel,
+            "OPTIONS" => Method::Options,
+            "REGISTER" => Method::Register,
+            "INFO" => Method::Info,
+            "PRACK" => Method::Prack,
+            "UPDATE" => Method::Update,
+            "SUBSCRIBE" => Method::Subscribe,
+            "NOTIFY" => Method::Notify,
+            "REFER" => Method::Refer,
+            "MESSAGE" => Method::Message,
+            "PUBLISH" => Method::Publish,
+            other if is_token(other) => Method::Extension(other),
+            _ => return None,
+        })
+    }
+
+    /// The method as written on the wire.
+    pub fn as_str(&self) -> &'a str {
+        match self {
+            Method::Invite => "INVITE",
+            Method::Ack => "ACK",
+            Method::Bye => "BYE",
+            Method::Cancel => "CANCEL",
+            Method::Options => "OPTIONS",
+            Method::Register => "REGISTER",
+            Method::Info => "INFO",
+            Method::Prack => "PRACK",
+            Method::Update => "UPDATE",
+            Method::Subscribe => "SUBSCRIBE",
+            Method::Notify => "NOTIFY",
+            Method::Refer => "REFER",
+            Method::Message => "MESSAGE",
+            Method::Publish => "PUBLISH",
+            Method::Extension(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for Method<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The value of a CSeq header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CSeq<'a> {
+    /// Sequence number; RFC 3261 §8.1.1.5 bounds it below 2³¹.
+    pub seq: u32,
+    /// The method.
+    pub method: Method<'a>,
+}
+
+impl<'a> CSeq<'a> {
+    /// Parses `1*DIGIT LWS Method`.
+    pub fn parse(value: &'a str) -> Result<CSeq<'a>, &'static str> {
+        let v = trim_lws(value);
+        let end = v.bytes().position(is_lws).ok_or("missing method")?;
+        let digits = &v[..end];
+        if digits.is_empty() || digits.len() > 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("sequence number is not a number below 2^31");
+        }
+        let seq: u64 = digits.parse().map_err(|_| "sequence number out of range")?;
+        if seq >= 1 << 31 {
+            return Err("sequence number is not a number below 2^31");
+        }
+        let method = Method::parse(trim_lws_start(&v[end..])).ok_or("malformed method")?;
+        Ok(CSeq {
+            seq: seq as u32,
+            method,
+        })
+    }
+}
+
+/// One Via header value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Via<'a> {
+    /// Protocol name and version, normally `SIP` and `2.0`.
+    pub protocol: (&'a str, &'a str),
+    /// Transport token (`UDP`, `TCP`, `TLS`, `SCTP`, `WS`, …) as written.
+    pub transport: &'a str,
+    /// Host of the sent-by.
+    pub host: Host<'a>,
+    /// Host of the sent-by, as written.
+    pub host_raw: &'a str,
+    /// Port of the sent-by.
+    pub port: Option<u16>,
+    /// Via parameters.
+    pub params: Params<'a>,
+}
+
+/// The RFC 3261 branch magic cookie.
+pub const MAGIC_COOKIE: &str = "z9hG4bK";
+
+impl<'a> Via<'a> {
+    /// Parses one Via value (`sent-protocol LWS sent-by *( SEMI via-params )`),
+    /// allowing LWS around the slashes as RFC 3261 does.
+    pub fn parse(value: &'a str) -> Result<Via<'a>, &'static str> {
+        let v = trim_lws(value);
+        let s1 = v.find('/').ok_or("malformed sent-protocol")?;
+        let name = trim_lws(&v[..s1]);
+        let rest = &v[s1 + 1..];
+        let s2 = rest.find('/').ok_or("malformed sent-protocol")?;
+        let version = trim_lws(&rest[..s2]);
+        let rest = trim_lws_start(&rest[s2 + 1..]);
+        let tend = rest
+            .bytes()
+            .position(|b| !is_token_byte(b))
+            .unwrap_or(rest.len());
+        let transport = &rest[..tend];
+        if !is_token(name) || !is_token(version) || !is_token(transport) {
+            return Err("malformed sent-protocol");
+        }
+        let rest = &rest[tend..];
+        if !rest.bytes().next().is_some_and(is_lws) {
+            return Err("missing sent-by");
+        }
+        let rest = trim_lws_start(rest);
+        let pend = rest.find(';').unwrap_or(rest.len());
+        let sent_by = trim_lws(&rest[..pend]);
+        // LWS is allowed around the colon of sent-by; squeeze it out by
+        // rejecting embedded white space except at the colon.
+        let (host, port) = parse_sent_by(sent_by)?;
+        let params = Params::new(&rest[pend..]);
+        params.validate_generic()?;
+        let host_raw = match sent_by.rfind(':') {
+            Some(c) if port.is_some() => trim_lws(&sent_by[..c]),
+            _ => sent_by,
+        };
+        Ok(Via {
+            protocol: (name, version),
+            transport,
+            host,
+            host_raw,
+            port,
+            params,
+        })
+    }
+
+    /// The `branch` parameter.
+    pub fn branch(&self) -> Option<&'a str> {
+        self.params.get("branch").flatten()
+    }
+
+    /// `true` when the branch starts with the RFC 3261 magic cookie.
+    pub fn is_rfc3261_branch(&self) -> bool {
+        self.branch().is_some_and(|b| b.starts_with(MAGIC_COOKIE))
+    }
+
+    /// The `received` parameter.
+    pub fn received(&self) -> Option<&'a str> {
+        self.params.get("received").flatten()
+    }
+
+    /// The `rport` parameter (RFC 3581): `Some(None)` when present without value.
+    pub fn rport(&self) -> Option<Option<u16>> {
+        self.params
+            .get("rport")
+            .map(|v| v.and_then(|p| p.parse().ok()))
+    }
+}
+
+fn parse_sent_by(s: &str) -> Result<(Host<'_>, Option<u16>), &'static str> {
+    if s.bytes().any(is_lws) {
+        // `host SWS ":" SWS port` is tolerated: strip LWS around the colon.
+        let c = s.rfind(':').ok_or("malformed sent-by")?;
+        let host = trim_lws(&s[..c]);
+        let port = trim_lws(&s[c + 1..]);
+        if host.bytes().any(is_lws) || port.bytes().any(is_lws) || s.starts_with('[') {
+            return Err("malformed sent-by");
+        }
+        let h = Host::parse(host).map_err(|_| "malformed sent-by host")?;
+        let p = port.parse::<u16>().map_err(|_| "malformed sent-by port")?;
+        return Ok((h, Some(p)));
+    }
+    parse_hostport(s).map_err(|e| match e {
+        UriError::Port => "malformed sent-by port",
+        _ => "malformed sent-by host",
+    })
+}
+
+/// A `name-addr` or `addr-spec` with header parameters: the value of From,
+/// To, Contact, Route, Record-Route, Refer-To and the like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameAddr<'a> {
+    /// Display name as written (quoted strings keep their quotes).
+    pub display_name: Option<&'a str>,
+    /// The URI.
+    pub uri: Uri<'a>,
+    /// `true` when the URI was enclosed in `<>`.
+    pub bracketed: bool,
+    /// Header parameters after the URI (`;tag=…`, `;expires=…`).
+    pub params: Params<'a>,
+}
+
+impl<'a> NameAddr<'a> {
+    /// Parses one `(name-addr / addr-spec) *(SEMI generic-param)` value.
+    pub fn parse(value: &'a str) -> Result<NameAddr<'a>, &'static str> {
+        let v = trim_lws(value);
+        let b = v.as_bytes();
+        let (display_name, after_display) = if b.first() == Some(&b'"') {
+            let end = quoted_string_end(b).ok_or("unterminated quoted display name")?;
+            (Some(&v[..end]), trim_lws_start(&v[end..]))
+        } else {
+            match v.find('<') {
+                Some(lt) => {
+                    let d = trim_lws(&v[..lt]);
+                    if !d.bytes().all(|c| is_token_byte(c) || is_lws(c)) {
+                        return Err("malformed display name");
+                    }
+                    ((!d.is_empty()).then_some(d), &v[lt..])
+                }
+                None => (None, v),
+            }
+        };
+        if let Some(inner) = after_display.strip_prefix('<') {
+            let gt = inner.find('>').ok_or("missing '>'")?;
+            let uri_raw = trim_lws(&inner[..gt]);
+            let uri = Uri::parse(uri_raw).map_err(|_| "malformed URI")?;
+            let rest = trim_lws_start(&inner[gt + 1..]);
+            if !rest.is_empty() && !rest.starts_with(';') {
+                return Err("unexpected text after '>'");
+            }
+            let params = Params::new(rest);
+            params.validate_generic()?;
+            return Ok(NameAddr {
+                display_name,
+                uri,
+                bracketed: true,
+                params,
+            });
+        }
+        if display_name.is_some() {
+            return Err("display name without '<'");
+        }
+        let end = v.find(';').unwrap_or(v.len());
+        let uri_raw = trim_lws(&v[..end]);
+        if uri_raw.contains(['?', ',']) {
+            return Err("URI with '?' or ',' must be enclosed in '<>'");
+        }
+        let uri = Uri::parse(uri_raw).map_err(|_| "malformed URI")?;
+        let params = Params::new(&v[end..]);
+        params.validate_generic()?;
+        Ok(NameAddr {
+            display_name: None,
+            uri,
+            bracketed: false,
+            params,
+        })
+    }
+
+    /// The `tag` parameter.
+    pub fn tag(&self) -> Option<&'a str> {
+        self.params.get("tag").flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn via_with_lws_everywhere() {
+        let v = Via::parse("SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw").unwrap();
+        assert_eq!(v.transport, "UDP");
+        assert_eq!(v.host, Host::Ipv4("192.0.2.2".parse().unwrap()));
+        assert_eq!(v.branch(), Some("390skdjuw"));
+        assert!(!v.is_rfc3261_branch());
+        let v = Via::parse(
+            "SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8",
+        )
+        .unwrap();
+        assert_eq!(v.host_raw, "spindle.example.com");
+        assert_eq!(v.branch(), Some("z9hG4bK9ikj8"));
+        let v = Via::parse("SIP/2.0/UDP [2001:db8::1]:5070;rport;received=192.0.2.1").unwrap();
+        assert_eq!(v.port, Some(5070));
+        assert_eq!(v.rport(), Some(None));
+        assert_eq!(v.received(), Some("192.0.2.1"));
+    }
+
+    #[test]
+    fn bad_via() {
+        assert!(Via::parse("SIP/2.0/UDP 192.0.2.15;;").is_err());
+        assert!(Via::parse("SIP/2.0/UDP").is_err());
+        assert!(Via::parse("SIP/2.0 host").is_err());
+        assert!(Via::parse("SIP/2.0/UDP host:99999").is_err());
+    }
+
+    #[test]
+    fn cseq() {
+        assert_eq!(CSeq::parse("0009\r\n  INVITE").unwrap().seq, 9);
+        assert!(CSeq::parse("36893488147419103232 REGISTER").is_err());
+        assert!(CSeq::parse("2147483648 INVITE").is_err());
+        assert!(CSeq::parse("2147483647 INVITE").is_ok());
+        assert!(CSeq::parse("1").is_err());
+    }
+
+    #[test]
+    fn name_addr_forms() {
+        let n = NameAddr::parse(
+            r#""J Rosenberg \\\""       <sip:jdrosen@example.com>  ;  tag = 98asjd8"#,
+        )
+        .unwrap();
+        assert_eq!(n.display_name, Some(r#""J Rosenberg \\\"""#));
+        assert_eq!(n.tag(), Some("98asjd8"));
+        let n = NameAddr::parse("caller<sip:caller@example.com>;tag=323").unwrap();
+        assert_eq!(n.display_name, Some("caller"));
+        let n = NameAddr::parse("sip:+19725552222@gw1.example.net;unknownparam").unwrap();
+        assert!(!n.bracketed);
+        assert!(n.params.contains("unknownparam"));
+        assert!(n.uri.as_sip().unwrap().params.is_empty());
+        assert!(NameAddr::parse("\"Mr. J. User <sip:j.user@example.com>").is_err());
+        assert!(NameAddr::parse("Bell, Alexander <sip:a@b>").is_err());
+        assert!(NameAddr::parse("sip:user@example.com?Route=%3Csip:x%3E").is_err());
+        assert!(NameAddr::parse("\"Joe\" <sip:joe@example.org>;;;;").is_err());
+        assert!(NameAddr::parse("isbn:2983792873").is_ok());
+    }
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The project's test command: everything CI runs, on a fresh Debian machine
+# with Rust installed. Installs what it needs, then runs the format check,
+# clippy with warnings denied, and every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+log "toolchain components"
+if command -v rustup >/dev/null 2>&1; then
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+fi
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy (warnings denied)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "cargo test"
+cargo test --workspace --locked
+
+if [ "${SENTIRIC_FUZZ_CHECK:-1}" = 1 ]; then
+  log "fuzz targets build (stable toolchain, no instrumentation)"
+  cargo check --manifest-path fuzz/Cargo.toml --bins --locked
+fi
