@@ -11,6 +11,7 @@
 //! | [`framing`] | RFC 3261 §18.3, RFC 5626 §4.4.1 |
 //! | [`check`] | RFC 3261 §8.2.1–§8.2.2, §16.3 |
 //! | [`build`] | RFC 3261 §8.1.1, §8.2.6 |
+//! | [`transaction`] | RFC 3261 §17, RFC 6026 |
 #![forbid(unsafe_code)]
 
 pub mod build;
@@ -21,6 +22,7 @@ pub mod header;
 pub mod message;
 pub mod params;
 mod text;
+pub mod transaction;
 pub mod typed;
 pub mod uri;
 
