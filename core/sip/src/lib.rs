@@ -12,10 +12,12 @@
 //! | [`check`] | RFC 3261 §8.2.1–§8.2.2, §16.3 |
 //! | [`build`] | RFC 3261 §8.1.1, §8.2.6 |
 //! | [`transaction`] | RFC 3261 §17, RFC 6026 |
+//! | [`dialog`] | RFC 3261 §12 |
 #![forbid(unsafe_code)]
 
 pub mod build;
 pub mod check;
+pub mod dialog;
 pub mod error;
 pub mod framing;
 pub mod header;
