@@ -13,11 +13,13 @@
 //! | [`build`] | RFC 3261 §8.1.1, §8.2.6 |
 //! | [`transaction`] | RFC 3261 §17, RFC 6026 |
 //! | [`dialog`] | RFC 3261 §12 |
+//! | [`digest`] | RFC 7616, RFC 3261 §22 |
 #![forbid(unsafe_code)]
 
 pub mod build;
 pub mod check;
 pub mod dialog;
+pub mod digest;
 pub mod error;
 pub mod framing;
 pub mod header;
