@@ -114,7 +114,7 @@ pub fn response_to(
 /// has no Via to send the response to.
 pub fn stateless_response(raw: &[u8], status: u16, reason: &str) -> Option<Vec<u8>> {
     let raw = &raw[skip_leading_crlf(raw)..];
-    let head_end = memchr::memmem::find(raw, b"\r\n\r\n").unwrap_or(raw.len());
+    let head_end = crate::text::find_head_end(raw).unwrap_or(raw.len());
     let head = String::from_utf8_lossy(&raw[..head_end]);
     let mut b = MessageBuilder::response(status, reason);
     let mut has_via = false;

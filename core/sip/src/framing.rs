@@ -156,7 +156,7 @@ impl StreamFramer {
                 }
             }
         }
-        let Some(head_end) = memchr::memmem::find(b, b"\r\n\r\n") else {
+        let Some(head_end) = crate::text::find_head_end(b) else {
             if b.len() > self.limits.max_message_size {
                 return Err(FramingError::HeaderTooLarge {
                     limit: self.limits.max_message_size,

@@ -31,6 +31,9 @@ macro_rules! header_names {
 
             /// Recognises a header name (case-insensitive; compact forms too).
             pub fn parse(name: &'a str) -> HeaderName<'a> {
+                if let Some(h) = common(name) {
+                    return h;
+                }
                 if name.len() == 1 {
                     let c = name.as_bytes()[0].to_ascii_lowercase();
                     $( $( if c == $compact { return HeaderName::$variant; } )? )*
@@ -106,6 +109,37 @@ header_names! {
     Privacy => "Privacy";
     PAssertedIdentity => "P-Asserted-Identity";
     ContentDisposition => "Content-Disposition";
+}
+
+/// The headers of nearly every message, found by length and first letter
+/// before the general table is searched.
+#[inline]
+fn common(name: &str) -> Option<HeaderName<'static>> {
+    let b = name.as_bytes();
+    let first = b.first()? | 0x20;
+    let (lower, h): (&[u8], _) = match (b.len(), first) {
+        (3, b'v') => (b"via", HeaderName::Via),
+        (4, b'f') => (b"from", HeaderName::From),
+        (2, b't') => (b"to", HeaderName::To),
+        (7, b'c') if b[1] | 0x20 == b'a' => (b"call-id", HeaderName::CallId),
+        (7, b'c') => (b"contact", HeaderName::Contact),
+        (4, b'c') => (b"cseq", HeaderName::CSeq),
+        (12, b'm') => (b"max-forwards", HeaderName::MaxForwards),
+        (14, b'c') => (b"content-length", HeaderName::ContentLength),
+        (12, b'c') => (b"content-type", HeaderName::ContentType),
+        (5, b'r') => (b"route", HeaderName::Route),
+        (12, b'r') => (b"record-route", HeaderName::RecordRoute),
+        (5, b'a') => (b"allow", HeaderName::Allow),
+        (9, b's') => (b"supported", HeaderName::Supported),
+        (10, b'u') => (b"user-agent", HeaderName::UserAgent),
+        _ => return None,
+    };
+    // Header names are tokens, so OR-ing 0x20 lower-cases letters and
+    // leaves `-` alone without turning any other token byte into a letter.
+    b.iter()
+        .zip(lower)
+        .all(|(x, y)| x | 0x20 == *y)
+        .then_some(h)
 }
 
 impl fmt::Display for HeaderName<'_> {

@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 
 use crate::error::{ErrorKind, ParseError, StartKind};
 use crate::header::{Header, HeaderName, Headers};
-use crate::text::{is_token, split_commas, trim_lws, unfold};
+use crate::text::{is_token_byte, split_commas, trim_lws, unfold};
 use crate::typed::{CSeq, Method, NameAddr, Via};
 use crate::uri::Uri;
 
@@ -311,7 +311,7 @@ fn parse<'a>(
     // A datagram whose last header line ends the datagram without the empty
     // line is still delimited by the datagram itself: accept it (RFC 4475
     // §3.1.2.15 arrives that way).
-    let head_end = match memchr::memmem::find(buf, b"\r\n\r\n") {
+    let head_end = match crate::text::find_head_end(buf) {
         Some(e) => Some(e),
         None if framing == Framing::Datagram && buf.ends_with(b"\r\n") => Some(buf.len() - 2),
         None => None,
@@ -329,7 +329,12 @@ fn parse<'a>(
     let head = std::str::from_utf8(&buf[..head_end + 2]).map_err(|_| err(ErrorKind::NotUtf8))?;
     let body_start = head_end + 4;
 
-    let first_end = head.find("\r\n").unwrap_or(head.len());
+    // The head ends with a CRLF, so a line feed is always found; the start
+    // line must end with CRLF, not a bare LF.
+    let first_end = match memchr::memchr(b'\n', head.as_bytes()) {
+        Some(n) if n > 0 && head.as_bytes()[n - 1] == b'\r' => n - 1,
+        _ => return Err(err(ErrorKind::StartLine)),
+    };
     if first_end > limits.max_line_length {
         return Err(err(ErrorKind::LineTooLong {
             limit: limits.max_line_length,
@@ -365,40 +370,44 @@ fn parse<'a>(
     let mut content_length: Option<&'a str> = None;
 
     let hb = head.as_bytes();
-    let mut pos = first_end + 2;
-    while pos < hb.len() {
-        let line_start = pos;
-        // Find the end of this logical line: a CRLF not followed by SP/HTAB.
-        let line_end = loop {
-            let nl = match memchr::memchr(b'\n', &hb[pos..]) {
-                Some(o) => pos + o,
-                None => hb.len(),
-            };
-            if nl - pos > limits.max_line_length {
-                return Err(err(ErrorKind::LineTooLong {
-                    limit: limits.max_line_length,
-                }));
-            }
-            if nl + 1 < hb.len() && matches!(hb[nl + 1], b' ' | b'\t') {
-                pos = nl + 1;
-                continue;
-            }
-            pos = nl + 1;
-            break nl;
-        };
+    // One SIMD pass over the header section yields every line feed; a line
+    // feed followed by SP/HTAB is a fold and does not end the header.
+    let mut line_start = first_end + 2;
+    let mut phys_start = line_start;
+    for nl in memchr::memchr_iter(b'\n', &hb[line_start..]).map(|o| o + first_end + 2) {
+        if nl - phys_start > limits.max_line_length {
+            return Err(err(ErrorKind::LineTooLong {
+                limit: limits.max_line_length,
+            }));
+        }
+        phys_start = nl + 1;
+        if nl + 1 < hb.len() && matches!(hb[nl + 1], b' ' | b'\t') {
+            continue;
+        }
+        let line_end = nl;
+        let this_start = line_start;
+        line_start = nl + 1;
         if headers.len() == limits.max_headers {
             return Err(err(ErrorKind::TooManyHeaders {
                 limit: limits.max_headers,
             }));
         }
-        let line = &head[line_start..line_end];
+        let line = &head[this_start..line_end];
         let line = line.strip_suffix('\r').unwrap_or(line);
-        let colon =
-            memchr::memchr(b':', line.as_bytes()).ok_or_else(|| err(ErrorKind::HeaderLine))?;
-        let name_raw = line[..colon].trim_end_matches([' ', '\t']);
-        if !is_token(name_raw) {
+        // `token *(SP / HTAB) ":"`, scanned once.
+        let lb = line.as_bytes();
+        let mut name_end = 0;
+        while name_end < lb.len() && is_token_byte(lb[name_end]) {
+            name_end += 1;
+        }
+        let mut colon = name_end;
+        while colon < lb.len() && (lb[colon] == b' ' || lb[colon] == b'\t') {
+            colon += 1;
+        }
+        if name_end == 0 || lb.get(colon) != Some(&b':') {
             return Err(err(ErrorKind::HeaderLine));
         }
+        let name_raw = &line[..name_end];
         let name = HeaderName::parse(name_raw);
         let value = trim_lws(&line[colon + 1..]);
         let once = |slot: &mut Option<&'a str>, n: HeaderName<'static>| {
@@ -568,14 +577,32 @@ fn parse_version(v: &str) -> Result<(), ErrorKind> {
 fn parse_request_line(line: &str) -> Result<(Method<'_>, Uri<'_>), ErrorKind> {
     // RFC 3261 wants single spaces; RFC 4475 §3.1.2.9/10 allow accepting
     // extra ones. Any other white space inside a part is an error.
-    let mut parts = line.split(' ').filter(|p| !p.is_empty());
-    let (m, u, v) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(m), Some(u), Some(v), None) => (m, u, v.trim_end_matches('\t')),
-        _ => return Err(ErrorKind::StartLine),
-    };
-    parse_version(v)?;
-    let method = Method::parse(m).ok_or(ErrorKind::Method)?;
-    let uri = Uri::parse(u).map_err(ErrorKind::RequestUri)?;
+    let b = line.as_bytes();
+    let mut parts = [(0usize, 0usize); 3];
+    let mut n = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b' ' {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && b[i] != b' ' {
+            i += 1;
+        }
+        if n == 3 {
+            return Err(ErrorKind::StartLine);
+        }
+        parts[n] = (start, i);
+        n += 1;
+    }
+    if n != 3 {
+        return Err(ErrorKind::StartLine);
+    }
+    let part = |k: usize| &line[parts[k].0..parts[k].1];
+    parse_version(part(2).trim_end_matches('\t'))?;
+    let method = Method::parse(part(0)).ok_or(ErrorKind::Method)?;
+    let uri = Uri::parse(part(1)).map_err(ErrorKind::RequestUri)?;
     Ok((method, uri))
 }
 

@@ -1,7 +1,10 @@
 //! `;name=value` parameter lists of URIs (RFC 3261 §19.1.1) and of header
 //! fields (`generic-param`, RFC 3261 §25.1), viewed in place.
 
-use crate::text::{escapes_valid, is_token, quoted_string_end, trim_lws};
+use crate::text::{escapes_valid, is_lws, is_token_byte, quoted_string_end, trim_lws};
+
+/// `token` characters plus what a `host` adds (`[`, `]`, `:`).
+static GEN_VALUE: [bool; 256] = crate::text::class(b"-.!%*_+`'~[]:");
 
 /// A parameter list as it appears on the wire, starting at its first `;`
 /// (or empty). Iterating never allocates.
@@ -57,66 +60,95 @@ impl<'a> Params<'a> {
         self.get(name).is_some()
     }
 
-    /// Checks header-parameter syntax: `token [= (token / host / quoted-string)]`.
-    pub(crate) fn validate_generic(&self) -> Result<(), &'static str> {
-        for p in self.iter() {
-            if !is_token(p.name) {
+    /// Checks header-parameter syntax (`token [= (token / host /
+    /// quoted-string)]`) and returns the value of the
+    /// parameter named `want` (case-insensitive) found on the way, so that
+    /// the typed header can keep it without a second scan.
+    pub(crate) fn scan_generic(&self, want: &str) -> Result<Option<&'a str>, &'static str> {
+        let raw = self.raw;
+        let b = raw.as_bytes();
+        let skip = |mut i: usize| {
+            while i < b.len() && is_lws(b[i]) {
+                i += 1;
+            }
+            i
+        };
+        let mut found = None;
+        let mut i = skip(0);
+        while i < b.len() {
+            if b[i] != b';' {
+                return Err("malformed parameter list");
+            }
+            i = skip(i + 1);
+            let ns = i;
+            while i < b.len() && is_token_byte(b[i]) {
+                i += 1;
+            }
+            if i == ns {
                 return Err("malformed parameter name");
             }
-            if let Some(v) = p.value {
-                if v.starts_with('"') {
-                    if quoted_string_end(v.as_bytes()) != Some(v.len()) {
-                        return Err("unterminated quoted parameter value");
+            let name = &raw[ns..i];
+            i = skip(i);
+            let mut value = None;
+            if i < b.len() && b[i] == b'=' {
+                i = skip(i + 1);
+                let vs = i;
+                if i < b.len() && b[i] == b'"' {
+                    i += quoted_string_end(&b[i..]).ok_or("unterminated quoted parameter value")?;
+                } else {
+                    while i < b.len() && GEN_VALUE[b[i] as usize] {
+                        i += 1;
                     }
-                } else if v.is_empty()
-                    || !v
-                        .bytes()
-                        .all(|b| crate::text::is_token_byte(b) || matches!(b, b'[' | b']' | b':'))
-                {
-                    return Err("malformed parameter value");
+                    if i == vs {
+                        return Err("malformed parameter value");
+                    }
                 }
+                value = Some(&raw[vs..i]);
+                i = skip(i);
+            }
+            if found.is_none() && !want.is_empty() && name.eq_ignore_ascii_case(want) {
+                found = Some(value.unwrap_or(""));
             }
         }
-        Ok(())
+        Ok(found)
     }
 
-    /// Checks URI-parameter syntax (`paramchar`, RFC 3261 §25.1).
+    /// Checks URI-parameter syntax (`paramchar`, RFC 3261 §25.1) in one
+    /// pass: names and values non-empty, no white space, valid escapes.
     pub(crate) fn validate_uri(&self) -> Result<(), &'static str> {
-        fn paramchar(s: &str) -> bool {
-            !s.is_empty()
-                && escapes_valid(s)
-                && s.bytes().all(|b| {
-                    b.is_ascii_alphanumeric()
-                        || matches!(
-                            b,
-                            b'-' | b'_'
-                                | b'.'
-                                | b'!'
-                                | b'~'
-                                | b'*'
-                                | b'\''
-                                | b'('
-                                | b')'
-                                | b'%'
-                                | b'['
-                                | b']'
-                                | b'/'
-                                | b':'
-                                | b'&'
-                                | b'+'
-                                | b'$'
-                        )
-                })
-        }
-        for p in self.iter() {
-            if !paramchar(p.name) {
-                return Err("malformed URI parameter");
-            }
-            if let Some(v) = p.value {
-                if !paramchar(v) {
-                    return Err("malformed URI parameter value");
+        let b = self.raw.as_bytes();
+        let Some(rest) = b.strip_prefix(b";") else {
+            return if b.is_empty() {
+                Ok(())
+            } else {
+                Err("malformed URI parameter")
+            };
+        };
+        // 0: in a name, 1: in a value; `len` counts the current part.
+        let mut in_value = false;
+        let mut len = 0;
+        for &c in rest {
+            match c {
+                b';' => {
+                    if len == 0 {
+                        return Err("malformed URI parameter");
+                    }
+                    in_value = false;
+                    len = 0;
                 }
+                b'=' if !in_value => {
+                    if len == 0 {
+                        return Err("malformed URI parameter");
+                    }
+                    in_value = true;
+                    len = 0;
+                }
+                c if crate::uri::PARAMCHAR[c as usize] => len += 1,
+                _ => return Err("malformed URI parameter"),
             }
+        }
+        if len == 0 || (rest.contains(&b'%') && !escapes_valid(self.raw)) {
+            return Err("malformed URI parameter");
         }
         Ok(())
     }
@@ -197,14 +229,14 @@ mod tests {
         assert_eq!(v[0].value, Some("1918181833n"));
         assert_eq!(v[1].value, Some("\"a;b\""));
         assert_eq!(p.get("LR"), Some(None));
-        assert!(p.validate_generic().is_ok());
+        assert!(p.scan_generic("").is_ok());
     }
 
     #[test]
     fn empty_names_are_rejected() {
-        assert!(Params::new(";;").validate_generic().is_err());
-        assert!(Params::new(";a=").validate_generic().is_err());
-        assert!(Params::new("").validate_generic().is_ok());
+        assert!(Params::new(";;").scan_generic("").is_err());
+        assert!(Params::new(";a=").scan_generic("").is_err());
+        assert!(Params::new("").scan_generic("").is_ok());
         assert_eq!(Params::new("").iter().count(), 0);
     }
 }

@@ -43,14 +43,68 @@ pub(crate) fn is_lws(b: u8) -> bool {
 /// Trims linear white space (folds included) from both ends.
 #[inline]
 pub(crate) fn trim_lws(s: &str) -> &str {
-    s.trim_matches([' ', '\t', '\r', '\n'])
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut j = b.len();
+    while i < j && is_lws(b[i]) {
+        i += 1;
+    }
+    while j > i && is_lws(b[j - 1]) {
+        j -= 1;
+    }
+    // Only ASCII bytes were skipped, so both ends are char boundaries.
+    &s[i..j]
 }
 
 /// Trims linear white space from the start.
 #[inline]
 pub(crate) fn trim_lws_start(s: &str) -> &str {
-    s.trim_start_matches([' ', '\t', '\r', '\n'])
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() && is_lws(b[i]) {
+        i += 1;
+    }
+    &s[i..]
 }
+
+/// Finds the empty line that ends a header section (`CRLF CRLF`); returns
+/// the offset of its first CR. The searcher is built once per process.
+pub(crate) fn find_head_end(buf: &[u8]) -> Option<usize> {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+    FINDER.find(buf)
+}
+
+/// Position of the first `c` in `s`: a plain loop, faster than a SIMD
+/// search on the short fields of a header value.
+#[inline]
+pub(crate) fn find(s: &str, c: u8) -> Option<usize> {
+    s.as_bytes().iter().position(|&x| x == c)
+}
+
+/// A byte class as a lookup table: alphanumerics plus `extra`.
+pub(crate) const fn class(extra: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = (c as u8).is_ascii_alphanumeric();
+        c += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+/// `unreserved` and `%` of RFC 3261 §25.1, the base of the URI classes.
+macro_rules! unreserved {
+    ($($extra:literal)*) => {
+        crate::text::class(concat!("-_.!~*'()%", $($extra),*).as_bytes())
+    };
+}
+pub(crate) use unreserved;
 
 /// Finds the end of a quoted string that starts at `s[0] == '"'`; returns the
 /// index just past the closing quote, or `None` when it is unterminated.
@@ -88,6 +142,10 @@ impl<'a> Iterator for CommaSplit<'a> {
     fn next(&mut self) -> Option<&'a str> {
         let s = self.rest?;
         let bytes = s.as_bytes();
+        if memchr::memchr(b',', bytes).is_none() {
+            self.rest = None;
+            return Some(trim_lws(s));
+        }
         let mut i = 0;
         let mut in_angle = false;
         while i < bytes.len() {

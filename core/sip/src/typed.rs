@@ -5,8 +5,10 @@
 use std::fmt;
 
 use crate::params::Params;
-use crate::text::{is_lws, is_token, is_token_byte, quoted_string_end, trim_lws, trim_lws_start};
-use crate::uri::{parse_hostport, Host, Uri, UriError};
+use crate::text::{
+    find, is_lws, is_token, is_token_byte, quoted_string_end, trim_lws, trim_lws_start,
+};
+use crate::uri::{Host, Uri, HOST_BYTE};
 
 /// A SIP method. Methods are case-sensitive (RFC 3261 §7.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -140,6 +142,7 @@ pub struct Via<'a> {
     pub port: Option<u16>,
     /// Via parameters.
     pub params: Params<'a>,
+    branch: Option<&'a str>,
 }
 
 /// The RFC 3261 branch magic cookie.
@@ -150,49 +153,95 @@ impl<'a> Via<'a> {
     /// allowing LWS around the slashes as RFC 3261 does.
     pub fn parse(value: &'a str) -> Result<Via<'a>, &'static str> {
         let v = trim_lws(value);
-        let s1 = v.find('/').ok_or("malformed sent-protocol")?;
-        let name = trim_lws(&v[..s1]);
-        let rest = &v[s1 + 1..];
-        let s2 = rest.find('/').ok_or("malformed sent-protocol")?;
-        let version = trim_lws(&rest[..s2]);
-        let rest = trim_lws_start(&rest[s2 + 1..]);
-        let tend = rest
-            .bytes()
-            .position(|b| !is_token_byte(b))
-            .unwrap_or(rest.len());
-        let transport = &rest[..tend];
-        if !is_token(name) || !is_token(version) || !is_token(transport) {
+        let b = v.as_bytes();
+        let skip = |mut i: usize| {
+            while i < b.len() && is_lws(b[i]) {
+                i += 1;
+            }
+            i
+        };
+        let token = |mut i: usize| {
+            let s = i;
+            while i < b.len() && is_token_byte(b[i]) {
+                i += 1;
+            }
+            (s, i)
+        };
+        // sent-protocol = name SLASH version SLASH transport, SLASH = SWS "/" SWS
+        let (ns, ne) = token(0);
+        let i = skip(ne);
+        if ne == ns || b.get(i) != Some(&b'/') {
             return Err("malformed sent-protocol");
         }
-        let rest = &rest[tend..];
-        if !rest.bytes().next().is_some_and(is_lws) {
+        let (vs, ve) = token(skip(i + 1));
+        let i = skip(ve);
+        if ve == vs || b.get(i) != Some(&b'/') {
+            return Err("malformed sent-protocol");
+        }
+        let (ts, te) = token(skip(i + 1));
+        if te == ts {
+            return Err("malformed sent-protocol");
+        }
+        if !b.get(te).is_some_and(|c| is_lws(*c)) {
             return Err("missing sent-by");
         }
-        let rest = trim_lws_start(rest);
-        let pend = rest.find(';').unwrap_or(rest.len());
-        let sent_by = trim_lws(&rest[..pend]);
-        // LWS is allowed around the colon of sent-by; squeeze it out by
-        // rejecting embedded white space except at the colon.
-        let (host, port) = parse_sent_by(sent_by)?;
-        let params = Params::new(&rest[pend..]);
-        params.validate_generic()?;
-        let host_raw = match sent_by.rfind(':') {
-            Some(c) if port.is_some() => trim_lws(&sent_by[..c]),
-            _ => sent_by,
+        // sent-by = host [ COLON port ], LWS allowed around the colon
+        let hs = skip(te);
+        let mut i = hs;
+        if b.get(i) == Some(&b'[') {
+            i += b[i..]
+                .iter()
+                .position(|&c| c == b']')
+                .ok_or("malformed sent-by host")?
+                + 1;
+        } else {
+            while i < b.len() && HOST_BYTE[b[i] as usize] {
+                i += 1;
+            }
+        }
+        let host_raw = &v[hs..i];
+        let host = Host::parse(host_raw).map_err(|_| "malformed sent-by host")?;
+        let mut j = skip(i);
+        let port = if b.get(j) == Some(&b':') {
+            j = skip(j + 1);
+            let ps = j;
+            let mut n: u32 = 0;
+            while j < b.len() && b[j].is_ascii_digit() && j - ps < 6 {
+                n = n * 10 + u32::from(b[j] - b'0');
+                j += 1;
+            }
+            if j == ps {
+                return Err("malformed sent-by port");
+            }
+            let p = u16::try_from(n).map_err(|_| "malformed sent-by port")?;
+            j = skip(j);
+            Some(p)
+        } else {
+            None
         };
+        if j < b.len() && b[j] != b';' {
+            return Err(if port.is_some() {
+                "malformed sent-by port"
+            } else {
+                "malformed sent-by host"
+            });
+        }
+        let params = Params::new(&v[j..]);
+        let branch = params.scan_generic("branch")?.filter(|b| !b.is_empty());
         Ok(Via {
-            protocol: (name, version),
-            transport,
+            protocol: (&v[ns..ne], &v[vs..ve]),
+            transport: &v[ts..te],
             host,
             host_raw,
             port,
             params,
+            branch,
         })
     }
 
     /// The `branch` parameter.
     pub fn branch(&self) -> Option<&'a str> {
-        self.params.get("branch").flatten()
+        self.branch
     }
 
     /// `true` when the branch starts with the RFC 3261 magic cookie.
@@ -213,25 +262,6 @@ impl<'a> Via<'a> {
     }
 }
 
-fn parse_sent_by(s: &str) -> Result<(Host<'_>, Option<u16>), &'static str> {
-    if s.bytes().any(is_lws) {
-        // `host SWS ":" SWS port` is tolerated: strip LWS around the colon.
-        let c = s.rfind(':').ok_or("malformed sent-by")?;
-        let host = trim_lws(&s[..c]);
-        let port = trim_lws(&s[c + 1..]);
-        if host.bytes().any(is_lws) || port.bytes().any(is_lws) || s.starts_with('[') {
-            return Err("malformed sent-by");
-        }
-        let h = Host::parse(host).map_err(|_| "malformed sent-by host")?;
-        let p = port.parse::<u16>().map_err(|_| "malformed sent-by port")?;
-        return Ok((h, Some(p)));
-    }
-    parse_hostport(s).map_err(|e| match e {
-        UriError::Port => "malformed sent-by port",
-        _ => "malformed sent-by host",
-    })
-}
-
 /// A `name-addr` or `addr-spec` with header parameters: the value of From,
 /// To, Contact, Route, Record-Route, Refer-To and the like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,6 +274,7 @@ pub struct NameAddr<'a> {
     pub bracketed: bool,
     /// Header parameters after the URI (`;tag=…`, `;expires=…`).
     pub params: Params<'a>,
+    tag: Option<&'a str>,
 }
 
 impl<'a> NameAddr<'a> {
@@ -255,7 +286,7 @@ impl<'a> NameAddr<'a> {
             let end = quoted_string_end(b).ok_or("unterminated quoted display name")?;
             (Some(&v[..end]), trim_lws_start(&v[end..]))
         } else {
-            match v.find('<') {
+            match find(v, b'<') {
                 Some(lt) => {
                     let d = trim_lws(&v[..lt]);
                     if !d.bytes().all(|c| is_token_byte(c) || is_lws(c)) {
@@ -267,7 +298,7 @@ impl<'a> NameAddr<'a> {
             }
         };
         if let Some(inner) = after_display.strip_prefix('<') {
-            let gt = inner.find('>').ok_or("missing '>'")?;
+            let gt = find(inner, b'>').ok_or("missing '>'")?;
             let uri_raw = trim_lws(&inner[..gt]);
             let uri = Uri::parse(uri_raw).map_err(|_| "malformed URI")?;
             let rest = trim_lws_start(&inner[gt + 1..]);
@@ -275,36 +306,38 @@ impl<'a> NameAddr<'a> {
                 return Err("unexpected text after '>'");
             }
             let params = Params::new(rest);
-            params.validate_generic()?;
+            let tag = params.scan_generic("tag")?;
             return Ok(NameAddr {
                 display_name,
                 uri,
                 bracketed: true,
                 params,
+                tag,
             });
         }
         if display_name.is_some() {
             return Err("display name without '<'");
         }
-        let end = v.find(';').unwrap_or(v.len());
+        let end = find(v, b';').unwrap_or(v.len());
         let uri_raw = trim_lws(&v[..end]);
         if uri_raw.contains(['?', ',']) {
             return Err("URI with '?' or ',' must be enclosed in '<>'");
         }
         let uri = Uri::parse(uri_raw).map_err(|_| "malformed URI")?;
         let params = Params::new(&v[end..]);
-        params.validate_generic()?;
+        let tag = params.scan_generic("tag")?;
         Ok(NameAddr {
             display_name: None,
             uri,
             bracketed: false,
             params,
+            tag,
         })
     }
 
     /// The `tag` parameter.
     pub fn tag(&self) -> Option<&'a str> {
-        self.params.get("tag").flatten()
+        self.tag.filter(|t| !t.is_empty())
     }
 }
 

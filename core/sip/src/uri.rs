@@ -6,7 +6,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::params::Params;
-use crate::text::escapes_valid;
+use crate::text::{escapes_valid, find, unreserved};
 
 /// Why a URI did not parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -66,16 +66,15 @@ impl Host<'_> {
         if s.is_empty() {
             return Err(UriError::Host);
         }
-        if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-            return s
-                .parse::<Ipv4Addr>()
-                .map(Host::Ipv4)
-                .map_err(|_| UriError::Host);
+        if s.as_bytes()[0].is_ascii_digit() {
+            if let Some(ip) = parse_ipv4(s) {
+                return Ok(Host::Ipv4(ip));
+            }
+            if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+                return Err(UriError::Host);
+            }
         }
-        let ok = s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-            && !s.starts_with(['.', '-']);
+        let ok = s.bytes().all(|b| HOST_BYTE[b as usize]) && !s.starts_with(['.', '-']);
         if ok {
             Ok(Host::Domain(s))
         } else {
@@ -94,37 +93,42 @@ impl fmt::Display for Host<'_> {
     }
 }
 
-/// Splits `host[:port]`, with IPv6 references in brackets.
-pub(crate) fn parse_hostport(s: &str) -> Result<(Host<'_>, Option<u16>), UriError> {
-    let (host, port) = if s.starts_with('[') {
-        match s.find(']') {
-            Some(end) => {
-                let rest = &s[end + 1..];
-                let port = match rest.strip_prefix(':') {
-                    Some(p) => Some(p),
-                    None if rest.is_empty() => None,
-                    None => return Err(UriError::Host),
-                };
-                (&s[..=end], port)
+pub(crate) static HOST_BYTE: [bool; 256] = crate::text::class(b"-._");
+static USER: [bool; 256] = unreserved!("&" "=" "+" "$" "," ";" "?" "/");
+static PASSWORD: [bool; 256] = unreserved!("&" "=" "+" "$" ",");
+static HNV: [bool; 256] = unreserved!("[" "]" "/" "?" ":" "+" "$" "=" "&");
+pub(crate) static PARAMCHAR: [bool; 256] = unreserved!("[" "]" "/" ":" "&" "+" "$");
+
+/// Dotted-quad IPv4 without the generality of `FromStr`.
+fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
+    let mut o = [0u8; 4];
+    let mut n = 0;
+    let mut v = 0u16;
+    let mut digits = 0;
+    for &b in s.as_bytes() {
+        if b == b'.' {
+            if digits == 0 || n == 3 {
+                return None;
             }
-            None => return Err(UriError::Host),
-        }
-    } else {
-        match s.rfind(':') {
-            Some(c) => (&s[..c], Some(&s[c + 1..])),
-            None => (s, None),
-        }
-    };
-    let port = match port {
-        Some(p) => {
-            if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(UriError::Port);
+            o[n] = u8::try_from(v).ok()?;
+            n += 1;
+            v = 0;
+            digits = 0;
+        } else if b.is_ascii_digit() {
+            digits += 1;
+            if digits > 3 {
+                return None;
             }
-            Some(p.parse::<u16>().map_err(|_| UriError::Port)?)
+            v = v * 10 + u16::from(b - b'0');
+        } else {
+            return None;
         }
-        None => None,
-    };
-    Ok((Host::parse(host)?, port))
+    }
+    if digits == 0 || n != 3 {
+        return None;
+    }
+    o[3] = u8::try_from(v).ok()?;
+    Some(Ipv4Addr::new(o[0], o[1], o[2], o[3]))
 }
 
 /// A `sip:` or `sips:` URI, viewed in place.
@@ -202,7 +206,11 @@ pub struct Uri<'a> {
 impl<'a> Uri<'a> {
     /// Parses an absolute URI.
     pub fn parse(raw: &'a str) -> Result<Uri<'a>, UriError> {
-        let colon = raw.find(':').ok_or(UriError::Scheme)?;
+        if let [b's' | b'S', b'i' | b'I', b'p' | b'P', b':', ..] = raw.as_bytes() {
+            let kind = UriKind::Sip(parse_sip(&raw[4..], false)?);
+            return Ok(Uri { raw, kind });
+        }
+        let colon = find(raw, b':').ok_or(UriError::Scheme)?;
         let scheme = &raw[..colon];
         let rest = &raw[colon + 1..];
         let sb = scheme.as_bytes();
@@ -276,78 +284,98 @@ impl fmt::Display for Uri<'_> {
     }
 }
 
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
-        )
-}
-
 fn parse_sip(rest: &str, secure: bool) -> Result<SipUri<'_>, UriError> {
-    if rest.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return Err(match rest.find('@') {
-            Some(at) if rest[..at].bytes().any(|b| b <= b' ' || b == 0x7f) => UriError::User,
-            _ => UriError::Host,
-        });
+    let b = rest.as_bytes();
+    // One scan finds the end of the userinfo and whether any escape needs checking.
+    let mut at = None;
+    let mut has_escape = false;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'@' => {
+                at = Some(i);
+                break;
+            }
+            b'%' => has_escape = true,
+            _ => {}
+        }
     }
-    let (user, password, hostpart) = match rest.find('@') {
+    let (user, password, hp) = match at {
         Some(at) => {
-            let userinfo = &rest[..at];
-            let (user, password) = match userinfo.find(':') {
-                Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
-                None => (userinfo, None),
-            };
-            let user_ok = !user.is_empty()
-                && escapes_valid(user)
-                && user.bytes().all(|b| {
-                    is_unreserved(b)
-                        || matches!(
-                            b,
-                            b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/'
-                        )
-                });
-            if !user_ok {
+            let ui = &b[..at];
+            let user_end = ui.iter().position(|&c| !USER[c as usize]).unwrap_or(at);
+            if user_end == 0 {
                 return Err(UriError::User);
             }
-            if let Some(p) = password {
-                let ok = escapes_valid(p)
-                    && p.bytes().all(|b| {
-                        is_unreserved(b) || matches!(b, b'%' | b'&' | b'=' | b'+' | b'$' | b',')
-                    });
-                if !ok {
-                    return Err(UriError::Password);
+            let password = match ui.get(user_end) {
+                None => None,
+                Some(b':') => {
+                    let p = &rest[user_end + 1..at];
+                    if !p.bytes().all(|c| PASSWORD[c as usize]) {
+                        return Err(UriError::Password);
+                    }
+                    Some(p)
                 }
+                Some(_) => return Err(UriError::User),
+            };
+            let user = &rest[..user_end];
+            if has_escape && !(escapes_valid(user) && password.is_none_or(escapes_valid)) {
+                return Err(UriError::User);
             }
-            (Some(user), password, &rest[at + 1..])
+            (Some(user), password, at + 1)
         }
-        None => (None, None, rest),
+        None => (None, None, 0),
     };
-    let end = hostpart.find([';', '?']).unwrap_or(hostpart.len());
-    let host_raw_port = &hostpart[..end];
-    let (host, port) = parse_hostport(host_raw_port)?;
-    let host_raw = match port {
-        Some(_) => &host_raw_port[..host_raw_port.rfind(':').unwrap_or(host_raw_port.len())],
-        None => host_raw_port,
+    // hostport
+    let mut i = hp;
+    if b.get(i) == Some(&b'[') {
+        i += b[i..]
+            .iter()
+            .position(|&c| c == b']')
+            .ok_or(UriError::Host)?
+            + 1;
+    } else {
+        while i < b.len() && HOST_BYTE[b[i] as usize] {
+            i += 1;
+        }
+    }
+    let host_raw = &rest[hp..i];
+    let host = Host::parse(host_raw)?;
+    let port = if b.get(i) == Some(&b':') {
+        let start = i + 1;
+        i = start;
+        let mut v: u32 = 0;
+        while i < b.len() && b[i].is_ascii_digit() {
+            v = v * 10 + u32::from(b[i] - b'0');
+            i += 1;
+            if i - start > 5 {
+                return Err(UriError::Port);
+            }
+        }
+        if i == start {
+            return Err(UriError::Port);
+        }
+        Some(u16::try_from(v).map_err(|_| UriError::Port)?)
+    } else {
+        None
     };
-    let after = &hostpart[end..];
-    let (params_raw, headers) = match after.find('?') {
+    let after = &rest[i..];
+    if !after.is_empty() && !after.starts_with([';', '?']) {
+        return Err(if port.is_some() {
+            UriError::Port
+        } else {
+            UriError::Host
+        });
+    }
+    let (params_raw, headers) = match find(after, b'?') {
         Some(q) => (&after[..q], Some(&after[q + 1..])),
         None => (after, None),
     };
     let params = Params::new(params_raw);
-    params.validate_uri().map_err(|_| UriError::Param)?;
+    if !params_raw.is_empty() {
+        params.validate_uri().map_err(|_| UriError::Param)?;
+    }
     if let Some(h) = headers {
-        let ok = !h.is_empty()
-            && escapes_valid(h)
-            && h.bytes().all(|b| {
-                is_unreserved(b)
-                    || matches!(
-                        b,
-                        b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'=' | b'&'
-                    )
-            });
-        if !ok {
+        if h.is_empty() || !h.bytes().all(|c| HNV[c as usize]) || !escapes_valid(h) {
             return Err(UriError::Headers);
         }
     }
@@ -364,7 +392,7 @@ fn parse_sip(rest: &str, secure: bool) -> Result<SipUri<'_>, UriError> {
 }
 
 fn parse_tel(rest: &str) -> Result<TelUri<'_>, UriError> {
-    let end = rest.find(';').unwrap_or(rest.len());
+    let end = find(rest, b';').unwrap_or(rest.len());
     let number = &rest[..end];
     let digits = number.strip_prefix('+').unwrap_or(number);
     let ok = !digits.is_empty()
