@@ -3,6 +3,28 @@
 
 use crate::text::{escapes_valid, is_lws, is_token_byte, quoted_string_end, trim_lws};
 
+const INVALID: u8 = 0;
+const PARAM_BYTE: u8 = 1;
+const PERCENT: u8 = 2;
+const SEMI: u8 = 3;
+const EQUALS: u8 = 4;
+
+/// Byte classes of a URI parameter list (`paramchar`, `;`, `=`).
+static URI_PARAM: [u8; 256] = {
+    let mut t = [INVALID; 256];
+    let mut c = 0;
+    while c < 256 {
+        if crate::uri::PARAMCHAR[c] {
+            t[c] = PARAM_BYTE;
+        }
+        c += 1;
+    }
+    t[b'%' as usize] = PERCENT;
+    t[b';' as usize] = SEMI;
+    t[b'=' as usize] = EQUALS;
+    t
+};
+
 /// `token` characters plus what a `host` adds (`[`, `]`, `:`).
 static GEN_VALUE: [bool; 256] = crate::text::class(b"-.!%*_+`'~[]:");
 
@@ -124,30 +146,29 @@ impl<'a> Params<'a> {
                 Err("malformed URI parameter")
             };
         };
-        // 0: in a name, 1: in a value; `len` counts the current part.
+        // `len` counts the bytes of the current name or value.
         let mut in_value = false;
         let mut len = 0;
+        let mut escaped = false;
         for &c in rest {
-            match c {
-                b';' => {
-                    if len == 0 {
-                        return Err("malformed URI parameter");
-                    }
+            match URI_PARAM[c as usize] {
+                PARAM_BYTE => len += 1,
+                PERCENT => {
+                    escaped = true;
+                    len += 1;
+                }
+                SEMI if len > 0 => {
                     in_value = false;
                     len = 0;
                 }
-                b'=' if !in_value => {
-                    if len == 0 {
-                        return Err("malformed URI parameter");
-                    }
+                EQUALS if len > 0 && !in_value => {
                     in_value = true;
                     len = 0;
                 }
-                c if crate::uri::PARAMCHAR[c as usize] => len += 1,
                 _ => return Err("malformed URI parameter"),
             }
         }
-        if len == 0 || (rest.contains(&b'%') && !escapes_valid(self.raw)) {
+        if len == 0 || (escaped && !escapes_valid(self.raw)) {
             return Err("malformed URI parameter");
         }
         Ok(())
