@@ -561,12 +561,15 @@ fn parse_version(v: &str) -> Result<(), ErrorKind> {
     if v.eq_ignore_ascii_case("SIP/2.0") {
         return Ok(());
     }
-    let looks_like_version = v.len() > 4
-        && v[..4].eq_ignore_ascii_case("SIP/")
-        && v[4..].split('.').count() == 2
-        && v[4..]
-            .split('.')
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    // Compare bytes: `v` may hold any UTF-8, and a str slice at a fixed
+    // index could split a character.
+    let b = v.as_bytes();
+    let looks_like_version = b.len() > 4
+        && b[..4].eq_ignore_ascii_case(b"SIP/")
+        && b[4..].split(|c| *c == b'.').count() == 2
+        && b[4..]
+            .split(|c| *c == b'.')
+            .all(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit));
     Err(if looks_like_version {
         ErrorKind::Version
     } else {
