@@ -335,8 +335,13 @@ impl Credentials {
             uri: get("uri")?,
             response: response.to_ascii_lowercase(),
             algorithm,
-            cnonce: param(&p, "cnonce").map(|v| v.into_owned()),
-            nc: param(&p, "nc").map(|v| v.into_owned()),
+            // cnonce and nc only mean something with qop (RFC 7616 §3.4);
+            // without it they are dropped, so the value serializes back
+            // to what was understood.
+            cnonce: param(&p, "cnonce")
+                .filter(|_| qop_auth)
+                .map(|v| v.into_owned()),
+            nc: param(&p, "nc").filter(|_| qop_auth).map(|v| v.into_owned()),
             qop_auth,
             opaque: param(&p, "opaque").map(|v| v.into_owned()),
         };

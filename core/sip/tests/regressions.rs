@@ -40,8 +40,14 @@ fn no_regression_panics() {
             let _ = sentiric_sip::Uri::parse(s);
             let _ = sentiric_sip::Via::parse(s);
             let _ = sentiric_sip::NameAddr::parse(s);
-            let _ = sentiric_sip::digest::Challenge::parse(s);
-            let _ = sentiric_sip::digest::Credentials::parse(s);
+            if let Ok(c) = sentiric_sip::digest::Challenge::parse(s) {
+                let again = sentiric_sip::digest::Challenge::parse(&c.to_header_value());
+                assert_eq!(again.as_ref(), Ok(&c), "{name}");
+            }
+            if let Ok(c) = sentiric_sip::digest::Credentials::parse(s) {
+                let again = sentiric_sip::digest::Credentials::parse(&c.to_header_value());
+                assert_eq!(again.as_ref(), Ok(&c), "{name}");
+            }
         }
     }
 }
@@ -57,4 +63,17 @@ fn non_ascii_version_is_a_bad_start_line() {
     .unwrap();
     let e = Message::parse(&bytes).unwrap_err();
     assert_eq!(e.disposition(), Disposition::Drop);
+}
+
+/// `nc` without `qop` used to survive parsing but not serialization, so
+/// credentials did not round-trip.
+#[test]
+fn nc_without_qop_is_dropped() {
+    let bytes = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/regressions/digest-nc-without-qop.bin"),
+    )
+    .unwrap();
+    let c = sentiric_sip::digest::Credentials::parse(std::str::from_utf8(&bytes).unwrap()).unwrap();
+    assert_eq!((c.nc, c.cnonce, c.qop_auth), (None, None, false));
 }
