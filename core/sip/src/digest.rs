@@ -159,7 +159,19 @@ fn auth_params(value: &str) -> Result<Vec<(&str, &str)>, DigestError> {
         let eq = item.find('=').ok_or(DigestError::Malformed)?;
         let name = trim_lws(&item[..eq]);
         let val = trim_lws(&item[eq + 1..]);
-        if name.is_empty() || (val.starts_with('"') && (val.len() < 2 || !val.ends_with('"'))) {
+        let well_formed = if val.starts_with('"') {
+            // A quoted value: closed, and no line breaks inside.
+            val.len() >= 2
+                && crate::text::quoted_string_end(val.as_bytes()) == Some(val.len())
+                && !val.contains(['\r', '\n'])
+        } else {
+            // token / token68 (nonces and responses are often base64).
+            !val.is_empty()
+                && val
+                    .bytes()
+                    .all(|b| crate::text::is_token_byte(b) || matches!(b, b'/' | b'=' | b':'))
+        };
+        if name.is_empty() || !well_formed {
             return Err(DigestError::Malformed);
         }
         out.push((name, val));

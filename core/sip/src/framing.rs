@@ -67,6 +67,14 @@ pub enum FramingError {
     NotUtf8,
 }
 
+impl FramingError {
+    /// Every framing error loses the message boundaries for good: close
+    /// the connection (RFC 3261 §18.3; RFC 4475 §3.1.2.3).
+    pub fn disposition(&self) -> crate::Disposition {
+        crate::Disposition::CloseConnection
+    }
+}
+
 /// Cuts messages out of a stream.
 #[derive(Debug)]
 pub struct StreamFramer {
@@ -258,6 +266,10 @@ mod tests {
         let mut f = StreamFramer::new(ParseLimits::default(), KeepAliveRole::Server);
         f.push(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: -1\r\n\r\n");
         assert_eq!(f.next_frame(), Err(FramingError::BadContentLength));
+        assert_eq!(
+            FramingError::BadContentLength.disposition(),
+            crate::Disposition::CloseConnection
+        );
         let mut f = StreamFramer::new(ParseLimits::default(), KeepAliveRole::Server);
         f.push(b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n\r\n");
         assert_eq!(f.next_frame(), Err(FramingError::MissingContentLength));

@@ -28,8 +28,14 @@ fn no_regression_panics() {
     for (name, bytes) in all_inputs() {
         let parsed = Message::parse(&bytes);
         if let Ok(m) = &parsed {
+            // Serializing may add the Content-Length line the datagram lacked.
+            let limits = ParseLimits {
+                max_headers: ParseLimits::default().max_headers + 1,
+                ..ParseLimits::default()
+            };
             let again = m.to_bytes();
-            Message::parse(&again).unwrap_or_else(|e| panic!("{name}: round trip: {e}"));
+            Message::parse_with(&again, &limits, Framing::Datagram)
+                .unwrap_or_else(|e| panic!("{name}: round trip: {e}"));
         }
         let mut f = StreamFramer::new(ParseLimits::default(), KeepAliveRole::Server);
         f.push(&bytes);
@@ -76,4 +82,20 @@ fn nc_without_qop_is_dropped() {
     .unwrap();
     let c = sentiric_sip::digest::Credentials::parse(std::str::from_utf8(&bytes).unwrap()).unwrap();
     assert_eq!((c.nc, c.cnonce, c.qop_auth), (None, None, false));
+}
+
+/// A line feed inside an unquoted digest parameter used to be accepted and
+/// then lost on serialization.
+#[test]
+fn line_feed_in_digest_value_is_malformed() {
+    let bytes = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/regressions/digest-line-feed-in-unquoted-nonce.bin"),
+    )
+    .unwrap();
+    let s = std::str::from_utf8(&bytes).unwrap();
+    assert_eq!(
+        sentiric_sip::digest::Challenge::parse(s),
+        Err(sentiric_sip::digest::DigestError::Malformed)
+    );
 }
