@@ -360,6 +360,14 @@ impl Credentials {
         if qop_auth && (creds.cnonce.is_none() || creds.nc.is_none()) {
             return Err(DigestError::Missing("cnonce/nc"));
         }
+        // nc-value = 8LHEX (RFC 7616 §3.4).
+        if creds
+            .nc
+            .as_ref()
+            .is_some_and(|n| n.len() != 8 || !n.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(DigestError::Malformed);
+        }
         Ok(creds)
     }
 
