@@ -9,75 +9,23 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sentiric_bench::{core_fields, INVITE};
+use sentiric_bench::INVITE;
+
+#[path = "../peers.rs"]
+mod peers;
 
 fn sentiric(c: &mut Criterion) {
     let mut g = c.benchmark_group("invite_parse_core_headers");
     g.throughput(Throughput::Bytes(INVITE.len() as u64));
-    g.bench_function("sentiric", |b| {
-        b.iter(|| {
-            let m = sentiric_sip::Message::parse(black_box(INVITE)).expect("parses");
-            black_box(core_fields(&m))
-        })
-    });
-    g.bench_function("rsip-0.4", |b| {
-        use rsip::prelude::*;
-        b.iter(|| {
-            let m = rsip::SipMessage::try_from(black_box(INVITE)).expect("parses");
-            let rsip::SipMessage::Request(r) = m else {
-                unreachable!()
-            };
-            let via = r.via_header().expect("via").typed().expect("typed via");
-            let from = r.from_header().expect("from").typed().expect("typed from");
-            let to = r.to_header().expect("to").typed().expect("typed to");
-            let cseq = r.cseq_header().expect("cseq").typed().expect("typed cseq");
-            let call_id = r.call_id_header().expect("call-id").value().len();
-            let mf = r
-                .max_forwards_header()
-                .expect("mf")
-                .num()
-                .expect("mf number");
-            black_box((
-                via.branch().map(|b| b.to_string().len()),
-                from.tag().map(|t| t.value().len()),
-                to.tag().map(|t| t.value().len()),
-                cseq.seq,
-                call_id,
-                mf,
-                r.body.len(),
-            ))
-        })
-    });
-    g.bench_function("rsipstack-0.7", |b| {
-        use rsipstack::sip::prelude::*;
-        b.iter(|| {
-            let m = rsipstack::sip::SipMessage::try_from(black_box(INVITE)).expect("parses");
-            let rsipstack::sip::SipMessage::Request(r) = m else {
-                unreachable!()
-            };
-            let via = r.via_header().expect("via").typed().expect("typed via");
-            let from = r.from_header().expect("from").typed().expect("typed from");
-            let to = r.to_header().expect("to").typed().expect("typed to");
-            let cseq = r.cseq_header().expect("cseq").typed().expect("typed cseq");
-            let call_id = r.call_id_header().expect("call-id").value().len();
-            let mf: u32 = r
-                .max_forwards_header()
-                .expect("mf")
-                .value()
-                .trim()
-                .parse()
-                .expect("mf number");
-            black_box((
-                via.branch().map(|b| b.to_string().len()),
-                from.tag().map(|t| t.value().len()),
-                to.tag().map(|t| t.value().len()),
-                cseq.seq,
-                call_id,
-                mf,
-                r.body.len(),
-            ))
-        })
-    });
+    type Parse = fn(&[u8]) -> usize;
+    let parsers: [(&str, Parse); 3] = [
+        ("sentiric", peers::sentiric),
+        ("rsip-0.4", peers::rsip),
+        ("rsipstack-0.7", peers::rsipstack),
+    ];
+    for (name, parse) in parsers {
+        g.bench_function(name, |b| b.iter(|| parse(black_box(INVITE))));
+    }
     g.finish();
 
     let mut g = c.benchmark_group("sentiric_sip");

@@ -103,6 +103,8 @@ pub struct ClientInviteTransaction {
 }
 
 impl ClientInviteTransaction {
+    outputs!(timer_a, timer_b, timer_d, timer_m);
+
     /// Starts the transaction: the INVITE is queued for sending at once.
     pub fn new(
         now: Instant,
@@ -208,30 +210,8 @@ impl ClientInviteTransaction {
 
     fn terminate(&mut self) {
         self.state = ClientInviteState::Terminated;
-        for s in [
-            &mut self.timer_a,
-            &mut self.timer_b,
-            &mut self.timer_d,
-            &mut self.timer_m,
-        ] {
-            s.clear();
-        }
+        self.clear_timers();
         self.events.push_back(TransactionEvent::Terminated);
-    }
-
-    /// The next message to send.
-    pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        self.transmits.pop_front()
-    }
-
-    /// The next event for the TU.
-    pub fn poll_event(&mut self) -> Option<TransactionEvent> {
-        self.events.pop_front()
-    }
-
-    /// When [`ClientInviteTransaction::handle_timeout`] must next be called.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        earliest(&[self.timer_a, self.timer_b, self.timer_d, self.timer_m])
     }
 }
 
@@ -264,6 +244,8 @@ pub struct ClientNonInviteTransaction {
 }
 
 impl ClientNonInviteTransaction {
+    outputs!(timer_e, timer_f, timer_k);
+
     /// Starts the transaction: the request is queued for sending at once.
     pub fn new(
         now: Instant,
@@ -344,24 +326,7 @@ impl ClientNonInviteTransaction {
 
     fn terminate(&mut self) {
         self.state = ClientNonInviteState::Terminated;
-        for s in [&mut self.timer_e, &mut self.timer_f, &mut self.timer_k] {
-            s.clear();
-        }
+        self.clear_timers();
         self.events.push_back(TransactionEvent::Terminated);
-    }
-
-    /// The next message to send.
-    pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        self.transmits.pop_front()
-    }
-
-    /// The next event for the TU.
-    pub fn poll_event(&mut self) -> Option<TransactionEvent> {
-        self.events.pop_front()
-    }
-
-    /// When [`ClientNonInviteTransaction::handle_timeout`] must next be called.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        earliest(&[self.timer_e, self.timer_f, self.timer_k])
     }
 }

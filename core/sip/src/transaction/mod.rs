@@ -15,10 +15,6 @@
 //! * [`TransactionLayer`]: matching (§17.1.3, §17.2.3, with the RFC 2543
 //!   fallback), CANCEL matching (§9.2), a bounded table, and one timer heap.
 
-mod client;
-mod layer;
-mod server;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -170,6 +166,35 @@ impl Slot {
         self.0
     }
 }
+
+/// The output side every transaction shares: queued transmits and events,
+/// and its timers. `$timer` lists the transaction's `Slot` fields.
+macro_rules! outputs {
+    ($($timer:ident),+) => {
+        /// The next message to send.
+        pub fn poll_transmit(&mut self) -> Option<Bytes> {
+            self.transmits.pop_front()
+        }
+
+        /// The next event for the TU.
+        pub fn poll_event(&mut self) -> Option<TransactionEvent> {
+            self.events.pop_front()
+        }
+
+        /// When `handle_timeout` must next be called.
+        pub fn poll_timeout(&self) -> Option<Instant> {
+            earliest(&[$(self.$timer),+])
+        }
+
+        fn clear_timers(&mut self) {
+            $(self.$timer.clear();)+
+        }
+    };
+}
+
+mod client;
+mod layer;
+mod server;
 
 /// The earliest of several armed slots.
 pub(crate) fn earliest(slots: &[Slot]) -> Option<Instant> {

@@ -44,6 +44,8 @@ pub struct ServerInviteTransaction {
 }
 
 impl ServerInviteTransaction {
+    outputs!(timer_g, timer_h, timer_i, timer_l);
+
     /// Starts the transaction for a received INVITE; with
     /// [`TimerConfig::send_trying`] a 100 Trying is queued at once.
     pub fn new(
@@ -165,30 +167,8 @@ impl ServerInviteTransaction {
 
     fn terminate(&mut self) {
         self.state = ServerInviteState::Terminated;
-        for s in [
-            &mut self.timer_g,
-            &mut self.timer_h,
-            &mut self.timer_i,
-            &mut self.timer_l,
-        ] {
-            s.clear();
-        }
+        self.clear_timers();
         self.events.push_back(TransactionEvent::Terminated);
-    }
-
-    /// The next message to send.
-    pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        self.transmits.pop_front()
-    }
-
-    /// The next event for the TU.
-    pub fn poll_event(&mut self) -> Option<TransactionEvent> {
-        self.events.pop_front()
-    }
-
-    /// When [`ServerInviteTransaction::handle_timeout`] must next be called.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        earliest(&[self.timer_g, self.timer_h, self.timer_i, self.timer_l])
     }
 }
 
@@ -218,6 +198,8 @@ pub struct ServerNonInviteTransaction {
 }
 
 impl ServerNonInviteTransaction {
+    outputs!(timer_j);
+
     /// Starts the transaction for a received non-INVITE request.
     pub fn new(
         _now: Instant,
@@ -292,22 +274,7 @@ impl ServerNonInviteTransaction {
 
     fn terminate(&mut self) {
         self.state = ServerNonInviteState::Terminated;
-        self.timer_j.clear();
+        self.clear_timers();
         self.events.push_back(TransactionEvent::Terminated);
-    }
-
-    /// The next message to send.
-    pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        self.transmits.pop_front()
-    }
-
-    /// The next event for the TU.
-    pub fn poll_event(&mut self) -> Option<TransactionEvent> {
-        self.events.pop_front()
-    }
-
-    /// When [`ServerNonInviteTransaction::handle_timeout`] must next be called.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timer_j.at()
     }
 }
