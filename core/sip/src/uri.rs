@@ -56,29 +56,32 @@ impl Host<'_> {
     /// Parses a host: an IPv6 reference in brackets, a dotted IPv4 address,
     /// or a host name (letters, digits, `-`, `.`, and `_` as seen in the wild).
     pub fn parse(s: &str) -> Result<Host<'_>, UriError> {
-        if let Some(inner) = s.strip_prefix('[') {
-            let inner = inner.strip_suffix(']').ok_or(UriError::Host)?;
-            return inner
-                .parse::<Ipv6Addr>()
-                .map(Host::Ipv6)
-                .map_err(|_| UriError::Host);
-        }
-        if s.is_empty() {
-            return Err(UriError::Host);
-        }
-        if s.as_bytes()[0].is_ascii_digit() {
-            if let Some(ip) = parse_ipv4(s) {
-                return Ok(Host::Ipv4(ip));
+        let b = s.as_bytes();
+        match b.first() {
+            None => Err(UriError::Host),
+            Some(b'[') => match s[1..].strip_suffix(']') {
+                Some(inner) => inner
+                    .parse::<Ipv6Addr>()
+                    .map(Host::Ipv6)
+                    .map_err(|_| UriError::Host),
+                None => Err(UriError::Host),
+            },
+            Some(c) => {
+                if c.is_ascii_digit() {
+                    if let Some(ip) = parse_ipv4(s) {
+                        return Ok(Host::Ipv4(ip));
+                    }
+                    // All digits and dots, yet no IPv4 address: malformed.
+                    if b.iter().all(|x| x.is_ascii_digit() || *x == b'.') {
+                        return Err(UriError::Host);
+                    }
+                }
+                if *c != b'.' && *c != b'-' && b.iter().all(|x| HOST_BYTE[*x as usize]) {
+                    Ok(Host::Domain(s))
+                } else {
+                    Err(UriError::Host)
+                }
             }
-            if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-                return Err(UriError::Host);
-            }
-        }
-        let ok = s.bytes().all(|b| HOST_BYTE[b as usize]) && !s.starts_with(['.', '-']);
-        if ok {
-            Ok(Host::Domain(s))
-        } else {
-            Err(UriError::Host)
         }
     }
 }
@@ -99,36 +102,33 @@ static PASSWORD: [bool; 256] = unreserved!("&" "=" "+" "$" ",");
 static HNV: [bool; 256] = unreserved!("[" "]" "/" "?" ":" "+" "$" "=" "&");
 pub(crate) static PARAMCHAR: [bool; 256] = unreserved!("[" "]" "/" ":" "&" "+" "$");
 
-/// Dotted-quad IPv4 without the generality of `FromStr`.
+/// Dotted-quad IPv4 without the generality of `FromStr`: four decimal
+/// octets of one to three digits, each at most 255.
 fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
     let mut o = [0u8; 4];
     let mut n = 0;
-    let mut v = 0u16;
+    let mut v: u32 = 0;
     let mut digits = 0;
-    for &b in s.as_bytes() {
-        if b == b'.' {
-            if digits == 0 || n == 3 {
-                return None;
-            }
-            o[n] = u8::try_from(v).ok()?;
+    for &c in s.as_bytes() {
+        let d = c.wrapping_sub(b'0');
+        if d < 10 {
+            v = v * 10 + u32::from(d);
+            digits += 1;
+        } else if c == b'.' && digits > 0 && digits <= 3 && v < 256 && n < 3 {
+            o[n] = v as u8;
             n += 1;
             v = 0;
             digits = 0;
-        } else if b.is_ascii_digit() {
-            digits += 1;
-            if digits > 3 {
-                return None;
-            }
-            v = v * 10 + u16::from(b - b'0');
         } else {
             return None;
         }
     }
-    if digits == 0 || n != 3 {
-        return None;
+    if n == 3 && digits > 0 && digits <= 3 && v < 256 {
+        o[3] = v as u8;
+        Some(Ipv4Addr::new(o[0], o[1], o[2], o[3]))
+    } else {
+        None
     }
-    o[3] = u8::try_from(v).ok()?;
-    Some(Ipv4Addr::new(o[0], o[1], o[2], o[3]))
 }
 
 /// A `sip:` or `sips:` URI, viewed in place.
