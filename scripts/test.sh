@@ -20,9 +20,15 @@ log "cargo clippy (warnings denied)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "cargo test"
-cargo test --workspace --locked
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$results"
 
 if [ "${SENTIRIC_FUZZ_CHECK:-1}" = 1 ]; then
   log "fuzz targets build (stable toolchain, no instrumentation)"
   cargo check --manifest-path fuzz/Cargo.toml --bins --locked
 fi
+
+# One closing line for the whole run: cargo prints a result per test
+# binary, the last of which (doc tests) is often empty.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$results"
