@@ -278,6 +278,43 @@ fn write_headers_and_body(headers: &Headers<'_>, body: &[u8], out: &mut Vec<u8>)
     out.extend_from_slice(body);
 }
 
+/// Line-feed offsets of a header section: inline for any ordinary message,
+/// spilling to the heap only past 64 lines.
+struct LineEnds {
+    inline: [usize; 64],
+    n: usize,
+    spill: Vec<usize>,
+}
+
+impl Default for LineEnds {
+    fn default() -> Self {
+        LineEnds {
+            inline: [0; 64],
+            n: 0,
+            spill: Vec::new(),
+        }
+    }
+}
+
+impl LineEnds {
+    fn push(&mut self, at: usize) {
+        if self.n < self.inline.len() {
+            self.inline[self.n] = at;
+            self.n += 1;
+        } else {
+            self.spill.push(at);
+        }
+    }
+
+    fn first(&self) -> Option<usize> {
+        (self.n > 0).then(|| self.inline[0])
+    }
+
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.inline[..self.n].iter().chain(&self.spill).copied()
+    }
+}
+
 /// Skips CRLFs before a start line (RFC 3261 §7.5).
 pub(crate) fn skip_leading_crlf(buf: &[u8]) -> usize {
     let mut i = 0;
@@ -308,31 +345,44 @@ fn parse<'a>(
             limit: limits.max_message_size,
         }));
     }
-    // A datagram whose last header line ends the datagram without the empty
-    // line is still delimited by the datagram itself: accept it (RFC 4475
-    // §3.1.2.15 arrives that way).
-    let head_end = match crate::text::find_head_end(buf) {
-        Some(e) => Some(e),
-        None if framing == Framing::Datagram && buf.ends_with(b"\r\n") => Some(buf.len() - 2),
-        None => None,
-    };
-    let head_end = head_end.ok_or_else(|| {
-        if buf.len() > limits.max_line_length && memchr::memchr(b'\n', buf).is_none() {
-            err(ErrorKind::LineTooLong {
+    // One SIMD pass over the line feeds finds the end of every line and the
+    // empty line that ends the header section; the body is never scanned.
+    let mut ends = LineEnds::default();
+    let mut line_start = 0;
+    let mut blank = None;
+    for nl in memchr::memchr_iter(b'\n', buf) {
+        if nl - line_start > limits.max_line_length {
+            return Err(err(ErrorKind::LineTooLong {
                 limit: limits.max_line_length,
-            })
-        } else {
-            err(ErrorKind::Unterminated)
+            }));
         }
-    })?;
+        if line_start > 0 && nl == line_start + 1 && buf[line_start] == b'\r' {
+            blank = Some(line_start);
+            break;
+        }
+        ends.push(nl);
+        line_start = nl + 1;
+    }
+    let head_len = match blank {
+        Some(b) => b,
+        // A datagram whose last header line ends the datagram without the
+        // empty line is still delimited by the datagram itself: accept it
+        // (RFC 4475 §3.1.2.15 arrives that way).
+        None if framing == Framing::Datagram && buf.ends_with(b"\r\n") => buf.len(),
+        None if buf.len() - line_start > limits.max_line_length => {
+            return Err(err(ErrorKind::LineTooLong {
+                limit: limits.max_line_length,
+            }))
+        }
+        None => return Err(err(ErrorKind::Unterminated)),
+    };
     // `head` holds the start line and every header line, each with its CRLF.
-    let head = std::str::from_utf8(&buf[..head_end + 2]).map_err(|_| err(ErrorKind::NotUtf8))?;
-    let body_start = head_end + 4;
+    let head = std::str::from_utf8(&buf[..head_len]).map_err(|_| err(ErrorKind::NotUtf8))?;
+    let body_start = head_len + 2;
 
-    // The head ends with a CRLF, so a line feed is always found; the start
-    // line must end with CRLF, not a bare LF.
-    let first_end = match memchr::memchr(b'\n', head.as_bytes()) {
-        Some(n) if n > 0 && head.as_bytes()[n - 1] == b'\r' => n - 1,
+    // The start line must end with CRLF, not a bare LF.
+    let first_end = match ends.first() {
+        Some(n) if n > 0 && buf[n - 1] == b'\r' => n - 1,
         _ => return Err(err(ErrorKind::StartLine)),
     };
     if first_end > limits.max_line_length {
@@ -370,17 +420,10 @@ fn parse<'a>(
     let mut content_length: Option<&'a str> = None;
 
     let hb = head.as_bytes();
-    // One SIMD pass over the header section yields every line feed; a line
-    // feed followed by SP/HTAB is a fold and does not end the header.
+    // Header lines from the line ends found above; a line feed followed by
+    // SP/HTAB is a fold and does not end the header.
     let mut line_start = first_end + 2;
-    let mut phys_start = line_start;
-    for nl in memchr::memchr_iter(b'\n', &hb[line_start..]).map(|o| o + first_end + 2) {
-        if nl - phys_start > limits.max_line_length {
-            return Err(err(ErrorKind::LineTooLong {
-                limit: limits.max_line_length,
-            }));
-        }
-        phys_start = nl + 1;
+    for nl in ends.iter().skip(1) {
         if nl + 1 < hb.len() && matches!(hb[nl + 1], b' ' | b'\t') {
             continue;
         }
