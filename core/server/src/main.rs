@@ -126,7 +126,7 @@ fn handle(
         Ok(Message::Response(_)) => return,
         Err(e) => {
             if let Disposition::Respond { status, reason } = e.disposition() {
-                if let Some(resp) = stateless_response(datagram, status, &reason) {
+                if let Some(resp) = stateless_response(datagram, status, &reason, &random_tag()) {
                     let _ = sock.send_to(&resp, src);
                 }
             }
@@ -153,7 +153,7 @@ fn handle(
             );
         }
         IncomingRequest::Overloaded => {
-            let resp = response_to(&req, 503, "Service Unavailable", None)
+            let resp = response_to(&req, 503, "Service Unavailable", Some(&random_tag()))
                 .header(sentiric_sip::HeaderName::RetryAfter, "5")
                 .finish();
             let _ = sock.send_to(&resp, src);

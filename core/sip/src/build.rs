@@ -110,9 +110,10 @@ pub fn response_to(
 
 /// Builds the stateless response that [`crate::Disposition::Respond`] asks
 /// for, from the raw bytes of a request that did not parse: the Via, From,
-/// To, Call-ID and CSeq lines are copied as found. `None` when the request
-/// has no Via to send the response to.
-pub fn stateless_response(raw: &[u8], status: u16, reason: &str) -> Option<Vec<u8>> {
+/// To, Call-ID and CSeq lines are copied as found, and `to_tag` is added to
+/// a To without a tag (RFC 3261 §8.2.6.2). `None` when the request has no
+/// Via to send the response to.
+pub fn stateless_response(raw: &[u8], status: u16, reason: &str, to_tag: &str) -> Option<Vec<u8>> {
     let raw = &raw[skip_leading_crlf(raw)..];
     let head_end = crate::text::find_head_end(raw).unwrap_or(raw.len());
     let head = String::from_utf8_lossy(&raw[..head_end]);
@@ -140,6 +141,9 @@ pub fn stateless_response(raw: &[u8], status: u16, reason: &str) -> Option<Vec<u
                 has_via = true;
                 b.push_header("Via", value);
             }
+            HeaderName::To if !has_tag(value) => {
+                b.push_header("To", &format!("{value};tag={to_tag}"));
+            }
             HeaderName::From | HeaderName::To | HeaderName::CallId | HeaderName::CSeq => {
                 b.push_header(name.as_str(), value);
             }
@@ -147,6 +151,20 @@ pub fn stateless_response(raw: &[u8], status: u16, reason: &str) -> Option<Vec<u
         }
     }
     has_via.then(|| b.finish())
+}
+
+/// `true` when a To value that may not parse carries a `tag` parameter
+/// after its URI.
+fn has_tag(value: &str) -> bool {
+    let after_uri = match value.rfind('>') {
+        Some(gt) => &value[gt..],
+        None => value,
+    };
+    after_uri.split(';').skip(1).any(|p| {
+        p.split('=')
+            .next()
+            .is_some_and(|n| n.trim().eq_ignore_ascii_case("tag"))
+    })
 }
 
 #[cfg(test)]
@@ -174,13 +192,21 @@ mod tests {
         let crate::Disposition::Respond { status, reason } = err.disposition() else {
             panic!("expected a response")
         };
-        let bytes = stateless_response(raw, status, &reason).unwrap();
+        let bytes = stateless_response(raw, status, &reason, "st1").unwrap();
         let text = String::from_utf8(bytes).unwrap();
+        assert!(
+            text.contains("To: \"unbalanced <sip:b@h>;tag=st1\r\n"),
+            "{text}"
+        );
         assert!(
             text.starts_with("SIP/2.0 400 Bad Request (malformed To header"),
             "{text}"
         );
         assert!(text.contains("Via: SIP/2.0/UDP a;branch=z9hG4bK1\r\n"));
-        assert!(stateless_response(b"garbage\r\n\r\n", 400, "x").is_none());
+        assert!(stateless_response(b"garbage\r\n\r\n", 400, "x", "t").is_none());
+        // A To that already has a tag keeps it.
+        let tagged = b"INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nTo: <sip:b@h>;tag=old\r\nCSeq: x\r\n\r\n";
+        let text = String::from_utf8(stateless_response(tagged, 400, "x", "new").unwrap()).unwrap();
+        assert!(text.contains("To: <sip:b@h>;tag=old\r\n"), "{text}");
     }
 }
