@@ -113,13 +113,12 @@ pub struct Dialog {
     pub secure: bool,
 }
 
-fn contact_uri(headers: &crate::Headers<'_>) -> Result<String, DialogError> {
-    let item = headers
-        .items(HeaderName::Contact)
-        .next()
-        .ok_or(DialogError::BadContact)?;
-    let na = NameAddr::parse(item).map_err(|_| DialogError::BadContact)?;
-    Ok(na.uri.as_str().to_string())
+/// The remote target: the first Contact, parsed when the message was.
+fn contact_uri(core: &crate::CoreHeaders<'_>) -> Result<String, DialogError> {
+    core.contact
+        .as_ref()
+        .map(|na| na.uri.as_str().to_string())
+        .ok_or(DialogError::BadContact)
 }
 
 fn record_route(headers: &crate::Headers<'_>) -> Result<Vec<String>, DialogError> {
@@ -166,7 +165,7 @@ impl Dialog {
             remote_seq: None,
             local_party: unfold(request.headers.value(HeaderName::From).unwrap_or("")).into_owned(),
             remote_party: unfold(response.headers.value(HeaderName::To).unwrap_or("")).into_owned(),
-            remote_target: contact_uri(&response.headers)?,
+            remote_target: contact_uri(&response.core)?,
             route_set,
             secure: request.uri.scheme() == "sips",
         })
@@ -196,7 +195,7 @@ impl Dialog {
             local_party: party_with_tag(to, local_tag),
             remote_party: unfold(request.headers.value(HeaderName::From).unwrap_or(""))
                 .into_owned(),
-            remote_target: contact_uri(&request.headers)?,
+            remote_target: contact_uri(&request.core)?,
             route_set: record_route(&request.headers)?,
             secure: request.uri.scheme() == "sips",
         })
@@ -216,13 +215,13 @@ impl Dialog {
                 self.route_set = rs;
             }
             if response.headers.get(HeaderName::Contact).is_some() {
-                self.remote_target = contact_uri(&response.headers)?;
+                self.remote_target = contact_uri(&response.core)?;
             }
         } else if (200..300).contains(&response.status)
             && is_target_refresh(method)
             && response.headers.get(HeaderName::Contact).is_some()
         {
-            self.remote_target = contact_uri(&response.headers)?;
+            self.remote_target = contact_uri(&response.core)?;
         }
         Ok(())
     }
@@ -241,7 +240,7 @@ impl Dialog {
             self.remote_seq = Some(seq);
         }
         if is_target_refresh(request.method) && request.headers.get(HeaderName::Contact).is_some() {
-            self.remote_target = contact_uri(&request.headers)?;
+            self.remote_target = contact_uri(&request.core)?;
         }
         Ok(())
     }

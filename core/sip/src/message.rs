@@ -68,6 +68,9 @@ pub struct CoreHeaders<'a> {
     pub max_forwards: Option<u8>,
     /// Content-Length, when present.
     pub content_length: Option<u32>,
+    /// The first Contact address (the remote target of a dialog); `None`
+    /// when absent or `*`.
+    pub contact: Option<NameAddr<'a>>,
 }
 
 /// A request, borrowing the buffer it was parsed from.
@@ -418,6 +421,7 @@ fn parse<'a>(
     let mut cseq: Option<&'a str> = None;
     let mut max_forwards: Option<&'a str> = None;
     let mut content_length: Option<&'a str> = None;
+    let mut contact: Option<NameAddr<'a>> = None;
 
     let hb = head.as_bytes();
     // Header lines from the line ends found above; a line feed followed by
@@ -480,7 +484,13 @@ fn parse<'a>(
             HeaderName::CSeq => once(&mut cseq, HeaderName::CSeq)?,
             HeaderName::MaxForwards => once(&mut max_forwards, HeaderName::MaxForwards)?,
             HeaderName::ContentLength => once(&mut content_length, HeaderName::ContentLength)?,
-            HeaderName::Contact | HeaderName::Route | HeaderName::RecordRoute => {
+            HeaderName::Contact => {
+                let first = validate_addresses(name, value).map_err(err)?;
+                if contact.is_none() {
+                    contact = first;
+                }
+            }
+            HeaderName::Route | HeaderName::RecordRoute => {
                 validate_addresses(name, value).map_err(err)?;
             }
             _ => {}
@@ -533,6 +543,7 @@ fn parse<'a>(
         cseq,
         max_forwards,
         content_length,
+        contact,
     };
     Ok(match parsed_start {
         Start::Req(method, uri) => {
@@ -559,7 +570,12 @@ fn parse<'a>(
     })
 }
 
-fn validate_addresses(name: HeaderName<'_>, value: &str) -> Result<(), ErrorKind> {
+/// Validates every address of a Contact, Route or Record-Route line and
+/// returns the first one (`None` for `Contact: *`).
+fn validate_addresses<'a>(
+    name: HeaderName<'_>,
+    value: &'a str,
+) -> Result<Option<NameAddr<'a>>, ErrorKind> {
     let bad = |problem| ErrorKind::Header {
         name: match name {
             HeaderName::Contact => HeaderName::Contact,
@@ -569,15 +585,17 @@ fn validate_addresses(name: HeaderName<'_>, value: &str) -> Result<(), ErrorKind
         problem,
     };
     if name == HeaderName::Contact && value == "*" {
-        return Ok(());
+        return Ok(None);
     }
+    let mut first = None;
     for item in split_commas(value) {
         if item.is_empty() {
             return Err(bad("empty list item"));
         }
-        NameAddr::parse(item).map_err(bad)?;
+        let na = NameAddr::parse(item).map_err(bad)?;
+        first.get_or_insert(na);
     }
-    Ok(())
+    Ok(first)
 }
 
 fn parse_max_forwards(v: &str) -> Result<u8, &'static str> {
