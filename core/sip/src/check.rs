@@ -24,7 +24,9 @@ impl Default for RequestPolicy<'static> {
     fn default() -> Self {
         RequestPolicy {
             schemes: &["sip", "sips", "tel"],
-            extensions: &["timer", "replaces", "100rel", "norefersub"],
+            // Nothing is claimed until it is implemented: 100rel, timer and
+            // replaces come with the call engine.
+            extensions: &[],
             proxy: false,
             content_types: None,
         }
