@@ -55,11 +55,17 @@ pub enum TransactionKey {
     },
 }
 
+/// `host[:port]` of a Via, host lower-cased, in one allocation of the exact
+/// size (this runs for every request received).
 fn sent_by(via: &Via<'_>) -> Box<str> {
-    let mut s = via.host_raw.to_ascii_lowercase();
+    use std::fmt::Write as _;
+    let digits = via
+        .port
+        .map_or(0, |p| 1 + p.checked_ilog10().unwrap_or(0) as usize);
+    let mut s = String::with_capacity(via.host_raw.len() + digits + usize::from(digits > 0));
+    s.extend(via.host_raw.chars().map(|c| c.to_ascii_lowercase()));
     if let Some(p) = via.port {
-        s.push(':');
-        s.push_str(&p.to_string());
+        let _ = write!(s, ":{p}");
     }
     s.into_boxed_str()
 }
