@@ -142,6 +142,68 @@ fn common(name: &str) -> Option<HeaderName<'static>> {
         .then_some(h)
 }
 
+/// `s` as a little-endian word, as [`HeaderName::known`] reads a line.
+const fn word(s: &[u8]) -> u128 {
+    let mut w = 0u128;
+    let mut i = s.len();
+    while i > 0 {
+        i -= 1;
+        w = w << 8 | s[i] as u128;
+    }
+    w
+}
+
+impl HeaderName<'static> {
+    /// Recognises the common header names from the first sixteen bytes of a
+    /// header line (little-endian): the name and the offset of its colon,
+    /// when the line starts with one of them immediately followed by `:`.
+    /// `None` sends the caller to the byte-by-byte path, which handles
+    /// every other name, white space before the colon and malformed lines.
+    #[inline]
+    pub(crate) fn known(w: u128) -> Option<(HeaderName<'static>, usize)> {
+        let len = crate::text::first_colon(w)?;
+        if len == 0 {
+            return None;
+        }
+        // Header names are tokens: OR-ing 0x20 lower-cases their letters
+        // and maps no other token byte onto a letter or `-`.
+        let lower = (w | word(b"\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20"))
+            & ((1u128 << (8 * len)) - 1);
+        macro_rules! pick {
+            ($($name:literal => $h:ident),* $(,)?) => {{
+                $( if lower == const { word($name) } { return Some((HeaderName::$h, len)); } )*
+            }};
+        }
+        match len {
+            1 => {
+                let h = match lower as u8 {
+                    b'v' => HeaderName::Via,
+                    b'f' => HeaderName::From,
+                    b't' => HeaderName::To,
+                    b'i' => HeaderName::CallId,
+                    b'm' => HeaderName::Contact,
+                    b'l' => HeaderName::ContentLength,
+                    b'c' => HeaderName::ContentType,
+                    b'k' => HeaderName::Supported,
+                    _ => return None,
+                };
+                return Some((h, 1));
+            }
+            2 => pick!(b"to" => To),
+            3 => pick!(b"via" => Via),
+            4 => pick!(b"from" => From, b"cseq" => CSeq),
+            5 => pick!(b"route" => Route, b"allow" => Allow),
+            7 => pick!(b"call-id" => CallId, b"contact" => Contact, b"expires" => Expires, b"require" => Require),
+            9 => pick!(b"supported" => Supported),
+            10 => pick!(b"user-agent" => UserAgent),
+            12 => pick!(b"max-forwards" => MaxForwards, b"content-type" => ContentType, b"record-route" => RecordRoute),
+            14 => pick!(b"content-length" => ContentLength),
+            _ => {}
+        }
+        None
+    }
+}
+
 impl fmt::Display for HeaderName<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -270,6 +332,23 @@ impl<'s, 'a> IntoIterator for &'s Headers<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_names_by_word() {
+        let known = |line: &[u8]| {
+            let mut w = [0u8; 16];
+            w[..line.len()].copy_from_slice(line);
+            HeaderName::known(u128::from_le_bytes(w))
+        };
+        assert_eq!(known(b"Via: SIP/2.0/UDP"), Some((HeaderName::Via, 3)));
+        assert_eq!(known(b"cOnTeNt-LeNgTh:0"), Some((HeaderName::ContentLength, 14)));
+        assert_eq!(known(b"v:"), Some((HeaderName::Via, 1)));
+        assert_eq!(known(b"To :"), None);
+        assert_eq!(known(b"X-Via: 1"), None);
+        assert_eq!(known(b"Vi\xe1: 1"), None);
+        assert_eq!(known(b":"), None);
+        assert_eq!(known(b"Content-Length-X"), None);
+    }
 
     #[test]
     fn names() {

@@ -25,6 +25,8 @@ pub mod framing;
 pub mod header;
 pub mod message;
 pub mod params;
+#[cfg(test)]
+mod reference;
 mod text;
 pub mod transaction;
 pub mod typed;

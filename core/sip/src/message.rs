@@ -353,18 +353,24 @@ fn parse<'a>(
     let mut ends = LineEnds::default();
     let mut line_start = 0;
     let mut blank = None;
-    for nl in memchr::memchr_iter(b'\n', buf) {
+    let mut too_long = false;
+    crate::text::for_each_lf(buf, |nl| {
         if nl - line_start > limits.max_line_length {
-            return Err(err(ErrorKind::LineTooLong {
-                limit: limits.max_line_length,
-            }));
+            too_long = true;
+            return false;
         }
         if line_start > 0 && nl == line_start + 1 && buf[line_start] == b'\r' {
             blank = Some(line_start);
-            break;
+            return false;
         }
         ends.push(nl);
         line_start = nl + 1;
+        true
+    });
+    if too_long {
+        return Err(err(ErrorKind::LineTooLong {
+            limit: limits.max_line_length,
+        }));
     }
     let head_len = match blank {
         Some(b) => b,
@@ -441,21 +447,29 @@ fn parse<'a>(
         }
         let line = &head[this_start..line_end];
         let line = line.strip_suffix('\r').unwrap_or(line);
-        // `token *(SP / HTAB) ":"`, scanned once.
-        let lb = line.as_bytes();
-        let mut name_end = 0;
-        while name_end < lb.len() && is_token_byte(lb[name_end]) {
-            name_end += 1;
-        }
-        let mut colon = name_end;
-        while colon < lb.len() && (lb[colon] == b' ' || lb[colon] == b'\t') {
-            colon += 1;
-        }
-        if name_end == 0 || lb.get(colon) != Some(&b':') {
-            return Err(err(ErrorKind::HeaderLine));
-        }
-        let name_raw = &line[..name_end];
-        let name = HeaderName::parse(name_raw);
+        // `token *(SP / HTAB) ":"`. The common names are matched sixteen
+        // bytes at a time; anything else is scanned byte by byte.
+        let known = buf
+            .get(this_start..this_start + 16)
+            .and_then(|w| HeaderName::known(u128::from_le_bytes(w.try_into().ok()?)));
+        let (name, colon) = match known {
+            Some(k) => k,
+            None => {
+                let lb = line.as_bytes();
+                let mut name_end = 0;
+                while name_end < lb.len() && is_token_byte(lb[name_end]) {
+                    name_end += 1;
+                }
+                let mut colon = name_end;
+                while colon < lb.len() && (lb[colon] == b' ' || lb[colon] == b'\t') {
+                    colon += 1;
+                }
+                if name_end == 0 || lb.get(colon) != Some(&b':') {
+                    return Err(err(ErrorKind::HeaderLine));
+                }
+                (HeaderName::parse(&line[..name_end]), colon)
+            }
+        };
         let value = trim_lws(&line[colon + 1..]);
         let once = |slot: &mut Option<&'a str>, n: HeaderName<'static>| {
             if slot.is_some() {

@@ -1,13 +1,16 @@
 //! `;name=value` parameter lists of URIs (RFC 3261 §19.1.1) and of header
 //! fields (`generic-param`, RFC 3261 §25.1), viewed in place.
 
-use crate::text::{escapes_valid, is_lws, is_token_byte, quoted_string_end, trim_lws};
+use crate::text::{escapes_valid_bytes, is_lws, is_token_byte, quoted_string_end, trim_lws};
 
 const INVALID: u8 = 0;
 const PARAM_BYTE: u8 = 1;
 const PERCENT: u8 = 2;
 const SEMI: u8 = 3;
 const EQUALS: u8 = 4;
+const QUESTION: u8 = 5;
+/// Not a byte: the end of the input.
+const END: u8 = 6;
 
 /// Byte classes of a URI parameter list (`paramchar`, `;`, `=`).
 static URI_PARAM: [u8; 256] = {
@@ -22,6 +25,7 @@ static URI_PARAM: [u8; 256] = {
     t[b'%' as usize] = PERCENT;
     t[b';' as usize] = SEMI;
     t[b'=' as usize] = EQUALS;
+    t[b'?' as usize] = QUESTION;
     t
 };
 
@@ -135,44 +139,55 @@ impl<'a> Params<'a> {
         Ok(found)
     }
 
-    /// Checks URI-parameter syntax (`paramchar`, RFC 3261 §25.1) in one
-    /// pass: names and values non-empty, no white space, valid escapes.
+    /// Checks URI-parameter syntax (`paramchar`, RFC 3261 §25.1): names and
+    /// values non-empty, no white space, valid escapes.
     pub(crate) fn validate_uri(&self) -> Result<(), &'static str> {
         let b = self.raw.as_bytes();
-        let Some(rest) = b.strip_prefix(b";") else {
-            return if b.is_empty() {
-                Ok(())
-            } else {
-                Err("malformed URI parameter")
-            };
-        };
-        // `len` counts the bytes of the current name or value.
-        let mut in_value = false;
-        let mut len = 0;
-        let mut escaped = false;
-        for &c in rest {
-            match URI_PARAM[c as usize] {
-                PARAM_BYTE => len += 1,
-                PERCENT => {
-                    escaped = true;
-                    len += 1;
-                }
-                SEMI if len > 0 => {
-                    in_value = false;
-                    len = 0;
-                }
-                EQUALS if len > 0 && !in_value => {
-                    in_value = true;
-                    len = 0;
-                }
-                _ => return Err("malformed URI parameter"),
-            }
+        if b.is_empty() || scan_uri_params(b, 0) == Ok(b.len()) {
+            Ok(())
+        } else {
+            Err("malformed URI parameter")
         }
-        if len == 0 || (escaped && !escapes_valid(self.raw)) {
-            return Err("malformed URI parameter");
-        }
-        Ok(())
     }
+}
+
+/// Scans the URI parameters that start at `b[start]`, which must be `;`,
+/// in one table-driven pass; returns the offset where they end: the end of
+/// `b` or a `?` (the start of the URI's headers).
+pub(crate) fn scan_uri_params(b: &[u8], start: usize) -> Result<usize, ()> {
+    if b.get(start) != Some(&b';') {
+        return Err(());
+    }
+    let mut escaped = false;
+    let mut in_value = false;
+    let mut i = start + 1;
+    loop {
+        // A run of `paramchar`: one name or one value, never empty.
+        let run = i;
+        while i < b.len() && URI_PARAM[b[i] as usize] == PARAM_BYTE {
+            i += 1;
+        }
+        let class = b.get(i).map_or(END, |&c| URI_PARAM[c as usize]);
+        if class == PERCENT {
+            escaped = true;
+            i += 1;
+            continue;
+        }
+        if i == run && !(run > start + 1 && b[run - 1] == b'%') {
+            return Err(());
+        }
+        match class {
+            SEMI => in_value = false,
+            EQUALS if !in_value => in_value = true,
+            QUESTION | END => break,
+            _ => return Err(()),
+        }
+        i += 1;
+    }
+    if escaped && !escapes_valid_bytes(&b[start..i]) {
+        return Err(());
+    }
+    Ok(i)
 }
 
 impl<'a> IntoIterator for Params<'a> {

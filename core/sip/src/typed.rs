@@ -8,7 +8,7 @@ use crate::params::Params;
 use crate::text::{
     find, is_lws, is_token, is_token_byte, quoted_string_end, trim_lws, trim_lws_start,
 };
-use crate::uri::{Host, Uri, HOST_BYTE};
+use crate::uri::{scan_host, Host, Uri};
 
 /// A SIP method. Methods are case-sensitive (RFC 3261 §7.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -187,20 +187,8 @@ impl<'a> Via<'a> {
         }
         // sent-by = host [ COLON port ], LWS allowed around the colon
         let hs = skip(te);
-        let mut i = hs;
-        if b.get(i) == Some(&b'[') {
-            i += b[i..]
-                .iter()
-                .position(|&c| c == b']')
-                .ok_or("malformed sent-by host")?
-                + 1;
-        } else {
-            while i < b.len() && HOST_BYTE[b[i] as usize] {
-                i += 1;
-            }
-        }
+        let (host, i) = scan_host(v, hs).map_err(|_| "malformed sent-by host")?;
         let host_raw = &v[hs..i];
-        let host = Host::parse(host_raw).map_err(|_| "malformed sent-by host")?;
         let mut j = skip(i);
         let port = if b.get(j) == Some(&b':') {
             j = skip(j + 1);

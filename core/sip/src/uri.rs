@@ -56,32 +56,9 @@ impl Host<'_> {
     /// Parses a host: an IPv6 reference in brackets, a dotted IPv4 address,
     /// or a host name (letters, digits, `-`, `.`, and `_` as seen in the wild).
     pub fn parse(s: &str) -> Result<Host<'_>, UriError> {
-        let b = s.as_bytes();
-        match b.first() {
-            None => Err(UriError::Host),
-            Some(b'[') => match s[1..].strip_suffix(']') {
-                Some(inner) => inner
-                    .parse::<Ipv6Addr>()
-                    .map(Host::Ipv6)
-                    .map_err(|_| UriError::Host),
-                None => Err(UriError::Host),
-            },
-            Some(c) => {
-                if c.is_ascii_digit() {
-                    if let Some(ip) = parse_ipv4(s) {
-                        return Ok(Host::Ipv4(ip));
-                    }
-                    // All digits and dots, yet no IPv4 address: malformed.
-                    if b.iter().all(|x| x.is_ascii_digit() || *x == b'.') {
-                        return Err(UriError::Host);
-                    }
-                }
-                if *c != b'.' && *c != b'-' && b.iter().all(|x| HOST_BYTE[*x as usize]) {
-                    Ok(Host::Domain(s))
-                } else {
-                    Err(UriError::Host)
-                }
-            }
+        match scan_host(s, 0)? {
+            (host, end) if end == s.len() => Ok(host),
+            _ => Err(UriError::Host),
         }
     }
 }
@@ -96,38 +73,126 @@ impl fmt::Display for Host<'_> {
     }
 }
 
-pub(crate) static HOST_BYTE: [bool; 256] = crate::text::class(b"-._");
-static USER: [bool; 256] = unreserved!("&" "=" "+" "$" "," ";" "?" "/");
-static PASSWORD: [bool; 256] = unreserved!("&" "=" "+" "$" ",");
-static HNV: [bool; 256] = unreserved!("[" "]" "/" "?" ":" "+" "$" "=" "&");
+const USER_B: u8 = 1;
+const PASSWORD_B: u8 = 2;
+const HOST_B: u8 = 4;
+/// A host byte that is neither a digit nor `.`: a name, not an address.
+const NAME_B: u8 = 8;
+const PERCENT_B: u8 = 16;
+const HNV_B: u8 = 32;
+
+/// Every byte class a SIP URI scan needs, one bit each, so that one table
+/// lookup per byte serves the user, password, host and headers parts.
+static CLASS: [u8; 256] = {
+    let user: [bool; 256] = unreserved!("&" "=" "+" "$" "," ";" "?" "/");
+    let password: [bool; 256] = unreserved!("&" "=" "+" "$" ",");
+    let host: [bool; 256] = crate::text::class(b"-._");
+    let hnv: [bool; 256] = unreserved!("[" "]" "/" "?" ":" "+" "$" "=" "&");
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let mut k = 0;
+        if user[c] {
+            k |= USER_B;
+        }
+        if password[c] {
+            k |= PASSWORD_B;
+        }
+        if host[c] {
+            k |= HOST_B;
+            if !(c as u8).is_ascii_digit() && c as u8 != b'.' {
+                k |= NAME_B;
+            }
+        }
+        if c as u8 == b'%' {
+            k |= PERCENT_B;
+        }
+        if hnv[c] {
+            k |= HNV_B;
+        }
+        t[c] = k;
+        c += 1;
+    }
+    t
+};
+
 pub(crate) static PARAMCHAR: [bool; 256] = unreserved!("[" "]" "/" ":" "&" "+" "$");
 
-/// Dotted-quad IPv4 without the generality of `FromStr`: four decimal
-/// octets of one to three digits, each at most 255.
-fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
+/// Scans a host starting at `s[start]` and returns it with the offset just
+/// past it. The caller decides what may follow.
+pub(crate) fn scan_host(s: &str, start: usize) -> Result<(Host<'_>, usize), UriError> {
+    let b = s.as_bytes();
+    let first = *b.get(start).ok_or(UriError::Host)?;
+    if first == b'[' {
+        let close = start
+            + b[start..]
+                .iter()
+                .position(|&c| c == b']')
+                .ok_or(UriError::Host)?;
+        let ip = s[start + 1..close]
+            .parse::<Ipv6Addr>()
+            .map_err(|_| UriError::Host)?;
+        return Ok((Host::Ipv6(ip), close + 1));
+    }
+    if first.is_ascii_digit() {
+        let (ip, end) = scan_ipv4(b, start);
+        // Digits and dots followed by a name byte are a host name ("1und1.de").
+        if b.get(end).is_none_or(|&c| CLASS[c as usize] & HOST_B == 0) {
+            return ip.map(|ip| (Host::Ipv4(ip), end)).ok_or(UriError::Host);
+        }
+    } else if first == b'.' || first == b'-' {
+        return Err(UriError::Host);
+    }
+    let mut i = start;
+    let mut seen = 0;
+    while i < b.len() {
+        let k = CLASS[b[i] as usize];
+        if k & HOST_B == 0 {
+            break;
+        }
+        seen |= k;
+        i += 1;
+    }
+    // Empty, or only digits and dots that are no IPv4 address.
+    if seen & NAME_B == 0 {
+        return Err(UriError::Host);
+    }
+    Ok((Host::Domain(&s[start..i]), i))
+}
+
+/// Scans the run of digits and dots at `b[start..]`: the dotted-quad IPv4
+/// address it spells (four octets of one to three digits, each at most
+/// 255), if it spells one, and where the run ends.
+fn scan_ipv4(b: &[u8], start: usize) -> (Option<Ipv4Addr>, usize) {
     let mut o = [0u8; 4];
     let mut n = 0;
     let mut v: u32 = 0;
-    let mut digits = 0;
-    for &c in s.as_bytes() {
+    let mut digits: u32 = 0;
+    let mut bad = false;
+    let mut i = start;
+    while i < b.len() {
+        let c = b[i];
         let d = c.wrapping_sub(b'0');
         if d < 10 {
-            v = v * 10 + u32::from(d);
+            // Wraps on absurd runs; `digits` has already made those bad.
+            v = v.wrapping_mul(10).wrapping_add(u32::from(d));
             digits += 1;
-        } else if c == b'.' && digits > 0 && digits <= 3 && v < 256 && n < 3 {
-            o[n] = v as u8;
+        } else if c == b'.' {
+            bad |= digits.wrapping_sub(1) > 2 || v > 255 || n == 3;
+            o[n & 3] = v as u8;
             n += 1;
             v = 0;
             digits = 0;
         } else {
-            return None;
+            break;
         }
+        i += 1;
     }
-    if n == 3 && digits > 0 && digits <= 3 && v < 256 {
-        o[3] = v as u8;
-        Some(Ipv4Addr::new(o[0], o[1], o[2], o[3]))
+    bad |= digits.wrapping_sub(1) > 2 || v > 255 || n != 3;
+    if bad {
+        (None, i)
     } else {
-        None
+        (Some(Ipv4Addr::new(o[0], o[1], o[2], v as u8)), i)
     }
 }
 
@@ -284,67 +349,60 @@ impl fmt::Display for Uri<'_> {
     }
 }
 
+/// One pass over `user[:password]@host[:port][;params][?headers]`: a
+/// single class lookup per byte, each part validated as it is crossed.
 fn parse_sip(rest: &str, secure: bool) -> Result<SipUri<'_>, UriError> {
     let b = rest.as_bytes();
-    // One scan finds the end of the userinfo and whether any escape needs checking.
-    let mut at = None;
-    let mut has_escape = false;
-    for (i, &c) in b.iter().enumerate() {
-        match c {
-            b'@' => {
-                at = Some(i);
-                break;
-            }
-            b'%' => has_escape = true,
-            _ => {}
+    let n = b.len();
+    // The user run ends at `@` (userinfo), at `:` (a password or a port:
+    // the byte after the password run decides) or anywhere else (no
+    // userinfo: the run was the host, rescanned below).
+    let mut i = 0;
+    let mut seen = 0;
+    while i < n {
+        let k = CLASS[b[i] as usize];
+        if k & USER_B == 0 {
+            break;
         }
+        seen |= k;
+        i += 1;
     }
-    let (user, password, hp) = match at {
-        Some(at) => {
-            let ui = &b[..at];
-            let user_end = ui.iter().position(|&c| !USER[c as usize]).unwrap_or(at);
-            if user_end == 0 {
-                return Err(UriError::User);
-            }
-            let password = match ui.get(user_end) {
-                None => None,
-                Some(b':') => {
-                    let p = &rest[user_end + 1..at];
-                    if !p.bytes().all(|c| PASSWORD[c as usize]) {
-                        return Err(UriError::Password);
-                    }
-                    Some(p)
+    let userinfo = match b.get(i) {
+        Some(b'@') => Some((i, None, i + 1)),
+        Some(b':') => {
+            let mut j = i + 1;
+            while j < n {
+                let k = CLASS[b[j] as usize];
+                if k & PASSWORD_B == 0 {
+                    break;
                 }
-                Some(_) => return Err(UriError::User),
-            };
+                seen |= k;
+                j += 1;
+            }
+            (b.get(j) == Some(&b'@')).then_some((i, Some(&rest[i + 1..j]), j + 1))
+        }
+        _ => None,
+    };
+    let (user, password, hp) = match userinfo {
+        Some((0, _, _)) => return Err(UriError::User),
+        Some((user_end, password, hp)) => {
             let user = &rest[..user_end];
-            if has_escape && !(escapes_valid(user) && password.is_none_or(escapes_valid)) {
+            if seen & PERCENT_B != 0
+                && !(escapes_valid(user) && password.is_none_or(escapes_valid))
+            {
                 return Err(UriError::User);
             }
-            (Some(user), password, at + 1)
+            (Some(user), password, hp)
         }
         None => (None, None, 0),
     };
-    // hostport
-    let mut i = hp;
-    if b.get(i) == Some(&b'[') {
-        i += b[i..]
-            .iter()
-            .position(|&c| c == b']')
-            .ok_or(UriError::Host)?
-            + 1;
-    } else {
-        while i < b.len() && HOST_BYTE[b[i] as usize] {
-            i += 1;
-        }
-    }
+    let (host, mut i) = scan_host(rest, hp)?;
     let host_raw = &rest[hp..i];
-    let host = Host::parse(host_raw)?;
     let port = if b.get(i) == Some(&b':') {
         let start = i + 1;
         i = start;
         let mut v: u32 = 0;
-        while i < b.len() && b[i].is_ascii_digit() {
+        while i < n && b[i].is_ascii_digit() {
             v = v * 10 + u32::from(b[i] - b'0');
             i += 1;
             if i - start > 5 {
@@ -358,27 +416,26 @@ fn parse_sip(rest: &str, secure: bool) -> Result<SipUri<'_>, UriError> {
     } else {
         None
     };
-    let after = &rest[i..];
-    if !after.is_empty() && !after.starts_with([';', '?']) {
-        return Err(if port.is_some() {
-            UriError::Port
-        } else {
-            UriError::Host
-        });
+    let params_start = i;
+    if b.get(i) == Some(&b';') {
+        i = crate::params::scan_uri_params(b, i).map_err(|_| UriError::Param)?;
     }
-    let (params_raw, headers) = match find(after, b'?') {
-        Some(q) => (&after[..q], Some(&after[q + 1..])),
-        None => (after, None),
-    };
-    let params = Params::new(params_raw);
-    if !params_raw.is_empty() {
-        params.validate_uri().map_err(|_| UriError::Param)?;
-    }
-    if let Some(h) = headers {
-        if h.is_empty() || !h.bytes().all(|c| HNV[c as usize]) || !escapes_valid(h) {
-            return Err(UriError::Headers);
+    let params = Params::new(&rest[params_start..i]);
+    let headers = match b.get(i) {
+        None => None,
+        Some(b'?') => {
+            let h = &rest[i + 1..];
+            if h.is_empty()
+                || !h.bytes().all(|c| CLASS[c as usize] & HNV_B != 0)
+                || !escapes_valid(h)
+            {
+                return Err(UriError::Headers);
+            }
+            Some(h)
         }
-    }
+        Some(_) if port.is_some() => return Err(UriError::Port),
+        Some(_) => return Err(UriError::Host),
+    };
     Ok(SipUri {
         secure,
         user,
@@ -413,6 +470,46 @@ fn parse_tel(rest: &str) -> Result<TelUri<'_>, UriError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Pieces that, strung together, make valid URIs, near misses and junk.
+    const PIECES: &[&str] = &[
+        "alice", "+1555", "@", "@", ":", ":", ";", ";", "?", "=", "=", "example.com", "h.x",
+        "127.0.0.1", "10.0.0.255", "1.2.3", "300.1.1.1", "1.2.3.4.5", "01.2.3.4", "1und1.de",
+        "[::1]", "[2001:db8::1", "[x]", "5060", "99999", "123456", "lr", "transport", "udp",
+        "user", "phone", "h=v", "%41", "%4", "%zz", "%", " ", ">", "-", ".", "_", "/", "&", "$",
+        ",", "!", "~", "*", "'", "(", "[", "]", "\"", "pw", "é",
+    ];
+
+    fn uri_text() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(PIECES), 0..10).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        #[test]
+        fn sip_scan_matches_the_reference(s in uri_text()) {
+            let fast = parse_sip(&s, false);
+            let slow = crate::reference::sip(&s, false);
+            prop_assert_eq!(fast.is_ok(), slow.is_ok(), "{:?}: {:?} vs {:?}", s, fast, slow);
+            if let (Ok(f), Ok(r)) = (fast, slow) {
+                prop_assert_eq!(f, r);
+            }
+        }
+
+        #[test]
+        fn host_scan_matches_the_reference(s in uri_text()) {
+            prop_assert_eq!(Host::parse(&s).ok(), crate::reference::host(&s).ok(), "{:?}", s);
+        }
+
+        #[test]
+        fn uri_params_match_the_reference(s in uri_text()) {
+            let s = format!(";{s}");
+            let p = Params::new(&s);
+            prop_assert_eq!(p.validate_uri().is_ok(), crate::reference::uri_params(&s), "{:?}", s);
+        }
+    }
 
     fn sip(s: &str) -> SipUri<'_> {
         match Uri::parse(s).expect(s).kind {
