@@ -8,9 +8,8 @@ const PARAM_BYTE: u8 = 1;
 const PERCENT: u8 = 2;
 const SEMI: u8 = 3;
 const EQUALS: u8 = 4;
-const QUESTION: u8 = 5;
 /// Not a byte: the end of the input.
-const END: u8 = 6;
+const END: u8 = 5;
 
 /// Byte classes of a URI parameter list (`paramchar`, `;`, `=`).
 static URI_PARAM: [u8; 256] = {
@@ -25,7 +24,6 @@ static URI_PARAM: [u8; 256] = {
     t[b'%' as usize] = PERCENT;
     t[b';' as usize] = SEMI;
     t[b'=' as usize] = EQUALS;
-    t[b'?' as usize] = QUESTION;
     t
 };
 
@@ -152,8 +150,8 @@ impl<'a> Params<'a> {
 }
 
 /// Scans the URI parameters that start at `b[start]`, which must be `;`,
-/// in one table-driven pass; returns the offset where they end: the end of
-/// `b` or a `?` (the start of the URI's headers).
+/// in one table-driven pass; returns the offset where they end: the first
+/// byte that is not part of them (`?` starts the URI's headers).
 pub(crate) fn scan_uri_params(b: &[u8], start: usize) -> Result<usize, ()> {
     if b.get(start) != Some(&b';') {
         return Err(());
@@ -179,8 +177,8 @@ pub(crate) fn scan_uri_params(b: &[u8], start: usize) -> Result<usize, ()> {
         match class {
             SEMI => in_value = false,
             EQUALS if !in_value => in_value = true,
-            QUESTION | END => break,
-            _ => return Err(()),
+            EQUALS => return Err(()),
+            _ => break,
         }
         i += 1;
     }

@@ -204,3 +204,51 @@ pub(crate) fn sip(rest: &str, secure: bool) -> Result<SipUri<'_>, UriError> {
         headers,
     })
 }
+
+/// The old name-addr logic: find `>` first, then parse what is inside.
+/// Returns (display name, URI text, bracketed, parameters, tag).
+#[allow(clippy::type_complexity)]
+pub(crate) fn name_addr(
+    value: &str,
+) -> Option<(Option<&str>, &str, bool, &str, Option<&str>)> {
+    use crate::text::{trim_lws, trim_lws_start};
+    let v = trim_lws(value);
+    let b = v.as_bytes();
+    let (display_name, after_display) = if b.first() == Some(&b'"') {
+        let end = quoted_string_end(b)?;
+        (Some(&v[..end]), trim_lws_start(&v[end..]))
+    } else {
+        match v.find('<') {
+            Some(lt) => {
+                let d = trim_lws(&v[..lt]);
+                if !d.bytes().all(|c| is_token_byte(c) || is_lws(c)) {
+                    return None;
+                }
+                ((!d.is_empty()).then_some(d), &v[lt..])
+            }
+            None => (None, v),
+        }
+    };
+    if let Some(inner) = after_display.strip_prefix('<') {
+        let gt = inner.find('>')?;
+        let uri_raw = trim_lws(&inner[..gt]);
+        crate::Uri::parse(uri_raw).ok()?;
+        let rest = trim_lws_start(&inner[gt + 1..]);
+        if !rest.is_empty() && !rest.starts_with(';') {
+            return None;
+        }
+        let tag = generic_params(rest, "tag")?;
+        return Some((display_name, uri_raw, true, rest, tag));
+    }
+    if display_name.is_some() {
+        return None;
+    }
+    let end = v.find(';').unwrap_or(v.len());
+    let uri_raw = trim_lws(&v[..end]);
+    if uri_raw.contains(['?', ',']) {
+        return None;
+    }
+    crate::Uri::parse(uri_raw).ok()?;
+    let tag = generic_params(&v[end..], "tag")?;
+    Some((None, uri_raw, false, &v[end..], tag))
+}

@@ -286,9 +286,7 @@ impl<'a> NameAddr<'a> {
             }
         };
         if let Some(inner) = after_display.strip_prefix('<') {
-            let gt = find(inner, b'>').ok_or("missing '>'")?;
-            let uri_raw = trim_lws(&inner[..gt]);
-            let uri = Uri::parse(uri_raw).map_err(|_| "malformed URI")?;
+            let (uri, gt) = Uri::parse_bracketed(inner).map_err(|_| "malformed URI or missing '>'")?;
             let rest = trim_lws_start(&inner[gt + 1..]);
             if !rest.is_empty() && !rest.starts_with(';') {
                 return Err("unexpected text after '>'");
@@ -332,6 +330,37 @@ impl<'a> NameAddr<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    const PIECES: &[&str] = &[
+        "\"", "\"Alice\"", "\"a\\\"b\"", "Bob", " ", "\r\n ", "<", "<", ">", ">", "sip:", "SIPS:",
+        "tel:", "urn:x", "alice", "@", "example.com", "10.0.0.1", ":5060", ";", ";tag=", "tag", "=",
+        "1928", "lr", "?h=v", ",", "%41", "x y",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        #[test]
+        fn name_addr_matches_the_reference(
+            v in (
+                prop::sample::select(&["", "\"Alice\" ", "Bob", "\"x", " ", "a b "][..]),
+                prop::sample::select(&["<", "", " <"][..]),
+                prop::sample::select(&["sip:", "sips:", "tel:", "urn:", "", "Sip:"][..]),
+                prop::collection::vec(prop::sample::select(PIECES), 0..5),
+                prop::sample::select(&[">", "", " >", ">;tag=1", " > ; tag = 2;lr", ";tag=3"][..]),
+                prop::collection::vec(prop::sample::select(PIECES), 0..3),
+            )
+                .prop_map(|(d, lt, scheme, uri, gt, tail)| {
+                    format!("{d}{lt}{scheme}{}{gt}{}", uri.concat(), tail.concat())
+                })
+        ) {
+            let fast = NameAddr::parse(&v).ok().map(|n| {
+                (n.display_name, n.uri.as_str(), n.bracketed, n.params.as_str(), n.tag)
+            });
+            prop_assert_eq!(fast, crate::reference::name_addr(&v), "{:?}", v);
+        }
+    }
 
     #[test]
     fn via_with_lws_everywhere() {

@@ -272,7 +272,7 @@ impl<'a> Uri<'a> {
     /// Parses an absolute URI.
     pub fn parse(raw: &'a str) -> Result<Uri<'a>, UriError> {
         if let [b's' | b'S', b'i' | b'I', b'p' | b'P', b':', ..] = raw.as_bytes() {
-            let kind = UriKind::Sip(parse_sip(&raw[4..], false)?);
+            let kind = UriKind::Sip(parse_sip_whole(&raw[4..], false)?);
             return Ok(Uri { raw, kind });
         }
         let colon = find(raw, b':').ok_or(UriError::Scheme)?;
@@ -288,9 +288,9 @@ impl<'a> Uri<'a> {
             return Err(UriError::Scheme);
         }
         let kind = if scheme.eq_ignore_ascii_case("sip") {
-            UriKind::Sip(parse_sip(rest, false)?)
+            UriKind::Sip(parse_sip_whole(rest, false)?)
         } else if scheme.eq_ignore_ascii_case("sips") {
-            UriKind::Sip(parse_sip(rest, true)?)
+            UriKind::Sip(parse_sip_whole(rest, true)?)
         } else if scheme.eq_ignore_ascii_case("tel") {
             UriKind::Tel(parse_tel(rest)?)
         } else {
@@ -303,6 +303,44 @@ impl<'a> Uri<'a> {
             }
         };
         Ok(Uri { raw, kind })
+    }
+
+    /// Parses the URI at the start of `text` that a `>` closes, as in a
+    /// name-addr (`<` already consumed): returns it with the offset of that
+    /// `>`. A SIP URI is scanned in place up to the first byte that cannot
+    /// continue it; any other scheme runs to the first `>`. White space
+    /// around the URI is allowed.
+    pub(crate) fn parse_bracketed(text: &'a str) -> Result<(Uri<'a>, usize), UriError> {
+        let b = text.as_bytes();
+        let mut i = 0;
+        while i < b.len() && crate::text::is_lws(b[i]) {
+            i += 1;
+        }
+        let start = i;
+        let scheme_len = match b.get(start..start + 5) {
+            Some([b's' | b'S', b'i' | b'I', b'p' | b'P', b':', _]) => 4,
+            Some([b's' | b'S', b'i' | b'I', b'p' | b'P', b's' | b'S', b':']) => 5,
+            _ => 0,
+        };
+        let (uri, mut i) = if scheme_len > 0 {
+            let (sip, len) = parse_sip(&text[start + scheme_len..], scheme_len == 5)?;
+            let end = start + scheme_len + len;
+            let uri = Uri {
+                raw: &text[start..end],
+                kind: UriKind::Sip(sip),
+            };
+            (uri, end)
+        } else {
+            let gt = find(text, b'>').ok_or(UriError::Opaque)?;
+            (Uri::parse(crate::text::trim_lws(&text[start..gt]))?, gt)
+        };
+        while i < b.len() && crate::text::is_lws(b[i]) {
+            i += 1;
+        }
+        match b.get(i) {
+            Some(b'>') => Ok((uri, i)),
+            _ => Err(UriError::Opaque),
+        }
     }
 
     /// The URI as written.
@@ -349,9 +387,29 @@ impl fmt::Display for Uri<'_> {
     }
 }
 
+/// [`parse_sip`] on text that must hold the URI and nothing else.
+fn parse_sip_whole(rest: &str, secure: bool) -> Result<SipUri<'_>, UriError> {
+    let (uri, end) = parse_sip(rest, secure)?;
+    if end == rest.len() {
+        return Ok(uri);
+    }
+    // Name the part that the stray byte follows.
+    Err(if uri.headers.is_some() {
+        UriError::Headers
+    } else if !uri.params.as_str().is_empty() {
+        UriError::Param
+    } else if uri.port.is_some() {
+        UriError::Port
+    } else {
+        UriError::Host
+    })
+}
+
 /// One pass over `user[:password]@host[:port][;params][?headers]`: a
 /// single class lookup per byte, each part validated as it is crossed.
-fn parse_sip(rest: &str, secure: bool) -> Result<SipUri<'_>, UriError> {
+/// Stops at the first byte that cannot continue the URI and returns its
+/// offset with the URI before it.
+fn parse_sip(rest: &str, secure: bool) -> Result<(SipUri<'_>, usize), UriError> {
     let b = rest.as_bytes();
     let n = b.len();
     // The user run ends at `@` (userinfo), at `:` (a password or a port:
@@ -421,22 +479,21 @@ fn parse_sip(rest: &str, secure: bool) -> Result<SipUri<'_>, UriError> {
         i = crate::params::scan_uri_params(b, i).map_err(|_| UriError::Param)?;
     }
     let params = Params::new(&rest[params_start..i]);
-    let headers = match b.get(i) {
-        None => None,
-        Some(b'?') => {
-            let h = &rest[i + 1..];
-            if h.is_empty()
-                || !h.bytes().all(|c| CLASS[c as usize] & HNV_B != 0)
-                || !escapes_valid(h)
-            {
-                return Err(UriError::Headers);
-            }
-            Some(h)
+    let headers = if b.get(i) == Some(&b'?') {
+        let hs = i + 1;
+        i = hs;
+        while i < n && CLASS[b[i] as usize] & HNV_B != 0 {
+            i += 1;
         }
-        Some(_) if port.is_some() => return Err(UriError::Port),
-        Some(_) => return Err(UriError::Host),
+        let h = &rest[hs..i];
+        if h.is_empty() || !escapes_valid(h) {
+            return Err(UriError::Headers);
+        }
+        Some(h)
+    } else {
+        None
     };
-    Ok(SipUri {
+    let uri = SipUri {
         secure,
         user,
         password,
@@ -445,7 +502,8 @@ fn parse_sip(rest: &str, secure: bool) -> Result<SipUri<'_>, UriError> {
         port,
         params,
         headers,
-    })
+    };
+    Ok((uri, i))
 }
 
 fn parse_tel(rest: &str) -> Result<TelUri<'_>, UriError> {
@@ -490,7 +548,7 @@ mod tests {
 
         #[test]
         fn sip_scan_matches_the_reference(s in uri_text()) {
-            let fast = parse_sip(&s, false);
+            let fast = parse_sip_whole(&s, false);
             let slow = crate::reference::sip(&s, false);
             prop_assert_eq!(fast.is_ok(), slow.is_ok(), "{:?}: {:?} vs {:?}", s, fast, slow);
             if let (Ok(f), Ok(r)) = (fast, slow) {
