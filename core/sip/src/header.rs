@@ -193,10 +193,14 @@ impl HeaderName<'static> {
             3 => pick!(b"via" => Via),
             4 => pick!(b"from" => From, b"cseq" => CSeq),
             5 => pick!(b"route" => Route, b"allow" => Allow),
-            7 => pick!(b"call-id" => CallId, b"contact" => Contact, b"expires" => Expires, b"require" => Require),
+            7 => {
+                pick!(b"call-id" => CallId, b"contact" => Contact, b"expires" => Expires, b"require" => Require)
+            }
             9 => pick!(b"supported" => Supported),
             10 => pick!(b"user-agent" => UserAgent),
-            12 => pick!(b"max-forwards" => MaxForwards, b"content-type" => ContentType, b"record-route" => RecordRoute),
+            12 => {
+                pick!(b"max-forwards" => MaxForwards, b"content-type" => ContentType, b"record-route" => RecordRoute)
+            }
             14 => pick!(b"content-length" => ContentLength),
             _ => {}
         }
@@ -341,7 +345,10 @@ mod tests {
             HeaderName::known(u128::from_le_bytes(w))
         };
         assert_eq!(known(b"Via: SIP/2.0/UDP"), Some((HeaderName::Via, 3)));
-        assert_eq!(known(b"cOnTeNt-LeNgTh:0"), Some((HeaderName::ContentLength, 14)));
+        assert_eq!(
+            known(b"cOnTeNt-LeNgTh:0"),
+            Some((HeaderName::ContentLength, 14))
+        );
         assert_eq!(known(b"v:"), Some((HeaderName::Via, 1)));
         assert_eq!(known(b"To :"), None);
         assert_eq!(known(b"X-Via: 1"), None);

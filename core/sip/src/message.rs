@@ -353,24 +353,18 @@ fn parse<'a>(
     let mut ends = LineEnds::default();
     let mut line_start = 0;
     let mut blank = None;
-    let mut too_long = false;
-    crate::text::for_each_lf(buf, |nl| {
+    for nl in crate::text::LineFeeds::new(buf) {
         if nl - line_start > limits.max_line_length {
-            too_long = true;
-            return false;
+            return Err(err(ErrorKind::LineTooLong {
+                limit: limits.max_line_length,
+            }));
         }
         if line_start > 0 && nl == line_start + 1 && buf[line_start] == b'\r' {
             blank = Some(line_start);
-            return false;
+            break;
         }
         ends.push(nl);
         line_start = nl + 1;
-        true
-    });
-    if too_long {
-        return Err(err(ErrorKind::LineTooLong {
-            limit: limits.max_line_length,
-        }));
     }
     let head_len = match blank {
         Some(b) => b,

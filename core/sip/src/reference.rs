@@ -208,9 +208,7 @@ pub(crate) fn sip(rest: &str, secure: bool) -> Result<SipUri<'_>, UriError> {
 /// The old name-addr logic: find `>` first, then parse what is inside.
 /// Returns (display name, URI text, bracketed, parameters, tag).
 #[allow(clippy::type_complexity)]
-pub(crate) fn name_addr(
-    value: &str,
-) -> Option<(Option<&str>, &str, bool, &str, Option<&str>)> {
+pub(crate) fn name_addr(value: &str) -> Option<(Option<&str>, &str, bool, &str, Option<&str>)> {
     use crate::text::{trim_lws, trim_lws_start};
     let v = trim_lws(value);
     let b = v.as_bytes();

@@ -84,29 +84,58 @@ fn zero_bytes(x: u64) -> u64 {
     !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
 }
 
-/// Calls `f` with the offset of each `\n` in `b`, in order, until `f`
-/// returns `false`. Eight bytes per step: on header lines of 20 to 80
-/// bytes this beats a SIMD search, whose set-up is paid again per line.
-#[inline]
-pub(crate) fn for_each_lf(b: &[u8], mut f: impl FnMut(usize) -> bool) {
-    let mut base = 0;
-    let mut words = b.chunks_exact(8);
-    for w in &mut words {
-        let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-        let mut m = zero_bytes(w ^ (LO * u64::from(b'\n')));
-        while m != 0 {
-            if !f(base + (m.trailing_zeros() / 8) as usize) {
-                return;
+/// The offsets of the `\n` bytes of a buffer, in order, found eight bytes
+/// per step (SWAR). A header section is a few hundred bytes of 20–80 byte
+/// lines: a SIMD search restarted per line would pay its set-up each time.
+pub(crate) struct LineFeeds<'a> {
+    b: &'a [u8],
+    base: usize,
+    /// Bit 7 of each byte of the current word that is a line feed.
+    mask: u64,
+}
+
+impl<'a> LineFeeds<'a> {
+    pub(crate) fn new(b: &'a [u8]) -> Self {
+        LineFeeds {
+            b,
+            base: 0,
+            mask: lf_mask(b, 0),
+        }
+    }
+}
+
+impl Iterator for LineFeeds<'_> {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        while self.mask == 0 {
+            self.base += 8;
+            if self.base >= self.b.len() {
+                return None;
             }
-            m &= m - 1;
+            self.mask = lf_mask(self.b, self.base);
         }
-        base += 8;
+        let at = self.base + (self.mask.trailing_zeros() / 8) as usize;
+        self.mask &= self.mask - 1;
+        Some(at)
     }
-    for (i, &c) in words.remainder().iter().enumerate() {
-        if c == b'\n' && !f(base + i) {
-            return;
+}
+
+/// Bit 7 of each byte that is `\n` among the (up to) eight at `b[at..]`.
+#[inline(always)]
+fn lf_mask(b: &[u8], at: usize) -> u64 {
+    let w = match b.get(at..at + 8) {
+        Some(w) => u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]),
+        None => {
+            // The tail: pad with bytes that are not line feeds.
+            let mut pad = [0u8; 8];
+            let tail = &b[at.min(b.len())..];
+            pad[..tail.len()].copy_from_slice(tail);
+            u64::from_le_bytes(pad)
         }
-    }
+    };
+    zero_bytes(w ^ (LO * u64::from(b'\n')))
 }
 
 /// Offset of the first `:` among the first 16 bytes that `w` holds
@@ -344,19 +373,12 @@ mod tests {
     #[test]
     fn swar_scans() {
         let text = b"ab\ncd\n\n\x0b\nefghijklmnopq\n\n\n0123456789\n";
-        let mut seen = Vec::new();
-        for_each_lf(text, |i| {
-            seen.push(i);
-            true
-        });
-        let want: Vec<usize> = (0..text.len()).filter(|&i| text[i] == b'\n').collect();
-        assert_eq!(seen, want);
-        let mut first = None;
-        for_each_lf(text, |i| {
-            first = Some(i);
-            false
-        });
-        assert_eq!(first, Some(2));
+        for len in 0..text.len() {
+            let t = &text[..len];
+            let want: Vec<usize> = (0..t.len()).filter(|&i| t[i] == b'\n').collect();
+            assert_eq!(LineFeeds::new(t).collect::<Vec<_>>(), want);
+        }
+
         let w = |s: &[u8; 16]| u128::from_le_bytes(*s);
         assert_eq!(first_colon(w(b"Via: SIP/2.0/UDP")), Some(3));
         assert_eq!(first_colon(w(b"Content-Length:1")), Some(14));

@@ -286,7 +286,8 @@ impl<'a> NameAddr<'a> {
             }
         };
         if let Some(inner) = after_display.strip_prefix('<') {
-            let (uri, gt) = Uri::parse_bracketed(inner).map_err(|_| "malformed URI or missing '>'")?;
+            let (uri, gt) =
+                Uri::parse_bracketed(inner).map_err(|_| "malformed URI or missing '>'")?;
             let rest = trim_lws_start(&inner[gt + 1..]);
             if !rest.is_empty() && !rest.starts_with(';') {
                 return Err("unexpected text after '>'");
@@ -333,9 +334,35 @@ mod tests {
     use proptest::prelude::*;
 
     const PIECES: &[&str] = &[
-        "\"", "\"Alice\"", "\"a\\\"b\"", "Bob", " ", "\r\n ", "<", "<", ">", ">", "sip:", "SIPS:",
-        "tel:", "urn:x", "alice", "@", "example.com", "10.0.0.1", ":5060", ";", ";tag=", "tag", "=",
-        "1928", "lr", "?h=v", ",", "%41", "x y",
+        "\"",
+        "\"Alice\"",
+        "\"a\\\"b\"",
+        "Bob",
+        " ",
+        "\r\n ",
+        "<",
+        "<",
+        ">",
+        ">",
+        "sip:",
+        "SIPS:",
+        "tel:",
+        "urn:x",
+        "alice",
+        "@",
+        "example.com",
+        "10.0.0.1",
+        ":5060",
+        ";",
+        ";tag=",
+        "tag",
+        "=",
+        "1928",
+        "lr",
+        "?h=v",
+        ",",
+        "%41",
+        "x y",
     ];
 
     proptest! {

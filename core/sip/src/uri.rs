@@ -445,8 +445,7 @@ fn parse_sip(rest: &str, secure: bool) -> Result<(SipUri<'_>, usize), UriError> 
         Some((0, _, _)) => return Err(UriError::User),
         Some((user_end, password, hp)) => {
             let user = &rest[..user_end];
-            if seen & PERCENT_B != 0
-                && !(escapes_valid(user) && password.is_none_or(escapes_valid))
+            if seen & PERCENT_B != 0 && !(escapes_valid(user) && password.is_none_or(escapes_valid))
             {
                 return Err(UriError::User);
             }
@@ -532,11 +531,61 @@ mod tests {
 
     /// Pieces that, strung together, make valid URIs, near misses and junk.
     const PIECES: &[&str] = &[
-        "alice", "+1555", "@", "@", ":", ":", ";", ";", "?", "=", "=", "example.com", "h.x",
-        "127.0.0.1", "10.0.0.255", "1.2.3", "300.1.1.1", "1.2.3.4.5", "01.2.3.4", "1und1.de",
-        "[::1]", "[2001:db8::1", "[x]", "5060", "99999", "123456", "lr", "transport", "udp",
-        "user", "phone", "h=v", "%41", "%4", "%zz", "%", " ", ">", "-", ".", "_", "/", "&", "$",
-        ",", "!", "~", "*", "'", "(", "[", "]", "\"", "pw", "é",
+        "alice",
+        "+1555",
+        "@",
+        "@",
+        ":",
+        ":",
+        ";",
+        ";",
+        "?",
+        "=",
+        "=",
+        "example.com",
+        "h.x",
+        "127.0.0.1",
+        "10.0.0.255",
+        "1.2.3",
+        "300.1.1.1",
+        "1.2.3.4.5",
+        "01.2.3.4",
+        "1und1.de",
+        "[::1]",
+        "[2001:db8::1",
+        "[x]",
+        "5060",
+        "99999",
+        "123456",
+        "lr",
+        "transport",
+        "udp",
+        "user",
+        "phone",
+        "h=v",
+        "%41",
+        "%4",
+        "%zz",
+        "%",
+        " ",
+        ">",
+        "-",
+        ".",
+        "_",
+        "/",
+        "&",
+        "$",
+        ",",
+        "!",
+        "~",
+        "*",
+        "'",
+        "(",
+        "[",
+        "]",
+        "\"",
+        "pw",
+        "é",
     ];
 
     fn uri_text() -> impl Strategy<Value = String> {
