@@ -1,31 +1,7 @@
 //! `;name=value` parameter lists of URIs (RFC 3261 §19.1.1) and of header
 //! fields (`generic-param`, RFC 3261 §25.1), viewed in place.
 
-use crate::text::{escapes_valid_bytes, is_lws, is_token_byte, quoted_string_end, trim_lws};
-
-const INVALID: u8 = 0;
-const PARAM_BYTE: u8 = 1;
-const PERCENT: u8 = 2;
-const SEMI: u8 = 3;
-const EQUALS: u8 = 4;
-/// Not a byte: the end of the input.
-const END: u8 = 5;
-
-/// Byte classes of a URI parameter list (`paramchar`, `;`, `=`).
-static URI_PARAM: [u8; 256] = {
-    let mut t = [INVALID; 256];
-    let mut c = 0;
-    while c < 256 {
-        if crate::uri::PARAMCHAR[c] {
-            t[c] = PARAM_BYTE;
-        }
-        c += 1;
-    }
-    t[b'%' as usize] = PERCENT;
-    t[b';' as usize] = SEMI;
-    t[b'=' as usize] = EQUALS;
-    t
-};
+use crate::text::{is_lws, quoted_string_end, span, trim_lws, TOKEN};
 
 /// `token` characters plus what a `host` adds (`[`, `]`, `:`).
 static GEN_VALUE: [bool; 256] = crate::text::class(b"-.!%*_+`'~[]:");
@@ -105,9 +81,7 @@ impl<'a> Params<'a> {
             }
             i = skip(i + 1);
             let ns = i;
-            while i < b.len() && is_token_byte(b[i]) {
-                i += 1;
-            }
+            i = span(b, i, &TOKEN);
             if i == ns {
                 return Err("malformed parameter name");
             }
@@ -120,9 +94,7 @@ impl<'a> Params<'a> {
                 if i < b.len() && b[i] == b'"' {
                     i += quoted_string_end(&b[i..]).ok_or("unterminated quoted parameter value")?;
                 } else {
-                    while i < b.len() && GEN_VALUE[b[i] as usize] {
-                        i += 1;
-                    }
+                    i = span(b, i, &GEN_VALUE);
                     if i == vs {
                         return Err("malformed parameter value");
                     }
@@ -141,51 +113,12 @@ impl<'a> Params<'a> {
     /// values non-empty, no white space, valid escapes.
     pub(crate) fn validate_uri(&self) -> Result<(), &'static str> {
         let b = self.raw.as_bytes();
-        if b.is_empty() || scan_uri_params(b, 0) == Ok(b.len()) {
+        if b.is_empty() || crate::uri::scan_uri_params(b, 0) == Ok(b.len()) {
             Ok(())
         } else {
             Err("malformed URI parameter")
         }
     }
-}
-
-/// Scans the URI parameters that start at `b[start]`, which must be `;`,
-/// in one table-driven pass; returns the offset where they end: the first
-/// byte that is not part of them (`?` starts the URI's headers).
-pub(crate) fn scan_uri_params(b: &[u8], start: usize) -> Result<usize, ()> {
-    if b.get(start) != Some(&b';') {
-        return Err(());
-    }
-    let mut escaped = false;
-    let mut in_value = false;
-    let mut i = start + 1;
-    loop {
-        // A run of `paramchar`: one name or one value, never empty.
-        let run = i;
-        while i < b.len() && URI_PARAM[b[i] as usize] == PARAM_BYTE {
-            i += 1;
-        }
-        let class = b.get(i).map_or(END, |&c| URI_PARAM[c as usize]);
-        if class == PERCENT {
-            escaped = true;
-            i += 1;
-            continue;
-        }
-        if i == run && !(run > start + 1 && b[run - 1] == b'%') {
-            return Err(());
-        }
-        match class {
-            SEMI => in_value = false,
-            EQUALS if !in_value => in_value = true,
-            EQUALS => return Err(()),
-            _ => break,
-        }
-        i += 1;
-    }
-    if escaped && !escapes_valid_bytes(&b[start..i]) {
-        return Err(());
-    }
-    Ok(i)
 }
 
 impl<'a> IntoIterator for Params<'a> {

@@ -6,7 +6,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::params::Params;
-use crate::text::{escapes_valid, find, unreserved};
+use crate::text::{escapes_valid, find, span_class, unreserved};
 
 /// Why a URI did not parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -80,6 +80,7 @@ const HOST_B: u8 = 4;
 const NAME_B: u8 = 8;
 const PERCENT_B: u8 = 16;
 const HNV_B: u8 = 32;
+const PARAM_B: u8 = 64;
 
 /// Every byte class a SIP URI scan needs, one bit each, so that one table
 /// lookup per byte serves the user, password, host and headers parts.
@@ -88,6 +89,7 @@ static CLASS: [u8; 256] = {
     let password: [bool; 256] = unreserved!("&" "=" "+" "$" ",");
     let host: [bool; 256] = crate::text::class(b"-._");
     let hnv: [bool; 256] = unreserved!("[" "]" "/" "?" ":" "+" "$" "=" "&");
+    let param: [bool; 256] = unreserved!("[" "]" "/" ":" "&" "+" "$");
     let mut t = [0u8; 256];
     let mut c = 0;
     while c < 256 {
@@ -110,13 +112,46 @@ static CLASS: [u8; 256] = {
         if hnv[c] {
             k |= HNV_B;
         }
+        if param[c] {
+            k |= PARAM_B;
+        }
         t[c] = k;
         c += 1;
     }
     t
 };
 
-pub(crate) static PARAMCHAR: [bool; 256] = unreserved!("[" "]" "/" ":" "&" "+" "$");
+/// Scans the URI parameters that start at `b[start]`, which must be `;`
+/// (RFC 3261 §19.1.1: `paramchar` names and values, neither empty, valid
+/// escapes); returns the offset of the first byte that is not part of
+/// them (`?` starts the URI's headers).
+pub(crate) fn scan_uri_params(b: &[u8], start: usize) -> Result<usize, ()> {
+    if b.get(start) != Some(&b';') {
+        return Err(());
+    }
+    let mut seen = 0;
+    let mut in_value = false;
+    let mut i = start + 1;
+    loop {
+        // One name or one value.
+        let run = i;
+        i = span_class(b, i, &CLASS, PARAM_B, &mut seen);
+        if i == run {
+            return Err(());
+        }
+        match b.get(i) {
+            Some(b';') => in_value = false,
+            Some(b'=') if !in_value => in_value = true,
+            Some(b'=') => return Err(()),
+            _ => break,
+        }
+        i += 1;
+    }
+    if seen & PERCENT_B != 0 && !crate::text::escapes_valid_bytes(&b[start..i]) {
+        return Err(());
+    }
+    Ok(i)
+}
 
 /// Scans a host starting at `s[start]` and returns it with the offset just
 /// past it. The caller decides what may follow.
@@ -143,16 +178,8 @@ pub(crate) fn scan_host(s: &str, start: usize) -> Result<(Host<'_>, usize), UriE
     } else if first == b'.' || first == b'-' {
         return Err(UriError::Host);
     }
-    let mut i = start;
     let mut seen = 0;
-    while i < b.len() {
-        let k = CLASS[b[i] as usize];
-        if k & HOST_B == 0 {
-            break;
-        }
-        seen |= k;
-        i += 1;
-    }
+    let i = span_class(b, start, &CLASS, HOST_B, &mut seen);
     // Empty, or only digits and dots that are no IPv4 address.
     if seen & NAME_B == 0 {
         return Err(UriError::Host);
@@ -415,28 +442,12 @@ fn parse_sip(rest: &str, secure: bool) -> Result<(SipUri<'_>, usize), UriError> 
     // The user run ends at `@` (userinfo), at `:` (a password or a port:
     // the byte after the password run decides) or anywhere else (no
     // userinfo: the run was the host, rescanned below).
-    let mut i = 0;
     let mut seen = 0;
-    while i < n {
-        let k = CLASS[b[i] as usize];
-        if k & USER_B == 0 {
-            break;
-        }
-        seen |= k;
-        i += 1;
-    }
+    let i = span_class(b, 0, &CLASS, USER_B, &mut seen);
     let userinfo = match b.get(i) {
         Some(b'@') => Some((i, None, i + 1)),
         Some(b':') => {
-            let mut j = i + 1;
-            while j < n {
-                let k = CLASS[b[j] as usize];
-                if k & PASSWORD_B == 0 {
-                    break;
-                }
-                seen |= k;
-                j += 1;
-            }
+            let j = span_class(b, i + 1, &CLASS, PASSWORD_B, &mut seen);
             (b.get(j) == Some(&b'@')).then_some((i, Some(&rest[i + 1..j]), j + 1))
         }
         _ => None,
@@ -475,15 +486,12 @@ fn parse_sip(rest: &str, secure: bool) -> Result<(SipUri<'_>, usize), UriError> 
     };
     let params_start = i;
     if b.get(i) == Some(&b';') {
-        i = crate::params::scan_uri_params(b, i).map_err(|_| UriError::Param)?;
+        i = scan_uri_params(b, i).map_err(|_| UriError::Param)?;
     }
     let params = Params::new(&rest[params_start..i]);
     let headers = if b.get(i) == Some(&b'?') {
         let hs = i + 1;
-        i = hs;
-        while i < n && CLASS[b[i] as usize] & HNV_B != 0 {
-            i += 1;
-        }
+        i = span_class(b, hs, &CLASS, HNV_B, &mut seen);
         let h = &rest[hs..i];
         if h.is_empty() || !escapes_valid(h) {
             return Err(UriError::Headers);
