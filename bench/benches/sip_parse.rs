@@ -18,8 +18,9 @@ fn sentiric(c: &mut Criterion) {
     let mut g = c.benchmark_group("invite_parse_core_headers");
     g.throughput(Throughput::Bytes(INVITE.len() as u64));
     type Parse = fn(&[u8]) -> usize;
-    let parsers: [(&str, Parse); 3] = [
+    let parsers: [(&str, Parse); 4] = [
         ("sentiric", peers::sentiric),
+        ("sentiric-validated", peers::sentiric_validated),
         ("rsip-0.4", peers::rsip),
         ("rsipstack-0.7", peers::rsipstack),
     ];

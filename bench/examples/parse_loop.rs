@@ -8,7 +8,8 @@
 //! valgrind --tool=callgrind target/release/examples/parse_loop 20000 rsipstack
 //! ```
 //!
-//! The second argument picks the parser: `sentiric` (default), `rsip` or
+//! The second argument picks the parser: `sentiric` (default),
+//! `sentiric-validated` (parse, then `Message::validate`), `rsip` or
 //! `rsipstack`; each reads the same fields as in `benches/sip_parse.rs`.
 
 use std::hint::black_box;
@@ -24,10 +25,11 @@ fn main() {
     let which = args.next().unwrap_or_else(|| "sentiric".into());
     let f: fn(&[u8]) -> usize = match which.as_str() {
         "sentiric" => peers::sentiric,
+        "sentiric-validated" => peers::sentiric_validated,
         "rsip" => peers::rsip,
         "rsipstack" => peers::rsipstack,
         other => {
-            eprintln!("unknown parser {other}: sentiric, rsip or rsipstack");
+            eprintln!("unknown parser {other}: sentiric, sentiric-validated, rsip or rsipstack");
             std::process::exit(2);
         }
     };

@@ -43,7 +43,7 @@ pub fn core_fields(m: &sentiric_sip::Message<'_>) -> (usize, u32, usize) {
         + c.to.tag().map_or(0, str::len)
         + c.call_id.len()
         + c.cseq.method.as_str().len()
-        + c.from.uri.as_str().len()
+        + c.from.uri_str().len()
         + usize::from(c.max_forwards.unwrap_or(0));
     (n, c.cseq.seq, m.body().len())
 }

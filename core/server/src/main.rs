@@ -166,7 +166,7 @@ fn handle(
 fn answer(req: &Request<'_>, policy: &RequestPolicy<'_>) -> Vec<u8> {
     let tag = random_tag();
     if let Err(rej) = check_request(req, policy) {
-        let mut b = response_to(req, rej.status(), rej.reason(), Some(&tag));
+        let mut b = response_to(req, rej.status(), &rej.reason(), Some(&tag));
         if let Some((name, value)) = rej.extra_header() {
             b = b.header(name, &value);
         }

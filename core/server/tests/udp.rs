@@ -99,6 +99,27 @@ fn answers_over_udp() {
     );
     assert!(r.contains("Call-ID: bad1@127.0.0.1\r\n"));
 
+    // A malformed Contact URI passes the parse at receipt and is caught by
+    // the validation the transaction user runs: 400 naming the header,
+    // in a response that goes through the transaction.
+    c.send_to(
+        request(
+            &c,
+            "OPTIONS",
+            "sip:switch@127.0.0.1",
+            "badc1",
+            "Contact: <sip:tester@127.0.0.1:99999>\r\n",
+        )
+        .as_bytes(),
+        sw.addr,
+    )
+    .unwrap();
+    let r = recv(&c);
+    assert_eq!(status(&r), 400);
+    let text = String::from_utf8_lossy(&r);
+    assert!(text.contains("malformed Contact header"), "{text}");
+    assert!(Response::parse(&r).unwrap().to().tag().is_some());
+
     // SIP/7.0: 505.
     let v7 = request(&c, "OPTIONS", "sip:switch@127.0.0.1", "ver1", "").replacen(
         "SIP/2.0\r\n",

@@ -1,8 +1,12 @@
 //! Request checks an element makes after parsing and before processing:
-//! URI schemes (RFC 3261 §8.2.2.1 → 416), extensions required of it
+//! the syntax [`crate::Message::parse`] leaves for later (§8.2 → 400, see
+//! [`crate::Request::validate`]), URI schemes (RFC 3261 §8.2.2.1 → 416), extensions required of it
 //! (§8.2.2.3 and §16.3 → 420 with Unsupported), Max-Forwards at a proxy
 //! (§16.3 → 483) and body types (§8.2.3 → 415).
 
+use std::borrow::Cow;
+
+use crate::error::{Disposition, ParseError};
 use crate::header::HeaderName;
 use crate::message::Request;
 use crate::typed::Method;
@@ -37,6 +41,9 @@ impl Default for RequestPolicy<'static> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Rejection<'a> {
+    /// 400: a URI or address header is malformed; the error names it.
+    #[error("{0}")]
+    Malformed(ParseError),
     /// 416: a URI scheme the element does not handle.
     #[error("unsupported URI scheme {0}")]
     UnsupportedUriScheme(&'a str),
@@ -55,6 +62,7 @@ impl Rejection<'_> {
     /// Status code to answer with.
     pub fn status(&self) -> u16 {
         match self {
+            Rejection::Malformed(_) => 400,
             Rejection::UnsupportedUriScheme(_) => 416,
             Rejection::BadExtension(_) => 420,
             Rejection::TooManyHops => 483,
@@ -62,14 +70,20 @@ impl Rejection<'_> {
         }
     }
 
-    /// Reason phrase.
-    pub fn reason(&self) -> &'static str {
-        match self {
+    /// Reason phrase; a 400's names the header at fault.
+    pub fn reason(&self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
+            Rejection::Malformed(e) => {
+                return match e.disposition() {
+                    Disposition::Respond { reason, .. } => Cow::Owned(reason),
+                    _ => Cow::Borrowed("Bad Request"),
+                }
+            }
             Rejection::UnsupportedUriScheme(_) => "Unsupported URI Scheme",
             Rejection::BadExtension(_) => "Bad Extension",
             Rejection::TooManyHops => "Too Many Hops",
             Rejection::UnsupportedMediaType(_) => "Unsupported Media Type",
-        }
+        })
     }
 
     /// The extra header the response must carry, if any: `Unsupported` for
@@ -82,17 +96,19 @@ impl Rejection<'_> {
     }
 }
 
-/// Runs the checks in the order of RFC 3261 §8.2 / §16.3.
+/// Runs the checks in the order of RFC 3261 §8.2 / §16.3, starting with
+/// the syntax that parsing left for later.
 pub fn check_request<'a>(
     req: &Request<'a>,
     policy: &RequestPolicy<'_>,
 ) -> Result<(), Rejection<'a>> {
+    req.validate().map_err(Rejection::Malformed)?;
     let scheme_ok = |s: &str| policy.schemes.iter().any(|k| k.eq_ignore_ascii_case(s));
-    if !scheme_ok(req.uri.scheme()) {
-        return Err(Rejection::UnsupportedUriScheme(req.uri.scheme()));
+    if !scheme_ok(req.uri_scheme()) {
+        return Err(Rejection::UnsupportedUriScheme(req.uri_scheme()));
     }
-    if !scheme_ok(req.to().uri.scheme()) {
-        return Err(Rejection::UnsupportedUriScheme(req.to().uri.scheme()));
+    if !scheme_ok(req.to().uri_scheme()) {
+        return Err(Rejection::UnsupportedUriScheme(req.to().uri_scheme()));
     }
     if policy.proxy && req.max_forwards() == Some(0) && req.method != Method::Options {
         return Err(Rejection::TooManyHops);

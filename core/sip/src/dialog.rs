@@ -117,7 +117,7 @@ pub struct Dialog {
 fn contact_uri(core: &crate::CoreHeaders<'_>) -> Result<String, DialogError> {
     core.contact
         .as_ref()
-        .map(|na| na.uri.as_str().to_string())
+        .map(|na| na.uri_str().to_string())
         .ok_or(DialogError::BadContact)
 }
 
@@ -167,7 +167,7 @@ impl Dialog {
             remote_party: unfold(response.headers.value(HeaderName::To).unwrap_or("")).into_owned(),
             remote_target: contact_uri(&response.core)?,
             route_set,
-            secure: request.uri.scheme() == "sips",
+            secure: request.uri_scheme().eq_ignore_ascii_case("sips"),
         })
     }
 
@@ -197,7 +197,7 @@ impl Dialog {
                 .into_owned(),
             remote_target: contact_uri(&request.core)?,
             route_set: record_route(&request.headers)?,
-            secure: request.uri.scheme() == "sips",
+            secure: request.uri_scheme().eq_ignore_ascii_case("sips"),
         })
     }
 
@@ -275,7 +275,11 @@ impl Dialog {
             .route_set
             .first()
             .and_then(|r| NameAddr::parse(r).ok())
-            .is_none_or(|na| na.uri.as_sip().is_none_or(|s| s.is_loose_route()));
+            .is_none_or(|na| {
+                na.uri()
+                    .ok()
+                    .is_none_or(|u| u.as_sip().is_none_or(|s| s.is_loose_route()))
+            });
         let (uri, routes): (String, Vec<&str>) = if self.route_set.is_empty() || first_loose {
             (
                 self.remote_target.clone(),
@@ -285,7 +289,7 @@ impl Dialog {
             // Strict routing: the first route becomes the Request-URI and
             // the remote target goes last in Route.
             let first = NameAddr::parse(&self.route_set[0])
-                .map(|na| na.uri.as_str().to_string())
+                .map(|na| na.uri_str().to_string())
                 .unwrap_or_default();
             (
                 first,
@@ -365,7 +369,7 @@ mod tests {
             .finish();
         let ack = Request::parse(&ack).unwrap();
         assert_eq!(ack.cseq().seq, 10);
-        assert_eq!(ack.uri.as_str(), "sip:bob@127.0.0.2:5080");
+        assert_eq!(ack.uri_str(), "sip:bob@127.0.0.2:5080");
         assert_eq!(
             ack.headers.items(HeaderName::Route).next(),
             Some("<sip:p1.example.com;lr>")
@@ -399,7 +403,7 @@ mod tests {
             .create_request(Method::Bye, "SIP/2.0/UDP h;branch=z9hG4bK9")
             .finish();
         let bye = Request::parse(&bye).unwrap();
-        assert_eq!(bye.uri.as_str(), "sip:strict.example.com");
+        assert_eq!(bye.uri_str(), "sip:strict.example.com");
         let routes: Vec<_> = bye.headers.items(HeaderName::Route).collect();
         assert_eq!(
             routes,

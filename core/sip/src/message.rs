@@ -5,10 +5,17 @@
 //! start line and every header line (unfolding nothing, copying nothing),
 //! recognises header names, and parses the headers RFC 3261 §8.1.1 makes
 //! mandatory — Via, From, To, Call-ID, CSeq, Max-Forwards — plus
-//! Content-Length, so that a message that comes out of [`Message::parse`] can
-//! be handed to the transaction layer without further checks. Anything wrong
-//! becomes a [`ParseError`] whose [`ParseError::disposition`] says whether to
-//! answer 400/505/513 or drop it.
+//! Content-Length and the first Contact, so that a message that comes out
+//! of [`Message::parse`] can be handed to the transaction layer without
+//! further checks. Anything wrong becomes a [`ParseError`] whose
+//! [`ParseError::disposition`] says whether to answer 400/505/513 or drop it.
+//!
+//! URIs are the exception: at receipt only their scheme is checked. The
+//! Request-URI, the From, To and Contact URIs and every Route and
+//! Record-Route entry are checked by [`Message::validate`], which the
+//! transaction user runs on a request that starts a transaction (through
+//! [`crate::check::check_request`]) and on a response it acts on.
+//! Retransmissions absorbed by the transaction layer never pay for it.
 
 use std::fmt::Write as _;
 
@@ -16,7 +23,7 @@ use crate::error::{ErrorKind, ParseError, StartKind};
 use crate::header::{Header, HeaderName, Headers};
 use crate::text::{is_token_byte, split_commas, trim_lws, unfold};
 use crate::typed::{CSeq, Method, NameAddr, Via};
-use crate::uri::Uri;
+use crate::uri::{scheme_of, Uri, UriError};
 
 /// Bounds applied while parsing. Each bound that is hit gives its own error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,8 +85,8 @@ pub struct CoreHeaders<'a> {
 pub struct Request<'a> {
     /// Method.
     pub method: Method<'a>,
-    /// Request-URI.
-    pub uri: Uri<'a>,
+    /// Request-URI as written: see [`Request::uri`].
+    uri: &'a str,
     /// All header lines, in order.
     pub headers: Headers<'a>,
     /// The body.
@@ -171,6 +178,18 @@ impl<'a> Message<'a> {
         v
     }
 
+    /// Checks what [`Message::parse`] leaves for later (see the module
+    /// documentation): the Request-URI, the From, To and Contact URIs and
+    /// every Route and Record-Route entry. The error names the header at
+    /// fault, and its disposition is 400 for a request, drop for a
+    /// response.
+    pub fn validate(&self) -> Result<(), ParseError> {
+        match self {
+            Message::Request(r) => r.validate(),
+            Message::Response(r) => r.validate(),
+        }
+    }
+
     /// The request, if this is one.
     pub fn as_request(&self) -> Option<&Request<'a>> {
         match self {
@@ -225,6 +244,28 @@ impl<'a> Request<'a> {
         self.core.max_forwards
     }
 
+    /// Parses the Request-URI.
+    pub fn uri(&self) -> Result<Uri<'a>, UriError> {
+        Uri::parse(self.uri)
+    }
+
+    /// The Request-URI as written.
+    pub fn uri_str(&self) -> &'a str {
+        self.uri
+    }
+
+    /// The Request-URI's scheme as written (compare it case-insensitively).
+    pub fn uri_scheme(&self) -> &'a str {
+        scheme_of(self.uri).unwrap_or("")
+    }
+
+    /// See [`Message::validate`].
+    pub fn validate(&self) -> Result<(), ParseError> {
+        let err = |k| ParseError::new(k, StartKind::Request);
+        self.uri().map_err(|e| err(ErrorKind::RequestUri(e)))?;
+        validate_addresses_of(&self.core, &self.headers).map_err(err)
+    }
+
     /// Parses a request, refusing responses.
     pub fn parse(buf: &'a [u8]) -> Result<Request<'a>, ParseError> {
         match Message::parse(buf)? {
@@ -237,7 +278,7 @@ impl<'a> Request<'a> {
     pub fn write_to(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self.method.as_str().as_bytes());
         out.push(b' ');
-        out.extend_from_slice(self.uri.as_str().as_bytes());
+        out.extend_from_slice(self.uri.as_bytes());
         out.extend_from_slice(b" SIP/2.0\r\n");
         write_headers_and_body(&self.headers, self.body, out);
     }
@@ -245,6 +286,12 @@ impl<'a> Request<'a> {
 
 impl<'a> Response<'a> {
     core_accessors!();
+
+    /// See [`Message::validate`].
+    pub fn validate(&self) -> Result<(), ParseError> {
+        validate_addresses_of(&self.core, &self.headers)
+            .map_err(|k| ParseError::new(k, StartKind::Response))
+    }
 
     /// Parses a response, refusing requests.
     pub fn parse(buf: &'a [u8]) -> Result<Response<'a>, ParseError> {
@@ -395,7 +442,7 @@ fn parse<'a>(
     }
     let start_line = &head[..first_end];
     enum Start<'a> {
-        Req(Method<'a>, Uri<'a>),
+        Req(Method<'a>, &'a str),
         Resp(u16, &'a str),
     }
     let parsed_start = match start {
@@ -422,6 +469,7 @@ fn parse<'a>(
     let mut max_forwards: Option<&'a str> = None;
     let mut content_length: Option<&'a str> = None;
     let mut contact: Option<NameAddr<'a>> = None;
+    let mut seen_contact = false;
 
     let hb = head.as_bytes();
     // Header lines from the line ends found above; a line feed followed by
@@ -492,14 +540,11 @@ fn parse<'a>(
             HeaderName::CSeq => once(&mut cseq, HeaderName::CSeq)?,
             HeaderName::MaxForwards => once(&mut max_forwards, HeaderName::MaxForwards)?,
             HeaderName::ContentLength => once(&mut content_length, HeaderName::ContentLength)?,
-            HeaderName::Contact => {
-                let first = validate_addresses(name, value).map_err(err)?;
-                if contact.is_none() {
-                    contact = first;
-                }
-            }
-            HeaderName::Route | HeaderName::RecordRoute => {
-                validate_addresses(name, value).map_err(err)?;
+            // The remote target of a dialog; the other entries, and Route
+            // and Record-Route, wait for `validate`.
+            HeaderName::Contact if !seen_contact => {
+                seen_contact = true;
+                contact = first_contact(value).map_err(err)?;
             }
             _ => {}
         }
@@ -509,9 +554,10 @@ fn parse<'a>(
     let bad =
         |name: HeaderName<'static>, problem: &'static str| err(ErrorKind::Header { name, problem });
     let via = via.ok_or_else(|| err(ErrorKind::Missing(HeaderName::Via)))?;
-    let from = NameAddr::parse(from.ok_or_else(|| err(ErrorKind::Missing(HeaderName::From)))?)
-        .map_err(|p| bad(HeaderName::From, p))?;
-    let to = NameAddr::parse(to.ok_or_else(|| err(ErrorKind::Missing(HeaderName::To)))?)
+    let from =
+        NameAddr::parse_shallow(from.ok_or_else(|| err(ErrorKind::Missing(HeaderName::From)))?)
+            .map_err(|p| bad(HeaderName::From, p))?;
+    let to = NameAddr::parse_shallow(to.ok_or_else(|| err(ErrorKind::Missing(HeaderName::To)))?)
         .map_err(|p| bad(HeaderName::To, p))?;
     let call_id = call_id.ok_or_else(|| err(ErrorKind::Missing(HeaderName::CallId)))?;
     if call_id.is_empty() || call_id.bytes().any(|b| b <= b' ' || b == 0x7f) {
@@ -578,32 +624,48 @@ fn parse<'a>(
     })
 }
 
-/// Validates every address of a Contact, Route or Record-Route line and
-/// returns the first one (`None` for `Contact: *`).
-fn validate_addresses<'a>(
-    name: HeaderName<'_>,
-    value: &'a str,
-) -> Result<Option<NameAddr<'a>>, ErrorKind> {
-    let bad = |problem| ErrorKind::Header {
-        name: match name {
-            HeaderName::Contact => HeaderName::Contact,
-            HeaderName::Route => HeaderName::Route,
-            _ => HeaderName::RecordRoute,
-        },
-        problem,
-    };
-    if name == HeaderName::Contact && value == "*" {
+/// The first entry of a Contact value, its structure checked; `None` for
+/// `Contact: *`.
+fn first_contact(value: &str) -> Result<Option<NameAddr<'_>>, ErrorKind> {
+    if value == "*" {
         return Ok(None);
     }
-    let mut first = None;
-    for item in split_commas(value) {
-        if item.is_empty() {
-            return Err(bad("empty list item"));
-        }
-        let na = NameAddr::parse(item).map_err(bad)?;
-        first.get_or_insert(na);
+    let bad = |problem| ErrorKind::Header {
+        name: HeaderName::Contact,
+        problem,
+    };
+    match split_commas(value).next() {
+        Some(item) if !item.is_empty() => NameAddr::parse_shallow(item).map(Some).map_err(bad),
+        _ => Err(bad("empty list item")),
     }
-    Ok(first)
+}
+
+/// The URIs of From and To, and every entry of every Contact, Route and
+/// Record-Route line, checked completely.
+fn validate_addresses_of(core: &CoreHeaders<'_>, headers: &Headers<'_>) -> Result<(), ErrorKind> {
+    let bad = |name, problem| ErrorKind::Header { name, problem };
+    core.from
+        .uri()
+        .map_err(|_| bad(HeaderName::From, "malformed URI"))?;
+    core.to
+        .uri()
+        .map_err(|_| bad(HeaderName::To, "malformed URI"))?;
+    for h in headers {
+        let name = match h.name {
+            HeaderName::Contact if h.value == "*" => continue,
+            HeaderName::Contact => HeaderName::Contact,
+            HeaderName::Route => HeaderName::Route,
+            HeaderName::RecordRoute => HeaderName::RecordRoute,
+            _ => continue,
+        };
+        for item in split_commas(h.value) {
+            if item.is_empty() {
+                return Err(bad(name, "empty list item"));
+            }
+            NameAddr::parse(item).map_err(|p| bad(name, p))?;
+        }
+    }
+    Ok(())
 }
 
 fn parse_max_forwards(v: &str) -> Result<u8, &'static str> {
@@ -646,7 +708,7 @@ fn parse_version(v: &str) -> Result<(), ErrorKind> {
     })
 }
 
-fn parse_request_line(line: &str) -> Result<(Method<'_>, Uri<'_>), ErrorKind> {
+fn parse_request_line(line: &str) -> Result<(Method<'_>, &str), ErrorKind> {
     // RFC 3261 wants single spaces; RFC 4475 §3.1.2.9/10 allow accepting
     // extra ones. Any other white space inside a part is an error.
     let b = line.as_bytes();
@@ -674,7 +736,8 @@ fn parse_request_line(line: &str) -> Result<(Method<'_>, Uri<'_>), ErrorKind> {
     let part = |k: usize| &line[parts[k].0..parts[k].1];
     parse_version(part(2).trim_end_matches('\t'))?;
     let method = Method::parse(part(0)).ok_or(ErrorKind::Method)?;
-    let uri = Uri::parse(part(1)).map_err(ErrorKind::RequestUri)?;
+    let uri = part(1);
+    scheme_of(uri).map_err(ErrorKind::RequestUri)?;
     Ok((method, uri))
 }
 

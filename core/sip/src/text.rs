@@ -161,7 +161,13 @@ pub(crate) fn first_colon(w: u128) -> Option<usize> {
 /// `bit`; the classes of the bytes crossed are OR-ed into `seen`. Four
 /// bytes per step: one branch per step instead of one per byte.
 #[inline(always)]
-pub(crate) fn span_class(b: &[u8], mut i: usize, table: &[u8; 256], bit: u8, seen: &mut u8) -> usize {
+pub(crate) fn span_class(
+    b: &[u8],
+    mut i: usize,
+    table: &[u8; 256],
+    bit: u8,
+    seen: &mut u8,
+) -> usize {
     while let Some(w) = b.get(i..i + 4) {
         let k = [
             table[w[0] as usize],
@@ -191,7 +197,11 @@ pub(crate) fn span_class(b: &[u8], mut i: usize, table: &[u8; 256], bit: u8, see
 #[inline(always)]
 pub(crate) fn span(b: &[u8], mut i: usize, table: &[bool; 256]) -> usize {
     while let Some(w) = b.get(i..i + 4) {
-        if !(table[w[0] as usize] & table[w[1] as usize] & table[w[2] as usize] & table[w[3] as usize]) {
+        if !(table[w[0] as usize]
+            & table[w[1] as usize]
+            & table[w[2] as usize]
+            & table[w[3] as usize])
+        {
             break;
         }
         i += 4;

@@ -8,7 +8,7 @@ use crate::params::Params;
 use crate::text::{
     find, is_lws, is_token, is_token_byte, quoted_string_end, trim_lws, trim_lws_start,
 };
-use crate::uri::{scan_host, Host, Uri};
+use crate::uri::{scan_host, scheme_of, Host, Uri, UriError};
 
 /// A SIP method. Methods are case-sensitive (RFC 3261 §7.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -110,14 +110,19 @@ impl<'a> CSeq<'a> {
     /// Parses `1*DIGIT LWS Method`.
     pub fn parse(value: &'a str) -> Result<CSeq<'a>, &'static str> {
         let v = trim_lws(value);
-        let end = v.bytes().position(is_lws).ok_or("missing method")?;
-        let digits = &v[..end];
-        if digits.is_empty() || digits.len() > 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        let b = v.as_bytes();
+        // Up to ten digits, accumulated as they are crossed.
+        let mut seq: u64 = 0;
+        let mut end = 0;
+        while end < b.len() && end <= 10 && b[end].is_ascii_digit() {
+            seq = seq * 10 + u64::from(b[end] - b'0');
+            end += 1;
+        }
+        if end == 0 || end > 10 || seq >= 1 << 31 {
             return Err("sequence number is not a number below 2^31");
         }
-        let seq: u64 = digits.parse().map_err(|_| "sequence number out of range")?;
-        if seq >= 1 << 31 {
-            return Err("sequence number is not a number below 2^31");
+        if !b.get(end).is_some_and(|&c| is_lws(c)) {
+            return Err("missing method");
         }
         let method = Method::parse(trim_lws_start(&v[end..])).ok_or("malformed method")?;
         Ok(CSeq {
@@ -167,7 +172,14 @@ impl<'a> Via<'a> {
             }
             (s, i)
         };
-        // sent-protocol = name SLASH version SLASH transport, SLASH = SWS "/" SWS
+        // sent-protocol = name SLASH version SLASH transport, SLASH = SWS "/" SWS;
+        // nearly always written "SIP/2.0/" exactly.
+        if b.len() > 8 && b[..8].eq_ignore_ascii_case(b"SIP/2.0/") {
+            let (ts, te) = token(8);
+            if te > ts && b.get(te).is_some_and(|&c| is_lws(c)) {
+                return Self::sent_by(v, (&v[..3], &v[4..7]), &v[ts..te], te);
+            }
+        }
         let (ns, ne) = token(0);
         let i = skip(ne);
         if ne == ns || b.get(i) != Some(&b'/') {
@@ -185,6 +197,24 @@ impl<'a> Via<'a> {
         if !b.get(te).is_some_and(|c| is_lws(*c)) {
             return Err("missing sent-by");
         }
+        Self::sent_by(v, (&v[ns..ne], &v[vs..ve]), &v[ts..te], te)
+    }
+
+    /// The rest of a Via value from the white space after the transport:
+    /// `sent-by *( SEMI via-params )`.
+    fn sent_by(
+        v: &'a str,
+        protocol: (&'a str, &'a str),
+        transport: &'a str,
+        te: usize,
+    ) -> Result<Via<'a>, &'static str> {
+        let b = v.as_bytes();
+        let skip = |mut i: usize| {
+            while i < b.len() && is_lws(b[i]) {
+                i += 1;
+            }
+            i
+        };
         // sent-by = host [ COLON port ], LWS allowed around the colon
         let hs = skip(te);
         let (host, i) = scan_host(v, hs).map_err(|_| "malformed sent-by host")?;
@@ -217,8 +247,8 @@ impl<'a> Via<'a> {
         let params = Params::new(&v[j..]);
         let branch = params.scan_generic("branch")?.filter(|b| !b.is_empty());
         Ok(Via {
-            protocol: (&v[ns..ne], &v[vs..ve]),
-            transport: &v[ts..te],
+            protocol,
+            transport,
             host,
             host_raw,
             port,
@@ -252,12 +282,17 @@ impl<'a> Via<'a> {
 
 /// A `name-addr` or `addr-spec` with header parameters: the value of From,
 /// To, Contact, Route, Record-Route, Refer-To and the like.
+///
+/// The URI is kept as written; [`NameAddr::uri`] parses it. A value from
+/// [`NameAddr::parse`] has a valid URI. One inside a parsed message has had
+/// its structure checked (display name, brackets, parameters, tag) and its
+/// URI's scheme; the rest of the URI is checked by
+/// [`crate::Message::validate`], which [`crate::check::check_request`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NameAddr<'a> {
     /// Display name as written (quoted strings keep their quotes).
     pub display_name: Option<&'a str>,
-    /// The URI.
-    pub uri: Uri<'a>,
+    uri: &'a str,
     /// `true` when the URI was enclosed in `<>`.
     pub bracketed: bool,
     /// Header parameters after the URI (`;tag=…`, `;expires=…`).
@@ -266,8 +301,17 @@ pub struct NameAddr<'a> {
 }
 
 impl<'a> NameAddr<'a> {
-    /// Parses one `(name-addr / addr-spec) *(SEMI generic-param)` value.
+    /// Parses one `(name-addr / addr-spec) *(SEMI generic-param)` value,
+    /// URI included.
     pub fn parse(value: &'a str) -> Result<NameAddr<'a>, &'static str> {
+        let na = Self::parse_shallow(value)?;
+        na.uri().map_err(|_| "malformed URI")?;
+        Ok(na)
+    }
+
+    /// [`NameAddr::parse`] without the URI beyond its scheme: what a
+    /// message parse does at receipt.
+    pub(crate) fn parse_shallow(value: &'a str) -> Result<NameAddr<'a>, &'static str> {
         let v = trim_lws(value);
         let b = v.as_bytes();
         let (display_name, after_display) = if b.first() == Some(&b'"') {
@@ -286,8 +330,10 @@ impl<'a> NameAddr<'a> {
             }
         };
         if let Some(inner) = after_display.strip_prefix('<') {
-            let (uri, gt) =
-                Uri::parse_bracketed(inner).map_err(|_| "malformed URI or missing '>'")?;
+            // No URI byte is '>', so the first one closes the URI.
+            let gt = find(inner, b'>').ok_or("missing '>'")?;
+            let uri = trim_lws(&inner[..gt]);
+            scheme_of(uri).map_err(|_| "malformed URI")?;
             let rest = trim_lws_start(&inner[gt + 1..]);
             if !rest.is_empty() && !rest.starts_with(';') {
                 return Err("unexpected text after '>'");
@@ -306,11 +352,11 @@ impl<'a> NameAddr<'a> {
             return Err("display name without '<'");
         }
         let end = find(v, b';').unwrap_or(v.len());
-        let uri_raw = trim_lws(&v[..end]);
-        if uri_raw.contains(['?', ',']) {
+        let uri = trim_lws(&v[..end]);
+        if uri.contains(['?', ',']) {
             return Err("URI with '?' or ',' must be enclosed in '<>'");
         }
-        let uri = Uri::parse(uri_raw).map_err(|_| "malformed URI")?;
+        scheme_of(uri).map_err(|_| "malformed URI")?;
         let params = Params::new(&v[end..]);
         let tag = params.scan_generic("tag")?;
         Ok(NameAddr {
@@ -320,6 +366,21 @@ impl<'a> NameAddr<'a> {
             params,
             tag,
         })
+    }
+
+    /// Parses the URI.
+    pub fn uri(&self) -> Result<Uri<'a>, UriError> {
+        Uri::parse(self.uri)
+    }
+
+    /// The URI as written.
+    pub fn uri_str(&self) -> &'a str {
+        self.uri
+    }
+
+    /// The URI's scheme as written (compare it case-insensitively).
+    pub fn uri_scheme(&self) -> &'a str {
+        scheme_of(self.uri).unwrap_or("")
     }
 
     /// The `tag` parameter.
@@ -383,7 +444,7 @@ mod tests {
                 })
         ) {
             let fast = NameAddr::parse(&v).ok().map(|n| {
-                (n.display_name, n.uri.as_str(), n.bracketed, n.params.as_str(), n.tag)
+                (n.display_name, n.uri_str(), n.bracketed, n.params.as_str(), n.tag)
             });
             prop_assert_eq!(fast, crate::reference::name_addr(&v), "{:?}", v);
         }
@@ -438,7 +499,7 @@ mod tests {
         let n = NameAddr::parse("sip:+19725552222@gw1.example.net;unknownparam").unwrap();
         assert!(!n.bracketed);
         assert!(n.params.contains("unknownparam"));
-        assert!(n.uri.as_sip().unwrap().params.is_empty());
+        assert!(n.uri().unwrap().as_sip().unwrap().params.is_empty());
         assert!(NameAddr::parse("\"Mr. J. User <sip:j.user@example.com>").is_err());
         assert!(NameAddr::parse("Bell, Alexander <sip:a@b>").is_err());
         assert!(NameAddr::parse("sip:user@example.com?Route=%3Csip:x%3E").is_err());

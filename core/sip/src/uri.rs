@@ -302,18 +302,8 @@ impl<'a> Uri<'a> {
             let kind = UriKind::Sip(parse_sip_whole(&raw[4..], false)?);
             return Ok(Uri { raw, kind });
         }
-        let colon = find(raw, b':').ok_or(UriError::Scheme)?;
-        let scheme = &raw[..colon];
-        let rest = &raw[colon + 1..];
-        let sb = scheme.as_bytes();
-        if sb.is_empty()
-            || !sb[0].is_ascii_alphabetic()
-            || !sb
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
-        {
-            return Err(UriError::Scheme);
-        }
+        let scheme = scheme_of(raw)?;
+        let rest = &raw[scheme.len() + 1..];
         let kind = if scheme.eq_ignore_ascii_case("sip") {
             UriKind::Sip(parse_sip_whole(rest, false)?)
         } else if scheme.eq_ignore_ascii_case("sips") {
@@ -330,44 +320,6 @@ impl<'a> Uri<'a> {
             }
         };
         Ok(Uri { raw, kind })
-    }
-
-    /// Parses the URI at the start of `text` that a `>` closes, as in a
-    /// name-addr (`<` already consumed): returns it with the offset of that
-    /// `>`. A SIP URI is scanned in place up to the first byte that cannot
-    /// continue it; any other scheme runs to the first `>`. White space
-    /// around the URI is allowed.
-    pub(crate) fn parse_bracketed(text: &'a str) -> Result<(Uri<'a>, usize), UriError> {
-        let b = text.as_bytes();
-        let mut i = 0;
-        while i < b.len() && crate::text::is_lws(b[i]) {
-            i += 1;
-        }
-        let start = i;
-        let scheme_len = match b.get(start..start + 5) {
-            Some([b's' | b'S', b'i' | b'I', b'p' | b'P', b':', _]) => 4,
-            Some([b's' | b'S', b'i' | b'I', b'p' | b'P', b's' | b'S', b':']) => 5,
-            _ => 0,
-        };
-        let (uri, mut i) = if scheme_len > 0 {
-            let (sip, len) = parse_sip(&text[start + scheme_len..], scheme_len == 5)?;
-            let end = start + scheme_len + len;
-            let uri = Uri {
-                raw: &text[start..end],
-                kind: UriKind::Sip(sip),
-            };
-            (uri, end)
-        } else {
-            let gt = find(text, b'>').ok_or(UriError::Opaque)?;
-            (Uri::parse(crate::text::trim_lws(&text[start..gt]))?, gt)
-        };
-        while i < b.len() && crate::text::is_lws(b[i]) {
-            i += 1;
-        }
-        match b.get(i) {
-            Some(b'>') => Ok((uri, i)),
-            _ => Err(UriError::Opaque),
-        }
     }
 
     /// The URI as written.
@@ -430,6 +382,25 @@ fn parse_sip_whole(rest: &str, secure: bool) -> Result<SipUri<'_>, UriError> {
     } else {
         UriError::Host
     })
+}
+
+/// The scheme of an absolute URI (`ALPHA *(ALPHA / DIGIT / "+" / "-" /
+/// ".")` before the first `:`), as written.
+pub(crate) fn scheme_of(raw: &str) -> Result<&str, UriError> {
+    if let [b's' | b'S', b'i' | b'I', b'p' | b'P', b':', ..] = raw.as_bytes() {
+        return Ok(&raw[..3]);
+    }
+    let colon = find(raw, b':').ok_or(UriError::Scheme)?;
+    let sb = &raw.as_bytes()[..colon];
+    if sb.is_empty()
+        || !sb[0].is_ascii_alphabetic()
+        || !sb
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    {
+        return Err(UriError::Scheme);
+    }
+    Ok(&raw[..colon])
 }
 
 /// One pass over `user[:password]@host[:port][;params][?headers]`: a

@@ -50,8 +50,20 @@ enum Outcome {
     Drop,
 }
 
+/// Parse, then what parsing leaves for the transaction user: the URIs and
+/// address headers (`Message::validate`).
+fn receive<'a>(
+    bytes: &'a [u8],
+    limits: &ParseLimits,
+    framing: Framing,
+) -> Result<Message<'a>, sentiric_sip::ParseError> {
+    let m = Message::parse_with(bytes, limits, framing)?;
+    m.validate()?;
+    Ok(m)
+}
+
 fn datagram_outcome(bytes: &[u8]) -> Outcome {
-    match Message::parse(bytes) {
+    match receive(bytes, &ParseLimits::default(), Framing::Datagram) {
         Ok(_) => Outcome::Accept,
         Err(e) => match e.disposition() {
             Disposition::Respond { status, .. } => Outcome::Respond(status),
@@ -177,12 +189,13 @@ fn valid_messages_expose_their_fields() {
     let b = read("3.1.1.9-semiuri.sip");
     let m = Message::parse(&b).unwrap();
     assert_eq!(
-        m.as_request().unwrap().uri.user(),
+        m.as_request().unwrap().uri().unwrap().user(),
         Some("user;par=u%40example.net")
     );
     let b = read("3.1.1.4-escnull.sip");
     let m = Message::parse(&b).unwrap();
-    let user = m.as_request().unwrap().to().uri.user().unwrap();
+    let to = m.as_request().unwrap().to().uri().unwrap();
+    let user = to.user().unwrap();
     assert_eq!(&*sentiric_sip::unescape(user), b"null-\0-null");
 
     // The datagram holds a second request after the first one's body: ignored.
@@ -226,16 +239,14 @@ fn stream_outcome(bytes: &[u8]) -> StreamOutcome {
     match framer.next_frame() {
         Err(_) => StreamOutcome::Close,
         Ok(None) => StreamOutcome::NeedMore,
-        Ok(Some(sentiric_sip::Frame::Message(m))) => {
-            match Message::parse_with(m, &limits, Framing::Stream) {
-                Ok(_) => StreamOutcome::Accept,
-                Err(e) => match e.disposition() {
-                    Disposition::Respond { status, .. } => StreamOutcome::Respond(status),
-                    Disposition::Drop => StreamOutcome::Drop,
-                    Disposition::CloseConnection => StreamOutcome::Close,
-                },
-            }
-        }
+        Ok(Some(sentiric_sip::Frame::Message(m))) => match receive(m, &limits, Framing::Stream) {
+            Ok(_) => StreamOutcome::Accept,
+            Err(e) => match e.disposition() {
+                Disposition::Respond { status, .. } => StreamOutcome::Respond(status),
+                Disposition::Drop => StreamOutcome::Drop,
+                Disposition::CloseConnection => StreamOutcome::Close,
+            },
+        },
         Ok(Some(other)) => panic!("unexpected keep-alive {other:?}"),
     }
 }
@@ -286,7 +297,7 @@ fn stream_of_all_valid_messages_frames_in_order() {
         loop {
             match framer.next_frame().unwrap() {
                 Some(sentiric_sip::Frame::Message(m)) => {
-                    Message::parse_with(m, &limits, Framing::Stream)
+                    receive(m, &limits, Framing::Stream)
                         .unwrap_or_else(|e| panic!("{}: {e}", sent[got]));
                     got += 1;
                 }

@@ -134,7 +134,8 @@ fn assert_same(a: &Message<'_>, b: &Message<'_>) {
     match (a, b) {
         (Message::Request(x), Message::Request(y)) => {
             assert_eq!(x.method, y.method);
-            assert_eq!(x.uri.as_str(), y.uri.as_str());
+            assert_eq!(x.uri_str(), y.uri_str());
+            assert_eq!(x.uri(), y.uri());
         }
         (Message::Response(x), Message::Response(y)) => {
             assert_eq!(x.status, y.status);
@@ -162,8 +163,8 @@ fn assert_same(a: &Message<'_>, b: &Message<'_>) {
     assert_eq!(ca.via.host, cb.via.host);
     assert_eq!(ca.via.port, cb.via.port);
     assert_eq!(ca.from.tag(), cb.from.tag());
-    assert_eq!(ca.from.uri, cb.from.uri);
-    assert_eq!(ca.to.uri, cb.to.uri);
+    assert_eq!(ca.from.uri(), cb.from.uri());
+    assert_eq!(ca.to.uri(), cb.to.uri());
     assert_eq!(ca.max_forwards, cb.max_forwards);
     assert_eq!(a.body(), b.body());
 }
@@ -174,6 +175,7 @@ proptest! {
     #[test]
     fn parse_serialize_parse(raw in request()) {
         let m1 = Message::parse(&raw).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&raw)));
+        m1.validate().unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&raw)));
         let bytes = m1.to_bytes();
         let m2 = Message::parse(&bytes).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&bytes)));
         assert_same(&m1, &m2);
@@ -199,7 +201,9 @@ proptest! {
             let i = i.index(b.len());
             b[i] = v;
         }
-        let _ = Message::parse(&b);
+        if let Ok(m) = Message::parse(&b) {
+            let _ = m.validate();
+        }
         let _ = Message::parse(&b[..cut.index(b.len())]);
         let limits = ParseLimits::default();
         let mut f = StreamFramer::new(limits, KeepAliveRole::Server);
@@ -211,7 +215,9 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(b in prop::collection::vec(any::<u8>(), 0..600)) {
-        let _ = Message::parse(&b);
+        if let Ok(m) = Message::parse(&b) {
+            let _ = m.validate();
+        }
         let _ = sentiric_sip::Uri::parse(&String::from_utf8_lossy(&b));
         let _ = sentiric_sip::digest::Credentials::parse(&String::from_utf8_lossy(&b));
     }

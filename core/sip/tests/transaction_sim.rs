@@ -401,7 +401,7 @@ fn timer_d_ack_generation_and_reliable_transports() {
         assert_eq!(sent.len(), 2, "INVITE, then the ACK");
         let ack = Request::parse(&sent[1].bytes).unwrap();
         assert_eq!(ack.method, Method::Ack);
-        assert_eq!(ack.uri.as_str(), "sip:bob@127.0.0.2");
+        assert_eq!(ack.uri_str(), "sip:bob@127.0.0.2");
         assert_eq!(ack.cseq().seq, 1);
         assert_eq!(ack.cseq().method, Method::Ack);
         assert_eq!(ack.to().tag(), Some("t"));

@@ -45,7 +45,7 @@ struct AckTemplate {
 impl AckTemplate {
     fn new(req: &Request<'_>) -> Self {
         AckTemplate {
-            uri: req.uri.as_str().to_string(),
+            uri: req.uri_str().to_string(),
             via: req
                 .vias()
                 .next()

@@ -86,7 +86,7 @@ impl TransactionKey {
                 method: method.as_str().into(),
             },
             _ => TransactionKey::Rfc2543 {
-                uri: req.uri.as_str().into(),
+                uri: req.uri_str().into(),
                 from_tag: req.from().tag().unwrap_or("").into(),
                 call_id: req.call_id().into(),
                 seq: req.cseq().seq,
