@@ -720,18 +720,14 @@ fn parse_request_line(line: &str) -> Result<(Method<'_>, &str), ErrorKind> {
             i += 1;
             continue;
         }
-        let start = i;
-        while i < b.len() && b[i] != b' ' {
-            i += 1;
-        }
         if n == 3 {
             return Err(ErrorKind::StartLine);
         }
+        let start = i;
+        // The Request-URI is the long part: a SIMD search pays off.
+        i = memchr::memchr(b' ', &b[i..]).map_or(b.len(), |k| i + k);
         parts[n] = (start, i);
         n += 1;
-    }
-    if n != 3 {
-        return Err(ErrorKind::StartLine);
     }
     let part = |k: usize| &line[parts[k].0..parts[k].1];
     parse_version(part(2).trim_end_matches('\t'))?;

@@ -331,7 +331,7 @@ impl<'a> NameAddr<'a> {
         };
         if let Some(inner) = after_display.strip_prefix('<') {
             // No URI byte is '>', so the first one closes the URI.
-            let gt = find(inner, b'>').ok_or("missing '>'")?;
+            let gt = memchr::memchr(b'>', inner.as_bytes()).ok_or("missing '>'")?;
             let uri = trim_lws(&inner[..gt]);
             scheme_of(uri).map_err(|_| "malformed URI")?;
             let rest = trim_lws_start(&inner[gt + 1..]);
