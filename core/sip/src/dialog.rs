@@ -113,12 +113,12 @@ pub struct Dialog {
     pub secure: bool,
 }
 
-/// The remote target: the first Contact, parsed when the message was.
-fn contact_uri(core: &crate::CoreHeaders<'_>) -> Result<String, DialogError> {
-    core.contact
-        .as_ref()
-        .map(|na| na.uri_str().to_string())
-        .ok_or(DialogError::BadContact)
+/// The remote target: the first Contact's URI.
+fn contact_uri(contact: Result<Option<NameAddr<'_>>, &str>) -> Result<String, DialogError> {
+    match contact {
+        Ok(Some(na)) => Ok(na.uri_str().to_string()),
+        _ => Err(DialogError::BadContact),
+    }
 }
 
 fn record_route(headers: &crate::Headers<'_>) -> Result<Vec<String>, DialogError> {
@@ -165,7 +165,7 @@ impl Dialog {
             remote_seq: None,
             local_party: unfold(request.headers.value(HeaderName::From).unwrap_or("")).into_owned(),
             remote_party: unfold(response.headers.value(HeaderName::To).unwrap_or("")).into_owned(),
-            remote_target: contact_uri(&response.core)?,
+            remote_target: contact_uri(response.contact())?,
             route_set,
             secure: request.uri_scheme().eq_ignore_ascii_case("sips"),
         })
@@ -195,7 +195,7 @@ impl Dialog {
             local_party: party_with_tag(to, local_tag),
             remote_party: unfold(request.headers.value(HeaderName::From).unwrap_or(""))
                 .into_owned(),
-            remote_target: contact_uri(&request.core)?,
+            remote_target: contact_uri(request.contact())?,
             route_set: record_route(&request.headers)?,
             secure: request.uri_scheme().eq_ignore_ascii_case("sips"),
         })
@@ -215,13 +215,13 @@ impl Dialog {
                 self.route_set = rs;
             }
             if response.headers.get(HeaderName::Contact).is_some() {
-                self.remote_target = contact_uri(&response.core)?;
+                self.remote_target = contact_uri(response.contact())?;
             }
         } else if (200..300).contains(&response.status)
             && is_target_refresh(method)
             && response.headers.get(HeaderName::Contact).is_some()
         {
-            self.remote_target = contact_uri(&response.core)?;
+            self.remote_target = contact_uri(response.contact())?;
         }
         Ok(())
     }
@@ -240,7 +240,7 @@ impl Dialog {
             self.remote_seq = Some(seq);
         }
         if is_target_refresh(request.method) && request.headers.get(HeaderName::Contact).is_some() {
-            self.remote_target = contact_uri(&request.core)?;
+            self.remote_target = contact_uri(request.contact())?;
         }
         Ok(())
     }

@@ -5,14 +5,15 @@
 //! start line and every header line (unfolding nothing, copying nothing),
 //! recognises header names, and parses the headers RFC 3261 §8.1.1 makes
 //! mandatory — Via, From, To, Call-ID, CSeq, Max-Forwards — plus
-//! Content-Length and the first Contact, so that a message that comes out
-//! of [`Message::parse`] can be handed to the transaction layer without
-//! further checks. Anything wrong becomes a [`ParseError`] whose
+//! Content-Length, so that a message that comes out of [`Message::parse`]
+//! can be handed to the transaction layer without further checks. Anything wrong becomes a [`ParseError`] whose
 //! [`ParseError::disposition`] says whether to answer 400/505/513 or drop it.
 //!
-//! URIs are the exception: at receipt only their scheme is checked. The
-//! Request-URI, the From, To and Contact URIs and every Route and
-//! Record-Route entry are checked by [`Message::validate`], which the
+//! URIs and the address lists are the exception: at receipt only the
+//! scheme of the Request-URI and of the From and To URIs is checked, and
+//! Contact, Route and Record-Route are only found. The URIs and every
+//! Contact, Route and Record-Route entry are checked by
+//! [`Message::validate`], which the
 //! transaction user runs on a request that starts a transaction (through
 //! [`crate::check::check_request`]) and on a response it acts on.
 //! Retransmissions absorbed by the transaction layer never pay for it.
@@ -75,9 +76,6 @@ pub struct CoreHeaders<'a> {
     pub max_forwards: Option<u8>,
     /// Content-Length, when present.
     pub content_length: Option<u32>,
-    /// The first Contact address (the remote target of a dialog); `None`
-    /// when absent or `*`.
-    pub contact: Option<NameAddr<'a>>,
 }
 
 /// A request, borrowing the buffer it was parsed from.
@@ -232,6 +230,11 @@ macro_rules! core_accessors {
         /// Every Via value, top first.
         pub fn vias(&self) -> impl Iterator<Item = &'a str> + '_ {
             self.headers.items(HeaderName::Via)
+        }
+        /// The first Contact address (a dialog's remote target), parsed
+        /// now, URI included; `Ok(None)` when there is none or it is `*`.
+        pub fn contact(&self) -> Result<Option<NameAddr<'a>>, &'static str> {
+            first_contact(self.headers.value(HeaderName::Contact))
         }
     };
 }
@@ -468,8 +471,6 @@ fn parse<'a>(
     let mut cseq: Option<&'a str> = None;
     let mut max_forwards: Option<&'a str> = None;
     let mut content_length: Option<&'a str> = None;
-    let mut contact: Option<NameAddr<'a>> = None;
-    let mut seen_contact = false;
 
     let hb = head.as_bytes();
     // Header lines from the line ends found above; a line feed followed by
@@ -540,12 +541,6 @@ fn parse<'a>(
             HeaderName::CSeq => once(&mut cseq, HeaderName::CSeq)?,
             HeaderName::MaxForwards => once(&mut max_forwards, HeaderName::MaxForwards)?,
             HeaderName::ContentLength => once(&mut content_length, HeaderName::ContentLength)?,
-            // The remote target of a dialog; the other entries, and Route
-            // and Record-Route, wait for `validate`.
-            HeaderName::Contact if !seen_contact => {
-                seen_contact = true;
-                contact = first_contact(value).map_err(err)?;
-            }
             _ => {}
         }
         headers.push(Header { name, value });
@@ -597,7 +592,6 @@ fn parse<'a>(
         cseq,
         max_forwards,
         content_length,
-        contact,
     };
     Ok(match parsed_start {
         Start::Req(method, uri) => {
@@ -624,19 +618,15 @@ fn parse<'a>(
     })
 }
 
-/// The first entry of a Contact value, its structure checked; `None` for
+/// The first entry of a Contact value, parsed; `None` for no value or
 /// `Contact: *`.
-fn first_contact(value: &str) -> Result<Option<NameAddr<'_>>, ErrorKind> {
-    if value == "*" {
-        return Ok(None);
-    }
-    let bad = |problem| ErrorKind::Header {
-        name: HeaderName::Contact,
-        problem,
-    };
-    match split_commas(value).next() {
-        Some(item) if !item.is_empty() => NameAddr::parse_shallow(item).map(Some).map_err(bad),
-        _ => Err(bad("empty list item")),
+fn first_contact(value: Option<&str>) -> Result<Option<NameAddr<'_>>, &'static str> {
+    match value {
+        None | Some("*") => Ok(None),
+        Some(v) => match split_commas(v).next() {
+            Some(item) if !item.is_empty() => NameAddr::parse(item).map(Some),
+            _ => Err("empty list item"),
+        },
     }
 }
 
@@ -785,6 +775,58 @@ v=0\n";
         assert_eq!(r.max_forwards(), Some(70));
         assert_eq!(r.body, b"v=0\n");
         assert_eq!(r.headers.len(), 9);
+    }
+
+    #[test]
+    fn uris_and_contact_are_checked_when_asked() {
+        let m = Message::parse(INVITE).unwrap();
+        m.validate().unwrap();
+        let r = m.as_request().unwrap();
+        assert_eq!(r.uri().unwrap().user(), Some("bob"));
+        assert_eq!(r.uri_scheme(), "sip");
+        let c = r.contact().unwrap().unwrap();
+        assert_eq!(c.uri_str(), "sip:alice@pc33.atlanta.example.com");
+
+        let text = std::str::from_utf8(INVITE).unwrap();
+        let star = text.replace(
+            "Contact: <sip:alice@pc33.atlanta.example.com>",
+            "Contact: *",
+        );
+        let m = Message::parse(star.as_bytes()).unwrap();
+        assert_eq!(m.as_request().unwrap().contact(), Ok(None));
+        m.validate().unwrap();
+
+        // Malformed URIs pass the parse and fail validation, naming the header.
+        for (from, to, header) in [
+            (
+                "<sip:alice@pc33.atlanta.example.com>",
+                "<sip:alice@pc33:99999>",
+                "Contact",
+            ),
+            (
+                "Bob <sip:bob@biloxi.example.com>",
+                "Bob <sip:bob@bi loxi>",
+                "To",
+            ),
+            (
+                "sip:bob@biloxi.example.com SIP",
+                "sip:bob@[::1 SIP",
+                "Request-URI",
+            ),
+        ] {
+            let bad = text.replacen(from, to, 1);
+            let m = Message::parse(bad.as_bytes()).unwrap_or_else(|e| panic!("{to}: {e}"));
+            let e = m.validate().unwrap_err();
+            assert!(e.to_string().contains(header), "{to}: {e}");
+            assert_eq!(e.status(), Some(400));
+        }
+        let bad = text.replacen(
+            "Contact: <sip:alice@pc33.atlanta.example.com>",
+            "Contact: <sip:alice@pc33:99999>",
+            1,
+        );
+        let m = Message::parse(bad.as_bytes()).unwrap();
+        assert!(m.as_request().unwrap().contact().is_err());
     }
 
     #[test]
