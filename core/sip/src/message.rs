@@ -714,8 +714,14 @@ fn parse_request_line(line: &str) -> Result<(Method<'_>, &str), ErrorKind> {
             return Err(ErrorKind::StartLine);
         }
         let start = i;
-        // The Request-URI is the long part: a SIMD search pays off.
-        i = memchr::memchr(b' ', &b[i..]).map_or(b.len(), |k| i + k);
+        if n == 1 {
+            // The Request-URI is the long part: a SIMD search pays off.
+            i = memchr::memchr(b' ', &b[i..]).map_or(b.len(), |k| i + k);
+        } else {
+            while i < b.len() && b[i] != b' ' {
+                i += 1;
+            }
+        }
         parts[n] = (start, i);
         n += 1;
     }

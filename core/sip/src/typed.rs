@@ -159,6 +159,32 @@ impl<'a> Via<'a> {
     pub fn parse(value: &'a str) -> Result<Via<'a>, &'static str> {
         let v = trim_lws(value);
         let b = v.as_bytes();
+        let token = |mut i: usize| {
+            let s = i;
+            while i < b.len() && is_token_byte(b[i]) {
+                i += 1;
+            }
+            (s, i)
+        };
+        // sent-protocol = name SLASH version SLASH transport, SLASH = SWS "/" SWS;
+        // nearly always written "SIP/2.0/" exactly.
+        if let Some(w) = b.get(..8) {
+            // Lower-case the three letters only; the other five must match exactly.
+            let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            if w | 0x20_2020 != u64::from_le_bytes(*b"sip/2.0/") {
+                return Self::parse_general(v);
+            }
+            let (ts, te) = token(8);
+            if te > ts && b.get(te).is_some_and(|&c| is_lws(c)) {
+                return Self::sent_by(v, (&v[..3], &v[4..7]), &v[ts..te], te);
+            }
+        }
+        Self::parse_general(v)
+    }
+
+    /// Via with any protocol name and version, and LWS around the slashes.
+    fn parse_general(v: &'a str) -> Result<Via<'a>, &'static str> {
+        let b = v.as_bytes();
         let skip = |mut i: usize| {
             while i < b.len() && is_lws(b[i]) {
                 i += 1;
@@ -172,14 +198,6 @@ impl<'a> Via<'a> {
             }
             (s, i)
         };
-        // sent-protocol = name SLASH version SLASH transport, SLASH = SWS "/" SWS;
-        // nearly always written "SIP/2.0/" exactly.
-        if b.len() > 8 && b[..8].eq_ignore_ascii_case(b"SIP/2.0/") {
-            let (ts, te) = token(8);
-            if te > ts && b.get(te).is_some_and(|&c| is_lws(c)) {
-                return Self::sent_by(v, (&v[..3], &v[4..7]), &v[ts..te], te);
-            }
-        }
         let (ns, ne) = token(0);
         let i = skip(ne);
         if ne == ns || b.get(i) != Some(&b'/') {
@@ -475,6 +493,14 @@ mod tests {
         assert!(Via::parse("SIP/2.0/UDP").is_err());
         assert!(Via::parse("SIP/2.0 host").is_err());
         assert!(Via::parse("SIP/2.0/UDP host:99999").is_err());
+        // Only the letters of "SIP/2.0/" are compared case-insensitively.
+        assert!(Via::parse("SIP\x0f2.0/UDP host").is_err());
+        assert!(Via::parse("SIP/\x122.0/UDP host").is_err());
+        assert!(Via::parse("SIP/2\x0e0/UDP host").is_err());
+        let v = Via::parse("sIp/2.0/tcp host").unwrap();
+        assert_eq!((v.protocol, v.transport), (("sIp", "2.0"), "tcp"));
+        let v = Via::parse("SIP/2.0/UDP").err();
+        assert_eq!(v, Some("missing sent-by"));
     }
 
     #[test]
