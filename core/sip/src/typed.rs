@@ -322,17 +322,19 @@ impl<'a> NameAddr<'a> {
     /// Parses one `(name-addr / addr-spec) *(SEMI generic-param)` value,
     /// URI included.
     pub fn parse(value: &'a str) -> Result<NameAddr<'a>, &'static str> {
-        let na = Self::parse_shallow(value)?;
+        let na = Self::parse_shallow(trim_lws(value))?;
         na.uri().map_err(|_| "malformed URI")?;
         Ok(na)
     }
 
     /// [`NameAddr::parse`] without the URI beyond its scheme: what a
-    /// message parse does at receipt.
-    pub(crate) fn parse_shallow(value: &'a str) -> Result<NameAddr<'a>, &'static str> {
-        let v = trim_lws(value);
+    /// message parse does at receipt. `v` is trimmed of LWS already, as
+    /// header values and list items are.
+    pub(crate) fn parse_shallow(v: &'a str) -> Result<NameAddr<'a>, &'static str> {
         let b = v.as_bytes();
-        let (display_name, after_display) = if b.first() == Some(&b'"') {
+        let (display_name, after_display) = if b.first() == Some(&b'<') {
+            (None, v)
+        } else if b.first() == Some(&b'"') {
             let end = quoted_string_end(b).ok_or("unterminated quoted display name")?;
             (Some(&v[..end]), trim_lws_start(&v[end..]))
         } else {
