@@ -1,6 +1,7 @@
-//! Round-trip fuzzing of whole messages: parse; if it parses, serialize,
-//! re-parse, and require the same message (method or status, URI, headers
-//! with folds collapsed, body).
+//! Round-trip fuzzing of whole messages: parse; if it parses, validate,
+//! serialize, re-parse, and require the same message (method or status,
+//! URI, headers with folds collapsed, body) and the same validation
+//! outcome.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -8,7 +9,7 @@ use sentiric_sip::{unfold, Framing, HeaderName, Message, ParseLimits};
 
 fn summary(m: &Message<'_>) -> (String, Vec<(String, String)>, Vec<u8>) {
     let start = match m {
-        Message::Request(r) => format!("{} {}", r.method, r.uri),
+        Message::Request(r) => format!("{} {}", r.method, r.uri_str()),
         Message::Response(r) => format!("{} {}", r.status, r.reason),
     };
     let headers = m
@@ -31,6 +32,7 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => panic!("serialized message does not parse: {e}\n{}", String::from_utf8_lossy(&bytes)),
     };
     assert_eq!(summary(&m), summary(&again));
+    assert_eq!(m.validate().is_ok(), again.validate().is_ok(), "validation changed");
     assert_eq!(m.core().cseq, again.core().cseq);
     assert_eq!(m.core().call_id, again.core().call_id);
     assert_eq!(again.to_bytes(), bytes, "serialization is not a fixed point");

@@ -28,6 +28,7 @@ fn no_regression_panics() {
     for (name, bytes) in all_inputs() {
         let parsed = Message::parse(&bytes);
         if let Ok(m) = &parsed {
+            let _ = m.validate();
             // Serializing may add the Content-Length line the datagram lacked.
             let limits = ParseLimits {
                 max_headers: ParseLimits::default().max_headers + 1,
