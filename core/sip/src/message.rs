@@ -24,7 +24,7 @@ use crate::error::{ErrorKind, ParseError, StartKind};
 use crate::header::{Header, HeaderName, Headers};
 use crate::text::{is_token_byte, split_commas, trim_lws, unfold};
 use crate::typed::{CSeq, Method, NameAddr, Via};
-use crate::uri::{scheme_of, Uri, UriError};
+use crate::uri::scheme_of;
 
 /// Bounds applied while parsing. Each bound that is hit gives its own error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,20 +247,7 @@ impl<'a> Request<'a> {
         self.core.max_forwards
     }
 
-    /// Parses the Request-URI.
-    pub fn uri(&self) -> Result<Uri<'a>, UriError> {
-        Uri::parse(self.uri)
-    }
-
-    /// The Request-URI as written.
-    pub fn uri_str(&self) -> &'a str {
-        self.uri
-    }
-
-    /// The Request-URI's scheme as written (compare it case-insensitively).
-    pub fn uri_scheme(&self) -> &'a str {
-        scheme_of(self.uri).unwrap_or("")
-    }
+    crate::uri::uri_text_accessors!("Request-URI");
 
     /// See [`Message::validate`].
     pub fn validate(&self) -> Result<(), ParseError> {

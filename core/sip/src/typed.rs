@@ -8,7 +8,7 @@ use crate::params::Params;
 use crate::text::{
     find, is_lws, is_token, is_token_byte, quoted_string_end, trim_lws, trim_lws_start,
 };
-use crate::uri::{scan_host, scheme_of, Host, Uri, UriError};
+use crate::uri::{scan_host, scheme_of, Host};
 
 /// A SIP method. Methods are case-sensitive (RFC 3261 §7.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -388,20 +388,7 @@ impl<'a> NameAddr<'a> {
         })
     }
 
-    /// Parses the URI.
-    pub fn uri(&self) -> Result<Uri<'a>, UriError> {
-        Uri::parse(self.uri)
-    }
-
-    /// The URI as written.
-    pub fn uri_str(&self) -> &'a str {
-        self.uri
-    }
-
-    /// The URI's scheme as written (compare it case-insensitively).
-    pub fn uri_scheme(&self) -> &'a str {
-        scheme_of(self.uri).unwrap_or("")
-    }
+    crate::uri::uri_text_accessors!("URI");
 
     /// The `tag` parameter.
     pub fn tag(&self) -> Option<&'a str> {

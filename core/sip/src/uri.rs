@@ -384,6 +384,28 @@ fn parse_sip_whole(rest: &str, secure: bool) -> Result<SipUri<'_>, UriError> {
     })
 }
 
+/// `uri()`, `uri_str()` and `uri_scheme()` for a view that keeps a URI as
+/// written in its `uri` field and parses it on demand.
+macro_rules! uri_text_accessors {
+    ($what:literal) => {
+        #[doc = concat!("Parses the ", $what, ".")]
+        pub fn uri(&self) -> Result<$crate::uri::Uri<'a>, $crate::uri::UriError> {
+            $crate::uri::Uri::parse(self.uri)
+        }
+
+        #[doc = concat!("The ", $what, " as written.")]
+        pub fn uri_str(&self) -> &'a str {
+            self.uri
+        }
+
+        #[doc = concat!("The ", $what, "'s scheme as written (compare it case-insensitively).")]
+        pub fn uri_scheme(&self) -> &'a str {
+            $crate::uri::scheme_of(self.uri).unwrap_or("")
+        }
+    };
+}
+pub(crate) use uri_text_accessors;
+
 /// The scheme of an absolute URI (`ALPHA *(ALPHA / DIGIT / "+" / "-" /
 /// ".")` before the first `:`), as written.
 pub(crate) fn scheme_of(raw: &str) -> Result<&str, UriError> {
