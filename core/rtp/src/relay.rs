@@ -1,0 +1,405 @@
+//! Relay logic for an anchored call leg: where its packets may come from,
+//! where to send it packets, and how to rewrite the stream it is sent.
+//!
+//! * **Latching (symmetric RTP, RFC 4961).** Until a leg has sent a valid
+//!   packet, the switch sends to the address its SDP named. The first valid
+//!   packet latches the leg to its source address and port — through any
+//!   NAT — and from then on the switch sends there.
+//! * **Strict source.** Once latched, packets from any other address or port
+//!   are dropped and counted: a stray or spoofed sender can never inject
+//!   audio into a call ("RTP bleed"). Before latching, a policy decides
+//!   whether any source may latch or only the SDP address.
+//! * **Stream rewriting.** A leg must see one continuous stream — one SSRC,
+//!   sequence numbers and timestamps that run on — even when what is sent
+//!   to it changes source (a re-INVITE on the other side, a prompt played
+//!   between two streams). [`StreamRewriter`] maps every input stream onto
+//!   one output stream and marks the switch.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use crate::packet::{self, RtpError, RtpPacket, FIXED_HEADER_LEN};
+
+/// Who may latch a leg before its first packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatchPolicy {
+    /// Any source (phones behind NAT send from another address than their
+    /// SDP names).
+    AnySource,
+    /// Only the IP address the SDP named (any port): for trunks on
+    /// known addresses.
+    SdpAddress,
+}
+
+/// Why a packet was not forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drop {
+    /// From an address other than the latched one (or, before latching,
+    /// one the policy refuses).
+    ForeignSource,
+    /// Not a valid RTP packet.
+    Invalid(RtpError),
+}
+
+/// What to do with a received packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward it; `latched` is true for the packet that latched the leg.
+    Forward {
+        /// This packet latched the leg.
+        latched: bool,
+    },
+    /// Drop it.
+    Drop(Drop),
+}
+
+/// Counters of one leg's receive side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SourceCounters {
+    /// Packets accepted.
+    pub accepted: u64,
+    /// Octets accepted (whole packets).
+    pub octets: u64,
+    /// Packets dropped for their source.
+    pub foreign: u64,
+    /// Packets dropped as malformed.
+    pub invalid: u64,
+}
+
+/// The receive side of one leg: latching and strict source.
+#[derive(Debug, Clone)]
+pub struct SourceFilter {
+    policy: LatchPolicy,
+    expected: Option<SocketAddr>,
+    latched: Option<SocketAddr>,
+    counters: SourceCounters,
+}
+
+impl SourceFilter {
+    /// A leg whose SDP named `expected` (if it named anything usable).
+    pub fn new(policy: LatchPolicy, expected: Option<SocketAddr>) -> Self {
+        SourceFilter {
+            policy,
+            expected,
+            latched: None,
+            counters: SourceCounters::default(),
+        }
+    }
+
+    /// Judges an RTP packet that arrived from `from`.
+    pub fn check_rtp(&mut self, from: SocketAddr, buf: &[u8]) -> Verdict {
+        match RtpPacket::parse(buf) {
+            Ok(_) => self.check_source(from, buf.len()),
+            Err(e) => {
+                self.counters.invalid += 1;
+                Verdict::Drop(Drop::Invalid(e))
+            }
+        }
+    }
+
+    /// Judges a packet already known to be well formed (RTCP, or RTP the
+    /// caller parsed) by its source alone.
+    pub fn check_source(&mut self, from: SocketAddr, len: usize) -> Verdict {
+        let latched_now = match self.latched {
+            Some(addr) if addr == from => false,
+            Some(_) => return self.foreign(),
+            None => {
+                let allowed = match (self.policy, self.expected) {
+                    (LatchPolicy::AnySource, _) => true,
+                    (LatchPolicy::SdpAddress, Some(e)) => same_ip(e.ip(), from.ip()),
+                    (LatchPolicy::SdpAddress, None) => false,
+                };
+                if !allowed {
+                    return self.foreign();
+                }
+                self.latched = Some(from);
+                true
+            }
+        };
+        self.counters.accepted += 1;
+        self.counters.octets += len as u64;
+        Verdict::Forward {
+            latched: latched_now,
+        }
+    }
+
+    fn foreign(&mut self) -> Verdict {
+        self.counters.foreign += 1;
+        Verdict::Drop(Drop::ForeignSource)
+    }
+
+    /// Where to send this leg its packets: the latched source, else the
+    /// SDP address.
+    pub fn destination(&self) -> Option<SocketAddr> {
+        self.latched.or(self.expected)
+    }
+
+    /// The latched source, once there is one.
+    pub fn latched(&self) -> Option<SocketAddr> {
+        self.latched
+    }
+
+    /// A new SDP for the leg (re-INVITE, UPDATE): a new expected address,
+    /// and the latch is released so that the leg may move.
+    pub fn renegotiated(&mut self, expected: Option<SocketAddr>) {
+        self.expected = expected;
+        self.latched = None;
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> SourceCounters {
+        self.counters
+    }
+}
+
+/// IPv4 and IPv4-mapped IPv6 compare equal.
+fn same_ip(a: IpAddr, b: IpAddr) -> bool {
+    a.to_canonical() == b.to_canonical()
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Mapping {
+    ssrc: u32,
+    seq_offset: u16,
+    ts_offset: u32,
+}
+
+/// Maps every input stream onto one continuous output stream.
+#[derive(Debug, Clone)]
+pub struct StreamRewriter {
+    ssrc: u32,
+    clock_rate: u32,
+    mapping: Option<Mapping>,
+    /// Sequence number, timestamp and time of the newest packet sent.
+    last: Option<(u16, u32, Instant)>,
+}
+
+impl StreamRewriter {
+    /// Output SSRC `ssrc`, on a media clock of `clock_rate` Hz.
+    pub fn new(ssrc: u32, clock_rate: u32) -> Self {
+        StreamRewriter {
+            ssrc,
+            clock_rate: clock_rate.max(1),
+            mapping: None,
+            last: None,
+        }
+    }
+
+    /// The output SSRC.
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
+    /// Output sequence number and timestamp for an input packet, and
+    /// whether it starts a new input stream (its marker bit should be set).
+    pub fn map(&mut self, ssrc: u32, seq: u16, ts: u32, now: Instant) -> (u16, u32, bool) {
+        let switched = match self.mapping {
+            Some(m) if m.ssrc == ssrc => false,
+            _ => {
+                // Continue after the newest packet sent: next sequence
+                // number, and the timestamp advanced by the time elapsed
+                // (at least one tick, so no two sources share an instant).
+                let (seq_offset, ts_offset) = match self.last {
+                    None => (0, 0),
+                    Some((last_seq, last_ts, at)) => {
+                        let elapsed = now.saturating_duration_since(at);
+                        let ticks = (elapsed.as_nanos() * u128::from(self.clock_rate)
+                            / 1_000_000_000)
+                            .clamp(1, u128::from(u32::MAX >> 1))
+                            as u32;
+                        (
+                            last_seq.wrapping_add(1).wrapping_sub(seq),
+                            last_ts.wrapping_add(ticks).wrapping_sub(ts),
+                        )
+                    }
+                };
+                self.mapping = Some(Mapping {
+                    ssrc,
+                    seq_offset,
+                    ts_offset,
+                });
+                true
+            }
+        };
+        let m = self.mapping.unwrap_or(Mapping {
+            ssrc,
+            seq_offset: 0,
+            ts_offset: 0,
+        });
+        let out_seq = seq.wrapping_add(m.seq_offset);
+        let out_ts = ts.wrapping_add(m.ts_offset);
+        // Only a newer packet moves the continuation point; a late one
+        // keeps its place in the sequence.
+        let newer = match self.last {
+            None => true,
+            Some((last_seq, _, _)) => switched || (out_seq.wrapping_sub(last_seq) as i16) > 0,
+        };
+        if newer {
+            self.last = Some((out_seq, out_ts, now));
+        }
+        (out_seq, out_ts, switched)
+    }
+
+    /// Rewrites the RTP packet in `buf` in place: output SSRC, sequence
+    /// number and timestamp, and the marker bit on the first packet of a
+    /// new input stream.
+    pub fn rewrite(&mut self, buf: &mut [u8], now: Instant) -> Result<(), RtpError> {
+        let p = RtpPacket::parse(buf)?;
+        let (ssrc, seq, ts, pt, marker) = (
+            p.ssrc(),
+            p.sequence(),
+            p.timestamp(),
+            p.payload_type(),
+            p.marker(),
+        );
+        let (out_seq, out_ts, switched) = self.map(ssrc, seq, ts, now);
+        debug_assert!(buf.len() >= FIXED_HEADER_LEN);
+        packet::rewrite(buf, out_seq, out_ts, self.ssrc);
+        if switched && !marker {
+            packet::set_payload_type(buf, pt, true);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::packet::RtpHeader;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn pkt(ssrc: u32, seq: u16, ts: u32) -> Vec<u8> {
+        let mut v = Vec::new();
+        RtpHeader {
+            marker: false,
+            payload_type: 0,
+            sequence: seq,
+            timestamp: ts,
+            ssrc,
+        }
+        .write(&[0xff; 160], &mut v);
+        v
+    }
+
+    #[test]
+    fn latches_then_strict() {
+        let mut f = SourceFilter::new(LatchPolicy::AnySource, Some(addr("127.0.0.2:4000")));
+        assert_eq!(f.destination(), Some(addr("127.0.0.2:4000")));
+        let p = pkt(1, 1, 0);
+        // Garbage never latches.
+        assert!(matches!(
+            f.check_rtp(addr("127.0.0.9:1"), &[1, 2, 3]),
+            Verdict::Drop(Drop::Invalid(_))
+        ));
+        assert_eq!(
+            f.check_rtp(addr("127.0.0.3:5000"), &p),
+            Verdict::Forward { latched: true }
+        );
+        assert_eq!(f.destination(), Some(addr("127.0.0.3:5000")));
+        assert_eq!(
+            f.check_rtp(addr("127.0.0.3:5000"), &p),
+            Verdict::Forward { latched: false }
+        );
+        // Another port, another address: dropped.
+        for other in ["127.0.0.3:5001", "127.0.0.4:5000", "[::1]:5000"] {
+            assert_eq!(
+                f.check_rtp(addr(other), &p),
+                Verdict::Drop(Drop::ForeignSource),
+                "{other}"
+            );
+        }
+        let c = f.counters();
+        assert_eq!((c.accepted, c.foreign, c.invalid), (2, 3, 1));
+        // A re-INVITE releases the latch.
+        f.renegotiated(Some(addr("127.0.0.5:6000")));
+        assert_eq!(f.destination(), Some(addr("127.0.0.5:6000")));
+        assert_eq!(
+            f.check_rtp(addr("127.0.0.5:6002"), &p),
+            Verdict::Forward { latched: true }
+        );
+    }
+
+    #[test]
+    fn sdp_address_policy() {
+        let mut f = SourceFilter::new(LatchPolicy::SdpAddress, Some(addr("127.0.0.2:4000")));
+        let p = pkt(1, 1, 0);
+        assert_eq!(
+            f.check_rtp(addr("127.0.0.7:4000"), &p),
+            Verdict::Drop(Drop::ForeignSource)
+        );
+        assert_eq!(
+            f.check_rtp(addr("127.0.0.2:4100"), &p),
+            Verdict::Forward { latched: true }
+        );
+        let mut none = SourceFilter::new(LatchPolicy::SdpAddress, None);
+        assert_eq!(
+            none.check_rtp(addr("127.0.0.2:4100"), &p),
+            Verdict::Drop(Drop::ForeignSource)
+        );
+        let mut mapped = SourceFilter::new(LatchPolicy::SdpAddress, Some(addr("127.0.0.2:4000")));
+        assert_eq!(
+            mapped.check_rtp(addr("[::ffff:127.0.0.2]:4000"), &p),
+            Verdict::Forward { latched: true }
+        );
+    }
+
+    #[test]
+    fn one_continuous_stream_across_sources() {
+        let t0 = Instant::now();
+        let mut r = StreamRewriter::new(0xabcd, 8000);
+        let mut out = Vec::new();
+        // Source A: 5 packets from seq 1000.
+        for i in 0..5u16 {
+            let mut p = pkt(0xa, 1000 + i, 50_000 + u32::from(i) * 160);
+            r.rewrite(&mut p, t0 + Duration::from_millis(20 * u64::from(i)))
+                .unwrap();
+            out.push(p);
+        }
+        // Source B (a prompt) 40 ms after A's last packet, from seq 7.
+        for i in 0..5u16 {
+            let mut p = pkt(0xb, 7 + i, 9 + u32::from(i) * 160);
+            r.rewrite(&mut p, t0 + Duration::from_millis(120 + 20 * u64::from(i)))
+                .unwrap();
+            out.push(p);
+        }
+        let v: Vec<_> = out
+            .iter()
+            .map(|p| {
+                let p = RtpPacket::parse(p).unwrap();
+                (p.ssrc(), p.sequence(), p.timestamp(), p.marker())
+            })
+            .collect();
+        assert!(v.iter().all(|x| x.0 == 0xabcd));
+        let seqs: Vec<u16> = v.iter().map(|x| x.1).collect();
+        assert_eq!(seqs, (1000..1010).collect::<Vec<u16>>());
+        // A's last timestamp 50_640, then 40 ms = 320 ticks later.
+        assert_eq!(v[4].2, 50_640);
+        assert_eq!(v[5].2, 50_960);
+        assert_eq!(v[9].2, 50_960 + 4 * 160);
+        assert_eq!(
+            v.iter().map(|x| x.3).collect::<Vec<_>>(),
+            [true, false, false, false, false, true, false, false, false, false]
+        );
+    }
+
+    #[test]
+    fn late_packets_keep_their_place() {
+        let t0 = Instant::now();
+        let mut r = StreamRewriter::new(1, 8000);
+        assert_eq!(r.map(5, 100, 0, t0).0, 100);
+        assert_eq!(r.map(5, 102, 320, t0).0, 102);
+        assert_eq!(r.map(5, 101, 160, t0).0, 101);
+        // Switching continues after the newest (102), not the late one.
+        let (seq, _, switched) = r.map(6, 1, 0, t0 + Duration::from_millis(20));
+        assert_eq!((seq, switched), (103, true));
+        // Wrap of the input sequence.
+        let mut r = StreamRewriter::new(1, 8000);
+        r.map(5, 65_535, 0, t0);
+        assert_eq!(r.map(5, 0, 160, t0).0, 0);
+    }
+}
