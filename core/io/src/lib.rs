@@ -6,8 +6,20 @@
 //! * [`socket`]: UDP sockets through `socket2` with `SO_REUSEPORT`, buffer
 //!   sizes and DSCP marking, IPv4 and IPv6.
 //!
-//! This is the crate that will hold the io_uring and epoll packet engines,
-//! the only `unsafe` code of the workspace; what is here so far needs none.
+//! * [`engine`] and [`epoll`]: the packet engine — a worker's sockets, a
+//!   handler called for every datagram, sends batched once per loop turn.
+//!   The epoll backend (`recvmmsg`/`sendmmsg`) is here; the io_uring one
+//!   comes next and passes the same tests.
+//!
+//! This is the one crate of the workspace with `unsafe` code: the system
+//! calls in `epoll` and `sys`, each block with its `SAFETY:` comment.
 
+pub mod engine;
+#[cfg(target_os = "linux")]
+pub mod epoll;
 pub mod ports;
 pub mod socket;
+#[cfg(target_os = "linux")]
+mod sys;
+
+pub use engine::{EngineStats, Outbox, PacketHandler, Token};

@@ -29,6 +29,9 @@ pub enum LatchPolicy {
     /// Only the IP address the SDP named (any port): for trunks on
     /// known addresses.
     SdpAddress,
+    /// Only the exact address and port the SDP named: nothing else can
+    /// ever be forwarded, not even before the first packet.
+    SdpExact,
 }
 
 /// Why a packet was not forwarded.
@@ -107,7 +110,10 @@ impl SourceFilter {
                 let allowed = match (self.policy, self.expected) {
                     (LatchPolicy::AnySource, _) => true,
                     (LatchPolicy::SdpAddress, Some(e)) => same_ip(e.ip(), from.ip()),
-                    (LatchPolicy::SdpAddress, None) => false,
+                    (LatchPolicy::SdpExact, Some(e)) => {
+                        same_ip(e.ip(), from.ip()) && e.port() == from.port()
+                    }
+                    (LatchPolicy::SdpAddress | LatchPolicy::SdpExact, None) => false,
                 };
                 if !allowed {
                     return self.foreign();
@@ -262,6 +268,132 @@ impl StreamRewriter {
     }
 }
 
+/// Why [`Relay::on_rtp`] did not forward a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayDrop {
+    /// The socket belongs to no bridged leg.
+    UnknownLeg,
+    /// The leg's source filter refused it.
+    Filtered(Drop),
+    /// The other leg has no address to send to yet (no SDP, no latch).
+    NoDestination,
+}
+
+#[derive(Debug, Clone)]
+struct RelayLeg<K> {
+    peer: K,
+    filter: SourceFilter,
+    /// Rewrites what this leg receives into what its peer is sent.
+    to_peer: StreamRewriter,
+}
+
+/// The relay of one data-plane worker: bridged pairs of legs, each leg
+/// known by the key of the switch's socket facing it (`K`: a socket token,
+/// a port). Sans-IO: the worker's engine gives it packets and sends what
+/// it returns.
+#[derive(Debug, Clone)]
+pub struct Relay<K> {
+    legs: std::collections::HashMap<K, RelayLeg<K>>,
+}
+
+impl<K> Default for Relay<K> {
+    fn default() -> Self {
+        Relay {
+            legs: std::collections::HashMap::new(),
+        }
+    }
+}
+
+/// One side of a bridge: the switch's socket facing the endpoint, and
+/// where the endpoint's SDP said it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegSpec<K> {
+    /// The key of the switch's socket facing this endpoint.
+    pub key: K,
+    /// The endpoint's address from its SDP, if usable.
+    pub sdp_addr: Option<SocketAddr>,
+    /// The SSRC the switch uses towards this endpoint.
+    pub ssrc: u32,
+}
+
+impl<K: Copy + Eq + std::hash::Hash> Relay<K> {
+    /// An empty relay.
+    pub fn new() -> Self {
+        Relay::default()
+    }
+
+    /// Bridges two legs: what arrives on `a.key` goes to `b`'s endpoint
+    /// through `b.key`, and the other way round.
+    pub fn bridge(&mut self, a: LegSpec<K>, b: LegSpec<K>, policy: LatchPolicy, clock_rate: u32) {
+        self.legs.insert(
+            a.key,
+            RelayLeg {
+                peer: b.key,
+                filter: SourceFilter::new(policy, a.sdp_addr),
+                to_peer: StreamRewriter::new(b.ssrc, clock_rate),
+            },
+        );
+        self.legs.insert(
+            b.key,
+            RelayLeg {
+                peer: a.key,
+                filter: SourceFilter::new(policy, b.sdp_addr),
+                to_peer: StreamRewriter::new(a.ssrc, clock_rate),
+            },
+        );
+    }
+
+    /// Removes the bridge `key` is part of.
+    pub fn unbridge(&mut self, key: K) {
+        if let Some(leg) = self.legs.remove(&key) {
+            self.legs.remove(&leg.peer);
+        }
+    }
+
+    /// Number of legs (twice the bridges).
+    pub fn len(&self) -> usize {
+        self.legs.len()
+    }
+
+    /// `true` with no bridge.
+    pub fn is_empty(&self) -> bool {
+        self.legs.is_empty()
+    }
+
+    /// A leg's receive counters.
+    pub fn counters(&self, key: K) -> Option<SourceCounters> {
+        self.legs.get(&key).map(|l| l.filter.counters())
+    }
+
+    /// An RTP packet arrived on `key` from `from`: checks its source,
+    /// rewrites it in place for the other leg, and returns the key to send
+    /// it from and the address to send it to.
+    pub fn on_rtp(
+        &mut self,
+        key: K,
+        from: SocketAddr,
+        buf: &mut [u8],
+        now: Instant,
+    ) -> Result<(K, SocketAddr), RelayDrop> {
+        let leg = self.legs.get_mut(&key).ok_or(RelayDrop::UnknownLeg)?;
+        match leg.filter.check_rtp(from, buf) {
+            Verdict::Forward { .. } => {}
+            Verdict::Drop(d) => return Err(RelayDrop::Filtered(d)),
+        }
+        let peer = leg.peer;
+        // Checked by the filter: the rewrite cannot fail.
+        leg.to_peer
+            .rewrite(buf, now)
+            .map_err(|e| RelayDrop::Filtered(Drop::Invalid(e)))?;
+        let dest = self
+            .legs
+            .get(&peer)
+            .and_then(|p| p.filter.destination())
+            .ok_or(RelayDrop::NoDestination)?;
+        Ok((peer, dest))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -341,6 +473,15 @@ mod tests {
             none.check_rtp(addr("127.0.0.2:4100"), &p),
             Verdict::Drop(Drop::ForeignSource)
         );
+        let mut exact = SourceFilter::new(LatchPolicy::SdpExact, Some(addr("127.0.0.2:4000")));
+        assert_eq!(
+            exact.check_rtp(addr("127.0.0.2:4100"), &p),
+            Verdict::Drop(Drop::ForeignSource)
+        );
+        assert_eq!(
+            exact.check_rtp(addr("127.0.0.2:4000"), &p),
+            Verdict::Forward { latched: true }
+        );
         let mut mapped = SourceFilter::new(LatchPolicy::SdpAddress, Some(addr("127.0.0.2:4000")));
         assert_eq!(
             mapped.check_rtp(addr("[::ffff:127.0.0.2]:4000"), &p),
@@ -385,6 +526,56 @@ mod tests {
             v.iter().map(|x| x.3).collect::<Vec<_>>(),
             [true, false, false, false, false, true, false, false, false, false]
         );
+    }
+
+    #[test]
+    fn relay_between_two_legs() {
+        let t0 = Instant::now();
+        let mut r = Relay::new();
+        let a = LegSpec {
+            key: 1u32,
+            sdp_addr: Some(addr("127.0.0.2:4000")),
+            ssrc: 0xa,
+        };
+        let b = LegSpec {
+            key: 2u32,
+            sdp_addr: None,
+            ssrc: 0xb,
+        };
+        r.bridge(a, b, LatchPolicy::AnySource, 8000);
+        // B has no address until it sends: A's packets cannot go anywhere yet.
+        let mut p = pkt(77, 1, 0);
+        assert_eq!(
+            r.on_rtp(1, addr("127.0.0.2:4000"), &mut p, t0),
+            Err(RelayDrop::NoDestination)
+        );
+        // B sends from 127.0.0.3:5000: to A's latched address, as SSRC 0xa.
+        let mut p = pkt(88, 10, 0);
+        assert_eq!(
+            r.on_rtp(2, addr("127.0.0.3:5000"), &mut p, t0),
+            Ok((1, addr("127.0.0.2:4000")))
+        );
+        assert_eq!(RtpPacket::parse(&p).unwrap().ssrc(), 0xa);
+        // Now A's packets reach B, as SSRC 0xb.
+        let mut p = pkt(77, 2, 160);
+        assert_eq!(
+            r.on_rtp(1, addr("127.0.0.2:4000"), &mut p, t0),
+            Ok((2, addr("127.0.0.3:5000")))
+        );
+        assert_eq!(RtpPacket::parse(&p).unwrap().ssrc(), 0xb);
+        // A spoofed packet on B's socket is dropped and counted.
+        let mut p = pkt(88, 11, 160);
+        assert_eq!(
+            r.on_rtp(2, addr("127.0.0.9:5000"), &mut p, t0),
+            Err(RelayDrop::Filtered(Drop::ForeignSource))
+        );
+        assert_eq!(r.counters(2).unwrap().foreign, 1);
+        assert_eq!(
+            r.on_rtp(3, addr("127.0.0.9:5000"), &mut p, t0),
+            Err(RelayDrop::UnknownLeg)
+        );
+        r.unbridge(2);
+        assert!(r.is_empty());
     }
 
     #[test]
