@@ -87,3 +87,96 @@ pub struct EngineStats {
     /// dropped, as UDP would.
     pub send_dropped: u64,
 }
+
+/// Which packet engine a worker runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// io_uring where the kernel offers it, epoll otherwise.
+    #[default]
+    Auto,
+    /// io_uring only (fails where unavailable).
+    Uring,
+    /// epoll, `recvmmsg` and `sendmmsg`.
+    Epoll,
+}
+
+/// A worker's packet engine, on whichever backend was chosen.
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+// One per worker thread, made once and never moved in a hot path.
+#[allow(clippy::large_enum_variant)]
+pub enum Engine {
+    /// io_uring.
+    Uring(crate::uring::UringEngine),
+    /// epoll.
+    Epoll(crate::epoll::EpollEngine),
+}
+
+#[cfg(target_os = "linux")]
+impl Engine {
+    /// Starts an engine. With [`Backend::Auto`], io_uring is tried first;
+    /// when the kernel refuses it (too old, seccomp, `io_uring_disabled`),
+    /// the engine runs on epoll and the reason is returned for the log.
+    pub fn new(backend: Backend) -> std::io::Result<(Engine, Option<std::io::Error>)> {
+        const BUFFERS: u16 = 4096;
+        const BATCH: usize = 64;
+        match backend {
+            Backend::Uring => Ok((
+                Engine::Uring(crate::uring::UringEngine::new(BUFFERS)?),
+                None,
+            )),
+            Backend::Epoll => Ok((Engine::Epoll(crate::epoll::EpollEngine::new(BATCH)?), None)),
+            Backend::Auto => match crate::uring::UringEngine::new(BUFFERS) {
+                Ok(u) => Ok((Engine::Uring(u), None)),
+                Err(e) => Ok((
+                    Engine::Epoll(crate::epoll::EpollEngine::new(BATCH)?),
+                    Some(e),
+                )),
+            },
+        }
+    }
+
+    /// `"io_uring"` or `"epoll"`, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Engine::Uring(_) => "io_uring",
+            Engine::Epoll(_) => "epoll",
+        }
+    }
+
+    /// Registers a socket.
+    pub fn add(&mut self, sock: std::net::UdpSocket) -> std::io::Result<Token> {
+        match self {
+            Engine::Uring(e) => e.add(sock),
+            Engine::Epoll(e) => e.add(sock),
+        }
+    }
+
+    /// Unregisters a socket.
+    pub fn remove(&mut self, token: Token) -> Option<std::net::UdpSocket> {
+        match self {
+            Engine::Uring(e) => e.remove(token),
+            Engine::Epoll(e) => e.remove(token),
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> EngineStats {
+        match self {
+            Engine::Uring(e) => e.stats(),
+            Engine::Epoll(e) => e.stats(),
+        }
+    }
+
+    /// One loop turn (see the backends' `poll`).
+    pub fn poll(
+        &mut self,
+        timeout: Option<std::time::Duration>,
+        handler: &mut impl PacketHandler,
+    ) -> std::io::Result<usize> {
+        match self {
+            Engine::Uring(e) => e.poll(timeout, handler),
+            Engine::Epoll(e) => e.poll(timeout, handler),
+        }
+    }
+}

@@ -8,11 +8,13 @@
 //!
 //! * [`engine`] and [`epoll`]: the packet engine — a worker's sockets, a
 //!   handler called for every datagram, sends batched once per loop turn.
-//!   The epoll backend (`recvmmsg`/`sendmmsg`) is here; the io_uring one
-//!   comes next and passes the same tests.
+//!   Two backends pass the same tests: [`uring`] (multishot `recvmsg` on a
+//!   provided-buffer ring, the turn's sends in one submission) and
+//!   [`epoll`] (`recvmmsg`/`sendmmsg`), chosen by [`Engine::new`] — io_uring
+//!   where the kernel allows it, epoll otherwise or by configuration.
 //!
 //! This is the one crate of the workspace with `unsafe` code: the system
-//! calls in `epoll` and `sys`, each block with its `SAFETY:` comment.
+//! calls in `epoll`, `uring` and `sys`, each block with its `SAFETY:` comment.
 
 pub mod engine;
 #[cfg(target_os = "linux")]
@@ -21,5 +23,9 @@ pub mod ports;
 pub mod socket;
 #[cfg(target_os = "linux")]
 mod sys;
+#[cfg(target_os = "linux")]
+pub mod uring;
 
-pub use engine::{EngineStats, Outbox, PacketHandler, Token};
+#[cfg(target_os = "linux")]
+pub use engine::Engine;
+pub use engine::{Backend, EngineStats, Outbox, PacketHandler, Token};

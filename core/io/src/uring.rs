@@ -1,0 +1,439 @@
+//! The io_uring backend: one multishot `recvmsg` per socket drawing from a
+//! provided-buffer ring, every completion handled in one pass, and the
+//! turn's sends submitted together.
+//!
+//! * **Receive.** Each socket has one `IORING_OP_RECVMSG` in multishot
+//!   mode: the kernel picks a buffer from the ring for every datagram and
+//!   keeps the operation armed. A buffer holds the kernel's
+//!   `io_uring_recvmsg_out` header, the source address and the payload.
+//!   Buffers go back to the ring once the handler has seen them.
+//! * **Running dry.** When the ring has no buffer left the operation ends
+//!   with `ENOBUFS`; it is counted and re-armed at the next turn (after the
+//!   buffers of this turn are back). The ring is sized so this should not
+//!   happen under the designed load; the counter says if it does.
+//! * **Send.** The outbox of a turn becomes one `IORING_OP_SENDMSG` per
+//!   datagram, submitted with a single system call; the engine waits for
+//!   their completions before reusing the outbox. Receive completions that
+//!   arrive meanwhile are kept for the next turn.
+#![allow(unsafe_code)]
+
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::io;
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use io_uring::types::{BufRingEntry, Fd, RecvMsgOut, SubmitArgs, Timespec};
+use io_uring::{cqueue, opcode, IoUring};
+
+use crate::engine::{EngineStats, Outbox, PacketHandler, Pending, Token};
+use crate::epoll::MAX_DATAGRAM;
+use crate::sys;
+
+const NAME_LEN: usize = std::mem::size_of::<libc::sockaddr_storage>();
+/// `io_uring_recvmsg_out` (four u32) + source address + payload.
+const BUF_LEN: usize = 16 + NAME_LEN + MAX_DATAGRAM;
+const BGID: u16 = 0;
+const SEND_BIT: u64 = 1 << 63;
+
+/// Counters only this backend has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UringStats {
+    /// Times the buffer ring ran dry (`ENOBUFS`) and a receive was re-armed.
+    pub enobufs: u64,
+    /// Multishot receives re-armed for any reason.
+    pub rearms: u64,
+}
+
+/// The provided-buffer ring: page-aligned entries shared with the kernel,
+/// and the slab the entries point into.
+struct BufRing {
+    entries: *mut BufRingEntry,
+    layout: Layout,
+    slab: Vec<u8>,
+    mask: u16,
+    tail: u16,
+}
+
+impl BufRing {
+    fn new(count: u16) -> io::Result<BufRing> {
+        let size = usize::from(count) * std::mem::size_of::<BufRingEntry>();
+        let layout = Layout::from_size_align(size.max(4096), 4096)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: the layout has a non-zero size.
+        let entries = unsafe { alloc_zeroed(layout) }.cast::<BufRingEntry>();
+        if entries.is_null() {
+            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+        }
+        let mut ring = BufRing {
+            entries,
+            layout,
+            slab: vec![0; usize::from(count) * BUF_LEN],
+            mask: count - 1,
+            tail: 0,
+        };
+        for bid in 0..count {
+            ring.push(bid);
+        }
+        ring.publish();
+        Ok(ring)
+    }
+
+    /// Puts buffer `bid` back (visible to the kernel after `publish`).
+    fn push(&mut self, bid: u16) {
+        let slot = usize::from(self.tail & self.mask);
+        let addr = self.slab[usize::from(bid) * BUF_LEN..].as_ptr() as u64;
+        // SAFETY: `slot` is below the entry count the allocation holds.
+        let e = unsafe { &mut *self.entries.add(slot) };
+        e.set_addr(addr);
+        e.set_len(BUF_LEN as u32);
+        e.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Makes pushed buffers visible to the kernel.
+    fn publish(&self) {
+        // SAFETY: `entries` is the ring's first entry; its tail field is a
+        // u16 the kernel reads, written here only, with release order so
+        // the entries written before are seen first.
+        unsafe {
+            let tail = BufRingEntry::tail(self.entries).cast::<AtomicU16>();
+            (*tail).store(self.tail, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout; the ring using it is
+        // dropped first (field order of `UringEngine`).
+        unsafe { dealloc(self.entries.cast(), self.layout) }
+    }
+}
+
+/// A per-core packet engine on io_uring.
+pub struct UringEngine {
+    ring: IoUring,
+    bufs: BufRing,
+    /// The msghdr template of every multishot receive (name length only);
+    /// boxed so its address stays fixed while operations are armed.
+    recv_hdr: Box<libc::msghdr>,
+    sockets: Vec<Option<UdpSocket>>,
+    /// Per slot, bumped when a socket leaves it: completions of a removed
+    /// socket's receive carry the old generation and are ignored.
+    generations: Vec<u32>,
+    to_arm: Vec<Token>,
+    deferred: Vec<cqueue::Entry>,
+    send_hdrs: Vec<libc::msghdr>,
+    send_iovs: Vec<libc::iovec>,
+    send_names: Vec<(libc::sockaddr_storage, libc::socklen_t)>,
+    outbox: Outbox,
+    stats: EngineStats,
+    uring_stats: UringStats,
+}
+
+impl std::fmt::Debug for UringEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UringEngine")
+            .field("sockets", &self.sockets.len())
+            .field("stats", &self.stats)
+            .field("uring_stats", &self.uring_stats)
+            .finish_non_exhaustive()
+    }
+}
+
+// SAFETY: the raw pointers (buffer ring, msghdrs) point into memory this
+// engine owns; the engine is used from one thread at a time (`&mut self`).
+unsafe impl Send for UringEngine {}
+
+impl UringEngine {
+    /// An engine with `buffers` receive buffers (rounded up to a power of
+    /// two, at most 32768). Fails where io_uring is unavailable or refused
+    /// (old kernel, seccomp, `io_uring_disabled`): use epoll there.
+    pub fn new(buffers: u16) -> io::Result<UringEngine> {
+        let count = buffers.clamp(8, 1 << 15).next_power_of_two();
+        let ring = IoUring::builder()
+            .setup_cqsize((u32::from(count) * 2).max(1024))
+            .build(256)?;
+        let bufs = BufRing::new(count)?;
+        // SAFETY: the entries and slab live in `bufs`, which the engine
+        // keeps until after the ring is dropped.
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(bufs.entries as u64, count, BGID, 0)?;
+        }
+        // SAFETY: msghdr is plain old data; zero is a valid start.
+        let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        recv_hdr.msg_namelen = NAME_LEN as libc::socklen_t;
+        Ok(UringEngine {
+            ring,
+            bufs,
+            recv_hdr,
+            sockets: Vec::new(),
+            generations: Vec::new(),
+            to_arm: Vec::new(),
+            deferred: Vec::new(),
+            send_hdrs: Vec::new(),
+            send_iovs: Vec::new(),
+            send_names: Vec::new(),
+            outbox: Outbox::default(),
+            stats: EngineStats::default(),
+            uring_stats: UringStats::default(),
+        })
+    }
+
+    /// Registers a socket for receiving; its receive is armed at the next turn.
+    pub fn add(&mut self, sock: UdpSocket) -> io::Result<Token> {
+        sock.set_nonblocking(true)?;
+        let slot = self.sockets.iter().position(Option::is_none);
+        let token = Token(slot.unwrap_or(self.sockets.len()));
+        match slot {
+            Some(i) => self.sockets[i] = Some(sock),
+            None => {
+                self.sockets.push(Some(sock));
+                self.generations.push(0);
+            }
+        }
+        self.to_arm.push(token);
+        Ok(token)
+    }
+
+    /// Unregisters and returns a socket. Its armed receive ends when the
+    /// socket is closed; completions for the token after that are ignored.
+    pub fn remove(&mut self, token: Token) -> Option<UdpSocket> {
+        let sock = self.sockets.get_mut(token.0)?.take()?;
+        let cancel = opcode::AsyncCancel::new(token.0 as u64)
+            .build()
+            .user_data(u64::MAX);
+        // SAFETY: the cancel entry carries no pointers.
+        let _ = unsafe { self.ring.submission().push(&cancel) };
+        let _ = self.ring.submit();
+        Some(sock)
+    }
+
+    /// What a receive's completions carry: slot and generation.
+    fn user_data(&self, token: Token) -> u64 {
+        u64::from(self.generations[token.0] & 0x7fff_ffff) << 32 | token.0 as u64
+    }
+
+    /// The socket behind a token.
+    pub fn socket(&self, token: Token) -> Option<&UdpSocket> {
+        self.sockets.get(token.0)?.as_ref()
+    }
+
+    /// The common counters.
+    pub fn stats(&self) -> EngineStats {
+        self.stats
+    }
+
+    /// The io_uring counters.
+    pub fn uring_stats(&self) -> UringStats {
+        self.uring_stats
+    }
+
+    fn arm(&mut self) -> io::Result<()> {
+        while let Some(token) = self.to_arm.pop() {
+            let Some(fd) = self.socket(token).map(AsRawFd::as_raw_fd) else {
+                continue;
+            };
+            let e = opcode::RecvMsgMulti::new(Fd(fd), &*self.recv_hdr, BGID)
+                .build()
+                .user_data(self.user_data(token));
+            // SAFETY: `recv_hdr` is boxed and lives as long as the engine;
+            // the socket stays open while registered.
+            if unsafe { self.ring.submission().push(&e) }.is_err() {
+                self.ring.submit()?;
+                // SAFETY: as above; the queue was just drained.
+                unsafe { self.ring.submission().push(&e) }
+                    .map_err(|_| io::Error::other("submission queue full"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One loop turn: waits up to `timeout` (forever with `None`) for a
+    /// completion, hands every received datagram to `handler`, then sends
+    /// what it queued. Returns the number of datagrams received.
+    pub fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        handler: &mut impl PacketHandler,
+    ) -> io::Result<usize> {
+        self.arm()?;
+        if self.deferred.is_empty() {
+            let r = match timeout {
+                Some(d) => {
+                    let ts = Timespec::from(d);
+                    let args = SubmitArgs::new().timespec(&ts);
+                    self.ring.submitter().submit_with_args(1, &args)
+                }
+                None => self.ring.submit_and_wait(1),
+            };
+            match r {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        } else {
+            self.ring.submit()?;
+        }
+        self.stats.turns += 1;
+        let now = Instant::now();
+        let mut completions = std::mem::take(&mut self.deferred);
+        completions.extend(self.ring.completion());
+        let mut received = 0;
+        for cqe in &completions {
+            received += self.complete(cqe, now, handler);
+        }
+        completions.clear();
+        self.deferred = completions;
+        self.bufs.publish();
+        self.flush()?;
+        Ok(received)
+    }
+
+    /// Handles one completion; returns 1 for a datagram handed over.
+    fn complete(
+        &mut self,
+        cqe: &cqueue::Entry,
+        now: Instant,
+        handler: &mut impl PacketHandler,
+    ) -> usize {
+        let data = cqe.user_data();
+        if data == u64::MAX || data & SEND_BIT != 0 {
+            return 0;
+        }
+        let token = Token((data & 0xffff_ffff) as usize);
+        let res = cqe.result();
+        let flags = cqe.flags();
+        let live = self.socket(token).is_some() && self.user_data(token) == data;
+        if !cqueue::more(flags) && live {
+            // The multishot receive ended: arm it again next turn.
+            if res == -libc::ENOBUFS {
+                self.uring_stats.enobufs += 1;
+            }
+            self.uring_stats.rearms += 1;
+            self.to_arm.push(token);
+        }
+        let Some(bid) = cqueue::buffer_select(flags) else {
+            return 0;
+        };
+        let mut handed = 0;
+        if res >= 0 && live {
+            let base = usize::from(bid) * BUF_LEN;
+            let len = (res as usize).min(BUF_LEN);
+            let parsed = RecvMsgOut::parse(&self.bufs.slab[base..base + len], &self.recv_hdr)
+                .ok()
+                .map(|m| {
+                    (
+                        m.is_payload_truncated(),
+                        m.payload_data().len(),
+                        m.name_data().len(),
+                    )
+                });
+            if let Some((truncated, plen, nlen)) = parsed {
+                self.stats.received += 1;
+                if truncated {
+                    self.stats.truncated += 1;
+                } else {
+                    let name = &self.bufs.slab[base + 16..base + 16 + nlen];
+                    let mut storage = sys::zeroed_storage();
+                    // SAFETY: `name` holds `nlen` ≤ NAME_LEN bytes of a
+                    // socket address the kernel wrote; storage has room.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            name.as_ptr(),
+                            (&mut storage as *mut libc::sockaddr_storage).cast::<u8>(),
+                            nlen.min(NAME_LEN),
+                        );
+                    }
+                    if let Some(from) = sys::to_socket_addr(&storage, nlen as libc::socklen_t) {
+                        let start = base + 16 + NAME_LEN;
+                        let payload = &mut self.bufs.slab[start..start + plen];
+                        handler.on_packet(token, from, payload, now, &mut self.outbox);
+                        handed = 1;
+                    }
+                }
+            }
+        }
+        self.bufs.push(bid);
+        handed
+    }
+
+    /// Sends the outbox: one SENDMSG per datagram, one submission, then
+    /// waits for their completions (receives arriving meanwhile are kept).
+    fn flush(&mut self) -> io::Result<()> {
+        let pending = std::mem::take(&mut self.outbox.pending);
+        let n = pending.len();
+        if n == 0 {
+            self.outbox.pending = pending;
+            return Ok(());
+        }
+        // SAFETY: msghdr is plain old data; zero is a valid start.
+        self.send_hdrs.resize(n, unsafe { std::mem::zeroed() });
+        self.send_iovs.resize(
+            n,
+            libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            },
+        );
+        self.send_names.resize(n, (sys::zeroed_storage(), 0));
+        let mut submitted = 0;
+        for (k, p) in pending.iter().enumerate() {
+            let Some(fd) = self.socket(p.token).map(AsRawFd::as_raw_fd) else {
+                self.stats.send_dropped += 1;
+                continue;
+            };
+            self.prepare(k, p);
+            let e = opcode::SendMsg::new(Fd(fd), &self.send_hdrs[k])
+                .build()
+                .user_data(SEND_BIT | k as u64);
+            // SAFETY: the header, its iovec, name and the outbox bytes stay
+            // untouched until every send has completed below.
+            while unsafe { self.ring.submission().push(&e) }.is_err() {
+                self.ring.submit()?;
+            }
+            submitted += 1;
+        }
+        self.stats.send_calls += 1;
+        self.ring.submit()?;
+        let mut done = 0;
+        while done < submitted {
+            self.ring.submit_and_wait(1)?;
+            for cqe in self.ring.completion() {
+                if cqe.user_data() & SEND_BIT != 0 && cqe.user_data() != u64::MAX {
+                    done += 1;
+                    if cqe.result() < 0 {
+                        self.stats.send_dropped += 1;
+                    } else {
+                        self.stats.sent += 1;
+                    }
+                } else {
+                    self.deferred.push(cqe);
+                }
+            }
+        }
+        self.outbox.pending = pending;
+        self.outbox.clear();
+        Ok(())
+    }
+
+    fn prepare(&mut self, k: usize, p: &Pending) {
+        self.send_names[k] = sys::from_socket_addr(&p.to);
+        self.send_iovs[k] = libc::iovec {
+            iov_base: self.outbox.data[p.start..].as_mut_ptr().cast(),
+            iov_len: p.len,
+        };
+        let h = &mut self.send_hdrs[k];
+        h.msg_name = (&mut self.send_names[k].0 as *mut libc::sockaddr_storage).cast();
+        h.msg_namelen = self.send_names[k].1;
+        h.msg_iov = &mut self.send_iovs[k];
+        h.msg_iovlen = 1;
+        h.msg_control = std::ptr::null_mut();
+        h.msg_controllen = 0;
+        h.msg_flags = 0;
+    }
+}
