@@ -1,0 +1,15 @@
+//! Audio processing for the Sentiric switch, without IO: samples in,
+//! samples out, on 16-bit linear PCM frames.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`g711`] | ITU-T G.711 µ-law and A-law, table based |
+//! | [`mixer`] | N-party mix-minus with saturation and a clip counter |
+//! | [`tone`] | sine and dual-tone generators: DTMF, ringback, beep |
+//! | [`dtmf`] | in-band DTMF detection (Goertzel) |
+#![forbid(unsafe_code)]
+
+pub mod dtmf;
+pub mod g711;
+pub mod mixer;
+pub mod tone;
