@@ -5,14 +5,7 @@
 
 use std::f64::consts::TAU;
 
-const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
-const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
-const KEYS: [[char; 4]; 4] = [
-    ['1', '2', '3', 'A'],
-    ['4', '5', '6', 'B'],
-    ['7', '8', '9', 'C'],
-    ['*', '0', '#', 'D'],
-];
+use crate::tone::{COLS, KEYS, ROWS};
 
 /// Goertzel power of one frequency over `samples`.
 fn goertzel(samples: &[i16], freq: f64, rate: f64) -> f64 {

@@ -3,16 +3,20 @@
 
 use std::f64::consts::TAU;
 
+/// DTMF row frequencies (Hz).
+pub(crate) const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
+/// DTMF column frequencies (Hz).
+pub(crate) const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+/// The keypad: `KEYS[row][column]`.
+pub(crate) const KEYS: [[char; 4]; 4] = [
+    ['1', '2', '3', 'A'],
+    ['4', '5', '6', 'B'],
+    ['7', '8', '9', 'C'],
+    ['*', '0', '#', 'D'],
+];
+
 /// Row and column frequencies of a DTMF digit (`0`–`9`, `*`, `#`, `A`–`D`).
 pub fn dtmf_frequencies(digit: char) -> Option<(f64, f64)> {
-    const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
-    const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
-    const KEYS: [[char; 4]; 4] = [
-        ['1', '2', '3', 'A'],
-        ['4', '5', '6', 'B'],
-        ['7', '8', '9', 'C'],
-        ['*', '0', '#', 'D'],
-    ];
     let d = digit.to_ascii_uppercase();
     for (r, row) in KEYS.iter().enumerate() {
         for (c, k) in row.iter().enumerate() {
