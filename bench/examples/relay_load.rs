@@ -9,9 +9,12 @@
 //! ```
 //!
 //! `backend`: `uring` or `epoll` (the Sentiric relay: parse, latching,
-//! strict source, SSRC/sequence/timestamp rewriting), or `floor` (the same
+//! strict source, SSRC/sequence/timestamp rewriting), `floor` (the same
 //! sockets and epoll engine forwarding each datagram to its fixed peer with
-//! no logic at all: the least a relay can do here).
+//! no logic at all: the least a relay can do here), or `rtpengine` (the
+//! Debian `rtpengine-daemon` in userspace mode with one worker thread,
+//! started here on 127.0.0.1 and given each call over its NG control
+//! protocol; its CPU is the whole process's, from /proc/<pid>/stat).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -90,6 +93,139 @@ impl PacketHandler for Phones {
     }
 }
 
+/// Bencode for the NG protocol: the few shapes a call setup needs.
+fn bencode_dict(pairs: &[(&str, &str)], lists: &[(&str, &[&str])]) -> Vec<u8> {
+    let s = |v: &str| format!("{}:{}", v.len(), v);
+    let mut out = String::from("d");
+    for (k, v) in pairs {
+        out += &s(k);
+        out += &s(v);
+    }
+    for (k, items) in lists {
+        out += &s(k);
+        out.push('l');
+        for i in *items {
+            out += &s(i);
+        }
+        out.push('e');
+    }
+    out.push('e');
+    out.into_bytes()
+}
+
+/// The value of a string key in a bencoded reply (enough for "result"
+/// and "sdp").
+fn bencode_get(reply: &[u8], key: &str) -> Option<String> {
+    let needle = format!("{}:{}", key.len(), key);
+    let text = String::from_utf8_lossy(reply);
+    let at = text.find(&needle)? + needle.len();
+    let rest = &text[at..];
+    let colon = rest.find(':')?;
+    let len: usize = rest[..colon].parse().ok()?;
+    Some(rest[colon + 1..colon + 1 + len].to_string())
+}
+
+fn phone_sdp(addr: SocketAddr) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n",
+        ip = addr.ip(),
+        port = addr.port()
+    )
+}
+
+/// The address an SDP from rtpengine tells its recipient to send to.
+fn sdp_target(sdp: &str) -> Option<SocketAddr> {
+    let ip = sdp
+        .lines()
+        .find_map(|l| l.strip_prefix("c=IN IP4 "))?
+        .trim();
+    let port = sdp
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))?
+        .split(' ')
+        .next()?;
+    format!("{ip}:{port}").parse().ok()
+}
+
+struct NgClient {
+    sock: UdpSocket,
+    to: SocketAddr,
+    n: u64,
+}
+
+impl NgClient {
+    fn call(&mut self, msg: &[u8]) -> Vec<u8> {
+        self.n += 1;
+        let cookie = format!("c{} ", self.n);
+        let mut dgram = cookie.clone().into_bytes();
+        dgram.extend_from_slice(msg);
+        let mut buf = vec![0u8; 65_536];
+        for _ in 0..50 {
+            self.sock.send_to(&dgram, self.to).unwrap();
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                if buf[..n].starts_with(cookie.as_bytes()) {
+                    return buf[cookie.len()..n].to_vec();
+                }
+            }
+        }
+        panic!("rtpengine does not answer on {}", self.to);
+    }
+
+    /// Offer from phone A, answer from phone B; returns where A and B send.
+    fn bridge(&mut self, call: usize, a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
+        let cid = format!("load-{call}");
+        let replace: &[&str] = &["origin", "session-connection"];
+        let offer = self.call(&bencode_dict(
+            &[
+                ("command", "offer"),
+                ("call-id", &cid),
+                ("from-tag", "a"),
+                ("sdp", &phone_sdp(a)),
+            ],
+            &[("replace", replace)],
+        ));
+        assert_eq!(
+            bencode_get(&offer, "result").as_deref(),
+            Some("ok"),
+            "{}",
+            String::from_utf8_lossy(&offer)
+        );
+        let to_b = sdp_target(&bencode_get(&offer, "sdp").unwrap()).unwrap();
+        let answer = self.call(&bencode_dict(
+            &[
+                ("command", "answer"),
+                ("call-id", &cid),
+                ("from-tag", "a"),
+                ("to-tag", "b"),
+                ("sdp", &phone_sdp(b)),
+            ],
+            &[("replace", replace)],
+        ));
+        assert_eq!(bencode_get(&answer, "result").as_deref(), Some("ok"));
+        let to_a = sdp_target(&bencode_get(&answer, "sdp").unwrap()).unwrap();
+        // Phone A sends to the port the answer gave A, phone B to the offer's.
+        (to_a, to_b)
+    }
+}
+
+/// User + system CPU of a whole process, in nanoseconds (clock ticks of
+/// 10 ms, the kernel's USER_HZ).
+fn process_cpu_ns(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised name: utime is the 14th, stime the 15th.
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // `after` starts at field 3 (state, not numeric, filtered out).
+    let (utime, stime) = (
+        f.get(10).copied().unwrap_or(0),
+        f.get(11).copied().unwrap_or(0),
+    );
+    (utime + stime) * 10_000_000
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let backend = args.next().unwrap_or_else(|| "uring".into());
@@ -97,12 +233,40 @@ fn main() {
     let seconds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10);
     let engine_backend = match backend.as_str() {
         "uring" => Backend::Uring,
-        "epoll" | "floor" => Backend::Epoll,
+        "epoll" | "floor" | "rtpengine" => Backend::Epoll,
         other => {
-            eprintln!("unknown backend {other}: uring, epoll or floor");
+            eprintln!("unknown backend {other}: uring, epoll, floor or rtpengine");
             std::process::exit(2);
         }
     };
+    let mut rtpengine = (backend == "rtpengine").then(|| {
+        let ng_port = 22_222;
+        let child = std::process::Command::new("rtpengine")
+            .args([
+                "--foreground",
+                "--log-stderr",
+                "--log-level=3",
+                "--table=-1",
+                "--interface=127.0.0.1",
+                &format!("--listen-ng=127.0.0.1:{ng_port}"),
+                "--port-min=30000",
+                "--port-max=39999",
+                "--num-threads=1",
+                "--delete-delay=0",
+            ])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("rtpengine (Debian package rtpengine-daemon) runs");
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let ng = NgClient {
+            sock,
+            to: format!("127.0.0.1:{ng_port}").parse().unwrap(),
+            n: 0,
+        };
+        (child, ng)
+    });
     let (mut engine, _) = Engine::new(engine_backend).expect("engine");
     let (mut phones_engine, _) = Engine::new(Backend::Epoll).expect("phones engine");
     let opts = UdpOptions {
@@ -120,6 +284,10 @@ fn main() {
         let pa = bind_udp("127.0.0.2:0".parse().unwrap(), &opts).unwrap();
         let pb = bind_udp("127.0.0.3:0".parse().unwrap(), &opts).unwrap();
         let (pa_addr, pb_addr) = (pa.local_addr().unwrap(), pb.local_addr().unwrap());
+        let (a_addr, b_addr) = match rtpengine.as_mut() {
+            Some((_, ng)) => ng.bridge(senders.len() / 2, pa_addr, pb_addr),
+            None => (a_addr, b_addr),
+        };
         let ta = engine.add(sa).unwrap();
         let tb = engine.add(sb).unwrap();
         relay.bridge(
@@ -152,9 +320,19 @@ fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let epoch = Instant::now();
 
+    let rtpengine_pid = rtpengine.as_ref().map(|(c, _)| c.id());
+    let rtpengine_cpu0 = rtpengine_pid.map(process_cpu_ns);
     let relay_thread = {
         let stop = Arc::clone(&stop);
+        let idle = rtpengine.is_some();
         std::thread::spawn(move || {
+            if idle {
+                // rtpengine relays; this worker's sockets stay silent.
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                return (0, 0, 0, "rtpengine");
+            }
             let mut h = Handler {
                 worker,
                 relayed: 0,
@@ -229,7 +407,7 @@ fn main() {
     }
     std::thread::sleep(Duration::from_millis(100));
     stop.store(true, Ordering::Relaxed);
-    let (relayed, dropped, cpu_ns, kind) = relay_thread.join().unwrap();
+    let (mut relayed, dropped, mut cpu_ns, kind) = relay_thread.join().unwrap();
     phone_thread.join().unwrap();
     let mut lat = std::mem::take(&mut phones.lock().unwrap().latencies_us);
     lat.sort_unstable();
@@ -239,6 +417,14 @@ fn main() {
             .unwrap_or(0)
     };
     let received = lat.len() as u64;
+    if let (Some(pid), Some(cpu0), Some((mut child, _))) =
+        (rtpengine_pid, rtpengine_cpu0, rtpengine.take())
+    {
+        cpu_ns = process_cpu_ns(pid) - cpu0;
+        relayed = received;
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     println!(
         "backend={backend} engine={kind} calls={calls} seconds={seconds} sent={sent} relayed={relayed} \
          dropped={dropped} received={received} loss={} cpu_us_per_packet={:.2} latency_us_p50={} p99={}",

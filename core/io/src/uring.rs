@@ -12,9 +12,11 @@
 //!   buffers of this turn are back). The ring is sized so this should not
 //!   happen under the designed load; the counter says if it does.
 //! * **Send.** The outbox of a turn becomes one `IORING_OP_SENDMSG` per
-//!   datagram, submitted with a single system call; the engine waits for
-//!   their completions before reusing the outbox. Receive completions that
-//!   arrive meanwhile are kept for the next turn.
+//!   datagram, submitted by the next turn's `io_uring_enter` — the same
+//!   call that waits — so a steady loop makes one system call per turn.
+//!   The bytes stay in a second arena until their sends complete; a flush
+//!   that finds the previous sends still in flight waits for them first
+//!   (receive completions arriving meanwhile are kept for the next turn).
 #![allow(unsafe_code)]
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
@@ -128,6 +130,10 @@ pub struct UringEngine {
     send_hdrs: Vec<libc::msghdr>,
     send_iovs: Vec<libc::iovec>,
     send_names: Vec<(libc::sockaddr_storage, libc::socklen_t)>,
+    /// The datagrams of the sends in flight; their bytes stay put until
+    /// every one has completed.
+    sending: Outbox,
+    inflight: usize,
     outbox: Outbox,
     stats: EngineStats,
     uring_stats: UringStats,
@@ -177,6 +183,8 @@ impl UringEngine {
             send_hdrs: Vec::new(),
             send_iovs: Vec::new(),
             send_names: Vec::new(),
+            sending: Outbox::default(),
+            inflight: 0,
             outbox: Outbox::default(),
             stats: EngineStats::default(),
             uring_stats: UringStats::default(),
@@ -302,7 +310,11 @@ impl UringEngine {
         handler: &mut impl PacketHandler,
     ) -> usize {
         let data = cqe.user_data();
-        if data == u64::MAX || data & SEND_BIT != 0 {
+        if data == u64::MAX {
+            return 0;
+        }
+        if data & SEND_BIT != 0 {
+            self.send_completed(cqe.result());
             return 0;
         }
         let token = Token((data & 0xffff_ffff) as usize);
@@ -362,15 +374,38 @@ impl UringEngine {
         handed
     }
 
-    /// Sends the outbox: one SENDMSG per datagram, one submission, then
-    /// waits for their completions (receives arriving meanwhile are kept).
+    fn send_completed(&mut self, res: i32) {
+        self.inflight = self.inflight.saturating_sub(1);
+        if res < 0 {
+            self.stats.send_dropped += 1;
+        } else {
+            self.stats.sent += 1;
+        }
+    }
+
+    /// Queues the outbox: one SENDMSG per datagram, submitted by the next
+    /// turn's single system call (which then waits), so a steady loop makes
+    /// one `io_uring_enter` per turn. The previous turn's sends must have
+    /// completed first (UDP sends complete at once; waiting is rare).
     fn flush(&mut self) -> io::Result<()> {
-        let pending = std::mem::take(&mut self.outbox.pending);
-        let n = pending.len();
-        if n == 0 {
-            self.outbox.pending = pending;
+        if self.outbox.pending.is_empty() {
             return Ok(());
         }
+        while self.inflight > 0 {
+            self.ring.submit_and_wait(1)?;
+            let cqes: Vec<cqueue::Entry> = self.ring.completion().collect();
+            for cqe in cqes {
+                if cqe.user_data() != u64::MAX && cqe.user_data() & SEND_BIT != 0 {
+                    self.send_completed(cqe.result());
+                } else {
+                    self.deferred.push(cqe);
+                }
+            }
+        }
+        std::mem::swap(&mut self.outbox, &mut self.sending);
+        self.outbox.clear();
+        let pending = std::mem::take(&mut self.sending.pending);
+        let n = pending.len();
         // SAFETY: msghdr is plain old data; zero is a valid start.
         self.send_hdrs.resize(n, unsafe { std::mem::zeroed() });
         self.send_iovs.resize(
@@ -381,7 +416,6 @@ impl UringEngine {
             },
         );
         self.send_names.resize(n, (sys::zeroed_storage(), 0));
-        let mut submitted = 0;
         for (k, p) in pending.iter().enumerate() {
             let Some(fd) = self.socket(p.token).map(AsRawFd::as_raw_fd) else {
                 self.stats.send_dropped += 1;
@@ -391,40 +425,23 @@ impl UringEngine {
             let e = opcode::SendMsg::new(Fd(fd), &self.send_hdrs[k])
                 .build()
                 .user_data(SEND_BIT | k as u64);
-            // SAFETY: the header, its iovec, name and the outbox bytes stay
-            // untouched until every send has completed below.
+            // SAFETY: the header, its iovec and name, and the bytes in
+            // `sending` stay untouched until every send has completed:
+            // the next flush waits for that before reusing them.
             while unsafe { self.ring.submission().push(&e) }.is_err() {
                 self.ring.submit()?;
             }
-            submitted += 1;
+            self.inflight += 1;
         }
         self.stats.send_calls += 1;
-        self.ring.submit()?;
-        let mut done = 0;
-        while done < submitted {
-            self.ring.submit_and_wait(1)?;
-            for cqe in self.ring.completion() {
-                if cqe.user_data() & SEND_BIT != 0 && cqe.user_data() != u64::MAX {
-                    done += 1;
-                    if cqe.result() < 0 {
-                        self.stats.send_dropped += 1;
-                    } else {
-                        self.stats.sent += 1;
-                    }
-                } else {
-                    self.deferred.push(cqe);
-                }
-            }
-        }
-        self.outbox.pending = pending;
-        self.outbox.clear();
+        self.sending.pending = pending;
         Ok(())
     }
 
     fn prepare(&mut self, k: usize, p: &Pending) {
         self.send_names[k] = sys::from_socket_addr(&p.to);
         self.send_iovs[k] = libc::iovec {
-            iov_base: self.outbox.data[p.start..].as_mut_ptr().cast(),
+            iov_base: self.sending.data[p.start..].as_mut_ptr().cast(),
             iov_len: p.len,
         };
         let h = &mut self.send_hdrs[k];
