@@ -1,6 +1,6 @@
 //! RTP: parse, read every field, rewrite a copy as the relay does, and
-//! feed it through latching, the stream rewriter, statistics and the DTMF
-//! detector; nothing may panic, and a rewrite keeps the packet valid.
+//! feed it through latching, the stream rewriter, statistics, the jitter
+//! buffer and the DTMF detector; nothing may panic, and a rewrite keeps the packet valid.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use sentiric_rtp::dtmf::DtmfDetector;
+use sentiric_rtp::jitter::{JitterBuffer, JitterConfig};
 use sentiric_rtp::relay::{LatchPolicy, SourceFilter, StreamRewriter};
 use sentiric_rtp::stats::ReceiverStats;
 use sentiric_rtp::RtpPacket;
@@ -31,6 +32,12 @@ fuzz_target!(|data: &[u8]| {
         stats.on_packet(p.sequence().wrapping_add(k as u16), p.timestamp(), p.payload().len(), now + Duration::from_millis(u64::from(k)));
     }
     let _ = stats.report(1, now);
+    let mut jb = JitterBuffer::new(JitterConfig::default());
+    for k in 0..3u16 {
+        let at = now + Duration::from_millis(u64::from(k) * 7);
+        jb.push(p.sequence().wrapping_add(k * 3), p.timestamp().wrapping_add(u32::from(k) * 160), p.marker(), p.payload(), at);
+        let _ = jb.pop(at + Duration::from_millis(300));
+    }
     let mut d = DtmfDetector::new();
     let _ = d.on_packet(p.timestamp(), p.payload());
     let _ = d.flush();

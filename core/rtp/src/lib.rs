@@ -12,9 +12,11 @@
 //! | [`stats`] | RFC 3550 §6.4, Appendix A.1, A.3, A.8 |
 //! | [`relay`] | symmetric RTP (RFC 4961) latching, strict source, SSRC/sequence/timestamp rewriting |
 //! | [`dtmf`] | RFC 4733 telephone-events |
+//! | [`jitter`] | an adaptive jitter buffer for legs the switch decodes |
 #![forbid(unsafe_code)]
 
 pub mod dtmf;
+pub mod jitter;
 pub mod packet;
 pub mod relay;
 pub mod rtcp;
