@@ -5,6 +5,8 @@
 //!   quarantine before reuse.
 //! * [`socket`]: UDP sockets through `socket2` with `SO_REUSEPORT`, buffer
 //!   sizes and DSCP marking, IPv4 and IPv6.
+//! * [`timer`]: a hashed timing wheel for the deadlines of a worker's
+//!   sans-IO objects, and the next one for the engine's wait.
 //!
 //! * [`engine`] and [`epoll`]: the packet engine — a worker's sockets, a
 //!   handler called for every datagram, sends batched once per loop turn.
@@ -23,6 +25,7 @@ pub mod ports;
 pub mod socket;
 #[cfg(target_os = "linux")]
 mod sys;
+pub mod timer;
 #[cfg(target_os = "linux")]
 pub mod uring;
 
