@@ -50,10 +50,16 @@ pub struct UringStats {
 
 /// The provided-buffer ring: page-aligned entries shared with the kernel,
 /// and the slab the entries point into.
+///
+/// The slab is a raw allocation, not a `Vec`: the kernel writes into the
+/// buffers it owns while the engine reads the ones it was handed, so no
+/// reference to the whole slab may ever exist. Only a completed buffer is
+/// turned into a slice, and only until it is pushed back.
 struct BufRing {
     entries: *mut BufRingEntry,
     layout: Layout,
-    slab: Vec<u8>,
+    slab: *mut u8,
+    slab_layout: Layout,
     mask: u16,
     tail: u16,
 }
@@ -68,10 +74,20 @@ impl BufRing {
         if entries.is_null() {
             return Err(io::Error::from(io::ErrorKind::OutOfMemory));
         }
+        let slab_layout = Layout::from_size_align(usize::from(count) * BUF_LEN, 64)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: the layout has a non-zero size (count ≥ 8).
+        let slab = unsafe { alloc_zeroed(slab_layout) };
+        if slab.is_null() {
+            // SAFETY: allocated just above with this layout.
+            unsafe { dealloc(entries.cast(), layout) };
+            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+        }
         let mut ring = BufRing {
             entries,
             layout,
-            slab: vec![0; usize::from(count) * BUF_LEN],
+            slab,
+            slab_layout,
             mask: count - 1,
             tail: 0,
         };
@@ -85,7 +101,9 @@ impl BufRing {
     /// Puts buffer `bid` back (visible to the kernel after `publish`).
     fn push(&mut self, bid: u16) {
         let slot = usize::from(self.tail & self.mask);
-        let addr = self.slab[usize::from(bid) * BUF_LEN..].as_ptr() as u64;
+        // SAFETY: `bid` is below the buffer count, so the offset stays
+        // inside the slab allocation.
+        let addr = unsafe { self.slab.add(usize::from(bid) * BUF_LEN) } as u64;
         // SAFETY: `slot` is below the entry count the allocation holds.
         let e = unsafe { &mut *self.entries.add(slot) };
         e.set_addr(addr);
@@ -108,9 +126,12 @@ impl BufRing {
 
 impl Drop for BufRing {
     fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout; the ring using it is
-        // dropped first (field order of `UringEngine`).
-        unsafe { dealloc(self.entries.cast(), self.layout) }
+        // SAFETY: both allocated in `new` with these layouts; the ring
+        // using them is dropped first (field order of `UringEngine`).
+        unsafe {
+            dealloc(self.entries.cast(), self.layout);
+            dealloc(self.slab, self.slab_layout);
+        }
     }
 }
 
@@ -334,23 +355,27 @@ impl UringEngine {
         };
         let mut handed = 0;
         if res >= 0 && live {
-            let base = usize::from(bid) * BUF_LEN;
             let len = (res as usize).min(BUF_LEN);
-            let parsed = RecvMsgOut::parse(&self.bufs.slab[base..base + len], &self.recv_hdr)
-                .ok()
-                .map(|m| {
-                    (
-                        m.is_payload_truncated(),
-                        m.payload_data().len(),
-                        m.name_data().len(),
-                    )
-                });
+            // SAFETY: the completion hands buffer `bid` to us: the kernel
+            // has finished writing its first `len` bytes and will not touch
+            // it again until it is pushed back below, after the last use
+            // of this slice; no other reference to it exists.
+            let buf = unsafe {
+                std::slice::from_raw_parts_mut(self.bufs.slab.add(usize::from(bid) * BUF_LEN), len)
+            };
+            let parsed = RecvMsgOut::parse(buf, &self.recv_hdr).ok().map(|m| {
+                (
+                    m.is_payload_truncated(),
+                    m.payload_data().len(),
+                    m.name_data().len(),
+                )
+            });
             if let Some((truncated, plen, nlen)) = parsed {
                 self.stats.received += 1;
                 if truncated {
                     self.stats.truncated += 1;
                 } else {
-                    let name = &self.bufs.slab[base + 16..base + 16 + nlen];
+                    let name = &buf[16..16 + nlen];
                     let mut storage = sys::zeroed_storage();
                     // SAFETY: `name` holds `nlen` ≤ NAME_LEN bytes of a
                     // socket address the kernel wrote; storage has room.
@@ -362,8 +387,8 @@ impl UringEngine {
                         );
                     }
                     if let Some(from) = sys::to_socket_addr(&storage, nlen as libc::socklen_t) {
-                        let start = base + 16 + NAME_LEN;
-                        let payload = &mut self.bufs.slab[start..start + plen];
+                        let start = 16 + NAME_LEN;
+                        let payload = &mut buf[start..start + plen];
                         handler.on_packet(token, from, payload, now, &mut self.outbox);
                         handed = 1;
                     }
