@@ -1,6 +1,6 @@
 //! Data-plane micro-benchmarks per packet or per 20 ms frame: the relay's
-//! work on one RTP packet, G.711 at 8 kHz, the mix-minus mixer, in-band
-//! DTMF detection.
+//! work on one RTP packet, G.711 at 8 kHz, the mix-minus mixer,
+//! resampling, in-band DTMF detection.
 //!
 //! `cargo bench -p sentiric-bench --bench media`
 
@@ -15,6 +15,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use sentiric_media::dtmf::DtmfDetector;
 use sentiric_media::g711::Law;
 use sentiric_media::mixer::MixMinus;
+use sentiric_media::resample::FrameResampler;
 use sentiric_media::tone::Tone;
 use sentiric_rtp::packet::RtpHeader;
 use sentiric_rtp::relay::{LatchPolicy, LegSpec, Relay};
@@ -90,6 +91,24 @@ fn mixer(c: &mut Criterion) {
     }
 }
 
+fn resample(c: &mut Criterion) {
+    for (a, b) in [
+        (8000u32, 16000u32),
+        (16000, 8000),
+        (8000, 48000),
+        (48000, 8000),
+    ] {
+        let mut r = FrameResampler::new(a, b).unwrap();
+        let mut input = vec![0i16; r.input_len()];
+        Tone::new(440.0, 0.0, -12.0, a).fill(&mut input);
+        let mut out = Vec::with_capacity(r.output_len());
+        c.bench_function(
+            &format!("resample/{}k_to_{}k_20ms", a / 1000, b / 1000),
+            |bench| bench.iter(|| r.process(black_box(&input), &mut out)),
+        );
+    }
+}
+
 fn dtmf(c: &mut Criterion) {
     let f = frame();
     let det = DtmfDetector::new(8000, 20, 40);
@@ -98,5 +117,5 @@ fn dtmf(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, relay, g711, mixer, dtmf);
+criterion_group!(benches, relay, g711, mixer, resample, dtmf);
 criterion_main!(benches);

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`g711`] | ITU-T G.711 µ-law and A-law, table based |
 //! | [`mixer`] | N-party mix-minus with saturation and a clip counter |
+//! | [`resample`] | 8 / 16 / 48 kHz conversion on 20 ms frames (`rubato`) |
 //! | [`tone`] | sine and dual-tone generators: DTMF, ringback, beep |
 //! | [`dtmf`] | in-band DTMF detection (Goertzel) |
 #![forbid(unsafe_code)]
@@ -12,4 +13,5 @@
 pub mod dtmf;
 pub mod g711;
 pub mod mixer;
+pub mod resample;
 pub mod tone;

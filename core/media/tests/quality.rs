@@ -112,3 +112,88 @@ fn survives_g711_and_rejects_non_keys() {
     found.extend(det.finish());
     assert!(found.is_empty(), "{found:?}");
 }
+
+use sentiric_media::resample::FrameResampler;
+
+/// Runs `pcm` through `r` frame by frame.
+fn resample_all(r: &mut FrameResampler, pcm: &[i16]) -> Vec<i16> {
+    let mut out = Vec::new();
+    let mut frame = Vec::new();
+    for chunk in pcm.chunks(r.input_len()) {
+        r.process(chunk, &mut frame);
+        out.extend_from_slice(&frame);
+    }
+    out
+}
+
+fn rms(x: &[i16]) -> f64 {
+    (x.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
+}
+
+fn tone(freq: f64, dbfs: f64, rate: u32, secs: f64) -> Vec<i16> {
+    let mut t = Tone::new(freq, 0.0, dbfs, rate);
+    let mut v = vec![0i16; (f64::from(rate) * secs) as usize];
+    t.fill(&mut v);
+    v
+}
+
+#[test]
+fn resampling_keeps_the_passband_level() {
+    for (a, b) in [
+        (8000, 16000),
+        (8000, 48000),
+        (16000, 48000),
+        (48000, 8000),
+        (16000, 8000),
+    ] {
+        let input = tone(1000.0, -6.0, a, 1.0);
+        let mut r = FrameResampler::new(a, b).unwrap();
+        let out = resample_all(&mut r, &input);
+        assert_eq!(out.len(), (b / 50 * 50) as usize);
+        // Skip the delay and a little more; compare levels in dB.
+        let settled = &out[r.delay() + (b as usize / 50)..];
+        let gain = 20.0 * (rms(settled) / rms(&input)).log10();
+        assert!(
+            gain.abs() < 0.5,
+            "{a} -> {b}: 1 kHz changes by {gain:.2} dB"
+        );
+    }
+}
+
+#[test]
+fn downsampling_removes_what_the_new_rate_cannot_carry() {
+    // 6 kHz fits 16 kHz but not 8 kHz (Nyquist 4 kHz): it must not fold
+    // back as a 2 kHz alias.
+    let input = tone(6000.0, -6.0, 16000, 1.0);
+    let mut r = FrameResampler::new(16000, 8000).unwrap();
+    let out = resample_all(&mut r, &input);
+    let settled = &out[r.delay() + 160..];
+    let attenuation = 20.0 * (rms(&input) / rms(settled).max(1e-9)).log10();
+    assert!(
+        attenuation > 40.0,
+        "6 kHz only {attenuation:.1} dB down at 8 kHz"
+    );
+}
+
+#[test]
+fn round_trip_8k_16k_8k() {
+    let input = tone(700.0, -10.0, 8000, 1.0);
+    let mut up = FrameResampler::new(8000, 16000).unwrap();
+    let mut down = FrameResampler::new(16000, 8000).unwrap();
+    let back = resample_all(&mut down, &resample_all(&mut up, &input));
+    // Align by the lag with the best match, then measure.
+    let best = (0..400)
+        .map(|lag| {
+            let n = input.len() - lag - 400;
+            let err: f64 = (400..n)
+                .map(|k| (f64::from(input[k]) - f64::from(back[k + lag])).powi(2))
+                .sum();
+            (err, lag)
+        })
+        .min_by(|x, y| x.0.total_cmp(&y.0))
+        .unwrap();
+    let lag = best.1;
+    let n = input.len() - lag - 400;
+    let snr = snr_db(&input[400..n], &back[400 + lag..n + lag]);
+    assert!(snr > 30.0, "round trip SNR {snr:.1} dB at lag {lag}");
+}
