@@ -8,6 +8,7 @@
 //! | [`resample`] | 8 / 16 / 48 kHz conversion on 20 ms frames (`rubato`) |
 //! | [`tone`] | sine and dual-tone generators: DTMF, ringback, beep |
 //! | [`dtmf`] | in-band DTMF detection (Goertzel) |
+//! | [`wav`] | WAV prompts (played at the leg's rate) and recordings (mono or stereo) |
 #![forbid(unsafe_code)]
 
 pub mod dtmf;
@@ -15,3 +16,4 @@ pub mod g711;
 pub mod mixer;
 pub mod resample;
 pub mod tone;
+pub mod wav;
