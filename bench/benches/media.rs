@@ -1,6 +1,6 @@
 //! Data-plane micro-benchmarks per packet or per 20 ms frame: the relay's
 //! work on one RTP packet, G.711 at 8 kHz, the mix-minus mixer,
-//! resampling, in-band DTMF detection.
+//! resampling, voice activity detection, in-band DTMF detection.
 //!
 //! `cargo bench -p sentiric-bench --bench media`
 
@@ -17,6 +17,7 @@ use sentiric_media::g711::Law;
 use sentiric_media::mixer::MixMinus;
 use sentiric_media::resample::FrameResampler;
 use sentiric_media::tone::Tone;
+use sentiric_media::vad::{Vad, VadConfig};
 use sentiric_rtp::packet::RtpHeader;
 use sentiric_rtp::relay::{LatchPolicy, LegSpec, Relay};
 
@@ -109,6 +110,15 @@ fn resample(c: &mut Criterion) {
     }
 }
 
+fn vad(c: &mut Criterion) {
+    let mut v = Vad::new(VadConfig::default());
+    let mut frame = vec![0i16; 320];
+    Tone::new(200.0, 700.0, -20.0, 16000).fill(&mut frame);
+    c.bench_function("vad/earshot_20ms_16k", |b| {
+        b.iter(|| black_box(v.push(black_box(&frame))))
+    });
+}
+
 fn dtmf(c: &mut Criterion) {
     let f = frame();
     let det = DtmfDetector::new(8000, 20, 40);
@@ -117,5 +127,5 @@ fn dtmf(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, relay, g711, mixer, resample, dtmf);
+criterion_group!(benches, relay, g711, mixer, resample, vad, dtmf);
 criterion_main!(benches);

@@ -8,6 +8,7 @@
 //! | [`resample`] | 8 / 16 / 48 kHz conversion on 20 ms frames (`rubato`) |
 //! | [`tone`] | sine and dual-tone generators: DTMF, ringback, beep |
 //! | [`dtmf`] | in-band DTMF detection (Goertzel) |
+//! | [`vad`] | voice activity (`earshot`) with minimum speech and hangover |
 //! | [`wav`] | WAV prompts (played at the leg's rate) and recordings (mono or stereo) |
 #![forbid(unsafe_code)]
 
@@ -16,4 +17,5 @@ pub mod g711;
 pub mod mixer;
 pub mod resample;
 pub mod tone;
+pub mod vad;
 pub mod wav;
