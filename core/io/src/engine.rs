@@ -88,6 +88,23 @@ pub struct EngineStats {
     pub send_dropped: u64,
 }
 
+impl EngineStats {
+    /// Publishes the counters through the `metrics` facade (absolute
+    /// values, labelled with the worker and the backend), for whatever
+    /// exporter the process installed.
+    pub fn record(&self, worker: usize, backend: &'static str) {
+        let w = worker.to_string();
+        for (name, v) in [
+            ("sentiric_engine_received_total", self.received),
+            ("sentiric_engine_sent_total", self.sent),
+            ("sentiric_engine_truncated_total", self.truncated),
+            ("sentiric_engine_send_dropped_total", self.send_dropped),
+        ] {
+            metrics::counter!(name, "worker" => w.clone(), "backend" => backend).absolute(v);
+        }
+    }
+}
+
 /// Which packet engine a worker runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {
@@ -120,20 +137,27 @@ impl Engine {
     pub fn new(backend: Backend) -> std::io::Result<(Engine, Option<std::io::Error>)> {
         const BUFFERS: u16 = 4096;
         const BATCH: usize = 64;
-        match backend {
-            Backend::Uring => Ok((
+        let (engine, fallback) = match backend {
+            Backend::Uring => (
                 Engine::Uring(crate::uring::UringEngine::new(BUFFERS)?),
                 None,
-            )),
-            Backend::Epoll => Ok((Engine::Epoll(crate::epoll::EpollEngine::new(BATCH)?), None)),
+            ),
+            Backend::Epoll => (Engine::Epoll(crate::epoll::EpollEngine::new(BATCH)?), None),
             Backend::Auto => match crate::uring::UringEngine::new(BUFFERS) {
-                Ok(u) => Ok((Engine::Uring(u), None)),
-                Err(e) => Ok((
+                Ok(u) => (Engine::Uring(u), None),
+                Err(e) => (
                     Engine::Epoll(crate::epoll::EpollEngine::new(BATCH)?),
                     Some(e),
-                )),
+                ),
             },
+        };
+        // The choice, as a metric: a gauge per backend counting the
+        // engines that run on it.
+        metrics::gauge!("sentiric_engine_backend", "backend" => engine.kind()).increment(1.0);
+        if fallback.is_some() {
+            metrics::counter!("sentiric_engine_fallbacks_total").increment(1);
         }
+        Ok((engine, fallback))
     }
 
     /// `"io_uring"` or `"epoll"`, for logs and metrics.

@@ -112,6 +112,16 @@ impl Partition {
     }
 }
 
+impl PoolStats {
+    /// Publishes the usage through the `metrics` facade.
+    pub fn record(&self) {
+        metrics::gauge!("sentiric_rtp_ports_capacity").set(self.capacity as f64);
+        metrics::gauge!("sentiric_rtp_ports_in_use").set(self.in_use as f64);
+        metrics::gauge!("sentiric_rtp_ports_quarantined").set(self.quarantined as f64);
+        metrics::counter!("sentiric_rtp_ports_exhausted_total").absolute(self.exhausted);
+    }
+}
+
 /// Usage of the pool, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PoolStats {

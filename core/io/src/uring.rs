@@ -346,6 +346,7 @@ impl UringEngine {
             // The multishot receive ended: arm it again next turn.
             if res == -libc::ENOBUFS {
                 self.uring_stats.enobufs += 1;
+                metrics::counter!("sentiric_uring_enobufs_total").increment(1);
             }
             self.uring_stats.rearms += 1;
             self.to_arm.push(token);
