@@ -1,6 +1,7 @@
 //! Data-plane micro-benchmarks per packet or per 20 ms frame: the relay's
 //! work on one RTP packet, G.711 at 8 kHz, the mix-minus mixer,
-//! resampling, voice activity detection, in-band DTMF detection.
+//! resampling, Opus and PCMU↔Opus transcoding, voice activity detection,
+//! in-band DTMF detection.
 //!
 //! `cargo bench -p sentiric-bench --bench media`
 
@@ -15,6 +16,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use sentiric_media::dtmf::DtmfDetector;
 use sentiric_media::g711::Law;
 use sentiric_media::mixer::MixMinus;
+use sentiric_media::opus_codec::OpusCodec;
 use sentiric_media::resample::FrameResampler;
 use sentiric_media::tone::Tone;
 use sentiric_media::vad::{Vad, VadConfig};
@@ -110,6 +112,80 @@ fn resample(c: &mut Criterion) {
     }
 }
 
+fn opus(c: &mut Criterion) {
+    for (rate, bitrate) in [(8000u32, 16_000), (16000, 24_000), (48000, 32_000)] {
+        let mut codec = OpusCodec::new(rate, bitrate).unwrap();
+        let mut pcm = vec![0i16; codec.frame_len()];
+        Tone::new(440.0, 0.0, -12.0, rate).fill(&mut pcm);
+        let (mut packet, mut back) = (Vec::new(), Vec::new());
+        c.bench_function(&format!("opus/encode_{}k_20ms", rate / 1000), |b| {
+            b.iter(|| codec.encode(black_box(&pcm), &mut packet).unwrap())
+        });
+        codec.encode(&pcm, &mut packet).unwrap();
+        c.bench_function(&format!("opus/decode_{}k_20ms", rate / 1000), |b| {
+            b.iter(|| codec.decode(Some(black_box(&packet)), &mut back).unwrap())
+        });
+    }
+    for complexity in [0, 5, 10] {
+        let mut codec = OpusCodec::with_complexity(48000, 32_000, complexity).unwrap();
+        let mut pcm = vec![0i16; codec.frame_len()];
+        Tone::new(440.0, 0.0, -12.0, 48000).fill(&mut pcm);
+        let mut packet = Vec::new();
+        c.bench_function(
+            &format!("opus/encode_48k_complexity_{complexity}_20ms"),
+            |b| b.iter(|| codec.encode(black_box(&pcm), &mut packet).unwrap()),
+        );
+    }
+    // A PCMU leg bridged to an Opus leg: both directions of one 20 ms
+    // frame. At 8 kHz Opus takes PCMU's rate as it is; at 48 kHz the
+    // audio is resampled both ways.
+    let mut opus8 = OpusCodec::new(8000, 16_000).unwrap();
+    let mut pcm8 = vec![0i16; 160];
+    Tone::new(440.0, 0.0, -12.0, 8000).fill(&mut pcm8);
+    let mut ulaw8 = Vec::new();
+    Law::Ulaw.encode(&pcm8, &mut ulaw8);
+    let mut opus8_in = Vec::new();
+    opus8.encode(&pcm8, &mut opus8_in).unwrap();
+    let (mut l8, mut p8, mut d8, mut u8out) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    c.bench_function("transcode/pcmu8k_opus8k_both_directions_20ms", |b| {
+        b.iter(|| {
+            Law::Ulaw.decode(black_box(&ulaw8), &mut l8);
+            opus8.encode(&l8, &mut p8).unwrap();
+            opus8.decode(Some(black_box(&opus8_in)), &mut d8).unwrap();
+            Law::Ulaw.encode(&d8, &mut u8out);
+        })
+    });
+    let mut opus = OpusCodec::new(48000, 32_000).unwrap();
+    let mut up = FrameResampler::new(8000, 48000).unwrap();
+    let mut down = FrameResampler::new(48000, 8000).unwrap();
+    let mut pcm8 = vec![0i16; 160];
+    Tone::new(440.0, 0.0, -12.0, 8000).fill(&mut pcm8);
+    let mut ulaw = Vec::new();
+    Law::Ulaw.encode(&pcm8, &mut ulaw);
+    let mut opus_in = Vec::new();
+    let mut pcm48 = vec![0i16; 960];
+    Tone::new(440.0, 0.0, -12.0, 48000).fill(&mut pcm48);
+    opus.encode(&pcm48, &mut opus_in).unwrap();
+    let (mut lin8, mut lin48, mut pkt, mut dec48, mut dec8, mut ulaw_out) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    c.bench_function("transcode/pcmu8k_opus48k_both_directions_20ms", |b| {
+        b.iter(|| {
+            Law::Ulaw.decode(black_box(&ulaw), &mut lin8);
+            up.process(&lin8, &mut lin48);
+            opus.encode(&lin48, &mut pkt).unwrap();
+            opus.decode(Some(black_box(&opus_in)), &mut dec48).unwrap();
+            down.process(&dec48, &mut dec8);
+            Law::Ulaw.encode(&dec8, &mut ulaw_out);
+        })
+    });
+}
+
 fn vad(c: &mut Criterion) {
     let mut v = Vad::new(VadConfig::default());
     let mut frame = vec![0i16; 320];
@@ -127,5 +203,5 @@ fn dtmf(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, relay, g711, mixer, resample, vad, dtmf);
+criterion_group!(benches, relay, g711, mixer, resample, opus, vad, dtmf);
 criterion_main!(benches);

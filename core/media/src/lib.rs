@@ -4,6 +4,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`g711`] | ITU-T G.711 µ-law and A-law, table based |
+//! | [`opus_codec`] | Opus (RFC 6716) at 8, 16 or 48 kHz through libopus |
 //! | [`mixer`] | N-party mix-minus with saturation and a clip counter |
 //! | [`resample`] | 8 / 16 / 48 kHz conversion on 20 ms frames (`rubato`) |
 //! | [`tone`] | sine and dual-tone generators: DTMF, ringback, beep |
@@ -15,6 +16,7 @@
 pub mod dtmf;
 pub mod g711;
 pub mod mixer;
+pub mod opus_codec;
 pub mod resample;
 pub mod tone;
 pub mod vad;
