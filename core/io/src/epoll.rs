@@ -17,6 +17,8 @@ use crate::sys;
 /// Largest datagram the receive buffers take whole.
 pub const MAX_DATAGRAM: usize = 2048;
 
+const NAME_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+
 /// A per-core packet engine on epoll.
 #[derive(Debug)]
 pub struct EpollEngine {
@@ -25,16 +27,23 @@ pub struct EpollEngine {
     batch: usize,
     bufs: Vec<u8>,
     names: Vec<libc::sockaddr_storage>,
+    /// Receive headers and their iovecs, pointing into `bufs` and `names`
+    /// once and for all (set up in `new`).
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
+    /// How many receive headers the last `recvmmsg` wrote into (their
+    /// name lengths and flags need resetting before the next call).
+    dirty: usize,
     events: Vec<libc::epoll_event>,
+    send_iovs: Vec<libc::iovec>,
+    send_hdrs: Vec<libc::mmsghdr>,
     send_names: Vec<(libc::sockaddr_storage, libc::socklen_t)>,
     outbox: Outbox,
     stats: EngineStats,
 }
 
-// SAFETY: the raw pointers inside `iovs` and `hdrs` point into this
-// engine's own heap buffers (`bufs`, `names`, `iovs`) and are only
+// SAFETY: the raw pointers inside the iovecs and headers point into this
+// engine's own heap buffers, which never move or shrink, and are only
 // dereferenced by the kernel during calls made through `&mut self`.
 unsafe impl Send for EpollEngine {}
 
@@ -51,27 +60,52 @@ impl EpollEngine {
         }
         // SAFETY: `fd` was just returned by epoll_create1 and nothing else owns it.
         let epfd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(EpollEngine {
+        let iov = libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
+        // SAFETY: mmsghdr is plain old data; all-zero is a valid value
+        // (null pointers, zero lengths), filled in before any use.
+        let hdr: libc::mmsghdr = unsafe { std::mem::zeroed() };
+        let mut e = EpollEngine {
             epfd,
             sockets: Vec::new(),
             batch,
             bufs: vec![0; batch * MAX_DATAGRAM],
             names: vec![sys::zeroed_storage(); batch],
-            iovs: vec![
-                libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0
-                };
-                batch
-            ],
-            // SAFETY: mmsghdr is plain old data; all-zero is a valid value
-            // (null pointers, zero lengths) that `recv` fills in before use.
-            hdrs: vec![unsafe { std::mem::zeroed() }; batch],
+            iovs: vec![iov; batch],
+            hdrs: vec![hdr; batch],
+            dirty: 0,
             events: vec![libc::epoll_event { events: 0, u64: 0 }; 64],
+            send_iovs: vec![iov; batch],
+            send_hdrs: vec![hdr; batch],
             send_names: vec![(sys::zeroed_storage(), 0); batch],
             outbox: Outbox::default(),
             stats: EngineStats::default(),
-        })
+        };
+        // Receive headers point at their buffer, iovec and name for good:
+        // a receive then only resets what the kernel wrote.
+        let (bufs, names, iovs) = (
+            e.bufs.as_mut_ptr(),
+            e.names.as_mut_ptr(),
+            e.iovs.as_mut_ptr(),
+        );
+        for i in 0..batch {
+            // SAFETY: `i < batch`, and each Vec holds `batch` elements
+            // (`bufs` holds `batch` buffers of MAX_DATAGRAM bytes).
+            unsafe {
+                *iovs.add(i) = libc::iovec {
+                    iov_base: bufs.add(i * MAX_DATAGRAM).cast(),
+                    iov_len: MAX_DATAGRAM,
+                };
+                let h = &mut e.hdrs[i].msg_hdr;
+                h.msg_name = names.add(i).cast();
+                h.msg_namelen = NAME_LEN;
+                h.msg_iov = iovs.add(i);
+                h.msg_iovlen = 1;
+            }
+        }
+        Ok(e)
     }
 
     /// Registers a socket (it should be non-blocking) for receiving.
@@ -179,23 +213,12 @@ impl EpollEngine {
     ) -> io::Result<usize> {
         let mut total = 0;
         loop {
-            for i in 0..self.batch {
-                self.iovs[i] = libc::iovec {
-                    iov_base: self.bufs[i * MAX_DATAGRAM..].as_mut_ptr().cast(),
-                    iov_len: MAX_DATAGRAM,
-                };
-                let h = &mut self.hdrs[i].msg_hdr;
-                h.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
-                h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                h.msg_iov = &mut self.iovs[i];
-                h.msg_iovlen = 1;
-                h.msg_control = std::ptr::null_mut();
-                h.msg_controllen = 0;
-                h.msg_flags = 0;
-                self.hdrs[i].msg_len = 0;
+            for h in &mut self.hdrs[..self.dirty] {
+                h.msg_hdr.msg_namelen = NAME_LEN;
+                h.msg_hdr.msg_flags = 0;
             }
-            // SAFETY: every header points at this engine's buffers, set up
-            // just above with their true lengths; they outlive the call.
+            // SAFETY: every header points at this engine's buffers with
+            // their true lengths (set up in `new`); they outlive the call.
             let n = unsafe {
                 libc::recvmmsg(
                     fd,
@@ -217,6 +240,7 @@ impl EpollEngine {
             }
             self.stats.receive_calls += 1;
             let n = n as usize;
+            self.dirty = n;
             for i in 0..n {
                 let h = &self.hdrs[i];
                 if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
@@ -226,8 +250,17 @@ impl EpollEngine {
                 let Some(from) = sys::to_socket_addr(&self.names[i], h.msg_hdr.msg_namelen) else {
                     continue;
                 };
-                let len = h.msg_len as usize;
-                let data = &mut self.bufs[i * MAX_DATAGRAM..i * MAX_DATAGRAM + len];
+                let len = (h.msg_len as usize).min(MAX_DATAGRAM);
+                // SAFETY: buffer `i` lies inside `bufs`, the kernel has
+                // finished writing it, and no other reference to it exists
+                // (the iovecs hold raw pointers, used only inside system
+                // calls); the slice is gone before the next call.
+                let data = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        self.bufs.as_mut_ptr().add(i * MAX_DATAGRAM),
+                        len,
+                    )
+                };
                 handler.on_packet(token, from, data, now, &mut self.outbox);
             }
             self.stats.received += n as u64;
@@ -262,16 +295,16 @@ impl EpollEngine {
     fn send_run(&mut self, fd: RawFd, run: &[crate::engine::Pending]) {
         for (k, p) in run.iter().enumerate() {
             self.send_names[k] = sys::from_socket_addr(&p.to);
-            self.iovs[k] = libc::iovec {
+            self.send_iovs[k] = libc::iovec {
                 iov_base: self.outbox.data[p.start..].as_mut_ptr().cast(),
                 iov_len: p.len,
             };
         }
         for k in 0..run.len() {
-            let h = &mut self.hdrs[k].msg_hdr;
+            let h = &mut self.send_hdrs[k].msg_hdr;
             h.msg_name = (&mut self.send_names[k].0 as *mut libc::sockaddr_storage).cast();
             h.msg_namelen = self.send_names[k].1;
-            h.msg_iov = &mut self.iovs[k];
+            h.msg_iov = &mut self.send_iovs[k];
             h.msg_iovlen = 1;
             h.msg_control = std::ptr::null_mut();
             h.msg_controllen = 0;
@@ -285,7 +318,7 @@ impl EpollEngine {
             let n = unsafe {
                 libc::sendmmsg(
                     fd,
-                    self.hdrs[done..].as_mut_ptr(),
+                    self.send_hdrs[done..].as_mut_ptr(),
                     (run.len() - done) as libc::c_uint,
                     libc::MSG_DONTWAIT,
                 )

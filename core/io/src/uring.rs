@@ -419,14 +419,26 @@ impl UringEngine {
         }
         while self.inflight > 0 {
             self.ring.submit_and_wait(1)?;
-            let cqes: Vec<cqueue::Entry> = self.ring.completion().collect();
-            for cqe in cqes {
-                if cqe.user_data() != u64::MAX && cqe.user_data() & SEND_BIT != 0 {
-                    self.send_completed(cqe.result());
-                } else {
-                    self.deferred.push(cqe);
+            // Receives wait in `deferred`, in order, for the next turn;
+            // sends are accounted for here.
+            let start = self.deferred.len();
+            self.deferred.extend(self.ring.completion());
+            let (stats, inflight) = (&mut self.stats, &mut self.inflight);
+            let mut k = 0;
+            self.deferred.retain(|cqe| {
+                k += 1;
+                let send =
+                    k > start && cqe.user_data() != u64::MAX && cqe.user_data() & SEND_BIT != 0;
+                if send {
+                    *inflight = inflight.saturating_sub(1);
+                    if cqe.result() < 0 {
+                        stats.send_dropped += 1;
+                    } else {
+                        stats.sent += 1;
+                    }
                 }
-            }
+                !send
+            });
         }
         std::mem::swap(&mut self.outbox, &mut self.sending);
         self.outbox.clear();

@@ -93,11 +93,14 @@ impl SourceFilter {
     pub fn check_rtp(&mut self, from: SocketAddr, buf: &[u8]) -> Verdict {
         match RtpPacket::parse(buf) {
             Ok(_) => self.check_source(from, buf.len()),
-            Err(e) => {
-                self.counters.invalid += 1;
-                Verdict::Drop(Drop::Invalid(e))
-            }
+            Err(e) => Verdict::Drop(self.invalid(e)),
         }
+    }
+
+    /// Counts a packet that did not parse.
+    fn invalid(&mut self, e: RtpError) -> Drop {
+        self.counters.invalid += 1;
+        Drop::Invalid(e)
     }
 
     /// Judges a packet already known to be well formed (RTCP, or RTP the
@@ -250,21 +253,42 @@ impl StreamRewriter {
     /// number and timestamp, and the marker bit on the first packet of a
     /// new input stream.
     pub fn rewrite(&mut self, buf: &mut [u8], now: Instant) -> Result<(), RtpError> {
-        let p = RtpPacket::parse(buf)?;
-        let (ssrc, seq, ts, pt, marker) = (
-            p.ssrc(),
-            p.sequence(),
-            p.timestamp(),
-            p.payload_type(),
-            p.marker(),
-        );
-        let (out_seq, out_ts, switched) = self.map(ssrc, seq, ts, now);
+        let fields = Fields::of(&RtpPacket::parse(buf)?);
+        self.apply(buf, fields, now);
+        Ok(())
+    }
+
+    /// [`Self::rewrite`] for a packet already parsed into `f`.
+    fn apply(&mut self, buf: &mut [u8], f: Fields, now: Instant) {
+        let (out_seq, out_ts, switched) = self.map(f.ssrc, f.seq, f.ts, now);
         debug_assert!(buf.len() >= FIXED_HEADER_LEN);
         packet::rewrite(buf, out_seq, out_ts, self.ssrc);
-        if switched && !marker {
-            packet::set_payload_type(buf, pt, true);
+        if switched && !f.marker {
+            packet::set_payload_type(buf, f.pt, true);
         }
-        Ok(())
+    }
+}
+
+/// The header fields the rewriter reads, copied out of the parsed packet
+/// so that the buffer can then be written.
+#[derive(Debug, Clone, Copy)]
+struct Fields {
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    pt: u8,
+    marker: bool,
+}
+
+impl Fields {
+    fn of(p: &RtpPacket<'_>) -> Fields {
+        Fields {
+            ssrc: p.ssrc(),
+            seq: p.sequence(),
+            ts: p.timestamp(),
+            pt: p.payload_type(),
+            marker: p.marker(),
+        }
     }
 }
 
@@ -376,15 +400,16 @@ impl<K: Copy + Eq + std::hash::Hash> Relay<K> {
         now: Instant,
     ) -> Result<(K, SocketAddr), RelayDrop> {
         let leg = self.legs.get_mut(&key).ok_or(RelayDrop::UnknownLeg)?;
-        match leg.filter.check_rtp(from, buf) {
-            Verdict::Forward { .. } => {}
-            Verdict::Drop(d) => return Err(RelayDrop::Filtered(d)),
+        // One parse per packet serves the source check and the rewrite.
+        let fields = match RtpPacket::parse(buf) {
+            Ok(p) => Fields::of(&p),
+            Err(e) => return Err(RelayDrop::Filtered(leg.filter.invalid(e))),
+        };
+        if let Verdict::Drop(d) = leg.filter.check_source(from, buf.len()) {
+            return Err(RelayDrop::Filtered(d));
         }
         let peer = leg.peer;
-        // Checked by the filter: the rewrite cannot fail.
-        leg.to_peer
-            .rewrite(buf, now)
-            .map_err(|e| RelayDrop::Filtered(Drop::Invalid(e)))?;
+        leg.to_peer.apply(buf, fields, now);
         let dest = self
             .legs
             .get(&peer)

@@ -116,30 +116,50 @@ header_names! {
 #[inline]
 fn common(name: &str) -> Option<HeaderName<'static>> {
     let b = name.as_bytes();
-    let first = b.first()? | 0x20;
-    let (lower, h): (&[u8], _) = match (b.len(), first) {
-        (3, b'v') => (b"via", HeaderName::Via),
-        (4, b'f') => (b"from", HeaderName::From),
-        (2, b't') => (b"to", HeaderName::To),
-        (7, b'c') if b[1] | 0x20 == b'a' => (b"call-id", HeaderName::CallId),
-        (7, b'c') => (b"contact", HeaderName::Contact),
-        (4, b'c') => (b"cseq", HeaderName::CSeq),
-        (12, b'm') => (b"max-forwards", HeaderName::MaxForwards),
-        (14, b'c') => (b"content-length", HeaderName::ContentLength),
-        (12, b'c') => (b"content-type", HeaderName::ContentType),
-        (5, b'r') => (b"route", HeaderName::Route),
-        (12, b'r') => (b"record-route", HeaderName::RecordRoute),
-        (5, b'a') => (b"allow", HeaderName::Allow),
-        (9, b's') => (b"supported", HeaderName::Supported),
-        (10, b'u') => (b"user-agent", HeaderName::UserAgent),
-        _ => return None,
+    if !(2..=16).contains(&b.len()) {
+        return None;
+    }
+    let mut w = [0u8; 16];
+    w[..b.len()].copy_from_slice(b);
+    common_word(lower_word(u128::from_le_bytes(w), b.len()), b.len())
+}
+
+/// The first `len` bytes of `w`, letters lower-cased. Header names are
+/// tokens: OR-ing 0x20 lower-cases their letters and maps no other token
+/// byte onto a letter or `-`.
+fn lower_word(w: u128, len: usize) -> u128 {
+    let mask = if len >= 16 {
+        u128::MAX
+    } else {
+        (1u128 << (8 * len)) - 1
     };
-    // Header names are tokens, so OR-ing 0x20 lower-cases letters and
-    // leaves `-` alone without turning any other token byte into a letter.
-    b.iter()
-        .zip(lower)
-        .all(|(x, y)| x | 0x20 == *y)
-        .then_some(h)
+    (w | word(&[0x20; 16])) & mask
+}
+
+/// The common long names, from a lower-cased word holding `len` bytes.
+fn common_word(lower: u128, len: usize) -> Option<HeaderName<'static>> {
+    macro_rules! pick {
+        ($($name:literal => $h:ident),* $(,)?) => {{
+            $( if lower == const { word($name) } { return Some(HeaderName::$h); } )*
+        }};
+    }
+    match len {
+        2 => pick!(b"to" => To),
+        3 => pick!(b"via" => Via),
+        4 => pick!(b"from" => From, b"cseq" => CSeq),
+        5 => pick!(b"route" => Route, b"allow" => Allow),
+        7 => {
+            pick!(b"call-id" => CallId, b"contact" => Contact, b"expires" => Expires, b"require" => Require)
+        }
+        9 => pick!(b"supported" => Supported),
+        10 => pick!(b"user-agent" => UserAgent),
+        12 => {
+            pick!(b"max-forwards" => MaxForwards, b"content-type" => ContentType, b"record-route" => RecordRoute)
+        }
+        14 => pick!(b"content-length" => ContentLength),
+        _ => {}
+    }
+    None
 }
 
 /// `s` as a little-endian word, as [`HeaderName::known`] reads a line.
@@ -165,46 +185,22 @@ impl HeaderName<'static> {
         if len == 0 {
             return None;
         }
-        // Header names are tokens: OR-ing 0x20 lower-cases their letters
-        // and maps no other token byte onto a letter or `-`.
-        let lower = (w | word(b"\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20\x20"))
-            & ((1u128 << (8 * len)) - 1);
-        macro_rules! pick {
-            ($($name:literal => $h:ident),* $(,)?) => {{
-                $( if lower == const { word($name) } { return Some((HeaderName::$h, len)); } )*
-            }};
+        let lower = lower_word(w, len);
+        if len == 1 {
+            let h = match lower as u8 {
+                b'v' => HeaderName::Via,
+                b'f' => HeaderName::From,
+                b't' => HeaderName::To,
+                b'i' => HeaderName::CallId,
+                b'm' => HeaderName::Contact,
+                b'l' => HeaderName::ContentLength,
+                b'c' => HeaderName::ContentType,
+                b'k' => HeaderName::Supported,
+                _ => return None,
+            };
+            return Some((h, 1));
         }
-        match len {
-            1 => {
-                let h = match lower as u8 {
-                    b'v' => HeaderName::Via,
-                    b'f' => HeaderName::From,
-                    b't' => HeaderName::To,
-                    b'i' => HeaderName::CallId,
-                    b'm' => HeaderName::Contact,
-                    b'l' => HeaderName::ContentLength,
-                    b'c' => HeaderName::ContentType,
-                    b'k' => HeaderName::Supported,
-                    _ => return None,
-                };
-                return Some((h, 1));
-            }
-            2 => pick!(b"to" => To),
-            3 => pick!(b"via" => Via),
-            4 => pick!(b"from" => From, b"cseq" => CSeq),
-            5 => pick!(b"route" => Route, b"allow" => Allow),
-            7 => {
-                pick!(b"call-id" => CallId, b"contact" => Contact, b"expires" => Expires, b"require" => Require)
-            }
-            9 => pick!(b"supported" => Supported),
-            10 => pick!(b"user-agent" => UserAgent),
-            12 => {
-                pick!(b"max-forwards" => MaxForwards, b"content-type" => ContentType, b"record-route" => RecordRoute)
-            }
-            14 => pick!(b"content-length" => ContentLength),
-            _ => {}
-        }
-        None
+        common_word(lower, len).map(|h| (h, len))
     }
 }
 
