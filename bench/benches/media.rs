@@ -13,12 +13,14 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use sentiric_bench::speech_like;
 use sentiric_media::dtmf::DtmfDetector;
 use sentiric_media::g711::Law;
 use sentiric_media::mixer::MixMinus;
-use sentiric_media::opus_codec::OpusCodec;
+use sentiric_media::opus_codec::{OpusCodec, OpusConfig, OpusMode};
 use sentiric_media::resample::FrameResampler;
 use sentiric_media::tone::Tone;
+use sentiric_media::transcode::{Codec, Transcoder};
 use sentiric_media::vad::{Vad, VadConfig};
 use sentiric_rtp::packet::RtpHeader;
 use sentiric_rtp::relay::{LatchPolicy, LegSpec, Relay};
@@ -136,54 +138,78 @@ fn opus(c: &mut Criterion) {
             |b| b.iter(|| codec.encode(black_box(&pcm), &mut packet).unwrap()),
         );
     }
-    // A PCMU leg bridged to an Opus leg: both directions of one 20 ms
-    // frame. At 8 kHz Opus takes PCMU's rate as it is; at 48 kHz the
-    // audio is resampled both ways.
-    let mut opus8 = OpusCodec::new(8000, 16_000).unwrap();
-    let mut pcm8 = vec![0i16; 160];
-    Tone::new(440.0, 0.0, -12.0, 8000).fill(&mut pcm8);
-    let mut ulaw8 = Vec::new();
-    Law::Ulaw.encode(&pcm8, &mut ulaw8);
-    let mut opus8_in = Vec::new();
-    opus8.encode(&pcm8, &mut opus8_in).unwrap();
-    let (mut l8, mut p8, mut d8, mut u8out) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    c.bench_function("transcode/pcmu8k_opus8k_both_directions_20ms", |b| {
-        b.iter(|| {
-            Law::Ulaw.decode(black_box(&ulaw8), &mut l8);
-            opus8.encode(&l8, &mut p8).unwrap();
-            opus8.decode(Some(black_box(&opus8_in)), &mut d8).unwrap();
-            Law::Ulaw.encode(&d8, &mut u8out);
+    // A PCMU leg bridged to an Opus leg through `Transcoder`: both
+    // directions of a 20 ms frame, cycling through a second of speech-like
+    // audio (a frame repeated over and over costs the encoder half as much
+    // as speech does). Opus at PCMU's 8 kHz needs no resampling (an Opus
+    // leg's RTP clock is 48 kHz whatever the coded band); at 48 kHz the
+    // audio is resampled both ways. `dense` is the switch's transcoding
+    // profile (SILK, complexity 1); the others are what BENCHMARKS.md
+    // weighs it against.
+    let speech8 = speech_like(8000, 1.0);
+    let ulaw_frames: Vec<Vec<u8>> = speech8
+        .chunks_exact(160)
+        .map(|f| {
+            let mut u = Vec::new();
+            Law::Ulaw.encode(f, &mut u);
+            u
         })
-    });
-    let mut opus = OpusCodec::new(48000, 32_000).unwrap();
-    let mut up = FrameResampler::new(8000, 48000).unwrap();
-    let mut down = FrameResampler::new(48000, 8000).unwrap();
-    let mut pcm8 = vec![0i16; 160];
-    Tone::new(440.0, 0.0, -12.0, 8000).fill(&mut pcm8);
-    let mut ulaw = Vec::new();
-    Law::Ulaw.encode(&pcm8, &mut ulaw);
-    let mut opus_in = Vec::new();
-    let mut pcm48 = vec![0i16; 960];
-    Tone::new(440.0, 0.0, -12.0, 48000).fill(&mut pcm48);
-    opus.encode(&pcm48, &mut opus_in).unwrap();
-    let (mut lin8, mut lin48, mut pkt, mut dec48, mut dec8, mut ulaw_out) = (
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-    );
-    c.bench_function("transcode/pcmu8k_opus48k_both_directions_20ms", |b| {
-        b.iter(|| {
-            Law::Ulaw.decode(black_box(&ulaw), &mut lin8);
-            up.process(&lin8, &mut lin48);
-            opus.encode(&lin48, &mut pkt).unwrap();
-            opus.decode(Some(black_box(&opus_in)), &mut dec48).unwrap();
-            down.process(&dec48, &mut dec8);
-            Law::Ulaw.encode(&dec8, &mut ulaw_out);
-        })
-    });
+        .collect();
+    // The far Opus end codes as asked (`maxplaybackrate` in the switch's
+    // SDP) or, the worst case, fullband at 48 kHz with libopus's defaults
+    // as a browser does.
+    let fullband = OpusConfig::speech(48000, 32_000);
+    for (name, config, peer) in [
+        ("opus8k_dense", OpusConfig::dense(8000), None),
+        (
+            "opus8k_dense_fullband_peer",
+            OpusConfig::dense(8000),
+            Some(fullband),
+        ),
+        (
+            "opus8k_libopus_defaults",
+            OpusConfig::speech(8000, 16_000),
+            None,
+        ),
+        (
+            "opus8k_lowdelay_cx0",
+            OpusConfig {
+                complexity: 0,
+                mode: OpusMode::LowDelay,
+                ..OpusConfig::speech(8000, 16_000)
+            },
+            None,
+        ),
+        ("opus48k_dense", OpusConfig::dense(48000), None),
+    ] {
+        let peer = peer.unwrap_or(config);
+        let speech = speech_like(peer.rate, 1.0);
+        let mut far = OpusCodec::configured(peer).unwrap();
+        let packets: Vec<Vec<u8>> = speech
+            .chunks_exact((peer.rate / 50) as usize)
+            .map(|f| {
+                let mut p = Vec::new();
+                far.encode(f, &mut p).unwrap();
+                p
+            })
+            .collect();
+        let mut t = Transcoder::new(Codec::Pcmu, Codec::Opus(config)).unwrap();
+        let mut bytes = 0;
+        let mut i = 0;
+        c.bench_function(
+            &format!("transcode/pcmu_{name}_both_directions_20ms"),
+            |b| {
+                b.iter(|| {
+                    i = (i + 1) % packets.len();
+                    t.a_to_b(Some(black_box(&ulaw_frames[i])), |p| bytes += p.len())
+                        .unwrap();
+                    t.b_to_a(Some(black_box(&packets[i])), |p| bytes += p.len())
+                        .unwrap();
+                })
+            },
+        );
+        black_box(bytes);
+    }
 }
 
 fn vad(c: &mut Criterion) {

@@ -7,6 +7,7 @@
 //! | [`opus_codec`] | Opus (RFC 6716) at 8, 16 or 48 kHz through libopus |
 //! | [`mixer`] | N-party mix-minus with saturation and a clip counter |
 //! | [`resample`] | 8 / 16 / 48 kHz conversion on 20 ms frames (`rubato`) |
+//! | [`transcode`] | any codec to any other, both ways, reframed to 20 ms |
 //! | [`tone`] | sine and dual-tone generators: DTMF, ringback, beep |
 //! | [`dtmf`] | in-band DTMF detection (Goertzel) |
 //! | [`vad`] | voice activity (`earshot`) with minimum speech and hangover |
@@ -19,5 +20,6 @@ pub mod mixer;
 pub mod opus_codec;
 pub mod resample;
 pub mod tone;
+pub mod transcode;
 pub mod vad;
 pub mod wav;

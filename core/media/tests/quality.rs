@@ -198,7 +198,7 @@ fn round_trip_8k_16k_8k() {
     assert!(snr > 30.0, "round trip SNR {snr:.1} dB at lag {lag}");
 }
 
-use sentiric_media::opus_codec::OpusCodec;
+use sentiric_media::opus_codec::{OpusCodec, OpusConfig, OpusMode};
 
 /// SNR of `got` against `reference` at the lag (codec delay) that fits best.
 fn aligned_snr(reference: &[i16], got: &[i16], max_lag: usize) -> (f64, usize) {
@@ -239,5 +239,167 @@ fn opus_snr_on_a_sine() {
         // A lost packet is concealed with a full frame.
         codec.decode(None, &mut frame).unwrap();
         assert_eq!(frame.len(), codec.frame_len());
+    }
+}
+
+#[test]
+fn opus_cheap_profiles_on_a_sine() {
+    // The profiles that trade encoder effort for density (BENCHMARKS.md):
+    // SILK at complexity 0 and CELT-only low delay, at 8 kHz, 16 kb/s.
+    // Measured 2026-11-26: 24.1 and 18.2 dB (complexity 10: 31.2 dB).
+    for (mode, complexity, floor) in [(OpusMode::Speech, 0, 20.0), (OpusMode::LowDelay, 0, 14.0)] {
+        let mut codec = OpusCodec::configured(OpusConfig {
+            complexity,
+            mode,
+            ..OpusConfig::speech(8000, 16_000)
+        })
+        .unwrap();
+        let input = tone(440.0, -12.0, 8000, 1.0);
+        let (mut packet, mut frame, mut out) = (Vec::new(), Vec::new(), Vec::new());
+        for chunk in input.chunks(codec.frame_len()) {
+            codec.encode(chunk, &mut packet).unwrap();
+            codec.decode(Some(&packet), &mut frame).unwrap();
+            out.extend_from_slice(&frame);
+        }
+        let (snr, lag) = aligned_snr(&input, &out, 160);
+        println!("{mode:?} complexity {complexity}: SNR {snr:.1} dB at delay {lag}");
+        assert!(
+            snr > floor,
+            "{mode:?} complexity {complexity}: SNR {snr:.1} dB"
+        );
+    }
+}
+
+#[test]
+fn opus_dtx_sends_almost_nothing_in_silence() {
+    let mut codec = OpusCodec::configured(OpusConfig {
+        dtx: true,
+        ..OpusConfig::speech(8000, 16_000)
+    })
+    .unwrap();
+    let silence = vec![0i16; 160];
+    let mut packet = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..50 {
+        codec.encode(&silence, &mut packet).unwrap();
+        bytes += packet.len();
+    }
+    // Without DTX a second of silence still costs tens of bytes a frame.
+    assert!(bytes < 200, "{bytes} bytes for 1 s of silence");
+}
+
+use sentiric_media::transcode::{Codec, Transcoder};
+
+/// Level (dBFS) of the `freq` Hz sine in `x` and its SNR: the least-squares
+/// fit of a sine and a cosine at `freq` against everything else. Blind to
+/// delay and phase, which codecs and resamplers shift by fractions of a
+/// sample.
+fn tone_fit(x: &[i16], rate: u32, freq: f64) -> (f64, f64) {
+    let w = std::f64::consts::TAU * freq / f64::from(rate);
+    let (mut ss, mut sc, mut cc, mut xs, mut xc) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for (n, &v) in x.iter().enumerate() {
+        let (s, c) = (w * n as f64).sin_cos();
+        let v = f64::from(v);
+        ss += s * s;
+        sc += s * c;
+        cc += c * c;
+        xs += v * s;
+        xc += v * c;
+    }
+    let det = ss * cc - sc * sc;
+    let (a, b) = ((xs * cc - xc * sc) / det, (xc * ss - xs * sc) / det);
+    let (mut fit, mut rest) = (0.0, 0.0);
+    for (n, &v) in x.iter().enumerate() {
+        let (s, c) = (w * n as f64).sin_cos();
+        let f = a * s + b * c;
+        fit += f * f;
+        rest += (f64::from(v) - f).powi(2);
+    }
+    let rms = (fit / x.len() as f64).sqrt();
+    (
+        20.0 * (rms * std::f64::consts::SQRT_2 / 32768.0).log10(),
+        10.0 * (fit / rest.max(1e-9)).log10(),
+    )
+}
+
+/// A phone speaking `codec`: its own encoder and decoder.
+enum Phone {
+    G711(Law),
+    Opus(Box<OpusCodec>),
+}
+
+impl Phone {
+    fn new(codec: Codec) -> Phone {
+        match codec {
+            Codec::Pcmu => Phone::G711(Law::Ulaw),
+            Codec::Pcma => Phone::G711(Law::Alaw),
+            Codec::Opus(c) => Phone::Opus(Box::new(OpusCodec::configured(c).unwrap())),
+        }
+    }
+
+    fn encode(&mut self, pcm: &[i16]) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            Phone::G711(law) => law.encode(pcm, &mut out),
+            Phone::Opus(o) => o.encode(pcm, &mut out).unwrap(),
+        }
+        out
+    }
+
+    fn decode(&mut self, payload: &[u8], pcm: &mut Vec<i16>) {
+        let mut frame = Vec::new();
+        match self {
+            Phone::G711(law) => law.decode(payload, &mut frame),
+            Phone::Opus(o) => o.decode(Some(payload), &mut frame).unwrap(),
+        }
+        pcm.extend_from_slice(&frame);
+    }
+}
+
+#[test]
+fn transcoding_between_any_two_codecs_keeps_a_tone() {
+    let codecs = [
+        Codec::Pcmu,
+        Codec::Pcma,
+        Codec::opus(8000),
+        Codec::opus(16000),
+        Codec::opus(48000),
+    ];
+    for from in codecs {
+        for to in codecs {
+            if from == to {
+                continue;
+            }
+            let mut t = Transcoder::new(from, to).unwrap();
+            let (mut speaker, mut listener) = (Phone::new(from), Phone::new(to));
+            let input = tone(440.0, -12.0, from.pcm_rate(), 1.0);
+            let mut heard = Vec::new();
+            let mut payloads = 0;
+            for frame in input.chunks(from.frame_len()) {
+                let sent = speaker.encode(frame);
+                payloads += t
+                    .a_to_b(Some(&sent), |p| {
+                        listener.decode(p, &mut heard);
+                    })
+                    .unwrap();
+            }
+            assert_eq!(payloads, 50, "{from:?} -> {to:?}");
+            assert_eq!(heard.len(), to.pcm_rate() as usize, "{from:?} -> {to:?}");
+            // The first 100 ms hold the codecs' and resampler's start-up.
+            let (level, snr) = tone_fit(&heard[heard.len() / 10..], to.pcm_rate(), 440.0);
+            println!("{from:?} -> {to:?}: level {level:.2} dBFS, SNR {snr:.1} dB");
+            // Measured 2026-12-01: G.711 to G.711 32.1–37.5 dB; paths
+            // through Opus (complexity 1) 22.2–30.8 dB.
+            let floor = if matches!(from, Codec::Opus(_)) || matches!(to, Codec::Opus(_)) {
+                18.0
+            } else {
+                30.0
+            };
+            assert!(snr > floor, "{from:?} -> {to:?}: SNR {snr:.1} dB");
+            assert!(
+                (level + 12.0).abs() < 1.5,
+                "{from:?} -> {to:?}: level {level:.2} dBFS"
+            );
+        }
     }
 }
