@@ -14,13 +14,18 @@
 //! no logic at all: the least a relay can do here), or `rtpengine` (the
 //! Debian `rtpengine-daemon` in userspace mode with one worker thread,
 //! started here on 127.0.0.1 and given each call over its NG control
-//! protocol; its CPU is the whole process's, from /proc/<pid>/stat).
+//! protocol; its CPU is the whole process's, every thread's schedstat).
+//!
+//! With two CPUs or more, the relay (the worker thread, or rtpengine's
+//! process) is pinned to the last one and the generator and phones to the
+//! others; `relay_cpu=` in the output says which.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use sentiric_io::affinity;
 use sentiric_io::socket::{bind_udp, UdpOptions};
 use sentiric_io::{Backend, Engine, Outbox, PacketHandler, Token};
 use sentiric_rtp::packet::RtpHeader;
@@ -208,22 +213,17 @@ impl NgClient {
     }
 }
 
-/// User + system CPU of a whole process, in nanoseconds (clock ticks of
-/// 10 ms, the kernel's USER_HZ).
+/// CPU time of a whole process in nanoseconds: the sum of its threads' run
+/// times (the first field of each `/proc/<pid>/task/<tid>/schedstat`),
+/// finer than `/proc/<pid>/stat`'s 10 ms clock ticks.
 fn process_cpu_ns(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised name: utime is the 14th, stime the 15th.
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<u64> = after
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // `after` starts at field 3 (state, not numeric, filtered out).
-    let (utime, stime) = (
-        f.get(10).copied().unwrap_or(0),
-        f.get(11).copied().unwrap_or(0),
-    );
-    (utime + stime) * 10_000_000
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 fn main() {
@@ -239,6 +239,16 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // The relay (Sentiric's worker or rtpengine's process) gets a core of
+    // its own, as a data-plane worker has in production; the generator and
+    // the phones share the others. rtpengine inherits the mask it is
+    // started with.
+    let cpus = affinity::allowed_cpus().unwrap_or_default();
+    let pinning =
+        (cpus.len() >= 2).then(|| (cpus[cpus.len() - 1], cpus[..cpus.len() - 1].to_vec()));
+    if let Some((relay_cpu, _)) = &pinning {
+        affinity::pin_current_thread(&[*relay_cpu]).expect("pin");
+    }
     let mut rtpengine = (backend == "rtpengine").then(|| {
         let ng_port = 22_222;
         let child = std::process::Command::new("rtpengine")
@@ -267,6 +277,9 @@ fn main() {
         };
         (child, ng)
     });
+    if let Some((_, others)) = &pinning {
+        affinity::pin_current_thread(others).expect("pin");
+    }
     let (mut engine, _) = Engine::new(engine_backend).expect("engine");
     let (mut phones_engine, _) = Engine::new(Backend::Epoll).expect("phones engine");
     let opts = UdpOptions {
@@ -325,7 +338,11 @@ fn main() {
     let relay_thread = {
         let stop = Arc::clone(&stop);
         let idle = rtpengine.is_some();
+        let relay_cpu = pinning.as_ref().map(|p| p.0);
         std::thread::spawn(move || {
+            if let Some(cpu) = relay_cpu {
+                affinity::pin_current_thread(&[cpu]).expect("pin");
+            }
             if idle {
                 // rtpengine relays; this worker's sockets stay silent.
                 while !stop.load(Ordering::Relaxed) {
@@ -426,8 +443,9 @@ fn main() {
         let _ = child.wait();
     }
     println!(
-        "backend={backend} engine={kind} calls={calls} seconds={seconds} sent={sent} relayed={relayed} \
+        "backend={backend} engine={kind} relay_cpu={} calls={calls} seconds={seconds} sent={sent} relayed={relayed} \
          dropped={dropped} received={received} loss={} cpu_us_per_packet={:.2} latency_us_p50={} p99={}",
+        pinning.as_ref().map_or("any".to_string(), |p| p.0.to_string()),
         sent - received,
         cpu_ns as f64 / 1000.0 / relayed.max(1) as f64,
         pct(0.5),

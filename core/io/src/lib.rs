@@ -1,5 +1,6 @@
 //! The data plane's IO for the Sentiric switch.
 //!
+//! * [`affinity`]: pinning a worker thread to its core.
 //! * [`ports`]: the RTP port pool — even/odd pairs or single rtcp-mux
 //!   ports from a configured range, partitioned per worker, with a
 //!   quarantine before reuse.
@@ -16,8 +17,10 @@
 //!   where the kernel allows it, epoll otherwise or by configuration.
 //!
 //! This is the one crate of the workspace with `unsafe` code: the system
-//! calls in `epoll`, `uring` and `sys`, each block with its `SAFETY:` comment.
+//! calls in `affinity`, `epoll`, `uring` and `sys`, each block with its `SAFETY:` comment.
 
+#[cfg(target_os = "linux")]
+pub mod affinity;
 pub mod engine;
 #[cfg(target_os = "linux")]
 pub mod epoll;
