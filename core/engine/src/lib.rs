@@ -1,0 +1,12 @@
+//! The Sentiric B2BUA, sans-IO: call state machines over `sentiric-sip`,
+//! `sentiric-sdp`, `sentiric-rtp` and `sentiric-media`, and routing
+//! through dialplans. Like the protocol crates below it, it never opens a
+//! socket or reads a clock: requests and the time go in, messages to send,
+//! media instructions and deadlines come out.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`dialplan`] | the routing decision for a new call; the static dialplan from the config file |
+#![forbid(unsafe_code)]
+
+pub mod dialplan;
