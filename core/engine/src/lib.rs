@@ -9,4 +9,5 @@
 //! | [`dialplan`] | the routing decision for a new call; the static dialplan from the config file |
 #![forbid(unsafe_code)]
 
+pub mod b2bua;
 pub mod dialplan;

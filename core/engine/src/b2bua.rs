@@ -1,0 +1,1086 @@
+//! The back-to-back user agent: one call is two dialogs, A (the caller's,
+//! where the switch is the UAS) and B (the callee's, where it is the UAC),
+//! each with its own Call-ID, tags and CSeq, and media anchored on the
+//! switch.
+//!
+//! Sans-IO like the SIP core under it: [`B2bua::receive`] takes a datagram
+//! and where it came from, [`B2bua::handle_timeout`] the time, and
+//! [`B2bua::route`] a dialplan's decision; [`B2bua::poll_transmit`],
+//! [`B2bua::poll_event`] and [`B2bua::poll_timeout`] give what to send,
+//! what happened and when to call again. Media goes through the
+//! [`MediaPlane`] the owner supplies: the engine asks it for the switch's
+//! address and ports facing each leg and rewrites every SDP body with them.
+//!
+//! What a call does today (SIP over UDP):
+//! * Every request that starts a transaction is checked first (RFC 3261
+//!   §8.2: 400 malformed, 416 scheme, 420 Require, 483 Max-Forwards 0).
+//! * INVITE: 100 Trying at once (by the transaction), then a
+//!   [`Event::Route`] for the dialplan.
+//! * bridge: an INVITE to the first target (Max-Forwards one less than
+//!   A's), 180/183 relayed to A (early media through the relay), 2xx ACKed
+//!   on B and relayed to A, whose ACK completes the call; a 5xx, 408,
+//!   transaction timeout or ring timeout moves a serial bridge to the next
+//!   target, any other failure is relayed to A.
+//! * CANCEL from A before the answer: 200 to the CANCEL, 487 to the INVITE,
+//!   CANCEL to B.
+//! * BYE from either side: 200 there, BYE to the other side.
+//! * reject: the dialplan's code. Other actions (echo, play, conference)
+//!   and parallel forking: 501 for now.
+//! * OPTIONS outside a dialog: 200 with Allow. Requests for dialogs the
+//!   switch does not know: 481. Other in-dialog requests (re-INVITE,
+//!   UPDATE, INFO): 501 for now.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sentiric_sip::build::{response_to, MessageBuilder};
+use sentiric_sip::check::{check_request, RequestPolicy};
+use sentiric_sip::dialog::Dialog;
+use sentiric_sip::transaction::{
+    IncomingRequest, IncomingResponse, Reliability, TimerConfig, TransactionEvent, TransactionId,
+    TransactionLayer,
+};
+use sentiric_sip::{HeaderName, Host, Message, Method, Request, Response, Uri};
+
+use crate::dialplan::{reason_phrase, Action, Fork, Transport};
+
+/// A call, as the engine names it to its owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallRef(pub u64);
+
+/// One side of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Leg {
+    /// The caller's leg: the switch answered its INVITE.
+    A,
+    /// The callee's leg: the switch sent the INVITE.
+    B,
+}
+
+impl Leg {
+    /// The other side.
+    pub fn other(self) -> Leg {
+        match self {
+            Leg::A => Leg::B,
+            Leg::B => Leg::A,
+        }
+    }
+}
+
+/// The switch's media endpoint for one leg: where that leg's peer sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaEndpoint {
+    /// The address written into the SDP.
+    pub ip: IpAddr,
+    /// A port per media stream of the SDP, `None` to refuse the stream.
+    pub ports: Vec<Option<u16>>,
+}
+
+/// Why media could not be anchored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaError {
+    /// No ports left: the call gets 503.
+    Exhausted,
+    /// The SDP cannot be anchored (no usable stream): 488.
+    NotAcceptable,
+}
+
+/// The data plane as the B2BUA sees it.
+pub trait MediaPlane {
+    /// `from` described its media in `sdp`; the switch will forward what
+    /// the other leg sends to those addresses. Returns the switch's
+    /// endpoint facing the other leg, to be written into the SDP sent there.
+    fn offer(
+        &mut self,
+        call: CallRef,
+        from: Leg,
+        sdp: &sentiric_sdp::SessionDescription<'_>,
+    ) -> Result<MediaEndpoint, MediaError>;
+
+    /// The call is over: its ports can go back to the pool.
+    fn release(&mut self, call: CallRef);
+}
+
+/// What a call's owner learns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A new call waits for a routing decision ([`B2bua::route`]).
+    Route {
+        /// The call.
+        call: CallRef,
+        /// The Request-URI.
+        request_uri: String,
+        /// Its user part.
+        user: Option<String>,
+        /// The From URI.
+        from_uri: String,
+        /// Its user part.
+        from_user: Option<String>,
+        /// Where the INVITE came from.
+        source: SocketAddr,
+        /// On which transport.
+        transport: Transport,
+    },
+    /// Both legs are up.
+    Answered {
+        /// The call.
+        call: CallRef,
+    },
+    /// The call is over.
+    Ended {
+        /// The call.
+        call: CallRef,
+        /// The final status A got, or 200 for a call that was answered.
+        status: u16,
+        /// Who ended it: the leg that hung up, or `None` when the switch did.
+        by: Option<Leg>,
+    },
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// Where.
+    pub to: SocketAddr,
+    /// The bytes.
+    pub bytes: Arc<[u8]>,
+}
+
+/// The B2BUA's settings.
+#[derive(Debug, Clone)]
+pub struct B2buaConfig {
+    /// The switch's SIP address, for Via and Contact.
+    pub local: SocketAddr,
+    /// RFC 3261 timers.
+    pub timers: TimerConfig,
+    /// Most transactions alive at once; beyond, new requests get 503.
+    pub max_transactions: usize,
+    /// Seeds the tags, branches and Call-IDs the switch mints (give each
+    /// process a random one).
+    pub seed: u64,
+}
+
+impl B2buaConfig {
+    /// Defaults for a switch at `local`.
+    pub fn new(local: SocketAddr, seed: u64) -> B2buaConfig {
+        B2buaConfig {
+            local,
+            timers: TimerConfig::default(),
+            max_transactions: 100_000,
+            seed,
+        }
+    }
+}
+
+/// Where a call is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Waiting for the dialplan.
+    Routing,
+    /// B's INVITE is out.
+    Calling,
+    /// B answered; waiting for A's ACK of the relayed 2xx.
+    Answered,
+    /// Both legs confirmed.
+    Up,
+    /// BYE sent to one side, waiting for its answer.
+    Ending,
+}
+
+#[derive(Debug)]
+struct LegB {
+    invite_tx: TransactionId,
+    /// The INVITE as sent, for CANCEL and failover.
+    invite: Arc<[u8]>,
+    to: SocketAddr,
+    call_id: String,
+    from_tag: String,
+    dialog: Option<Dialog>,
+    /// The CSeq of the INVITE (for the ACK).
+    seq: u32,
+    cancelled: bool,
+}
+
+#[derive(Debug)]
+struct Call {
+    id: CallRef,
+    state: State,
+    /// A's INVITE as received.
+    a_invite: Arc<[u8]>,
+    a_tx: TransactionId,
+    a_source: SocketAddr,
+    a_tag: String,
+    a_dialog: Option<Dialog>,
+    b: Option<LegB>,
+    targets: Vec<String>,
+    next_target: usize,
+    ring_timeout: Duration,
+    ring_deadline: Option<Instant>,
+    /// The relayed 2xx, retransmitted until A's ACK (§13.3.1.4).
+    a_answer: Option<(Vec<u8>, Instant, Duration, Instant)>,
+    answered: bool,
+}
+
+/// What a transaction belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxRole {
+    BInvite,
+    Bye(Leg),
+    Cancel,
+}
+
+/// The B2BUA.
+pub struct B2bua<M> {
+    cfg: B2buaConfig,
+    layer: TransactionLayer<SocketAddr>,
+    media: M,
+    calls: HashMap<CallRef, Call>,
+    /// Server transaction of A's INVITE → call.
+    by_a_tx: HashMap<TransactionId, CallRef>,
+    /// Client transactions the calls sent.
+    by_tx: HashMap<TransactionId, (CallRef, TxRole)>,
+    /// (Call-ID, the switch's tag) → call and leg, for in-dialog requests.
+    by_dialog: HashMap<(String, String), (CallRef, Leg)>,
+    next_call: u64,
+    counter: u64,
+    out: VecDeque<Outgoing>,
+    events: VecDeque<Event>,
+}
+
+impl<M> std::fmt::Debug for B2bua<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("B2bua")
+            .field("calls", &self.calls.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The SIP address a target URI names: its host, which must be an IP
+/// address here (names need the resolver, RFC 3263), and port (5060).
+fn target_addr(uri: &str) -> Option<SocketAddr> {
+    let u = Uri::parse(uri).ok()?;
+    let sip = u.as_sip()?;
+    let ip = match sip.host {
+        Host::Ipv4(v4) => IpAddr::V4(v4),
+        Host::Ipv6(v6) => IpAddr::V6(v6),
+        Host::Domain(_) => return None,
+    };
+    Some(SocketAddr::new(ip, sip.port.unwrap_or(5060)))
+}
+
+impl<M: MediaPlane> B2bua<M> {
+    /// A B2BUA over `media`.
+    pub fn new(cfg: B2buaConfig, media: M) -> B2bua<M> {
+        let layer = TransactionLayer::new(cfg.timers, cfg.max_transactions);
+        B2bua {
+            cfg,
+            layer,
+            media,
+            calls: HashMap::new(),
+            by_a_tx: HashMap::new(),
+            by_tx: HashMap::new(),
+            by_dialog: HashMap::new(),
+            next_call: 1,
+            counter: 0,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The media plane.
+    pub fn media(&self) -> &M {
+        &self.media
+    }
+
+    /// Calls alive.
+    pub fn calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// A token nobody else has: tags, branches, Call-IDs.
+    fn token(&mut self) -> String {
+        self.counter += 1;
+        let x = self
+            .cfg
+            .seed
+            .wrapping_add(self.counter.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let x = (x ^ (x >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        format!("{:016x}", x ^ (x >> 29))
+    }
+
+    fn via(&mut self) -> String {
+        let branch = self.token();
+        format!("SIP/2.0/UDP {};branch=z9hG4bK{branch}", self.cfg.local)
+    }
+
+    fn contact(&self) -> String {
+        format!("<sip:{}>", self.cfg.local)
+    }
+
+    /// A datagram arrived from `source`.
+    pub fn receive(&mut self, now: Instant, bytes: &[u8], source: SocketAddr) {
+        let Ok(msg) = Message::parse(bytes) else {
+            // Malformed input: answered statelessly by the server's shell
+            // (`build::stateless_response`), or dropped.
+            return;
+        };
+        if let Some(req) = msg.as_request() {
+            self.on_request(now, req, source);
+        } else if let Some(resp) = msg.as_response() {
+            self.on_response(now, resp);
+        }
+        self.drain_layer(now);
+    }
+
+    fn respond(&mut self, now: Instant, tx: TransactionId, bytes: Vec<u8>) {
+        let _ = self.layer.send_response(now, tx, bytes);
+    }
+
+    fn on_request(&mut self, now: Instant, req: &Request<'_>, source: SocketAddr) {
+        match self
+            .layer
+            .receive_request(now, req, source, Reliability::Unreliable)
+        {
+            IncomingRequest::New(tx) => self.on_new_request(now, tx, req, source),
+            IncomingRequest::Cancel { id, invite } => {
+                let status = if invite.is_some() { 200 } else { 481 };
+                let resp = response_to(req, status, reason_phrase_any(status), None).finish();
+                self.respond(now, id, resp);
+                if let Some(call) = invite.and_then(|i| self.by_a_tx.get(&i).copied()) {
+                    self.cancel_call(now, call);
+                }
+            }
+            IncomingRequest::Ack { .. } => self.on_ack(req),
+            IncomingRequest::Absorbed => {}
+            IncomingRequest::Overloaded => {
+                let resp = response_to(req, 503, "Service Unavailable", None)
+                    .header(HeaderName::RetryAfter, "5")
+                    .finish();
+                self.out.push_back(Outgoing {
+                    to: source,
+                    bytes: resp.into(),
+                });
+            }
+        }
+    }
+
+    fn on_new_request(
+        &mut self,
+        now: Instant,
+        tx: TransactionId,
+        req: &Request<'_>,
+        source: SocketAddr,
+    ) {
+        // RFC 3261 §8.2: scheme, Require, Max-Forwards, the URIs checked
+        // on every request that starts a transaction.
+        let policy = RequestPolicy {
+            proxy: true,
+            ..RequestPolicy::default()
+        };
+        if let Err(rejection) = check_request(req, &policy) {
+            let tag = self.token();
+            let mut b = response_to(req, rejection.status(), &rejection.reason(), Some(&tag));
+            if let Some((name, value)) = rejection.extra_header() {
+                b = b.header(name, &value);
+            }
+            return self.respond(now, tx, b.finish());
+        }
+        let to_tag = req.to().tag();
+        if let Some(tag) = to_tag {
+            // In a dialog: find it by Call-ID and the switch's tag.
+            let key = (req.call_id().to_string(), tag.to_string());
+            let Some(&(call, leg)) = self.by_dialog.get(&key) else {
+                let r = response_to(req, 481, "Call/Transaction Does Not Exist", None).finish();
+                return self.respond(now, tx, r);
+            };
+            return self.in_dialog(now, tx, req, call, leg);
+        }
+        match req.method {
+            Method::Invite => self.new_call(tx, req, source),
+            Method::Options => {
+                let tag = self.token();
+                let r = response_to(req, 200, "OK", Some(&tag))
+                    .header(HeaderName::Allow, ALLOW)
+                    .header(HeaderName::Accept, "application/sdp")
+                    .finish();
+                self.respond(now, tx, r);
+            }
+            Method::Bye => {
+                let r = response_to(req, 481, "Call/Transaction Does Not Exist", None).finish();
+                self.respond(now, tx, r);
+            }
+            _ => {
+                let tag = self.token();
+                let r = response_to(req, 501, "Not Implemented", Some(&tag))
+                    .header(HeaderName::Allow, ALLOW)
+                    .finish();
+                self.respond(now, tx, r);
+            }
+        }
+    }
+
+    fn new_call(&mut self, tx: TransactionId, req: &Request<'_>, source: SocketAddr) {
+        let a_tag = self.token();
+        let id = CallRef(self.next_call);
+        self.next_call += 1;
+        let uri = req.uri().ok();
+        let from = req.from().uri().ok();
+        self.events.push_back(Event::Route {
+            call: id,
+            request_uri: req.uri_str().to_string(),
+            user: uri.as_ref().and_then(Uri::user).map(str::to_string),
+            from_uri: req.from().uri_str().to_string(),
+            from_user: from.as_ref().and_then(Uri::user).map(str::to_string),
+            source,
+            transport: Transport::Udp,
+        });
+        self.by_a_tx.insert(tx, id);
+        self.calls.insert(
+            id,
+            Call {
+                id,
+                state: State::Routing,
+                a_invite: req.raw.into(),
+                a_tx: tx,
+                a_source: source,
+                a_tag,
+                a_dialog: None,
+                b: None,
+                targets: Vec::new(),
+                next_target: 0,
+                ring_timeout: Duration::from_secs(60),
+                ring_deadline: None,
+                a_answer: None,
+                answered: false,
+            },
+        );
+    }
+
+    /// The dialplan decided what `call` does.
+    pub fn route(&mut self, now: Instant, call: CallRef, action: Action) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.state != State::Routing {
+            return;
+        }
+        match action {
+            Action::Bridge(b) if b.fork == Fork::Serial || b.targets.len() == 1 => {
+                c.targets = b.targets;
+                c.ring_timeout = b.ring_timeout;
+                self.try_next_target(now, call, 480);
+            }
+            Action::Reject { code, reason } => self.fail_a(now, call, code, &reason),
+            _ => self.fail_a(now, call, 501, "Not Implemented"),
+        }
+        self.drain_layer(now);
+    }
+
+    /// Sends B's INVITE to the next target, or fails A with `status` when
+    /// none is left.
+    fn try_next_target(&mut self, now: Instant, call: CallRef, status: u16) {
+        loop {
+            let Some(c) = self.calls.get(&call) else {
+                return;
+            };
+            let Some(target) = c.targets.get(c.next_target).cloned() else {
+                let reason = reason_phrase_any(status).to_string();
+                return self.fail_a(now, call, status, &reason);
+            };
+            if let Some(c) = self.calls.get_mut(&call) {
+                c.next_target += 1;
+            }
+            match self.invite_b(now, call, &target) {
+                Ok(()) => return,
+                Err((code, reason)) if code == 503 || code == 488 => {
+                    return self.fail_a(now, call, code, reason)
+                }
+                // An unusable target: try the next one.
+                Err(_) => continue,
+            }
+        }
+    }
+
+    fn invite_b(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        target: &str,
+    ) -> Result<(), (u16, &'static str)> {
+        let to = target_addr(target).ok_or((502, "Bad Gateway"))?;
+        let via = self.via();
+        let call_id = format!("{}@sentiric", self.token());
+        let from_tag = self.token();
+        let contact = self.contact();
+        let c = self
+            .calls
+            .get(&call)
+            .ok_or((500, "Server Internal Error"))?;
+        let a_invite = c.a_invite.clone();
+        let msg = Message::parse(&a_invite).map_err(|_| (500, "Server Internal Error"))?;
+        let a = msg.as_request().ok_or((500, "Server Internal Error"))?;
+        let max_forwards = a.max_forwards().unwrap_or(70).saturating_sub(1);
+        let body = self.anchored(call, Leg::A, a.body)?;
+        let mut b = MessageBuilder::request(Method::Invite, target)
+            .header(HeaderName::Via, &via)
+            .header(HeaderName::MaxForwards, &max_forwards.to_string())
+            .header(
+                HeaderName::From,
+                &format!(
+                    "{};tag={from_tag}",
+                    strip_tag(a.headers.value(HeaderName::From).unwrap_or(""))
+                ),
+            )
+            .header(HeaderName::To, &format!("<{target}>"))
+            .header(HeaderName::CallId, &call_id)
+            .header(HeaderName::Contact, &contact)
+            .header(HeaderName::Allow, ALLOW);
+        b.push_header("CSeq", "1 INVITE");
+        let bytes = match &body {
+            Some(sdp) => b.body(Some("application/sdp"), sdp),
+            None => b.finish(),
+        };
+        let parsed = Message::parse(&bytes).map_err(|_| (500, "Server Internal Error"))?;
+        let req = parsed.as_request().ok_or((500, "Server Internal Error"))?;
+        let tx = self
+            .layer
+            .send_request(now, req, to, Reliability::Unreliable)
+            .map_err(|_| (503, "Service Unavailable"))?;
+        self.by_tx.insert(tx, (call, TxRole::BInvite));
+        let c = self
+            .calls
+            .get_mut(&call)
+            .ok_or((500, "Server Internal Error"))?;
+        c.state = State::Calling;
+        c.ring_deadline = Some(now + c.ring_timeout);
+        c.b = Some(LegB {
+            invite_tx: tx,
+            invite: bytes.into(),
+            to,
+            call_id,
+            from_tag,
+            dialog: None,
+            seq: 1,
+            cancelled: false,
+        });
+        Ok(())
+    }
+
+    /// `body` (from leg `from`) rewritten to the switch's endpoint facing
+    /// the other leg; `None` for no body.
+    fn anchored(
+        &mut self,
+        call: CallRef,
+        from: Leg,
+        body: &[u8],
+    ) -> Result<Option<Vec<u8>>, (u16, &'static str)> {
+        if body.is_empty() {
+            return Ok(None);
+        }
+        let mut sdp = sentiric_sdp::SessionDescription::parse(body)
+            .map_err(|_| (488, "Not Acceptable Here"))?;
+        let ep = self.media.offer(call, from, &sdp).map_err(|e| match e {
+            MediaError::Exhausted => (503, "Service Unavailable"),
+            MediaError::NotAcceptable => (488, "Not Acceptable Here"),
+        })?;
+        sdp.anchor(ep.ip, |i, _| ep.ports.get(i).copied().flatten());
+        Ok(Some(sdp.to_bytes()))
+    }
+
+    /// A final failure to A (before any answer), and the call is over.
+    fn fail_a(&mut self, now: Instant, call: CallRef, status: u16, reason: &str) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let (tx, tag, invite) = (c.a_tx, c.a_tag.clone(), c.a_invite.clone());
+        if let Ok(msg) = Message::parse(&invite) {
+            if let Some(req) = msg.as_request() {
+                let mut b = response_to(req, status, reason, Some(&tag));
+                if status == 503 {
+                    b = b.header(HeaderName::RetryAfter, "5");
+                }
+                self.respond(now, tx, b.finish());
+            }
+        }
+        self.end(call, status, None);
+    }
+
+    fn end(&mut self, call: CallRef, status: u16, by: Option<Leg>) {
+        let Some(c) = self.calls.remove(&call) else {
+            return;
+        };
+        self.by_a_tx.remove(&c.a_tx);
+        self.by_dialog.retain(|_, v| v.0 != call);
+        self.by_tx.retain(|_, v| v.0 != call);
+        self.media.release(call);
+        self.events.push_back(Event::Ended { call, status, by });
+    }
+
+    fn cancel_call(&mut self, now: Instant, call: CallRef) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.answered {
+            return; // too late: the 2xx is out, A will ACK and BYE
+        }
+        self.cancel_b(now, call);
+        self.fail_a(now, call, 487, "Request Terminated");
+    }
+
+    /// CANCELs B's pending INVITE (§9.1), if one is out.
+    fn cancel_b(&mut self, now: Instant, call: CallRef) {
+        let Some(b) = self.calls.get_mut(&call).and_then(|c| c.b.as_mut()) else {
+            return;
+        };
+        if b.cancelled
+            || b.dialog
+                .as_ref()
+                .is_some_and(|d| d.state == sentiric_sip::dialog::DialogState::Confirmed)
+        {
+            return;
+        }
+        b.cancelled = true;
+        let (invite, to) = (b.invite.clone(), b.to);
+        let Ok(msg) = Message::parse(&invite) else {
+            return;
+        };
+        let Some(inv) = msg.as_request() else {
+            return;
+        };
+        let h = &inv.headers;
+        let mut cancel = MessageBuilder::request(Method::Cancel, inv.uri_str())
+            .header(HeaderName::Via, h.value(HeaderName::Via).unwrap_or(""))
+            .header(HeaderName::MaxForwards, "70")
+            .header(HeaderName::From, h.value(HeaderName::From).unwrap_or(""))
+            .header(HeaderName::To, h.value(HeaderName::To).unwrap_or(""))
+            .header(HeaderName::CallId, inv.call_id());
+        cancel.push_header("CSeq", &format!("{} CANCEL", inv.cseq().seq));
+        let bytes = cancel.finish();
+        if let Ok(m) = Message::parse(&bytes) {
+            if let Some(r) = m.as_request() {
+                if let Ok(tx) = self.layer.send_request(now, r, to, Reliability::Unreliable) {
+                    self.by_tx.insert(tx, (call, TxRole::Cancel));
+                }
+            }
+        }
+    }
+
+    fn on_ack(&mut self, req: &Request<'_>) {
+        let Some(tag) = req.to().tag() else {
+            return;
+        };
+        let key = (req.call_id().to_string(), tag.to_string());
+        let Some(&(call, Leg::A)) = self.by_dialog.get(&key) else {
+            return;
+        };
+        if let Some(c) = self.calls.get_mut(&call) {
+            if c.state == State::Answered {
+                c.state = State::Up;
+                c.a_answer = None;
+                if let Some(d) = c.a_dialog.as_mut() {
+                    let _ = d.on_request(req);
+                }
+                self.events.push_back(Event::Answered { call });
+            }
+        }
+    }
+
+    fn in_dialog(
+        &mut self,
+        now: Instant,
+        tx: TransactionId,
+        req: &Request<'_>,
+        call: CallRef,
+        leg: Leg,
+    ) {
+        let ok = {
+            let Some(c) = self.calls.get_mut(&call) else {
+                return;
+            };
+            let dialog = match leg {
+                Leg::A => c.a_dialog.as_mut(),
+                Leg::B => c.b.as_mut().and_then(|b| b.dialog.as_mut()),
+            };
+            dialog.map(|d| d.on_request(req))
+        };
+        match ok {
+            None => {
+                let r = response_to(req, 481, "Call/Transaction Does Not Exist", None).finish();
+                return self.respond(now, tx, r);
+            }
+            Some(Err(e)) => {
+                let r = response_to(req, e.status(), reason_phrase_any(e.status()), None).finish();
+                return self.respond(now, tx, r);
+            }
+            Some(Ok(())) => {}
+        }
+        match req.method {
+            Method::Bye => {
+                let r = response_to(req, 200, "OK", None).finish();
+                self.respond(now, tx, r);
+                self.bye(now, call, leg.other());
+                self.end(call, 200, Some(leg));
+            }
+            _ => {
+                let r = response_to(req, 501, "Not Implemented", None)
+                    .header(HeaderName::Allow, ALLOW)
+                    .finish();
+                self.respond(now, tx, r);
+            }
+        }
+    }
+
+    /// Sends BYE on `leg`'s dialog, if it has one.
+    fn bye(&mut self, now: Instant, call: CallRef, leg: Leg) {
+        let via = self.via();
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let (dialog, to) = match leg {
+            Leg::A => (c.a_dialog.as_mut(), c.a_source),
+            Leg::B => match c.b.as_mut() {
+                Some(b) => (b.dialog.as_mut(), b.to),
+                None => (None, c.a_source),
+            },
+        };
+        let Some(d) = dialog else {
+            return;
+        };
+        let to = d
+            .remote_target_uri()
+            .and_then(|u| target_addr(u.as_str()))
+            .unwrap_or(to);
+        let bytes = d.create_request(Method::Bye, &via).finish();
+        c.state = State::Ending;
+        if let Ok(m) = Message::parse(&bytes) {
+            if let Some(r) = m.as_request() {
+                if let Ok(tx) = self.layer.send_request(now, r, to, Reliability::Unreliable) {
+                    self.by_tx.insert(tx, (call, TxRole::Bye(leg)));
+                }
+            }
+        }
+    }
+
+    fn on_response(&mut self, now: Instant, resp: &Response<'_>) {
+        let tx = match self.layer.receive_response(now, resp) {
+            IncomingResponse::Deliver(tx) => tx,
+            IncomingResponse::Absorbed => return,
+            IncomingResponse::Stray => {
+                // A retransmitted 2xx for B's INVITE: ACK it again.
+                if (200..300).contains(&resp.status) && resp.cseq().method == Method::Invite {
+                    self.reack(resp);
+                }
+                return;
+            }
+        };
+        let Some(&(call, role)) = self.by_tx.get(&tx) else {
+            return;
+        };
+        if role == TxRole::BInvite {
+            self.on_b_invite_response(now, call, tx, resp);
+        }
+        // Responses to BYE and CANCEL need nothing more.
+    }
+
+    fn reack(&mut self, resp: &Response<'_>) {
+        let Some(tag) = resp.from().tag() else {
+            return;
+        };
+        let key = (resp.call_id().to_string(), tag.to_string());
+        let Some(&(call, Leg::B)) = self.by_dialog.get(&key) else {
+            return;
+        };
+        self.send_ack_b(call);
+    }
+
+    fn send_ack_b(&mut self, call: CallRef) {
+        let via = self.via();
+        let Some(b) = self.calls.get(&call).and_then(|c| c.b.as_ref()) else {
+            return;
+        };
+        let Some(d) = b.dialog.as_ref() else {
+            return;
+        };
+        let to = d
+            .remote_target_uri()
+            .and_then(|u| target_addr(u.as_str()))
+            .unwrap_or(b.to);
+        let ack = d.create_ack(b.seq, &via).finish();
+        self.out.push_back(Outgoing {
+            to,
+            bytes: ack.into(),
+        });
+    }
+
+    fn on_b_invite_response(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        tx: TransactionId,
+        resp: &Response<'_>,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(b) = c.b.as_mut() else {
+            return;
+        };
+        if b.invite_tx != tx {
+            return; // an earlier target's late answer
+        }
+        let status = resp.status;
+        match status {
+            100 => {}
+            101..=199 => {
+                if resp.to().tag().is_some() && b.dialog.is_none() {
+                    if let Ok(msg) = Message::parse(&b.invite) {
+                        if let Some(inv) = msg.as_request() {
+                            b.dialog = Dialog::new_uac(inv, resp).ok();
+                        }
+                    }
+                }
+                self.relay_to_a(now, call, resp);
+            }
+            200..=299 => {
+                let b_key;
+                {
+                    if b.dialog.is_none() {
+                        if let Ok(msg) = Message::parse(&b.invite) {
+                            if let Some(inv) = msg.as_request() {
+                                b.dialog = Dialog::new_uac(inv, resp).ok();
+                            }
+                        }
+                    } else if let Some(d) = b.dialog.as_mut() {
+                        let _ = d.on_response(resp);
+                    }
+                    b_key = (b.call_id.clone(), b.from_tag.clone());
+                }
+                c.ring_deadline = None;
+                c.answered = true;
+                self.by_dialog.insert(b_key, (call, Leg::B));
+                self.send_ack_b(call);
+                if self
+                    .calls
+                    .get(&call)
+                    .is_some_and(|c| c.b.as_ref().is_some_and(|b| b.cancelled))
+                {
+                    // A cancelled while B answered: hang B up (§9.1).
+                    self.bye(now, call, Leg::B);
+                    return;
+                }
+                self.relay_to_a(now, call, resp);
+            }
+            _ => {
+                c.ring_deadline = None;
+                if b.cancelled {
+                    return; // the 487 to our CANCEL
+                }
+                let serial_next = matches!(status, 408 | 500..=599);
+                if serial_next {
+                    c.b = None;
+                    self.try_next_target(now, call, status);
+                } else {
+                    let reason = resp_reason(resp);
+                    self.fail_a(now, call, status, &reason);
+                }
+            }
+        }
+    }
+
+    /// Relays a response B sent to A's INVITE: same code and reason, A's
+    /// own dialog identifiers, the SDP anchored.
+    fn relay_to_a(&mut self, now: Instant, call: CallRef, resp: &Response<'_>) {
+        let contact = self.contact();
+        let body = match self.anchored(call, Leg::B, resp.body) {
+            Ok(b) => b,
+            Err((code, reason)) => {
+                if resp.status >= 200 {
+                    self.bye(now, call, Leg::B);
+                    self.fail_a(now, call, code, reason);
+                }
+                return;
+            }
+        };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Ok(msg) = Message::parse(&c.a_invite) else {
+            return;
+        };
+        let Some(a) = msg.as_request() else {
+            return;
+        };
+        let reason = resp_reason(resp);
+        let b = response_to(a, resp.status, &reason, Some(&c.a_tag))
+            .header(HeaderName::Contact, &contact)
+            .header(HeaderName::Allow, ALLOW);
+        let bytes = match &body {
+            Some(sdp) => b.body(Some("application/sdp"), sdp),
+            None => b.finish(),
+        };
+        if c.a_dialog.is_none() {
+            c.a_dialog = Dialog::new_uas(a, &c.a_tag, resp.status < 200).ok();
+            if c.a_dialog.is_some() {
+                let key = (a.call_id().to_string(), c.a_tag.clone());
+                self.by_dialog.insert(key, (call, Leg::A));
+            }
+        } else if resp.status >= 200 {
+            if let Some(d) = c.a_dialog.as_mut() {
+                d.state = sentiric_sip::dialog::DialogState::Confirmed;
+            }
+        }
+        if (200..300).contains(&resp.status) {
+            c.state = State::Answered;
+            let t1 = self.cfg.timers.t1;
+            c.a_answer = Some((bytes.clone(), now + t1, t1, now + self.cfg.timers.t1x64()));
+        }
+        let tx = c.a_tx;
+        self.respond(now, tx, bytes);
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.layer.handle_timeout(now);
+        self.drain_layer(now);
+        let due: Vec<CallRef> = self
+            .calls
+            .values()
+            .filter(|c| {
+                c.ring_deadline.is_some_and(|d| d <= now)
+                    || c.a_answer.as_ref().is_some_and(|a| a.1 <= now)
+            })
+            .map(|c| c.id)
+            .collect();
+        for call in due {
+            let Some(c) = self.calls.get_mut(&call) else {
+                continue;
+            };
+            if c.ring_deadline.is_some_and(|d| d <= now) {
+                c.ring_deadline = None;
+                self.cancel_b(now, call);
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.b = None;
+                }
+                self.try_next_target(now, call, 480);
+                continue;
+            }
+            if let Some((bytes, at, gap, give_up)) = c.a_answer.take() {
+                if at > now {
+                    c.a_answer = Some((bytes, at, gap, give_up));
+                    continue;
+                }
+                if now >= give_up {
+                    // No ACK for the 2xx (§13.3.1.4): hang both legs up.
+                    self.bye(now, call, Leg::A);
+                    self.bye(now, call, Leg::B);
+                    self.end(call, 408, None);
+                    continue;
+                }
+                let gap2 = (gap * 2).min(self.cfg.timers.t2);
+                let tx = c.a_tx;
+                c.a_answer = Some((bytes.clone(), (now + gap2).min(give_up), gap2, give_up));
+                self.respond(now, tx, bytes);
+            }
+        }
+        self.drain_layer(now);
+    }
+
+    fn drain_layer(&mut self, now: Instant) {
+        while let Some(t) = self.layer.poll_transmit() {
+            self.out.push_back(Outgoing {
+                to: t.destination,
+                bytes: t.bytes,
+            });
+        }
+        while let Some(ev) = self.layer.poll_event() {
+            match ev.event {
+                TransactionEvent::Timeout(_) => {
+                    if let Some(&(call, TxRole::BInvite)) = self.by_tx.get(&ev.id) {
+                        // No final response from this target: 408, next one.
+                        if let Some(c) = self.calls.get_mut(&call) {
+                            if c.b.as_ref().is_some_and(|b| b.invite_tx == ev.id) && !c.answered {
+                                c.b = None;
+                                c.ring_deadline = None;
+                                self.try_next_target(now, call, 408);
+                            }
+                        }
+                    }
+                    self.by_tx.remove(&ev.id);
+                }
+                TransactionEvent::Terminated => {
+                    self.by_tx.remove(&ev.id);
+                    self.by_a_tx.remove(&ev.id);
+                }
+            }
+        }
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Outgoing> {
+        self.out.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`B2bua::handle_timeout`] must next run.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        let calls = self.calls.values().flat_map(|c| {
+            [c.ring_deadline, c.a_answer.as_ref().map(|a| a.1)]
+                .into_iter()
+                .flatten()
+        });
+        calls.chain(self.layer.poll_timeout()).min()
+    }
+}
+
+/// Methods the switch takes.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS";
+
+fn reason_phrase_any(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        _ => reason_phrase(code),
+    }
+}
+
+/// A response's reason phrase as sent.
+fn resp_reason(resp: &Response<'_>) -> String {
+    let raw = resp.raw;
+    let line_end = memchr_line(raw);
+    let line = String::from_utf8_lossy(&raw[..line_end]);
+    line.splitn(3, ' ')
+        .nth(2)
+        .map(str::to_string)
+        .unwrap_or_else(|| reason_phrase_any(resp.status).to_string())
+}
+
+fn memchr_line(b: &[u8]) -> usize {
+    b.iter()
+        .position(|&c| c == b'\r' || c == b'\n')
+        .unwrap_or(b.len())
+}
+
+/// A From value without its tag parameter (the switch puts its own).
+fn strip_tag(from: &str) -> String {
+    let mut out = String::with_capacity(from.len());
+    // Header parameters follow the `>` of a name-addr, or the first `;`
+    // of a bare addr-spec (RFC 3261 §20.10).
+    let after = match from.rfind('>') {
+        Some(i) => i + 1,
+        None => from.find(';').unwrap_or(from.len()),
+    };
+    let (head, params) = from.split_at(after);
+    out.push_str(head);
+    for p in params.split(';').filter(|p| !p.trim().is_empty()) {
+        if !p.trim().to_ascii_lowercase().starts_with("tag=") {
+            let _ = write!(out, ";{}", p.trim());
+        }
+    }
+    out
+}

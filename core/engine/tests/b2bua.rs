@@ -1,0 +1,594 @@
+//! The B2BUA on a simulated network: SIP text in from scripted peers, what
+//! the switch sends checked header by header. The media plane is a
+//! recorder at its trait boundary; the real one (port pool and relay) is
+//! exercised by the server's end-to-end tests.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use sentiric_engine::b2bua::{
+    B2bua, B2buaConfig, CallRef, Event, Leg, MediaEndpoint, MediaError, MediaPlane,
+};
+use sentiric_engine::dialplan::{Action, Bridge, Fork};
+use sentiric_sdp::SessionDescription;
+use sentiric_sip::{HeaderName, Message};
+
+/// Records what the engine asked of the data plane.
+#[derive(Default)]
+struct Recorder {
+    /// (leg, the peer's media address and port from its SDP)
+    offers: Vec<(Leg, String)>,
+    released: Vec<CallRef>,
+    exhausted: bool,
+}
+
+impl MediaPlane for Recorder {
+    fn offer(
+        &mut self,
+        _call: CallRef,
+        from: Leg,
+        sdp: &SessionDescription<'_>,
+    ) -> Result<MediaEndpoint, MediaError> {
+        if self.exhausted {
+            return Err(MediaError::Exhausted);
+        }
+        let addr = sdp
+            .connection_of(0)
+            .and_then(|c| c.ip())
+            .map(|ip| format!("{ip}:{}", sdp.media[0].port))
+            .unwrap_or_default();
+        self.offers.push((from, addr));
+        // The switch's port facing the other leg.
+        let port = match from {
+            Leg::A => 40000,
+            Leg::B => 40002,
+        };
+        Ok(MediaEndpoint {
+            ip: "127.0.0.1".parse().unwrap(),
+            ports: vec![Some(port)],
+        })
+    }
+
+    fn release(&mut self, call: CallRef) {
+        self.released.push(call);
+    }
+}
+
+const SWITCH: &str = "127.0.0.1:5060";
+const ALICE: &str = "127.0.0.2:5060";
+const BOB: &str = "127.0.0.3:5070";
+const CAROL: &str = "127.0.0.4:5060";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn sdp(ip: &str, port: u16) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+    )
+}
+
+struct Net {
+    b2b: B2bua<Recorder>,
+    now: Instant,
+}
+
+/// One datagram the switch sent.
+struct Sent {
+    to: SocketAddr,
+    text: String,
+}
+
+impl Sent {
+    fn msg(&self) -> Message<'_> {
+        Message::parse(self.text.as_bytes()).unwrap()
+    }
+    fn first_line(&self) -> &str {
+        self.text.lines().next().unwrap()
+    }
+    fn header(&self, name: HeaderName<'_>) -> String {
+        self.msg().headers().value(name).unwrap_or("").to_string()
+    }
+    fn body(&self) -> String {
+        String::from_utf8_lossy(self.msg().body()).into_owned()
+    }
+}
+
+impl Net {
+    fn new() -> Net {
+        let cfg = B2buaConfig::new(addr(SWITCH), 7);
+        Net {
+            b2b: B2bua::new(cfg, Recorder::default()),
+            now: Instant::now(),
+        }
+    }
+
+    fn send(&mut self, from: &str, text: &str) -> Vec<Sent> {
+        self.b2b.receive(self.now, text.as_bytes(), addr(from));
+        self.sent()
+    }
+
+    fn sent(&mut self) -> Vec<Sent> {
+        let mut out = Vec::new();
+        while let Some(o) = self.b2b.poll_transmit() {
+            out.push(Sent {
+                to: o.to,
+                text: String::from_utf8(o.bytes.to_vec()).unwrap(),
+            });
+        }
+        out
+    }
+
+    fn events(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.b2b.poll_event()).collect()
+    }
+
+    fn advance(&mut self, d: Duration) -> Vec<Sent> {
+        let end = self.now + d;
+        let mut out = Vec::new();
+        while let Some(t) = self.b2b.poll_timeout().filter(|t| *t <= end) {
+            self.now = t.max(self.now);
+            self.b2b.handle_timeout(self.now);
+            out.extend(self.sent());
+        }
+        self.now = end;
+        out
+    }
+
+    /// Alice calls `user`; returns the call the switch routes.
+    fn alice_calls(&mut self, user: &str, max_forwards: u8) -> (CallRef, Vec<Sent>) {
+        let body = sdp("127.0.0.2", 10000);
+        let invite = format!(
+            "INVITE sip:{user}@127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {ALICE};branch=z9hG4bKa1\r\n\
+             Max-Forwards: {max_forwards}\r\n\
+             From: \"Alice\" <sip:alice@127.0.0.2>;tag=fa\r\n\
+             To: <sip:{user}@127.0.0.1>\r\n\
+             Call-ID: call-a@127.0.0.2\r\n\
+             CSeq: 10 INVITE\r\n\
+             Contact: <sip:alice@{ALICE}>\r\n\
+             Content-Type: application/sdp\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let sent = self.send(ALICE, &invite);
+        let call = self
+            .events()
+            .into_iter()
+            .find_map(|e| match e {
+                Event::Route { call, .. } => Some(call),
+                _ => None,
+            })
+            .unwrap_or(CallRef(0));
+        (call, sent)
+    }
+
+    fn bridge(&mut self, call: CallRef, targets: &[&str], ring: Duration) -> Vec<Sent> {
+        self.b2b.route(
+            self.now,
+            call,
+            Action::Bridge(Bridge {
+                targets: targets.iter().map(|t| t.to_string()).collect(),
+                fork: Fork::Serial,
+                ring_timeout: ring,
+            }),
+        );
+        self.sent()
+    }
+
+    /// A response from a peer to the request `req` the switch sent it.
+    fn answer(
+        &mut self,
+        from: &str,
+        req: &Sent,
+        status: &str,
+        to_tag: &str,
+        body: Option<String>,
+    ) -> Vec<Sent> {
+        let mut text = format!("SIP/2.0 {status}\r\n");
+        for via in req.msg().headers().all(HeaderName::Via) {
+            text.push_str(&format!("Via: {}\r\n", via.value));
+        }
+        text.push_str(&format!("From: {}\r\n", req.header(HeaderName::From)));
+        text.push_str(&format!(
+            "To: {};tag={to_tag}\r\n",
+            req.header(HeaderName::To)
+        ));
+        text.push_str(&format!("Call-ID: {}\r\n", req.header(HeaderName::CallId)));
+        text.push_str(&format!("CSeq: {}\r\n", req.header(HeaderName::CSeq)));
+        text.push_str(&format!("Contact: <sip:peer@{from}>\r\n"));
+        match body {
+            Some(b) => text.push_str(&format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            )),
+            None => text.push_str("Content-Length: 0\r\n\r\n"),
+        }
+        self.send(from, &text)
+    }
+}
+
+fn only<'s>(sent: &'s [Sent], to: &str, first_line: &str) -> &'s Sent {
+    let found: Vec<&Sent> = sent
+        .iter()
+        .filter(|s| s.to == addr(to) && s.first_line().starts_with(first_line))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one {first_line:?} to {to} in:\n{}",
+        sent.iter()
+            .map(|s| format!("-> {}\n{}", s.to, s.text))
+            .collect::<String>()
+    );
+    found[0]
+}
+
+fn a_request(method: &str, a_tag: &str, cseq: u32, branch: &str) -> String {
+    format!(
+        "{method} sip:alice-side@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {ALICE};branch=z9hG4bK{branch}\r\n\
+         Max-Forwards: 70\r\n\
+         From: \"Alice\" <sip:alice@127.0.0.2>;tag=fa\r\n\
+         To: <sip:600@127.0.0.1>;tag={a_tag}\r\n\
+         Call-ID: call-a@127.0.0.2\r\n\
+         CSeq: {cseq} {method}\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+fn tag_of(to_header: &str) -> String {
+    to_header.split(";tag=").nth(1).unwrap().to_string()
+}
+
+#[test]
+fn a_bridged_call_from_invite_to_bye() {
+    let mut net = Net::new();
+    let (call, sent) = net.alice_calls("600", 70);
+    only(&sent, ALICE, "SIP/2.0 100");
+
+    let sent = net.bridge(call, &["sip:bob@127.0.0.3:5070"], Duration::from_secs(30));
+    let invite = only(&sent, BOB, "INVITE sip:bob@127.0.0.3:5070 SIP/2.0");
+    // A dialog of its own, one hop less, the caller's identity kept.
+    assert_ne!(invite.header(HeaderName::CallId), "call-a@127.0.0.2");
+    assert_eq!(invite.header(HeaderName::MaxForwards), "69");
+    let from = invite.header(HeaderName::From);
+    assert!(
+        from.starts_with("\"Alice\" <sip:alice@127.0.0.2>;tag="),
+        "{from}"
+    );
+    assert!(!from.contains("tag=fa"), "{from}");
+    assert!(invite.header(HeaderName::Via).contains(SWITCH));
+    // Media anchored: B is offered the switch's port, not Alice's.
+    let body = invite.body();
+    assert!(
+        body.contains("c=IN IP4 127.0.0.1") && body.contains("m=audio 40000 "),
+        "{body}"
+    );
+    assert!(!body.contains("127.0.0.2"), "{body}");
+    assert_eq!(
+        net.b2b.media().offers,
+        [(Leg::A, "127.0.0.2:10000".to_string())]
+    );
+
+    // Ringing is relayed with Alice's own dialog identifiers.
+    let sent = net.answer(BOB, invite, "180 Ringing", "tb", None);
+    let ringing = only(&sent, ALICE, "SIP/2.0 180 Ringing");
+    assert_eq!(ringing.header(HeaderName::CallId), "call-a@127.0.0.2");
+    let a_tag = tag_of(&ringing.header(HeaderName::To));
+    assert_ne!(a_tag, "tb");
+
+    // The answer: ACK on B, 200 to A with the anchored SDP.
+    let sent = net.answer(BOB, invite, "200 OK", "tb", Some(sdp("127.0.0.3", 20000)));
+    let ack = only(&sent, BOB, "ACK sip:peer@127.0.0.3:5070 SIP/2.0");
+    assert_eq!(ack.header(HeaderName::CSeq), "1 ACK");
+    let ok = only(&sent, ALICE, "SIP/2.0 200 OK");
+    assert_eq!(tag_of(&ok.header(HeaderName::To)), a_tag);
+    let body = ok.body();
+    assert!(
+        body.contains("m=audio 40002 ") && !body.contains("127.0.0.3"),
+        "{body}"
+    );
+    assert_eq!(
+        net.b2b.media().offers[1],
+        (Leg::B, "127.0.0.3:20000".to_string())
+    );
+
+    let sent = net.send(ALICE, &a_request("ACK", &a_tag, 10, "a2"));
+    assert!(sent.is_empty());
+    assert_eq!(net.events(), [Event::Answered { call }]);
+
+    // Alice hangs up: 200 to her, BYE to Bob in Bob's dialog.
+    let sent = net.send(ALICE, &a_request("BYE", &a_tag, 11, "a3"));
+    only(&sent, ALICE, "SIP/2.0 200");
+    let bye = only(&sent, BOB, "BYE sip:peer@127.0.0.3:5070 SIP/2.0");
+    assert_eq!(
+        bye.header(HeaderName::CallId),
+        invite.header(HeaderName::CallId)
+    );
+    assert_eq!(bye.header(HeaderName::CSeq), "2 BYE");
+    assert_eq!(
+        net.events(),
+        [Event::Ended {
+            call,
+            status: 200,
+            by: Some(Leg::A)
+        }]
+    );
+    assert_eq!(net.b2b.media().released, [call]);
+    assert!(net.answer(BOB, bye, "200 OK", "tb", None).is_empty());
+    assert_eq!(net.b2b.calls(), 0);
+}
+
+#[test]
+fn bye_from_the_callee() {
+    let mut net = Net::new();
+    let (call, _) = net.alice_calls("600", 70);
+    let sent = net.bridge(call, &["sip:bob@127.0.0.3:5070"], Duration::from_secs(30));
+    let invite = only(&sent, BOB, "INVITE").text.clone();
+    let invite = Sent {
+        to: addr(BOB),
+        text: invite,
+    };
+    let sent = net.answer(BOB, &invite, "200 OK", "tb", Some(sdp("127.0.0.3", 20000)));
+    let a_tag = tag_of(&only(&sent, ALICE, "SIP/2.0 200").header(HeaderName::To));
+    net.send(ALICE, &a_request("ACK", &a_tag, 10, "a2"));
+    net.events();
+
+    let bye = format!(
+        "BYE sip:{SWITCH} SIP/2.0\r\nVia: SIP/2.0/UDP {BOB};branch=z9hG4bKb9\r\nMax-Forwards: 70\r\n\
+         From: {};tag=tb\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 5 BYE\r\nContent-Length: 0\r\n\r\n",
+        invite.header(HeaderName::To),
+        invite.header(HeaderName::From),
+        invite.header(HeaderName::CallId),
+    );
+    let sent = net.send(BOB, &bye);
+    only(&sent, BOB, "SIP/2.0 200");
+    let to_alice = only(&sent, ALICE, "BYE sip:alice@127.0.0.2:5060 SIP/2.0");
+    assert_eq!(to_alice.header(HeaderName::CallId), "call-a@127.0.0.2");
+    assert!(to_alice.header(HeaderName::To).contains("tag=fa"));
+    assert_eq!(
+        net.events(),
+        [Event::Ended {
+            call,
+            status: 200,
+            by: Some(Leg::B)
+        }]
+    );
+}
+
+#[test]
+fn cancel_before_the_answer() {
+    let mut net = Net::new();
+    let (call, _) = net.alice_calls("600", 70);
+    let sent = net.bridge(call, &["sip:bob@127.0.0.3:5070"], Duration::from_secs(30));
+    let invite = Sent {
+        to: addr(BOB),
+        text: only(&sent, BOB, "INVITE").text.clone(),
+    };
+    net.answer(BOB, &invite, "180 Ringing", "tb", None);
+
+    let cancel = "CANCEL sip:600@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.2:5060;branch=z9hG4bKa1\r\n\
+         Max-Forwards: 70\r\n\
+         From: \"Alice\" <sip:alice@127.0.0.2>;tag=fa\r\n\
+         To: <sip:600@127.0.0.1>\r\n\
+         Call-ID: call-a@127.0.0.2\r\n\
+         CSeq: 10 CANCEL\r\n\
+         Content-Length: 0\r\n\r\n";
+    let sent = net.send(ALICE, cancel);
+    let ok = only(&sent, ALICE, "SIP/2.0 200");
+    assert_eq!(ok.header(HeaderName::CSeq), "10 CANCEL");
+    let terminated = only(&sent, ALICE, "SIP/2.0 487");
+    assert_eq!(terminated.header(HeaderName::CSeq), "10 INVITE");
+    let cancel_b = only(&sent, BOB, "CANCEL sip:bob@127.0.0.3:5070 SIP/2.0");
+    // §9.1: the CANCEL matches the INVITE's branch, Call-ID, tags, CSeq number.
+    assert_eq!(
+        cancel_b.header(HeaderName::Via),
+        invite.header(HeaderName::Via)
+    );
+    assert_eq!(cancel_b.header(HeaderName::CSeq), "1 CANCEL");
+    assert_eq!(
+        net.events(),
+        [Event::Ended {
+            call,
+            status: 487,
+            by: None
+        }]
+    );
+    // Bob's 487: the transaction ACKs it; nothing reaches Alice.
+    let sent = net.answer(BOB, &invite, "487 Request Terminated", "tb", None);
+    only(&sent, BOB, "ACK");
+    assert!(sent.iter().all(|s| s.to != addr(ALICE)));
+}
+
+#[test]
+fn serial_failover_on_5xx_then_the_last_failure_is_relayed() {
+    let mut net = Net::new();
+    let (call, _) = net.alice_calls("600", 70);
+    let sent = net.bridge(
+        call,
+        &["sip:bob@127.0.0.3:5070", "sip:carol@127.0.0.4"],
+        Duration::from_secs(30),
+    );
+    let first = Sent {
+        to: addr(BOB),
+        text: only(&sent, BOB, "INVITE").text.clone(),
+    };
+    let sent = net.answer(BOB, &first, "503 Service Unavailable", "tb", None);
+    only(&sent, BOB, "ACK");
+    let second = only(&sent, CAROL, "INVITE sip:carol@127.0.0.4 SIP/2.0");
+    assert_ne!(
+        second.header(HeaderName::CallId),
+        first.header(HeaderName::CallId)
+    );
+    assert!(
+        sent.iter().all(|s| s.to != addr(ALICE)),
+        "nothing to Alice yet"
+    );
+    let second = Sent {
+        to: addr(CAROL),
+        text: second.text.clone(),
+    };
+    let sent = net.answer(CAROL, &second, "486 Busy Here", "tc", None);
+    let busy = only(&sent, ALICE, "SIP/2.0 486 Busy Here");
+    assert_eq!(busy.header(HeaderName::CSeq), "10 INVITE");
+    assert_eq!(
+        net.events(),
+        [Event::Ended {
+            call,
+            status: 486,
+            by: None
+        }]
+    );
+}
+
+#[test]
+fn no_answer_in_time_moves_on_then_gives_480() {
+    let mut net = Net::new();
+    let (call, _) = net.alice_calls("600", 70);
+    let sent = net.bridge(
+        call,
+        &["sip:bob@127.0.0.3:5070", "sip:carol@127.0.0.4"],
+        Duration::from_secs(5),
+    );
+    let first = Sent {
+        to: addr(BOB),
+        text: only(&sent, BOB, "INVITE").text.clone(),
+    };
+    net.answer(BOB, &first, "180 Ringing", "tb", None);
+    let sent = net.advance(Duration::from_secs(5));
+    only(&sent, BOB, "CANCEL");
+    let second = Sent {
+        to: addr(CAROL),
+        text: only(&sent, CAROL, "INVITE").text.clone(),
+    };
+    net.answer(CAROL, &second, "180 Ringing", "tc", None);
+    let sent = net.advance(Duration::from_secs(5));
+    only(&sent, CAROL, "CANCEL");
+    only(&sent, ALICE, "SIP/2.0 480");
+}
+
+#[test]
+fn reject_unknown_dialogs_options_and_hop_limit() {
+    let mut net = Net::new();
+    let (call, _) = net.alice_calls("404", 70);
+    net.b2b.route(
+        net.now,
+        call,
+        Action::Reject {
+            code: 404,
+            reason: "Not Found".into(),
+        },
+    );
+    only(&net.sent(), ALICE, "SIP/2.0 404 Not Found");
+
+    let sent = net.send(ALICE, &a_request("BYE", "nosuch", 1, "x1"));
+    only(&sent, ALICE, "SIP/2.0 481");
+
+    let options = format!(
+        "OPTIONS sip:{SWITCH} SIP/2.0\r\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKo1\r\nMax-Forwards: 70\r\n\
+         From: <sip:alice@127.0.0.2>;tag=fo\r\nTo: <sip:{SWITCH}>\r\nCall-ID: o1\r\nCSeq: 1 OPTIONS\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    let sent = net.send(ALICE, &options);
+    let ok = only(&sent, ALICE, "SIP/2.0 200");
+    assert!(ok.header(HeaderName::Allow).contains("INVITE"));
+
+    let mut net = Net::new();
+    let (_, sent) = net.alice_calls("600", 0);
+    only(&sent, ALICE, "SIP/2.0 483");
+}
+
+#[test]
+fn port_exhaustion_is_503_with_retry_after() {
+    let mut net = Net::new();
+    net.b2b = B2bua::new(
+        B2buaConfig::new(addr(SWITCH), 7),
+        Recorder {
+            exhausted: true,
+            ..Recorder::default()
+        },
+    );
+    let (call, _) = net.alice_calls("600", 70);
+    let sent = net.bridge(call, &["sip:bob@127.0.0.3:5070"], Duration::from_secs(30));
+    let busy = only(&sent, ALICE, "SIP/2.0 503");
+    assert_eq!(busy.header(HeaderName::RetryAfter), "5");
+    assert!(sent.iter().all(|s| s.to != addr(BOB)));
+}
+
+#[test]
+fn a_2xx_is_retransmitted_until_acked_and_the_call_ends_without_ack() {
+    let mut net = Net::new();
+    let (call, _) = net.alice_calls("600", 70);
+    let sent = net.bridge(call, &["sip:bob@127.0.0.3:5070"], Duration::from_secs(30));
+    let invite = Sent {
+        to: addr(BOB),
+        text: only(&sent, BOB, "INVITE").text.clone(),
+    };
+    net.answer(BOB, &invite, "200 OK", "tb", Some(sdp("127.0.0.3", 20000)));
+    // T1 = 500 ms: 200 again at 0.5, 1.5, 3.5 s …
+    let sent = net.advance(Duration::from_millis(1600));
+    let again = sent
+        .iter()
+        .filter(|s| s.to == addr(ALICE) && s.first_line().starts_with("SIP/2.0 200"))
+        .count();
+    assert_eq!(again, 2);
+    // 64·T1 without an ACK: both legs hung up (each BYE retransmitted
+    // over UDP until answered).
+    let sent = net.advance(Duration::from_secs(32));
+    for peer in [ALICE, BOB] {
+        assert!(
+            sent.iter()
+                .any(|s| s.to == addr(peer) && s.first_line().starts_with("BYE ")),
+            "no BYE to {peer}"
+        );
+    }
+    assert!(net.events().contains(&Event::Ended {
+        call,
+        status: 408,
+        by: None
+    }));
+}
+
+#[test]
+fn every_rfc4475_message_leaves_the_switch_answering() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../sip/tests/data/rfc4475");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 40, "{} torture messages", files.len());
+    let mut net = Net::new();
+    // A call in progress while the torture runs.
+    let (call, _) = net.alice_calls("600", 70);
+    net.bridge(call, &["sip:bob@127.0.0.3:5070"], Duration::from_secs(30));
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        net.b2b.receive(net.now, &bytes, addr("127.0.0.9:5060"));
+        while let Some(ev) = net.b2b.poll_event() {
+            // A torture INVITE that parses becomes a call; reject it.
+            if let Event::Route { call, .. } = ev {
+                net.b2b.route(
+                    net.now,
+                    call,
+                    Action::Reject {
+                        code: 404,
+                        reason: "Not Found".into(),
+                    },
+                );
+            }
+        }
+        net.sent();
+        net.advance(Duration::from_millis(100));
+    }
+    let options = format!(
+        "OPTIONS sip:{SWITCH} SIP/2.0\r\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKo2\r\nMax-Forwards: 70\r\n\
+         From: <sip:alice@127.0.0.2>;tag=fo\r\nTo: <sip:{SWITCH}>\r\nCall-ID: o2\r\nCSeq: 1 OPTIONS\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    let sent = net.send(ALICE, &options);
+    only(&sent, ALICE, "SIP/2.0 200");
+}
