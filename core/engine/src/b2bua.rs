@@ -295,6 +295,11 @@ impl<M: MediaPlane> B2bua<M> {
         &self.media
     }
 
+    /// The media plane, to drain what it queued.
+    pub fn media_mut(&mut self) -> &mut M {
+        &mut self.media
+    }
+
     /// Calls alive.
     pub fn calls(&self) -> usize {
         self.calls.len()

@@ -374,6 +374,19 @@ impl<K: Copy + Eq + std::hash::Hash> Relay<K> {
         }
     }
 
+    /// A new SDP address for the leg on `key` (the answer after the offer,
+    /// a re-INVITE): its filter expects that address and the latch is
+    /// released. `false` when `key` is not bridged.
+    pub fn renegotiate(&mut self, key: K, sdp_addr: Option<SocketAddr>) -> bool {
+        match self.legs.get_mut(&key) {
+            Some(leg) => {
+                leg.filter.renegotiated(sdp_addr);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Number of legs (twice the bridges).
     pub fn len(&self) -> usize {
         self.legs.len()

@@ -1,0 +1,209 @@
+//! The config file: TOML, every section optional, an embedded default that
+//! runs on loopback. Checked whole at start; an error names the bad key.
+//!
+//! ```toml
+//! [sip]
+//! listen = "127.0.0.1:5060"      # UDP
+//!
+//! [rtp]
+//! ip = "127.0.0.1"               # where the switch's media sockets bind,
+//!                                # and the address written into SDP
+//! min_port = 20000
+//! max_port = 20999
+//! quarantine_ms = 2000           # a released port rests before reuse
+//! backend = "auto"               # auto, io_uring or epoll
+//!
+//! [dialplan]                     # see sentiric_engine::dialplan
+//! ```
+//!
+//! With no `[dialplan]` rules the demo dialplan runs: 600 echo, 700 an
+//! announcement, 800 a conference room, anything else 404.
+
+use std::net::{IpAddr, SocketAddr};
+
+use sentiric_engine::dialplan::{DialplanConfig, StaticDialplan};
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Config {
+    /// SIP signalling.
+    #[serde(default)]
+    pub(crate) sip: SipConfig,
+    /// The media plane.
+    #[serde(default)]
+    pub(crate) rtp: RtpConfig,
+    /// Routing.
+    #[serde(default)]
+    pub(crate) dialplan: Option<DialplanConfig>,
+}
+
+/// `[sip]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SipConfig {
+    /// The UDP address SIP listens on.
+    #[serde(default = "default_listen")]
+    pub(crate) listen: SocketAddr,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: default_listen(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    ([127, 0, 0, 1], 5060).into()
+}
+
+/// `[rtp]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RtpConfig {
+    /// The media address: sockets bind to it and SDP names it.
+    #[serde(default = "default_rtp_ip")]
+    pub(crate) ip: IpAddr,
+    /// Lowest RTP port.
+    #[serde(default = "default_min_port")]
+    pub(crate) min_port: u16,
+    /// Highest RTP port.
+    #[serde(default = "default_max_port")]
+    pub(crate) max_port: u16,
+    /// How long a released port rests before reuse, in milliseconds.
+    #[serde(default = "default_quarantine_ms")]
+    pub(crate) quarantine_ms: u64,
+    /// The packet engine: `auto`, `io_uring` or `epoll`.
+    #[serde(default = "default_backend")]
+    pub(crate) backend: String,
+}
+
+impl Default for RtpConfig {
+    fn default() -> Self {
+        RtpConfig {
+            ip: default_rtp_ip(),
+            min_port: default_min_port(),
+            max_port: default_max_port(),
+            quarantine_ms: default_quarantine_ms(),
+            backend: default_backend(),
+        }
+    }
+}
+
+fn default_rtp_ip() -> IpAddr {
+    [127, 0, 0, 1].into()
+}
+fn default_min_port() -> u16 {
+    20_000
+}
+fn default_max_port() -> u16 {
+    20_999
+}
+fn default_quarantine_ms() -> u64 {
+    2000
+}
+fn default_backend() -> String {
+    "auto".into()
+}
+
+/// A config the switch refuses, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConfigError(pub(crate) String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A config, checked, with its dialplan built.
+#[derive(Debug, Clone)]
+pub(crate) struct Checked {
+    /// The settings.
+    pub(crate) config: Config,
+    /// The dialplan they describe.
+    pub(crate) dialplan: StaticDialplan,
+    /// The engine backend.
+    pub(crate) backend: sentiric_io::Backend,
+}
+
+impl Config {
+    /// Parses and checks TOML text.
+    pub(crate) fn parse(text: &str) -> Result<Checked, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        config.check()
+    }
+
+    /// Checks every section.
+    pub(crate) fn check(self) -> Result<Checked, ConfigError> {
+        let r = &self.rtp;
+        if r.min_port == 0 || r.min_port > r.max_port || r.max_port - r.min_port < 3 {
+            return Err(ConfigError(format!(
+                "rtp.min_port, rtp.max_port: {}–{} is not a usable range (at least 4 ports, no port 0)",
+                r.min_port, r.max_port
+            )));
+        }
+        if r.ip.is_unspecified() {
+            return Err(ConfigError(
+                "rtp.ip: the SDP must name an address peers can reach, not 0.0.0.0 or ::".into(),
+            ));
+        }
+        let backend = match r.backend.as_str() {
+            "auto" => sentiric_io::Backend::Auto,
+            "io_uring" => sentiric_io::Backend::Uring,
+            "epoll" => sentiric_io::Backend::Epoll,
+            other => {
+                return Err(ConfigError(format!(
+                    "rtp.backend: {other:?}: auto, io_uring or epoll"
+                )))
+            }
+        };
+        let dialplan = match &self.dialplan {
+            Some(d) if !d.rules.is_empty() || d.default.is_some() => {
+                StaticDialplan::from_config(d).map_err(|e| ConfigError(e.to_string()))?
+            }
+            _ => StaticDialplan::demo(),
+        };
+        Ok(Checked {
+            config: self,
+            dialplan,
+            backend,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_is_valid_and_on_loopback() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.config.sip.listen, default_listen());
+        assert!(c.config.rtp.ip.is_loopback());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        for (text, key) in [
+            (
+                "[rtp]\nmin_port = 30000\nmax_port = 20000\n",
+                "rtp.min_port",
+            ),
+            ("[rtp]\nip = \"0.0.0.0\"\n", "rtp.ip"),
+            ("[rtp]\nbackend = \"kqueue\"\n", "rtp.backend"),
+            ("[sip]\nlisten = \"nowhere\"\n", "listen"),
+            ("[sipp]\n", "sipp"),
+            (
+                "[[dialplan.rule]]\naction = \"echo\"\nroom = \"x\"\n",
+                "dialplan.rule[0].room",
+            ),
+        ] {
+            let e = Config::parse(text).unwrap_err().0;
+            assert!(e.contains(key), "{text} => {e}");
+        }
+    }
+}

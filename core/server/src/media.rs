@@ -1,0 +1,163 @@
+//! The B2BUA's media plane on a data-plane worker: ports from the pool,
+//! sockets bound on the media address, and the relay bridging them.
+//!
+//! [`Media`] answers the engine's [`MediaPlane`] calls at once (it binds
+//! the sockets there, so a port that cannot be bound is a 503 before any
+//! SDP names it) and leaves what needs the worker's packet engine — adding
+//! sockets, bridging, releasing — as [`Instruction`]s the worker applies
+//! after the turn.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::Instant;
+
+use sentiric_engine::b2bua::{CallRef, Leg, MediaEndpoint, MediaError, MediaPlane};
+use sentiric_io::ports::{PortLease, PortPool};
+use sentiric_io::socket::{bind_udp, UdpOptions};
+use sentiric_sdp::SessionDescription;
+
+/// Work for the worker's engine and relay.
+#[derive(Debug)]
+pub(crate) enum Instruction {
+    /// Register the socket facing `leg` of `call`.
+    Add {
+        /// The call.
+        call: CallRef,
+        /// The leg the socket faces.
+        leg: Leg,
+        /// The socket.
+        socket: UdpSocket,
+    },
+    /// `leg`'s peer said (in SDP) it receives at `peer`.
+    Expect {
+        /// The call.
+        call: CallRef,
+        /// The leg.
+        leg: Leg,
+        /// Its media address, when the SDP named a usable one.
+        peer: Option<SocketAddr>,
+    },
+    /// The call is over: unbridge and close its sockets.
+    Release {
+        /// The call.
+        call: CallRef,
+    },
+}
+
+#[derive(Debug)]
+struct CallPorts {
+    /// The lease facing A and the one facing B.
+    a: PortLease,
+    b: PortLease,
+}
+
+/// The worker's [`MediaPlane`].
+#[derive(Debug)]
+pub(crate) struct Media {
+    pool: PortPool,
+    partition: usize,
+    ip: IpAddr,
+    calls: HashMap<CallRef, CallPorts>,
+    /// For the worker to apply.
+    pub(crate) pending: Vec<Instruction>,
+}
+
+impl Media {
+    /// Ports from `pool`'s `partition`, sockets on `ip`.
+    pub(crate) fn new(pool: PortPool, partition: usize, ip: IpAddr) -> Media {
+        Media {
+            pool,
+            partition,
+            ip,
+            calls: HashMap::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    fn lease_and_bind(&mut self) -> Result<(PortLease, UdpSocket), MediaError> {
+        let now = Instant::now();
+        // A port another process holds is skipped, not fatal: try a few.
+        for _ in 0..8 {
+            let lease = self
+                .pool
+                .allocate(self.partition, now)
+                .map_err(|_| MediaError::Exhausted)?;
+            let opts = UdpOptions::default();
+            match bind_udp(SocketAddr::new(self.ip, lease.rtp), &opts) {
+                Ok(s) => return Ok((lease, s)),
+                Err(_) => {
+                    let _ = self.pool.release(lease, now);
+                }
+            }
+        }
+        Err(MediaError::Exhausted)
+    }
+}
+
+/// The media address stream 0 of `sdp` names: its connection address and
+/// port, if both are usable.
+fn media_addr(sdp: &SessionDescription<'_>) -> Option<SocketAddr> {
+    let m = sdp.media.first()?;
+    let ip = sdp.connection_of(0)?.ip()?;
+    (m.port != 0 && !ip.is_unspecified()).then(|| SocketAddr::new(ip, m.port))
+}
+
+impl MediaPlane for Media {
+    fn offer(
+        &mut self,
+        call: CallRef,
+        from: Leg,
+        sdp: &SessionDescription<'_>,
+    ) -> Result<MediaEndpoint, MediaError> {
+        if sdp.media.is_empty() || sdp.media[0].kind != "audio" {
+            return Err(MediaError::NotAcceptable);
+        }
+        if !self.calls.contains_key(&call) {
+            let (a, sa) = self.lease_and_bind()?;
+            let (b, sb) = match self.lease_and_bind() {
+                Ok(x) => x,
+                Err(e) => {
+                    let _ = self.pool.release(a, Instant::now());
+                    return Err(e);
+                }
+            };
+            self.calls.insert(call, CallPorts { a, b });
+            self.pending.push(Instruction::Add {
+                call,
+                leg: Leg::A,
+                socket: sa,
+            });
+            self.pending.push(Instruction::Add {
+                call,
+                leg: Leg::B,
+                socket: sb,
+            });
+        }
+        let ports = &self.calls[&call];
+        self.pending.push(Instruction::Expect {
+            call,
+            leg: from,
+            peer: media_addr(sdp),
+        });
+        // The SDP goes to the other leg: it names the socket facing it.
+        let facing = match from {
+            Leg::A => ports.b.rtp,
+            Leg::B => ports.a.rtp,
+        };
+        let mut out = vec![None; sdp.media.len()];
+        out[0] = Some(facing);
+        Ok(MediaEndpoint {
+            ip: self.ip,
+            ports: out,
+        })
+    }
+
+    fn release(&mut self, call: CallRef) {
+        if let Some(p) = self.calls.remove(&call) {
+            let now = Instant::now();
+            let _ = self.pool.release(p.a, now);
+            let _ = self.pool.release(p.b, now);
+            self.pending.push(Instruction::Release { call });
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! A data-plane worker: one packet engine (io_uring or epoll) holding the
+//! SIP socket and every RTP socket of the worker's calls, the B2BUA, the
+//! relay and the dialplan, all on one thread.
+//!
+//! One loop turn: the engine waits for datagrams (or the B2BUA's next
+//! deadline); RTP is relayed inside the turn (parse, source check,
+//! rewrite, queued for the batched send); SIP datagrams are collected and
+//! handed to the B2BUA after it, then its timers run, routing decisions
+//! are made, media instructions applied to the engine and relay, and SIP
+//! is sent.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use sentiric_engine::b2bua::{B2bua, B2buaConfig, CallRef, Event, Leg};
+use sentiric_engine::dialplan::{Dialplan, RouteRequest, StaticDialplan};
+use sentiric_io::{Engine, Outbox, PacketHandler, Token};
+use sentiric_rtp::relay::{LatchPolicy, LegSpec, Relay};
+use sentiric_sip::build::stateless_response;
+use sentiric_sip::{Disposition, Message};
+
+use crate::media::{Instruction, Media};
+
+/// Datagrams of one turn: RTP relayed at once, SIP kept for after.
+struct Turn {
+    sip: Token,
+    relay: Relay<Token>,
+    inbox: Vec<(Vec<u8>, SocketAddr)>,
+    relayed: u64,
+    dropped: u64,
+}
+
+impl PacketHandler for Turn {
+    fn on_packet(
+        &mut self,
+        token: Token,
+        from: SocketAddr,
+        data: &mut [u8],
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        if token == self.sip {
+            self.inbox.push((data.to_vec(), from));
+            return;
+        }
+        match self.relay.on_rtp(token, from, data, now) {
+            Ok((via, to)) => {
+                out.push(via, to, data);
+                self.relayed += 1;
+            }
+            Err(_) => self.dropped += 1,
+        }
+    }
+}
+
+/// The per-call media state the worker keeps.
+#[derive(Default)]
+struct CallMedia {
+    a: Option<Token>,
+    b: Option<Token>,
+    peer_a: Option<SocketAddr>,
+    peer_b: Option<SocketAddr>,
+    bridged: bool,
+}
+
+/// A line on standard error; a closed stream loses the line, never the
+/// process.
+pub(crate) fn log(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "sentiric: {args}");
+}
+
+/// Random bits for tags and SSRCs from the standard library's
+/// OS-seeded hasher keys.
+pub(crate) fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x5e17_171c);
+    h.finish()
+}
+
+/// Runs a worker until the process ends.
+pub(crate) fn run(
+    mut engine: Engine,
+    sip: UdpSocket,
+    media: Media,
+    dialplan: StaticDialplan,
+) -> std::io::Result<()> {
+    let local = sip.local_addr()?;
+    let sender = sip.try_clone()?;
+    let sip_token = engine.add(sip)?;
+    let mut b2b = B2bua::new(B2buaConfig::new(local, random_u64()), media);
+    let mut turn = Turn {
+        sip: sip_token,
+        relay: Relay::new(),
+        inbox: Vec::new(),
+        relayed: 0,
+        dropped: 0,
+    };
+    let mut calls: HashMap<CallRef, CallMedia> = HashMap::new();
+    let ssrc_seed = random_u64();
+    loop {
+        let now = Instant::now();
+        let wait = b2b
+            .poll_timeout()
+            .map_or(Duration::from_secs(1), |t| t.saturating_duration_since(now))
+            .clamp(Duration::from_millis(1), Duration::from_secs(1));
+        engine.poll(Some(wait), &mut turn)?;
+        let now = Instant::now();
+        for (bytes, from) in std::mem::take(&mut turn.inbox) {
+            match Message::parse(&bytes) {
+                Ok(_) => b2b.receive(now, &bytes, from),
+                Err(e) => {
+                    // §8.2 / §21: the response the parse error names, sent
+                    // statelessly; responses and garbage are dropped.
+                    if let Disposition::Respond { status, reason } = e.disposition() {
+                        let tag = format!("{:016x}", random_u64());
+                        if let Some(r) = stateless_response(&bytes, status, &reason, &tag) {
+                            let _ = sender.send_to(&r, from);
+                        }
+                    }
+                }
+            }
+        }
+        b2b.handle_timeout(now);
+        while let Some(ev) = b2b.poll_event() {
+            match ev {
+                Event::Route {
+                    call,
+                    request_uri,
+                    user,
+                    from_uri,
+                    from_user,
+                    source,
+                    transport,
+                } => {
+                    let action = dialplan.route(&RouteRequest {
+                        request_uri: &request_uri,
+                        user: user.as_deref(),
+                        from_uri: &from_uri,
+                        from_user: from_user.as_deref(),
+                        source,
+                        transport,
+                    });
+                    b2b.route(now, call, action);
+                }
+                Event::Answered { call } => log(format_args!("call {} answered", call.0)),
+                Event::Ended { call, status, by } => {
+                    log(format_args!("call {} ended: {status}, by {by:?}", call.0));
+                }
+            }
+        }
+        // Media work the B2BUA left.
+        for ins in std::mem::take(&mut b2b_media(&mut b2b).pending) {
+            match ins {
+                Instruction::Add { call, leg, socket } => {
+                    let token = engine.add(socket)?;
+                    let c = calls.entry(call).or_default();
+                    match leg {
+                        Leg::A => c.a = Some(token),
+                        Leg::B => c.b = Some(token),
+                    }
+                }
+                Instruction::Expect { call, leg, peer } => {
+                    let c = calls.entry(call).or_default();
+                    match leg {
+                        Leg::A => c.peer_a = peer,
+                        Leg::B => c.peer_b = peer,
+                    }
+                    let (Some(a), Some(b)) = (c.a, c.b) else {
+                        continue;
+                    };
+                    if c.bridged {
+                        let key = if leg == Leg::A { a } else { b };
+                        turn.relay.renegotiate(key, peer);
+                    } else {
+                        let ssrc = (ssrc_seed ^ call.0.wrapping_mul(0x9e37_79b9)) as u32;
+                        turn.relay.bridge(
+                            LegSpec {
+                                key: a,
+                                sdp_addr: c.peer_a,
+                                ssrc,
+                            },
+                            LegSpec {
+                                key: b,
+                                sdp_addr: c.peer_b,
+                                ssrc: ssrc.rotate_left(16),
+                            },
+                            LatchPolicy::AnySource,
+                            8000,
+                        );
+                        c.bridged = true;
+                    }
+                }
+                Instruction::Release { call } => {
+                    if let Some(c) = calls.remove(&call) {
+                        for t in [c.a, c.b].into_iter().flatten() {
+                            turn.relay.unbridge(t);
+                            engine.remove(t);
+                        }
+                    }
+                }
+            }
+        }
+        while let Some(o) = b2b.poll_transmit() {
+            if let Err(e) = sender.send_to(&o.bytes, o.to) {
+                log(format_args!("SIP send to {}: {e}", o.to));
+            }
+        }
+    }
+}
+
+fn b2b_media(b2b: &mut B2bua<Media>) -> &mut Media {
+    b2b.media_mut()
+}

@@ -1,0 +1,295 @@
+//! A bridged call through the `sentiric` binary on real loopback sockets:
+//! Alice (127.0.0.2) calls `bob`, the dialplan bridges to Bob (127.0.0.3),
+//! SIP flows through the B2BUA, RTP through the switch's own ports in both
+//! directions, and BYE closes them.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use sentiric_sip::{HeaderName, Message};
+
+struct Switch {
+    child: Child,
+    addr: SocketAddr,
+    _config: TempPath,
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A config file removed when dropped (no extra crate for it).
+struct TempPath(std::path::PathBuf);
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn start(config: &str) -> Switch {
+    let path = std::env::temp_dir().join(format!(
+        "sentiric-bridge-{}-{:?}.toml",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(config.as_bytes())
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+        .args(["run", "--config", path.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn sentiric");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .rsplit("udp:")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("{line}"));
+    Switch {
+        child,
+        addr,
+        _config: TempPath(path),
+    }
+}
+
+fn bind(ip: &str) -> UdpSocket {
+    let s = UdpSocket::bind(format!("{ip}:0")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s
+}
+
+fn recv(sock: &UdpSocket) -> (String, SocketAddr) {
+    let mut buf = vec![0u8; 65_535];
+    let (n, from) = sock.recv_from(&mut buf).expect("a datagram within 3 s");
+    (String::from_utf8_lossy(&buf[..n]).into_owned(), from)
+}
+
+/// The next SIP message that is not a 100 Trying.
+fn recv_sip(sock: &UdpSocket) -> (String, SocketAddr) {
+    loop {
+        let (m, from) = recv(sock);
+        if !m.starts_with("SIP/2.0 100") {
+            return (m, from);
+        }
+    }
+}
+
+fn header(msg: &str, name: HeaderName<'_>) -> String {
+    Message::parse(msg.as_bytes())
+        .unwrap()
+        .headers()
+        .value(name)
+        .unwrap_or("")
+        .to_string()
+}
+
+fn sdp(rtp: &UdpSocket) -> String {
+    let a = rtp.local_addr().unwrap();
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+        ip = a.ip(),
+        port = a.port()
+    )
+}
+
+/// The connection address and port an SDP body names.
+fn sdp_target(msg: &str) -> SocketAddr {
+    let body = &msg[msg.find("\r\n\r\n").unwrap() + 4..];
+    let ip = body
+        .lines()
+        .find_map(|l| l.strip_prefix("c=IN IP4 "))
+        .unwrap()
+        .trim();
+    let port = body
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    format!("{ip}:{port}").parse().unwrap()
+}
+
+fn response(req: &str, status: &str, tag: &str, contact: SocketAddr, body: Option<&str>) -> String {
+    let mut r = format!("SIP/2.0 {status}\r\n");
+    for line in req.lines().filter(|l| l.starts_with("Via:")) {
+        r.push_str(line);
+        r.push_str("\r\n");
+    }
+    r.push_str(&format!("From: {}\r\n", header(req, HeaderName::From)));
+    let to = header(req, HeaderName::To);
+    if to.contains(";tag=") {
+        r.push_str(&format!("To: {to}\r\n"));
+    } else {
+        r.push_str(&format!("To: {to};tag={tag}\r\n"));
+    }
+    r.push_str(&format!("Call-ID: {}\r\n", header(req, HeaderName::CallId)));
+    r.push_str(&format!("CSeq: {}\r\n", header(req, HeaderName::CSeq)));
+    r.push_str(&format!("Contact: <sip:peer@{contact}>\r\n"));
+    match body {
+        Some(b) => r.push_str(&format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        )),
+        None => r.push_str("Content-Length: 0\r\n\r\n"),
+    }
+    r
+}
+
+fn rtp_packet(ssrc: u32, seq: u16) -> Vec<u8> {
+    let mut p = vec![0x80, 0x00];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend(std::iter::repeat_n(0xff, 160));
+    p
+}
+
+#[test]
+fn a_bridged_call_relays_sip_and_rtp_both_ways_io_uring() {
+    bridged_call("io_uring", 41000);
+}
+
+#[test]
+fn a_bridged_call_relays_sip_and_rtp_both_ways_epoll() {
+    bridged_call("epoll", 41200);
+}
+
+fn bridged_call(backend: &str, min_port: u16) {
+    let max_port = min_port + 199;
+    let bob_sip = bind("127.0.0.3");
+    let bob_rtp = bind("127.0.0.3");
+    let bob_addr = bob_sip.local_addr().unwrap();
+    let sw = start(&format!(
+        "[sip]\nlisten = \"127.0.0.1:0\"\n\
+         [rtp]\nip = \"127.0.0.1\"\nmin_port = {min_port}\nmax_port = {max_port}\nbackend = \"{backend}\"\n\
+         [[dialplan.rule]]\nuser = \"bob\"\naction = \"bridge\"\ntargets = [\"sip:bob@{bob_addr}\"]\n"
+    ));
+    let alice_sip = bind("127.0.0.2");
+    let alice_rtp = bind("127.0.0.2");
+    let alice_addr = alice_sip.local_addr().unwrap();
+
+    // Alice's INVITE.
+    let offer = sdp(&alice_rtp);
+    let invite = format!(
+        "INVITE sip:bob@{sw} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {alice_addr};branch=z9hG4bKalice1\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:alice@127.0.0.2>;tag=fa\r\n\
+         To: <sip:bob@{sw}>\r\n\
+         Call-ID: bridge-test@127.0.0.2\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:alice@{alice_addr}>\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{offer}",
+        offer.len(),
+        sw = sw.addr
+    );
+    alice_sip.send_to(invite.as_bytes(), sw.addr).unwrap();
+    let (trying, _) = recv(&alice_sip);
+    assert!(trying.starts_with("SIP/2.0 100"), "{trying}");
+
+    // Bob gets the B leg: the switch's media port, not Alice's.
+    let (b_invite, from) = recv_sip(&bob_sip);
+    assert!(
+        b_invite.starts_with(&format!("INVITE sip:bob@{bob_addr} SIP/2.0")),
+        "{b_invite}"
+    );
+    assert_eq!(from, sw.addr);
+    let switch_for_bob = sdp_target(&b_invite);
+    assert_eq!(switch_for_bob.ip().to_string(), "127.0.0.1");
+    assert!((min_port..=max_port).contains(&switch_for_bob.port()));
+    assert_ne!(
+        header(&b_invite, HeaderName::CallId),
+        "bridge-test@127.0.0.2"
+    );
+
+    bob_sip
+        .send_to(
+            response(&b_invite, "180 Ringing", "tb", bob_addr, None).as_bytes(),
+            sw.addr,
+        )
+        .unwrap();
+    let (ringing, _) = recv_sip(&alice_sip);
+    assert!(ringing.starts_with("SIP/2.0 180"), "{ringing}");
+
+    let answer = sdp(&bob_rtp);
+    bob_sip
+        .send_to(
+            response(&b_invite, "200 OK", "tb", bob_addr, Some(&answer)).as_bytes(),
+            sw.addr,
+        )
+        .unwrap();
+    let (ack, _) = recv_sip(&bob_sip);
+    assert!(ack.starts_with("ACK "), "{ack}");
+    let (ok, _) = recv_sip(&alice_sip);
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let switch_for_alice = sdp_target(&ok);
+    assert_ne!(switch_for_alice, switch_for_bob);
+    let a_to = header(&ok, HeaderName::To);
+    let alice_ack = format!(
+        "ACK sip:switch@{sw} SIP/2.0\r\nVia: SIP/2.0/UDP {alice_addr};branch=z9hG4bKalice2\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.2>;tag=fa\r\nTo: {a_to}\r\n\
+         Call-ID: bridge-test@127.0.0.2\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+        sw = sw.addr
+    );
+    alice_sip.send_to(alice_ack.as_bytes(), sw.addr).unwrap();
+
+    // RTP both ways through the switch, with the switch's SSRC.
+    let mut buf = [0u8; 2048];
+    for seq in 0..20u16 {
+        alice_rtp
+            .send_to(&rtp_packet(0xa11c_e000, seq), switch_for_alice)
+            .unwrap();
+        let (n, from) = bob_rtp.recv_from(&mut buf).expect("relayed to Bob");
+        assert_eq!(from, switch_for_bob);
+        assert_eq!(n, 172);
+        assert_ne!(&buf[8..12], &0xa11c_e000u32.to_be_bytes());
+        bob_rtp
+            .send_to(&rtp_packet(0x0b0b_0000, seq), switch_for_bob)
+            .unwrap();
+        let (n, from) = alice_rtp.recv_from(&mut buf).expect("relayed to Alice");
+        assert_eq!(from, switch_for_alice);
+        assert_eq!(n, 172);
+    }
+
+    // Alice hangs up; Bob gets the BYE.
+    let bye = alice_ack
+        .replacen("ACK sip", "BYE sip", 1)
+        .replace("CSeq: 1 ACK", "CSeq: 2 BYE")
+        .replace("z9hG4bKalice2", "z9hG4bKalice3");
+    alice_sip.send_to(bye.as_bytes(), sw.addr).unwrap();
+    let (bye_ok, _) = recv_sip(&alice_sip);
+    assert!(bye_ok.starts_with("SIP/2.0 200"), "{bye_ok}");
+    let (b_bye, _) = recv_sip(&bob_sip);
+    assert!(b_bye.starts_with("BYE "), "{b_bye}");
+    bob_sip
+        .send_to(
+            response(&b_bye, "200 OK", "tb", bob_addr, None).as_bytes(),
+            sw.addr,
+        )
+        .unwrap();
+
+    // The media ports are closed: nothing more reaches Bob.
+    std::thread::sleep(Duration::from_millis(100));
+    alice_rtp
+        .send_to(&rtp_packet(0xa11c_e000, 99), switch_for_alice)
+        .unwrap();
+    bob_rtp
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(bob_rtp.recv_from(&mut buf).is_err(), "relayed after BYE");
+}
