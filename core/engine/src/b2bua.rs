@@ -24,8 +24,10 @@
 //! * CANCEL from A before the answer: 200 to the CANCEL, 487 to the INVITE,
 //!   CANCEL to B.
 //! * BYE from either side: 200 there, BYE to the other side.
-//! * reject: the dialplan's code. Other actions (echo, play, conference)
-//!   and parallel forking: 501 for now.
+//! * echo: the switch answers (SDP answer on its port facing A) and the
+//!   media plane sends A's audio back.
+//! * reject: the dialplan's code. Other actions (play, conference) and
+//!   parallel forking: 501 for now.
 //! * OPTIONS outside a dialog: 200 with Allow. Requests for dialogs the
 //!   switch does not know: 481. Other in-dialog requests (re-INVITE,
 //!   UPDATE, INFO): 501 for now.
@@ -46,6 +48,8 @@ use sentiric_sip::transaction::{
 use sentiric_sip::{HeaderName, Host, Message, Method, Request, Response, Uri};
 
 use crate::dialplan::{reason_phrase, Action, Fork, Transport};
+use sentiric_sdp::offer_answer::{answer, Codec, LocalMedia};
+use sentiric_sdp::session::Direction;
 
 /// A call, as the engine names it to its owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -97,6 +101,15 @@ pub trait MediaPlane {
         &mut self,
         call: CallRef,
         from: Leg,
+        sdp: &sentiric_sdp::SessionDescription<'_>,
+    ) -> Result<MediaEndpoint, MediaError>;
+
+    /// The switch answers `call` itself and sends back what A sends (the
+    /// echo test); A described its media in `sdp`. Returns the switch's
+    /// endpoint facing A.
+    fn echo(
+        &mut self,
+        call: CallRef,
         sdp: &sentiric_sdp::SessionDescription<'_>,
     ) -> Result<MediaEndpoint, MediaError>;
 
@@ -479,6 +492,7 @@ impl<M: MediaPlane> B2bua<M> {
                 self.try_next_target(now, call, 480);
             }
             Action::Reject { code, reason } => self.fail_a(now, call, code, &reason),
+            Action::Echo => self.answer_echo(now, call),
             _ => self.fail_a(now, call, 501, "Not Implemented"),
         }
         self.drain_layer(now);
@@ -898,7 +912,6 @@ impl<M: MediaPlane> B2bua<M> {
     /// Relays a response B sent to A's INVITE: same code and reason, A's
     /// own dialog identifiers, the SDP anchored.
     fn relay_to_a(&mut self, now: Instant, call: CallRef, resp: &Response<'_>) {
-        let contact = self.contact();
         let body = match self.anchored(call, Leg::B, resp.body) {
             Ok(b) => b,
             Err((code, reason)) => {
@@ -909,6 +922,23 @@ impl<M: MediaPlane> B2bua<M> {
                 return;
             }
         };
+        let reason = resp_reason(resp);
+        self.respond_a(now, call, resp.status, &reason, body.as_deref());
+    }
+
+    /// Sends A a provisional or 2xx response to its INVITE, from the
+    /// switch's side of A's dialog: the dialog is made (early or
+    /// confirmed) with the first response that can make it, and a 2xx is
+    /// retransmitted until A's ACK (§13.3.1.4).
+    fn respond_a(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        status: u16,
+        reason: &str,
+        sdp: Option<&[u8]>,
+    ) {
+        let contact = self.contact();
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -918,32 +948,80 @@ impl<M: MediaPlane> B2bua<M> {
         let Some(a) = msg.as_request() else {
             return;
         };
-        let reason = resp_reason(resp);
-        let b = response_to(a, resp.status, &reason, Some(&c.a_tag))
+        let b = response_to(a, status, reason, Some(&c.a_tag))
             .header(HeaderName::Contact, &contact)
             .header(HeaderName::Allow, ALLOW);
-        let bytes = match &body {
+        let bytes = match sdp {
             Some(sdp) => b.body(Some("application/sdp"), sdp),
             None => b.finish(),
         };
         if c.a_dialog.is_none() {
-            c.a_dialog = Dialog::new_uas(a, &c.a_tag, resp.status < 200).ok();
+            c.a_dialog = Dialog::new_uas(a, &c.a_tag, status < 200).ok();
             if c.a_dialog.is_some() {
                 let key = (a.call_id().to_string(), c.a_tag.clone());
                 self.by_dialog.insert(key, (call, Leg::A));
             }
-        } else if resp.status >= 200 {
+        } else if status >= 200 {
             if let Some(d) = c.a_dialog.as_mut() {
                 d.state = sentiric_sip::dialog::DialogState::Confirmed;
             }
         }
-        if (200..300).contains(&resp.status) {
+        if (200..300).contains(&status) {
             c.state = State::Answered;
+            c.answered = true;
             let t1 = self.cfg.timers.t1;
             c.a_answer = Some((bytes.clone(), now + t1, t1, now + self.cfg.timers.t1x64()));
         }
         let tx = c.a_tx;
         self.respond(now, tx, bytes);
+    }
+
+    /// The switch answers A itself and sends its audio back (the echo
+    /// test): an SDP answer on the switch's port facing A.
+    fn answer_echo(&mut self, now: Instant, call: CallRef) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let invite = c.a_invite.clone();
+        let Some(a) = Message::parse(&invite)
+            .ok()
+            .and_then(|m| m.as_request().cloned())
+        else {
+            return;
+        };
+        let Ok(offer) = sentiric_sdp::SessionDescription::parse(a.body) else {
+            // No offer in the INVITE (an offer in the ACK) is not taken yet.
+            return self.fail_a(now, call, 488, "Not Acceptable Here");
+        };
+        let ep = match self.media.echo(call, &offer) {
+            Ok(ep) => ep,
+            Err(MediaError::Exhausted) => {
+                return self.fail_a(now, call, 503, "Service Unavailable")
+            }
+            Err(MediaError::NotAcceptable) => {
+                return self.fail_a(now, call, 488, "Not Acceptable Here")
+            }
+        };
+        let local = LocalMedia {
+            address: ep.ip,
+            // Echo sends back what it gets: any codec the switch knows.
+            codecs: vec![
+                Codec::new("PCMU", 8000, 1),
+                Codec::new("PCMA", 8000, 1),
+                Codec::new("G722", 8000, 1),
+                Codec::new("opus", 48000, 2),
+            ],
+            telephone_event: true,
+            direction: Direction::SendRecv,
+            rtcp_mux: false,
+            username: "sentiric".into(),
+            session_id: self.cfg.seed ^ call.0,
+            session_version: 1,
+        };
+        match answer(&offer, &local, |i| ep.ports.get(i).copied().flatten()) {
+            Ok(sdp) => self.respond_a(now, call, 200, "OK", Some(&sdp.to_bytes())),
+            Err(_) => self.fail_a(now, call, 488, "Not Acceptable Here"),
+        }
     }
 
     /// Runs every timer due at `now`.

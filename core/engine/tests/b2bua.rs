@@ -19,6 +19,8 @@ struct Recorder {
     /// (leg, the peer's media address and port from its SDP)
     offers: Vec<(Leg, String)>,
     released: Vec<CallRef>,
+    /// Peer addresses of echo calls.
+    echoes: Vec<String>,
     exhausted: bool,
 }
 
@@ -46,6 +48,26 @@ impl MediaPlane for Recorder {
         Ok(MediaEndpoint {
             ip: "127.0.0.1".parse().unwrap(),
             ports: vec![Some(port)],
+        })
+    }
+
+    fn echo(
+        &mut self,
+        _call: CallRef,
+        sdp: &SessionDescription<'_>,
+    ) -> Result<MediaEndpoint, MediaError> {
+        if self.exhausted {
+            return Err(MediaError::Exhausted);
+        }
+        let addr = sdp
+            .connection_of(0)
+            .and_then(|c| c.ip())
+            .map(|ip| format!("{ip}:{}", sdp.media[0].port))
+            .unwrap_or_default();
+        self.echoes.push(addr);
+        Ok(MediaEndpoint {
+            ip: "127.0.0.1".parse().unwrap(),
+            ports: vec![Some(40004)],
         })
     }
 
@@ -591,4 +613,34 @@ fn every_rfc4475_message_leaves_the_switch_answering() {
     );
     let sent = net.send(ALICE, &options);
     only(&sent, ALICE, "SIP/2.0 200");
+}
+
+#[test]
+fn the_echo_test_is_answered_by_the_switch() {
+    let mut net = Net::new();
+    let (call, _) = net.alice_calls("600", 70);
+    net.b2b.route(net.now, call, Action::Echo);
+    let sent = net.sent();
+    let ok = only(&sent, ALICE, "SIP/2.0 200 OK");
+    assert_eq!(sent.len(), 1, "nothing to anyone else");
+    let body = ok.body();
+    // The answer keeps Alice's codecs in her order, on the switch's port.
+    assert!(body.contains("c=IN IP4 127.0.0.1"), "{body}");
+    assert!(body.contains("m=audio 40004 RTP/AVP 0 8 101"), "{body}");
+    assert_eq!(net.b2b.media().echoes, ["127.0.0.2:10000"]);
+    let a_tag = tag_of(&ok.header(HeaderName::To));
+    net.send(ALICE, &a_request("ACK", &a_tag, 10, "e2"));
+    assert_eq!(net.events(), [Event::Answered { call }]);
+    let sent = net.send(ALICE, &a_request("BYE", &a_tag, 11, "e3"));
+    only(&sent, ALICE, "SIP/2.0 200");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        net.events(),
+        [Event::Ended {
+            call,
+            status: 200,
+            by: Some(Leg::A)
+        }]
+    );
+    assert_eq!(net.b2b.media().released, [call]);
 }

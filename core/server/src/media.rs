@@ -37,6 +37,16 @@ pub(crate) enum Instruction {
         /// Its media address, when the SDP named a usable one.
         peer: Option<SocketAddr>,
     },
+    /// Send what arrives on `socket` back to where it came from (the
+    /// echo test); `peer` is where the caller's SDP said it receives.
+    Echo {
+        /// The call.
+        call: CallRef,
+        /// The socket facing the caller.
+        socket: UdpSocket,
+        /// The caller's media address.
+        peer: Option<SocketAddr>,
+    },
     /// The call is over: unbridge and close its sockets.
     Release {
         /// The call.
@@ -46,9 +56,9 @@ pub(crate) enum Instruction {
 
 #[derive(Debug)]
 struct CallPorts {
-    /// The lease facing A and the one facing B.
+    /// The lease facing A and, for a bridge, the one facing B.
     a: PortLease,
-    b: PortLease,
+    b: Option<PortLease>,
 }
 
 /// The worker's [`MediaPlane`].
@@ -121,7 +131,7 @@ impl MediaPlane for Media {
                     return Err(e);
                 }
             };
-            self.calls.insert(call, CallPorts { a, b });
+            self.calls.insert(call, CallPorts { a, b: Some(b) });
             self.pending.push(Instruction::Add {
                 call,
                 leg: Leg::A,
@@ -134,16 +144,17 @@ impl MediaPlane for Media {
             });
         }
         let ports = &self.calls[&call];
+        // The SDP goes to the other leg: it names the socket facing it.
+        let facing = match (from, ports.b) {
+            (Leg::A, Some(b)) => b.rtp,
+            (Leg::B, _) => ports.a.rtp,
+            (Leg::A, None) => return Err(MediaError::NotAcceptable),
+        };
         self.pending.push(Instruction::Expect {
             call,
             leg: from,
             peer: media_addr(sdp),
         });
-        // The SDP goes to the other leg: it names the socket facing it.
-        let facing = match from {
-            Leg::A => ports.b.rtp,
-            Leg::B => ports.a.rtp,
-        };
         let mut out = vec![None; sdp.media.len()];
         out[0] = Some(facing);
         Ok(MediaEndpoint {
@@ -152,11 +163,32 @@ impl MediaPlane for Media {
         })
     }
 
+    fn echo(
+        &mut self,
+        call: CallRef,
+        sdp: &SessionDescription<'_>,
+    ) -> Result<MediaEndpoint, MediaError> {
+        if sdp.media.is_empty() || sdp.media[0].kind != "audio" || self.calls.contains_key(&call) {
+            return Err(MediaError::NotAcceptable);
+        }
+        let (a, socket) = self.lease_and_bind()?;
+        self.calls.insert(call, CallPorts { a, b: None });
+        self.pending.push(Instruction::Echo {
+            call,
+            socket,
+            peer: media_addr(sdp),
+        });
+        let mut ports = vec![None; sdp.media.len()];
+        ports[0] = Some(a.rtp);
+        Ok(MediaEndpoint { ip: self.ip, ports })
+    }
+
     fn release(&mut self, call: CallRef) {
         if let Some(p) = self.calls.remove(&call) {
             let now = Instant::now();
-            let _ = self.pool.release(p.a, now);
-            let _ = self.pool.release(p.b, now);
+            for lease in std::iter::once(p.a).chain(p.b) {
+                let _ = self.pool.release(lease, now);
+            }
             self.pending.push(Instruction::Release { call });
         }
     }

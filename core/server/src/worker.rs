@@ -193,6 +193,20 @@ pub(crate) fn run(
                         c.bridged = true;
                     }
                 }
+                Instruction::Echo { call, socket, peer } => {
+                    let token = engine.add(socket)?;
+                    // A leg bridged to itself: what arrives goes back to
+                    // the latched source, under the switch's SSRC.
+                    let leg = LegSpec {
+                        key: token,
+                        sdp_addr: peer,
+                        ssrc: (ssrc_seed ^ call.0.wrapping_mul(0x9e37_79b9)) as u32,
+                    };
+                    turn.relay.bridge(leg, leg, LatchPolicy::AnySource, 8000);
+                    let c = calls.entry(call).or_default();
+                    c.a = Some(token);
+                    c.bridged = true;
+                }
                 Instruction::Release { call } => {
                     if let Some(c) = calls.remove(&call) {
                         for t in [c.a, c.b].into_iter().flatten() {

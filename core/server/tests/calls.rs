@@ -1,7 +1,8 @@
-//! A bridged call through the `sentiric` binary on real loopback sockets:
+//! Calls through the `sentiric` binary on real loopback sockets. A bridge:
 //! Alice (127.0.0.2) calls `bob`, the dialplan bridges to Bob (127.0.0.3),
 //! SIP flows through the B2BUA, RTP through the switch's own ports in both
-//! directions, and BYE closes them.
+//! directions, and BYE closes them. The echo test: Alice calls 600 on the
+//! embedded demo dialplan and hears herself.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
@@ -166,6 +167,75 @@ fn a_bridged_call_relays_sip_and_rtp_both_ways_io_uring() {
 #[test]
 fn a_bridged_call_relays_sip_and_rtp_both_ways_epoll() {
     bridged_call("epoll", 41200);
+}
+
+#[test]
+fn the_echo_test_sends_alices_audio_back_io_uring() {
+    echo_call("io_uring", 41400);
+}
+
+#[test]
+fn the_echo_test_sends_alices_audio_back_epoll() {
+    echo_call("epoll", 41600);
+}
+
+fn echo_call(backend: &str, min_port: u16) {
+    // No dialplan rules: the demo dialplan, 600 is the echo test.
+    let sw = start(&format!(
+        "[sip]\nlisten = \"127.0.0.1:0\"\n\
+         [rtp]\nip = \"127.0.0.1\"\nmin_port = {min_port}\nmax_port = {}\nbackend = \"{backend}\"\n",
+        min_port + 199
+    ));
+    let alice_sip = bind("127.0.0.2");
+    let alice_rtp = bind("127.0.0.2");
+    let alice_addr = alice_sip.local_addr().unwrap();
+    let offer = sdp(&alice_rtp);
+    let invite = format!(
+        "INVITE sip:600@{sw} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {alice_addr};branch=z9hG4bKecho1\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:alice@127.0.0.2>;tag=fa\r\n\
+         To: <sip:600@{sw}>\r\n\
+         Call-ID: echo-test@127.0.0.2\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:alice@{alice_addr}>\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{offer}",
+        offer.len(),
+        sw = sw.addr
+    );
+    alice_sip.send_to(invite.as_bytes(), sw.addr).unwrap();
+    let (ok, _) = recv_sip(&alice_sip);
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let switch_media = sdp_target(&ok);
+    assert!((min_port..=min_port + 199).contains(&switch_media.port()));
+    let ack = format!(
+        "ACK sip:600@{sw} SIP/2.0\r\nVia: SIP/2.0/UDP {alice_addr};branch=z9hG4bKecho2\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.2>;tag=fa\r\nTo: {}\r\n\
+         Call-ID: echo-test@127.0.0.2\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+        header(&ok, HeaderName::To),
+        sw = sw.addr
+    );
+    alice_sip.send_to(ack.as_bytes(), sw.addr).unwrap();
+
+    // Every packet comes back, payload intact, from the switch's port.
+    let mut buf = [0u8; 2048];
+    for seq in 0..20u16 {
+        let mut p = rtp_packet(0xa11c_e000, seq);
+        p[12] = seq as u8;
+        alice_rtp.send_to(&p, switch_media).unwrap();
+        let (n, from) = alice_rtp.recv_from(&mut buf).expect("echoed");
+        assert_eq!(from, switch_media);
+        assert_eq!(&buf[12..n], &p[12..]);
+    }
+
+    let bye = ack
+        .replacen("ACK sip", "BYE sip", 1)
+        .replace("CSeq: 1 ACK", "CSeq: 2 BYE")
+        .replace("z9hG4bKecho2", "z9hG4bKecho3");
+    alice_sip.send_to(bye.as_bytes(), sw.addr).unwrap();
+    let (bye_ok, _) = recv_sip(&alice_sip);
+    assert!(bye_ok.starts_with("SIP/2.0 200"), "{bye_ok}");
 }
 
 fn bridged_call(backend: &str, min_port: u16) {
