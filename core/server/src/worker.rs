@@ -209,6 +209,14 @@ pub(crate) fn run(
                 }
                 Instruction::Release { call } => {
                     if let Some(c) = calls.remove(&call) {
+                        let from = |t: Option<Token>| {
+                            t.and_then(|t| turn.relay.counters(t)).unwrap_or_default()
+                        };
+                        let (a, b) = (from(c.a), from(c.b));
+                        log(format_args!(
+                            "call {} media: from A {} packets ({} foreign, {} invalid), from B {} packets ({} foreign, {} invalid)",
+                            call.0, a.accepted, a.foreign, a.invalid, b.accepted, b.foreign, b.invalid
+                        ));
                         for t in [c.a, c.b].into_iter().flatten() {
                             turn.relay.unbridge(t);
                             engine.remove(t);

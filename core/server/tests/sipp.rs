@@ -1,0 +1,394 @@
+//! End to end with SIPp (Debian `sip-tester`) on both sides of the switch:
+//! a SIPp UAC calls through `sentiric` to SIPp UASes on other loopback
+//! addresses. The test command installs SIPp and sets
+//! `SENTIRIC_REQUIRE_SIPP=1`, so there these tests fail rather than skip
+//! when SIPp is missing.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn sipp_available() -> bool {
+    let ok = Command::new("sipp")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !ok {
+        assert!(
+            std::env::var("SENTIRIC_REQUIRE_SIPP").as_deref() != Ok("1"),
+            "SIPp is required here (apt-get install sip-tester)"
+        );
+        eprintln!("skipped: SIPp is not installed (apt-get install sip-tester)");
+    }
+    ok
+}
+
+/// A scratch directory removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("sentiric-sipp-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::File::create(&p)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Switch {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Switch {
+    fn start(dir: &Scratch, config: &str) -> Switch {
+        let path = dir.write("switch.toml", config);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+            .args(["run", "--config", path.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sentiric");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line.trim().rsplit("udp:").next().unwrap().parse().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&log);
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(l);
+            }
+        });
+        Switch { child, addr, log }
+    }
+
+    fn lines(&self, needle: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Starts SIPp in `dir` with `args`.
+fn sipp(dir: &Path, args: &[&str]) -> Child {
+    Command::new("sipp")
+        .current_dir(dir)
+        .args(args)
+        .args(["-nostdin", "-timeout", "60s", "-timeout_error"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sipp")
+}
+
+fn wait_ok(mut child: Child, what: &str) {
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{what}: SIPp exited with {status}");
+}
+
+/// A UAS that answers every INVITE with `status` and takes the ACK.
+fn uas_failing(status: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="UAS answering {status}">
+  <recv request="INVITE" />
+  <send>
+    <![CDATA[
+      SIP/2.0 {status}
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv request="ACK" />
+</scenario>
+"#
+    )
+}
+
+/// A UAC whose call must end with `status` (and its ACK).
+fn uac_expecting(status: u16) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="UAC expecting {status}">
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[local_ip_type] [local_ip]
+      t=0 0
+      m=audio [auto_media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+    ]]>
+  </send>
+  <recv response="100" optional="true" />
+  <recv response="{status}" />
+  <send>
+    <![CDATA[
+      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      [last_Via:]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+</scenario>
+"#
+    )
+}
+
+fn config(min_port: u16, rules: &str) -> String {
+    format!(
+        "[sip]\nlisten = \"127.0.0.1:0\"\n\
+         [rtp]\nip = \"127.0.0.1\"\nmin_port = {min_port}\nmax_port = {}\n{rules}",
+        min_port + 199
+    )
+}
+
+#[test]
+fn sipp_calls_bridged_with_media_played_and_echoed() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = Scratch::new("media");
+    // SIPp's pcap scenario plays pcap/g711a.pcap from its directory.
+    let pcaps = Path::new("/usr/share/sip-tester");
+    assert!(pcaps.join("g711a.pcap").exists(), "sip-tester's pcaps");
+    std::os::unix::fs::symlink(pcaps, dir.0.join("pcap")).unwrap();
+    let sw = Switch::start(
+        &dir,
+        &config(
+            42000,
+            "[[dialplan.rule]]\nuser = \"uas\"\naction = \"bridge\"\ntargets = [\"sip:uas@127.0.0.41:5090\"]\n",
+        ),
+    );
+    let uas = sipp(
+        &dir.0,
+        &[
+            "-sn",
+            "uas",
+            "-rtp_echo",
+            "-i",
+            "127.0.0.41",
+            "-p",
+            "5090",
+            "-m",
+            "3",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let target = sw.addr.to_string();
+    let uac = sipp(
+        &dir.0,
+        &[
+            "-sn",
+            "uac_pcap",
+            "-s",
+            "uas",
+            "-i",
+            "127.0.0.42",
+            "-p",
+            "5091",
+            "-m",
+            "3",
+            "-l",
+            "3",
+            "-r",
+            "3",
+            &target,
+        ],
+    );
+    wait_ok(uac, "uac_pcap");
+    wait_ok(uas, "uas");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        sw.lines("answered").len(),
+        3,
+        "{:?}",
+        sw.log.lock().unwrap()
+    );
+    assert_eq!(sw.lines("ended: 200, by Some(A)").len(), 3);
+    // Each call: SIPp's G.711 and DTMF captures from the UAC (246 packets
+    // when measured), echoed back by the UAS, all through the switch's
+    // ports and nothing dropped there.
+    let media = sw.lines(" media: ");
+    assert_eq!(media.len(), 3, "{media:?}");
+    for line in &media {
+        let counts: Vec<u64> = line
+            .split(' ')
+            .filter_map(|w| w.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
+            .collect();
+        // [call, from A, foreign, invalid, from B, foreign, invalid]
+        assert!(counts[1] >= 200, "{line}");
+        assert!(counts[4] * 10 >= counts[1] * 9, "echo short: {line}");
+        assert_eq!((counts[2], counts[5]), (0, 0), "{line}");
+    }
+}
+
+#[test]
+fn sipp_failover_from_503_to_the_second_target() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = Scratch::new("failover");
+    let failing = dir.write("uas503.xml", &uas_failing("503 Service Unavailable"));
+    let sw = Switch::start(
+        &dir,
+        &config(
+            42200,
+            "[[dialplan.rule]]\nuser = \"fo\"\naction = \"bridge\"\n\
+             targets = [\"sip:fo@127.0.0.43:5092\", \"sip:fo@127.0.0.44:5093\"]\n",
+        ),
+    );
+    let first = sipp(
+        &dir.0,
+        &[
+            "-sf",
+            failing.to_str().unwrap(),
+            "-i",
+            "127.0.0.43",
+            "-p",
+            "5092",
+            "-m",
+            "2",
+        ],
+    );
+    let second = sipp(
+        &dir.0,
+        &["-sn", "uas", "-i", "127.0.0.44", "-p", "5093", "-m", "2"],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let target = sw.addr.to_string();
+    let uac = sipp(
+        &dir.0,
+        &[
+            "-sn",
+            "uac",
+            "-s",
+            "fo",
+            "-i",
+            "127.0.0.45",
+            "-p",
+            "5094",
+            "-m",
+            "2",
+            &target,
+        ],
+    );
+    wait_ok(uac, "uac");
+    wait_ok(first, "uas answering 503");
+    wait_ok(second, "uas");
+}
+
+#[test]
+fn sipp_busy_callee_is_relayed_to_the_caller() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = Scratch::new("busy");
+    let busy = dir.write("uas486.xml", &uas_failing("486 Busy Here"));
+    let caller = dir.write("uac486.xml", &uac_expecting(486));
+    let sw = Switch::start(
+        &dir,
+        &config(
+            42400,
+            "[[dialplan.rule]]\nuser = \"busy\"\naction = \"bridge\"\n\
+             targets = [\"sip:busy@127.0.0.46:5095\", \"sip:never@127.0.0.47:5096\"]\n",
+        ),
+    );
+    let uas = sipp(
+        &dir.0,
+        &[
+            "-sf",
+            busy.to_str().unwrap(),
+            "-i",
+            "127.0.0.46",
+            "-p",
+            "5095",
+            "-m",
+            "2",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let target = sw.addr.to_string();
+    // 486 is not a reason to try the next target: it reaches the caller.
+    let uac = sipp(
+        &dir.0,
+        &[
+            "-sf",
+            caller.to_str().unwrap(),
+            "-s",
+            "busy",
+            "-i",
+            "127.0.0.48",
+            "-p",
+            "5097",
+            "-m",
+            "2",
+            &target,
+        ],
+    );
+    wait_ok(uac, "uac expecting 486");
+    wait_ok(uas, "uas answering 486");
+    assert_eq!(
+        sw.lines("ended: 486").len(),
+        2,
+        "{:?}",
+        sw.log.lock().unwrap()
+    );
+}
