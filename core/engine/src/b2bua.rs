@@ -24,13 +24,17 @@
 //! * CANCEL from A before the answer: 200 to the CANCEL, 487 to the INVITE,
 //!   CANCEL to B.
 //! * BYE from either side: 200 there, BYE to the other side.
+//! * re-INVITE from either side once the call is up (hold, resume, a new
+//!   address or codec): relayed on the other dialog with its SDP anchored
+//!   (the relay takes the new address), the 2xx ACKed there and the
+//!   answer relayed back; 491 while another is pending.
 //! * echo: the switch answers (SDP answer on its port facing A) and the
 //!   media plane sends A's audio back.
 //! * reject: the dialplan's code. Other actions (play, conference) and
 //!   parallel forking: 501 for now.
 //! * OPTIONS outside a dialog: 200 with Allow. Requests for dialogs the
-//!   switch does not know: 481. Other in-dialog requests (re-INVITE,
-//!   UPDATE, INFO): 501 for now.
+//!   switch does not know: 481. Other in-dialog requests (UPDATE, INFO):
+//!   501 for now.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -235,12 +239,36 @@ struct Call {
     /// The relayed 2xx, retransmitted until A's ACK (§13.3.1.4).
     a_answer: Option<(Vec<u8>, Instant, Duration, Instant)>,
     answered: bool,
+    /// A re-INVITE from one leg being relayed to the other.
+    reinvite: Option<Reinvite>,
+    /// The last ACK sent on each leg (A, B), resent when a 2xx is.
+    last_ack: [Option<(Arc<[u8]>, SocketAddr)>; 2],
+}
+
+/// A re-INVITE in flight (RFC 3261 §14): from `from`, relayed on the other
+/// leg's dialog.
+#[derive(Debug)]
+struct Reinvite {
+    from: Leg,
+    /// The request as received, to answer it.
+    request: Arc<[u8]>,
+    server_tx: TransactionId,
+    /// The CSeq of the relayed INVITE, for its ACK.
+    seq: u32,
+}
+
+fn leg_index(leg: Leg) -> usize {
+    match leg {
+        Leg::A => 0,
+        Leg::B => 1,
+    }
 }
 
 /// What a transaction belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TxRole {
     BInvite,
+    ReInvite,
     Bye(Leg),
     Cancel,
 }
@@ -473,6 +501,8 @@ impl<M: MediaPlane> B2bua<M> {
                 ring_deadline: None,
                 a_answer: None,
                 answered: false,
+                reinvite: None,
+                last_ack: [None, None],
             },
         );
     }
@@ -743,6 +773,7 @@ impl<M: MediaPlane> B2bua<M> {
                 self.bye(now, call, leg.other());
                 self.end(call, 200, Some(leg));
             }
+            Method::Invite => self.reinvite(now, tx, req, call, leg),
             _ => {
                 let r = response_to(req, 501, "Not Implemented", None)
                     .header(HeaderName::Allow, ALLOW)
@@ -752,35 +783,169 @@ impl<M: MediaPlane> B2bua<M> {
         }
     }
 
-    /// Sends BYE on `leg`'s dialog, if it has one.
-    fn bye(&mut self, now: Instant, call: CallRef, leg: Leg) {
-        let via = self.via();
-        let Some(c) = self.calls.get_mut(&call) else {
-            return;
-        };
-        let (dialog, to) = match leg {
+    /// `leg`'s dialog and where its requests go (the remote target, or
+    /// the address the leg's first message came from or went to).
+    fn dialog_target(&mut self, call: CallRef, leg: Leg) -> Option<(&mut Dialog, SocketAddr)> {
+        let c = self.calls.get_mut(&call)?;
+        let (dialog, fallback) = match leg {
             Leg::A => (c.a_dialog.as_mut(), c.a_source),
-            Leg::B => match c.b.as_mut() {
-                Some(b) => (b.dialog.as_mut(), b.to),
-                None => (None, c.a_source),
-            },
+            Leg::B => {
+                let b = c.b.as_mut()?;
+                (b.dialog.as_mut(), b.to)
+            }
         };
-        let Some(d) = dialog else {
-            return;
-        };
+        let d = dialog?;
         let to = d
             .remote_target_uri()
             .and_then(|u| target_addr(u.as_str()))
-            .unwrap_or(to);
+            .unwrap_or(fallback);
+        Some((d, to))
+    }
+
+    /// Sends BYE on `leg`'s dialog, if it has one.
+    fn bye(&mut self, now: Instant, call: CallRef, leg: Leg) {
+        let via = self.via();
+        let Some((d, to)) = self.dialog_target(call, leg) else {
+            return;
+        };
         let bytes = d.create_request(Method::Bye, &via).finish();
-        c.state = State::Ending;
-        if let Ok(m) = Message::parse(&bytes) {
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.state = State::Ending;
+        }
+        self.send_in_dialog(now, call, &bytes, to, TxRole::Bye(leg));
+    }
+
+    fn send_in_dialog(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        bytes: &[u8],
+        to: SocketAddr,
+        role: TxRole,
+    ) {
+        if let Ok(m) = Message::parse(bytes) {
             if let Some(r) = m.as_request() {
                 if let Ok(tx) = self.layer.send_request(now, r, to, Reliability::Unreliable) {
-                    self.by_tx.insert(tx, (call, TxRole::Bye(leg)));
+                    self.by_tx.insert(tx, (call, role));
                 }
             }
         }
+    }
+
+    /// A re-INVITE from `leg` (hold, resume, a new codec or address):
+    /// relayed on the other leg's dialog with its SDP anchored; one at a
+    /// time per call (491 while one is pending, §14.2).
+    fn reinvite(
+        &mut self,
+        now: Instant,
+        tx: TransactionId,
+        req: &Request<'_>,
+        call: CallRef,
+        leg: Leg,
+    ) {
+        let busy = self
+            .calls
+            .get(&call)
+            .is_none_or(|c| c.state != State::Up || c.reinvite.is_some());
+        if busy {
+            let r = response_to(req, 491, "Request Pending", None).finish();
+            return self.respond(now, tx, r);
+        }
+        let body = match self.anchored(call, leg, req.body) {
+            Ok(b) => b,
+            Err((code, reason)) => {
+                let r = response_to(req, code, reason, None).finish();
+                return self.respond(now, tx, r);
+            }
+        };
+        let via = self.via();
+        let contact = self.contact();
+        let Some((d, to)) = self.dialog_target(call, leg.other()) else {
+            let r = response_to(req, 500, "Server Internal Error", None).finish();
+            return self.respond(now, tx, r);
+        };
+        let b = d
+            .create_request(Method::Invite, &via)
+            .header(HeaderName::Contact, &contact)
+            .header(HeaderName::Allow, ALLOW);
+        let seq = d.local_seq.unwrap_or(1);
+        let bytes = match &body {
+            Some(sdp) => b.body(Some("application/sdp"), sdp),
+            None => b.finish(),
+        };
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.reinvite = Some(Reinvite {
+                from: leg,
+                request: req.raw.into(),
+                server_tx: tx,
+                seq,
+            });
+        }
+        self.send_in_dialog(now, call, &bytes, to, TxRole::ReInvite);
+    }
+
+    /// The other leg answered a relayed re-INVITE: ACK a 2xx there, and
+    /// answer the leg that asked with the same status and the SDP anchored.
+    fn on_reinvite_response(&mut self, now: Instant, call: CallRef, resp: &Response<'_>) {
+        if resp.status < 200 {
+            return;
+        }
+        let Some(r) = self.calls.get_mut(&call).and_then(|c| c.reinvite.take()) else {
+            return;
+        };
+        let other = r.from.other();
+        let mut body = None;
+        if resp.status < 300 {
+            let via = self.via();
+            if let Some((d, to)) = self.dialog_target(call, other) {
+                let _ = d.on_response(resp);
+                let ack: Arc<[u8]> = d.create_ack(r.seq, &via).finish().into();
+                self.out.push_back(Outgoing {
+                    to,
+                    bytes: ack.clone(),
+                });
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.last_ack[leg_index(other)] = Some((ack, to));
+                }
+            }
+            match self.anchored(call, other, resp.body) {
+                Ok(b) => body = b,
+                Err((code, reason)) => {
+                    // The far end took an SDP the switch cannot anchor:
+                    // refuse it to the asker (the far end keeps its old
+                    // media until a new offer).
+                    return self.answer_reinvite(now, &r, code, reason, None);
+                }
+            }
+        }
+        let reason = resp_reason(resp);
+        self.answer_reinvite(now, &r, resp.status, &reason, body.as_deref());
+    }
+
+    fn answer_reinvite(
+        &mut self,
+        now: Instant,
+        r: &Reinvite,
+        status: u16,
+        reason: &str,
+        sdp: Option<&[u8]>,
+    ) {
+        let contact = self.contact();
+        let Ok(msg) = Message::parse(&r.request) else {
+            return;
+        };
+        let Some(req) = msg.as_request() else {
+            return;
+        };
+        let mut b = response_to(req, status, reason, None);
+        if (200..300).contains(&status) {
+            b = b.header(HeaderName::Contact, &contact);
+        }
+        let bytes = match sdp {
+            Some(sdp) => b.body(Some("application/sdp"), sdp),
+            None => b.finish(),
+        };
+        self.respond(now, r.server_tx, bytes);
     }
 
     fn on_response(&mut self, now: Instant, resp: &Response<'_>) {
@@ -798,40 +963,54 @@ impl<M: MediaPlane> B2bua<M> {
         let Some(&(call, role)) = self.by_tx.get(&tx) else {
             return;
         };
-        if role == TxRole::BInvite {
-            self.on_b_invite_response(now, call, tx, resp);
+        match role {
+            TxRole::BInvite => self.on_b_invite_response(now, call, tx, resp),
+            TxRole::ReInvite => self.on_reinvite_response(now, call, resp),
+            // Responses to BYE and CANCEL need nothing more.
+            TxRole::Bye(_) | TxRole::Cancel => {}
         }
-        // Responses to BYE and CANCEL need nothing more.
     }
 
+    /// A 2xx retransmitted after its transaction ended: the ACK sent for
+    /// it is lost, send it again (§13.2.2.4).
     fn reack(&mut self, resp: &Response<'_>) {
         let Some(tag) = resp.from().tag() else {
             return;
         };
         let key = (resp.call_id().to_string(), tag.to_string());
-        let Some(&(call, Leg::B)) = self.by_dialog.get(&key) else {
+        let Some(&(call, leg)) = self.by_dialog.get(&key) else {
             return;
         };
-        self.send_ack_b(call);
+        if let Some((bytes, to)) = self
+            .calls
+            .get(&call)
+            .and_then(|c| c.last_ack[leg_index(leg)].clone())
+        {
+            self.out.push_back(Outgoing { to, bytes });
+        }
     }
 
     fn send_ack_b(&mut self, call: CallRef) {
         let via = self.via();
-        let Some(b) = self.calls.get(&call).and_then(|c| c.b.as_ref()) else {
+        let Some(seq) = self
+            .calls
+            .get(&call)
+            .and_then(|c| c.b.as_ref())
+            .map(|b| b.seq)
+        else {
             return;
         };
-        let Some(d) = b.dialog.as_ref() else {
+        let Some((d, to)) = self.dialog_target(call, Leg::B) else {
             return;
         };
-        let to = d
-            .remote_target_uri()
-            .and_then(|u| target_addr(u.as_str()))
-            .unwrap_or(b.to);
-        let ack = d.create_ack(b.seq, &via).finish();
+        let ack: Arc<[u8]> = d.create_ack(seq, &via).finish().into();
         self.out.push_back(Outgoing {
             to,
-            bytes: ack.into(),
+            bytes: ack.clone(),
         });
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.last_ack[1] = Some((ack, to));
+        }
     }
 
     fn on_b_invite_response(
@@ -1081,6 +1260,12 @@ impl<M: MediaPlane> B2bua<M> {
         while let Some(ev) = self.layer.poll_event() {
             match ev.event {
                 TransactionEvent::Timeout(_) => {
+                    if let Some(&(call, TxRole::ReInvite)) = self.by_tx.get(&ev.id) {
+                        // The other leg never answered: 408 to the asker.
+                        if let Some(r) = self.calls.get_mut(&call).and_then(|c| c.reinvite.take()) {
+                            self.answer_reinvite(now, &r, 408, "Request Timeout", None);
+                        }
+                    }
                     if let Some(&(call, TxRole::BInvite)) = self.by_tx.get(&ev.id) {
                         // No final response from this target: 408, next one.
                         if let Some(c) = self.calls.get_mut(&call) {

@@ -644,3 +644,103 @@ fn the_echo_test_is_answered_by_the_switch() {
     );
     assert_eq!(net.b2b.media().released, [call]);
 }
+
+/// A call up between Alice and Bob; returns it with Bob's INVITE and
+/// Alice's tag.
+fn call_up(net: &mut Net) -> (CallRef, Sent, String) {
+    let (call, _) = net.alice_calls("600", 70);
+    let sent = net.bridge(call, &["sip:bob@127.0.0.3:5070"], Duration::from_secs(30));
+    let invite = Sent {
+        to: addr(BOB),
+        text: only(&sent, BOB, "INVITE").text.clone(),
+    };
+    let sent = net.answer(BOB, &invite, "200 OK", "tb", Some(sdp("127.0.0.3", 20000)));
+    let a_tag = tag_of(&only(&sent, ALICE, "SIP/2.0 200").header(HeaderName::To));
+    net.send(ALICE, &a_request("ACK", &a_tag, 10, "a2"));
+    assert_eq!(net.events(), [Event::Answered { call }]);
+    (call, invite, a_tag)
+}
+
+#[test]
+fn re_invites_are_relayed_both_ways_with_media_re_anchored() {
+    let mut net = Net::new();
+    let (_call, b_invite, a_tag) = call_up(&mut net);
+
+    // Alice holds: a=sendonly, a new media port.
+    let hold = sdp("127.0.0.2", 10002).replace("a=rtpmap:101", "a=sendonly\r\na=rtpmap:101");
+    let reinvite = a_request("INVITE", &a_tag, 11, "h1").replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Contact: <sip:alice@{ALICE}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{hold}",
+            hold.len()
+        ),
+    );
+    let sent = net.send(ALICE, &reinvite);
+    let to_bob = only(&sent, BOB, "INVITE sip:peer@127.0.0.3:5070 SIP/2.0");
+    assert_eq!(
+        to_bob.header(HeaderName::CallId),
+        b_invite.header(HeaderName::CallId)
+    );
+    assert_eq!(to_bob.header(HeaderName::CSeq), "2 INVITE");
+    let body = to_bob.body();
+    assert!(
+        body.contains("a=sendonly") && body.contains("m=audio 40000 "),
+        "{body}"
+    );
+    assert_eq!(
+        net.b2b.media().offers.last().unwrap(),
+        &(Leg::A, "127.0.0.2:10002".to_string())
+    );
+    // A second re-INVITE while this one is pending: 491.
+    let sent = net.send(
+        ALICE,
+        &reinvite
+            .replace("z9hG4bKh1", "z9hG4bKh2")
+            .replace("CSeq: 11", "CSeq: 12"),
+    );
+    only(&sent, ALICE, "SIP/2.0 491");
+
+    let to_bob = Sent {
+        to: addr(BOB),
+        text: to_bob.text.clone(),
+    };
+    let answer = sdp("127.0.0.3", 20000).replace("a=rtpmap:101", "a=recvonly\r\na=rtpmap:101");
+    let sent = net.answer(BOB, &to_bob, "200 OK", "tb", Some(answer));
+    let ack = only(&sent, BOB, "ACK sip:peer@127.0.0.3:5070 SIP/2.0");
+    assert_eq!(ack.header(HeaderName::CSeq), "2 ACK");
+    let ok = only(&sent, ALICE, "SIP/2.0 200 OK");
+    assert_eq!(ok.header(HeaderName::CSeq), "11 INVITE");
+    assert!(ok.body().contains("a=recvonly") && ok.body().contains("m=audio 40002 "));
+
+    // Bob resumes: his re-INVITE reaches Alice on her dialog.
+    let resume = sdp("127.0.0.3", 20000);
+    let bob_reinvite = format!(
+        "INVITE sip:{SWITCH} SIP/2.0\r\nVia: SIP/2.0/UDP {BOB};branch=z9hG4bKr1\r\nMax-Forwards: 70\r\n\
+         From: {};tag=tb\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 7 INVITE\r\nContact: <sip:peer@{BOB}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{resume}",
+        b_invite.header(HeaderName::To),
+        b_invite.header(HeaderName::From),
+        b_invite.header(HeaderName::CallId),
+        resume.len()
+    );
+    let sent = net.send(BOB, &bob_reinvite);
+    let to_alice = only(&sent, ALICE, "INVITE sip:alice@127.0.0.2:5060 SIP/2.0");
+    assert_eq!(to_alice.header(HeaderName::CallId), "call-a@127.0.0.2");
+    assert!(to_alice.header(HeaderName::From).contains(&a_tag));
+    assert!(to_alice.body().contains("m=audio 40002 "));
+    let to_alice = Sent {
+        to: addr(ALICE),
+        text: to_alice.text.clone(),
+    };
+    let sent = net.answer(
+        ALICE,
+        &to_alice,
+        "200 OK",
+        "fa",
+        Some(sdp("127.0.0.2", 10000)),
+    );
+    only(&sent, ALICE, "ACK");
+    let ok = only(&sent, BOB, "SIP/2.0 200 OK");
+    assert_eq!(ok.header(HeaderName::CSeq), "7 INVITE");
+    assert!(ok.body().contains("m=audio 40000 "));
+}
