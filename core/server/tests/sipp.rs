@@ -686,3 +686,314 @@ fn sipp_hold_and_resume_by_re_invite() {
         sw.log.lock().unwrap()
     );
 }
+
+/// A UAC that cancels its call once it rings.
+const UAC_CANCEL: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="UAC cancelling while ringing">
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 1 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[local_ip_type] [local_ip]
+      t=0 0
+      m=audio [auto_media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+    ]]>
+  </send>
+  <recv response="100" optional="true" />
+  <recv response="180" />
+  <send retrans="500">
+    <![CDATA[
+      CANCEL sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-3]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 CANCEL
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="200" />
+  <recv response="487" />
+  <send>
+    <![CDATA[
+      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-6]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+</scenario>
+"#;
+
+/// A UAS that rings until cancelled.
+const UAS_CANCELLED: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="UAS ringing until cancelled">
+  <recv request="INVITE" />
+  <send>
+    <![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv request="CANCEL" />
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+  <send>
+    <![CDATA[
+      SIP/2.0 487 Request Terminated
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      CSeq: 1 INVITE
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv request="ACK" />
+</scenario>
+"#;
+
+/// A UAS that answers and then hangs up itself.
+const UAS_HANGS_UP: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="UAS hanging up">
+  <recv request="INVITE">
+    <action>
+      <ereg regexp="&lt;(sip:[^&gt;]*)&gt;" search_in="hdr" header="Contact:" assign_to="c,contact" />
+      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="from" />
+      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="to" />
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 1 1 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+    ]]>
+  </send>
+  <recv request="ACK" />
+  <pause milliseconds="200" />
+  <send retrans="500">
+    <![CDATA[
+      BYE [$contact] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: [$to];tag=[pid]SIPpTag01[call_number]
+      To: [$from]
+      [last_Call-ID:]
+      CSeq: 1 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="200">
+    <action>
+      <log message="[$c]" />
+    </action>
+  </recv>
+</scenario>
+"#;
+
+/// A UAC whose call the far end hangs up.
+const UAC_HUNG_UP_ON: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="UAC hung up on">
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 1 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[local_ip_type] [local_ip]
+      t=0 0
+      m=audio [auto_media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+    ]]>
+  </send>
+  <recv response="100" optional="true" />
+  <recv response="200" />
+  <send>
+    <![CDATA[
+      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv request="BYE" />
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+</scenario>
+"#;
+
+/// Runs one scenario pair through a switch bridging `user` to the UAS.
+fn scenario_pair(
+    name: &str,
+    min_port: u16,
+    ips: (&str, &str),
+    uac: &str,
+    uas: &str,
+    calls: &str,
+) -> Switch {
+    let dir = Scratch::new(name);
+    let uac_file = dir.write("uac.xml", uac);
+    let uas_file = dir.write("uas.xml", uas);
+    let sw = Switch::start(
+        &dir,
+        &config(
+            min_port,
+            &format!(
+                "[[dialplan.rule]]\nuser = \"{name}\"\naction = \"bridge\"\n\
+                 targets = [\"sip:{name}@{}:5100\"]\n",
+                ips.1
+            ),
+        ),
+    );
+    let uas = sipp(
+        &dir.0,
+        &[
+            "-sf",
+            uas_file.to_str().unwrap(),
+            "-i",
+            ips.1,
+            "-p",
+            "5100",
+            "-m",
+            calls,
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let target = sw.addr.to_string();
+    let uac = sipp(
+        &dir.0,
+        &[
+            "-sf",
+            uac_file.to_str().unwrap(),
+            "-s",
+            name,
+            "-i",
+            ips.0,
+            "-p",
+            "5101",
+            "-m",
+            calls,
+            &target,
+        ],
+    );
+    wait_ok(uac, &format!("{name}: uac"));
+    wait_ok(uas, &format!("{name}: uas"));
+    std::thread::sleep(Duration::from_millis(100));
+    sw
+}
+
+#[test]
+fn sipp_cancel_while_ringing() {
+    if !sipp_available() {
+        return;
+    }
+    let sw = scenario_pair(
+        "cancel",
+        42800,
+        ("127.0.0.51", "127.0.0.52"),
+        UAC_CANCEL,
+        UAS_CANCELLED,
+        "2",
+    );
+    assert_eq!(
+        sw.lines("ended: 487").len(),
+        2,
+        "{:?}",
+        sw.log.lock().unwrap()
+    );
+}
+
+#[test]
+fn sipp_callee_hangs_up() {
+    if !sipp_available() {
+        return;
+    }
+    let sw = scenario_pair(
+        "hangup",
+        43000,
+        ("127.0.0.53", "127.0.0.54"),
+        UAC_HUNG_UP_ON,
+        UAS_HANGS_UP,
+        "2",
+    );
+    assert_eq!(
+        sw.lines("ended: 200, by Some(B)").len(),
+        2,
+        "{:?}",
+        sw.log.lock().unwrap()
+    );
+}
