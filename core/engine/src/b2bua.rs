@@ -12,6 +12,9 @@
 //! address and ports facing each leg and rewrites every SDP body with them.
 //!
 //! What a call does today (SIP over UDP):
+//! * Overload: beyond the configured concurrent calls or calls per second,
+//!   or while draining, a new INVITE gets 503 with Retry-After; calls up
+//!   are not touched.
 //! * Every request that starts a transaction is checked first (RFC 3261
 //!   §8.2: 400 malformed, 416 scheme, 420 Require, 483 Max-Forwards 0).
 //! * INVITE: 100 Trying at once (by the transaction), then a
@@ -178,6 +181,11 @@ pub struct B2buaConfig {
     /// Seeds the tags, branches and Call-IDs the switch mints (give each
     /// process a random one).
     pub seed: u64,
+    /// Most calls at once; beyond, new INVITEs get 503 with Retry-After.
+    pub max_calls: Option<usize>,
+    /// Most new calls per second (a token bucket holding one second's
+    /// worth); beyond, new INVITEs get 503 with Retry-After.
+    pub max_cps: Option<u32>,
 }
 
 impl B2buaConfig {
@@ -188,6 +196,8 @@ impl B2buaConfig {
             timers: TimerConfig::default(),
             max_transactions: 100_000,
             seed,
+            max_calls: None,
+            max_cps: None,
         }
     }
 }
@@ -289,6 +299,9 @@ pub struct B2bua<M> {
     counter: u64,
     out: VecDeque<Outgoing>,
     events: VecDeque<Event>,
+    /// CPS tokens left and when they were last refilled.
+    cps: (f64, Option<Instant>),
+    draining: bool,
 }
 
 impl<M> std::fmt::Debug for B2bua<M> {
@@ -328,7 +341,66 @@ impl<M: MediaPlane> B2bua<M> {
             counter: 0,
             out: VecDeque::new(),
             events: VecDeque::new(),
+            cps: (0.0, None),
+            draining: false,
         }
+    }
+
+    /// Stops taking calls: new INVITEs get 503 with Retry-After, calls up
+    /// carry on until they end (or [`B2bua::hang_up_all`]).
+    pub fn drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// `true` once [`B2bua::drain`] was called.
+    pub fn draining(&self) -> bool {
+        self.draining
+    }
+
+    /// Ends every call now: BYE on both legs of answered calls, CANCEL
+    /// and 503 for calls still ringing (the end of a drain timeout).
+    pub fn hang_up_all(&mut self, now: Instant) {
+        let calls: Vec<CallRef> = self.calls.keys().copied().collect();
+        for call in calls {
+            let answered = self.calls.get(&call).is_some_and(|c| c.answered);
+            if answered {
+                self.bye(now, call, Leg::A);
+                self.bye(now, call, Leg::B);
+                self.end(call, 200, None);
+            } else {
+                self.cancel_b(now, call);
+                self.fail_a(now, call, 503, "Service Unavailable");
+            }
+        }
+        self.drain_layer(now);
+    }
+
+    /// Whether a new call may start, or the Retry-After (seconds) of its 503.
+    fn admit(&mut self, now: Instant) -> Result<(), u32> {
+        if self.draining {
+            return Err(30);
+        }
+        if self
+            .cfg
+            .max_calls
+            .is_some_and(|max| self.calls.len() >= max)
+        {
+            return Err(5);
+        }
+        if let Some(cps) = self.cfg.max_cps {
+            let cap = f64::from(cps.max(1));
+            let (tokens, at) = self.cps;
+            let refill = at.map_or(cap, |at| {
+                now.saturating_duration_since(at).as_secs_f64() * cap
+            });
+            let tokens = (tokens + refill).min(cap);
+            if tokens < 1.0 {
+                self.cps = (tokens, Some(now));
+                return Err(1);
+            }
+            self.cps = (tokens - 1.0, Some(now));
+        }
+        Ok(())
     }
 
     /// The media plane.
@@ -445,7 +517,7 @@ impl<M: MediaPlane> B2bua<M> {
             return self.in_dialog(now, tx, req, call, leg);
         }
         match req.method {
-            Method::Invite => self.new_call(tx, req, source),
+            Method::Invite => self.new_call(now, tx, req, source),
             Method::Options => {
                 let tag = self.token();
                 let r = response_to(req, 200, "OK", Some(&tag))
@@ -468,8 +540,15 @@ impl<M: MediaPlane> B2bua<M> {
         }
     }
 
-    fn new_call(&mut self, tx: TransactionId, req: &Request<'_>, source: SocketAddr) {
+    fn new_call(&mut self, now: Instant, tx: TransactionId, req: &Request<'_>, source: SocketAddr) {
         let a_tag = self.token();
+        if let Err(retry) = self.admit(now) {
+            // Overload or drain: calls up are untouched.
+            let r = response_to(req, 503, "Service Unavailable", Some(&a_tag))
+                .header(HeaderName::RetryAfter, &retry.to_string())
+                .finish();
+            return self.respond(now, tx, r);
+        }
         let id = CallRef(self.next_call);
         self.next_call += 1;
         let uri = req.uri().ok();

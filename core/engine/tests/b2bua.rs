@@ -744,3 +744,91 @@ fn re_invites_are_relayed_both_ways_with_media_re_anchored() {
     assert_eq!(ok.header(HeaderName::CSeq), "7 INVITE");
     assert!(ok.body().contains("m=audio 40000 "));
 }
+
+/// The `n`th INVITE from Alice (its own Call-ID and branch).
+fn nth_invite(n: u32) -> String {
+    let body = sdp("127.0.0.2", 10000);
+    format!(
+        "INVITE sip:600@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {ALICE};branch=z9hG4bKn{n}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:alice@127.0.0.2>;tag=f{n}\r\n\
+         To: <sip:600@127.0.0.1>\r\n\
+         Call-ID: n{n}@127.0.0.2\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:alice@{ALICE}>\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn final_status(sent: &[Sent]) -> Option<(String, String)> {
+    sent.iter()
+        .find(|s| {
+            s.first_line().starts_with("SIP/2.0 ") && !s.first_line().starts_with("SIP/2.0 100")
+        })
+        .map(|s| (s.first_line().to_string(), s.header(HeaderName::RetryAfter)))
+}
+
+#[test]
+fn overload_limits_answer_503_with_retry_after_and_spare_calls_up() {
+    let mut cfg = B2buaConfig::new(addr(SWITCH), 7);
+    cfg.max_calls = Some(1);
+    let mut net = Net::new();
+    net.b2b = B2bua::new(cfg, Recorder::default());
+    call_up(&mut net);
+    let sent = net.send(ALICE, &nth_invite(1));
+    assert_eq!(
+        final_status(&sent),
+        Some(("SIP/2.0 503 Service Unavailable".into(), "5".into()))
+    );
+    assert!(net.events().is_empty(), "no new call");
+    assert_eq!(net.b2b.calls(), 1);
+
+    // Two calls per second: the third at the same instant waits a second.
+    let mut cfg = B2buaConfig::new(addr(SWITCH), 7);
+    cfg.max_cps = Some(2);
+    let mut net = Net::new();
+    net.b2b = B2bua::new(cfg, Recorder::default());
+    for n in 1..=2 {
+        let sent = net.send(ALICE, &nth_invite(n));
+        assert_eq!(final_status(&sent), None, "call {n} admitted");
+    }
+    let sent = net.send(ALICE, &nth_invite(3));
+    assert_eq!(
+        final_status(&sent),
+        Some(("SIP/2.0 503 Service Unavailable".into(), "1".into()))
+    );
+    net.now += Duration::from_secs(1);
+    let sent = net.send(ALICE, &nth_invite(4));
+    assert_eq!(final_status(&sent), None, "admitted a second later");
+}
+
+#[test]
+fn a_draining_switch_refuses_new_calls_and_keeps_calls_up_until_told() {
+    let mut net = Net::new();
+    let (call, _, a_tag) = call_up(&mut net);
+    net.b2b.drain();
+    let sent = net.send(ALICE, &nth_invite(1));
+    assert_eq!(
+        final_status(&sent),
+        Some(("SIP/2.0 503 Service Unavailable".into(), "30".into()))
+    );
+    assert_eq!(net.b2b.calls(), 1, "the call up carries on");
+    // In-dialog requests still work: a re-INVITE goes through.
+    let reinvite = a_request("INVITE", &a_tag, 11, "d1");
+    let sent = net.send(ALICE, &reinvite);
+    only(&sent, BOB, "INVITE");
+    // The drain timeout: both legs hung up.
+    net.b2b.hang_up_all(net.now);
+    let sent = net.sent();
+    only(&sent, ALICE, "BYE");
+    only(&sent, BOB, "BYE");
+    assert!(net.events().contains(&Event::Ended {
+        call,
+        status: 200,
+        by: None
+    }));
+    assert_eq!(net.b2b.calls(), 0);
+}

@@ -13,6 +13,11 @@
 //! quarantine_ms = 2000           # a released port rests before reuse
 //! backend = "auto"               # auto, io_uring or epoll
 //!
+//! [limits]
+//! max_calls = 10000              # beyond: 503 with Retry-After
+//! max_cps = 500                  # new calls per second, beyond: 503
+//! drain_timeout_s = 300          # SIGTERM: calls up may carry on this long
+//!
 //! [dialplan]                     # see sentiric_engine::dialplan
 //! ```
 //!
@@ -37,6 +42,37 @@ pub(crate) struct Config {
     /// Routing.
     #[serde(default)]
     pub(crate) dialplan: Option<DialplanConfig>,
+    /// Overload limits and draining.
+    #[serde(default)]
+    pub(crate) limits: LimitsConfig,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitsConfig {
+    /// Most calls at once (beyond: 503 with Retry-After).
+    pub(crate) max_calls: Option<usize>,
+    /// Most new calls per second (beyond: 503 with Retry-After).
+    pub(crate) max_cps: Option<u32>,
+    /// On SIGTERM, how long calls up may carry on before the switch hangs
+    /// them up, in seconds.
+    #[serde(default = "default_drain_timeout_s")]
+    pub(crate) drain_timeout_s: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_calls: None,
+            max_cps: None,
+            drain_timeout_s: default_drain_timeout_s(),
+        }
+    }
+}
+
+fn default_drain_timeout_s() -> u64 {
+    300
 }
 
 /// `[sip]`.
@@ -161,6 +197,12 @@ impl Config {
                 )))
             }
         };
+        if self.limits.max_calls == Some(0) || self.limits.max_cps == Some(0) {
+            return Err(ConfigError(
+                "limits.max_calls, limits.max_cps: 0 would refuse every call; leave unset for no limit"
+                    .into(),
+            ));
+        }
         let dialplan = match &self.dialplan {
             Some(d) if !d.rules.is_empty() || d.default.is_some() => {
                 StaticDialplan::from_config(d).map_err(|e| ConfigError(e.to_string()))?
@@ -197,6 +239,7 @@ mod tests {
             ("[rtp]\nbackend = \"kqueue\"\n", "rtp.backend"),
             ("[sip]\nlisten = \"nowhere\"\n", "listen"),
             ("[sipp]\n", "sipp"),
+            ("[limits]\nmax_cps = 0\n", "limits.max_cps"),
             (
                 "[[dialplan.rule]]\naction = \"echo\"\nroom = \"x\"\n",
                 "dialplan.rule[0].room",

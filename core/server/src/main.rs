@@ -13,7 +13,11 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
 use sentiric_io::ports::{PoolConfig, PortPool};
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 mod config;
 mod media;
@@ -129,5 +133,19 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         None => worker::log(format_args!("packet engine: {}", engine.kind())),
     }
     let media = media::Media::new(pool, 0, rtp.ip);
-    worker::run(engine, sip, media, dialplan)
+    // SIGTERM and the first SIGINT set `stop` (drain); a second SIGINT
+    // exits at once.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGTERM, SIGINT] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop))?;
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    let settings = worker::Settings {
+        dialplan,
+        max_calls: config.limits.max_calls,
+        max_cps: config.limits.max_cps,
+        stop,
+        drain_timeout: Duration::from_secs(config.limits.drain_timeout_s),
+    };
+    worker::run(engine, sip, media, settings)
 }

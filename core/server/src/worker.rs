@@ -8,9 +8,16 @@
 //! handed to the B2BUA after it, then its timers run, routing decisions
 //! are made, media instructions applied to the engine and relay, and SIP
 //! is sent.
+//!
+//! SIGTERM (or a first SIGINT) drains: new INVITEs get 503 with
+//! Retry-After, calls up carry on until they end or the drain timeout
+//! hangs them up, then the worker returns and the process exits. A second
+//! SIGINT exits at once.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sentiric_engine::b2bua::{B2bua, B2buaConfig, CallRef, Event, Leg};
@@ -80,17 +87,42 @@ pub(crate) fn random_u64() -> u64 {
     h.finish()
 }
 
-/// Runs a worker until the process ends.
+/// What a worker is told besides its sockets.
+pub(crate) struct Settings {
+    /// Routing.
+    pub(crate) dialplan: StaticDialplan,
+    /// Most calls at once.
+    pub(crate) max_calls: Option<usize>,
+    /// Most new calls per second.
+    pub(crate) max_cps: Option<u32>,
+    /// Set by SIGTERM or SIGINT: drain, then return.
+    pub(crate) stop: Arc<AtomicBool>,
+    /// How long calls up may carry on once draining.
+    pub(crate) drain_timeout: Duration,
+}
+
+/// Runs a worker until it has drained after a stop signal.
 pub(crate) fn run(
     mut engine: Engine,
     sip: UdpSocket,
     media: Media,
-    dialplan: StaticDialplan,
+    settings: Settings,
 ) -> std::io::Result<()> {
+    let Settings {
+        dialplan,
+        max_calls,
+        max_cps,
+        stop,
+        drain_timeout,
+    } = settings;
     let local = sip.local_addr()?;
     let sender = sip.try_clone()?;
     let sip_token = engine.add(sip)?;
-    let mut b2b = B2bua::new(B2buaConfig::new(local, random_u64()), media);
+    let mut cfg = B2buaConfig::new(local, random_u64());
+    cfg.max_calls = max_calls;
+    cfg.max_cps = max_cps;
+    let mut b2b = B2bua::new(cfg, media);
+    let mut drain_deadline: Option<Instant> = None;
     let mut turn = Turn {
         sip: sip_token,
         relay: Relay::new(),
@@ -124,6 +156,25 @@ pub(crate) fn run(
             }
         }
         b2b.handle_timeout(now);
+        // Draining: no new calls; calls up carry on until they end or the
+        // drain timeout, then the worker returns.
+        if stop.load(Ordering::Relaxed) && drain_deadline.is_none() {
+            b2b.drain();
+            drain_deadline = Some(now + drain_timeout);
+            log(format_args!(
+                "draining: {} calls up, new calls refused, {} s at most",
+                b2b.calls(),
+                drain_timeout.as_secs()
+            ));
+        }
+        let hang_up = drain_deadline.is_some_and(|d| now >= d && b2b.calls() > 0);
+        if hang_up {
+            log(format_args!(
+                "drain timeout: hanging up {} calls",
+                b2b.calls()
+            ));
+            b2b.hang_up_all(now);
+        }
         while let Some(ev) = b2b.poll_event() {
             match ev {
                 Event::Route {
@@ -229,6 +280,10 @@ pub(crate) fn run(
             if let Err(e) = sender.send_to(&o.bytes, o.to) {
                 log(format_args!("SIP send to {}: {e}", o.to));
             }
+        }
+        if drain_deadline.is_some() && b2b.calls() == 0 {
+            log(format_args!("drained"));
+            return Ok(());
         }
     }
 }

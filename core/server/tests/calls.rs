@@ -179,24 +179,27 @@ fn the_echo_test_sends_alices_audio_back_epoll() {
     echo_call("epoll", 41600);
 }
 
-fn echo_call(backend: &str, min_port: u16) {
-    // No dialplan rules: the demo dialplan, 600 is the echo test.
-    let sw = start(&format!(
-        "[sip]\nlisten = \"127.0.0.1:0\"\n\
-         [rtp]\nip = \"127.0.0.1\"\nmin_port = {min_port}\nmax_port = {}\nbackend = \"{backend}\"\n",
-        min_port + 199
-    ));
+/// Alice's echo call up: her SIP and RTP sockets, the switch's media
+/// address, and her ACK (a template for her next in-dialog requests).
+struct EchoCall {
+    sip: UdpSocket,
+    rtp: UdpSocket,
+    media: SocketAddr,
+    ack: String,
+}
+
+fn echo_up(sw: &Switch, call_id: &str) -> EchoCall {
     let alice_sip = bind("127.0.0.2");
     let alice_rtp = bind("127.0.0.2");
     let alice_addr = alice_sip.local_addr().unwrap();
     let offer = sdp(&alice_rtp);
     let invite = format!(
         "INVITE sip:600@{sw} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {alice_addr};branch=z9hG4bKecho1\r\n\
+         Via: SIP/2.0/UDP {alice_addr};branch=z9hG4bK{call_id}1\r\n\
          Max-Forwards: 70\r\n\
          From: <sip:alice@127.0.0.2>;tag=fa\r\n\
          To: <sip:600@{sw}>\r\n\
-         Call-ID: echo-test@127.0.0.2\r\n\
+         Call-ID: {call_id}@127.0.0.2\r\n\
          CSeq: 1 INVITE\r\n\
          Contact: <sip:alice@{alice_addr}>\r\n\
          Content-Type: application/sdp\r\n\
@@ -207,16 +210,43 @@ fn echo_call(backend: &str, min_port: u16) {
     alice_sip.send_to(invite.as_bytes(), sw.addr).unwrap();
     let (ok, _) = recv_sip(&alice_sip);
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-    let switch_media = sdp_target(&ok);
-    assert!((min_port..=min_port + 199).contains(&switch_media.port()));
+    let media = sdp_target(&ok);
     let ack = format!(
-        "ACK sip:600@{sw} SIP/2.0\r\nVia: SIP/2.0/UDP {alice_addr};branch=z9hG4bKecho2\r\n\
+        "ACK sip:600@{sw} SIP/2.0\r\nVia: SIP/2.0/UDP {alice_addr};branch=z9hG4bK{call_id}2\r\n\
          Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.2>;tag=fa\r\nTo: {}\r\n\
-         Call-ID: echo-test@127.0.0.2\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+         Call-ID: {call_id}@127.0.0.2\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
         header(&ok, HeaderName::To),
         sw = sw.addr
     );
     alice_sip.send_to(ack.as_bytes(), sw.addr).unwrap();
+    EchoCall {
+        sip: alice_sip,
+        rtp: alice_rtp,
+        media,
+        ack,
+    }
+}
+
+impl EchoCall {
+    /// Alice's BYE (CSeq 2).
+    fn bye(&self) -> String {
+        self.ack
+            .replacen("ACK sip", "BYE sip", 1)
+            .replace("CSeq: 1 ACK", "CSeq: 2 BYE")
+            .replace("2\r\nMax-Forwards", "3\r\nMax-Forwards")
+    }
+}
+
+fn echo_call(backend: &str, min_port: u16) {
+    // No dialplan rules: the demo dialplan, 600 is the echo test.
+    let sw = start(&format!(
+        "[sip]\nlisten = \"127.0.0.1:0\"\n\
+         [rtp]\nip = \"127.0.0.1\"\nmin_port = {min_port}\nmax_port = {}\nbackend = \"{backend}\"\n",
+        min_port + 199
+    ));
+    let call = echo_up(&sw, "echo");
+    let (alice_sip, alice_rtp, switch_media) = (&call.sip, &call.rtp, call.media);
+    assert!((min_port..=min_port + 199).contains(&switch_media.port()));
 
     // Every packet comes back, payload intact, from the switch's port.
     let mut buf = [0u8; 2048];
@@ -229,12 +259,8 @@ fn echo_call(backend: &str, min_port: u16) {
         assert_eq!(&buf[12..n], &p[12..]);
     }
 
-    let bye = ack
-        .replacen("ACK sip", "BYE sip", 1)
-        .replace("CSeq: 1 ACK", "CSeq: 2 BYE")
-        .replace("z9hG4bKecho2", "z9hG4bKecho3");
-    alice_sip.send_to(bye.as_bytes(), sw.addr).unwrap();
-    let (bye_ok, _) = recv_sip(&alice_sip);
+    alice_sip.send_to(call.bye().as_bytes(), sw.addr).unwrap();
+    let (bye_ok, _) = recv_sip(alice_sip);
     assert!(bye_ok.starts_with("SIP/2.0 200"), "{bye_ok}");
 }
 
@@ -362,4 +388,55 @@ fn bridged_call(backend: &str, min_port: u16) {
         .set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
     assert!(bob_rtp.recv_from(&mut buf).is_err(), "relayed after BYE");
+}
+
+#[test]
+fn sigterm_drains_refusing_new_calls_until_the_last_one_ends() {
+    let mut sw = start(
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[rtp]\nip = \"127.0.0.1\"\nmin_port = 41800\nmax_port = 41999\n",
+    );
+    let up = echo_up(&sw, "drain");
+    let status = Command::new("kill")
+        .args(["-TERM", &sw.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // A new call is refused with Retry-After; the call up carries on.
+    let late = echo_attempt(&sw, "late");
+    assert!(late.starts_with("SIP/2.0 503"), "{late}");
+    assert!(header(&late, HeaderName::RetryAfter).parse::<u32>().is_ok());
+    let mut buf = [0u8; 2048];
+    up.rtp.send_to(&rtp_packet(1, 1), up.media).unwrap();
+    up.rtp
+        .recv_from(&mut buf)
+        .expect("still echoed while draining");
+
+    // The last call ends: the switch exits by itself.
+    up.sip.send_to(up.bye().as_bytes(), sw.addr).unwrap();
+    let (ok, _) = recv_sip(&up.sip);
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    for _ in 0..50 {
+        if let Some(status) = sw.child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("still running 5 s after its last call ended");
+}
+
+/// An INVITE to 600 from a fresh socket; the first final response.
+fn echo_attempt(sw: &Switch, call_id: &str) -> String {
+    let s = bind("127.0.0.2");
+    let a = s.local_addr().unwrap();
+    let invite = format!(
+        "INVITE sip:600@{sw} SIP/2.0\r\nVia: SIP/2.0/UDP {a};branch=z9hG4bK{call_id}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.2>;tag=fl\r\nTo: <sip:600@{sw}>\r\n\
+         Call-ID: {call_id}@127.0.0.2\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+        sw = sw.addr
+    );
+    s.send_to(invite.as_bytes(), sw.addr).unwrap();
+    recv_sip(&s).0
 }
