@@ -106,13 +106,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// The kernel's ephemeral port range, where outgoing sockets get ports.
+fn ephemeral_ports() -> Option<(u16, u16)> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut it = text.split_whitespace().map(|p| p.parse::<u16>().ok());
+    Some((it.next()??, it.next()??))
+}
+
 fn run(checked: config::Checked) -> std::io::Result<()> {
     let config::Checked {
         config,
         dialplan,
         backend,
     } = checked;
-    let sip = std::net::UdpSocket::bind(config.sip.listen)?;
+    // SIP signalling: deep buffers for bursts at high CPS, marked CS3.
+    let sip = sentiric_io::socket::bind_udp(
+        config.sip.listen,
+        &sentiric_io::socket::UdpOptions {
+            recv_buffer: Some(8 << 20),
+            send_buffer: Some(4 << 20),
+            dscp: Some(24),
+            ..sentiric_io::socket::UdpOptions::default()
+        },
+    )?;
     let rtp = &config.rtp;
     let pool = PortPool::new(PoolConfig {
         min_port: rtp.min_port,
@@ -122,6 +138,15 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         quarantine: Duration::from_millis(rtp.quarantine_ms),
     })
     .map_err(|e| std::io::Error::other(format!("rtp: {e}")))?;
+    if let Some((lo, hi)) = ephemeral_ports() {
+        if rtp.min_port <= hi && rtp.max_port >= lo {
+            worker::log(format_args!(
+                "warning: rtp ports {}-{} overlap the kernel's ephemeral range {lo}-{hi} \
+                 (net.ipv4.ip_local_port_range): other sockets will take some of them",
+                rtp.min_port, rtp.max_port
+            ));
+        }
+    }
     let (engine, fallback) = sentiric_io::Engine::new(backend)?;
     // The first stdout line says where the switch listens (tests read it).
     println!("sentiric listening on udp:{}", sip.local_addr()?);

@@ -68,6 +68,8 @@ pub(crate) struct Media {
     partition: usize,
     ip: IpAddr,
     calls: HashMap<CallRef, CallPorts>,
+    /// Ports of the pool another socket held when bound.
+    bind_failures: u64,
     /// For the worker to apply.
     pub(crate) pending: Vec<Instruction>,
 }
@@ -80,14 +82,16 @@ impl Media {
             partition,
             ip,
             calls: HashMap::new(),
+            bind_failures: 0,
             pending: Vec::new(),
         }
     }
 
     fn lease_and_bind(&mut self) -> Result<(PortLease, UdpSocket), MediaError> {
         let now = Instant::now();
-        // A port another process holds is skipped, not fatal: try a few.
-        for _ in 0..8 {
+        // A port another socket holds is skipped (it rests in quarantine
+        // and is tried again later), not fatal: try a run of them.
+        for _ in 0..64 {
             let lease = self
                 .pool
                 .allocate(self.partition, now)
@@ -95,7 +99,15 @@ impl Media {
             let opts = UdpOptions::default();
             match bind_udp(SocketAddr::new(self.ip, lease.rtp), &opts) {
                 Ok(s) => return Ok((lease, s)),
-                Err(_) => {
+                Err(e) => {
+                    self.bind_failures += 1;
+                    if self.bind_failures.is_power_of_two() {
+                        crate::worker::log(format_args!(
+                            "RTP port {} of the pool is taken ({e}): {} such so far; does \
+                             [rtp] overlap another service or the ephemeral port range?",
+                            lease.rtp, self.bind_failures
+                        ));
+                    }
                     let _ = self.pool.release(lease, now);
                 }
             }
