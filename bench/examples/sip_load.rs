@@ -180,8 +180,8 @@ fn sipp_totals(screen: &str) -> (u64, u64) {
     let total = |label: &str| {
         screen
             .lines()
-            .filter(|l| l.trim_start().starts_with(label))
-            .last()
+            .rev()
+            .find(|l| l.trim_start().starts_with(label))
             .and_then(|l| l.rsplit('|').next()?.trim().parse().ok())
             .unwrap_or(0)
     };
