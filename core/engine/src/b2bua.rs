@@ -12,6 +12,7 @@
 //! address and ports facing each leg and rewrites every SDP body with them.
 //!
 //! What a call does today (SIP over UDP):
+//! * A configured longest call duration: both legs get BYE at its end.
 //! * Overload: beyond the configured concurrent calls or calls per second,
 //!   or while draining, a new INVITE gets 503 with Retry-After; calls up
 //!   are not touched.
@@ -186,6 +187,8 @@ pub struct B2buaConfig {
     /// Most new calls per second (a token bucket holding one second's
     /// worth); beyond, new INVITEs get 503 with Retry-After.
     pub max_cps: Option<u32>,
+    /// Longest a call may last once answered; then both legs get BYE.
+    pub max_call_duration: Option<Duration>,
 }
 
 impl B2buaConfig {
@@ -198,6 +201,7 @@ impl B2buaConfig {
             seed,
             max_calls: None,
             max_cps: None,
+            max_call_duration: None,
         }
     }
 }
@@ -249,6 +253,8 @@ struct Call {
     /// The relayed 2xx, retransmitted until A's ACK (§13.3.1.4).
     a_answer: Option<(Vec<u8>, Instant, Duration, Instant)>,
     answered: bool,
+    /// When the call reaches its longest allowed duration.
+    end_by: Option<Instant>,
     /// A re-INVITE from one leg being relayed to the other.
     reinvite: Option<Reinvite>,
     /// The last ACK sent on each leg (A, B), resent when a 2xx is.
@@ -580,6 +586,7 @@ impl<M: MediaPlane> B2bua<M> {
                 ring_deadline: None,
                 a_answer: None,
                 answered: false,
+                end_by: None,
                 reinvite: None,
                 last_ack: [None, None],
             },
@@ -1227,6 +1234,7 @@ impl<M: MediaPlane> B2bua<M> {
         if (200..300).contains(&status) {
             c.state = State::Answered;
             c.answered = true;
+            c.end_by = self.cfg.max_call_duration.map(|d| now + d);
             let t1 = self.cfg.timers.t1;
             c.a_answer = Some((bytes.clone(), now + t1, t1, now + self.cfg.timers.t1x64()));
         }
@@ -1292,6 +1300,7 @@ impl<M: MediaPlane> B2bua<M> {
             .filter(|c| {
                 c.ring_deadline.is_some_and(|d| d <= now)
                     || c.a_answer.as_ref().is_some_and(|a| a.1 <= now)
+                    || c.end_by.is_some_and(|d| d <= now)
             })
             .map(|c| c.id)
             .collect();
@@ -1299,6 +1308,13 @@ impl<M: MediaPlane> B2bua<M> {
             let Some(c) = self.calls.get_mut(&call) else {
                 continue;
             };
+            if c.end_by.is_some_and(|d| d <= now) {
+                // The longest a call may last: hang both legs up.
+                self.bye(now, call, Leg::A);
+                self.bye(now, call, Leg::B);
+                self.end(call, 200, None);
+                continue;
+            }
             if c.ring_deadline.is_some_and(|d| d <= now) {
                 c.ring_deadline = None;
                 self.cancel_b(now, call);
@@ -1378,7 +1394,7 @@ impl<M: MediaPlane> B2bua<M> {
     /// When [`B2bua::handle_timeout`] must next run.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         let calls = self.calls.values().flat_map(|c| {
-            [c.ring_deadline, c.a_answer.as_ref().map(|a| a.1)]
+            [c.ring_deadline, c.a_answer.as_ref().map(|a| a.1), c.end_by]
                 .into_iter()
                 .flatten()
         });

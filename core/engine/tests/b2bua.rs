@@ -832,3 +832,28 @@ fn a_draining_switch_refuses_new_calls_and_keeps_calls_up_until_told() {
     }));
     assert_eq!(net.b2b.calls(), 0);
 }
+
+#[test]
+fn a_call_longer_than_the_limit_is_hung_up_on_both_sides() {
+    let mut cfg = B2buaConfig::new(addr(SWITCH), 7);
+    cfg.max_call_duration = Some(Duration::from_secs(60));
+    let mut net = Net::new();
+    net.b2b = B2bua::new(cfg, Recorder::default());
+    let (call, _, _) = call_up(&mut net);
+    assert!(net
+        .advance(Duration::from_secs(59))
+        .iter()
+        .all(|s| !s.first_line().starts_with("BYE")));
+    let sent = net.advance(Duration::from_secs(2));
+    assert!(sent
+        .iter()
+        .any(|s| s.to == addr(ALICE) && s.first_line().starts_with("BYE ")));
+    assert!(sent
+        .iter()
+        .any(|s| s.to == addr(BOB) && s.first_line().starts_with("BYE ")));
+    assert!(net.events().contains(&Event::Ended {
+        call,
+        status: 200,
+        by: None
+    }));
+}

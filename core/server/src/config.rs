@@ -16,10 +16,15 @@
 //! [limits]
 //! max_calls = 10000              # beyond: 503 with Retry-After
 //! max_cps = 500                  # new calls per second, beyond: 503
+//! max_call_duration_s = 14400    # then both legs get BYE
 //! drain_timeout_s = 300          # SIGTERM: calls up may carry on this long
 //!
 //! [dialplan]                     # see sentiric_engine::dialplan
 //! ```
+//!
+//! Every key of `[sip]`, `[rtp]` and `[limits]` can be set from the
+//! environment, over the file: `SENTIRIC_SIP_LISTEN=127.0.0.1:5070`,
+//! `SENTIRIC_RTP_MIN_PORT=30000`, `SENTIRIC_LIMITS_MAX_CPS=200`.
 //!
 //! With no `[dialplan]` rules the demo dialplan runs: 600 echo, 700 an
 //! announcement, 800 a conference room, anything else 404.
@@ -55,6 +60,8 @@ pub(crate) struct LimitsConfig {
     pub(crate) max_calls: Option<usize>,
     /// Most new calls per second (beyond: 503 with Retry-After).
     pub(crate) max_cps: Option<u32>,
+    /// Longest a call may last once answered, in seconds (unset: no limit).
+    pub(crate) max_call_duration_s: Option<u64>,
     /// On SIGTERM, how long calls up may carry on before the switch hangs
     /// them up, in seconds.
     #[serde(default = "default_drain_timeout_s")]
@@ -66,6 +73,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_calls: None,
             max_cps: None,
+            max_call_duration_s: None,
             drain_timeout_s: default_drain_timeout_s(),
         }
     }
@@ -168,8 +176,51 @@ pub(crate) struct Checked {
 
 impl Config {
     /// Parses and checks TOML text.
+    #[cfg(test)]
     pub(crate) fn parse(text: &str) -> Result<Checked, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        Config::parse_with_env(text, std::iter::empty())
+    }
+
+    /// Parses TOML text, applies `SENTIRIC_<SECTION>_<KEY>` variables from
+    /// `env` over it (`SIP`, `RTP`, `LIMITS`; a key the section does not
+    /// have is an error naming it), and checks the result.
+    pub(crate) fn parse_with_env(
+        text: &str,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Checked, ConfigError> {
+        let mut doc: toml::Table = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("SENTIRIC_") else {
+                continue;
+            };
+            let lower = rest.to_ascii_lowercase();
+            // Other SENTIRIC_* variables (the test and benchmark switches)
+            // are not settings; a wrong key in a section is an error.
+            let Some((section, key)) = ["sip", "rtp", "limits"]
+                .iter()
+                .find_map(|s| Some((*s, lower.strip_prefix(s)?.strip_prefix('_')?)))
+            else {
+                continue;
+            };
+            // A number or boolean as TOML reads it, anything else a string.
+            let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .filter(|v| v.is_integer() || v.is_bool())
+                .unwrap_or_else(|| toml::Value::String(value.clone()));
+            let table = doc
+                .entry(section)
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match table.as_table_mut() {
+                Some(t) => {
+                    t.insert(key.to_string(), parsed);
+                }
+                None => return Err(ConfigError(format!("{section}: not a table"))),
+            }
+        }
+        let config: Config = doc
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError(e.to_string()))?;
         config.check()
     }
 
@@ -226,6 +277,30 @@ mod tests {
         let c = Config::parse("").unwrap();
         assert_eq!(c.config.sip.listen, default_listen());
         assert!(c.config.rtp.ip.is_loopback());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let env = [
+            ("SENTIRIC_SIP_LISTEN", "127.0.0.7:5070"),
+            ("SENTIRIC_RTP_MIN_PORT", "30000"),
+            ("SENTIRIC_RTP_MAX_PORT", "30999"),
+            ("SENTIRIC_LIMITS_MAX_CPS", "50"),
+            ("PATH", "/usr/bin"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let c = Config::parse_with_env("[rtp]\nmin_port = 20000\n", env.into_iter()).unwrap();
+        assert_eq!(c.config.sip.listen, "127.0.0.7:5070".parse().unwrap());
+        assert_eq!(
+            (c.config.rtp.min_port, c.config.rtp.max_port),
+            (30000, 30999)
+        );
+        assert_eq!(c.config.limits.max_cps, Some(50));
+        let bad = [("SENTIRIC_RTP_MIN_PROT".to_string(), "1".to_string())];
+        let e = Config::parse_with_env("", bad.into_iter()).unwrap_err().0;
+        assert!(e.contains("min_prot"), "{e}");
+        let other = [("SENTIRIC_REQUIRE_SIPP".to_string(), "1".to_string())];
+        assert!(Config::parse_with_env("", other.into_iter()).is_ok());
     }
 
     #[test]

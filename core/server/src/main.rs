@@ -32,7 +32,7 @@ fn load(path: Option<&str>) -> Result<config::Checked, String> {
         Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{p}: {e}"))?,
         None => String::new(),
     };
-    config::Config::parse(&text).map_err(|e| match path {
+    config::Config::parse_with_env(&text, std::env::vars()).map_err(|e| match path {
         Some(p) => format!("{p}: {e}"),
         None => e.to_string(),
     })
@@ -169,6 +169,7 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         dialplan,
         max_calls: config.limits.max_calls,
         max_cps: config.limits.max_cps,
+        max_call_duration: config.limits.max_call_duration_s.map(Duration::from_secs),
         stop,
         drain_timeout: Duration::from_secs(config.limits.drain_timeout_s),
     };

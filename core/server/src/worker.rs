@@ -95,6 +95,8 @@ pub(crate) struct Settings {
     pub(crate) max_calls: Option<usize>,
     /// Most new calls per second.
     pub(crate) max_cps: Option<u32>,
+    /// Longest a call may last once answered.
+    pub(crate) max_call_duration: Option<Duration>,
     /// Set by SIGTERM or SIGINT: drain, then return.
     pub(crate) stop: Arc<AtomicBool>,
     /// How long calls up may carry on once draining.
@@ -112,6 +114,7 @@ pub(crate) fn run(
         dialplan,
         max_calls,
         max_cps,
+        max_call_duration,
         stop,
         drain_timeout,
     } = settings;
@@ -121,6 +124,7 @@ pub(crate) fn run(
     let mut cfg = B2buaConfig::new(local, random_u64());
     cfg.max_calls = max_calls;
     cfg.max_cps = max_cps;
+    cfg.max_call_duration = max_call_duration;
     let mut b2b = B2bua::new(cfg, media);
     let mut drain_deadline: Option<Instant> = None;
     let mut turn = Turn {
