@@ -132,6 +132,8 @@ pub enum Event {
     Route {
         /// The call.
         call: CallRef,
+        /// The caller's Call-ID (the A dialog's), for logs and records.
+        call_id: String,
         /// The Request-URI.
         request_uri: String,
         /// Its user part.
@@ -561,6 +563,7 @@ impl<M: MediaPlane> B2bua<M> {
         let from = req.from().uri().ok();
         self.events.push_back(Event::Route {
             call: id,
+            call_id: req.call_id().to_string(),
             request_uri: req.uri_str().to_string(),
             user: uri.as_ref().and_then(Uri::user).map(str::to_string),
             from_uri: req.from().uri_str().to_string(),

@@ -19,10 +19,14 @@
 //! max_call_duration_s = 14400    # then both legs get BYE
 //! drain_timeout_s = 300          # SIGTERM: calls up may carry on this long
 //!
+//! [log]
+//! format = "text"                # or "json": one object a line
+//! level = "info"
+//!
 //! [dialplan]                     # see sentiric_engine::dialplan
 //! ```
 //!
-//! Every key of `[sip]`, `[rtp]` and `[limits]` can be set from the
+//! Every key of `[sip]`, `[rtp]`, `[limits]` and `[log]` can be set from the
 //! environment, over the file: `SENTIRIC_SIP_LISTEN=127.0.0.1:5070`,
 //! `SENTIRIC_RTP_MIN_PORT=30000`, `SENTIRIC_LIMITS_MAX_CPS=200`.
 //!
@@ -50,6 +54,37 @@ pub(crate) struct Config {
     /// Overload limits and draining.
     #[serde(default)]
     pub(crate) limits: LimitsConfig,
+    /// Logging.
+    #[serde(default)]
+    pub(crate) log: LogConfig,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LogConfig {
+    /// `text` (readable, for a terminal) or `json` (one object a line).
+    #[serde(default = "default_log_format")]
+    pub(crate) format: String,
+    /// `error`, `warn`, `info`, `debug` or `trace`.
+    #[serde(default = "default_log_level")]
+    pub(crate) level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: default_log_format(),
+            level: default_log_level(),
+        }
+    }
+}
+
+fn default_log_format() -> String {
+    "text".into()
+}
+fn default_log_level() -> String {
+    "info".into()
 }
 
 /// `[limits]`.
@@ -196,7 +231,7 @@ impl Config {
             let lower = rest.to_ascii_lowercase();
             // Other SENTIRIC_* variables (the test and benchmark switches)
             // are not settings; a wrong key in a section is an error.
-            let Some((section, key)) = ["sip", "rtp", "limits"]
+            let Some((section, key)) = ["sip", "rtp", "limits", "log"]
                 .iter()
                 .find_map(|s| Some((*s, lower.strip_prefix(s)?.strip_prefix('_')?)))
             else {
@@ -248,6 +283,18 @@ impl Config {
                 )))
             }
         };
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(ConfigError(format!(
+                "log.format: {:?}: text or json",
+                self.log.format
+            )));
+        }
+        if self.log.level.parse::<tracing::Level>().is_err() {
+            return Err(ConfigError(format!(
+                "log.level: {:?}: error, warn, info, debug or trace",
+                self.log.level
+            )));
+        }
         if self.limits.max_calls == Some(0) || self.limits.max_cps == Some(0) {
             return Err(ConfigError(
                 "limits.max_calls, limits.max_cps: 0 would refuse every call; leave unset for no limit"
@@ -315,6 +362,8 @@ mod tests {
             ("[sip]\nlisten = \"nowhere\"\n", "listen"),
             ("[sipp]\n", "sipp"),
             ("[limits]\nmax_cps = 0\n", "limits.max_cps"),
+            ("[log]\nformat = \"xml\"\n", "log.format"),
+            ("[log]\nlevel = \"loud\"\n", "log.level"),
             (
                 "[[dialplan.rule]]\naction = \"echo\"\nroom = \"x\"\n",
                 "dialplan.rule[0].room",

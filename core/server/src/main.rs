@@ -71,6 +71,7 @@ fn main() -> ExitCode {
             if let Some(l) = listen {
                 checked.config.sip.listen = l;
             }
+            init_logging(&checked.config.log);
             match run(checked) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -103,6 +104,23 @@ fn main() -> ExitCode {
             eprintln!("{USAGE}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Structured logs on standard error: readable text (colours on a
+/// terminal) or one JSON object a line. Every call's lines carry `call`,
+/// `call_id` (the caller's Call-ID) and `trace_id` (minted at ingress).
+fn init_logging(log: &config::LogConfig) {
+    use std::io::IsTerminal as _;
+    let level: tracing::Level = log.level.parse().unwrap_or(tracing::Level::INFO);
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false);
+    if log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
     }
 }
 
@@ -140,22 +158,24 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
     .map_err(|e| std::io::Error::other(format!("rtp: {e}")))?;
     if let Some((lo, hi)) = ephemeral_ports() {
         if rtp.min_port <= hi && rtp.max_port >= lo {
-            worker::log(format_args!(
-                "warning: rtp ports {}-{} overlap the kernel's ephemeral range {lo}-{hi} \
+            tracing::warn!(
+                "rtp ports {}-{} overlap the kernel's ephemeral range {lo}-{hi} \
                  (net.ipv4.ip_local_port_range): other sockets will take some of them",
-                rtp.min_port, rtp.max_port
-            ));
+                rtp.min_port,
+                rtp.max_port
+            );
         }
     }
     let (engine, fallback) = sentiric_io::Engine::new(backend)?;
     // The first stdout line says where the switch listens (tests read it).
     println!("sentiric listening on udp:{}", sip.local_addr()?);
     match fallback {
-        Some(why) => worker::log(format_args!(
+        Some(why) => tracing::warn!(
+            backend = engine.kind(),
             "packet engine: {} (io_uring refused: {why})",
             engine.kind()
-        )),
-        None => worker::log(format_args!("packet engine: {}", engine.kind())),
+        ),
+        None => tracing::info!(backend = engine.kind(), "packet engine: {}", engine.kind()),
     }
     let media = media::Media::new(pool, 0, rtp.ip);
     // SIGTERM and the first SIGINT set `stop` (drain); a second SIGINT

@@ -102,11 +102,13 @@ impl Media {
                 Err(e) => {
                     self.bind_failures += 1;
                     if self.bind_failures.is_power_of_two() {
-                        crate::worker::log(format_args!(
-                            "RTP port {} of the pool is taken ({e}): {} such so far; does \
-                             [rtp] overlap another service or the ephemeral port range?",
-                            lease.rtp, self.bind_failures
-                        ));
+                        tracing::warn!(
+                            port = lease.rtp,
+                            taken = self.bind_failures,
+                            "RTP port {} of the pool is taken ({e}): does [rtp] overlap \
+                             another service or the ephemeral port range?",
+                            lease.rtp
+                        );
                     }
                     let _ = self.pool.release(lease, now);
                 }

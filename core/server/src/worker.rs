@@ -71,13 +71,6 @@ struct CallMedia {
     bridged: bool,
 }
 
-/// A line on standard error; a closed stream loses the line, never the
-/// process.
-pub(crate) fn log(args: std::fmt::Arguments<'_>) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "sentiric: {args}");
-}
-
 /// Random bits for tags and SSRCs from the standard library's
 /// OS-seeded hasher keys.
 pub(crate) fn random_u64() -> u64 {
@@ -135,6 +128,9 @@ pub(crate) fn run(
         dropped: 0,
     };
     let mut calls: HashMap<CallRef, CallMedia> = HashMap::new();
+    // Each call's Call-ID (A leg) and the trace id minted at ingress.
+    let mut ids: HashMap<CallRef, (String, String)> = HashMap::new();
+    let mut ended: Vec<CallRef> = Vec::new();
     let ssrc_seed = random_u64();
     loop {
         let now = Instant::now();
@@ -165,24 +161,27 @@ pub(crate) fn run(
         if stop.load(Ordering::Relaxed) && drain_deadline.is_none() {
             b2b.drain();
             drain_deadline = Some(now + drain_timeout);
-            log(format_args!(
+            tracing::info!(
+                calls = b2b.calls(),
                 "draining: {} calls up, new calls refused, {} s at most",
                 b2b.calls(),
                 drain_timeout.as_secs()
-            ));
+            );
         }
         let hang_up = drain_deadline.is_some_and(|d| now >= d && b2b.calls() > 0);
         if hang_up {
-            log(format_args!(
+            tracing::warn!(
+                calls = b2b.calls(),
                 "drain timeout: hanging up {} calls",
                 b2b.calls()
-            ));
+            );
             b2b.hang_up_all(now);
         }
         while let Some(ev) = b2b.poll_event() {
             match ev {
                 Event::Route {
                     call,
+                    call_id,
                     request_uri,
                     user,
                     from_uri,
@@ -190,6 +189,7 @@ pub(crate) fn run(
                     source,
                     transport,
                 } => {
+                    let trace_id = format!("{:016x}{:016x}", random_u64(), random_u64());
                     let action = dialplan.route(&RouteRequest {
                         request_uri: &request_uri,
                         user: user.as_deref(),
@@ -198,11 +198,35 @@ pub(crate) fn run(
                         source,
                         transport,
                     });
+                    tracing::info!(
+                        call = call.0,
+                        %call_id,
+                        %trace_id,
+                        %request_uri,
+                        %source,
+                        "call routed: {action:?}"
+                    );
+                    ids.insert(call, (call_id, trace_id));
                     b2b.route(now, call, action);
                 }
-                Event::Answered { call } => log(format_args!("call {} answered", call.0)),
+                Event::Answered { call } => {
+                    let (call_id, trace_id) = ids
+                        .get(&call)
+                        .map_or(("", ""), |(c, t)| (c.as_str(), t.as_str()));
+                    tracing::info!(call = call.0, call_id, trace_id, "call answered");
+                }
                 Event::Ended { call, status, by } => {
-                    log(format_args!("call {} ended: {status}, by {by:?}", call.0));
+                    let (call_id, trace_id) = ids
+                        .get(&call)
+                        .map_or(("", ""), |(c, t)| (c.as_str(), t.as_str()));
+                    tracing::info!(
+                        call = call.0,
+                        call_id,
+                        trace_id,
+                        status,
+                        "call ended: {status}, by {by:?}"
+                    );
+                    ended.push(call);
                 }
             }
         }
@@ -268,10 +292,16 @@ pub(crate) fn run(
                             t.and_then(|t| turn.relay.counters(t)).unwrap_or_default()
                         };
                         let (a, b) = (from(c.a), from(c.b));
-                        log(format_args!(
-                            "call {} media: from A {} packets ({} foreign, {} invalid), from B {} packets ({} foreign, {} invalid)",
-                            call.0, a.accepted, a.foreign, a.invalid, b.accepted, b.foreign, b.invalid
-                        ));
+                        let (call_id, trace_id) = ids
+                            .get(&call)
+                            .map_or(("", ""), |(c, t)| (c.as_str(), t.as_str()));
+                        tracing::info!(
+                            call = call.0,
+                            call_id,
+                            trace_id,
+                            "call media: from A {} packets ({} foreign, {} invalid), from B {} packets ({} foreign, {} invalid)",
+                            a.accepted, a.foreign, a.invalid, b.accepted, b.foreign, b.invalid
+                        );
                         for t in [c.a, c.b].into_iter().flatten() {
                             turn.relay.unbridge(t);
                             engine.remove(t);
@@ -280,13 +310,16 @@ pub(crate) fn run(
                 }
             }
         }
+        for call in ended.drain(..) {
+            ids.remove(&call);
+        }
         while let Some(o) = b2b.poll_transmit() {
             if let Err(e) = sender.send_to(&o.bytes, o.to) {
-                log(format_args!("SIP send to {}: {e}", o.to));
+                tracing::warn!(to = %o.to, "SIP send: {e}");
             }
         }
         if drain_deadline.is_some() && b2b.calls() == 0 {
-            log(format_args!("drained"));
+            tracing::info!("drained");
             return Ok(());
         }
     }

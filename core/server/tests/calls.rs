@@ -161,22 +161,22 @@ fn rtp_packet(ssrc: u32, seq: u16) -> Vec<u8> {
 
 #[test]
 fn a_bridged_call_relays_sip_and_rtp_both_ways_io_uring() {
-    bridged_call("io_uring", 41000);
+    bridged_call("io_uring", 21000);
 }
 
 #[test]
 fn a_bridged_call_relays_sip_and_rtp_both_ways_epoll() {
-    bridged_call("epoll", 41200);
+    bridged_call("epoll", 21200);
 }
 
 #[test]
 fn the_echo_test_sends_alices_audio_back_io_uring() {
-    echo_call("io_uring", 41400);
+    echo_call("io_uring", 21400);
 }
 
 #[test]
 fn the_echo_test_sends_alices_audio_back_epoll() {
-    echo_call("epoll", 41600);
+    echo_call("epoll", 21600);
 }
 
 /// Alice's echo call up: her SIP and RTP sockets, the switch's media
@@ -393,7 +393,7 @@ fn bridged_call(backend: &str, min_port: u16) {
 #[test]
 fn sigterm_drains_refusing_new_calls_until_the_last_one_ends() {
     let mut sw = start(
-        "[sip]\nlisten = \"127.0.0.1:0\"\n[rtp]\nip = \"127.0.0.1\"\nmin_port = 41800\nmax_port = 41999\n",
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[rtp]\nip = \"127.0.0.1\"\nmin_port = 21800\nmax_port = 21999\n",
     );
     let up = echo_up(&sw, "drain");
     let status = Command::new("kill")
