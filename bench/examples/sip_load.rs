@@ -127,6 +127,7 @@ fn start(target: &str, dir: &Path) -> (Running, String) {
                 std::env::var("SENTIRIC_BIN").unwrap_or_else(|_| "target/release/sentiric".into());
             let mut child = Command::new(&exe)
                 .args(["run", "--config", config.to_str().unwrap()])
+                .env("SENTIRIC_HTTP_LISTEN", "127.0.0.1:0")
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()

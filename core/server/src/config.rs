@@ -19,6 +19,10 @@
 //! max_call_duration_s = 14400    # then both legs get BYE
 //! drain_timeout_s = 300          # SIGTERM: calls up may carry on this long
 //!
+//! [http]
+//! listen = "127.0.0.1:9060"      # /healthz, /readyz, /metrics
+//! # token: set SENTIRIC_HTTP_TOKEN to require a bearer token on /metrics
+//!
 //! [log]
 //! format = "text"                # or "json": one object a line
 //! level = "info"
@@ -26,7 +30,7 @@
 //! [dialplan]                     # see sentiric_engine::dialplan
 //! ```
 //!
-//! Every key of `[sip]`, `[rtp]`, `[limits]` and `[log]` can be set from the
+//! Every key of `[sip]`, `[rtp]`, `[limits]`, `[log]` and `[http]` can be set from the
 //! environment, over the file: `SENTIRIC_SIP_LISTEN=127.0.0.1:5070`,
 //! `SENTIRIC_RTP_MIN_PORT=30000`, `SENTIRIC_LIMITS_MAX_CPS=200`.
 //!
@@ -57,6 +61,43 @@ pub(crate) struct Config {
     /// Logging.
     #[serde(default)]
     pub(crate) log: LogConfig,
+    /// Health and metrics endpoints.
+    #[serde(default)]
+    pub(crate) http: HttpConfig,
+}
+
+/// `[http]`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HttpConfig {
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    #[serde(default = "default_http_listen")]
+    pub(crate) listen: SocketAddr,
+    /// A bearer token `/metrics` requires, if set (better from
+    /// `SENTIRIC_HTTP_TOKEN` than from the file).
+    pub(crate) token: Option<String>,
+}
+
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "(set)"))
+            .finish()
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_http_listen(),
+            token: None,
+        }
+    }
+}
+
+fn default_http_listen() -> SocketAddr {
+    ([127, 0, 0, 1], 9060).into()
 }
 
 /// `[log]`.
@@ -231,7 +272,7 @@ impl Config {
             let lower = rest.to_ascii_lowercase();
             // Other SENTIRIC_* variables (the test and benchmark switches)
             // are not settings; a wrong key in a section is an error.
-            let Some((section, key)) = ["sip", "rtp", "limits", "log"]
+            let Some((section, key)) = ["sip", "rtp", "limits", "log", "http"]
                 .iter()
                 .find_map(|s| Some((*s, lower.strip_prefix(s)?.strip_prefix('_')?)))
             else {
@@ -283,6 +324,11 @@ impl Config {
                 )))
             }
         };
+        if self.http.token.as_deref().is_some_and(|t| t.len() < 16) {
+            return Err(ConfigError(
+                "http.token: at least 16 characters (the value is not shown)".into(),
+            ));
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError(format!(
                 "log.format: {:?}: text or json",

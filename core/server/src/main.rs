@@ -6,7 +6,8 @@
 //! otherwise), the B2BUA from `sentiric-engine`, media anchored through
 //! the port pool and relay (`media`), routing by the static dialplan of
 //! the config file (`config`) — with no file, an embedded default on
-//! loopback with the demo dialplan. `sentiric check-config FILE` checks a
+//! loopback with the demo dialplan. Health and metrics are served over
+//! HTTP from a thread of their own (`http`). `sentiric check-config FILE` checks a
 //! file and names the bad key.
 
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use sentiric_io::ports::{PoolConfig, PortPool};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 mod config;
+mod http;
 mod media;
 mod worker;
 
@@ -166,6 +168,18 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
             );
         }
     }
+    // Metrics before anything records one (the engine records its backend).
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| std::io::Error::other(format!("metrics: {e}")))?;
+    let status = Arc::new(http::Status::default());
+    let http_addr = http::spawn(
+        config.http.listen,
+        metrics,
+        Arc::clone(&status),
+        config.http.token.clone(),
+    )?;
+    tracing::info!(http = %http_addr, "health and metrics on http://{http_addr}");
     let (engine, fallback) = sentiric_io::Engine::new(backend)?;
     // The first stdout line says where the switch listens (tests read it).
     println!("sentiric listening on udp:{}", sip.local_addr()?);
@@ -192,6 +206,7 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         max_call_duration: config.limits.max_call_duration_s.map(Duration::from_secs),
         stop,
         drain_timeout: Duration::from_secs(config.limits.drain_timeout_s),
+        status,
     };
     worker::run(engine, sip, media, settings)
 }

@@ -87,6 +87,11 @@ impl Media {
         }
     }
 
+    /// Records the pool's capacity, use and exhaustion as metrics.
+    pub(crate) fn record_pool(&self) {
+        self.pool.stats(Instant::now()).record();
+    }
+
     fn lease_and_bind(&mut self) -> Result<(PortLease, UdpSocket), MediaError> {
         let now = Instant::now();
         // A port another socket holds is skipped (it rests in quarantine

@@ -94,6 +94,8 @@ pub(crate) struct Settings {
     pub(crate) stop: Arc<AtomicBool>,
     /// How long calls up may carry on once draining.
     pub(crate) drain_timeout: Duration,
+    /// What the health endpoints report.
+    pub(crate) status: Arc<crate::http::Status>,
 }
 
 /// Runs a worker until it has drained after a stop signal.
@@ -110,7 +112,9 @@ pub(crate) fn run(
         max_call_duration,
         stop,
         drain_timeout,
+        status,
     } = settings;
+    status.ready.store(true, Ordering::Relaxed);
     let local = sip.local_addr()?;
     let sender = sip.try_clone()?;
     let sip_token = engine.add(sip)?;
@@ -130,6 +134,9 @@ pub(crate) fn run(
     let mut calls: HashMap<CallRef, CallMedia> = HashMap::new();
     // Each call's Call-ID (A leg) and the trace id minted at ingress.
     let mut ids: HashMap<CallRef, (String, String)> = HashMap::new();
+    let mut routed_at: HashMap<CallRef, Instant> = HashMap::new();
+    let (mut relayed, mut dropped) = (0u64, 0u64);
+    let mut next_gauges = Instant::now();
     let mut ended: Vec<CallRef> = Vec::new();
     let ssrc_seed = random_u64();
     loop {
@@ -142,7 +149,13 @@ pub(crate) fn run(
         let now = Instant::now();
         for (bytes, from) in std::mem::take(&mut turn.inbox) {
             match Message::parse(&bytes) {
-                Ok(_) => b2b.receive(now, &bytes, from),
+                Ok(m) => {
+                    if let Some(r) = m.as_request() {
+                        metrics::counter!("sentiric_sip_requests_total", "method" => r.method.as_str().to_string())
+                            .increment(1);
+                    }
+                    b2b.receive(now, &bytes, from);
+                }
                 Err(e) => {
                     // §8.2 / §21: the response the parse error names, sent
                     // statelessly; responses and garbage are dropped.
@@ -160,6 +173,7 @@ pub(crate) fn run(
         // drain timeout, then the worker returns.
         if stop.load(Ordering::Relaxed) && drain_deadline.is_none() {
             b2b.drain();
+            status.ready.store(false, Ordering::Relaxed);
             drain_deadline = Some(now + drain_timeout);
             tracing::info!(
                 calls = b2b.calls(),
@@ -207,6 +221,7 @@ pub(crate) fn run(
                         "call routed: {action:?}"
                     );
                     ids.insert(call, (call_id, trace_id));
+                    routed_at.insert(call, now);
                     b2b.route(now, call, action);
                 }
                 Event::Answered { call } => {
@@ -214,6 +229,10 @@ pub(crate) fn run(
                         .get(&call)
                         .map_or(("", ""), |(c, t)| (c.as_str(), t.as_str()));
                     tracing::info!(call = call.0, call_id, trace_id, "call answered");
+                    if let Some(t) = routed_at.get(&call) {
+                        metrics::histogram!("sentiric_call_setup_seconds")
+                            .record(now.saturating_duration_since(*t).as_secs_f64());
+                    }
                 }
                 Event::Ended { call, status, by } => {
                     let (call_id, trace_id) = ids
@@ -226,6 +245,8 @@ pub(crate) fn run(
                         status,
                         "call ended: {status}, by {by:?}"
                     );
+                    metrics::counter!("sentiric_calls_total", "status" => status.to_string())
+                        .increment(1);
                     ended.push(call);
                 }
             }
@@ -312,11 +333,27 @@ pub(crate) fn run(
         }
         for call in ended.drain(..) {
             ids.remove(&call);
+            routed_at.remove(&call);
         }
         while let Some(o) = b2b.poll_transmit() {
+            if let Some(code) = o.bytes.strip_prefix(b"SIP/2.0 ").and_then(|r| r.get(..3)) {
+                let code = String::from_utf8_lossy(code).into_owned();
+                metrics::counter!("sentiric_sip_responses_total", "code" => code).increment(1);
+            }
             if let Err(e) = sender.send_to(&o.bytes, o.to) {
                 tracing::warn!(to = %o.to, "SIP send: {e}");
             }
+        }
+        // Counters as they go; gauges once a second.
+        metrics::counter!("sentiric_rtp_packets_relayed_total").increment(turn.relayed - relayed);
+        metrics::counter!("sentiric_rtp_packets_dropped_total").increment(turn.dropped - dropped);
+        (relayed, dropped) = (turn.relayed, turn.dropped);
+        metrics::histogram!("sentiric_worker_turn_seconds").record(now.elapsed().as_secs_f64());
+        metrics::gauge!("sentiric_calls_active").set(b2b.calls() as f64);
+        if now >= next_gauges {
+            next_gauges = now + Duration::from_secs(1);
+            b2b.media().record_pool();
+            engine.stats().record(0, engine.kind());
         }
         if drain_deadline.is_some() && b2b.calls() == 0 {
             tracing::info!("drained");

@@ -44,6 +44,7 @@ fn start(config: &str) -> Switch {
         .write_all(config.as_bytes())
         .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+        .env("SENTIRIC_HTTP_LISTEN", "127.0.0.1:0")
         .args(["run", "--config", path.to_str().unwrap()])
         .stdout(Stdio::piped())
         .spawn()

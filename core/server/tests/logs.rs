@@ -9,6 +9,7 @@ use std::time::Duration;
 #[test]
 fn json_logs_carry_call_id_and_trace_id() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+        .env("SENTIRIC_HTTP_LISTEN", "127.0.0.1:0")
         .args(["run", "--listen", "127.0.0.1:0"])
         .env("SENTIRIC_LOG_FORMAT", "json")
         .stdout(Stdio::piped())

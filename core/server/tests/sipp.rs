@@ -76,6 +76,7 @@ impl Switch {
     fn start(dir: &Scratch, config: &str) -> Switch {
         let path = dir.write("switch.toml", config);
         let mut child = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+            .env("SENTIRIC_HTTP_LISTEN", "127.0.0.1:0")
             .args(["run", "--config", path.to_str().unwrap()])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -23,6 +23,7 @@ impl Drop for Switch {
 
 fn start() -> Switch {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+        .env("SENTIRIC_HTTP_LISTEN", "127.0.0.1:0")
         .args(["run", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .spawn()

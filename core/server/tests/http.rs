@@ -1,0 +1,178 @@
+//! The health and metrics endpoints of a running `sentiric`: /healthz,
+//! /readyz (503 once draining), /metrics in Prometheus text with the SIP,
+//! call and engine series, and the bearer token when one is set.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+struct Switch {
+    child: Child,
+    sip: SocketAddr,
+    http: SocketAddr,
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(token: Option<&str>) -> Switch {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sentiric"));
+    cmd.args(["run", "--listen", "127.0.0.1:0"])
+        .env("SENTIRIC_HTTP_LISTEN", "127.0.0.1:0")
+        .env("SENTIRIC_RTP_MIN_PORT", "24000")
+        .env("SENTIRIC_RTP_MAX_PORT", "24199")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(t) = token {
+        cmd.env("SENTIRIC_HTTP_TOKEN", t);
+    }
+    let mut child = cmd.spawn().expect("spawn sentiric");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let sip = line.trim().rsplit("udp:").next().unwrap().parse().unwrap();
+    // The HTTP address is logged.
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(a) = l.split("http://").nth(1) {
+                let _ = tx.send(a.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    let http = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the HTTP address logged")
+        .parse()
+        .unwrap();
+    Switch { child, sip, http }
+}
+
+/// GET `path`; the status and body.
+fn get(http: SocketAddr, path: &str, auth: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let auth = auth
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: test\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+fn invite(sock: &UdpSocket, sip: SocketAddr, user: &str, call_id: &str, with_sdp: bool) -> String {
+    let me = sock.local_addr().unwrap();
+    let body = if with_sdp {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\n",
+            me.port() + 1
+        )
+    } else {
+        String::new()
+    };
+    let ct = if with_sdp {
+        "Content-Type: application/sdp\r\n"
+    } else {
+        ""
+    };
+    let msg = format!(
+        "INVITE sip:{user}@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{call_id}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:{user}@{sip}>\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:t@{me}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    sock.send_to(msg.as_bytes(), sip).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        let (n, _) = sock.recv_from(&mut buf).unwrap();
+        let r = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !r.starts_with("SIP/2.0 100") {
+            return r;
+        }
+    }
+}
+
+#[test]
+fn health_readiness_and_metrics() {
+    let sw = start(None);
+    assert_eq!(get(sw.http, "/healthz", None), (200, "ok\n".into()));
+    assert_eq!(get(sw.http, "/readyz", None).0, 200);
+    assert_eq!(get(sw.http, "/nope", None).0, 404);
+
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    // A call the demo dialplan refuses, and an echo call that stays up.
+    assert!(invite(&sock, sw.sip, "nobody", "m1", false).starts_with("SIP/2.0 404"));
+    let ok = invite(&sock, sw.sip, "600", "m2", true);
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let to = ok.lines().find(|l| l.starts_with("To:")).unwrap();
+    let me = sock.local_addr().unwrap();
+    let ack = format!(
+        "ACK sip:600@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKm2ack\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:t@127.0.0.1>;tag=1\r\n{to}\r\nCall-ID: m2\r\n\
+         CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+        sip = sw.sip
+    );
+    sock.send_to(ack.as_bytes(), sw.sip).unwrap();
+    // Gauges are refreshed once a second.
+    std::thread::sleep(Duration::from_millis(2100));
+    let (code, metrics) = get(sw.http, "/metrics", None);
+    assert_eq!(code, 200);
+    for series in [
+        r#"sentiric_sip_requests_total{method="INVITE"} 2"#,
+        r#"sentiric_sip_responses_total{code="404"}"#,
+        r#"sentiric_sip_responses_total{code="200"}"#,
+        r#"sentiric_calls_total{status="404"} 1"#,
+        "sentiric_calls_active 1",
+        "sentiric_call_setup_seconds",
+        "sentiric_engine_backend",
+        // The echo call holds one RTP/RTCP pair.
+        "sentiric_rtp_ports_in_use 1",
+        "sentiric_worker_turn_seconds",
+    ] {
+        assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+    }
+
+    // Draining: not ready any more, still healthy.
+    let status = Command::new("kill")
+        .args(["-TERM", &sw.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(get(sw.http, "/readyz", None), (503, "draining\n".into()));
+    assert_eq!(get(sw.http, "/healthz", None).0, 200);
+}
+
+#[test]
+fn metrics_behind_a_bearer_token() {
+    let token = "0123456789abcdef-test";
+    let sw = start(Some(token));
+    assert_eq!(get(sw.http, "/metrics", None).0, 401);
+    assert_eq!(
+        get(sw.http, "/metrics", Some("wrong-token-wrong-token")).0,
+        401
+    );
+    assert_eq!(get(sw.http, "/metrics", Some(token)).0, 200);
+    // Health stays open for probes.
+    assert_eq!(get(sw.http, "/healthz", None).0, 200);
+}
