@@ -7,7 +7,8 @@
 //! the port pool and relay (`media`), routing by the static dialplan of
 //! the config file (`config`) — with no file, an embedded default on
 //! loopback with the demo dialplan. Health and metrics are served over
-//! HTTP from a thread of their own (`http`). `sentiric check-config FILE` checks a
+//! HTTP from a thread of their own (`http`). `sentiric call URI` is a
+//! small user agent for people and tests (`call`). `sentiric check-config FILE` checks a
 //! file and names the bad key.
 
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use sentiric_io::ports::{PoolConfig, PortPool};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
+mod call;
 mod config;
 mod http;
 mod media;
@@ -27,6 +29,7 @@ mod worker;
 
 const USAGE: &str = "usage: sentiric run [--config FILE] [--listen ADDR]
        sentiric check-config FILE
+       sentiric call URI [--play FILE.wav] [--record FILE.wav] [--dtmf 123#] [--duration S] [--bind IP]
        sentiric --version";
 
 fn load(path: Option<&str>) -> Result<config::Checked, String> {
@@ -95,6 +98,20 @@ fn main() -> ExitCode {
             },
             None => {
                 eprintln!("{USAGE}");
+                ExitCode::from(2)
+            }
+        },
+        Some("call") => match call::CallArgs::parse(&args[1..]) {
+            Ok(a) => match call::run(&a) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("sentiric call: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                eprintln!("sentiric call: {e}\n{USAGE}");
                 ExitCode::from(2)
             }
         },

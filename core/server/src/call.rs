@@ -1,0 +1,441 @@
+//! `sentiric call URI`: a small user agent for people and tests. It places
+//! one call through any SIP server over UDP, streams a WAV file (or
+//! silence) as G.711, records what it hears, sends DTMF as RFC 4733
+//! events, hangs up after a while, and prints a JSON summary: the
+//! responses, the setup time, and the RTP counts each way.
+//!
+//! ```text
+//! sentiric call sip:600@127.0.0.1 --play hello.wav --record heard.wav --dtmf 12# --duration 5
+//! ```
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use sentiric_media::g711::Law;
+use sentiric_media::wav::{Wav, WavPlayer, WavRecorder};
+use sentiric_rtp::dtmf::{char_event, event_char, DtmfDetector, DtmfEvent, DtmfSender};
+use sentiric_rtp::packet::{RtpHeader, RtpPacket};
+use sentiric_sip::build::{response_to, MessageBuilder};
+use sentiric_sip::dialog::Dialog;
+use sentiric_sip::transaction::{
+    IncomingRequest, IncomingResponse, Reliability, TimerConfig, TransactionEvent, TransactionLayer,
+};
+use sentiric_sip::{HeaderName, Host, Message, Method, Uri};
+
+use crate::worker::random_u64;
+
+/// What the command line asked for.
+#[derive(Debug, Clone)]
+pub(crate) struct CallArgs {
+    pub(crate) uri: String,
+    pub(crate) play: Option<PathBuf>,
+    pub(crate) record: Option<PathBuf>,
+    pub(crate) dtmf: String,
+    pub(crate) duration: Option<Duration>,
+    pub(crate) bind: IpAddr,
+}
+
+impl CallArgs {
+    /// Reads `URI [--play F] [--record F] [--dtmf D] [--duration S] [--bind IP]`.
+    pub(crate) fn parse(args: &[String]) -> Result<CallArgs, String> {
+        let mut it = args.iter();
+        let uri = it.next().ok_or("a SIP URI to call")?.clone();
+        let mut out = CallArgs {
+            uri,
+            play: None,
+            record: None,
+            dtmf: String::new(),
+            duration: None,
+            bind: [127, 0, 0, 1].into(),
+        };
+        while let Some(flag) = it.next() {
+            let value = it.next().ok_or_else(|| format!("{flag}: a value"))?;
+            match flag.as_str() {
+                "--play" => out.play = Some(value.into()),
+                "--record" => out.record = Some(value.into()),
+                "--dtmf" => {
+                    if let Some(c) = value.chars().find(|c| char_event(*c).is_none()) {
+                        return Err(format!("--dtmf: {c:?} is not a DTMF digit"));
+                    }
+                    out.dtmf = value.clone();
+                }
+                "--duration" => {
+                    let s: f64 = value.parse().map_err(|_| format!("--duration: {value}"))?;
+                    if !(0.0..=86_400.0).contains(&s) {
+                        return Err(format!("--duration: {value}"));
+                    }
+                    out.duration = Some(Duration::from_secs_f64(s));
+                }
+                "--bind" => out.bind = value.parse().map_err(|_| format!("--bind: {value}"))?,
+                other => return Err(format!("unknown option {other}")),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The address a SIP URI names (an IP address; names need DNS).
+fn uri_target(uri: &str) -> Result<SocketAddr, String> {
+    let u = Uri::parse(uri).map_err(|e| format!("{uri}: {e}"))?;
+    let sip = u.as_sip().ok_or_else(|| format!("{uri}: not a sip: URI"))?;
+    let ip: IpAddr = match sip.host {
+        Host::Ipv4(a) => a.into(),
+        Host::Ipv6(a) => a.into(),
+        Host::Domain(d) => {
+            return Err(format!(
+                "{d}: host names are not resolved yet; use an address"
+            ))
+        }
+    };
+    Ok(SocketAddr::new(ip, sip.port.unwrap_or(5060)))
+}
+
+/// Where the far end receives media, the G.711 law and its payload type.
+type MediaChoice = (SocketAddr, Law, u8);
+
+/// The remote media address and the G.711 law an SDP answer chose.
+fn answer_media(body: &[u8]) -> Option<MediaChoice> {
+    let sdp = sentiric_sdp::SessionDescription::parse(body).ok()?;
+    let m = sdp.media.first()?;
+    let ip = sdp.connection_of(0)?.ip()?;
+    let (law, pt) = m.payload_types().find_map(|pt| match pt {
+        0 => Some((Law::Ulaw, 0)),
+        8 => Some((Law::Alaw, 8)),
+        _ => None,
+    })?;
+    Some((SocketAddr::new(ip, m.port), law, pt))
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+struct Sip {
+    sock: UdpSocket,
+    layer: TransactionLayer<SocketAddr>,
+    local: SocketAddr,
+}
+
+impl Sip {
+    fn via(&self) -> String {
+        format!(
+            "SIP/2.0/UDP {};branch=z9hG4bK{:016x}",
+            self.local,
+            random_u64()
+        )
+    }
+
+    fn flush(&mut self) {
+        while let Some(t) = self.layer.poll_transmit() {
+            let _ = self.sock.send_to(&t.bytes, t.destination);
+        }
+    }
+}
+
+/// Places the call; prints the summary; `Ok(true)` when it was answered
+/// and hung up cleanly.
+pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
+    let target = uri_target(&args.uri)?;
+    let sock = UdpSocket::bind((args.bind, 0)).map_err(|e| format!("SIP socket: {e}"))?;
+    let rtp = UdpSocket::bind((args.bind, 0)).map_err(|e| format!("RTP socket: {e}"))?;
+    rtp.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let local = sock.local_addr().map_err(|e| e.to_string())?;
+    let rtp_local = rtp.local_addr().map_err(|e| e.to_string())?;
+    let player = match &args.play {
+        Some(p) => {
+            let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let wav = Wav::parse(&bytes).map_err(|e| format!("{}: {e:?}", p.display()))?;
+            Some(WavPlayer::new(&wav, 8000).map_err(|e| format!("{}: {e}", p.display()))?)
+        }
+        None => None,
+    };
+    let mut sip = Sip {
+        sock,
+        layer: TransactionLayer::new(TimerConfig::default(), 64),
+        local,
+    };
+    let ip = local.ip();
+    let sdp = format!(
+        "v=0\r\no=sentiric-call {id} 1 IN IP{v} {ip}\r\ns=-\r\nc=IN IP{v} {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\n",
+        id = random_u64() >> 1,
+        v = if ip.is_ipv4() { 4 } else { 6 },
+        port = rtp_local.port(),
+    );
+    let host = if ip.is_ipv4() {
+        ip.to_string()
+    } else {
+        format!("[{ip}]")
+    };
+    let from = format!("<sip:sentiric-call@{host}>;tag={:016x}", random_u64());
+    let mut b = MessageBuilder::request(Method::Invite, &args.uri)
+        .header(HeaderName::Via, &sip.via())
+        .header(HeaderName::MaxForwards, "70")
+        .header(HeaderName::From, &from)
+        .header(HeaderName::To, &format!("<{}>", args.uri))
+        .header(HeaderName::CallId, &format!("{:016x}@{host}", random_u64()))
+        .header(HeaderName::Contact, &format!("<sip:sentiric-call@{local}>"));
+    b.push_header("CSeq", "1 INVITE");
+    let invite = b.body(Some("application/sdp"), sdp.as_bytes());
+    let started = Instant::now();
+    let invite_msg = Message::parse(&invite).map_err(|e| e.to_string())?;
+    let invite_req = invite_msg.as_request().ok_or("INVITE")?;
+    sip.layer
+        .send_request(started, invite_req, target, Reliability::Unreliable)
+        .map_err(|e| e.to_string())?;
+    sip.flush();
+
+    // Until a final response.
+    let mut codes = Vec::new();
+    let mut buf = vec![0u8; 65_535];
+    let mut answered: Option<(Dialog, Option<MediaChoice>)> = None;
+    let mut setup = None;
+    let mut final_status = 0u16;
+    while final_status == 0 {
+        let wait = sip
+            .layer
+            .poll_timeout()
+            .map_or(Duration::from_millis(100), |t| {
+                t.saturating_duration_since(Instant::now())
+            })
+            .clamp(Duration::from_millis(1), Duration::from_millis(100));
+        sip.sock
+            .set_read_timeout(Some(wait))
+            .map_err(|e| e.to_string())?;
+        if let Ok((n, _)) = sip.sock.recv_from(&mut buf) {
+            if let Ok(m) = Message::parse(&buf[..n]) {
+                if let Some(resp) = m.as_response() {
+                    if let IncomingResponse::Deliver(_) =
+                        sip.layer.receive_response(Instant::now(), resp)
+                    {
+                        codes.push(resp.status);
+                        if resp.status >= 200 {
+                            final_status = resp.status;
+                            setup = Some(started.elapsed());
+                            if resp.status < 300 {
+                                let dialog = Dialog::new_uac(invite_req, resp)
+                                    .map_err(|e| format!("{e:?}"))?;
+                                answered = Some((dialog, answer_media(resp.body)));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        sip.layer.handle_timeout(Instant::now());
+        while let Some(ev) = sip.layer.poll_event() {
+            if let TransactionEvent::Timeout(_) = ev.event {
+                final_status = 408;
+                codes.push(408);
+            }
+        }
+        sip.flush();
+    }
+    let setup_ms = setup.map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    let Some((mut dialog, media)) = answered else {
+        println!(
+            "{{\"uri\":{},\"status\":{final_status},\"codes\":{codes:?},\"setup_ms\":{setup_ms:.1}}}",
+            json_str(&args.uri)
+        );
+        return Ok(false);
+    };
+    let remote_sip = dialog
+        .remote_target_uri()
+        .and_then(|u| uri_target(u.as_str()).ok())
+        .unwrap_or(target);
+    let ack = dialog.create_ack(1, &sip.via()).finish();
+    let _ = sip.sock.send_to(&ack, remote_sip);
+    let Some((remote_rtp, law, pt)) = media else {
+        return Err("the answer has no G.711 audio stream".into());
+    };
+
+    // Media: 20 ms frames out, everything heard decoded and recorded.
+    let duration = args.duration.unwrap_or(Duration::from_secs(5));
+    let mut player = player;
+    let mut recorder = args.record.as_ref().map(|_| WavRecorder::new(8000, 1));
+    let ssrc = random_u64() as u32;
+    let (mut seq, mut ts) = (random_u64() as u16, random_u64() as u32);
+    let (mut sent, mut received) = (0u64, 0u64);
+    let mut seqs: Option<(i64, i64, i64)> = None;
+    let mut detector = DtmfDetector::new();
+    let mut heard_dtmf = String::new();
+    let mut digits: Vec<char> = args.dtmf.chars().collect();
+    digits.reverse();
+    let mut dtmf: Option<DtmfSender> = None;
+    let (mut pcm, mut payload, mut packet) = (Vec::new(), Vec::new(), Vec::new());
+    let media_start = Instant::now();
+    let mut next_frame = media_start;
+    let mut remote_bye = false;
+    sip.sock
+        .set_read_timeout(Some(Duration::from_millis(1)))
+        .map_err(|e| e.to_string())?;
+    while media_start.elapsed() < duration && !remote_bye {
+        let now = Instant::now();
+        if now >= next_frame {
+            next_frame += Duration::from_millis(20);
+            // DTMF from half a second in, one digit after another.
+            if dtmf.is_none() && media_start.elapsed() > Duration::from_millis(500) {
+                if let Some(d) = digits.pop() {
+                    dtmf = char_event(d).map(|e| DtmfSender::new(e, ts, 800, 160, 10));
+                }
+            }
+            packet.clear();
+            match dtmf.as_mut().and_then(Iterator::next) {
+                Some(p) => {
+                    let h = RtpHeader {
+                        marker: p.marker,
+                        payload_type: 101,
+                        sequence: seq,
+                        timestamp: p.timestamp,
+                        ssrc,
+                    };
+                    h.write(&p.payload, &mut packet);
+                }
+                None => {
+                    dtmf = None;
+                    let playing = player.as_mut().is_some_and(|p| p.next_frame(&mut pcm));
+                    if !playing {
+                        pcm.clear();
+                        pcm.resize(160, 0);
+                    }
+                    law.encode(&pcm, &mut payload);
+                    let h = RtpHeader {
+                        marker: sent == 0,
+                        payload_type: pt,
+                        sequence: seq,
+                        timestamp: ts,
+                        ssrc,
+                    };
+                    h.write(&payload, &mut packet);
+                }
+            }
+            let _ = rtp.send_to(&packet, remote_rtp);
+            sent += 1;
+            seq = seq.wrapping_add(1);
+            ts = ts.wrapping_add(160);
+        }
+        // What arrived.
+        while let Ok((n, _)) = rtp.recv_from(&mut buf) {
+            let Ok(p) = RtpPacket::parse(&buf[..n]) else {
+                continue;
+            };
+            received += 1;
+            // Extended sequence numbers: the first, the last, the highest.
+            let s = p.sequence();
+            match seqs.as_mut() {
+                None => seqs = Some((i64::from(s), i64::from(s), i64::from(s))),
+                Some((_, last, high)) => {
+                    *last += i64::from(s.wrapping_sub(*last as u16) as i16);
+                    *high = (*high).max(*last);
+                }
+            }
+            if p.payload_type() == 101 {
+                for ev in detector.on_packet(p.timestamp(), p.payload()) {
+                    if let DtmfEvent::End { event, .. } = ev {
+                        if let Some(c) = event_char(event) {
+                            heard_dtmf.push(c);
+                        }
+                    }
+                }
+            } else if let Some(r) = recorder.as_mut() {
+                let mut frame = Vec::new();
+                law.decode(p.payload(), &mut frame);
+                r.push(&frame, None);
+            }
+        }
+        // SIP meanwhile: a BYE from the far end, a retransmitted 2xx.
+        if let Ok((n, from)) = sip.sock.recv_from(&mut buf) {
+            if let Ok(m) = Message::parse(&buf[..n]) {
+                if let Some(req) = m.as_request() {
+                    if let IncomingRequest::New(id) = sip.layer.receive_request(
+                        Instant::now(),
+                        req,
+                        from,
+                        Reliability::Unreliable,
+                    ) {
+                        let status = if req.method == Method::Bye { 200 } else { 501 };
+                        let reason = if status == 200 {
+                            "OK"
+                        } else {
+                            "Not Implemented"
+                        };
+                        let _ = sip.layer.send_response(
+                            Instant::now(),
+                            id,
+                            response_to(req, status, reason, None).finish(),
+                        );
+                        remote_bye |= req.method == Method::Bye;
+                    }
+                } else if m
+                    .as_response()
+                    .is_some_and(|r| (200..300).contains(&r.status))
+                {
+                    let _ = sip.sock.send_to(&ack, remote_sip);
+                }
+            }
+        }
+        sip.layer.handle_timeout(Instant::now());
+        sip.flush();
+        let pause = next_frame
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(5));
+        std::thread::sleep(pause);
+    }
+
+    // Hang up, unless the far end did.
+    let mut bye_status = if remote_bye { 200 } else { 0 };
+    if !remote_bye {
+        let bye = dialog.create_request(Method::Bye, &sip.via()).finish();
+        let m = Message::parse(&bye).map_err(|e| e.to_string())?;
+        let req = m.as_request().ok_or("BYE")?;
+        sip.layer
+            .send_request(Instant::now(), req, remote_sip, Reliability::Unreliable)
+            .map_err(|e| e.to_string())?;
+        sip.flush();
+        let give_up = Instant::now() + Duration::from_secs(8);
+        sip.sock
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .map_err(|e| e.to_string())?;
+        while bye_status == 0 && Instant::now() < give_up {
+            if let Ok((n, _)) = sip.sock.recv_from(&mut buf) {
+                if let Ok(m) = Message::parse(&buf[..n]) {
+                    if let Some(r) = m.as_response() {
+                        if r.cseq().method == Method::Bye && r.status >= 200 {
+                            bye_status = r.status;
+                        }
+                    }
+                }
+            }
+            sip.layer.handle_timeout(Instant::now());
+            sip.flush();
+        }
+    }
+    if let (Some(path), Some(r)) = (&args.record, recorder) {
+        std::fs::write(path, r.to_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let expected = seqs.map_or(0, |(first, _, high)| (high - first + 1).max(0) as u64);
+    let lost = expected.saturating_sub(received);
+    println!(
+        "{{\"uri\":{},\"status\":{final_status},\"codes\":{codes:?},\"setup_ms\":{setup_ms:.1},\
+         \"media\":{{\"codec\":\"{}\",\"remote\":\"{remote_rtp}\",\"sent\":{sent},\"received\":{received},\
+         \"lost\":{lost},\"dtmf_received\":{}}},\"bye\":{bye_status},\"hung_up_by\":\"{}\"}}",
+        json_str(&args.uri),
+        if pt == 0 { "PCMU" } else { "PCMA" },
+        json_str(&heard_dtmf),
+        if remote_bye { "remote" } else { "local" },
+    );
+    Ok(bye_status == 200)
+}
