@@ -34,8 +34,10 @@
 //!   answer relayed back; 491 while another is pending.
 //! * echo: the switch answers (SDP answer on its port facing A) and the
 //!   media plane sends A's audio back.
-//! * reject: the dialplan's code. Other actions (play, conference) and
-//!   parallel forking: 501 for now.
+//! * play, then hang up: the switch answers in G.711 and the media plane
+//!   plays the prompt; its owner calls [`B2bua::hang_up`] at the end.
+//! * reject: the dialplan's code. Other actions (play then continue,
+//!   conference) and parallel forking: 501 for now.
 //! * OPTIONS outside a dialog: 200 with Allow. Requests for dialogs the
 //!   switch does not know: 481. Other in-dialog requests (UPDATE, INFO):
 //!   501 for now.
@@ -55,7 +57,7 @@ use sentiric_sip::transaction::{
 };
 use sentiric_sip::{HeaderName, Host, Message, Method, Request, Response, Uri};
 
-use crate::dialplan::{reason_phrase, Action, Fork, Transport};
+use crate::dialplan::{reason_phrase, Action, AfterPlay, Fork, Transport};
 use sentiric_sdp::offer_answer::{answer, Codec, LocalMedia};
 use sentiric_sdp::session::Direction;
 
@@ -119,6 +121,17 @@ pub trait MediaPlane {
         &mut self,
         call: CallRef,
         sdp: &sentiric_sdp::SessionDescription<'_>,
+    ) -> Result<MediaEndpoint, MediaError>;
+
+    /// The switch answers `call` itself and plays `prompt` to A (a path,
+    /// or `builtin:NAME`), in G.711 as the answer chooses from A's offer
+    /// (the first of PCMU and PCMA in its order); when the prompt is over
+    /// the owner calls [`B2bua::hang_up`]. Returns the endpoint facing A.
+    fn play(
+        &mut self,
+        call: CallRef,
+        sdp: &sentiric_sdp::SessionDescription<'_>,
+        prompt: &str,
     ) -> Result<MediaEndpoint, MediaError>;
 
     /// The call is over: its ports can go back to the pool.
@@ -611,7 +624,11 @@ impl<M: MediaPlane> B2bua<M> {
                 self.try_next_target(now, call, 480);
             }
             Action::Reject { code, reason } => self.fail_a(now, call, code, &reason),
-            Action::Echo => self.answer_echo(now, call),
+            Action::Echo => self.answer_locally(now, call, None),
+            Action::Play {
+                prompt,
+                then: AfterPlay::Hangup,
+            } => self.answer_locally(now, call, Some(&prompt)),
             _ => self.fail_a(now, call, 501, "Not Implemented"),
         }
         self.drain_layer(now);
@@ -1245,9 +1262,11 @@ impl<M: MediaPlane> B2bua<M> {
         self.respond(now, tx, bytes);
     }
 
-    /// The switch answers A itself and sends its audio back (the echo
-    /// test): an SDP answer on the switch's port facing A.
-    fn answer_echo(&mut self, now: Instant, call: CallRef) {
+    /// The switch answers A itself: the echo test (A's audio sent back,
+    /// any codec the switch knows) or a prompt (`Some(prompt)`: G.711, the
+    /// media plane plays it and the owner calls [`B2bua::hang_up`] when it
+    /// is over). An SDP answer on the switch's port facing A.
+    fn answer_locally(&mut self, now: Instant, call: CallRef, prompt: Option<&str>) {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
@@ -1262,7 +1281,11 @@ impl<M: MediaPlane> B2bua<M> {
             // No offer in the INVITE (an offer in the ACK) is not taken yet.
             return self.fail_a(now, call, 488, "Not Acceptable Here");
         };
-        let ep = match self.media.echo(call, &offer) {
+        let ep = match prompt {
+            Some(p) => self.media.play(call, &offer, p),
+            None => self.media.echo(call, &offer),
+        };
+        let ep = match ep {
             Ok(ep) => ep,
             Err(MediaError::Exhausted) => {
                 return self.fail_a(now, call, 503, "Service Unavailable")
@@ -1271,15 +1294,15 @@ impl<M: MediaPlane> B2bua<M> {
                 return self.fail_a(now, call, 488, "Not Acceptable Here")
             }
         };
+        let mut codecs = vec![Codec::new("PCMU", 8000, 1), Codec::new("PCMA", 8000, 1)];
+        if prompt.is_none() {
+            // Echo sends back what it gets: any codec the switch knows.
+            codecs.push(Codec::new("G722", 8000, 1));
+            codecs.push(Codec::new("opus", 48000, 2));
+        }
         let local = LocalMedia {
             address: ep.ip,
-            // Echo sends back what it gets: any codec the switch knows.
-            codecs: vec![
-                Codec::new("PCMU", 8000, 1),
-                Codec::new("PCMA", 8000, 1),
-                Codec::new("G722", 8000, 1),
-                Codec::new("opus", 48000, 2),
-            ],
+            codecs,
             telephone_event: true,
             direction: Direction::SendRecv,
             rtcp_mux: false,
@@ -1291,6 +1314,23 @@ impl<M: MediaPlane> B2bua<M> {
             Ok(sdp) => self.respond_a(now, call, 200, "OK", Some(&sdp.to_bytes())),
             Err(_) => self.fail_a(now, call, 488, "Not Acceptable Here"),
         }
+    }
+
+    /// The switch ends `call` now (a prompt is over): BYE to every leg
+    /// that has a dialog, or 480 to a caller not yet answered.
+    pub fn hang_up(&mut self, now: Instant, call: CallRef) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        if c.answered {
+            self.bye(now, call, Leg::A);
+            self.bye(now, call, Leg::B);
+            self.end(call, 200, None);
+        } else {
+            self.cancel_b(now, call);
+            self.fail_a(now, call, 480, "Temporarily Unavailable");
+        }
+        self.drain_layer(now);
     }
 
     /// Runs every timer due at `now`.

@@ -599,6 +599,19 @@ impl StaticDialplan {
         StaticDialplan::from_config(&config).expect("the demo dialplan is valid")
     }
 
+    /// Every prompt the rules and the default may play (to load at start).
+    pub fn prompts(&self) -> Vec<&str> {
+        self.rules
+            .iter()
+            .map(|r| &r.action)
+            .chain(std::iter::once(&self.default))
+            .filter_map(|t| match t {
+                Template::Play { prompt, .. } => Some(prompt.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The name of the rule that takes `request`, or `None` for the default.
     pub fn matching_rule(&self, request: &RouteRequest<'_>) -> Option<&str> {
         self.rules

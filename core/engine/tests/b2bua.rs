@@ -21,6 +21,8 @@ struct Recorder {
     released: Vec<CallRef>,
     /// Peer addresses of echo calls.
     echoes: Vec<String>,
+    /// Prompts played.
+    prompts: Vec<String>,
     exhausted: bool,
 }
 
@@ -69,6 +71,16 @@ impl MediaPlane for Recorder {
             ip: "127.0.0.1".parse().unwrap(),
             ports: vec![Some(40004)],
         })
+    }
+
+    fn play(
+        &mut self,
+        call: CallRef,
+        sdp: &SessionDescription<'_>,
+        prompt: &str,
+    ) -> Result<MediaEndpoint, MediaError> {
+        self.prompts.push(prompt.to_string());
+        self.echo(call, sdp)
     }
 
     fn release(&mut self, call: CallRef) {
@@ -856,4 +868,43 @@ fn a_call_longer_than_the_limit_is_hung_up_on_both_sides() {
         status: 200,
         by: None
     }));
+}
+
+#[test]
+fn a_prompt_is_answered_in_g711_and_hung_up_when_over() {
+    let mut net = Net::new();
+    let (call, _) = net.alice_calls("700", 70);
+    net.b2b.route(
+        net.now,
+        call,
+        Action::Play {
+            prompt: "builtin:announcement".into(),
+            then: sentiric_engine::dialplan::AfterPlay::Hangup,
+        },
+    );
+    let sent = net.sent();
+    let ok = only(&sent, ALICE, "SIP/2.0 200 OK");
+    // G.711 only (Alice offered 0, 8 and 101): what the prompt is coded in.
+    assert!(
+        ok.body().contains("m=audio 40004 RTP/AVP 0 8 101"),
+        "{}",
+        ok.body()
+    );
+    assert_eq!(net.b2b.media().prompts, ["builtin:announcement"]);
+    let a_tag = tag_of(&ok.header(HeaderName::To));
+    net.send(ALICE, &a_request("ACK", &a_tag, 10, "p2"));
+    assert_eq!(net.events(), [Event::Answered { call }]);
+    // The prompt is over: the switch hangs up.
+    net.b2b.hang_up(net.now, call);
+    let sent = net.sent();
+    let bye = only(&sent, ALICE, "BYE sip:alice@127.0.0.2:5060 SIP/2.0");
+    assert_eq!(bye.header(HeaderName::CallId), "call-a@127.0.0.2");
+    assert_eq!(
+        net.events(),
+        [Event::Ended {
+            call,
+            status: 200,
+            by: None
+        }]
+    );
 }

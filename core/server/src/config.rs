@@ -248,6 +248,8 @@ pub(crate) struct Checked {
     pub(crate) dialplan: StaticDialplan,
     /// The engine backend.
     pub(crate) backend: sentiric_io::Backend,
+    /// The prompts the dialplan plays, loaded.
+    pub(crate) prompts: crate::prompts::Prompts,
 }
 
 impl Config {
@@ -353,10 +355,12 @@ impl Config {
             }
             _ => StaticDialplan::demo(),
         };
+        let prompts = crate::prompts::load(&dialplan).map_err(ConfigError)?;
         Ok(Checked {
             config: self,
             dialplan,
             backend,
+            prompts,
         })
     }
 }
@@ -410,6 +414,10 @@ mod tests {
             ("[limits]\nmax_cps = 0\n", "limits.max_cps"),
             ("[log]\nformat = \"xml\"\n", "log.format"),
             ("[log]\nlevel = \"loud\"\n", "log.level"),
+            (
+                "[[dialplan.rule]]\naction = \"play\"\nprompt = \"/nonexistent/x.wav\"\n",
+                "/nonexistent/x.wav",
+            ),
             (
                 "[[dialplan.rule]]\naction = \"echo\"\nroom = \"x\"\n",
                 "dialplan.rule[0].room",

@@ -25,6 +25,7 @@ mod call;
 mod config;
 mod http;
 mod media;
+mod prompts;
 mod worker;
 
 const USAGE: &str = "usage: sentiric run [--config FILE] [--listen ADDR]
@@ -155,6 +156,7 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         config,
         dialplan,
         backend,
+        prompts,
     } = checked;
     // SIP signalling: deep buffers for bursts at high CPS, marked CS3.
     let sip = sentiric_io::socket::bind_udp(
@@ -208,7 +210,7 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         ),
         None => tracing::info!(backend = engine.kind(), "packet engine: {}", engine.kind()),
     }
-    let media = media::Media::new(pool, 0, rtp.ip);
+    let media = media::Media::new(pool, 0, rtp.ip, prompts);
     // SIGTERM and the first SIGINT set `stop` (drain); a second SIGINT
     // exits at once.
     let stop = Arc::new(AtomicBool::new(false));

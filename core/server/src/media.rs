@@ -14,7 +14,11 @@ use std::time::Instant;
 use sentiric_engine::b2bua::{CallRef, Leg, MediaEndpoint, MediaError, MediaPlane};
 use sentiric_io::ports::{PortLease, PortPool};
 use sentiric_io::socket::{bind_udp, UdpOptions};
+use sentiric_media::g711::Law;
+use sentiric_media::wav::Wav;
 use sentiric_sdp::SessionDescription;
+
+use crate::prompts::Prompts;
 
 /// Work for the worker's engine and relay.
 #[derive(Debug)]
@@ -47,6 +51,22 @@ pub(crate) enum Instruction {
         /// The caller's media address.
         peer: Option<SocketAddr>,
     },
+    /// Play `wav` on `socket` to `peer` in `law` (payload type `pt`), then
+    /// tell the B2BUA to hang up.
+    Play {
+        /// The call.
+        call: CallRef,
+        /// The socket facing the caller.
+        socket: UdpSocket,
+        /// The caller's media address.
+        peer: Option<SocketAddr>,
+        /// The prompt.
+        wav: Wav,
+        /// G.711 law and payload type, as the answer chose.
+        law: Law,
+        /// The payload type.
+        pt: u8,
+    },
     /// The call is over: unbridge and close its sockets.
     Release {
         /// The call.
@@ -70,19 +90,22 @@ pub(crate) struct Media {
     calls: HashMap<CallRef, CallPorts>,
     /// Ports of the pool another socket held when bound.
     bind_failures: u64,
+    /// The prompts the dialplan plays.
+    prompts: Prompts,
     /// For the worker to apply.
     pub(crate) pending: Vec<Instruction>,
 }
 
 impl Media {
     /// Ports from `pool`'s `partition`, sockets on `ip`.
-    pub(crate) fn new(pool: PortPool, partition: usize, ip: IpAddr) -> Media {
+    pub(crate) fn new(pool: PortPool, partition: usize, ip: IpAddr, prompts: Prompts) -> Media {
         Media {
             pool,
             partition,
             ip,
             calls: HashMap::new(),
             bind_failures: 0,
+            prompts,
             pending: Vec::new(),
         }
     }
@@ -196,6 +219,41 @@ impl MediaPlane for Media {
             call,
             socket,
             peer: media_addr(sdp),
+        });
+        let mut ports = vec![None; sdp.media.len()];
+        ports[0] = Some(a.rtp);
+        Ok(MediaEndpoint { ip: self.ip, ports })
+    }
+
+    fn play(
+        &mut self,
+        call: CallRef,
+        sdp: &SessionDescription<'_>,
+        prompt: &str,
+    ) -> Result<MediaEndpoint, MediaError> {
+        let Some(wav) = self.prompts.get(prompt).cloned() else {
+            return Err(MediaError::NotAcceptable);
+        };
+        if sdp.media.is_empty() || sdp.media[0].kind != "audio" || self.calls.contains_key(&call) {
+            return Err(MediaError::NotAcceptable);
+        }
+        // The answer keeps the offer's order: its first G.711 format.
+        let Some((law, pt)) = sdp.media[0].payload_types().find_map(|pt| match pt {
+            0 => Some((Law::Ulaw, 0)),
+            8 => Some((Law::Alaw, 8)),
+            _ => None,
+        }) else {
+            return Err(MediaError::NotAcceptable);
+        };
+        let (a, socket) = self.lease_and_bind()?;
+        self.calls.insert(call, CallPorts { a, b: None });
+        self.pending.push(Instruction::Play {
+            call,
+            socket,
+            peer: media_addr(sdp),
+            wav,
+            law,
+            pt,
         });
         let mut ports = vec![None; sdp.media.len()];
         ports[0] = Some(a.rtp);

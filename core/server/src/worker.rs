@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 use sentiric_engine::b2bua::{B2bua, B2buaConfig, CallRef, Event, Leg};
 use sentiric_engine::dialplan::{Dialplan, RouteRequest, StaticDialplan};
 use sentiric_io::{Engine, Outbox, PacketHandler, Token};
+use sentiric_media::g711::Law;
+use sentiric_media::wav::WavPlayer;
+use sentiric_rtp::packet::RtpHeader;
 use sentiric_rtp::relay::{LatchPolicy, LegSpec, Relay};
 use sentiric_sip::build::stateless_response;
 use sentiric_sip::{Disposition, Message};
@@ -58,6 +61,61 @@ impl PacketHandler for Turn {
             }
             Err(_) => self.dropped += 1,
         }
+    }
+}
+
+/// A prompt being played to a caller: one G.711 packet every 20 ms.
+struct Player {
+    call: CallRef,
+    sock: UdpSocket,
+    to: Option<SocketAddr>,
+    prompt: WavPlayer,
+    law: Law,
+    pt: u8,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    next: Instant,
+    started: bool,
+}
+
+impl Player {
+    /// Sends what is due at `now`; `false` once the prompt is over.
+    fn play(
+        &mut self,
+        now: Instant,
+        pcm: &mut Vec<i16>,
+        payload: &mut Vec<u8>,
+        packet: &mut Vec<u8>,
+    ) -> bool {
+        // Late by more than a few frames (a stalled turn): catch up, do
+        // not burst.
+        if now.saturating_duration_since(self.next) > Duration::from_millis(100) {
+            self.next = now;
+        }
+        while self.next <= now {
+            if !self.prompt.next_frame(pcm) {
+                return false;
+            }
+            self.law.encode(pcm, payload);
+            packet.clear();
+            RtpHeader {
+                marker: !self.started,
+                payload_type: self.pt,
+                sequence: self.seq,
+                timestamp: self.ts,
+                ssrc: self.ssrc,
+            }
+            .write(payload, packet);
+            if let Some(to) = self.to {
+                let _ = self.sock.send_to(packet, to);
+            }
+            self.started = true;
+            self.seq = self.seq.wrapping_add(1);
+            self.ts = self.ts.wrapping_add(160);
+            self.next += Duration::from_millis(20);
+        }
+        true
     }
 }
 
@@ -137,12 +195,18 @@ pub(crate) fn run(
     let mut routed_at: HashMap<CallRef, Instant> = HashMap::new();
     let (mut relayed, mut dropped) = (0u64, 0u64);
     let mut next_gauges = Instant::now();
+    let mut players: Vec<Player> = Vec::new();
+    let (mut pcm, mut payload, mut packet) = (Vec::new(), Vec::new(), Vec::new());
     let mut ended: Vec<CallRef> = Vec::new();
     let ssrc_seed = random_u64();
     loop {
         let now = Instant::now();
-        let wait = b2b
-            .poll_timeout()
+        let next = players
+            .iter()
+            .map(|p| p.next)
+            .chain(b2b.poll_timeout())
+            .min();
+        let wait = next
             .map_or(Duration::from_secs(1), |t| t.saturating_duration_since(now))
             .clamp(Duration::from_millis(1), Duration::from_secs(1));
         engine.poll(Some(wait), &mut turn)?;
@@ -307,7 +371,41 @@ pub(crate) fn run(
                     c.a = Some(token);
                     c.bridged = true;
                 }
+                Instruction::Play {
+                    call,
+                    socket,
+                    peer,
+                    wav,
+                    law,
+                    pt,
+                } => {
+                    let sock = socket.try_clone()?;
+                    // Registered so that what the caller sends is read (and
+                    // dropped: the leg is bridged to nothing).
+                    let token = engine.add(socket)?;
+                    calls.entry(call).or_default().a = Some(token);
+                    match WavPlayer::new(&wav, 8000) {
+                        Ok(prompt) => players.push(Player {
+                            call,
+                            sock,
+                            to: peer,
+                            prompt,
+                            law,
+                            pt,
+                            seq: random_u64() as u16,
+                            ts: random_u64() as u32,
+                            ssrc: random_u64() as u32,
+                            next: now,
+                            started: false,
+                        }),
+                        Err(e) => {
+                            tracing::warn!(call = call.0, "prompt: {e}");
+                            b2b.hang_up(now, call);
+                        }
+                    }
+                }
                 Instruction::Release { call } => {
+                    players.retain(|p| p.call != call);
                     if let Some(c) = calls.remove(&call) {
                         let from = |t: Option<Token>| {
                             t.and_then(|t| turn.relay.counters(t)).unwrap_or_default()
@@ -330,6 +428,17 @@ pub(crate) fn run(
                     }
                 }
             }
+        }
+        // Prompts: what is due; a prompt that is over hangs its call up.
+        let mut over = Vec::new();
+        for p in players.iter_mut() {
+            if !p.play(now, &mut pcm, &mut payload, &mut packet) {
+                over.push(p.call);
+            }
+        }
+        for call in over {
+            players.retain(|p| p.call != call);
+            b2b.hang_up(now, call);
         }
         for call in ended.drain(..) {
             ids.remove(&call);

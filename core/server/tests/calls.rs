@@ -541,3 +541,43 @@ fn sentiric_call_hears_itself_on_the_echo_test() {
         .fold(f64::MIN, f64::max);
     assert!(best > 0.95, "correlation {best:.3}");
 }
+
+#[test]
+fn the_announcement_is_heard_then_the_switch_hangs_up() {
+    let sw = start(
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[rtp]\nip = \"127.0.0.1\"\nmin_port = 26200\nmax_port = 26399\n",
+    );
+    let record = std::env::temp_dir().join(format!("sentiric-call-700-{}.wav", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+        .args([
+            "call",
+            &format!("sip:700@{}", sw.addr),
+            "--record",
+            record.to_str().unwrap(),
+            "--duration",
+            "10",
+        ])
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{summary}");
+    assert!(summary.contains("\"hung_up_by\":\"remote\""), "{summary}");
+    assert!(summary.contains("\"lost\":0"), "{summary}");
+    let heard = wav_samples(&std::fs::read(&record).unwrap());
+    let _ = std::fs::remove_file(&record);
+    // The demo announcement: 2.3 s, a chime then a 440 Hz tone.
+    let secs = heard.len() as f64 / 8000.0;
+    assert!((2.0..3.0).contains(&secs), "{secs} s heard");
+    let tone = &heard[12_000..18_000];
+    let w = std::f64::consts::TAU * 440.0 / 8000.0;
+    let (mut s, mut c, mut e) = (0.0f64, 0.0f64, 0.0f64);
+    for (n, &x) in tone.iter().enumerate() {
+        let x = f64::from(x);
+        s += x * (w * n as f64).sin();
+        c += x * (w * n as f64).cos();
+        e += x * x;
+    }
+    // The share of the stretch's energy at 440 Hz.
+    let share = 2.0 * (s * s + c * c) / (tone.len() as f64 * e.max(1.0));
+    assert!(share > 0.9, "440 Hz share {share:.3}");
+}
