@@ -36,8 +36,10 @@
 //!   media plane sends A's audio back.
 //! * play, then hang up: the switch answers in G.711 and the media plane
 //!   plays the prompt; its owner calls [`B2bua::hang_up`] at the end.
-//! * reject: the dialplan's code. Other actions (play then continue,
-//!   conference) and parallel forking: 501 for now.
+//! * conference: the switch answers in G.711 and the media plane mixes
+//!   the room (each member hears everyone else).
+//! * reject: the dialplan's code. Play then continue and parallel
+//!   forking: 501 for now.
 //! * OPTIONS outside a dialog: 200 with Allow. Requests for dialogs the
 //!   switch does not know: 481. Other in-dialog requests (UPDATE, INFO):
 //!   501 for now.
@@ -132,6 +134,16 @@ pub trait MediaPlane {
         call: CallRef,
         sdp: &sentiric_sdp::SessionDescription<'_>,
         prompt: &str,
+    ) -> Result<MediaEndpoint, MediaError>;
+
+    /// The switch answers `call` itself and joins A to the conference
+    /// `room` (created with its first member), in G.711 as the answer
+    /// chooses from A's offer. Returns the endpoint facing A.
+    fn conference(
+        &mut self,
+        call: CallRef,
+        sdp: &sentiric_sdp::SessionDescription<'_>,
+        room: &str,
     ) -> Result<MediaEndpoint, MediaError>;
 
     /// The call is over: its ports can go back to the pool.
@@ -286,6 +298,14 @@ struct Reinvite {
     server_tx: TransactionId,
     /// The CSeq of the relayed INVITE, for its ACK.
     seq: u32,
+}
+
+/// What the switch itself answers a call with.
+#[derive(Debug, Clone, Copy)]
+enum Local<'a> {
+    Echo,
+    Play(&'a str),
+    Conference(&'a str),
 }
 
 fn leg_index(leg: Leg) -> usize {
@@ -624,11 +644,12 @@ impl<M: MediaPlane> B2bua<M> {
                 self.try_next_target(now, call, 480);
             }
             Action::Reject { code, reason } => self.fail_a(now, call, code, &reason),
-            Action::Echo => self.answer_locally(now, call, None),
+            Action::Echo => self.answer_locally(now, call, Local::Echo),
             Action::Play {
                 prompt,
                 then: AfterPlay::Hangup,
-            } => self.answer_locally(now, call, Some(&prompt)),
+            } => self.answer_locally(now, call, Local::Play(&prompt)),
+            Action::Conference { room } => self.answer_locally(now, call, Local::Conference(&room)),
             _ => self.fail_a(now, call, 501, "Not Implemented"),
         }
         self.drain_layer(now);
@@ -1263,10 +1284,11 @@ impl<M: MediaPlane> B2bua<M> {
     }
 
     /// The switch answers A itself: the echo test (A's audio sent back,
-    /// any codec the switch knows) or a prompt (`Some(prompt)`: G.711, the
-    /// media plane plays it and the owner calls [`B2bua::hang_up`] when it
-    /// is over). An SDP answer on the switch's port facing A.
-    fn answer_locally(&mut self, now: Instant, call: CallRef, prompt: Option<&str>) {
+    /// any codec the switch knows), a prompt (G.711; the media plane plays
+    /// it and the owner calls [`B2bua::hang_up`] when it is over) or a
+    /// conference room (G.711, mixed by the media plane). An SDP answer on
+    /// the switch's port facing A.
+    fn answer_locally(&mut self, now: Instant, call: CallRef, local: Local<'_>) {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
@@ -1281,9 +1303,10 @@ impl<M: MediaPlane> B2bua<M> {
             // No offer in the INVITE (an offer in the ACK) is not taken yet.
             return self.fail_a(now, call, 488, "Not Acceptable Here");
         };
-        let ep = match prompt {
-            Some(p) => self.media.play(call, &offer, p),
-            None => self.media.echo(call, &offer),
+        let ep = match local {
+            Local::Play(p) => self.media.play(call, &offer, p),
+            Local::Conference(room) => self.media.conference(call, &offer, room),
+            Local::Echo => self.media.echo(call, &offer),
         };
         let ep = match ep {
             Ok(ep) => ep,
@@ -1295,7 +1318,7 @@ impl<M: MediaPlane> B2bua<M> {
             }
         };
         let mut codecs = vec![Codec::new("PCMU", 8000, 1), Codec::new("PCMA", 8000, 1)];
-        if prompt.is_none() {
+        if matches!(local, Local::Echo) {
             // Echo sends back what it gets: any codec the switch knows.
             codecs.push(Codec::new("G722", 8000, 1));
             codecs.push(Codec::new("opus", 48000, 2));

@@ -83,6 +83,16 @@ impl MediaPlane for Recorder {
         self.echo(call, sdp)
     }
 
+    fn conference(
+        &mut self,
+        call: CallRef,
+        sdp: &SessionDescription<'_>,
+        room: &str,
+    ) -> Result<MediaEndpoint, MediaError> {
+        self.prompts.push(format!("room:{room}"));
+        self.echo(call, sdp)
+    }
+
     fn release(&mut self, call: CallRef) {
         self.released.push(call);
     }
@@ -907,4 +917,25 @@ fn a_prompt_is_answered_in_g711_and_hung_up_when_over() {
             by: None
         }]
     );
+}
+
+#[test]
+fn a_conference_call_is_answered_by_the_switch_in_g711() {
+    let mut net = Net::new();
+    let (call, _) = net.alice_calls("800", 70);
+    net.b2b.route(
+        net.now,
+        call,
+        Action::Conference {
+            room: "demo".into(),
+        },
+    );
+    let sent = net.sent();
+    let ok = only(&sent, ALICE, "SIP/2.0 200 OK");
+    assert!(
+        ok.body().contains("m=audio 40004 RTP/AVP 0 8 101"),
+        "{}",
+        ok.body()
+    );
+    assert_eq!(net.b2b.media().prompts, ["room:demo"]);
 }

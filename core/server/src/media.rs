@@ -67,6 +67,21 @@ pub(crate) enum Instruction {
         /// The payload type.
         pt: u8,
     },
+    /// Join the caller on `socket` to the conference `room`.
+    Join {
+        /// The call.
+        call: CallRef,
+        /// The socket facing the caller.
+        socket: UdpSocket,
+        /// The caller's media address from its SDP.
+        peer: Option<SocketAddr>,
+        /// The room's name.
+        room: String,
+        /// G.711 law and payload type, as the answer chose.
+        law: Law,
+        /// The payload type.
+        pt: u8,
+    },
     /// The call is over: unbridge and close its sockets.
     Release {
         /// The call.
@@ -144,6 +159,16 @@ impl Media {
         }
         Err(MediaError::Exhausted)
     }
+}
+
+/// The G.711 format an answer to `sdp` keeps: the offer's first of PCMU
+/// and PCMA, in its order.
+fn g711_choice(sdp: &SessionDescription<'_>) -> Option<(Law, u8)> {
+    sdp.media.first()?.payload_types().find_map(|pt| match pt {
+        0 => Some((Law::Ulaw, 0)),
+        8 => Some((Law::Alaw, 8)),
+        _ => None,
+    })
 }
 
 /// The media address stream 0 of `sdp` names: its connection address and
@@ -237,12 +262,7 @@ impl MediaPlane for Media {
         if sdp.media.is_empty() || sdp.media[0].kind != "audio" || self.calls.contains_key(&call) {
             return Err(MediaError::NotAcceptable);
         }
-        // The answer keeps the offer's order: its first G.711 format.
-        let Some((law, pt)) = sdp.media[0].payload_types().find_map(|pt| match pt {
-            0 => Some((Law::Ulaw, 0)),
-            8 => Some((Law::Alaw, 8)),
-            _ => None,
-        }) else {
+        let Some((law, pt)) = g711_choice(sdp) else {
             return Err(MediaError::NotAcceptable);
         };
         let (a, socket) = self.lease_and_bind()?;
@@ -252,6 +272,33 @@ impl MediaPlane for Media {
             socket,
             peer: media_addr(sdp),
             wav,
+            law,
+            pt,
+        });
+        let mut ports = vec![None; sdp.media.len()];
+        ports[0] = Some(a.rtp);
+        Ok(MediaEndpoint { ip: self.ip, ports })
+    }
+
+    fn conference(
+        &mut self,
+        call: CallRef,
+        sdp: &SessionDescription<'_>,
+        room: &str,
+    ) -> Result<MediaEndpoint, MediaError> {
+        if sdp.media.is_empty() || sdp.media[0].kind != "audio" || self.calls.contains_key(&call) {
+            return Err(MediaError::NotAcceptable);
+        }
+        let Some((law, pt)) = g711_choice(sdp) else {
+            return Err(MediaError::NotAcceptable);
+        };
+        let (a, socket) = self.lease_and_bind()?;
+        self.calls.insert(call, CallPorts { a, b: None });
+        self.pending.push(Instruction::Join {
+            call,
+            socket,
+            peer: media_addr(sdp),
+            room: room.to_string(),
             law,
             pt,
         });

@@ -24,8 +24,9 @@ use sentiric_engine::b2bua::{B2bua, B2buaConfig, CallRef, Event, Leg};
 use sentiric_engine::dialplan::{Dialplan, RouteRequest, StaticDialplan};
 use sentiric_io::{Engine, Outbox, PacketHandler, Token};
 use sentiric_media::g711::Law;
+use sentiric_media::mixer::MixMinus;
 use sentiric_media::wav::WavPlayer;
-use sentiric_rtp::packet::RtpHeader;
+use sentiric_rtp::packet::{RtpHeader, RtpPacket};
 use sentiric_rtp::relay::{LatchPolicy, LegSpec, Relay};
 use sentiric_sip::build::stateless_response;
 use sentiric_sip::{Disposition, Message};
@@ -37,6 +38,9 @@ struct Turn {
     sip: Token,
     relay: Relay<Token>,
     inbox: Vec<(Vec<u8>, SocketAddr)>,
+    /// Sockets of conference members: their packets go to the mixer.
+    members: std::collections::HashSet<Token>,
+    mixer_inbox: Vec<(Token, SocketAddr, Vec<u8>)>,
     relayed: u64,
     dropped: u64,
 }
@@ -52,6 +56,10 @@ impl PacketHandler for Turn {
     ) {
         if token == self.sip {
             self.inbox.push((data.to_vec(), from));
+            return;
+        }
+        if self.members.contains(&token) {
+            self.mixer_inbox.push((token, from, data.to_vec()));
             return;
         }
         match self.relay.on_rtp(token, from, data, now) {
@@ -116,6 +124,71 @@ impl Player {
             self.next += Duration::from_millis(20);
         }
         true
+    }
+}
+
+/// One conference member: what it sent, waiting for the mixer, and its
+/// outgoing stream.
+struct Member {
+    call: CallRef,
+    token: Token,
+    sock: UdpSocket,
+    /// Where it sends from (symmetric RTP), else its SDP address.
+    peer: Option<SocketAddr>,
+    law: Law,
+    pt: u8,
+    /// Decoded 20 ms frames in arrival order (a few at most).
+    heard: std::collections::VecDeque<Vec<i16>>,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    started: bool,
+}
+
+/// A conference room: every 20 ms, each member gets the mix of the others.
+struct Room {
+    members: Vec<Member>,
+    mixer: MixMinus,
+    next: Instant,
+    outputs: Vec<Vec<i16>>,
+}
+
+impl Room {
+    /// Mixes and sends what is due at `now`.
+    fn tick(&mut self, now: Instant, payload: &mut Vec<u8>, packet: &mut Vec<u8>) {
+        if now.saturating_duration_since(self.next) > Duration::from_millis(100) {
+            self.next = now;
+        }
+        while self.next <= now {
+            self.next += Duration::from_millis(20);
+            let frames: Vec<Option<Vec<i16>>> = self
+                .members
+                .iter_mut()
+                .map(|m| m.heard.pop_front())
+                .collect();
+            let inputs: Vec<Option<&[i16]>> = frames.iter().map(Option::as_deref).collect();
+            self.outputs
+                .resize_with(self.members.len(), || vec![0; 160]);
+            self.mixer.mix(&inputs, &mut self.outputs);
+            for (m, out) in self.members.iter_mut().zip(&self.outputs) {
+                m.law.encode(out, payload);
+                packet.clear();
+                RtpHeader {
+                    marker: !m.started,
+                    payload_type: m.pt,
+                    sequence: m.seq,
+                    timestamp: m.ts,
+                    ssrc: m.ssrc,
+                }
+                .write(payload, packet);
+                if let Some(to) = m.peer {
+                    let _ = m.sock.send_to(packet, to);
+                }
+                m.started = true;
+                m.seq = m.seq.wrapping_add(1);
+                m.ts = m.ts.wrapping_add(160);
+            }
+        }
     }
 }
 
@@ -186,6 +259,8 @@ pub(crate) fn run(
         sip: sip_token,
         relay: Relay::new(),
         inbox: Vec::new(),
+        members: std::collections::HashSet::new(),
+        mixer_inbox: Vec::new(),
         relayed: 0,
         dropped: 0,
     };
@@ -196,6 +271,7 @@ pub(crate) fn run(
     let (mut relayed, mut dropped) = (0u64, 0u64);
     let mut next_gauges = Instant::now();
     let mut players: Vec<Player> = Vec::new();
+    let mut rooms: HashMap<String, Room> = HashMap::new();
     let (mut pcm, mut payload, mut packet) = (Vec::new(), Vec::new(), Vec::new());
     let mut ended: Vec<CallRef> = Vec::new();
     let ssrc_seed = random_u64();
@@ -404,8 +480,51 @@ pub(crate) fn run(
                         }
                     }
                 }
+                Instruction::Join {
+                    call,
+                    socket,
+                    peer,
+                    room,
+                    law,
+                    pt,
+                } => {
+                    let sock = socket.try_clone()?;
+                    let token = engine.add(socket)?;
+                    calls.entry(call).or_default().a = Some(token);
+                    turn.members.insert(token);
+                    let r = rooms.entry(room.clone()).or_insert_with(|| Room {
+                        members: Vec::new(),
+                        mixer: MixMinus::new(),
+                        next: now,
+                        outputs: Vec::new(),
+                    });
+                    r.members.push(Member {
+                        call,
+                        token,
+                        sock,
+                        peer,
+                        law,
+                        pt,
+                        heard: std::collections::VecDeque::new(),
+                        seq: random_u64() as u16,
+                        ts: random_u64() as u32,
+                        ssrc: random_u64() as u32,
+                        started: false,
+                    });
+                    tracing::info!(call = call.0, %room, members = r.members.len(), "joined conference");
+                }
                 Instruction::Release { call } => {
                     players.retain(|p| p.call != call);
+                    for r in rooms.values_mut() {
+                        r.members.retain(|m| {
+                            let stays = m.call != call;
+                            if !stays {
+                                turn.members.remove(&m.token);
+                            }
+                            stays
+                        });
+                    }
+                    rooms.retain(|_, r| !r.members.is_empty());
                     if let Some(c) = calls.remove(&call) {
                         let from = |t: Option<Token>| {
                             t.and_then(|t| turn.relay.counters(t)).unwrap_or_default()
@@ -428,6 +547,33 @@ pub(crate) fn run(
                     }
                 }
             }
+        }
+        // Conferences: decode what members sent, then mix what is due.
+        for (token, from, bytes) in std::mem::take(&mut turn.mixer_inbox) {
+            let Some(m) = rooms
+                .values_mut()
+                .flat_map(|r| r.members.iter_mut())
+                .find(|m| m.token == token)
+            else {
+                continue;
+            };
+            let Ok(p) = RtpPacket::parse(&bytes) else {
+                continue;
+            };
+            if p.payload_type() != m.pt {
+                continue; // DTMF and comfort noise are not mixed
+            }
+            m.peer = Some(from);
+            let mut frame = Vec::with_capacity(160);
+            m.law.decode(p.payload(), &mut frame);
+            frame.resize(160, 0);
+            if m.heard.len() >= 5 {
+                m.heard.pop_front();
+            }
+            m.heard.push_back(frame);
+        }
+        for r in rooms.values_mut() {
+            r.tick(now, &mut payload, &mut packet);
         }
         // Prompts: what is due; a prompt that is over hangs its call up.
         let mut over = Vec::new();

@@ -581,3 +581,73 @@ fn the_announcement_is_heard_then_the_switch_hangs_up() {
     let share = 2.0 * (s * s + c * c) / (tone.len() as f64 * e.max(1.0));
     assert!(share > 0.9, "440 Hz share {share:.3}");
 }
+
+/// The share of `x`'s energy at `freq` Hz (8 kHz samples).
+fn share_at(x: &[i16], freq: f64) -> f64 {
+    let w = std::f64::consts::TAU * freq / 8000.0;
+    let (mut s, mut c, mut e) = (0.0f64, 0.0f64, 0.0f64);
+    for (n, &v) in x.iter().enumerate() {
+        let v = f64::from(v);
+        s += v * (w * n as f64).sin();
+        c += v * (w * n as f64).cos();
+        e += v * v;
+    }
+    2.0 * (s * s + c * c) / (x.len() as f64 * e.max(1.0))
+}
+
+#[test]
+fn two_callers_in_a_conference_hear_each_other_and_not_themselves() {
+    let sw = start(
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[rtp]\nip = \"127.0.0.1\"\nmin_port = 26400\nmax_port = 26599\n",
+    );
+    let dir = std::env::temp_dir();
+    let tone = |f: f64| -> Vec<i16> {
+        (0..32_000)
+            .map(|i| (5000.0 * (std::f64::consts::TAU * f * i as f64 / 8000.0).sin()) as i16)
+            .collect()
+    };
+    let mut callers = Vec::new();
+    for (name, freq) in [("low", 440.0), ("high", 1000.0)] {
+        let play = dir.join(format!("sentiric-conf-{name}-{}.wav", std::process::id()));
+        let record = dir.join(format!(
+            "sentiric-conf-{name}-heard-{}.wav",
+            std::process::id()
+        ));
+        std::fs::write(&play, wav_bytes(&tone(freq))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+            .args([
+                "call",
+                &format!("sip:800@{}", sw.addr),
+                "--play",
+                play.to_str().unwrap(),
+                "--record",
+                record.to_str().unwrap(),
+                "--duration",
+                "3",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        callers.push((child, play, record, freq));
+    }
+    let mut heard = Vec::new();
+    for (child, play, record, freq) in callers {
+        let out = child.wait_with_output().unwrap();
+        let summary = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{summary}");
+        heard.push((wav_samples(&std::fs::read(&record).unwrap()), freq));
+        let _ = std::fs::remove_file(&play);
+        let _ = std::fs::remove_file(&record);
+    }
+    // One second in the middle, when both were in the room.
+    for (i, (samples, own)) in heard.iter().enumerate() {
+        let other = heard[1 - i].1;
+        let window = &samples[8000..16_000];
+        let (mine, theirs) = (share_at(window, *own), share_at(window, other));
+        assert!(
+            theirs > 0.8,
+            "caller at {own} Hz hears {other} Hz at {theirs:.3}"
+        );
+        assert!(mine < 0.01, "caller at {own} Hz hears itself at {mine:.3}");
+    }
+}
