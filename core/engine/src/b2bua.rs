@@ -31,7 +31,8 @@
 //! * re-INVITE from either side once the call is up (hold, resume, a new
 //!   address or codec): relayed on the other dialog with its SDP anchored
 //!   (the relay takes the new address), the 2xx ACKed there and the
-//!   answer relayed back; 491 while another is pending.
+//!   answer relayed back; 491 while another is pending. UPDATE (RFC
+//!   3311) the same way, without the ACK.
 //! * echo: the switch answers (SDP answer on its port facing A) and the
 //!   media plane sends A's audio back.
 //! * play, then hang up: the switch answers in G.711 and the media plane
@@ -41,8 +42,8 @@
 //! * reject: the dialplan's code. Play then continue and parallel
 //!   forking: 501 for now.
 //! * OPTIONS outside a dialog: 200 with Allow. Requests for dialogs the
-//!   switch does not know: 481. Other in-dialog requests (UPDATE, INFO):
-//!   501 for now.
+//!   switch does not know: 481. Other in-dialog requests (INFO, …): 501
+//!   for now.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -298,6 +299,8 @@ struct Reinvite {
     server_tx: TransactionId,
     /// The CSeq of the relayed INVITE, for its ACK.
     seq: u32,
+    /// An UPDATE (RFC 3311): no ACK.
+    update: bool,
 }
 
 /// What the switch itself answers a call with.
@@ -900,7 +903,7 @@ impl<M: MediaPlane> B2bua<M> {
                 self.bye(now, call, leg.other());
                 self.end(call, 200, Some(leg));
             }
-            Method::Invite => self.reinvite(now, tx, req, call, leg),
+            Method::Invite | Method::Update => self.reinvite(now, tx, req, call, leg),
             _ => {
                 let r = response_to(req, 501, "Not Implemented", None)
                     .header(HeaderName::Allow, ALLOW)
@@ -970,6 +973,11 @@ impl<M: MediaPlane> B2bua<M> {
         call: CallRef,
         leg: Leg,
     ) {
+        let method = if req.method == Method::Update {
+            Method::Update
+        } else {
+            Method::Invite
+        };
         let busy = self
             .calls
             .get(&call)
@@ -992,10 +1000,11 @@ impl<M: MediaPlane> B2bua<M> {
             return self.respond(now, tx, r);
         };
         let b = d
-            .create_request(Method::Invite, &via)
+            .create_request(method, &via)
             .header(HeaderName::Contact, &contact)
             .header(HeaderName::Allow, ALLOW);
         let seq = d.local_seq.unwrap_or(1);
+        let update = method == Method::Update;
         let bytes = match &body {
             Some(sdp) => b.body(Some("application/sdp"), sdp),
             None => b.finish(),
@@ -1006,6 +1015,7 @@ impl<M: MediaPlane> B2bua<M> {
                 request: req.raw.into(),
                 server_tx: tx,
                 seq,
+                update,
             });
         }
         self.send_in_dialog(now, call, &bytes, to, TxRole::ReInvite);
@@ -1022,7 +1032,12 @@ impl<M: MediaPlane> B2bua<M> {
         };
         let other = r.from.other();
         let mut body = None;
-        if resp.status < 300 {
+        if resp.status < 300 && r.update {
+            if let Some((d, _)) = self.dialog_target(call, other) {
+                let _ = d.on_response(resp);
+            }
+        }
+        if resp.status < 300 && !r.update {
             let via = self.via();
             if let Some((d, to)) = self.dialog_target(call, other) {
                 let _ = d.on_response(resp);
@@ -1035,6 +1050,8 @@ impl<M: MediaPlane> B2bua<M> {
                     c.last_ack[leg_index(other)] = Some((ack, to));
                 }
             }
+        }
+        if resp.status < 300 {
             match self.anchored(call, other, resp.body) {
                 Ok(b) => body = b,
                 Err((code, reason)) => {
@@ -1469,7 +1486,7 @@ impl<M: MediaPlane> B2bua<M> {
 }
 
 /// Methods the switch takes.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE";
 
 fn reason_phrase_any(code: u16) -> &'static str {
     match code {

@@ -939,3 +939,37 @@ fn a_conference_call_is_answered_by_the_switch_in_g711() {
     );
     assert_eq!(net.b2b.media().prompts, ["room:demo"]);
 }
+
+#[test]
+fn update_is_relayed_without_an_ack() {
+    let mut net = Net::new();
+    let (_call, _, a_tag) = call_up(&mut net);
+    let offer = sdp("127.0.0.2", 10010);
+    let update = a_request("UPDATE", &a_tag, 11, "u1").replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Contact: <sip:alice@{ALICE}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer}",
+            offer.len()
+        ),
+    );
+    let sent = net.send(ALICE, &update);
+    let to_bob = only(&sent, BOB, "UPDATE sip:peer@127.0.0.3:5070 SIP/2.0");
+    assert_eq!(to_bob.header(HeaderName::CSeq), "2 UPDATE");
+    assert!(to_bob.body().contains("m=audio 40000 "));
+    let to_bob = Sent {
+        to: addr(BOB),
+        text: to_bob.text.clone(),
+    };
+    let sent = net.answer(BOB, &to_bob, "200 OK", "tb", Some(sdp("127.0.0.3", 20010)));
+    assert!(
+        sent.iter().all(|s| !s.first_line().starts_with("ACK")),
+        "no ACK for UPDATE"
+    );
+    let ok = only(&sent, ALICE, "SIP/2.0 200 OK");
+    assert_eq!(ok.header(HeaderName::CSeq), "11 UPDATE");
+    assert!(ok.body().contains("m=audio 40002 "));
+    assert_eq!(
+        net.b2b.media().offers.last().unwrap(),
+        &(Leg::B, "127.0.0.3:20010".to_string())
+    );
+}
