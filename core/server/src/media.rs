@@ -125,6 +125,31 @@ impl Media {
         }
     }
 
+    /// One port facing the caller of a call the switch answers itself;
+    /// `make` builds the instruction from the bound socket, the caller's
+    /// SDP address and the offer's G.711 choice (`None`: not acceptable).
+    fn local(
+        &mut self,
+        call: CallRef,
+        sdp: &SessionDescription<'_>,
+        make: impl FnOnce(UdpSocket, Option<SocketAddr>, Option<(Law, u8)>) -> Option<Instruction>,
+    ) -> Result<MediaEndpoint, MediaError> {
+        if sdp.media.is_empty() || sdp.media[0].kind != "audio" || self.calls.contains_key(&call) {
+            return Err(MediaError::NotAcceptable);
+        }
+        let g711 = g711_choice(sdp);
+        let (a, socket) = self.lease_and_bind()?;
+        let Some(instruction) = make(socket, media_addr(sdp), g711) else {
+            let _ = self.pool.release(a, Instant::now());
+            return Err(MediaError::NotAcceptable);
+        };
+        self.calls.insert(call, CallPorts { a, b: None });
+        self.pending.push(instruction);
+        let mut ports = vec![None; sdp.media.len()];
+        ports[0] = Some(a.rtp);
+        Ok(MediaEndpoint { ip: self.ip, ports })
+    }
+
     /// Records the pool's capacity, use and exhaustion as metrics.
     pub(crate) fn record_pool(&self) {
         self.pool.stats(Instant::now()).record();
@@ -235,19 +260,9 @@ impl MediaPlane for Media {
         call: CallRef,
         sdp: &SessionDescription<'_>,
     ) -> Result<MediaEndpoint, MediaError> {
-        if sdp.media.is_empty() || sdp.media[0].kind != "audio" || self.calls.contains_key(&call) {
-            return Err(MediaError::NotAcceptable);
-        }
-        let (a, socket) = self.lease_and_bind()?;
-        self.calls.insert(call, CallPorts { a, b: None });
-        self.pending.push(Instruction::Echo {
-            call,
-            socket,
-            peer: media_addr(sdp),
-        });
-        let mut ports = vec![None; sdp.media.len()];
-        ports[0] = Some(a.rtp);
-        Ok(MediaEndpoint { ip: self.ip, ports })
+        self.local(call, sdp, |socket, peer, _| {
+            Some(Instruction::Echo { call, socket, peer })
+        })
     }
 
     fn play(
@@ -256,28 +271,22 @@ impl MediaPlane for Media {
         sdp: &SessionDescription<'_>,
         prompt: &str,
     ) -> Result<MediaEndpoint, MediaError> {
-        let Some(wav) = self.prompts.get(prompt).cloned() else {
-            return Err(MediaError::NotAcceptable);
-        };
-        if sdp.media.is_empty() || sdp.media[0].kind != "audio" || self.calls.contains_key(&call) {
-            return Err(MediaError::NotAcceptable);
-        }
-        let Some((law, pt)) = g711_choice(sdp) else {
-            return Err(MediaError::NotAcceptable);
-        };
-        let (a, socket) = self.lease_and_bind()?;
-        self.calls.insert(call, CallPorts { a, b: None });
-        self.pending.push(Instruction::Play {
-            call,
-            socket,
-            peer: media_addr(sdp),
-            wav,
-            law,
-            pt,
-        });
-        let mut ports = vec![None; sdp.media.len()];
-        ports[0] = Some(a.rtp);
-        Ok(MediaEndpoint { ip: self.ip, ports })
+        let wav = self
+            .prompts
+            .get(prompt)
+            .cloned()
+            .ok_or(MediaError::NotAcceptable)?;
+        self.local(call, sdp, |socket, peer, g711| {
+            let (law, pt) = g711?;
+            Some(Instruction::Play {
+                call,
+                socket,
+                peer,
+                wav,
+                law,
+                pt,
+            })
+        })
     }
 
     fn conference(
@@ -286,25 +295,17 @@ impl MediaPlane for Media {
         sdp: &SessionDescription<'_>,
         room: &str,
     ) -> Result<MediaEndpoint, MediaError> {
-        if sdp.media.is_empty() || sdp.media[0].kind != "audio" || self.calls.contains_key(&call) {
-            return Err(MediaError::NotAcceptable);
-        }
-        let Some((law, pt)) = g711_choice(sdp) else {
-            return Err(MediaError::NotAcceptable);
-        };
-        let (a, socket) = self.lease_and_bind()?;
-        self.calls.insert(call, CallPorts { a, b: None });
-        self.pending.push(Instruction::Join {
-            call,
-            socket,
-            peer: media_addr(sdp),
-            room: room.to_string(),
-            law,
-            pt,
-        });
-        let mut ports = vec![None; sdp.media.len()];
-        ports[0] = Some(a.rtp);
-        Ok(MediaEndpoint { ip: self.ip, ports })
+        self.local(call, sdp, |socket, peer, g711| {
+            let (law, pt) = g711?;
+            Some(Instruction::Join {
+                call,
+                socket,
+                peer,
+                room: room.to_string(),
+                law,
+                pt,
+            })
+        })
     }
 
     fn release(&mut self, call: CallRef) {

@@ -72,19 +72,65 @@ impl PacketHandler for Turn {
     }
 }
 
-/// A prompt being played to a caller: one G.711 packet every 20 ms.
-struct Player {
-    call: CallRef,
+/// A stream the switch originates: G.711 frames as RTP under its own
+/// SSRC, sequence and timestamp.
+struct Stream {
     sock: UdpSocket,
-    to: Option<SocketAddr>,
-    prompt: WavPlayer,
     law: Law,
     pt: u8,
     seq: u16,
     ts: u32,
     ssrc: u32,
-    next: Instant,
     started: bool,
+}
+
+impl Stream {
+    fn new(sock: UdpSocket, law: Law, pt: u8) -> Stream {
+        Stream {
+            sock,
+            law,
+            pt,
+            seq: random_u64() as u16,
+            ts: random_u64() as u32,
+            ssrc: random_u64() as u32,
+            started: false,
+        }
+    }
+
+    /// Encodes and sends one 20 ms frame to `to`.
+    fn send(
+        &mut self,
+        pcm: &[i16],
+        to: Option<SocketAddr>,
+        payload: &mut Vec<u8>,
+        packet: &mut Vec<u8>,
+    ) {
+        self.law.encode(pcm, payload);
+        packet.clear();
+        RtpHeader {
+            marker: !self.started,
+            payload_type: self.pt,
+            sequence: self.seq,
+            timestamp: self.ts,
+            ssrc: self.ssrc,
+        }
+        .write(payload, packet);
+        if let Some(to) = to {
+            let _ = self.sock.send_to(packet, to);
+        }
+        self.started = true;
+        self.seq = self.seq.wrapping_add(1);
+        self.ts = self.ts.wrapping_add(160);
+    }
+}
+
+/// A prompt being played to a caller: one G.711 packet every 20 ms.
+struct Player {
+    call: CallRef,
+    stream: Stream,
+    to: Option<SocketAddr>,
+    prompt: WavPlayer,
+    next: Instant,
 }
 
 impl Player {
@@ -105,22 +151,7 @@ impl Player {
             if !self.prompt.next_frame(pcm) {
                 return false;
             }
-            self.law.encode(pcm, payload);
-            packet.clear();
-            RtpHeader {
-                marker: !self.started,
-                payload_type: self.pt,
-                sequence: self.seq,
-                timestamp: self.ts,
-                ssrc: self.ssrc,
-            }
-            .write(payload, packet);
-            if let Some(to) = self.to {
-                let _ = self.sock.send_to(packet, to);
-            }
-            self.started = true;
-            self.seq = self.seq.wrapping_add(1);
-            self.ts = self.ts.wrapping_add(160);
+            self.stream.send(pcm, self.to, payload, packet);
             self.next += Duration::from_millis(20);
         }
         true
@@ -132,17 +163,11 @@ impl Player {
 struct Member {
     call: CallRef,
     token: Token,
-    sock: UdpSocket,
+    stream: Stream,
     /// Where it sends from (symmetric RTP), else its SDP address.
     peer: Option<SocketAddr>,
-    law: Law,
-    pt: u8,
     /// Decoded 20 ms frames in arrival order (a few at most).
     heard: std::collections::VecDeque<Vec<i16>>,
-    seq: u16,
-    ts: u32,
-    ssrc: u32,
-    started: bool,
 }
 
 /// A conference room: every 20 ms, each member gets the mix of the others.
@@ -171,22 +196,7 @@ impl Room {
                 .resize_with(self.members.len(), || vec![0; 160]);
             self.mixer.mix(&inputs, &mut self.outputs);
             for (m, out) in self.members.iter_mut().zip(&self.outputs) {
-                m.law.encode(out, payload);
-                packet.clear();
-                RtpHeader {
-                    marker: !m.started,
-                    payload_type: m.pt,
-                    sequence: m.seq,
-                    timestamp: m.ts,
-                    ssrc: m.ssrc,
-                }
-                .write(payload, packet);
-                if let Some(to) = m.peer {
-                    let _ = m.sock.send_to(packet, to);
-                }
-                m.started = true;
-                m.seq = m.seq.wrapping_add(1);
-                m.ts = m.ts.wrapping_add(160);
+                m.stream.send(out, m.peer, payload, packet);
             }
         }
     }
@@ -463,16 +473,10 @@ pub(crate) fn run(
                     match WavPlayer::new(&wav, 8000) {
                         Ok(prompt) => players.push(Player {
                             call,
-                            sock,
+                            stream: Stream::new(sock, law, pt),
                             to: peer,
                             prompt,
-                            law,
-                            pt,
-                            seq: random_u64() as u16,
-                            ts: random_u64() as u32,
-                            ssrc: random_u64() as u32,
                             next: now,
-                            started: false,
                         }),
                         Err(e) => {
                             tracing::warn!(call = call.0, "prompt: {e}");
@@ -501,15 +505,9 @@ pub(crate) fn run(
                     r.members.push(Member {
                         call,
                         token,
-                        sock,
+                        stream: Stream::new(sock, law, pt),
                         peer,
-                        law,
-                        pt,
                         heard: std::collections::VecDeque::new(),
-                        seq: random_u64() as u16,
-                        ts: random_u64() as u32,
-                        ssrc: random_u64() as u32,
-                        started: false,
                     });
                     tracing::info!(call = call.0, %room, members = r.members.len(), "joined conference");
                 }
@@ -560,12 +558,12 @@ pub(crate) fn run(
             let Ok(p) = RtpPacket::parse(&bytes) else {
                 continue;
             };
-            if p.payload_type() != m.pt {
+            if p.payload_type() != m.stream.pt {
                 continue; // DTMF and comfort noise are not mixed
             }
             m.peer = Some(from);
             let mut frame = Vec::with_capacity(160);
-            m.law.decode(p.payload(), &mut frame);
+            m.stream.law.decode(p.payload(), &mut frame);
             frame.resize(160, 0);
             if m.heard.len() >= 5 {
                 m.heard.pop_front();

@@ -4,67 +4,17 @@
 //! directions, and BYE closes them. The echo test: Alice calls 600 on the
 //! embedded demo dialplan and hears herself.
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use sentiric_sip::{HeaderName, Message};
 
-struct Switch {
-    child: Child,
-    addr: SocketAddr,
-    _config: TempPath,
-}
-
-impl Drop for Switch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A config file removed when dropped (no extra crate for it).
-struct TempPath(std::path::PathBuf);
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+mod common;
+use common::Switch;
 
 fn start(config: &str) -> Switch {
-    let path = std::env::temp_dir().join(format!(
-        "sentiric-bridge-{}-{:?}.toml",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    std::fs::File::create(&path)
-        .unwrap()
-        .write_all(config.as_bytes())
-        .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sentiric"))
-        .env("SENTIRIC_HTTP_LISTEN", "127.0.0.1:0")
-        .args(["run", "--config", path.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn sentiric");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .rsplit("udp:")
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap_or_else(|_| panic!("{line}"));
-    Switch {
-        child,
-        addr,
-        _config: TempPath(path),
-    }
+    Switch::start(Some(config), &[])
 }
 
 fn bind(ip: &str) -> UdpSocket {

@@ -2,58 +2,41 @@
 //! /readyz (503 once draining), /metrics in Prometheus text with the SIP,
 //! call and engine series, and the bearer token when one is set.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
+mod common;
+
+/// A switch with an RTP range of its own and, when given, a metrics token;
+/// its SIP address and the HTTP address it logs.
 struct Switch {
-    child: Child,
+    sw: common::Switch,
     sip: SocketAddr,
     http: SocketAddr,
 }
 
-impl Drop for Switch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(token: Option<&str>) -> Switch {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sentiric"));
-    cmd.args(["run", "--listen", "127.0.0.1:0"])
-        .env("SENTIRIC_HTTP_LISTEN", "127.0.0.1:0")
-        .env("SENTIRIC_RTP_MIN_PORT", "24000")
-        .env("SENTIRIC_RTP_MAX_PORT", "24199")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut env = vec![
+        ("SENTIRIC_RTP_MIN_PORT", "24000"),
+        ("SENTIRIC_RTP_MAX_PORT", "24199"),
+    ];
     if let Some(t) = token {
-        cmd.env("SENTIRIC_HTTP_TOKEN", t);
+        env.push(("SENTIRIC_HTTP_TOKEN", t));
     }
-    let mut child = cmd.spawn().expect("spawn sentiric");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let sip = line.trim().rsplit("udp:").next().unwrap().parse().unwrap();
-    // The HTTP address is logged.
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(a) = l.split("http://").nth(1) {
-                let _ = tx.send(a.split_whitespace().next().unwrap_or("").to_string());
-            }
-        }
-    });
-    let http = rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("the HTTP address logged")
-        .parse()
-        .unwrap();
-    Switch { child, sip, http }
+    let sw = common::Switch::start(None, &env);
+    let line = sw
+        .wait_line("http://", Duration::from_secs(5))
+        .expect("the HTTP address logged");
+    let http = line
+        .split("http://")
+        .nth(1)
+        .and_then(|a| a.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    let sip = sw.addr;
+    Switch { sw, sip, http }
 }
 
 /// GET `path`; the status and body.
@@ -154,7 +137,7 @@ fn health_readiness_and_metrics() {
 
     // Draining: not ready any more, still healthy.
     let status = Command::new("kill")
-        .args(["-TERM", &sw.child.id().to_string()])
+        .args(["-TERM", &sw.sw.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());

@@ -1,26 +1,16 @@
 //! Logs in JSON: one object a line on standard error, and a call's lines
 //! carry its Call-ID and the trace id minted at ingress.
 
-use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
+
+mod common;
+use common::Switch;
 use std::time::Duration;
 
 #[test]
 fn json_logs_carry_call_id_and_trace_id() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sentiric"))
-        .env("SENTIRIC_HTTP_LISTEN", "127.0.0.1:0")
-        .args(["run", "--listen", "127.0.0.1:0"])
-        .env("SENTIRIC_LOG_FORMAT", "json")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sentiric");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: std::net::SocketAddr = line.trim().rsplit("udp:").next().unwrap().parse().unwrap();
+    let sw = Switch::start(None, &[("SENTIRIC_LOG_FORMAT", "json")]);
+    let addr = sw.addr;
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     let port = sock.local_addr().unwrap().port();
@@ -36,10 +26,9 @@ fn json_logs_carry_call_id_and_trace_id() {
     for _ in 0..2 {
         sock.recv_from(&mut buf).unwrap();
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    // The call's lines are written by the time its 404 is out.
+    sw.wait_line("call ended", std::time::Duration::from_secs(3));
+    let stderr = sw.log().join("\n");
     let lines: Vec<&str> = stderr.lines().collect();
     assert!(!lines.is_empty());
     for l in &lines {

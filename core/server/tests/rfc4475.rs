@@ -3,36 +3,13 @@
 //! are dropped where no response can be built), nothing crashes the
 //! switch, and it still answers OPTIONS afterwards.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+
 use std::time::Duration;
 
-struct Switch(Child, SocketAddr);
-
-impl Drop for Switch {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start() -> Switch {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sentiric"))
-        .env("SENTIRIC_HTTP_LISTEN", "127.0.0.1:0")
-        .args(["run", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn sentiric");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.trim().rsplit("udp:").next().unwrap().parse().unwrap();
-    Switch(child, addr)
-}
+mod common;
+use common::Switch;
 
 /// The status the switch answers a malformed message with, or `None` for a
 /// drop (no response can be addressed).
@@ -63,7 +40,7 @@ fn status_of(bytes: &[u8]) -> Option<u16> {
 
 #[test]
 fn every_torture_message_over_udp() {
-    let sw = start();
+    let sw = Switch::start(None, &[]);
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sip/tests/data/rfc4475");
     let mut files: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
@@ -77,7 +54,7 @@ fn every_torture_message_over_udp() {
     for file in &files {
         let bytes = std::fs::read(dir.join(file)).unwrap();
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.send_to(&bytes, sw.1).unwrap();
+        sock.send_to(&bytes, sw.addr).unwrap();
         // Several messages of the RFC share a top Via (branch and
         // sent-by) and method: the switch rightly takes the later ones for
         // retransmissions of the first (RFC 3261 §17.2.3) and answers the
@@ -127,9 +104,9 @@ fn every_torture_message_over_udp() {
         "OPTIONS sip:{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKafter\r\n\
          Max-Forwards: 70\r\nFrom: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:{}>\r\nCall-ID: after\r\n\
          CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
-        sw.1, sw.1
+        sw.addr, sw.addr
     );
-    sock.send_to(options.as_bytes(), sw.1).unwrap();
+    sock.send_to(options.as_bytes(), sw.addr).unwrap();
     let mut buf = vec![0u8; 65_535];
     let (n, _) = sock.recv_from(&mut buf).expect("OPTIONS answered");
     assert_eq!(status_of(&buf[..n]), Some(200));

@@ -4,11 +4,11 @@
 //! `SENTIRIC_REQUIRE_SIPP=1`, so there these tests fail rather than skip
 //! when SIPp is missing.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
+use std::io::Write;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// One SIPp scenario at a time: each runs two SIPp processes and the
@@ -59,55 +59,8 @@ impl Drop for Scratch {
     }
 }
 
-struct Switch {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Switch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Switch {
-    fn start(dir: &Scratch, config: &str) -> Switch {
-        let path = dir.write("switch.toml", config);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sentiric"))
-            .env("SENTIRIC_HTTP_LISTEN", "127.0.0.1:0")
-            .args(["run", "--config", path.to_str().unwrap()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sentiric");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line.trim().rsplit("udp:").next().unwrap().parse().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&log);
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(l);
-            }
-        });
-        Switch { child, addr, log }
-    }
-
-    fn lines(&self, needle: &str) -> Vec<String> {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(needle))
-            .cloned()
-            .collect()
-    }
-}
+mod common;
+use common::Switch;
 
 /// Starts SIPp in `dir` with `args`.
 fn sipp(dir: &Path, args: &[&str]) -> Child {
@@ -216,13 +169,10 @@ fn sipp_calls_bridged_with_media_played_and_echoed() {
     let pcaps = Path::new("/usr/share/sip-tester");
     assert!(pcaps.join("g711a.pcap").exists(), "sip-tester's pcaps");
     std::os::unix::fs::symlink(pcaps, dir.0.join("pcap")).unwrap();
-    let sw = Switch::start(
-        &dir,
-        &config(
+    let sw = Switch::start(Some(&config(
             22000,
             "[[dialplan.rule]]\nuser = \"uas\"\naction = \"bridge\"\ntargets = [\"sip:uas@127.0.0.41:5090\"]\n",
-        ),
-    );
+        )), &[]);
     let uas = sipp(
         &dir.0,
         &[
@@ -262,12 +212,7 @@ fn sipp_calls_bridged_with_media_played_and_echoed() {
     wait_ok(uac, "uac_pcap");
     wait_ok(uas, "uas");
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(
-        sw.lines("answered").len(),
-        3,
-        "{:?}",
-        sw.log.lock().unwrap()
-    );
+    assert_eq!(sw.lines("answered").len(), 3, "{:?}", sw.log());
     assert_eq!(sw.lines("ended: 200, by Some(A)").len(), 3);
     // Each call: SIPp's G.711 and DTMF captures from the UAC (246 packets
     // when measured), echoed back by the UAS, all through the switch's
@@ -301,12 +246,12 @@ fn sipp_failover_from_503_to_the_second_target() {
     let dir = Scratch::new("failover");
     let failing = dir.write("uas503.xml", &uas_failing("503 Service Unavailable"));
     let sw = Switch::start(
-        &dir,
-        &config(
+        Some(&config(
             22200,
             "[[dialplan.rule]]\nuser = \"fo\"\naction = \"bridge\"\n\
              targets = [\"sip:fo@127.0.0.43:5092\", \"sip:fo@127.0.0.44:5093\"]\n",
-        ),
+        )),
+        &[],
     );
     let first = sipp(
         &dir.0,
@@ -358,12 +303,12 @@ fn sipp_busy_callee_is_relayed_to_the_caller() {
     let busy = dir.write("uas486.xml", &uas_failing("486 Busy Here"));
     let caller = dir.write("uac486.xml", &uac_expecting(486));
     let sw = Switch::start(
-        &dir,
-        &config(
+        Some(&config(
             22400,
             "[[dialplan.rule]]\nuser = \"busy\"\naction = \"bridge\"\n\
              targets = [\"sip:busy@127.0.0.46:5095\", \"sip:never@127.0.0.47:5096\"]\n",
-        ),
+        )),
+        &[],
     );
     let uas = sipp(
         &dir.0,
@@ -399,12 +344,7 @@ fn sipp_busy_callee_is_relayed_to_the_caller() {
     );
     wait_ok(uac, "uac expecting 486");
     wait_ok(uas, "uas answering 486");
-    assert_eq!(
-        sw.lines("ended: 486").len(),
-        2,
-        "{:?}",
-        sw.log.lock().unwrap()
-    );
+    assert_eq!(sw.lines("ended: 486").len(), 2, "{:?}", sw.log());
 }
 
 /// A UAC that calls, holds (re-INVITE, sendonly), resumes (re-INVITE,
@@ -654,12 +594,12 @@ fn sipp_hold_and_resume_by_re_invite() {
     let uac_file = dir.write("uac_hold.xml", UAC_HOLD_RESUME);
     let uas_file = dir.write("uas_hold.xml", UAS_HOLD_RESUME);
     let sw = Switch::start(
-        &dir,
-        &config(
+        Some(&config(
             22600,
             "[[dialplan.rule]]\nuser = \"hold\"\naction = \"bridge\"\n\
              targets = [\"sip:hold@127.0.0.49:5098\"]\n",
-        ),
+        )),
+        &[],
     );
     let uas = sipp(
         &dir.0,
@@ -698,7 +638,7 @@ fn sipp_hold_and_resume_by_re_invite() {
         sw.lines("ended: 200, by Some(A)").len(),
         2,
         "{:?}",
-        sw.log.lock().unwrap()
+        sw.log()
     );
 }
 
@@ -924,15 +864,15 @@ fn scenario_pair(
     let uac_file = dir.write("uac.xml", uac);
     let uas_file = dir.write("uas.xml", uas);
     let sw = Switch::start(
-        &dir,
-        &config(
+        Some(&config(
             min_port,
             &format!(
                 "[[dialplan.rule]]\nuser = \"{name}\"\naction = \"bridge\"\n\
                  targets = [\"sip:{name}@{}:5100\"]\n",
                 ips.1
             ),
-        ),
+        )),
+        &[],
     );
     let uas = sipp(
         &dir.0,
@@ -985,12 +925,7 @@ fn sipp_cancel_while_ringing() {
         UAS_CANCELLED,
         "2",
     );
-    assert_eq!(
-        sw.lines("ended: 487").len(),
-        2,
-        "{:?}",
-        sw.log.lock().unwrap()
-    );
+    assert_eq!(sw.lines("ended: 487").len(), 2, "{:?}", sw.log());
 }
 
 #[test]
@@ -1011,6 +946,6 @@ fn sipp_callee_hangs_up() {
         sw.lines("ended: 200, by Some(B)").len(),
         2,
         "{:?}",
-        sw.log.lock().unwrap()
+        sw.log()
     );
 }

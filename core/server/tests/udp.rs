@@ -2,44 +2,16 @@
 //! malformed request, an unsupported version and scheme, an INVITE with its
 //! 100 Trying, final response retransmission and ACK.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::net::UdpSocket;
 use std::time::Duration;
 
 use sentiric_sip::{Message, Response};
 
-struct Switch {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Switch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod common;
+use common::Switch;
 
 fn start() -> Switch {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sentiric"))
-        .env("SENTIRIC_HTTP_LISTEN", "127.0.0.1:0")
-        .args(["run", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn sentiric");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .rsplit("udp:")
-        .next()
-        .unwrap()
-        .parse()
-        .expect(&line);
-    Switch { child, addr }
+    Switch::start(None, &[])
 }
 
 fn client() -> UdpSocket {

@@ -1,0 +1,117 @@
+//! The `sentiric` binary as the integration tests run it: SIP and HTTP on
+//! ephemeral loopback ports, its log collected, killed when dropped.
+// Each test file uses part of this.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running switch.
+pub(crate) struct Switch {
+    pub(crate) child: Child,
+    /// Where it takes SIP over UDP.
+    pub(crate) addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+    config: Option<PathBuf>,
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(p) = &self.config {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+impl Switch {
+    /// `sentiric run` with `config` (TOML; `None`: the embedded default)
+    /// and `env` on top of the ephemeral SIP and HTTP ports.
+    pub(crate) fn start(config: Option<&str>, env: &[(&str, &str)]) -> Switch {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sentiric"));
+        cmd.arg("run")
+            .env("SENTIRIC_SIP_LISTEN", "127.0.0.1:0")
+            .env("SENTIRIC_HTTP_LISTEN", "127.0.0.1:0")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let path = config.map(|text| {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let p =
+                std::env::temp_dir().join(format!("sentiric-test-{}-{n}.toml", std::process::id()));
+            std::fs::write(&p, text).unwrap();
+            p
+        });
+        if let Some(p) = &path {
+            cmd.args(["--config", p.to_str().unwrap()]);
+        }
+        let mut child = cmd.spawn().expect("spawn sentiric");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&log);
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(l);
+            }
+        });
+        // The first line of standard output says where SIP listens.
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = match line
+            .trim()
+            .rsplit("udp:")
+            .next()
+            .and_then(|a| a.parse().ok())
+        {
+            Some(a) => a,
+            None => {
+                std::thread::sleep(Duration::from_millis(200));
+                panic!("no address in {line:?}: {:?}", log.lock().unwrap());
+            }
+        };
+        Switch {
+            child,
+            addr,
+            log,
+            config: path,
+        }
+    }
+
+    /// The log lines holding `needle` so far.
+    pub(crate) fn lines(&self, needle: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+
+    /// The first log line holding `needle`, waiting up to `timeout`.
+    pub(crate) fn wait_line(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.lines(needle).into_iter().next() {
+                return Some(l);
+            }
+            if Instant::now() > end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The whole log so far.
+    pub(crate) fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
