@@ -13,6 +13,11 @@
 //!
 //! What a call does today (SIP over UDP):
 //! * A configured longest call duration: both legs get BYE at its end.
+//! * Session timers (RFC 4028) when the caller asks for them (Supported:
+//!   timer, Session-Expires): below 90 s, 422 with Min-SE; otherwise the
+//!   2xx names the caller as refresher, each refresh (re-INVITE or UPDATE)
+//!   moves the deadline, and without one both legs get BYE before the
+//!   interval ends.
 //! * Overload: beyond the configured concurrent calls or calls per second,
 //!   or while draining, a new INVITE gets 503 with Retry-After; calls up
 //!   are not touched.
@@ -283,6 +288,10 @@ struct Call {
     answered: bool,
     /// When the call reaches its longest allowed duration.
     end_by: Option<Instant>,
+    /// The session interval A asked for (RFC 4028), with A refreshing.
+    session_expires: Option<u32>,
+    /// When the switch gives up on A's refresh and hangs up.
+    session_deadline: Option<Instant>,
     /// A re-INVITE from one leg being relayed to the other.
     reinvite: Option<Reinvite>,
     /// The last ACK sent on each leg (A, B), resent when a 2xx is.
@@ -593,6 +602,24 @@ impl<M: MediaPlane> B2bua<M> {
                 .finish();
             return self.respond(now, tx, r);
         }
+        // RFC 4028: a session interval below the switch's minimum is
+        // refused with 422 and the minimum; one A supports refreshing is
+        // kept, with A as the refresher.
+        let session_expires = req
+            .headers
+            .value(HeaderName::SessionExpires)
+            .and_then(|v| v.split(';').next()?.trim().parse::<u32>().ok());
+        if session_expires.is_some_and(|se| se < MIN_SE) {
+            let r = response_to(req, 422, "Session Interval Too Small", Some(&a_tag))
+                .header(HeaderName::MinSe, &MIN_SE.to_string())
+                .finish();
+            return self.respond(now, tx, r);
+        }
+        let supports_timer = req
+            .headers
+            .items(HeaderName::Supported)
+            .any(|t| t.eq_ignore_ascii_case("timer"));
+        let session_expires = session_expires.filter(|_| supports_timer);
         let id = CallRef(self.next_call);
         self.next_call += 1;
         let uri = req.uri().ok();
@@ -626,6 +653,8 @@ impl<M: MediaPlane> B2bua<M> {
                 a_answer: None,
                 answered: false,
                 end_by: None,
+                session_expires,
+                session_deadline: None,
                 reinvite: None,
                 last_ack: [None, None],
             },
@@ -1058,17 +1087,18 @@ impl<M: MediaPlane> B2bua<M> {
                     // The far end took an SDP the switch cannot anchor:
                     // refuse it to the asker (the far end keeps its old
                     // media until a new offer).
-                    return self.answer_reinvite(now, &r, code, reason, None);
+                    return self.answer_reinvite(now, call, &r, code, reason, None);
                 }
             }
         }
         let reason = resp_reason(resp);
-        self.answer_reinvite(now, &r, resp.status, &reason, body.as_deref());
+        self.answer_reinvite(now, call, &r, resp.status, &reason, body.as_deref());
     }
 
     fn answer_reinvite(
         &mut self,
         now: Instant,
+        call: CallRef,
         r: &Reinvite,
         status: u16,
         reason: &str,
@@ -1084,6 +1114,21 @@ impl<M: MediaPlane> B2bua<M> {
         let mut b = response_to(req, status, reason, None);
         if (200..300).contains(&status) {
             b = b.header(HeaderName::Contact, &contact);
+            // A refresh from A (RFC 4028): the interval again, and the
+            // switch's deadline moves.
+            let se = self
+                .calls
+                .get(&call)
+                .and_then(|c| c.session_expires)
+                .filter(|_| r.from == Leg::A);
+            if let Some(se) = se {
+                b = b
+                    .header(HeaderName::SessionExpires, &format!("{se};refresher=uac"))
+                    .header(HeaderName::Require, "timer");
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.session_deadline = Some(session_deadline(now, se));
+                }
+            }
         }
         let bytes = match sdp {
             Some(sdp) => b.body(Some("application/sdp"), sdp),
@@ -1271,9 +1316,15 @@ impl<M: MediaPlane> B2bua<M> {
         let Some(a) = msg.as_request() else {
             return;
         };
-        let b = response_to(a, status, reason, Some(&c.a_tag))
+        let mut b = response_to(a, status, reason, Some(&c.a_tag))
             .header(HeaderName::Contact, &contact)
             .header(HeaderName::Allow, ALLOW);
+        if let (200..=299, Some(se)) = (status, c.session_expires) {
+            b = b
+                .header(HeaderName::SessionExpires, &format!("{se};refresher=uac"))
+                .header(HeaderName::Require, "timer");
+            c.session_deadline = Some(session_deadline(now, se));
+        }
         let bytes = match sdp {
             Some(sdp) => b.body(Some("application/sdp"), sdp),
             None => b.finish(),
@@ -1384,6 +1435,7 @@ impl<M: MediaPlane> B2bua<M> {
                 c.ring_deadline.is_some_and(|d| d <= now)
                     || c.a_answer.as_ref().is_some_and(|a| a.1 <= now)
                     || c.end_by.is_some_and(|d| d <= now)
+                    || c.session_deadline.is_some_and(|d| d <= now)
             })
             .map(|c| c.id)
             .collect();
@@ -1391,6 +1443,13 @@ impl<M: MediaPlane> B2bua<M> {
             let Some(c) = self.calls.get_mut(&call) else {
                 continue;
             };
+            if c.session_deadline.is_some_and(|d| d <= now) {
+                // A stopped refreshing (RFC 4028 §10): hang both legs up.
+                self.bye(now, call, Leg::A);
+                self.bye(now, call, Leg::B);
+                self.end(call, 408, None);
+                continue;
+            }
             if c.end_by.is_some_and(|d| d <= now) {
                 // The longest a call may last: hang both legs up.
                 self.bye(now, call, Leg::A);
@@ -1441,7 +1500,7 @@ impl<M: MediaPlane> B2bua<M> {
                     if let Some(&(call, TxRole::ReInvite)) = self.by_tx.get(&ev.id) {
                         // The other leg never answered: 408 to the asker.
                         if let Some(r) = self.calls.get_mut(&call).and_then(|c| c.reinvite.take()) {
-                            self.answer_reinvite(now, &r, 408, "Request Timeout", None);
+                            self.answer_reinvite(now, call, &r, 408, "Request Timeout", None);
                         }
                     }
                     if let Some(&(call, TxRole::BInvite)) = self.by_tx.get(&ev.id) {
@@ -1477,12 +1536,27 @@ impl<M: MediaPlane> B2bua<M> {
     /// When [`B2bua::handle_timeout`] must next run.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         let calls = self.calls.values().flat_map(|c| {
-            [c.ring_deadline, c.a_answer.as_ref().map(|a| a.1), c.end_by]
-                .into_iter()
-                .flatten()
+            [
+                c.ring_deadline,
+                c.a_answer.as_ref().map(|a| a.1),
+                c.end_by,
+                c.session_deadline,
+            ]
+            .into_iter()
+            .flatten()
         });
         calls.chain(self.layer.poll_timeout()).min()
     }
+}
+
+/// The shortest session interval the switch accepts (RFC 4028 §5: 90 s
+/// at least).
+pub const MIN_SE: u32 = 90;
+
+/// When the side that does not refresh gives up: before the interval
+/// ends, by the smaller of 32 s and a third of it (RFC 4028 §10).
+fn session_deadline(now: Instant, se: u32) -> Instant {
+    now + Duration::from_secs(u64::from(se - (se / 3).min(32)))
 }
 
 /// Methods the switch takes.

@@ -182,6 +182,16 @@ impl Net {
 
     /// Alice calls `user`; returns the call the switch routes.
     fn alice_calls(&mut self, user: &str, max_forwards: u8) -> (CallRef, Vec<Sent>) {
+        self.alice_calls_with(user, max_forwards, "")
+    }
+
+    /// [`Net::alice_calls`] with `extra` header lines in the INVITE.
+    fn alice_calls_with(
+        &mut self,
+        user: &str,
+        max_forwards: u8,
+        extra: &str,
+    ) -> (CallRef, Vec<Sent>) {
         let body = sdp("127.0.0.2", 10000);
         let invite = format!(
             "INVITE sip:{user}@127.0.0.1 SIP/2.0\r\n\
@@ -192,6 +202,7 @@ impl Net {
              Call-ID: call-a@127.0.0.2\r\n\
              CSeq: 10 INVITE\r\n\
              Contact: <sip:alice@{ALICE}>\r\n\
+             {extra}\
              Content-Type: application/sdp\r\n\
              Content-Length: {}\r\n\r\n{body}",
             body.len()
@@ -972,4 +983,52 @@ fn update_is_relayed_without_an_ack() {
         net.b2b.media().offers.last().unwrap(),
         &(Leg::B, "127.0.0.3:20010".to_string())
     );
+}
+
+#[test]
+fn session_timers_when_the_caller_asks() {
+    // Too short an interval: 422 with the switch's minimum.
+    let mut net = Net::new();
+    let (_, sent) = net.alice_calls_with("600", 70, "Supported: timer\r\nSession-Expires: 30\r\n");
+    let r = only(&sent, ALICE, "SIP/2.0 422");
+    assert_eq!(r.header(HeaderName::MinSe), "90");
+
+    let mut net = Net::new();
+    let (call, _) = net.alice_calls_with("600", 70, "Supported: timer\r\nSession-Expires: 90\r\n");
+    let sent = net.bridge(call, &["sip:bob@127.0.0.3:5070"], Duration::from_secs(30));
+    let invite = Sent {
+        to: addr(BOB),
+        text: only(&sent, BOB, "INVITE").text.clone(),
+    };
+    let sent = net.answer(BOB, &invite, "200 OK", "tb", Some(sdp("127.0.0.3", 20000)));
+    let ok = only(&sent, ALICE, "SIP/2.0 200");
+    assert_eq!(ok.header(HeaderName::SessionExpires), "90;refresher=uac");
+    assert_eq!(ok.header(HeaderName::Require), "timer");
+    let a_tag = tag_of(&ok.header(HeaderName::To));
+    net.send(ALICE, &a_request("ACK", &a_tag, 10, "s2"));
+    let no_bye = |sent: &[Sent]| sent.iter().all(|s| !s.first_line().starts_with("BYE"));
+    assert!(no_bye(&net.advance(Duration::from_secs(50))));
+    // Alice refreshes at 50 s: relayed, and the deadline moves to 110 s.
+    let sent = net.send(ALICE, &a_request("INVITE", &a_tag, 11, "s3"));
+    let refresh = Sent {
+        to: addr(BOB),
+        text: only(&sent, BOB, "INVITE").text.clone(),
+    };
+    let sent = net.answer(BOB, &refresh, "200 OK", "tb", None);
+    let ok = only(&sent, ALICE, "SIP/2.0 200");
+    assert_eq!(ok.header(HeaderName::SessionExpires), "90;refresher=uac");
+    assert!(no_bye(&net.advance(Duration::from_secs(58))));
+    // No refresh after that: both legs hung up before 140 s.
+    let sent = net.advance(Duration::from_secs(4));
+    assert!(sent
+        .iter()
+        .any(|s| s.to == addr(ALICE) && s.first_line().starts_with("BYE ")));
+    assert!(sent
+        .iter()
+        .any(|s| s.to == addr(BOB) && s.first_line().starts_with("BYE ")));
+    assert!(net.events().contains(&Event::Ended {
+        call,
+        status: 408,
+        by: None
+    }));
 }
