@@ -6,7 +6,7 @@
 //! is: `a`/`b`/`c` a datagram from the caller, the callee or a stranger;
 //! `t` a time step (the next byte, in units of 100 ms); `r` a routing
 //! decision for every call waiting (the next byte picks bridge, echo,
-//! play, conference or reject).
+//! play, conference, parallel bridge or reject).
 #![no_main]
 
 use std::net::SocketAddr;
@@ -78,7 +78,7 @@ fuzz_target!(|data: &[u8]| {
                 b2b.handle_timeout(now);
             }
             b'r' => {
-                let pick = rest.first().copied().unwrap_or(0) % 5;
+                let pick = rest.first().copied().unwrap_or(0) % 6;
                 for call in waiting.drain(..) {
                     let action = match pick {
                         0 => Action::Bridge(Bridge {
@@ -89,6 +89,11 @@ fuzz_target!(|data: &[u8]| {
                         1 => Action::Echo,
                         2 => Action::Play { prompt: "p".into(), then: AfterPlay::Hangup },
                         3 => Action::Conference { room: "r".into() },
+                        4 => Action::Bridge(Bridge {
+                            targets: vec!["sip:b@127.0.0.3:5060".into(), "sip:c@127.0.0.4".into()],
+                            fork: Fork::Parallel,
+                            ring_timeout: Duration::from_secs(5),
+                        }),
                         _ => Action::Reject { code: 486, reason: "Busy Here".into() },
                     };
                     b2b.route(now, call, action);

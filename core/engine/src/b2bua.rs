@@ -44,8 +44,12 @@
 //!   plays the prompt; its owner calls [`B2bua::hang_up`] at the end.
 //! * conference: the switch answers in G.711 and the media plane mixes
 //!   the room (each member hears everyone else).
-//! * reject: the dialplan's code. Play then continue and parallel
-//!   forking: 501 for now.
+//! * parallel forking: every target at once; provisional responses go to
+//!   A, the first 2xx wins and the other forks are cancelled (a 2xx that
+//!   crosses the CANCEL is ACKed and hung up), and when every fork has
+//!   failed A gets the best failure (RFC 3261 §16.7: 6xx first, then the
+//!   lowest class).
+//! * reject: the dialplan's code. Play then continue: 501 for now.
 //! * OPTIONS outside a dialog: 200 with Allow. Requests for dialogs the
 //!   switch does not know: 481. Other in-dialog requests (INFO, …): 501
 //!   for now.
@@ -279,6 +283,10 @@ struct Call {
     a_tag: String,
     a_dialog: Option<Dialog>,
     b: Option<LegB>,
+    /// Parallel forking: the targets still ringing, before one answers.
+    forks: Vec<LegB>,
+    /// The best failure heard from a fork so far (RFC 3261 §16.7).
+    best_failure: Option<(u16, String)>,
     targets: Vec<String>,
     next_target: usize,
     ring_timeout: Duration,
@@ -646,6 +654,8 @@ impl<M: MediaPlane> B2bua<M> {
                 a_tag,
                 a_dialog: None,
                 b: None,
+                forks: Vec::new(),
+                best_failure: None,
                 targets: Vec::new(),
                 next_target: 0,
                 ring_timeout: Duration::from_secs(60),
@@ -675,6 +685,20 @@ impl<M: MediaPlane> B2bua<M> {
                 c.ring_timeout = b.ring_timeout;
                 self.try_next_target(now, call, 480);
             }
+            Action::Bridge(b) => {
+                c.ring_timeout = b.ring_timeout;
+                let mut failure = None;
+                for target in &b.targets {
+                    if let Err(e) = self.invite_b(now, call, target, true) {
+                        failure = Some(e);
+                    }
+                }
+                let none = self.calls.get(&call).is_some_and(|c| c.forks.is_empty());
+                if none {
+                    let (code, reason) = failure.unwrap_or((480, "Temporarily Unavailable"));
+                    self.fail_a(now, call, code, reason);
+                }
+            }
             Action::Reject { code, reason } => self.fail_a(now, call, code, &reason),
             Action::Echo => self.answer_locally(now, call, Local::Echo),
             Action::Play {
@@ -701,7 +725,7 @@ impl<M: MediaPlane> B2bua<M> {
             if let Some(c) = self.calls.get_mut(&call) {
                 c.next_target += 1;
             }
-            match self.invite_b(now, call, &target) {
+            match self.invite_b(now, call, &target, false) {
                 Ok(()) => return,
                 Err((code, reason)) if code == 503 || code == 488 => {
                     return self.fail_a(now, call, code, reason)
@@ -712,11 +736,14 @@ impl<M: MediaPlane> B2bua<M> {
         }
     }
 
+    /// INVITEs `target` as a B leg: the one leg of a serial bridge, or
+    /// one fork of a parallel one.
     fn invite_b(
         &mut self,
         now: Instant,
         call: CallRef,
         target: &str,
+        fork: bool,
     ) -> Result<(), (u16, &'static str)> {
         let to = target_addr(target).ok_or((502, "Bad Gateway"))?;
         let via = self.via();
@@ -764,7 +791,7 @@ impl<M: MediaPlane> B2bua<M> {
             .ok_or((500, "Server Internal Error"))?;
         c.state = State::Calling;
         c.ring_deadline = Some(now + c.ring_timeout);
-        c.b = Some(LegB {
+        let leg = LegB {
             invite_tx: tx,
             invite: bytes.into(),
             to,
@@ -773,7 +800,12 @@ impl<M: MediaPlane> B2bua<M> {
             dialog: None,
             seq: 1,
             cancelled: false,
-        });
+        };
+        if fork {
+            c.forks.push(leg);
+        } else {
+            c.b = Some(leg);
+        }
         Ok(())
     }
 
@@ -840,19 +872,29 @@ impl<M: MediaPlane> B2bua<M> {
 
     /// CANCELs B's pending INVITE (§9.1), if one is out.
     fn cancel_b(&mut self, now: Instant, call: CallRef) {
-        let Some(b) = self.calls.get_mut(&call).and_then(|c| c.b.as_mut()) else {
+        let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        if b.cancelled
-            || b.dialog
+        let mut cancels = Vec::new();
+        for b in c.b.iter_mut().chain(c.forks.iter_mut()) {
+            let confirmed = b
+                .dialog
                 .as_ref()
-                .is_some_and(|d| d.state == sentiric_sip::dialog::DialogState::Confirmed)
-        {
-            return;
+                .is_some_and(|d| d.state == sentiric_sip::dialog::DialogState::Confirmed);
+            if !b.cancelled && !confirmed {
+                b.cancelled = true;
+                cancels.push((b.invite.clone(), b.to));
+            }
         }
-        b.cancelled = true;
-        let (invite, to) = (b.invite.clone(), b.to);
-        let Ok(msg) = Message::parse(&invite) else {
+        for (invite, to) in cancels {
+            self.send_cancel(now, call, &invite, to);
+        }
+    }
+
+    /// The CANCEL of an INVITE the switch sent (§9.1): its Request-URI,
+    /// top Via, From, To, Call-ID and CSeq number.
+    fn send_cancel(&mut self, now: Instant, call: CallRef, invite: &[u8], to: SocketAddr) {
+        let Ok(msg) = Message::parse(invite) else {
             return;
         };
         let Some(inv) = msg.as_request() else {
@@ -1212,6 +1254,9 @@ impl<M: MediaPlane> B2bua<M> {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
+        if let Some(i) = c.forks.iter().position(|f| f.invite_tx == tx) {
+            return self.on_fork_response(now, call, tx, i, resp);
+        }
         let Some(b) = c.b.as_mut() else {
             return;
         };
@@ -1275,6 +1320,108 @@ impl<M: MediaPlane> B2bua<M> {
                 }
             }
         }
+    }
+
+    /// A response from one fork of a parallel bridge: provisional ones go
+    /// to A; the first 2xx wins (the others are cancelled) and continues as
+    /// a serial bridge's answer; failures are kept until the last fork has
+    /// failed, and the best of them goes to A (RFC 3261 §16.7).
+    fn on_fork_response(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        tx: TransactionId,
+        i: usize,
+        resp: &Response<'_>,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        match resp.status {
+            100 => {}
+            101..=199 => {
+                if !c.forks[i].cancelled && !c.answered {
+                    self.relay_to_a(now, call, resp);
+                }
+            }
+            200..=299 if c.forks[i].cancelled || c.b.is_some() => {
+                // Answered across our CANCEL: take it and hang it up.
+                let leg = c.forks.remove(i);
+                self.ack_and_bye(now, call, &leg, resp);
+            }
+            200..=299 => {
+                let winner = c.forks.remove(i);
+                // Cancel the others first: the winner is not one of them.
+                self.cancel_b(now, call);
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.b = Some(winner);
+                }
+                // Now the serial path: dialog, ACK, 2xx to A.
+                self.on_b_invite_response(now, call, tx, resp);
+            }
+            status => {
+                let reason = resp_reason(resp);
+                self.on_fork_failure(now, call, i, status, reason);
+            }
+        }
+    }
+
+    /// Fork `i` failed with `status`; A gets the best failure once no
+    /// fork is left ringing.
+    fn on_fork_failure(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        i: usize,
+        status: u16,
+        reason: String,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let leg = c.forks.remove(i);
+        if !leg.cancelled {
+            let rank = |s: u16| if s >= 600 { 0 } else { s / 100 };
+            if c.best_failure
+                .as_ref()
+                .is_none_or(|(b, _)| rank(status) < rank(*b))
+            {
+                c.best_failure = Some((status, reason));
+            }
+        }
+        if c.forks.is_empty() && c.b.is_none() && !c.answered {
+            c.ring_deadline = None;
+            let (status, reason) = c
+                .best_failure
+                .take()
+                .unwrap_or((480, "Temporarily Unavailable".into()));
+            self.fail_a(now, call, status, &reason);
+        }
+    }
+
+    /// A 2xx from a leg the switch no longer wants: ACK it, then BYE.
+    fn ack_and_bye(&mut self, now: Instant, call: CallRef, leg: &LegB, resp: &Response<'_>) {
+        let Ok(msg) = Message::parse(&leg.invite) else {
+            return;
+        };
+        let Some(inv) = msg.as_request() else {
+            return;
+        };
+        let Ok(mut d) = Dialog::new_uac(inv, resp) else {
+            return;
+        };
+        let to = d
+            .remote_target_uri()
+            .and_then(|u| target_addr(u.as_str()))
+            .unwrap_or(leg.to);
+        let via = self.via();
+        self.out.push_back(Outgoing {
+            to,
+            bytes: d.create_ack(leg.seq, &via).finish().into(),
+        });
+        let via = self.via();
+        let bye = d.create_request(Method::Bye, &via).finish();
+        self.send_in_dialog(now, call, &bye, to, TxRole::Bye(Leg::B));
     }
 
     /// Relays a response B sent to A's INVITE: same code and reason, A's
@@ -1504,6 +1651,13 @@ impl<M: MediaPlane> B2bua<M> {
                         }
                     }
                     if let Some(&(call, TxRole::BInvite)) = self.by_tx.get(&ev.id) {
+                        let fork = self
+                            .calls
+                            .get(&call)
+                            .and_then(|c| c.forks.iter().position(|f| f.invite_tx == ev.id));
+                        if let Some(i) = fork {
+                            self.on_fork_failure(now, call, i, 408, "Request Timeout".into());
+                        }
                         // No final response from this target: 408, next one.
                         if let Some(c) = self.calls.get_mut(&call) {
                             if c.b.as_ref().is_some_and(|b| b.invite_tx == ev.id) && !c.answered {

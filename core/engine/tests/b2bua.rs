@@ -1032,3 +1032,96 @@ fn session_timers_when_the_caller_asks() {
         by: None
     }));
 }
+
+#[test]
+fn parallel_forking_first_answer_wins_the_others_are_cancelled() {
+    let mut net = Net::new();
+    let (call, _) = net.alice_calls("600", 70);
+    net.b2b.route(
+        net.now,
+        call,
+        Action::Bridge(Bridge {
+            targets: vec![
+                "sip:bob@127.0.0.3:5070".into(),
+                "sip:carol@127.0.0.4".into(),
+            ],
+            fork: Fork::Parallel,
+            ring_timeout: Duration::from_secs(30),
+        }),
+    );
+    let sent = net.sent();
+    let to_bob = Sent {
+        to: addr(BOB),
+        text: only(&sent, BOB, "INVITE").text.clone(),
+    };
+    let to_carol = Sent {
+        to: addr(CAROL),
+        text: only(&sent, CAROL, "INVITE").text.clone(),
+    };
+    // Both ring; Alice hears ringing.
+    only(
+        &net.answer(BOB, &to_bob, "180 Ringing", "tb", None),
+        ALICE,
+        "SIP/2.0 180",
+    );
+    net.answer(CAROL, &to_carol, "180 Ringing", "tc", None);
+    // Carol answers first: she is the call, Bob is cancelled.
+    let sent = net.answer(
+        CAROL,
+        &to_carol,
+        "200 OK",
+        "tc",
+        Some(sdp("127.0.0.4", 30000)),
+    );
+    only(&sent, CAROL, "ACK");
+    only(&sent, BOB, "CANCEL");
+    only(&sent, ALICE, "SIP/2.0 200 OK");
+    // Bob answers anyway, across the CANCEL: ACKed and hung up.
+    let sent = net.answer(BOB, &to_bob, "200 OK", "tb", Some(sdp("127.0.0.3", 20000)));
+    only(&sent, BOB, "ACK");
+    only(&sent, BOB, "BYE");
+    assert!(
+        sent.iter().all(|s| s.to != addr(ALICE)),
+        "nothing more to Alice"
+    );
+    assert_eq!(net.b2b.calls(), 1);
+}
+
+#[test]
+fn parallel_forking_all_fail_the_best_failure_wins() {
+    let mut net = Net::new();
+    let (call, _) = net.alice_calls("600", 70);
+    net.b2b.route(
+        net.now,
+        call,
+        Action::Bridge(Bridge {
+            targets: vec![
+                "sip:bob@127.0.0.3:5070".into(),
+                "sip:carol@127.0.0.4".into(),
+            ],
+            fork: Fork::Parallel,
+            ring_timeout: Duration::from_secs(30),
+        }),
+    );
+    let sent = net.sent();
+    let to_bob = Sent {
+        to: addr(BOB),
+        text: only(&sent, BOB, "INVITE").text.clone(),
+    };
+    let to_carol = Sent {
+        to: addr(CAROL),
+        text: only(&sent, CAROL, "INVITE").text.clone(),
+    };
+    let sent = net.answer(BOB, &to_bob, "503 Service Unavailable", "tb", None);
+    assert!(
+        sent.iter().all(|s| s.to != addr(ALICE)),
+        "Carol still rings"
+    );
+    let sent = net.answer(CAROL, &to_carol, "486 Busy Here", "tc", None);
+    // 4xx is a lower class than 5xx: Alice gets the 486.
+    only(&sent, ALICE, "SIP/2.0 486 Busy Here");
+    assert!(net
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::Ended { status: 486, .. })));
+}
