@@ -274,7 +274,6 @@ struct LegB {
 
 #[derive(Debug)]
 struct Call {
-    id: CallRef,
     state: State,
     /// A's INVITE as received.
     a_invite: Arc<[u8]>,
@@ -304,6 +303,22 @@ struct Call {
     reinvite: Option<Reinvite>,
     /// The last ACK sent on each leg (A, B), resent when a 2xx is.
     last_ack: [Option<(Arc<[u8]>, SocketAddr)>; 2],
+    /// The entries this call has in `by_tx` and `by_dialog`, removed
+    /// with it.
+    tx_ids: Vec<TransactionId>,
+    dialog_keys: Vec<(String, String)>,
+}
+
+impl Call {
+    /// The call's pending deadlines.
+    fn deadlines(&self) -> [Option<Instant>; 4] {
+        [
+            self.ring_deadline,
+            self.a_answer.as_ref().map(|a| a.1),
+            self.end_by,
+            self.session_deadline,
+        ]
+    }
 }
 
 /// A re-INVITE in flight (RFC 3261 §14): from `from`, relayed on the other
@@ -362,6 +377,9 @@ pub struct B2bua<M> {
     events: VecDeque<Event>,
     /// CPS tokens left and when they were last refilled.
     cps: (f64, Option<Instant>),
+    /// Calls' deadlines, earliest first; an entry whose time is no longer
+    /// one of its call's deadlines is skipped.
+    timers: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, CallRef)>>,
     draining: bool,
 }
 
@@ -403,6 +421,7 @@ impl<M: MediaPlane> B2bua<M> {
             out: VecDeque::new(),
             events: VecDeque::new(),
             cps: (0.0, None),
+            timers: std::collections::BinaryHeap::new(),
             draining: false,
         }
     }
@@ -434,6 +453,32 @@ impl<M: MediaPlane> B2bua<M> {
             }
         }
         self.drain_layer(now);
+    }
+
+    /// Queues `call`'s deadlines for [`B2bua::handle_timeout`] (after any
+    /// of them was set).
+    fn schedule(&mut self, call: CallRef) {
+        if let Some(c) = self.calls.get(&call) {
+            for t in c.deadlines().into_iter().flatten() {
+                self.timers.push(std::cmp::Reverse((t, call)));
+            }
+        }
+    }
+
+    /// Maps a client transaction to the call, for its responses.
+    fn track_tx(&mut self, tx: TransactionId, call: CallRef, role: TxRole) {
+        self.by_tx.insert(tx, (call, role));
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.tx_ids.push(tx);
+        }
+    }
+
+    /// Maps a dialog (Call-ID, the switch's tag) to the call and leg.
+    fn track_dialog(&mut self, key: (String, String), call: CallRef, leg: Leg) {
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.dialog_keys.push(key.clone());
+        }
+        self.by_dialog.insert(key, (call, leg));
     }
 
     /// Whether a new call may start, or the Retry-After (seconds) of its 503.
@@ -646,7 +691,6 @@ impl<M: MediaPlane> B2bua<M> {
         self.calls.insert(
             id,
             Call {
-                id,
                 state: State::Routing,
                 a_invite: req.raw.into(),
                 a_tx: tx,
@@ -667,6 +711,8 @@ impl<M: MediaPlane> B2bua<M> {
                 session_deadline: None,
                 reinvite: None,
                 last_ack: [None, None],
+                tx_ids: Vec::new(),
+                dialog_keys: Vec::new(),
             },
         );
     }
@@ -784,7 +830,7 @@ impl<M: MediaPlane> B2bua<M> {
             .layer
             .send_request(now, req, to, Reliability::Unreliable)
             .map_err(|_| (503, "Service Unavailable"))?;
-        self.by_tx.insert(tx, (call, TxRole::BInvite));
+        self.track_tx(tx, call, TxRole::BInvite);
         let c = self
             .calls
             .get_mut(&call)
@@ -806,6 +852,7 @@ impl<M: MediaPlane> B2bua<M> {
         } else {
             c.b = Some(leg);
         }
+        self.schedule(call);
         Ok(())
     }
 
@@ -853,8 +900,12 @@ impl<M: MediaPlane> B2bua<M> {
             return;
         };
         self.by_a_tx.remove(&c.a_tx);
-        self.by_dialog.retain(|_, v| v.0 != call);
-        self.by_tx.retain(|_, v| v.0 != call);
+        for key in &c.dialog_keys {
+            self.by_dialog.remove(key);
+        }
+        for tx in &c.tx_ids {
+            self.by_tx.remove(tx);
+        }
         self.media.release(call);
         self.events.push_back(Event::Ended { call, status, by });
     }
@@ -912,7 +963,7 @@ impl<M: MediaPlane> B2bua<M> {
         if let Ok(m) = Message::parse(&bytes) {
             if let Some(r) = m.as_request() {
                 if let Ok(tx) = self.layer.send_request(now, r, to, Reliability::Unreliable) {
-                    self.by_tx.insert(tx, (call, TxRole::Cancel));
+                    self.track_tx(tx, call, TxRole::Cancel);
                 }
             }
         }
@@ -1027,7 +1078,7 @@ impl<M: MediaPlane> B2bua<M> {
         if let Ok(m) = Message::parse(bytes) {
             if let Some(r) = m.as_request() {
                 if let Ok(tx) = self.layer.send_request(now, r, to, Reliability::Unreliable) {
-                    self.by_tx.insert(tx, (call, role));
+                    self.track_tx(tx, call, role);
                 }
             }
         }
@@ -1170,6 +1221,7 @@ impl<M: MediaPlane> B2bua<M> {
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.session_deadline = Some(session_deadline(now, se));
                 }
+                self.schedule(call);
             }
         }
         let bytes = match sdp {
@@ -1292,7 +1344,7 @@ impl<M: MediaPlane> B2bua<M> {
                 }
                 c.ring_deadline = None;
                 c.answered = true;
-                self.by_dialog.insert(b_key, (call, Leg::B));
+                self.track_dialog(b_key, call, Leg::B);
                 self.send_ack_b(call);
                 if self
                     .calls
@@ -1480,6 +1532,7 @@ impl<M: MediaPlane> B2bua<M> {
             c.a_dialog = Dialog::new_uas(a, &c.a_tag, status < 200).ok();
             if c.a_dialog.is_some() {
                 let key = (a.call_id().to_string(), c.a_tag.clone());
+                c.dialog_keys.push(key.clone());
                 self.by_dialog.insert(key, (call, Leg::A));
             }
         } else if status >= 200 {
@@ -1496,6 +1549,7 @@ impl<M: MediaPlane> B2bua<M> {
         }
         let tx = c.a_tx;
         self.respond(now, tx, bytes);
+        self.schedule(call);
     }
 
     /// The switch answers A itself: the echo test (A's audio sent back,
@@ -1575,17 +1629,22 @@ impl<M: MediaPlane> B2bua<M> {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.layer.handle_timeout(now);
         self.drain_layer(now);
-        let due: Vec<CallRef> = self
-            .calls
-            .values()
-            .filter(|c| {
-                c.ring_deadline.is_some_and(|d| d <= now)
-                    || c.a_answer.as_ref().is_some_and(|a| a.1 <= now)
-                    || c.end_by.is_some_and(|d| d <= now)
-                    || c.session_deadline.is_some_and(|d| d <= now)
-            })
-            .map(|c| c.id)
-            .collect();
+        // The calls with a deadline due, from the heap: no walk over every
+        // call.
+        let mut due: Vec<CallRef> = Vec::new();
+        while let Some(std::cmp::Reverse((t, call))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let current = self
+                .calls
+                .get(&call)
+                .is_some_and(|c| c.deadlines().contains(&Some(t)));
+            if current && !due.contains(&call) {
+                due.push(call);
+            }
+        }
         for call in due {
             let Some(c) = self.calls.get_mut(&call) else {
                 continue;
@@ -1629,6 +1688,7 @@ impl<M: MediaPlane> B2bua<M> {
                 let tx = c.a_tx;
                 c.a_answer = Some((bytes.clone(), (now + gap2).min(give_up), gap2, give_up));
                 self.respond(now, tx, bytes);
+                self.schedule(call);
             }
         }
         self.drain_layer(now);
@@ -1689,17 +1749,20 @@ impl<M: MediaPlane> B2bua<M> {
 
     /// When [`B2bua::handle_timeout`] must next run.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        let calls = self.calls.values().flat_map(|c| {
-            [
-                c.ring_deadline,
-                c.a_answer.as_ref().map(|a| a.1),
-                c.end_by,
-                c.session_deadline,
-            ]
-            .into_iter()
-            .flatten()
-        });
-        calls.chain(self.layer.poll_timeout()).min()
+        // Entries no longer a deadline of their call are dropped on the way.
+        let mut next = None;
+        while let Some(std::cmp::Reverse((t, call))) = self.timers.peek().copied() {
+            let current = self
+                .calls
+                .get(&call)
+                .is_some_and(|c| c.deadlines().contains(&Some(t)));
+            if current {
+                next = Some(t);
+                break;
+            }
+            self.timers.pop();
+        }
+        next.into_iter().chain(self.layer.poll_timeout()).min()
     }
 }
 

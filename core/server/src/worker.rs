@@ -202,6 +202,64 @@ impl Room {
     }
 }
 
+/// The worker's metrics, registered once: the handles cost an atomic
+/// add each, where the macros look the series up every time.
+struct Metrics {
+    relayed: metrics::Counter,
+    dropped: metrics::Counter,
+    calls_active: metrics::Gauge,
+    turn: metrics::Histogram,
+    setup: metrics::Histogram,
+    requests: HashMap<String, metrics::Counter>,
+    responses: HashMap<[u8; 3], metrics::Counter>,
+    calls: HashMap<u16, metrics::Counter>,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        Metrics {
+            relayed: metrics::counter!("sentiric_rtp_packets_relayed_total"),
+            dropped: metrics::counter!("sentiric_rtp_packets_dropped_total"),
+            calls_active: metrics::gauge!("sentiric_calls_active"),
+            turn: metrics::histogram!("sentiric_worker_turn_seconds"),
+            setup: metrics::histogram!("sentiric_call_setup_seconds"),
+            requests: HashMap::new(),
+            responses: HashMap::new(),
+            calls: HashMap::new(),
+        }
+    }
+
+    fn request(&mut self, method: &str) {
+        match self.requests.get(method) {
+            Some(c) => c.increment(1),
+            None => {
+                let c = metrics::counter!("sentiric_sip_requests_total", "method" => method.to_string());
+                c.increment(1);
+                self.requests.insert(method.to_string(), c);
+            }
+        }
+    }
+
+    fn response(&mut self, code: [u8; 3]) {
+        self.responses
+            .entry(code)
+            .or_insert_with(|| {
+                let label = String::from_utf8_lossy(&code).into_owned();
+                metrics::counter!("sentiric_sip_responses_total", "code" => label)
+            })
+            .increment(1);
+    }
+
+    fn call_ended(&mut self, status: u16) {
+        self.calls
+            .entry(status)
+            .or_insert_with(
+                || metrics::counter!("sentiric_calls_total", "status" => status.to_string()),
+            )
+            .increment(1);
+    }
+}
+
 /// The per-call media state the worker keeps.
 #[derive(Default)]
 struct CallMedia {
@@ -280,6 +338,7 @@ pub(crate) fn run(
     let mut routed_at: HashMap<CallRef, Instant> = HashMap::new();
     let (mut relayed, mut dropped) = (0u64, 0u64);
     let mut next_gauges = Instant::now();
+    let mut m = Metrics::new();
     let mut players: Vec<Player> = Vec::new();
     let mut rooms: HashMap<String, Room> = HashMap::new();
     let (mut pcm, mut payload, mut packet) = (Vec::new(), Vec::new(), Vec::new());
@@ -299,10 +358,9 @@ pub(crate) fn run(
         let now = Instant::now();
         for (bytes, from) in std::mem::take(&mut turn.inbox) {
             match Message::parse(&bytes) {
-                Ok(m) => {
-                    if let Some(r) = m.as_request() {
-                        metrics::counter!("sentiric_sip_requests_total", "method" => r.method.as_str().to_string())
-                            .increment(1);
+                Ok(msg) => {
+                    if let Some(r) = msg.as_request() {
+                        m.request(r.method.as_str());
                     }
                     b2b.receive(now, &bytes, from);
                 }
@@ -362,7 +420,7 @@ pub(crate) fn run(
                         source,
                         transport,
                     });
-                    tracing::info!(
+                    tracing::debug!(
                         call = call.0,
                         %call_id,
                         %trace_id,
@@ -378,9 +436,9 @@ pub(crate) fn run(
                     let (call_id, trace_id) = ids
                         .get(&call)
                         .map_or(("", ""), |(c, t)| (c.as_str(), t.as_str()));
-                    tracing::info!(call = call.0, call_id, trace_id, "call answered");
+                    tracing::debug!(call = call.0, call_id, trace_id, "call answered");
                     if let Some(t) = routed_at.get(&call) {
-                        metrics::histogram!("sentiric_call_setup_seconds")
+                        m.setup
                             .record(now.saturating_duration_since(*t).as_secs_f64());
                     }
                 }
@@ -395,8 +453,7 @@ pub(crate) fn run(
                         status,
                         "call ended: {status}, by {by:?}"
                     );
-                    metrics::counter!("sentiric_calls_total", "status" => status.to_string())
-                        .increment(1);
+                    m.call_ended(status);
                     ended.push(call);
                 }
             }
@@ -590,19 +647,18 @@ pub(crate) fn run(
         }
         while let Some(o) = b2b.poll_transmit() {
             if let Some(code) = o.bytes.strip_prefix(b"SIP/2.0 ").and_then(|r| r.get(..3)) {
-                let code = String::from_utf8_lossy(code).into_owned();
-                metrics::counter!("sentiric_sip_responses_total", "code" => code).increment(1);
+                m.response([code[0], code[1], code[2]]);
             }
             if let Err(e) = sender.send_to(&o.bytes, o.to) {
                 tracing::warn!(to = %o.to, "SIP send: {e}");
             }
         }
         // Counters as they go; gauges once a second.
-        metrics::counter!("sentiric_rtp_packets_relayed_total").increment(turn.relayed - relayed);
-        metrics::counter!("sentiric_rtp_packets_dropped_total").increment(turn.dropped - dropped);
+        m.relayed.increment(turn.relayed - relayed);
+        m.dropped.increment(turn.dropped - dropped);
         (relayed, dropped) = (turn.relayed, turn.dropped);
-        metrics::histogram!("sentiric_worker_turn_seconds").record(now.elapsed().as_secs_f64());
-        metrics::gauge!("sentiric_calls_active").set(b2b.calls() as f64);
+        m.turn.record(now.elapsed().as_secs_f64());
+        m.calls_active.set(b2b.calls() as f64);
         if now >= next_gauges {
             next_gauges = now + Duration::from_secs(1);
             b2b.media().record_pool();

@@ -98,7 +98,15 @@ fn invite(sock: &UdpSocket, sip: SocketAddr, user: &str, call_id: &str, with_sdp
 fn health_readiness_and_metrics() {
     let sw = start(None);
     assert_eq!(get(sw.http, "/healthz", None), (200, "ok\n".into()));
-    assert_eq!(get(sw.http, "/readyz", None).0, 200);
+    // Ready once the worker runs (the endpoints start just before it).
+    let ready = (0..100).any(|_| {
+        let ok = get(sw.http, "/readyz", None).0 == 200;
+        if !ok {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        ok
+    });
+    assert!(ready, "not ready within 2 s");
     assert_eq!(get(sw.http, "/nope", None).0, 404);
 
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -9,7 +9,14 @@ use std::time::Duration;
 
 #[test]
 fn json_logs_carry_call_id_and_trace_id() {
-    let sw = Switch::start(None, &[("SENTIRIC_LOG_FORMAT", "json")]);
+    // Routing is logged at debug; a call's end at info.
+    let sw = Switch::start(
+        None,
+        &[
+            ("SENTIRIC_LOG_FORMAT", "json"),
+            ("SENTIRIC_LOG_LEVEL", "debug"),
+        ],
+    );
     let addr = sw.addr;
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();

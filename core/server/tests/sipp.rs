@@ -212,7 +212,7 @@ fn sipp_calls_bridged_with_media_played_and_echoed() {
     wait_ok(uac, "uac_pcap");
     wait_ok(uas, "uas");
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(sw.lines("answered").len(), 3, "{:?}", sw.log());
+    assert_eq!(sw.lines("ended: 200").len(), 3, "{:?}", sw.log());
     assert_eq!(sw.lines("ended: 200, by Some(A)").len(), 3);
     // Each call: SIPp's G.711 and DTMF captures from the UAC (246 packets
     // when measured), echoed back by the UAS, all through the switch's
