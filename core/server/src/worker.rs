@@ -458,11 +458,24 @@ pub(crate) fn run(
                 }
             }
         }
-        // Media work the B2BUA left.
+        // Media work the B2BUA left. A socket the engine cannot take (out
+        // of descriptors or the like) ends that call; the others carry on.
+        macro_rules! or_hang_up {
+            ($e:expr, $call:expr) => {
+                match $e {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::warn!(call = $call.0, "media socket: {e}");
+                        b2b.hang_up(now, $call);
+                        continue;
+                    }
+                }
+            };
+        }
         for ins in std::mem::take(&mut b2b_media(&mut b2b).pending) {
             match ins {
                 Instruction::Add { call, leg, socket } => {
-                    let token = engine.add(socket)?;
+                    let token = or_hang_up!(engine.add(socket), call);
                     let c = calls.entry(call).or_default();
                     match leg {
                         Leg::A => c.a = Some(token),
@@ -501,7 +514,7 @@ pub(crate) fn run(
                     }
                 }
                 Instruction::Echo { call, socket, peer } => {
-                    let token = engine.add(socket)?;
+                    let token = or_hang_up!(engine.add(socket), call);
                     // A leg bridged to itself: what arrives goes back to
                     // the latched source, under the switch's SSRC.
                     let leg = LegSpec {
@@ -522,10 +535,10 @@ pub(crate) fn run(
                     law,
                     pt,
                 } => {
-                    let sock = socket.try_clone()?;
+                    let sock = or_hang_up!(socket.try_clone(), call);
                     // Registered so that what the caller sends is read (and
                     // dropped: the leg is bridged to nothing).
-                    let token = engine.add(socket)?;
+                    let token = or_hang_up!(engine.add(socket), call);
                     calls.entry(call).or_default().a = Some(token);
                     match WavPlayer::new(&wav, 8000) {
                         Ok(prompt) => players.push(Player {
@@ -549,8 +562,8 @@ pub(crate) fn run(
                     law,
                     pt,
                 } => {
-                    let sock = socket.try_clone()?;
-                    let token = engine.add(socket)?;
+                    let sock = or_hang_up!(socket.try_clone(), call);
+                    let token = or_hang_up!(engine.add(socket), call);
                     calls.entry(call).or_default().a = Some(token);
                     turn.members.insert(token);
                     let r = rooms.entry(room.clone()).or_insert_with(|| Room {
