@@ -19,6 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use crate::packet::{self, RtpError, RtpPacket, FIXED_HEADER_LEN};
+use crate::stats::ReceiverStats;
 
 /// Who may latch a leg before its first packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,6 +310,21 @@ struct RelayLeg<K> {
     filter: SourceFilter,
     /// Rewrites what this leg receives into what its peer is sent.
     to_peer: StreamRewriter,
+    /// RFC 3550 reception statistics of what this leg receives, from its
+    /// first accepted packet.
+    stats: Option<ReceiverStats>,
+    clock_rate: u32,
+}
+
+/// How a leg's incoming stream fared (RFC 3550 §6.4.1 measures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LegQuality {
+    /// Packets received.
+    pub received: u32,
+    /// Packets expected less packets received (negative with duplicates).
+    pub lost: i32,
+    /// Interarrival jitter.
+    pub jitter: std::time::Duration,
 }
 
 /// The relay of one data-plane worker: bridged pairs of legs, each leg
@@ -355,6 +371,8 @@ impl<K: Copy + Eq + std::hash::Hash> Relay<K> {
                 peer: b.key,
                 filter: SourceFilter::new(policy, a.sdp_addr),
                 to_peer: StreamRewriter::new(b.ssrc, clock_rate),
+                stats: None,
+                clock_rate,
             },
         );
         self.legs.insert(
@@ -363,6 +381,8 @@ impl<K: Copy + Eq + std::hash::Hash> Relay<K> {
                 peer: a.key,
                 filter: SourceFilter::new(policy, b.sdp_addr),
                 to_peer: StreamRewriter::new(a.ssrc, clock_rate),
+                stats: None,
+                clock_rate,
             },
         );
     }
@@ -397,6 +417,16 @@ impl<K: Copy + Eq + std::hash::Hash> Relay<K> {
         self.legs.is_empty()
     }
 
+    /// How the stream received on `key` fared: received, lost, jitter.
+    pub fn quality(&self, key: K) -> Option<LegQuality> {
+        let s = self.legs.get(&key)?.stats.as_ref()?;
+        Some(LegQuality {
+            received: s.received(),
+            lost: s.lost(),
+            jitter: s.jitter_duration(),
+        })
+    }
+
     /// A leg's receive counters.
     pub fn counters(&self, key: K) -> Option<SourceCounters> {
         self.legs.get(&key).map(|l| l.filter.counters())
@@ -422,6 +452,15 @@ impl<K: Copy + Eq + std::hash::Hash> Relay<K> {
             return Err(RelayDrop::Filtered(d));
         }
         let peer = leg.peer;
+        let clock_rate = leg.clock_rate;
+        leg.stats
+            .get_or_insert_with(|| ReceiverStats::new(fields.seq, clock_rate))
+            .on_packet(
+                fields.seq,
+                fields.ts,
+                buf.len().saturating_sub(FIXED_HEADER_LEN),
+                now,
+            );
         leg.to_peer.apply(buf, fields, now);
         let dest = self
             .legs
@@ -564,6 +603,44 @@ mod tests {
             v.iter().map(|x| x.3).collect::<Vec<_>>(),
             [true, false, false, false, false, true, false, false, false, false]
         );
+    }
+
+    #[test]
+    fn a_legs_incoming_quality() {
+        let t0 = Instant::now();
+        let mut r = Relay::new();
+        let (a, b) = (
+            LegSpec {
+                key: 1u32,
+                sdp_addr: Some(addr("127.0.0.2:4000")),
+                ssrc: 0xa,
+            },
+            LegSpec {
+                key: 2u32,
+                sdp_addr: Some(addr("127.0.0.3:4000")),
+                ssrc: 0xb,
+            },
+        );
+        r.bridge(a, b, LatchPolicy::AnySource, 8000);
+        assert_eq!(r.quality(1), None, "nothing received yet");
+        // Sequence 1, 2, 3, 5 on time: one lost, no jitter (RFC 3550 A.1
+        // counts from the packet that ends the source's probation).
+        for (i, seq) in [1u16, 2, 3, 5].into_iter().enumerate() {
+            let mut p = pkt(7, seq, u32::from(seq) * 160);
+            let at = t0 + std::time::Duration::from_millis(20 * u64::from(seq));
+            assert!(
+                r.on_rtp(1, addr("127.0.0.2:4000"), &mut p, at).is_ok(),
+                "{i}"
+            );
+        }
+        let q = r.quality(1).unwrap();
+        assert_eq!((q.received, q.lost), (3, 1));
+        assert!(
+            q.jitter < std::time::Duration::from_micros(200),
+            "{:?}",
+            q.jitter
+        );
+        assert_eq!(r.quality(2), None);
     }
 
     #[test]

@@ -207,6 +207,8 @@ impl Room {
 struct Metrics {
     relayed: metrics::Counter,
     dropped: metrics::Counter,
+    lost: metrics::Counter,
+    jitter: metrics::Histogram,
     calls_active: metrics::Gauge,
     turn: metrics::Histogram,
     setup: metrics::Histogram,
@@ -220,6 +222,8 @@ impl Metrics {
         Metrics {
             relayed: metrics::counter!("sentiric_rtp_packets_relayed_total"),
             dropped: metrics::counter!("sentiric_rtp_packets_dropped_total"),
+            lost: metrics::counter!("sentiric_rtp_packets_lost_total"),
+            jitter: metrics::histogram!("sentiric_rtp_jitter_seconds"),
             calls_active: metrics::gauge!("sentiric_calls_active"),
             turn: metrics::histogram!("sentiric_worker_turn_seconds"),
             setup: metrics::histogram!("sentiric_call_setup_seconds"),
@@ -597,7 +601,17 @@ pub(crate) fn run(
                         let from = |t: Option<Token>| {
                             t.and_then(|t| turn.relay.counters(t)).unwrap_or_default()
                         };
+                        let quality = |t: Option<Token>| {
+                            t.and_then(|t| turn.relay.quality(t)).unwrap_or_default()
+                        };
                         let (a, b) = (from(c.a), from(c.b));
+                        let (qa, qb) = (quality(c.a), quality(c.b));
+                        for q in [qa, qb] {
+                            if q.received > 0 {
+                                m.lost.increment(u64::try_from(q.lost).unwrap_or(0));
+                                m.jitter.record(q.jitter.as_secs_f64());
+                            }
+                        }
                         let (call_id, trace_id) = ids
                             .get(&call)
                             .map_or(("", ""), |(c, t)| (c.as_str(), t.as_str()));
@@ -605,6 +619,10 @@ pub(crate) fn run(
                             call = call.0,
                             call_id,
                             trace_id,
+                            lost_from_a = qa.lost,
+                            jitter_from_a_ms = qa.jitter.as_secs_f64() * 1000.0,
+                            lost_from_b = qb.lost,
+                            jitter_from_b_ms = qb.jitter.as_secs_f64() * 1000.0,
                             "call media: from A {} packets ({} foreign, {} invalid), from B {} packets ({} foreign, {} invalid)",
                             a.accepted, a.foreign, a.invalid, b.accepted, b.foreign, b.invalid
                         );
