@@ -279,6 +279,9 @@ struct Call {
     a_invite: Arc<[u8]>,
     a_tx: TransactionId,
     a_source: SocketAddr,
+    /// How A reached the switch; over a stream, A's requests and the
+    /// switch's go on A's connection and nothing is retransmitted.
+    a_transport: Transport,
     a_tag: String,
     a_dialog: Option<Dialog>,
     b: Option<LegB>,
@@ -546,13 +549,26 @@ impl<M: MediaPlane> B2bua<M> {
 
     /// A datagram arrived from `source`.
     pub fn receive(&mut self, now: Instant, bytes: &[u8], source: SocketAddr) {
+        self.receive_over(now, bytes, source, Transport::Udp);
+    }
+
+    /// A message arrived from `source` over `transport` (over a stream,
+    /// one framed message; the owner sends what answers `source` back on
+    /// the same connection).
+    pub fn receive_over(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+        source: SocketAddr,
+        transport: Transport,
+    ) {
         let Ok(msg) = Message::parse(bytes) else {
             // Malformed input: answered statelessly by the server's shell
             // (`build::stateless_response`), or dropped.
             return;
         };
         if let Some(req) = msg.as_request() {
-            self.on_request(now, req, source);
+            self.on_request(now, req, source, transport);
         } else if let Some(resp) = msg.as_response() {
             self.on_response(now, resp);
         }
@@ -563,12 +579,20 @@ impl<M: MediaPlane> B2bua<M> {
         let _ = self.layer.send_response(now, tx, bytes);
     }
 
-    fn on_request(&mut self, now: Instant, req: &Request<'_>, source: SocketAddr) {
-        match self
-            .layer
-            .receive_request(now, req, source, Reliability::Unreliable)
-        {
-            IncomingRequest::New(tx) => self.on_new_request(now, tx, req, source),
+    fn on_request(
+        &mut self,
+        now: Instant,
+        req: &Request<'_>,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
+        let reliability = if transport == Transport::Udp {
+            Reliability::Unreliable
+        } else {
+            Reliability::Reliable
+        };
+        match self.layer.receive_request(now, req, source, reliability) {
+            IncomingRequest::New(tx) => self.on_new_request(now, tx, req, source, transport),
             IncomingRequest::Cancel { id, invite } => {
                 let status = if invite.is_some() { 200 } else { 481 };
                 let resp = response_to(req, status, reason_phrase_any(status), None).finish();
@@ -597,6 +621,7 @@ impl<M: MediaPlane> B2bua<M> {
         tx: TransactionId,
         req: &Request<'_>,
         source: SocketAddr,
+        transport: Transport,
     ) {
         // RFC 3261 §8.2: scheme, Require, Max-Forwards, the URIs checked
         // on every request that starts a transaction.
@@ -623,7 +648,7 @@ impl<M: MediaPlane> B2bua<M> {
             return self.in_dialog(now, tx, req, call, leg);
         }
         match req.method {
-            Method::Invite => self.new_call(now, tx, req, source),
+            Method::Invite => self.new_call(now, tx, req, source, transport),
             Method::Options => {
                 let tag = self.token();
                 let r = response_to(req, 200, "OK", Some(&tag))
@@ -646,7 +671,14 @@ impl<M: MediaPlane> B2bua<M> {
         }
     }
 
-    fn new_call(&mut self, now: Instant, tx: TransactionId, req: &Request<'_>, source: SocketAddr) {
+    fn new_call(
+        &mut self,
+        now: Instant,
+        tx: TransactionId,
+        req: &Request<'_>,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
         let a_tag = self.token();
         if let Err(retry) = self.admit(now) {
             // Overload or drain: calls up are untouched.
@@ -685,7 +717,7 @@ impl<M: MediaPlane> B2bua<M> {
             from_uri: req.from().uri_str().to_string(),
             from_user: from.as_ref().and_then(Uri::user).map(str::to_string),
             source,
-            transport: Transport::Udp,
+            transport,
         });
         self.by_a_tx.insert(tx, id);
         self.calls.insert(
@@ -695,6 +727,7 @@ impl<M: MediaPlane> B2bua<M> {
                 a_invite: req.raw.into(),
                 a_tx: tx,
                 a_source: source,
+                a_transport: transport,
                 a_tag,
                 a_dialog: None,
                 b: None,
@@ -1046,11 +1079,17 @@ impl<M: MediaPlane> B2bua<M> {
                 (b.dialog.as_mut(), b.to)
             }
         };
+        let stream = leg == Leg::A && c.a_transport != Transport::Udp;
         let d = dialog?;
-        let to = d
-            .remote_target_uri()
-            .and_then(|u| target_addr(u.as_str()))
-            .unwrap_or(fallback);
+        let to = if stream {
+            // A's connection (RFC 3261 §18: requests to a UA that came over
+            // a stream reuse its connection).
+            fallback
+        } else {
+            d.remote_target_uri()
+                .and_then(|u| target_addr(u.as_str()))
+                .unwrap_or(fallback)
+        };
         Some((d, to))
     }
 
@@ -1075,9 +1114,14 @@ impl<M: MediaPlane> B2bua<M> {
         to: SocketAddr,
         role: TxRole,
     ) {
+        // On A's connection nothing is retransmitted.
+        let reliability = match self.calls.get(&call) {
+            Some(c) if c.a_transport != Transport::Udp && to == c.a_source => Reliability::Reliable,
+            _ => Reliability::Unreliable,
+        };
         if let Ok(m) = Message::parse(bytes) {
             if let Some(r) = m.as_request() {
-                if let Ok(tx) = self.layer.send_request(now, r, to, Reliability::Unreliable) {
+                if let Ok(tx) = self.layer.send_request(now, r, to, reliability) {
                     self.track_tx(tx, call, role);
                 }
             }
@@ -1544,8 +1588,10 @@ impl<M: MediaPlane> B2bua<M> {
             c.state = State::Answered;
             c.answered = true;
             c.end_by = self.cfg.max_call_duration.map(|d| now + d);
-            let t1 = self.cfg.timers.t1;
-            c.a_answer = Some((bytes.clone(), now + t1, t1, now + self.cfg.timers.t1x64()));
+            if c.a_transport == Transport::Udp {
+                let t1 = self.cfg.timers.t1;
+                c.a_answer = Some((bytes.clone(), now + t1, t1, now + self.cfg.timers.t1x64()));
+            }
         }
         let tx = c.a_tx;
         self.respond(now, tx, bytes);

@@ -26,6 +26,7 @@ mod config;
 mod http;
 mod media;
 mod prompts;
+mod tcp;
 mod worker;
 
 const USAGE: &str = "usage: sentiric run [--config FILE] [--listen ADDR]
@@ -200,8 +201,6 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
     )?;
     tracing::info!(http = %http_addr, "health and metrics on http://{http_addr}");
     let (engine, fallback) = sentiric_io::Engine::new(backend)?;
-    // The first stdout line says where the switch listens (tests read it).
-    println!("sentiric listening on udp:{}", sip.local_addr()?);
     match fallback {
         Some(why) => tracing::warn!(
             backend = engine.kind(),
@@ -211,6 +210,21 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         None => tracing::info!(backend = engine.kind(), "packet engine: {}", engine.kind()),
     }
     let media = media::Media::new(pool, 0, rtp.ip, prompts);
+    // SIP over TCP on the same address: messages reach the worker through
+    // a channel, with a datagram to its wake socket.
+    let wake = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let (tcp_tx, tcp_inbox) = std::sync::mpsc::channel();
+    let conns = tcp::Connections::default();
+    let tcp_addr = tcp::spawn(
+        sip.local_addr()?,
+        tcp_tx,
+        wake.local_addr()?,
+        Arc::clone(&conns),
+    )?;
+    tracing::info!(tcp = %tcp_addr, "SIP over TCP on {tcp_addr}");
+    // The first stdout line says where the switch listens, once UDP and
+    // TCP both do (tests read it).
+    println!("sentiric listening on udp:{}", sip.local_addr()?);
     // SIGTERM and the first SIGINT set `stop` (drain); a second SIGINT
     // exits at once.
     let stop = Arc::new(AtomicBool::new(false));
@@ -226,6 +240,9 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         stop,
         drain_timeout: Duration::from_secs(config.limits.drain_timeout_s),
         status,
+        tcp_inbox,
+        wake,
+        conns,
     };
     worker::run(engine, sip, media, settings)
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sentiric_engine::b2bua::{B2bua, B2buaConfig, CallRef, Event, Leg};
-use sentiric_engine::dialplan::{Dialplan, RouteRequest, StaticDialplan};
+use sentiric_engine::dialplan::{Dialplan, RouteRequest, StaticDialplan, Transport};
 use sentiric_io::{Engine, Outbox, PacketHandler, Token};
 use sentiric_media::g711::Law;
 use sentiric_media::mixer::MixMinus;
@@ -37,7 +37,8 @@ use crate::media::{Instruction, Media};
 struct Turn {
     sip: Token,
     relay: Relay<Token>,
-    inbox: Vec<(Vec<u8>, SocketAddr)>,
+    inbox: Vec<(Vec<u8>, SocketAddr, Transport)>,
+    wake: Token,
     /// Sockets of conference members: their packets go to the mixer.
     members: std::collections::HashSet<Token>,
     mixer_inbox: Vec<(Token, SocketAddr, Vec<u8>)>,
@@ -55,7 +56,10 @@ impl PacketHandler for Turn {
         out: &mut Outbox,
     ) {
         if token == self.sip {
-            self.inbox.push((data.to_vec(), from));
+            self.inbox.push((data.to_vec(), from, Transport::Udp));
+            return;
+        }
+        if token == self.wake {
             return;
         }
         if self.members.contains(&token) {
@@ -299,6 +303,30 @@ pub(crate) struct Settings {
     pub(crate) drain_timeout: Duration,
     /// What the health endpoints report.
     pub(crate) status: Arc<crate::http::Status>,
+    /// Messages that came over TCP, and the socket whose datagrams say so.
+    pub(crate) tcp_inbox: std::sync::mpsc::Receiver<(SocketAddr, Vec<u8>)>,
+    pub(crate) wake: UdpSocket,
+    /// The open TCP connections' writers.
+    pub(crate) conns: crate::tcp::Connections,
+}
+
+/// Sends `bytes` to `to`: on its TCP connection when it has one, over UDP
+/// otherwise.
+fn send(udp: &UdpSocket, conns: &crate::tcp::Connections, to: SocketAddr, bytes: &[u8]) {
+    let tcp = conns
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&to)
+        .map(|tx| tx.send(bytes.to_vec()).is_ok());
+    match tcp {
+        Some(true) => {}
+        Some(false) => tracing::debug!(%to, "SIP over TCP: the connection is gone"),
+        None => {
+            if let Err(e) = udp.send_to(bytes, to) {
+                tracing::warn!(%to, "SIP send: {e}");
+            }
+        }
+    }
 }
 
 /// Runs a worker until it has drained after a stop signal.
@@ -316,11 +344,16 @@ pub(crate) fn run(
         stop,
         drain_timeout,
         status,
+        tcp_inbox,
+        wake,
+        conns,
     } = settings;
     status.ready.store(true, Ordering::Relaxed);
     let local = sip.local_addr()?;
     let sender = sip.try_clone()?;
     let sip_token = engine.add(sip)?;
+    // Its datagrams only end the engine's wait: TCP messages are waiting.
+    let wake_token = engine.add(wake)?;
     let mut cfg = B2buaConfig::new(local, random_u64());
     cfg.max_calls = max_calls;
     cfg.max_cps = max_cps;
@@ -331,6 +364,7 @@ pub(crate) fn run(
         sip: sip_token,
         relay: Relay::new(),
         inbox: Vec::new(),
+        wake: wake_token,
         members: std::collections::HashSet::new(),
         mixer_inbox: Vec::new(),
         relayed: 0,
@@ -360,13 +394,16 @@ pub(crate) fn run(
             .clamp(Duration::from_millis(1), Duration::from_secs(1));
         engine.poll(Some(wait), &mut turn)?;
         let now = Instant::now();
-        for (bytes, from) in std::mem::take(&mut turn.inbox) {
+        while let Ok((from, bytes)) = tcp_inbox.try_recv() {
+            turn.inbox.push((bytes, from, Transport::Tcp));
+        }
+        for (bytes, from, transport) in std::mem::take(&mut turn.inbox) {
             match Message::parse(&bytes) {
                 Ok(msg) => {
                     if let Some(r) = msg.as_request() {
                         m.request(r.method.as_str());
                     }
-                    b2b.receive(now, &bytes, from);
+                    b2b.receive_over(now, &bytes, from, transport);
                 }
                 Err(e) => {
                     // §8.2 / §21: the response the parse error names, sent
@@ -374,7 +411,7 @@ pub(crate) fn run(
                     if let Disposition::Respond { status, reason } = e.disposition() {
                         let tag = format!("{:016x}", random_u64());
                         if let Some(r) = stateless_response(&bytes, status, &reason, &tag) {
-                            let _ = sender.send_to(&r, from);
+                            send(&sender, &conns, from, &r);
                         }
                     }
                 }
@@ -680,9 +717,7 @@ pub(crate) fn run(
             if let Some(code) = o.bytes.strip_prefix(b"SIP/2.0 ").and_then(|r| r.get(..3)) {
                 m.response([code[0], code[1], code[2]]);
             }
-            if let Err(e) = sender.send_to(&o.bytes, o.to) {
-                tracing::warn!(to = %o.to, "SIP send: {e}");
-            }
+            send(&sender, &conns, o.to, &o.bytes);
         }
         // Counters as they go; gauges once a second.
         m.relayed.increment(turn.relayed - relayed);
