@@ -4,7 +4,7 @@
 //!
 //! Input: parts separated by `\n--\n`; a part's first byte says what it
 //! is: `a`/`b`/`c` a datagram from the caller, the callee or a stranger;
-//! `t` a time step (the next byte, in units of 100 ms); `r` a routing
+//! `A` a message from the caller over TCP; `t` a time step (the next byte, in units of 100 ms); `r` a routing
 //! decision for every call waiting (the next byte picks bridge, echo,
 //! play, conference, parallel bridge or reject).
 #![no_main]
@@ -16,7 +16,7 @@ use libfuzzer_sys::fuzz_target;
 use sentiric_engine::b2bua::{
     B2bua, B2buaConfig, CallRef, Event, Leg, MediaEndpoint, MediaError, MediaPlane,
 };
-use sentiric_engine::dialplan::{Action, AfterPlay, Bridge, Fork};
+use sentiric_engine::dialplan::{Action, AfterPlay, Bridge, Fork, Transport};
 use sentiric_sdp::SessionDescription;
 
 struct Null;
@@ -73,6 +73,7 @@ fuzz_target!(|data: &[u8]| {
         };
         match kind {
             b'a' | b'b' | b'c' => b2b.receive(now, rest, peers[usize::from(kind - b'a')]),
+            b'A' => b2b.receive_over(now, rest, peers[0], Transport::Tcp),
             b't' => {
                 now += Duration::from_millis(100 * u64::from(rest.first().copied().unwrap_or(1)));
                 b2b.handle_timeout(now);
