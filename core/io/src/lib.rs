@@ -1,6 +1,7 @@
 //! The data plane's IO for the Sentiric switch.
 //!
 //! * [`affinity`]: pinning a worker thread to its core.
+//! * [`limits`]: the open-file limit raised to what the host allows.
 //! * [`ports`]: the RTP port pool — even/odd pairs or single rtcp-mux
 //!   ports from a configured range, partitioned per worker, with a
 //!   quarantine before reuse.
@@ -17,13 +18,15 @@
 //!   where the kernel allows it, epoll otherwise or by configuration.
 //!
 //! This is the one crate of the workspace with `unsafe` code: the system
-//! calls in `affinity`, `epoll`, `uring` and `sys`, each block with its `SAFETY:` comment.
+//! calls in `affinity`, `epoll`, `limits`, `uring` and `sys`, each block with its `SAFETY:` comment.
 
 #[cfg(target_os = "linux")]
 pub mod affinity;
 pub mod engine;
 #[cfg(target_os = "linux")]
 pub mod epoll;
+#[cfg(target_os = "linux")]
+pub mod limits;
 pub mod ports;
 pub mod socket;
 #[cfg(target_os = "linux")]

@@ -178,6 +178,20 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         quarantine: Duration::from_millis(rtp.quarantine_ms),
     })
     .map_err(|e| std::io::Error::other(format!("rtp: {e}")))?;
+    // Every RTP port is a socket: the open-file limit bounds the calls.
+    match sentiric_io::limits::raise_open_files() {
+        Ok(n) => {
+            let ports = u64::from(rtp.max_port - rtp.min_port) + 1;
+            if n < ports + 256 {
+                tracing::warn!(
+                    open_files = n,
+                    "the open-file limit ({n}) is below the RTP range's {ports} ports: \
+                     raise it (LimitNOFILE) or calls will fail for sockets"
+                );
+            }
+        }
+        Err(e) => tracing::warn!("open-file limit: {e}"),
+    }
     if let Some((lo, hi)) = ephemeral_ports() {
         if rtp.min_port <= hi && rtp.max_port >= lo {
             tracing::warn!(
