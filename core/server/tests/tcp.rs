@@ -4,7 +4,7 @@
 //! answered, and a stream that breaks framing is closed.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -126,7 +126,6 @@ fn an_echo_call_over_one_tcp_connection() {
         String::from_utf8_lossy(&pending)
     );
     assert!(sw.wait_line("ended: 200", Duration::from_secs(2)).is_some());
-    let _: SocketAddr = me;
 }
 
 #[test]
