@@ -567,6 +567,17 @@ impl<M: MediaPlane> B2bua<M> {
             // (`build::stateless_response`), or dropped.
             return;
         };
+        self.receive_message(now, &msg, source, transport);
+    }
+
+    /// [`B2bua::receive_over`] for a message its owner has parsed already.
+    pub fn receive_message(
+        &mut self,
+        now: Instant,
+        msg: &Message<'_>,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
         if let Some(req) = msg.as_request() {
             self.on_request(now, req, source, transport);
         } else if let Some(resp) = msg.as_response() {
@@ -1832,21 +1843,13 @@ fn reason_phrase_any(code: u16) -> &'static str {
     }
 }
 
-/// A response's reason phrase as sent.
+/// A response's reason phrase as sent (the usual one when it is empty).
 fn resp_reason(resp: &Response<'_>) -> String {
-    let raw = resp.raw;
-    let line_end = memchr_line(raw);
-    let line = String::from_utf8_lossy(&raw[..line_end]);
-    line.splitn(3, ' ')
-        .nth(2)
-        .map(str::to_string)
-        .unwrap_or_else(|| reason_phrase_any(resp.status).to_string())
-}
-
-fn memchr_line(b: &[u8]) -> usize {
-    b.iter()
-        .position(|&c| c == b'\r' || c == b'\n')
-        .unwrap_or(b.len())
+    if resp.reason.is_empty() {
+        reason_phrase_any(resp.status).to_string()
+    } else {
+        resp.reason.to_string()
+    }
 }
 
 /// A From value without its tag parameter (the switch puts its own).

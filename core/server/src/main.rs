@@ -224,17 +224,11 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         None => tracing::info!(backend = engine.kind(), "packet engine: {}", engine.kind()),
     }
     let media = media::Media::new(pool, 0, rtp.ip, prompts);
-    // SIP over TCP on the same address: messages reach the worker through
-    // a channel, with a datagram to its wake socket.
+    // SIP over TCP on the same address: connections' events reach the
+    // worker through a channel, with a datagram to its wake socket.
     let wake = std::net::UdpSocket::bind("127.0.0.1:0")?;
     let (tcp_tx, tcp_inbox) = std::sync::mpsc::channel();
-    let conns = tcp::Connections::default();
-    let tcp_addr = tcp::spawn(
-        sip.local_addr()?,
-        tcp_tx,
-        wake.local_addr()?,
-        Arc::clone(&conns),
-    )?;
+    let tcp_addr = tcp::spawn(sip.local_addr()?, tcp_tx, wake.local_addr()?)?;
     tracing::info!(tcp = %tcp_addr, "SIP over TCP on {tcp_addr}");
     // The first stdout line says where the switch listens, once UDP and
     // TCP both do (tests read it).
@@ -256,7 +250,6 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         status,
         tcp_inbox,
         wake,
-        conns,
     };
     worker::run(engine, sip, media, settings)
 }

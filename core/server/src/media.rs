@@ -15,6 +15,8 @@ use sentiric_engine::b2bua::{CallRef, Leg, MediaEndpoint, MediaError, MediaPlane
 use sentiric_io::ports::{PortLease, PortPool};
 use sentiric_io::socket::{bind_udp, UdpOptions};
 use sentiric_media::g711::Law;
+use std::sync::Arc;
+
 use sentiric_media::wav::Wav;
 use sentiric_sdp::SessionDescription;
 
@@ -61,7 +63,7 @@ pub(crate) enum Instruction {
         /// The caller's media address.
         peer: Option<SocketAddr>,
         /// The prompt.
-        wav: Wav,
+        wav: Arc<Wav>,
         /// G.711 law and payload type, as the answer chose.
         law: Law,
         /// The payload type.

@@ -9,8 +9,9 @@ use sentiric_engine::dialplan::StaticDialplan;
 use sentiric_media::tone::Tone;
 use sentiric_media::wav::Wav;
 
-/// Prompts by the name the dialplan gives them.
-pub(crate) type Prompts = Arc<HashMap<String, Wav>>;
+/// Prompts by the name the dialplan gives them (a call playing one
+/// shares it).
+pub(crate) type Prompts = Arc<HashMap<String, Arc<Wav>>>;
 
 /// A built-in prompt: `announcement` (a three-note chime, then a long
 /// tone) or `beep`.
@@ -66,7 +67,7 @@ pub(crate) fn load(dialplan: &StaticDialplan) -> Result<Prompts, String> {
                 wav
             }
         };
-        out.insert(name.to_string(), wav);
+        out.insert(name.to_string(), Arc::new(wav));
     }
     Ok(Arc::new(out))
 }

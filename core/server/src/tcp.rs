@@ -1,32 +1,39 @@
 //! SIP over TCP (RFC 3261 §18): connections accepted on the SIP address's
 //! TCP port, in a thread with a current-thread tokio runtime of its own.
-//! Each connection's bytes go through `sentiric_sip::StreamFramer`; whole
-//! messages go to the worker over a channel, with a datagram to its wake
-//! socket so that its wait ends at once; what the worker sends back to a
-//! connected peer is written on that peer's connection. CRLFCRLF
+//! Each connection's bytes go through `sentiric_sip::StreamFramer`; the
+//! connection's opening, its whole messages and its closing go to the
+//! worker over one channel, with a datagram to its wake socket so that its
+//! wait ends at once. The worker keeps the writers of open connections
+//! (no lock on its send path) and writes what it sends to a connected
+//! peer on that peer's connection. CRLFCRLF
 //! keep-alives are answered (RFC 5626 §4.4.1); a framing error closes the
 //! connection, as RFC 3261 §18.3 asks.
 
-use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use sentiric_sip::framing::PONG;
 use sentiric_sip::{Frame, KeepAliveRole, ParseLimits, StreamFramer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
-/// Writers of the open connections, by peer address.
-pub(crate) type Connections = Arc<Mutex<HashMap<SocketAddr, UnboundedSender<Vec<u8>>>>>;
+/// What happens on the TCP side, for the worker.
+pub(crate) enum TcpEvent {
+    /// A peer connected; what is written to the sender goes to it.
+    Opened(SocketAddr, UnboundedSender<Vec<u8>>),
+    /// A whole message from the peer.
+    Message(SocketAddr, Vec<u8>),
+    /// The connection is gone.
+    Closed(SocketAddr),
+}
 
-/// Listens on `listen` (TCP); messages go to `inbox`, each followed by a
+/// Listens on `listen` (TCP); events go to `inbox`, each followed by a
 /// datagram to `wake`. Returns the bound address.
 pub(crate) fn spawn(
     listen: SocketAddr,
-    inbox: Sender<(SocketAddr, Vec<u8>)>,
+    inbox: Sender<TcpEvent>,
     wake: SocketAddr,
-    conns: Connections,
 ) -> std::io::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind(listen)?;
     listener.set_nonblocking(true)?;
@@ -53,10 +60,10 @@ pub(crate) fn spawn(
                     };
                     let _ = stream.set_nodelay(true);
                     let (tx, mut rx) = unbounded_channel::<Vec<u8>>();
-                    conns
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(peer, tx.clone());
+                    if inbox.send(TcpEvent::Opened(peer, tx.clone())).is_err() {
+                        return;
+                    }
+                    let _ = waker.send_to(&[0], wake);
                     let (mut reader, mut writer) = stream.into_split();
                     tokio::spawn(async move {
                         while let Some(bytes) = rx.recv().await {
@@ -65,8 +72,7 @@ pub(crate) fn spawn(
                             }
                         }
                     });
-                    let (inbox, waker, conns) =
-                        (inbox.clone(), Arc::clone(&waker), Arc::clone(&conns));
+                    let (inbox, waker) = (inbox.clone(), Arc::clone(&waker));
                     tokio::spawn(async move {
                         let mut framer =
                             StreamFramer::new(ParseLimits::default(), KeepAliveRole::Server);
@@ -80,7 +86,8 @@ pub(crate) fn spawn(
                             loop {
                                 match framer.next_frame() {
                                     Ok(Some(Frame::Message(m))) => {
-                                        if inbox.send((peer, m.to_vec())).is_err() {
+                                        if inbox.send(TcpEvent::Message(peer, m.to_vec())).is_err()
+                                        {
                                             break 'read;
                                         }
                                         let _ = waker.send_to(&[0], wake);
@@ -97,12 +104,10 @@ pub(crate) fn spawn(
                                 }
                             }
                         }
-                        // Dropping the writer's sender ends its task and
-                        // closes the connection.
-                        conns
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(&peer);
+                        // Once the worker drops its sender too, the writer's
+                        // task ends and the connection closes.
+                        let _ = inbox.send(TcpEvent::Closed(peer));
+                        let _ = waker.send_to(&[0], wake);
                     });
                 }
             });

@@ -32,6 +32,7 @@ use sentiric_sip::build::stateless_response;
 use sentiric_sip::{Disposition, Message};
 
 use crate::media::{Instruction, Media};
+use crate::tcp::TcpEvent;
 
 /// Datagrams of one turn: RTP relayed at once, SIP kept for after.
 struct Turn {
@@ -39,9 +40,10 @@ struct Turn {
     relay: Relay<Token>,
     inbox: Vec<(Vec<u8>, SocketAddr, Transport)>,
     wake: Token,
-    /// Sockets of conference members: their packets go to the mixer.
-    members: std::collections::HashSet<Token>,
-    mixer_inbox: Vec<(Token, SocketAddr, Vec<u8>)>,
+    /// Sockets of conference members, with the law and payload type they
+    /// speak: their audio is decoded here for the mixer.
+    members: HashMap<Token, (Law, u8)>,
+    mixer_inbox: Vec<(Token, SocketAddr, Vec<i16>)>,
     relayed: u64,
     dropped: u64,
 }
@@ -62,8 +64,17 @@ impl PacketHandler for Turn {
         if token == self.wake {
             return;
         }
-        if self.members.contains(&token) {
-            self.mixer_inbox.push((token, from, data.to_vec()));
+        if let Some(&(law, pt)) = self.members.get(&token) {
+            // DTMF and comfort noise are not mixed.
+            if let Some(p) = RtpPacket::parse(data)
+                .ok()
+                .filter(|p| p.payload_type() == pt)
+            {
+                let mut frame = Vec::with_capacity(160);
+                law.decode(p.payload(), &mut frame);
+                frame.resize(160, 0);
+                self.mixer_inbox.push((token, from, frame));
+            }
             return;
         }
         match self.relay.on_rtp(token, from, data, now) {
@@ -278,6 +289,12 @@ struct CallMedia {
     bridged: bool,
 }
 
+/// A call's Call-ID and trace id for its log lines.
+fn ids_of(ids: &HashMap<CallRef, (String, String, Instant)>, call: CallRef) -> (&str, &str) {
+    ids.get(&call)
+        .map_or(("", ""), |(c, t, _)| (c.as_str(), t.as_str()))
+}
+
 /// Random bits for tags and SSRCs from the standard library's
 /// OS-seeded hasher keys.
 pub(crate) fn random_u64() -> u64 {
@@ -303,22 +320,18 @@ pub(crate) struct Settings {
     pub(crate) drain_timeout: Duration,
     /// What the health endpoints report.
     pub(crate) status: Arc<crate::http::Status>,
-    /// Messages that came over TCP, and the socket whose datagrams say so.
-    pub(crate) tcp_inbox: std::sync::mpsc::Receiver<(SocketAddr, Vec<u8>)>,
+    /// What happens on TCP, and the socket whose datagrams say so.
+    pub(crate) tcp_inbox: std::sync::mpsc::Receiver<TcpEvent>,
     pub(crate) wake: UdpSocket,
-    /// The open TCP connections' writers.
-    pub(crate) conns: crate::tcp::Connections,
 }
+
+/// Writers of the open TCP connections, by peer.
+type Connections = HashMap<SocketAddr, tokio::sync::mpsc::UnboundedSender<Vec<u8>>>;
 
 /// Sends `bytes` to `to`: on its TCP connection when it has one, over UDP
 /// otherwise.
-fn send(udp: &UdpSocket, conns: &crate::tcp::Connections, to: SocketAddr, bytes: &[u8]) {
-    let tcp = conns
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&to)
-        .map(|tx| tx.send(bytes.to_vec()).is_ok());
-    match tcp {
+fn send(udp: &UdpSocket, conns: &Connections, to: SocketAddr, bytes: &[u8]) {
+    match conns.get(&to).map(|tx| tx.send(bytes.to_vec()).is_ok()) {
         Some(true) => {}
         Some(false) => tracing::debug!(%to, "SIP over TCP: the connection is gone"),
         None => {
@@ -346,8 +359,8 @@ pub(crate) fn run(
         status,
         tcp_inbox,
         wake,
-        conns,
     } = settings;
+    let mut conns = Connections::new();
     status.ready.store(true, Ordering::Relaxed);
     let local = sip.local_addr()?;
     let sender = sip.try_clone()?;
@@ -365,15 +378,15 @@ pub(crate) fn run(
         relay: Relay::new(),
         inbox: Vec::new(),
         wake: wake_token,
-        members: std::collections::HashSet::new(),
+        members: HashMap::new(),
         mixer_inbox: Vec::new(),
         relayed: 0,
         dropped: 0,
     };
     let mut calls: HashMap<CallRef, CallMedia> = HashMap::new();
-    // Each call's Call-ID (A leg) and the trace id minted at ingress.
-    let mut ids: HashMap<CallRef, (String, String)> = HashMap::new();
-    let mut routed_at: HashMap<CallRef, Instant> = HashMap::new();
+    // Each call's Call-ID (A leg), the trace id minted at ingress, and
+    // when it was routed.
+    let mut ids: HashMap<CallRef, (String, String, Instant)> = HashMap::new();
     let (mut relayed, mut dropped) = (0u64, 0u64);
     let mut next_gauges = Instant::now();
     let mut m = Metrics::new();
@@ -394,8 +407,16 @@ pub(crate) fn run(
             .clamp(Duration::from_millis(1), Duration::from_secs(1));
         engine.poll(Some(wait), &mut turn)?;
         let now = Instant::now();
-        while let Ok((from, bytes)) = tcp_inbox.try_recv() {
-            turn.inbox.push((bytes, from, Transport::Tcp));
+        while let Ok(ev) = tcp_inbox.try_recv() {
+            match ev {
+                TcpEvent::Opened(peer, tx) => {
+                    conns.insert(peer, tx);
+                }
+                TcpEvent::Message(peer, bytes) => turn.inbox.push((bytes, peer, Transport::Tcp)),
+                TcpEvent::Closed(peer) => {
+                    conns.remove(&peer);
+                }
+            }
         }
         for (bytes, from, transport) in std::mem::take(&mut turn.inbox) {
             match Message::parse(&bytes) {
@@ -403,7 +424,7 @@ pub(crate) fn run(
                     if let Some(r) = msg.as_request() {
                         m.request(r.method.as_str());
                     }
-                    b2b.receive_over(now, &bytes, from, transport);
+                    b2b.receive_message(now, &msg, from, transport);
                 }
                 Err(e) => {
                     // §8.2 / §21: the response the parse error names, sent
@@ -469,24 +490,19 @@ pub(crate) fn run(
                         %source,
                         "call routed: {action:?}"
                     );
-                    ids.insert(call, (call_id, trace_id));
-                    routed_at.insert(call, now);
+                    ids.insert(call, (call_id, trace_id, now));
                     b2b.route(now, call, action);
                 }
                 Event::Answered { call } => {
-                    let (call_id, trace_id) = ids
-                        .get(&call)
-                        .map_or(("", ""), |(c, t)| (c.as_str(), t.as_str()));
+                    let (call_id, trace_id) = ids_of(&ids, call);
                     tracing::debug!(call = call.0, call_id, trace_id, "call answered");
-                    if let Some(t) = routed_at.get(&call) {
+                    if let Some((_, _, t)) = ids.get(&call) {
                         m.setup
                             .record(now.saturating_duration_since(*t).as_secs_f64());
                     }
                 }
                 Event::Ended { call, status, by } => {
-                    let (call_id, trace_id) = ids
-                        .get(&call)
-                        .map_or(("", ""), |(c, t)| (c.as_str(), t.as_str()));
+                    let (call_id, trace_id) = ids_of(&ids, call);
                     tracing::info!(
                         call = call.0,
                         call_id,
@@ -513,7 +529,7 @@ pub(crate) fn run(
                 }
             };
         }
-        for ins in std::mem::take(&mut b2b_media(&mut b2b).pending) {
+        for ins in std::mem::take(&mut b2b.media_mut().pending) {
             match ins {
                 Instruction::Add { call, leg, socket } => {
                     let token = or_hang_up!(engine.add(socket), call);
@@ -606,7 +622,7 @@ pub(crate) fn run(
                     let sock = or_hang_up!(socket.try_clone(), call);
                     let token = or_hang_up!(engine.add(socket), call);
                     calls.entry(call).or_default().a = Some(token);
-                    turn.members.insert(token);
+                    turn.members.insert(token, (law, pt));
                     let r = rooms.entry(room.clone()).or_insert_with(|| Room {
                         members: Vec::new(),
                         mixer: MixMinus::new(),
@@ -649,9 +665,7 @@ pub(crate) fn run(
                                 m.jitter.record(q.jitter.as_secs_f64());
                             }
                         }
-                        let (call_id, trace_id) = ids
-                            .get(&call)
-                            .map_or(("", ""), |(c, t)| (c.as_str(), t.as_str()));
+                        let (call_id, trace_id) = ids_of(&ids, call);
                         tracing::info!(
                             call = call.0,
                             call_id,
@@ -671,8 +685,8 @@ pub(crate) fn run(
                 }
             }
         }
-        // Conferences: decode what members sent, then mix what is due.
-        for (token, from, bytes) in std::mem::take(&mut turn.mixer_inbox) {
+        // Conferences: queue what members sent, then mix what is due.
+        for (token, from, frame) in std::mem::take(&mut turn.mixer_inbox) {
             let Some(m) = rooms
                 .values_mut()
                 .flat_map(|r| r.members.iter_mut())
@@ -680,16 +694,7 @@ pub(crate) fn run(
             else {
                 continue;
             };
-            let Ok(p) = RtpPacket::parse(&bytes) else {
-                continue;
-            };
-            if p.payload_type() != m.stream.pt {
-                continue; // DTMF and comfort noise are not mixed
-            }
             m.peer = Some(from);
-            let mut frame = Vec::with_capacity(160);
-            m.stream.law.decode(p.payload(), &mut frame);
-            frame.resize(160, 0);
             if m.heard.len() >= 5 {
                 m.heard.pop_front();
             }
@@ -711,7 +716,6 @@ pub(crate) fn run(
         }
         for call in ended.drain(..) {
             ids.remove(&call);
-            routed_at.remove(&call);
         }
         while let Some(o) = b2b.poll_transmit() {
             if let Some(code) = o.bytes.strip_prefix(b"SIP/2.0 ").and_then(|r| r.get(..3)) {
@@ -735,8 +739,4 @@ pub(crate) fn run(
             return Ok(());
         }
     }
-}
-
-fn b2b_media(b2b: &mut B2bua<Media>) -> &mut Media {
-    b2b.media_mut()
 }
