@@ -69,6 +69,7 @@ use sentiric_sip::transaction::{
 };
 use sentiric_sip::{HeaderName, Host, Message, Method, Request, Response, Uri};
 
+use crate::codecs::{self, OfferRecord, Transcoding};
 use crate::dialplan::{reason_phrase, Action, AfterPlay, Fork, Transport};
 use sentiric_sdp::offer_answer::{answer, Codec, LocalMedia};
 use sentiric_sdp::session::Direction;
@@ -158,6 +159,28 @@ pub trait MediaPlane {
 
     /// The call is over: its ports can go back to the pool.
     fn release(&mut self, call: CallRef);
+
+    /// Whether this media plane transcodes: when it does, offers relayed
+    /// from one leg to the other carry the switch's codecs after the
+    /// offerer's (see [`crate::codecs`]).
+    fn transcodes(&self) -> bool {
+        false
+    }
+
+    /// The legs of `call` settled their codecs: `Some` when they share
+    /// none and media must be transcoded between the two, `None` when it
+    /// is relayed as it comes. Called after the [`MediaPlane::offer`] of
+    /// every answer.
+    fn transcode(&mut self, call: CallRef, plan: Option<Transcoding>) {
+        let _ = (call, plan);
+    }
+}
+
+/// Which side of an offer/answer exchange an SDP body is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SdpRole {
+    Offer,
+    Answer,
 }
 
 /// What a call's owner learns.
@@ -304,6 +327,9 @@ struct Call {
     session_deadline: Option<Instant>,
     /// A re-INVITE from one leg being relayed to the other.
     reinvite: Option<Reinvite>,
+    /// The last offer relayed, from which leg and as it was made: its
+    /// answer is settled against it.
+    offer: Option<(Leg, OfferRecord)>,
     /// The last ACK sent on each leg (A, B), resent when a 2xx is.
     last_ack: [Option<(Arc<[u8]>, SocketAddr)>; 2],
     /// The entries this call has in `by_tx` and `by_dialog`, removed
@@ -754,6 +780,7 @@ impl<M: MediaPlane> B2bua<M> {
                 session_expires,
                 session_deadline: None,
                 reinvite: None,
+                offer: None,
                 last_ack: [None, None],
                 tx_ids: Vec::new(),
                 dialog_keys: Vec::new(),
@@ -848,7 +875,7 @@ impl<M: MediaPlane> B2bua<M> {
         let msg = Message::parse(&a_invite).map_err(|_| (500, "Server Internal Error"))?;
         let a = msg.as_request().ok_or((500, "Server Internal Error"))?;
         let max_forwards = a.max_forwards().unwrap_or(70).saturating_sub(1);
-        let body = self.anchored(call, Leg::A, a.body)?;
+        let body = self.anchored(call, Leg::A, a.body, SdpRole::Offer)?;
         let mut b = MessageBuilder::request(Method::Invite, target)
             .header(HeaderName::Via, &via)
             .header(HeaderName::MaxForwards, &max_forwards.to_string())
@@ -902,11 +929,16 @@ impl<M: MediaPlane> B2bua<M> {
 
     /// `body` (from leg `from`) rewritten to the switch's endpoint facing
     /// the other leg; `None` for no body.
+    ///
+    /// An offer is extended with the switch's codecs when the media plane
+    /// transcodes, and recorded; an answer is settled against the offer
+    /// it answers, and the media plane told whether to transcode.
     fn anchored(
         &mut self,
         call: CallRef,
         from: Leg,
         body: &[u8],
+        role: SdpRole,
     ) -> Result<Option<Vec<u8>>, (u16, &'static str)> {
         if body.is_empty() {
             return Ok(None);
@@ -917,6 +949,26 @@ impl<M: MediaPlane> B2bua<M> {
             MediaError::Exhausted => (503, "Service Unavailable"),
             MediaError::NotAcceptable => (488, "Not Acceptable Here"),
         })?;
+        match role {
+            SdpRole::Offer => {
+                let record = codecs::extend_offer(&mut sdp, self.media.transcodes());
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.offer = Some((from, record));
+                }
+            }
+            SdpRole::Answer => {
+                let settled = match self.calls.get(&call).and_then(|c| c.offer.as_ref()) {
+                    Some((offerer, record)) if *offerer != from => {
+                        codecs::settle_answer(record, &mut sdp).map(|(o, a)| match offerer {
+                            Leg::A => Transcoding { a: o, b: a },
+                            Leg::B => Transcoding { a, b: o },
+                        })
+                    }
+                    _ => None,
+                };
+                self.media.transcode(call, settled);
+            }
+        }
         sdp.anchor(ep.ip, |i, _| ep.ports.get(i).copied().flatten());
         Ok(Some(sdp.to_bytes()))
     }
@@ -1163,7 +1215,7 @@ impl<M: MediaPlane> B2bua<M> {
             let r = response_to(req, 491, "Request Pending", None).finish();
             return self.respond(now, tx, r);
         }
-        let body = match self.anchored(call, leg, req.body) {
+        let body = match self.anchored(call, leg, req.body, SdpRole::Offer) {
             Ok(b) => b,
             Err((code, reason)) => {
                 let r = response_to(req, code, reason, None).finish();
@@ -1229,7 +1281,7 @@ impl<M: MediaPlane> B2bua<M> {
             }
         }
         if resp.status < 300 {
-            match self.anchored(call, other, resp.body) {
+            match self.anchored(call, other, resp.body, SdpRole::Answer) {
                 Ok(b) => body = b,
                 Err((code, reason)) => {
                     // The far end took an SDP the switch cannot anchor:
@@ -1534,7 +1586,7 @@ impl<M: MediaPlane> B2bua<M> {
     /// Relays a response B sent to A's INVITE: same code and reason, A's
     /// own dialog identifiers, the SDP anchored.
     fn relay_to_a(&mut self, now: Instant, call: CallRef, resp: &Response<'_>) {
-        let body = match self.anchored(call, Leg::B, resp.body) {
+        let body = match self.anchored(call, Leg::B, resp.body, SdpRole::Answer) {
             Ok(b) => b,
             Err((code, reason)) => {
                 if resp.status >= 200 {

@@ -6,8 +6,10 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`codecs`] | codec negotiation across the legs: offers extended with the switch's codecs, answers settled, transcoding when the legs share none |
 //! | [`dialplan`] | the routing decision for a new call; the static dialplan from the config file |
 #![forbid(unsafe_code)]
 
 pub mod b2bua;
+pub mod codecs;
 pub mod dialplan;

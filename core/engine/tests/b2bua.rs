@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use sentiric_engine::b2bua::{
     B2bua, B2buaConfig, CallRef, Event, Leg, MediaEndpoint, MediaError, MediaPlane,
 };
+use sentiric_engine::codecs::{AudioCodec, LegFormat, Transcoding};
 use sentiric_engine::dialplan::{Action, Bridge, Fork};
 use sentiric_sdp::SessionDescription;
 use sentiric_sip::{HeaderName, Message};
@@ -24,6 +25,9 @@ struct Recorder {
     /// Prompts played.
     prompts: Vec<String>,
     exhausted: bool,
+    /// Whether it says it transcodes, and the plans it was told.
+    transcoding: bool,
+    plans: Vec<(CallRef, Option<Transcoding>)>,
 }
 
 impl MediaPlane for Recorder {
@@ -95,6 +99,14 @@ impl MediaPlane for Recorder {
 
     fn release(&mut self, call: CallRef) {
         self.released.push(call);
+    }
+
+    fn transcodes(&self) -> bool {
+        self.transcoding
+    }
+
+    fn transcode(&mut self, call: CallRef, plan: Option<Transcoding>) {
+        self.plans.push((call, plan));
     }
 }
 
@@ -1124,4 +1136,91 @@ fn parallel_forking_all_fail_the_best_failure_wins() {
         .events()
         .iter()
         .any(|e| matches!(e, Event::Ended { status: 486, .. })));
+}
+
+/// The `m=` line and what follows it in an SDP body.
+fn media_section(body: &str) -> String {
+    body.split("\r\n")
+        .skip_while(|l| !l.starts_with("m="))
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+#[test]
+fn legs_with_no_codec_in_common_are_transcoded_until_a_re_invite_shares_one() {
+    let mut net = Net::new();
+    net.b2b.media_mut().transcoding = true;
+    let (call, _) = net.alice_calls("600", 70);
+    let sent = net.bridge(call, &["sip:bob@127.0.0.3:5070"], Duration::from_secs(30));
+    let invite = Sent {
+        to: addr(BOB),
+        text: only(&sent, BOB, "INVITE").text.clone(),
+    };
+    // Bob is offered Alice's codecs first, then Opus, which she lacks.
+    assert_eq!(
+        media_section(&invite.body()),
+        "m=audio 40000 RTP/AVP 0 8 101 96|a=rtpmap:101 telephone-event/8000|\
+         a=rtpmap:96 opus/48000/2|a=rtcp:40001"
+    );
+    // Bob speaks Opus only.
+    let opus = sdp("127.0.0.3", 20000).replace(
+        "RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000",
+        "RTP/AVP 96\r\na=rtpmap:96 opus/48000/2",
+    );
+    let sent = net.answer(BOB, &invite, "200 OK", "tb", Some(opus));
+    let ok = only(&sent, ALICE, "SIP/2.0 200 OK");
+    // Alice's answer names her first codec; no events, Bob has none.
+    assert_eq!(
+        media_section(&ok.body()),
+        "m=audio 40002 RTP/AVP 0|a=rtpmap:0 PCMU/8000|a=rtcp:40003"
+    );
+    let transcoded = Transcoding {
+        a: LegFormat {
+            codec: AudioCodec::Pcmu,
+            pt: 0,
+            telephone_event: None,
+        },
+        b: LegFormat {
+            codec: AudioCodec::Opus,
+            pt: 96,
+            telephone_event: None,
+        },
+    };
+    assert_eq!(net.b2b.media().plans, [(call, Some(transcoded))]);
+    let a_tag = tag_of(&ok.header(HeaderName::To));
+    net.send(ALICE, &a_request("ACK", &a_tag, 10, "a2"));
+
+    // Bob changes codec to PCMA: Alice is offered PCMA (and the rest),
+    // takes it, and the call is relayed untouched from then on.
+    let pcma = sdp("127.0.0.3", 20000).replace("RTP/AVP 0 8 101", "RTP/AVP 8 101");
+    let bob_reinvite = format!(
+        "INVITE sip:{SWITCH} SIP/2.0\r\nVia: SIP/2.0/UDP {BOB};branch=z9hG4bKr1\r\nMax-Forwards: 70\r\n\
+         From: {};tag=tb\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 7 INVITE\r\nContact: <sip:peer@{BOB}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{pcma}",
+        invite.header(HeaderName::To),
+        invite.header(HeaderName::From),
+        invite.header(HeaderName::CallId),
+        pcma.len()
+    );
+    let sent = net.send(BOB, &bob_reinvite);
+    let to_alice = only(&sent, ALICE, "INVITE");
+    assert_eq!(
+        media_section(&to_alice.body()),
+        "m=audio 40002 RTP/AVP 8 101 0 96|a=rtpmap:101 telephone-event/8000|\
+         a=rtpmap:0 PCMU/8000|a=rtpmap:96 opus/48000/2|a=rtcp:40003"
+    );
+    let to_alice = Sent {
+        to: addr(ALICE),
+        text: to_alice.text.clone(),
+    };
+    let answer = sdp("127.0.0.2", 10000).replace("RTP/AVP 0 8 101", "RTP/AVP 8 0 101");
+    let sent = net.answer(ALICE, &to_alice, "200 OK", "fa", Some(answer));
+    let ok = only(&sent, BOB, "SIP/2.0 200 OK");
+    // What Alice answered, less the PCMU Bob never offered.
+    assert_eq!(
+        media_section(&ok.body()),
+        "m=audio 40000 RTP/AVP 8 101|a=rtpmap:101 telephone-event/8000|a=rtcp:40001"
+    );
+    assert_eq!(net.b2b.media().plans.last(), Some(&(call, None)));
 }

@@ -316,6 +316,31 @@ struct RelayLeg<K> {
     clock_rate: u32,
 }
 
+impl<K> RelayLeg<K> {
+    /// Parses and source-checks a packet arriving on this leg and counts
+    /// it in the leg's statistics; its header fields for the rewrite.
+    fn admit(&mut self, from: SocketAddr, buf: &[u8], now: Instant) -> Result<Fields, RelayDrop> {
+        // One parse per packet serves the source check and the rewrite.
+        let fields = match RtpPacket::parse(buf) {
+            Ok(p) => Fields::of(&p),
+            Err(e) => return Err(RelayDrop::Filtered(self.filter.invalid(e))),
+        };
+        if let Verdict::Drop(d) = self.filter.check_source(from, buf.len()) {
+            return Err(RelayDrop::Filtered(d));
+        }
+        let clock_rate = self.clock_rate;
+        self.stats
+            .get_or_insert_with(|| ReceiverStats::new(fields.seq, clock_rate))
+            .on_packet(
+                fields.seq,
+                fields.ts,
+                buf.len().saturating_sub(FIXED_HEADER_LEN),
+                now,
+            );
+        Ok(fields)
+    }
+}
+
 /// How a leg's incoming stream fared (RFC 3550 §6.4.1 measures).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LegQuality {
@@ -443,25 +468,31 @@ impl<K: Copy + Eq + std::hash::Hash> Relay<K> {
         now: Instant,
     ) -> Result<(K, SocketAddr), RelayDrop> {
         let leg = self.legs.get_mut(&key).ok_or(RelayDrop::UnknownLeg)?;
-        // One parse per packet serves the source check and the rewrite.
-        let fields = match RtpPacket::parse(buf) {
-            Ok(p) => Fields::of(&p),
-            Err(e) => return Err(RelayDrop::Filtered(leg.filter.invalid(e))),
-        };
-        if let Verdict::Drop(d) = leg.filter.check_source(from, buf.len()) {
-            return Err(RelayDrop::Filtered(d));
-        }
-        let peer = leg.peer;
-        let clock_rate = leg.clock_rate;
-        leg.stats
-            .get_or_insert_with(|| ReceiverStats::new(fields.seq, clock_rate))
-            .on_packet(
-                fields.seq,
-                fields.ts,
-                buf.len().saturating_sub(FIXED_HEADER_LEN),
-                now,
-            );
+        let fields = leg.admit(from, buf, now)?;
         leg.to_peer.apply(buf, fields, now);
+        let peer = leg.peer;
+        self.destination(peer)
+    }
+
+    /// An RTP packet arrived on `key` from `from` for a call whose media
+    /// the caller converts itself (a transcoded call): checks its source
+    /// and counts it as [`Relay::on_rtp`] does, leaves it as it came, and
+    /// returns the key to send the converted media from and the address
+    /// to send it to.
+    pub fn accept(
+        &mut self,
+        key: K,
+        from: SocketAddr,
+        buf: &[u8],
+        now: Instant,
+    ) -> Result<(K, SocketAddr), RelayDrop> {
+        let leg = self.legs.get_mut(&key).ok_or(RelayDrop::UnknownLeg)?;
+        leg.admit(from, buf, now)?;
+        let peer = leg.peer;
+        self.destination(peer)
+    }
+
+    fn destination(&self, peer: K) -> Result<(K, SocketAddr), RelayDrop> {
         let dest = self
             .legs
             .get(&peer)

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use sentiric_media::g711::Law;
+use sentiric_media::opus_codec::{OpusCodec, OpusConfig};
 use sentiric_media::wav::{Wav, WavPlayer, WavRecorder};
 use sentiric_rtp::dtmf::{char_event, event_char, DtmfDetector, DtmfEvent, DtmfSender};
 use sentiric_rtp::packet::{RtpHeader, RtpPacket};
@@ -34,10 +35,83 @@ pub(crate) struct CallArgs {
     pub(crate) dtmf: String,
     pub(crate) duration: Option<Duration>,
     pub(crate) bind: IpAddr,
+    /// Offer only this codec (`pcmu`, `pcma`, `opus`); both G.711 laws
+    /// when not given.
+    pub(crate) codec: Option<Voice>,
+}
+
+/// The codec `sentiric call` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Voice {
+    G711(Law),
+    /// Opus (RFC 7587), coded from and to 8 kHz audio.
+    Opus,
+}
+
+/// Payload type `sentiric call` offers Opus on.
+const OPUS_PT: u8 = 111;
+
+impl Voice {
+    fn name(self) -> &'static str {
+        match self {
+            Voice::G711(Law::Ulaw) => "PCMU",
+            Voice::G711(Law::Alaw) => "PCMA",
+            Voice::Opus => "opus",
+        }
+    }
+
+    /// RTP timestamp units per 20 ms.
+    fn step(self) -> u32 {
+        match self {
+            Voice::G711(_) => 160,
+            Voice::Opus => 960,
+        }
+    }
+}
+
+/// Encodes and decodes 20 ms of 8 kHz audio in the codec the answer chose.
+enum Coder {
+    G711(Law),
+    Opus(OpusCodec),
+}
+
+impl Coder {
+    fn new(voice: Voice) -> Result<Coder, String> {
+        Ok(match voice {
+            Voice::G711(law) => Coder::G711(law),
+            Voice::Opus => Coder::Opus(
+                OpusCodec::configured(OpusConfig::speech(8000, 24_000))
+                    .map_err(|e| e.to_string())?,
+            ),
+        })
+    }
+
+    fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) {
+        match self {
+            Coder::G711(law) => law.encode(pcm, out),
+            Coder::Opus(c) => {
+                if c.encode(pcm, out).is_err() {
+                    out.clear();
+                }
+            }
+        }
+    }
+
+    fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) {
+        match self {
+            Coder::G711(law) => law.decode(payload, out),
+            Coder::Opus(c) => {
+                if c.decode(Some(payload), out).is_err() {
+                    out.clear();
+                }
+            }
+        }
+    }
 }
 
 impl CallArgs {
-    /// Reads `URI [--play F] [--record F] [--dtmf D] [--duration S] [--bind IP]`.
+    /// Reads `URI [--play F] [--record F] [--dtmf D] [--duration S] [--bind IP]
+    /// [--codec pcmu|pcma|opus]`.
     pub(crate) fn parse(args: &[String]) -> Result<CallArgs, String> {
         let mut it = args.iter();
         let uri = it.next().ok_or("a SIP URI to call")?.clone();
@@ -48,6 +122,7 @@ impl CallArgs {
             dtmf: String::new(),
             duration: None,
             bind: [127, 0, 0, 1].into(),
+            codec: None,
         };
         while let Some(flag) = it.next() {
             let value = it.next().ok_or_else(|| format!("{flag}: a value"))?;
@@ -68,6 +143,14 @@ impl CallArgs {
                     out.duration = Some(Duration::from_secs_f64(s));
                 }
                 "--bind" => out.bind = value.parse().map_err(|_| format!("--bind: {value}"))?,
+                "--codec" => {
+                    out.codec = Some(match value.to_ascii_lowercase().as_str() {
+                        "pcmu" => Voice::G711(Law::Ulaw),
+                        "pcma" => Voice::G711(Law::Alaw),
+                        "opus" => Voice::Opus,
+                        _ => return Err(format!("--codec: {value} (pcmu, pcma or opus)")),
+                    })
+                }
                 other => return Err(format!("unknown option {other}")),
             }
         }
@@ -91,20 +174,54 @@ fn uri_target(uri: &str) -> Result<SocketAddr, String> {
     Ok(SocketAddr::new(ip, sip.port.unwrap_or(5060)))
 }
 
-/// Where the far end receives media, the G.711 law and its payload type.
-type MediaChoice = (SocketAddr, Law, u8);
+/// Where the far end receives media, the codec, its payload type, and
+/// that of `telephone-event`.
+type MediaChoice = (SocketAddr, Voice, u8, Option<u8>);
 
-/// The remote media address and the G.711 law an SDP answer chose.
+/// The remote media address and the codec an SDP answer chose.
 fn answer_media(body: &[u8]) -> Option<MediaChoice> {
     let sdp = sentiric_sdp::SessionDescription::parse(body).ok()?;
     let m = sdp.media.first()?;
     let ip = sdp.connection_of(0)?.ip()?;
-    let (law, pt) = m.payload_types().find_map(|pt| match pt {
-        0 => Some((Law::Ulaw, 0)),
-        8 => Some((Law::Alaw, 8)),
-        _ => None,
+    let (voice, pt) = m.payload_types().find_map(|pt| match pt {
+        0 => Some((Voice::G711(Law::Ulaw), 0)),
+        8 => Some((Voice::G711(Law::Alaw), 8)),
+        _ => m
+            .rtpmap(pt)
+            .filter(|r| r.encoding.eq_ignore_ascii_case("opus") && r.clock_rate == 48000)
+            .map(|_| (Voice::Opus, pt)),
     })?;
-    Some((SocketAddr::new(ip, m.port), law, pt))
+    let clock = if voice == Voice::Opus { 48000 } else { 8000 };
+    Some((
+        SocketAddr::new(ip, m.port),
+        voice,
+        pt,
+        m.telephone_event(clock),
+    ))
+}
+
+/// The `m=` line and attributes `sentiric call` offers for `codec`.
+fn offer_media(codec: Option<Voice>, port: u16) -> String {
+    let te = |clock: u32| format!("a=rtpmap:101 telephone-event/{clock}\r\na=fmtp:101 0-16\r\n");
+    match codec {
+        None => format!(
+            "m=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n{}",
+            te(8000)
+        ),
+        Some(Voice::G711(law)) => {
+            let pt = if law == Law::Ulaw { 0 } else { 8 };
+            let name = Voice::G711(law).name();
+            format!(
+                "m=audio {port} RTP/AVP {pt} 101\r\na=rtpmap:{pt} {name}/8000\r\n{}",
+                te(8000)
+            )
+        }
+        Some(Voice::Opus) => format!(
+            "m=audio {port} RTP/AVP {OPUS_PT} 101\r\na=rtpmap:{OPUS_PT} opus/48000/2\r\n\
+             a=fmtp:{OPUS_PT} useinbandfec=1\r\n{}",
+            te(48000)
+        ),
+    }
 }
 
 fn json_str(s: &str) -> String {
@@ -169,11 +286,10 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
     let ip = local.ip();
     let sdp = format!(
         "v=0\r\no=sentiric-call {id} 1 IN IP{v} {ip}\r\ns=-\r\nc=IN IP{v} {ip}\r\nt=0 0\r\n\
-         m=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
-         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\n",
+         {}a=ptime:20\r\n",
+        offer_media(args.codec, rtp_local.port()),
         id = random_u64() >> 1,
         v = if ip.is_ipv4() { 4 } else { 6 },
-        port = rtp_local.port(),
     );
     let host = if ip.is_ipv4() {
         ip.to_string()
@@ -258,9 +374,12 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
         .unwrap_or(target);
     let ack = dialog.create_ack(1, &sip.via()).finish();
     let _ = sip.sock.send_to(&ack, remote_sip);
-    let Some((remote_rtp, law, pt)) = media else {
-        return Err("the answer has no G.711 audio stream".into());
+    let Some((remote_rtp, voice, pt, te)) = media else {
+        return Err("the answer has no audio stream in a codec this agent speaks".into());
     };
+    let mut coder = Coder::new(voice)?;
+    let step = voice.step();
+    let te = te.unwrap_or(101);
 
     // Media: 20 ms frames out, everything heard decoded and recorded.
     let duration = args.duration.unwrap_or(Duration::from_secs(5));
@@ -289,7 +408,9 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
             // DTMF from half a second in, one digit after another.
             if dtmf.is_none() && media_start.elapsed() > Duration::from_millis(500) {
                 if let Some(d) = digits.pop() {
-                    dtmf = char_event(d).map(|e| DtmfSender::new(e, ts, 800, 160, 10));
+                    // 100 ms tones, an update every 20 ms, on the codec's clock.
+                    let (total, every) = ((step * 5) as u16, step as u16);
+                    dtmf = char_event(d).map(|e| DtmfSender::new(e, ts, total, every, 10));
                 }
             }
             packet.clear();
@@ -297,7 +418,7 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
                 Some(p) => {
                     let h = RtpHeader {
                         marker: p.marker,
-                        payload_type: 101,
+                        payload_type: te,
                         sequence: seq,
                         timestamp: p.timestamp,
                         ssrc,
@@ -311,7 +432,7 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
                         pcm.clear();
                         pcm.resize(160, 0);
                     }
-                    law.encode(&pcm, &mut payload);
+                    coder.encode(&pcm, &mut payload);
                     let h = RtpHeader {
                         marker: sent == 0,
                         payload_type: pt,
@@ -325,7 +446,7 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
             let _ = rtp.send_to(&packet, remote_rtp);
             sent += 1;
             seq = seq.wrapping_add(1);
-            ts = ts.wrapping_add(160);
+            ts = ts.wrapping_add(step);
         }
         // What arrived.
         while let Ok((n, _)) = rtp.recv_from(&mut buf) {
@@ -342,7 +463,7 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
                     *high = (*high).max(*last);
                 }
             }
-            if p.payload_type() == 101 {
+            if p.payload_type() == te {
                 for ev in detector.on_packet(p.timestamp(), p.payload()) {
                     if let DtmfEvent::End { event, .. } = ev {
                         if let Some(c) = event_char(event) {
@@ -350,10 +471,12 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
                         }
                     }
                 }
-            } else if let Some(r) = recorder.as_mut() {
-                let mut frame = Vec::new();
-                law.decode(p.payload(), &mut frame);
-                r.push(&frame, None);
+            } else if p.payload_type() == pt {
+                if let Some(r) = recorder.as_mut() {
+                    let mut frame = Vec::new();
+                    coder.decode(p.payload(), &mut frame);
+                    r.push(&frame, None);
+                }
             }
         }
         // SIP meanwhile: a BYE from the far end, a retransmitted 2xx.
@@ -433,7 +556,7 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
          \"media\":{{\"codec\":\"{}\",\"remote\":\"{remote_rtp}\",\"sent\":{sent},\"received\":{received},\
          \"lost\":{lost},\"dtmf_received\":{}}},\"bye\":{bye_status},\"hung_up_by\":\"{}\"}}",
         json_str(&args.uri),
-        if pt == 0 { "PCMU" } else { "PCMA" },
+        voice.name(),
         json_str(&heard_dtmf),
         if remote_bye { "remote" } else { "local" },
     );

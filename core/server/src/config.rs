@@ -199,6 +199,10 @@ pub(crate) struct RtpConfig {
     /// The packet engine: `auto`, `io_uring` or `epoll`.
     #[serde(default = "default_backend")]
     pub(crate) backend: String,
+    /// Offer each leg the switch's codecs (PCMU, PCMA, Opus) after the
+    /// other leg's, and transcode when the two share none.
+    #[serde(default = "default_transcode")]
+    pub(crate) transcode: bool,
 }
 
 impl Default for RtpConfig {
@@ -209,6 +213,7 @@ impl Default for RtpConfig {
             max_port: default_max_port(),
             quarantine_ms: default_quarantine_ms(),
             backend: default_backend(),
+            transcode: default_transcode(),
         }
     }
 }
@@ -227,6 +232,9 @@ fn default_quarantine_ms() -> u64 {
 }
 fn default_backend() -> String {
     "auto".into()
+}
+fn default_transcode() -> bool {
+    true
 }
 
 /// A config the switch refuses, naming the key.

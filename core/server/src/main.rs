@@ -27,6 +27,7 @@ mod http;
 mod media;
 mod prompts;
 mod tcp;
+mod transcoding;
 mod worker;
 
 const USAGE: &str = "usage: sentiric run [--config FILE] [--listen ADDR]
@@ -223,7 +224,7 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         ),
         None => tracing::info!(backend = engine.kind(), "packet engine: {}", engine.kind()),
     }
-    let media = media::Media::new(pool, 0, rtp.ip, prompts);
+    let media = media::Media::new(pool, 0, rtp.ip, prompts, rtp.transcode);
     // SIP over TCP on the same address: connections' events reach the
     // worker through a channel, with a datagram to its wake socket.
     let wake = std::net::UdpSocket::bind("127.0.0.1:0")?;

@@ -12,6 +12,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Instant;
 
 use sentiric_engine::b2bua::{CallRef, Leg, MediaEndpoint, MediaError, MediaPlane};
+use sentiric_engine::codecs::Transcoding;
 use sentiric_io::ports::{PortLease, PortPool};
 use sentiric_io::socket::{bind_udp, UdpOptions};
 use sentiric_media::g711::Law;
@@ -84,6 +85,14 @@ pub(crate) enum Instruction {
         /// The payload type.
         pt: u8,
     },
+    /// The legs' codecs settled: transcode between them (`Some`), or
+    /// relay untouched (`None`).
+    Transcode {
+        /// The call.
+        call: CallRef,
+        /// What each leg speaks, when they share no codec.
+        plan: Option<Transcoding>,
+    },
     /// The call is over: unbridge and close its sockets.
     Release {
         /// The call.
@@ -109,13 +118,21 @@ pub(crate) struct Media {
     bind_failures: u64,
     /// The prompts the dialplan plays.
     prompts: Prompts,
+    /// Whether offers carry the switch's codecs and calls are transcoded.
+    transcode: bool,
     /// For the worker to apply.
     pub(crate) pending: Vec<Instruction>,
 }
 
 impl Media {
     /// Ports from `pool`'s `partition`, sockets on `ip`.
-    pub(crate) fn new(pool: PortPool, partition: usize, ip: IpAddr, prompts: Prompts) -> Media {
+    pub(crate) fn new(
+        pool: PortPool,
+        partition: usize,
+        ip: IpAddr,
+        prompts: Prompts,
+        transcode: bool,
+    ) -> Media {
         Media {
             pool,
             partition,
@@ -123,6 +140,7 @@ impl Media {
             calls: HashMap::new(),
             bind_failures: 0,
             prompts,
+            transcode,
             pending: Vec::new(),
         }
     }
@@ -317,6 +335,16 @@ impl MediaPlane for Media {
                 let _ = self.pool.release(lease, now);
             }
             self.pending.push(Instruction::Release { call });
+        }
+    }
+
+    fn transcodes(&self) -> bool {
+        self.transcode
+    }
+
+    fn transcode(&mut self, call: CallRef, plan: Option<Transcoding>) {
+        if self.calls.get(&call).is_some_and(|p| p.b.is_some()) {
+            self.pending.push(Instruction::Transcode { call, plan });
         }
     }
 }

@@ -33,6 +33,7 @@ use sentiric_sip::{Disposition, Message};
 
 use crate::media::{Instruction, Media};
 use crate::tcp::TcpEvent;
+use crate::transcoding::Transcoded;
 
 /// Datagrams of one turn: RTP relayed at once, SIP kept for after.
 struct Turn {
@@ -44,6 +45,12 @@ struct Turn {
     /// speak: their audio is decoded here for the mixer.
     members: HashMap<Token, (Law, u8)>,
     mixer_inbox: Vec<(Token, SocketAddr, Vec<i16>)>,
+    /// Sockets of transcoded calls, with their call and leg, and each
+    /// such call's transcoding state.
+    transcoded: HashMap<Token, (CallRef, Leg)>,
+    transcoders: HashMap<CallRef, Transcoded>,
+    /// The packet being built for a transcoded leg.
+    scratch: Vec<u8>,
     relayed: u64,
     dropped: u64,
 }
@@ -77,12 +84,51 @@ impl PacketHandler for Turn {
             }
             return;
         }
+        if !self.transcoded.is_empty() {
+            if let Some(&(call, leg)) = self.transcoded.get(&token) {
+                return self.transcode(call, leg, token, from, data, now, out);
+            }
+        }
         match self.relay.on_rtp(token, from, data, now) {
             Ok((via, to)) => {
                 out.push(via, to, data);
                 self.relayed += 1;
             }
             Err(_) => self.dropped += 1,
+        }
+    }
+}
+
+impl Turn {
+    /// A packet on leg `leg` of a transcoded call: source-checked by the
+    /// relay, converted, and what comes out sent to the other leg.
+    #[allow(clippy::too_many_arguments)]
+    fn transcode(
+        &mut self,
+        call: CallRef,
+        leg: Leg,
+        token: Token,
+        from: SocketAddr,
+        data: &[u8],
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        let (Ok((via, to)), Some(t), Ok(p)) = (
+            self.relay.accept(token, from, data, now),
+            self.transcoders.get_mut(&call),
+            RtpPacket::parse(data),
+        ) else {
+            self.dropped += 1;
+            return;
+        };
+        let mut sent = 0;
+        let r = t.on_packet(leg, &p, &mut self.scratch, |b| {
+            out.push(via, to, b);
+            sent += 1;
+        });
+        self.relayed += sent;
+        if r.is_err() {
+            self.dropped += 1;
         }
     }
 }
@@ -227,6 +273,7 @@ struct Metrics {
     calls_active: metrics::Gauge,
     turn: metrics::Histogram,
     setup: metrics::Histogram,
+    transcoded: metrics::Counter,
     requests: HashMap<String, metrics::Counter>,
     responses: HashMap<[u8; 3], metrics::Counter>,
     calls: HashMap<u16, metrics::Counter>,
@@ -242,6 +289,7 @@ impl Metrics {
             calls_active: metrics::gauge!("sentiric_calls_active"),
             turn: metrics::histogram!("sentiric_worker_turn_seconds"),
             setup: metrics::histogram!("sentiric_call_setup_seconds"),
+            transcoded: metrics::counter!("sentiric_calls_transcoded_total"),
             requests: HashMap::new(),
             responses: HashMap::new(),
             calls: HashMap::new(),
@@ -380,6 +428,9 @@ pub(crate) fn run(
         wake: wake_token,
         members: HashMap::new(),
         mixer_inbox: Vec::new(),
+        transcoded: HashMap::new(),
+        transcoders: HashMap::new(),
+        scratch: Vec::new(),
         relayed: 0,
         dropped: 0,
     };
@@ -638,8 +689,71 @@ pub(crate) fn run(
                     });
                     tracing::info!(call = call.0, %room, members = r.members.len(), "joined conference");
                 }
+                Instruction::Transcode { call, plan } => {
+                    let Some(&CallMedia {
+                        a: Some(a),
+                        b: Some(b),
+                        ..
+                    }) = calls.get(&call)
+                    else {
+                        continue;
+                    };
+                    let (call_id, trace_id) = ids_of(&ids, call);
+                    match plan {
+                        Some(plan) => {
+                            if turn
+                                .transcoders
+                                .get(&call)
+                                .is_some_and(|t| t.plan() == plan)
+                            {
+                                continue;
+                            }
+                            let ssrc = (ssrc_seed ^ call.0.wrapping_mul(0x9e37_79b9)) as u32;
+                            match Transcoded::new(plan, ssrc) {
+                                Ok(t) => {
+                                    tracing::info!(
+                                        call = call.0,
+                                        call_id,
+                                        trace_id,
+                                        "transcoding: A speaks {:?} (payload type {}), B {:?} ({})",
+                                        plan.a.codec,
+                                        plan.a.pt,
+                                        plan.b.codec,
+                                        plan.b.pt
+                                    );
+                                    m.transcoded.increment(1);
+                                    turn.transcoders.insert(call, t);
+                                    turn.transcoded.insert(a, (call, Leg::A));
+                                    turn.transcoded.insert(b, (call, Leg::B));
+                                }
+                                Err(e) => {
+                                    tracing::warn!(
+                                        call = call.0,
+                                        call_id,
+                                        trace_id,
+                                        "transcoder: {e}"
+                                    );
+                                    b2b.hang_up(now, call);
+                                }
+                            }
+                        }
+                        None => {
+                            if turn.transcoders.remove(&call).is_some() {
+                                tracing::info!(
+                                    call = call.0,
+                                    call_id,
+                                    trace_id,
+                                    "transcoding ends: the legs share a codec"
+                                );
+                            }
+                            turn.transcoded.remove(&a);
+                            turn.transcoded.remove(&b);
+                        }
+                    }
+                }
                 Instruction::Release { call } => {
                     players.retain(|p| p.call != call);
+                    turn.transcoders.remove(&call);
                     for r in rooms.values_mut() {
                         r.members.retain(|m| {
                             let stays = m.call != call;
@@ -678,6 +792,7 @@ pub(crate) fn run(
                             a.accepted, a.foreign, a.invalid, b.accepted, b.foreign, b.invalid
                         );
                         for t in [c.a, c.b].into_iter().flatten() {
+                            turn.transcoded.remove(&t);
                             turn.relay.unbridge(t);
                             engine.remove(t);
                         }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use sentiric_sip::{HeaderName, Message};
 
 mod common;
-use common::Switch;
+use common::{best_correlation, sweep, wav_bytes, wav_samples, Switch};
 
 fn start(config: &str) -> Switch {
     Switch::start(Some(config), &[])
@@ -392,53 +392,12 @@ fn echo_attempt(sw: &Switch, call_id: &str) -> String {
     recv_sip(&s).0
 }
 
-/// A 16-bit mono WAV file of `samples` at 8 kHz.
-fn wav_bytes(samples: &[i16]) -> Vec<u8> {
-    let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
-    let mut w = Vec::new();
-    w.extend_from_slice(b"RIFF");
-    w.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-    w.extend_from_slice(b"WAVEfmt ");
-    w.extend_from_slice(&16u32.to_le_bytes());
-    for v in [1u16, 1] {
-        w.extend_from_slice(&v.to_le_bytes());
-    }
-    for v in [8000u32, 16000] {
-        w.extend_from_slice(&v.to_le_bytes());
-    }
-    for v in [2u16, 16] {
-        w.extend_from_slice(&v.to_le_bytes());
-    }
-    w.extend_from_slice(b"data");
-    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    w.extend_from_slice(&data);
-    w
-}
-
-/// The samples of a 16-bit mono WAV file.
-fn wav_samples(bytes: &[u8]) -> Vec<i16> {
-    let at = bytes.windows(4).position(|w| w == b"data").unwrap() + 8;
-    bytes[at..]
-        .chunks_exact(2)
-        .map(|c| i16::from_le_bytes([c[0], c[1]]))
-        .collect()
-}
-
 #[test]
 fn sentiric_call_hears_itself_on_the_echo_test() {
     let sw = start(
         "[sip]\nlisten = \"127.0.0.1:0\"\n[rtp]\nip = \"127.0.0.1\"\nmin_port = 26000\nmax_port = 26199\n",
     );
-    // A sweep from 300 to 3000 Hz: no two stretches alike, so the best
-    // alignment of what comes back with what went out is unambiguous.
-    let n = 16_000;
-    let played: Vec<i16> = (0..n)
-        .map(|i| {
-            let t = i as f64 / 8000.0;
-            let phase = std::f64::consts::TAU * (300.0 * t + 675.0 * t * t);
-            (6000.0 * phase.sin()) as i16
-        })
-        .collect();
+    let played = sweep(16_000);
     let dir = std::env::temp_dir();
     let play = dir.join(format!("sentiric-call-play-{}.wav", std::process::id()));
     let record = dir.join(format!("sentiric-call-heard-{}.wav", std::process::id()));
@@ -475,20 +434,8 @@ fn sentiric_call_hears_itself_on_the_echo_test() {
     let heard = wav_samples(&std::fs::read(&record).unwrap());
     let _ = std::fs::remove_file(&play);
     let _ = std::fs::remove_file(&record);
-    // The best normalised correlation of the recording with the sweep
-    // (G.711 both ways keeps it near 1).
-    let best = (0..800)
-        .map(|lag| {
-            let (mut xy, mut xx, mut yy) = (0.0f64, 0.0f64, 0.0f64);
-            for (x, y) in played.iter().zip(heard.iter().skip(lag)).take(12_000) {
-                let (x, y) = (f64::from(*x), f64::from(*y));
-                xy += x * y;
-                xx += x * x;
-                yy += y * y;
-            }
-            xy / (xx.sqrt() * yy.sqrt()).max(1.0)
-        })
-        .fold(f64::MIN, f64::max);
+    // G.711 both ways keeps the correlation near 1.
+    let best = best_correlation(&played, &heard);
     assert!(best > 0.95, "correlation {best:.3}");
 }
 

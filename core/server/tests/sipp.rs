@@ -949,3 +949,163 @@ fn sipp_callee_hangs_up() {
         sw.log()
     );
 }
+
+/// A UAS that answers in `m_line` (with its attributes) and waits for
+/// the caller's BYE; run with `-rtp_echo`, it sends back what it hears.
+fn uas_answering(m_line: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="UAS answering in one codec">
+  <recv request="INVITE" />
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 1 1 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      {m_line}
+    ]]>
+  </send>
+  <recv request="ACK" />
+  <recv request="BYE" />
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+</scenario>
+"#
+    )
+}
+
+/// `sentiric call` speaking `codec` through the switch to a SIPp UAS that
+/// speaks only PCMA (and RFC 4733 events) and echoes what it hears: the
+/// switch transcodes both ways. Returns the JSON summary, the correlation
+/// of what came back with what was played, and the ratio of their levels.
+fn transcoded_echo(sw: &Switch, codec: &str) -> (String, f64, f64) {
+    use common::{best_correlation, sweep, wav_bytes, wav_samples};
+    let played = sweep(24_000);
+    let dir = Scratch::new(&format!("xcode-{codec}"));
+    let play = dir.write("play.wav", "");
+    std::fs::write(&play, wav_bytes(&played)).unwrap();
+    let record = dir.0.join("heard.wav");
+    let uas_file = dir.write(
+        "uas.xml",
+        &uas_answering(
+            "m=audio [media_port] RTP/AVP 8 101\n      a=rtpmap:8 PCMA/8000\n      \
+             a=rtpmap:101 telephone-event/8000",
+        ),
+    );
+    let uas = sipp(
+        &dir.0,
+        &[
+            "-sf",
+            uas_file.to_str().unwrap(),
+            "-rtp_echo",
+            "-i",
+            "127.0.0.43",
+            "-p",
+            "5102",
+            "-m",
+            "1",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+        .args([
+            "call",
+            &format!("sip:xcode@{}", sw.addr),
+            "--codec",
+            codec,
+            "--play",
+            play.to_str().unwrap(),
+            "--record",
+            record.to_str().unwrap(),
+            "--dtmf",
+            "12#",
+            "--duration",
+            "3.5",
+            "--bind",
+            "127.0.0.44",
+        ])
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{summary}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_ok(uas, "uas answering PCMA");
+    let heard = wav_samples(&std::fs::read(&record).unwrap());
+    let rms = |x: &[i16]| {
+        (x.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / x.len().max(1) as f64).sqrt()
+    };
+    let level = rms(&heard[4000..20_000.min(heard.len())]) / rms(&played[..16_000]);
+    (summary, best_correlation(&played, &heard), level)
+}
+
+#[test]
+fn sipp_legs_with_no_codec_in_common_are_transcoded() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !sipp_available() {
+        return;
+    }
+    let sw = Switch::start(
+        Some(&config(
+            22600,
+            "[[dialplan.rule]]\nuser = \"xcode\"\naction = \"bridge\"\n\
+             targets = [\"sip:xcode@127.0.0.43:5102\"]\n",
+        )),
+        &[],
+    );
+    // PCMU against PCMA: both G.711, the audio comes back near intact.
+    let (summary, corr, level) = transcoded_echo(&sw, "pcmu");
+    for field in [
+        "\"status\":200",
+        "\"codec\":\"PCMU\"",
+        "\"lost\":0",
+        "\"dtmf_received\":\"12#\"",
+    ] {
+        assert!(summary.contains(field), "{field} in {summary}");
+    }
+    assert!(corr > 0.95, "PCMU through PCMA: correlation {corr:.3}");
+    assert!((0.8..1.25).contains(&level), "level {level:.2}");
+    // Opus against PCMA: events cross between the 48 and 8 kHz clocks.
+    let (summary, corr, level) = transcoded_echo(&sw, "opus");
+    for field in [
+        "\"status\":200",
+        "\"codec\":\"opus\"",
+        "\"lost\":0",
+        "\"dtmf_received\":\"12#\"",
+    ] {
+        assert!(summary.contains(field), "{field} in {summary}");
+    }
+    assert!(corr > 0.9, "Opus through PCMA: correlation {corr:.3}");
+    assert!((0.7..1.4).contains(&level), "level {level:.2}");
+    assert_eq!(sw.lines("transcoding: A speaks").len(), 2, "{:?}", sw.log());
+    assert!(sw.lines("A speaks Pcmu (payload type 0), B Pcma (8)").len() == 1);
+    assert!(
+        sw.lines("A speaks Opus (payload type 111), B Pcma (8)")
+            .len()
+            == 1
+    );
+}

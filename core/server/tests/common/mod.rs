@@ -115,3 +115,65 @@ impl Switch {
         self.log.lock().unwrap().clone()
     }
 }
+
+/// A sweep from 300 to 3000 Hz at 8 kHz, `n` samples: no two stretches
+/// alike, so the best alignment of what comes back with what went out is
+/// unambiguous.
+pub(crate) fn sweep(n: usize) -> Vec<i16> {
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / 8000.0;
+            let phase = std::f64::consts::TAU * (300.0 * t + 675.0 * t * t);
+            (6000.0 * phase.sin()) as i16
+        })
+        .collect()
+}
+
+/// The best normalised correlation of `heard` with `played` over 1.5 s,
+/// at a delay of up to 100 ms.
+pub(crate) fn best_correlation(played: &[i16], heard: &[i16]) -> f64 {
+    (0..800)
+        .map(|lag| {
+            let (mut xy, mut xx, mut yy) = (0.0f64, 0.0f64, 0.0f64);
+            for (x, y) in played.iter().zip(heard.iter().skip(lag)).take(12_000) {
+                let (x, y) = (f64::from(*x), f64::from(*y));
+                xy += x * y;
+                xx += x * x;
+                yy += y * y;
+            }
+            xy / (xx.sqrt() * yy.sqrt()).max(1.0)
+        })
+        .fold(f64::MIN, f64::max)
+}
+
+/// A 16-bit mono WAV file of `samples` at 8 kHz.
+pub(crate) fn wav_bytes(samples: &[i16]) -> Vec<u8> {
+    let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut w = Vec::new();
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    for v in [1u16, 1] {
+        w.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [8000u32, 16000] {
+        w.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [2u16, 16] {
+        w.extend_from_slice(&v.to_le_bytes());
+    }
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    w.extend_from_slice(&data);
+    w
+}
+
+/// The samples of a 16-bit mono WAV file.
+pub(crate) fn wav_samples(bytes: &[u8]) -> Vec<i16> {
+    let at = bytes.windows(4).position(|w| w == b"data").unwrap() + 8;
+    bytes[at..]
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect()
+}

@@ -1,0 +1,399 @@
+//! Codec negotiation across a call's two legs: the switch puts itself in
+//! the middle of each offer/answer exchange (RFC 3264) so that two
+//! endpoints with no codec in common can still talk, and transcodes only
+//! then.
+//!
+//! An offer from one leg is relayed to the other with the offerer's
+//! formats first, in its order, and then the switch's own codecs the
+//! offer lacked ([`extend_offer`]): an answerer that shares a codec with
+//! the offerer picks it (offerers list what they prefer first, and so
+//! does the relayed offer), one that shares none picks one of the
+//! switch's. The answer is then settled ([`settle_answer`]): when the
+//! answerer's codec is one the offerer offered, the answer relayed back
+//! keeps only the offerer's formats and media is relayed untouched; when
+//! it is one the switch added, the answer relayed back names the
+//! offerer's first codec the switch speaks, and the call is transcoded
+//! between the two.
+
+use std::borrow::Cow;
+
+use sentiric_sdp::session::{Attribute, Media, RtpMap, SessionDescription};
+
+/// A codec the switch transcodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AudioCodec {
+    /// G.711 µ-law, `PCMU/8000`.
+    Pcmu,
+    /// G.711 A-law, `PCMA/8000`.
+    Pcma,
+    /// Opus, `opus/48000/2` (RFC 7587).
+    Opus,
+}
+
+impl AudioCodec {
+    /// Every codec the switch speaks, in the order it adds them to offers.
+    pub const ALL: [AudioCodec; 3] = [AudioCodec::Pcmu, AudioCodec::Pcma, AudioCodec::Opus];
+
+    /// The codec an `rtpmap` names, if the switch speaks it.
+    pub fn of(map: &RtpMap<'_>) -> Option<AudioCodec> {
+        let e = map.encoding;
+        match map.clock_rate {
+            8000 if e.eq_ignore_ascii_case("PCMU") => Some(AudioCodec::Pcmu),
+            8000 if e.eq_ignore_ascii_case("PCMA") => Some(AudioCodec::Pcma),
+            48000 if e.eq_ignore_ascii_case("opus") && map.channels == Some(2) => {
+                Some(AudioCodec::Opus)
+            }
+            _ => None,
+        }
+    }
+
+    /// The `rtpmap` value after the payload type.
+    fn encoding(self) -> &'static str {
+        match self {
+            AudioCodec::Pcmu => "PCMU/8000",
+            AudioCodec::Pcma => "PCMA/8000",
+            AudioCodec::Opus => "opus/48000/2",
+        }
+    }
+
+    /// The RTP clock rate.
+    pub fn clock_rate(self) -> u32 {
+        match self {
+            AudioCodec::Pcmu | AudioCodec::Pcma => 8000,
+            AudioCodec::Opus => 48000,
+        }
+    }
+
+    /// The static payload type, for G.711.
+    fn static_pt(self) -> Option<u8> {
+        match self {
+            AudioCodec::Pcmu => Some(0),
+            AudioCodec::Pcma => Some(8),
+            AudioCodec::Opus => None,
+        }
+    }
+}
+
+/// What one leg speaks on a transcoded call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegFormat {
+    /// The codec.
+    pub codec: AudioCodec,
+    /// Its payload type on this leg.
+    pub pt: u8,
+    /// The payload type of `telephone-event` at the codec's clock rate on
+    /// this leg, when both legs have one: DTMF events are relayed.
+    pub telephone_event: Option<u8>,
+}
+
+/// A transcoded call: what leg A speaks and what leg B speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transcoding {
+    /// Leg A's side.
+    pub a: LegFormat,
+    /// Leg B's side.
+    pub b: LegFormat,
+}
+
+/// One format of an offer as the offerer wrote it.
+#[derive(Debug, Clone)]
+struct Format {
+    pt: u8,
+    map: Option<(String, u32, Option<u8>)>,
+    fmtp: Option<String>,
+}
+
+impl Format {
+    fn rtpmap(&self) -> Option<RtpMap<'_>> {
+        self.map.as_ref().map(|(e, clock, ch)| RtpMap {
+            payload_type: self.pt,
+            encoding: e,
+            clock_rate: *clock,
+            channels: *ch,
+        })
+    }
+
+    fn codec(&self) -> Option<AudioCodec> {
+        self.rtpmap().as_ref().and_then(AudioCodec::of)
+    }
+
+    fn telephone_event(&self) -> Option<u32> {
+        let m = self.rtpmap()?;
+        m.encoding
+            .eq_ignore_ascii_case("telephone-event")
+            .then_some(m.clock_rate)
+    }
+}
+
+/// An offer's first audio stream as the offerer made it, before the switch
+/// added to it: what its answer is settled against.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OfferRecord {
+    formats: Vec<Format>,
+    /// The switch added codecs: the answer may pick one of them.
+    extended: bool,
+}
+
+/// The formats of `m` with their `rtpmap` (or static mapping) and `fmtp`.
+fn formats(m: &Media<'_>) -> Vec<Format> {
+    m.payload_types()
+        .map(|pt| Format {
+            pt,
+            map: m
+                .rtpmap(pt)
+                .map(|r| (r.encoding.to_string(), r.clock_rate, r.channels)),
+            fmtp: m.fmtp(pt).map(str::to_string),
+        })
+        .collect()
+}
+
+/// An RTP audio stream the switch may negotiate codecs on.
+fn negotiable(m: &Media<'_>) -> bool {
+    m.kind == "audio" && m.port != 0 && m.proto.starts_with("RTP/AVP")
+}
+
+/// Records the offer in `sdp` and, when `add` and the offer has a codec
+/// the switch speaks (it can transcode from it), appends the switch's
+/// codecs the offer lacks to its first audio stream.
+pub(crate) fn extend_offer(sdp: &mut SessionDescription<'_>, add: bool) -> OfferRecord {
+    let Some(m) = sdp.media.first_mut().filter(|m| negotiable(m)) else {
+        return OfferRecord::default();
+    };
+    let formats = formats(m);
+    let speaks = formats.iter().any(|f| f.codec().is_some());
+    let mut extended = false;
+    if add && speaks {
+        let mut used: Vec<u8> = formats.iter().map(|f| f.pt).collect();
+        for codec in AudioCodec::ALL {
+            if formats.iter().any(|f| f.codec() == Some(codec)) {
+                continue;
+            }
+            let pt = match codec.static_pt() {
+                Some(pt) if !used.contains(&pt) => pt,
+                Some(_) => continue,
+                None => match (96..128).find(|pt| !used.contains(pt)) {
+                    Some(pt) => pt,
+                    None => continue,
+                },
+            };
+            used.push(pt);
+            m.formats.push(Cow::Owned(pt.to_string()));
+            m.attributes.push(Attribute::new(
+                "rtpmap",
+                format!("{pt} {}", codec.encoding()),
+            ));
+            extended = true;
+        }
+    }
+    OfferRecord { formats, extended }
+}
+
+/// Settles the answer in `sdp` to the offer `offer` recorded: rewrites it
+/// to name only formats of the original offer, and returns the two sides
+/// of a transcoded call (the offerer's, the answerer's) when the answerer
+/// chose a codec the switch added. `None` with the answer relayed as it
+/// came: the legs share the codec, or the answer is not one the switch
+/// can settle.
+pub(crate) fn settle_answer(
+    offer: &OfferRecord,
+    sdp: &mut SessionDescription<'_>,
+) -> Option<(LegFormat, LegFormat)> {
+    let m = sdp.media.first_mut().filter(|m| negotiable(m))?;
+    if !offer.extended {
+        return None;
+    }
+    let answer = formats(m);
+    let offered = |pt: u8| offer.formats.iter().any(|f| f.pt == pt);
+    // The answerer's codec: its first format that is not an event or
+    // comfort noise.
+    let chosen = answer.iter().find(|f| {
+        f.telephone_event().is_none()
+            && !f
+                .map
+                .as_ref()
+                .is_some_and(|(e, _, _)| e.eq_ignore_ascii_case("CN"))
+    })?;
+    if offered(chosen.pt) {
+        // Shared: the formats the switch added go.
+        m.formats.retain(|f| f.parse::<u8>().is_ok_and(&offered));
+        m.attributes.retain(|a| {
+            !matches!(&*a.name, "rtpmap" | "fmtp")
+                || a.value
+                    .as_deref()
+                    .and_then(|v| v.split(' ').next())
+                    .and_then(|p| p.parse::<u8>().ok())
+                    .is_some_and(offered)
+        });
+        return None;
+    }
+    let answerer_codec = chosen.codec()?;
+    let mine = offer.formats.iter().find(|f| f.codec().is_some())?;
+    let offerer_codec = mine.codec()?;
+    // DTMF events cross when both sides have them at their codec's rate.
+    let te_offer = offer
+        .formats
+        .iter()
+        .find(|f| f.telephone_event() == Some(offerer_codec.clock_rate()));
+    let te_answer = answer
+        .iter()
+        .find(|f| f.telephone_event() == Some(answerer_codec.clock_rate()));
+    let te = te_offer.zip(te_answer);
+    m.formats = std::iter::once(mine.pt)
+        .chain(te.map(|(o, _)| o.pt))
+        .map(|pt| Cow::Owned(pt.to_string()))
+        .collect();
+    m.attributes
+        .retain(|a| !matches!(&*a.name, "rtpmap" | "fmtp"));
+    for f in std::iter::once(mine).chain(te.map(|(o, _)| o)) {
+        if let Some(r) = f.rtpmap() {
+            let ch = match r.channels {
+                Some(c) if c > 1 => format!("/{c}"),
+                _ => String::new(),
+            };
+            m.attributes.push(Attribute::new(
+                "rtpmap",
+                format!("{} {}/{}{ch}", f.pt, r.encoding, r.clock_rate),
+            ));
+        }
+        if let Some(p) = &f.fmtp {
+            m.attributes
+                .push(Attribute::new("fmtp", format!("{} {p}", f.pt)));
+        }
+    }
+    Some((
+        LegFormat {
+            codec: offerer_codec,
+            pt: mine.pt,
+            telephone_event: te.map(|(o, _)| o.pt),
+        },
+        LegFormat {
+            codec: answerer_codec,
+            pt: chosen.pt,
+            telephone_event: te.map(|(_, a)| a.pt),
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sdp(m: &str) -> String {
+        format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n{m}")
+    }
+
+    fn media_line(text: &[u8]) -> String {
+        let s = String::from_utf8_lossy(text).to_string();
+        s.split("\r\n")
+            .skip_while(|l| !l.starts_with("m="))
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("|")
+    }
+
+    #[test]
+    fn an_offer_gets_the_codecs_it_lacks_after_its_own() {
+        let text = sdp("m=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n");
+        let mut s = SessionDescription::parse(text.as_bytes()).unwrap();
+        let rec = extend_offer(&mut s, true);
+        assert!(rec.extended);
+        assert_eq!(
+            media_line(&s.to_bytes()),
+            "m=audio 4000 RTP/AVP 0 101 8 96|a=rtpmap:101 telephone-event/8000|a=fmtp:101 0-15|\
+             a=rtpmap:8 PCMA/8000|a=rtpmap:96 opus/48000/2"
+        );
+    }
+
+    #[test]
+    fn an_offer_of_codecs_the_switch_cannot_decode_is_left_alone() {
+        let text = sdp("m=audio 4000 RTP/AVP 18\r\n");
+        let mut s = SessionDescription::parse(text.as_bytes()).unwrap();
+        let rec = extend_offer(&mut s, true);
+        assert!(!rec.extended);
+        assert_eq!(media_line(&s.to_bytes()), "m=audio 4000 RTP/AVP 18");
+    }
+
+    #[test]
+    fn a_shared_codec_is_relayed_without_the_added_formats() {
+        let offer = sdp("m=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n");
+        let mut o = SessionDescription::parse(offer.as_bytes()).unwrap();
+        let rec = extend_offer(&mut o, true);
+        let answer = sdp(
+            "m=audio 5000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+             a=rtpmap:101 telephone-event/8000\r\n",
+        );
+        let mut a = SessionDescription::parse(answer.as_bytes()).unwrap();
+        assert_eq!(settle_answer(&rec, &mut a), None);
+        assert_eq!(
+            media_line(&a.to_bytes()),
+            "m=audio 5000 RTP/AVP 0 101|a=rtpmap:0 PCMU/8000|a=rtpmap:101 telephone-event/8000"
+        );
+    }
+
+    #[test]
+    fn an_answer_in_an_added_codec_is_transcoded() {
+        let offer = sdp(
+            "m=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
+        );
+        let mut o = SessionDescription::parse(offer.as_bytes()).unwrap();
+        let rec = extend_offer(&mut o, true);
+        let answer = sdp("m=audio 5000 RTP/AVP 8 100\r\na=rtpmap:100 telephone-event/8000\r\n");
+        let mut a = SessionDescription::parse(answer.as_bytes()).unwrap();
+        let (offerer, answerer) = settle_answer(&rec, &mut a).unwrap();
+        assert_eq!(
+            offerer,
+            LegFormat {
+                codec: AudioCodec::Pcmu,
+                pt: 0,
+                telephone_event: Some(101)
+            }
+        );
+        assert_eq!(
+            answerer,
+            LegFormat {
+                codec: AudioCodec::Pcma,
+                pt: 8,
+                telephone_event: Some(100)
+            }
+        );
+        assert_eq!(
+            media_line(&a.to_bytes()),
+            "m=audio 5000 RTP/AVP 0 101|a=rtpmap:0 PCMU/8000|\
+             a=rtpmap:101 telephone-event/8000|a=fmtp:101 0-15"
+        );
+    }
+
+    #[test]
+    fn opus_against_g711_without_events() {
+        let offer = sdp("m=audio 4000 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinbandfec=1\r\n");
+        let mut o = SessionDescription::parse(offer.as_bytes()).unwrap();
+        let rec = extend_offer(&mut o, true);
+        assert_eq!(
+            media_line(&o.to_bytes()),
+            "m=audio 4000 RTP/AVP 111 0 8|a=rtpmap:111 opus/48000/2|a=fmtp:111 useinbandfec=1|\
+             a=rtpmap:0 PCMU/8000|a=rtpmap:8 PCMA/8000"
+        );
+        let answer = sdp("m=audio 5000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n");
+        let mut a = SessionDescription::parse(answer.as_bytes()).unwrap();
+        let (offerer, answerer) = settle_answer(&rec, &mut a).unwrap();
+        assert_eq!((offerer.codec, offerer.pt), (AudioCodec::Opus, 111));
+        assert_eq!(
+            (answerer.codec, answerer.telephone_event),
+            (AudioCodec::Pcmu, None)
+        );
+        assert_eq!(
+            media_line(&a.to_bytes()),
+            "m=audio 5000 RTP/AVP 111|a=rtpmap:111 opus/48000/2|a=fmtp:111 useinbandfec=1"
+        );
+    }
+
+    #[test]
+    fn without_adding_nothing_is_transcoded() {
+        let offer = sdp("m=audio 4000 RTP/AVP 0\r\n");
+        let mut o = SessionDescription::parse(offer.as_bytes()).unwrap();
+        let rec = extend_offer(&mut o, false);
+        let answer = sdp("m=audio 5000 RTP/AVP 8\r\n");
+        let mut a = SessionDescription::parse(answer.as_bytes()).unwrap();
+        assert_eq!(settle_answer(&rec, &mut a), None);
+    }
+}
