@@ -130,8 +130,8 @@ impl Format {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct OfferRecord {
     formats: Vec<Format>,
-    /// The switch added codecs: the answer may pick one of them.
-    extended: bool,
+    /// The switch converts media: its answer is settled.
+    transcodes: bool,
 }
 
 /// The formats of `m` with their `rtpmap` (or static mapping) and `fmtp`.
@@ -152,17 +152,16 @@ fn negotiable(m: &Media<'_>) -> bool {
     m.kind == "audio" && m.port != 0 && m.proto.starts_with("RTP/AVP")
 }
 
-/// Records the offer in `sdp` and, when `add` and the offer has a codec
-/// the switch speaks (it can transcode from it), appends the switch's
-/// codecs the offer lacks to its first audio stream.
-pub(crate) fn extend_offer(sdp: &mut SessionDescription<'_>, add: bool) -> OfferRecord {
+/// Records the offer in `sdp` and, when the switch transcodes and the
+/// offer has a codec the switch speaks (it can transcode from it),
+/// appends the switch's codecs the offer lacks to its first audio stream.
+pub(crate) fn extend_offer(sdp: &mut SessionDescription<'_>, transcodes: bool) -> OfferRecord {
     let Some(m) = sdp.media.first_mut().filter(|m| negotiable(m)) else {
         return OfferRecord::default();
     };
     let formats = formats(m);
     let speaks = formats.iter().any(|f| f.codec().is_some());
-    let mut extended = false;
-    if add && speaks {
+    if transcodes && speaks {
         let mut used: Vec<u8> = formats.iter().map(|f| f.pt).collect();
         for codec in AudioCodec::ALL {
             if formats.iter().any(|f| f.codec() == Some(codec)) {
@@ -182,24 +181,27 @@ pub(crate) fn extend_offer(sdp: &mut SessionDescription<'_>, add: bool) -> Offer
                 "rtpmap",
                 format!("{pt} {}", codec.encoding()),
             ));
-            extended = true;
         }
     }
-    OfferRecord { formats, extended }
+    OfferRecord {
+        formats,
+        transcodes,
+    }
 }
 
 /// Settles the answer in `sdp` to the offer `offer` recorded: rewrites it
 /// to name only formats of the original offer, and returns the two sides
-/// of a transcoded call (the offerer's, the answerer's) when the answerer
-/// chose a codec the switch added. `None` with the answer relayed as it
-/// came: the legs share the codec, or the answer is not one the switch
-/// can settle.
+/// (the offerer's, the answerer's) when the switch must convert media
+/// between them: the answerer chose a codec the switch added, or the two
+/// share a codec but only the offerer has `telephone-event` (its events
+/// become in-band tones for the answerer). `None` with media relayed as it
+/// comes: the legs share codec and events, or the switch does not convert.
 pub(crate) fn settle_answer(
     offer: &OfferRecord,
     sdp: &mut SessionDescription<'_>,
 ) -> Option<(LegFormat, LegFormat)> {
     let m = sdp.media.first_mut().filter(|m| negotiable(m))?;
-    if !offer.extended {
+    if !offer.transcodes {
         return None;
     }
     let answer = formats(m);
@@ -213,6 +215,12 @@ pub(crate) fn settle_answer(
                 .as_ref()
                 .is_some_and(|(e, _, _)| e.eq_ignore_ascii_case("CN"))
     })?;
+    let te_of = |formats: &[Format], codec: AudioCodec| {
+        formats
+            .iter()
+            .find(|f| f.telephone_event() == Some(codec.clock_rate()))
+            .cloned()
+    };
     if offered(chosen.pt) {
         // Shared: the formats the switch added go.
         m.formats.retain(|f| f.parse::<u8>().is_ok_and(&offered));
@@ -224,54 +232,68 @@ pub(crate) fn settle_answer(
                     .and_then(|p| p.parse::<u8>().ok())
                     .is_some_and(offered)
         });
-        return None;
+        // Events the answerer cannot take are converted: the offerer
+        // keeps its telephone-event.
+        let codec = chosen.codec()?;
+        let te_offer = te_of(&offer.formats, codec)?;
+        if te_of(&answer, codec).is_some() {
+            return None;
+        }
+        m.formats.push(Cow::Owned(te_offer.pt.to_string()));
+        push_maps(m, &te_offer);
+        let side = |te| LegFormat {
+            codec,
+            pt: chosen.pt,
+            telephone_event: te,
+        };
+        return Some((side(Some(te_offer.pt)), side(None)));
     }
     let answerer_codec = chosen.codec()?;
     let mine = offer.formats.iter().find(|f| f.codec().is_some())?;
     let offerer_codec = mine.codec()?;
-    // DTMF events cross when both sides have them at their codec's rate.
-    let te_offer = offer
-        .formats
-        .iter()
-        .find(|f| f.telephone_event() == Some(offerer_codec.clock_rate()));
-    let te_answer = answer
-        .iter()
-        .find(|f| f.telephone_event() == Some(answerer_codec.clock_rate()));
-    let te = te_offer.zip(te_answer);
+    // Each side keeps its events at its codec's rate; the switch maps
+    // them across, or makes tones of them for a side without.
+    let te_offer = te_of(&offer.formats, offerer_codec);
+    let te_answer = te_of(&answer, answerer_codec);
     m.formats = std::iter::once(mine.pt)
-        .chain(te.map(|(o, _)| o.pt))
+        .chain(te_offer.as_ref().map(|o| o.pt))
         .map(|pt| Cow::Owned(pt.to_string()))
         .collect();
     m.attributes
         .retain(|a| !matches!(&*a.name, "rtpmap" | "fmtp"));
-    for f in std::iter::once(mine).chain(te.map(|(o, _)| o)) {
-        if let Some(r) = f.rtpmap() {
-            let ch = match r.channels {
-                Some(c) if c > 1 => format!("/{c}"),
-                _ => String::new(),
-            };
-            m.attributes.push(Attribute::new(
-                "rtpmap",
-                format!("{} {}/{}{ch}", f.pt, r.encoding, r.clock_rate),
-            ));
-        }
-        if let Some(p) = &f.fmtp {
-            m.attributes
-                .push(Attribute::new("fmtp", format!("{} {p}", f.pt)));
-        }
+    for f in std::iter::once(mine).chain(te_offer.as_ref()) {
+        push_maps(m, f);
     }
     Some((
         LegFormat {
             codec: offerer_codec,
             pt: mine.pt,
-            telephone_event: te.map(|(o, _)| o.pt),
+            telephone_event: te_offer.map(|o| o.pt),
         },
         LegFormat {
             codec: answerer_codec,
             pt: chosen.pt,
-            telephone_event: te.map(|(_, a)| a.pt),
+            telephone_event: te_answer.map(|a| a.pt),
         },
     ))
+}
+
+/// Appends the `rtpmap` and `fmtp` of `f`, as its offer had them.
+fn push_maps(m: &mut Media<'_>, f: &Format) {
+    if let Some(r) = f.rtpmap() {
+        let ch = match r.channels {
+            Some(c) if c > 1 => format!("/{c}"),
+            _ => String::new(),
+        };
+        m.attributes.push(Attribute::new(
+            "rtpmap",
+            format!("{} {}/{}{ch}", f.pt, r.encoding, r.clock_rate),
+        ));
+    }
+    if let Some(p) = &f.fmtp {
+        m.attributes
+            .push(Attribute::new("fmtp", format!("{} {p}", f.pt)));
+    }
 }
 
 #[cfg(test)]
@@ -295,8 +317,7 @@ mod tests {
     fn an_offer_gets_the_codecs_it_lacks_after_its_own() {
         let text = sdp("m=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n");
         let mut s = SessionDescription::parse(text.as_bytes()).unwrap();
-        let rec = extend_offer(&mut s, true);
-        assert!(rec.extended);
+        extend_offer(&mut s, true);
         assert_eq!(
             media_line(&s.to_bytes()),
             "m=audio 4000 RTP/AVP 0 101 8 96|a=rtpmap:101 telephone-event/8000|a=fmtp:101 0-15|\
@@ -308,8 +329,7 @@ mod tests {
     fn an_offer_of_codecs_the_switch_cannot_decode_is_left_alone() {
         let text = sdp("m=audio 4000 RTP/AVP 18\r\n");
         let mut s = SessionDescription::parse(text.as_bytes()).unwrap();
-        let rec = extend_offer(&mut s, true);
-        assert!(!rec.extended);
+        extend_offer(&mut s, true);
         assert_eq!(media_line(&s.to_bytes()), "m=audio 4000 RTP/AVP 18");
     }
 
@@ -364,7 +384,7 @@ mod tests {
     }
 
     #[test]
-    fn opus_against_g711_without_events() {
+    fn opus_without_events_against_g711_with() {
         let offer = sdp("m=audio 4000 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 useinbandfec=1\r\n");
         let mut o = SessionDescription::parse(offer.as_bytes()).unwrap();
         let rec = extend_offer(&mut o, true);
@@ -377,14 +397,40 @@ mod tests {
         let mut a = SessionDescription::parse(answer.as_bytes()).unwrap();
         let (offerer, answerer) = settle_answer(&rec, &mut a).unwrap();
         assert_eq!((offerer.codec, offerer.pt), (AudioCodec::Opus, 111));
+        // The answerer's events become tones for the offerer.
+        assert_eq!(offerer.telephone_event, None);
         assert_eq!(
             (answerer.codec, answerer.telephone_event),
-            (AudioCodec::Pcmu, None)
+            (AudioCodec::Pcmu, Some(101))
         );
         assert_eq!(
             media_line(&a.to_bytes()),
             "m=audio 5000 RTP/AVP 111|a=rtpmap:111 opus/48000/2|a=fmtp:111 useinbandfec=1"
         );
+    }
+
+    #[test]
+    fn a_shared_codec_with_events_on_one_side_only_is_converted() {
+        let offer = sdp(
+            "m=audio 4000 RTP/AVP 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
+        );
+        let mut o = SessionDescription::parse(offer.as_bytes()).unwrap();
+        let rec = extend_offer(&mut o, true);
+        let answer = sdp("m=audio 5000 RTP/AVP 8\r\n");
+        let mut a = SessionDescription::parse(answer.as_bytes()).unwrap();
+        let (offerer, answerer) = settle_answer(&rec, &mut a).unwrap();
+        assert_eq!((offerer.codec, offerer.pt), (AudioCodec::Pcma, 8));
+        assert_eq!(offerer.telephone_event, Some(101));
+        assert_eq!((answerer.pt, answerer.telephone_event), (8, None));
+        // The offerer keeps its events: the switch makes tones of them.
+        assert_eq!(
+            media_line(&a.to_bytes()),
+            "m=audio 5000 RTP/AVP 8 101|a=rtpmap:101 telephone-event/8000|a=fmtp:101 0-15"
+        );
+        // With events on both sides, nothing to convert.
+        let answer = sdp("m=audio 5000 RTP/AVP 8 100\r\na=rtpmap:100 telephone-event/8000\r\n");
+        let mut a = SessionDescription::parse(answer.as_bytes()).unwrap();
+        assert_eq!(settle_answer(&rec, &mut a), None);
     }
 
     #[test]

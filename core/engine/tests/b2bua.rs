@@ -1170,16 +1170,18 @@ fn legs_with_no_codec_in_common_are_transcoded_until_a_re_invite_shares_one() {
     );
     let sent = net.answer(BOB, &invite, "200 OK", "tb", Some(opus));
     let ok = only(&sent, ALICE, "SIP/2.0 200 OK");
-    // Alice's answer names her first codec; no events, Bob has none.
+    // Alice's answer names her first codec, and her events: Bob has
+    // none, the switch makes tones of them.
     assert_eq!(
         media_section(&ok.body()),
-        "m=audio 40002 RTP/AVP 0|a=rtpmap:0 PCMU/8000|a=rtcp:40003"
+        "m=audio 40002 RTP/AVP 0 101|a=rtpmap:0 PCMU/8000|\
+         a=rtpmap:101 telephone-event/8000|a=rtcp:40003"
     );
     let transcoded = Transcoding {
         a: LegFormat {
             codec: AudioCodec::Pcmu,
             pt: 0,
-            telephone_event: None,
+            telephone_event: Some(101),
         },
         b: LegFormat {
             codec: AudioCodec::Opus,

@@ -180,6 +180,15 @@ impl Direction {
         emit: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, TranscodeError> {
         decoder.decode(payload, &mut self.scratch, &mut self.pending)?;
+        self.frames(encoder, emit)
+    }
+
+    /// Encodes and emits every whole frame of the audio pending.
+    fn frames(
+        &mut self,
+        encoder: &mut LegCodec,
+        emit: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, TranscodeError> {
         let mut emitted = 0;
         let mut start = 0;
         let mut result = Ok(());
@@ -250,6 +259,28 @@ impl Transcoder {
     ) -> Result<usize, TranscodeError> {
         self.a_to_b
             .run(&mut self.a, &mut self.b, payload, &mut emit)
+    }
+
+    /// Audio the switch makes in place of what leg `a` sent (a DTMF tone
+    /// for an event `b` cannot take), at `a`'s [`Codec::pcm_rate`]:
+    /// converted and emitted for leg `b` as [`Transcoder::a_to_b`] does.
+    pub fn pcm_a_to_b(
+        &mut self,
+        pcm: &[i16],
+        mut emit: impl FnMut(&[u8]),
+    ) -> Result<usize, TranscodeError> {
+        self.a_to_b.pending.extend_from_slice(pcm);
+        self.a_to_b.frames(&mut self.b, &mut emit)
+    }
+
+    /// [`Transcoder::pcm_a_to_b`] the other way: audio at `b`'s rate for `a`.
+    pub fn pcm_b_to_a(
+        &mut self,
+        pcm: &[i16],
+        mut emit: impl FnMut(&[u8]),
+    ) -> Result<usize, TranscodeError> {
+        self.b_to_a.pending.extend_from_slice(pcm);
+        self.b_to_a.frames(&mut self.a, &mut emit)
     }
 
     /// Converts a payload leg `b` sent for leg `a` (see [`Transcoder::a_to_b`]).

@@ -12,6 +12,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use sentiric_media::dtmf::DtmfDetector as ToneDetector;
 use sentiric_media::g711::Law;
 use sentiric_media::opus_codec::{OpusCodec, OpusConfig};
 use sentiric_media::wav::{Wav, WavPlayer, WavRecorder};
@@ -391,6 +392,8 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
     let mut seqs: Option<(i64, i64, i64)> = None;
     let mut detector = DtmfDetector::new();
     let mut heard_dtmf = String::new();
+    let mut tones = ToneDetector::new(8000, 20, 40);
+    let (mut heard_tones, mut heard) = (String::new(), Vec::new());
     let mut digits: Vec<char> = args.dtmf.chars().collect();
     digits.reverse();
     let mut dtmf: Option<DtmfSender> = None;
@@ -472,10 +475,15 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
                     }
                 }
             } else if p.payload_type() == pt {
+                coder.decode(p.payload(), &mut heard);
+                // Digits heard as tones, 20 ms at a time.
+                for frame in heard.chunks_exact(160) {
+                    if let Some(d) = tones.push(frame) {
+                        heard_tones.push(d.key);
+                    }
+                }
                 if let Some(r) = recorder.as_mut() {
-                    let mut frame = Vec::new();
-                    coder.decode(p.payload(), &mut frame);
-                    r.push(&frame, None);
+                    r.push(&heard, None);
                 }
             }
         }
@@ -554,10 +562,12 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
     println!(
         "{{\"uri\":{},\"status\":{final_status},\"codes\":{codes:?},\"setup_ms\":{setup_ms:.1},\
          \"media\":{{\"codec\":\"{}\",\"remote\":\"{remote_rtp}\",\"sent\":{sent},\"received\":{received},\
-         \"lost\":{lost},\"dtmf_received\":{}}},\"bye\":{bye_status},\"hung_up_by\":\"{}\"}}",
+         \"lost\":{lost},\"dtmf_received\":{},\"dtmf_tones_heard\":{}}},\"bye\":{bye_status},\
+         \"hung_up_by\":\"{}\"}}",
         json_str(&args.uri),
         voice.name(),
         json_str(&heard_dtmf),
+        json_str(&heard_tones),
         if remote_bye { "remote" } else { "local" },
     );
     Ok(bye_status == 200)

@@ -9,11 +9,15 @@
 //! jitter buffer sees time as the sender meant it. A lost packet is handed
 //! to the transcoder as a loss (Opus conceals it). RFC 4733 events cross
 //! with their payload type, timestamp and duration mapped to the other
-//! leg's; comfort noise and anything else is not relayed.
+//! leg's, or, for a leg without `telephone-event`, become the digit's
+//! tones in its audio (the sender's audio, if any, is dropped while a
+//! tone plays). Comfort noise and anything else is not relayed.
 
 use sentiric_engine::b2bua::Leg;
 use sentiric_engine::codecs::{AudioCodec, LegFormat, Transcoding};
+use sentiric_media::tone::Tone;
 use sentiric_media::transcode::{Codec, TranscodeError, Transcoder};
+use sentiric_rtp::dtmf::event_char;
 use sentiric_rtp::packet::{RtpHeader, RtpPacket};
 
 /// Most losses in a row handed to the transcoder; a longer gap is a new
@@ -47,6 +51,9 @@ struct Stream {
     input: Option<(u32, u16, u32, u32)>,
     /// The next packet starts a talk spurt (marker bit).
     mark: bool,
+    /// The event being played as a tone: its timestamp, the samples made
+    /// so far, the tone, and whether its end was seen.
+    tone: Option<(u32, u32, Tone, bool)>,
 }
 
 impl Stream {
@@ -60,7 +67,45 @@ impl Stream {
             step: to.codec.clock_rate() / 50,
             input: None,
             mark: true,
+            tone: None,
         }
+    }
+
+    /// The audio to make for the RFC 4733 event packet `p` (RFC 4733
+    /// §2.5.1.3: the duration grows, then the end is sent three times), at
+    /// `rate` Hz: appended to `pcm`.
+    fn tone(&mut self, p: &RtpPacket<'_>, rate: u32, pcm: &mut Vec<i16>) {
+        let payload = p.payload();
+        if payload.len() < 4 {
+            return;
+        }
+        let end = payload[1] & 0x80 != 0;
+        let duration = u32::from(u16::from_be_bytes([payload[2], payload[3]]));
+        let fresh = self.tone.as_ref().is_none_or(|t| t.0 != p.timestamp());
+        if fresh {
+            let Some(tone) = event_char(payload[0]).and_then(|d| Tone::dtmf(d, rate)) else {
+                return;
+            };
+            self.tone = Some((p.timestamp(), 0, tone, false));
+        }
+        let Some((_, made, tone, ended)) = self.tone.as_mut() else {
+            return;
+        };
+        if *ended {
+            return;
+        }
+        let target = (u64::from(duration) * u64::from(rate)
+            / u64::from(self.from.codec.clock_rate())) as u32;
+        let at = pcm.len();
+        pcm.resize(at + target.saturating_sub(*made) as usize, 0);
+        tone.fill(&mut pcm[at..]);
+        *made = target.max(*made);
+        *ended = end;
+    }
+
+    /// A tone is playing: the sender's own audio waits.
+    fn toning(&self) -> bool {
+        self.tone.as_ref().is_some_and(|t| !t.3)
     }
 
     /// An input timestamp on the output clock.
@@ -156,6 +201,8 @@ pub(crate) struct Transcoded {
     /// What goes to A, and what goes to B.
     to_a: Stream,
     to_b: Stream,
+    /// Tone audio being made.
+    pcm: Vec<i16>,
 }
 
 impl Transcoded {
@@ -166,6 +213,7 @@ impl Transcoded {
             transcoder: Transcoder::new(codec(plan.a), codec(plan.b))?,
             to_a: Stream::new(plan.b, plan.a, ssrc),
             to_b: Stream::new(plan.a, plan.b, ssrc.rotate_left(16)),
+            pcm: Vec::new(),
         })
     }
 
@@ -191,13 +239,35 @@ impl Transcoded {
         let Some(lost) = stream.follow(p) else {
             return Ok(());
         };
+        let t = &mut self.transcoder;
         if p.payload_type() != stream.from.pt {
-            if Some(p.payload_type()) == stream.from.telephone_event && stream.event(p, out) {
-                send(out);
+            if Some(p.payload_type()) != stream.from.telephone_event {
+                return Ok(());
             }
+            if stream.to.telephone_event.is_some() {
+                if stream.event(p, out) {
+                    send(out);
+                }
+                return Ok(());
+            }
+            // The receiver takes no events: the digit's tones instead.
+            let mut pcm = std::mem::take(&mut self.pcm);
+            pcm.clear();
+            stream.tone(p, codec(stream.from).pcm_rate(), &mut pcm);
+            let mut emit = |frame: &[u8]| {
+                stream.audio(frame, out);
+                send(out);
+            };
+            let r = match from {
+                Leg::A => t.pcm_a_to_b(&pcm, &mut emit),
+                Leg::B => t.pcm_b_to_a(&pcm, &mut emit),
+            };
+            self.pcm = pcm;
+            return r.map(|_| ());
+        }
+        if stream.toning() {
             return Ok(());
         }
-        let t = &mut self.transcoder;
         let mut run = |payload: Option<&[u8]>| -> Result<(), TranscodeError> {
             let mut emit = |frame: &[u8]| {
                 stream.audio(frame, out);
@@ -350,5 +420,64 @@ mod tests {
         Law::Ulaw.decode(last.payload(), &mut pcm);
         let rms = (pcm.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / 160.0).sqrt();
         assert!(rms > 1000.0, "rms {rms}");
+    }
+
+    #[test]
+    fn events_become_tones_for_a_leg_without_telephone_event() {
+        // Both legs PCMU; only A has events.
+        let side = |te| LegFormat {
+            codec: AudioCodec::Pcmu,
+            pt: 0,
+            telephone_event: te,
+        };
+        let mut t = Transcoded::new(
+            Transcoding {
+                a: side(Some(101)),
+                b: side(None),
+            },
+            7,
+        )
+        .unwrap();
+        from_a(&mut t, &[10]);
+        // Digit 7 for 120 ms: updates every 20 ms, the end three times;
+        // A's audio sent meanwhile is not heard over the tone.
+        let mut pkts: Vec<(u8, u32, Vec<u8>)> = [160u16, 320, 480, 640, 800, 960]
+            .iter()
+            .map(|d| (101, 1760, vec![7, 10, (d >> 8) as u8, *d as u8]))
+            .collect();
+        pkts.insert(2, (0, 2080, vec![0xff; 160]));
+        pkts.extend((0..3).map(|_| (101, 1760, vec![7, 0x8a, 0x03, 0xc0])));
+        let pkts: Vec<Vec<u8>> = pkts
+            .iter()
+            .enumerate()
+            .map(|(i, (pt, ts, payload))| rtp(*pt, 11 + i as u16, *ts, payload))
+            .collect();
+        let mut got = Vec::new();
+        let mut out = Vec::new();
+        for pkt in &pkts {
+            t.on_packet(Leg::A, &RtpPacket::parse(pkt).unwrap(), &mut out, |b| {
+                got.push(b.to_vec())
+            })
+            .unwrap();
+        }
+        // Six frames of tone, in PCMU, contiguous.
+        assert_eq!(got.len(), 6);
+        let mut detector = sentiric_media::dtmf::DtmfDetector::new(8000, 20, 40);
+        let mut digits = Vec::new();
+        for (i, g) in got.iter().enumerate() {
+            let q = RtpPacket::parse(g).unwrap();
+            assert_eq!(q.payload_type(), 0);
+            if i > 0 {
+                let prev = RtpPacket::parse(&got[i - 1]).unwrap();
+                assert_eq!(q.timestamp().wrapping_sub(prev.timestamp()), 160);
+            }
+            let mut pcm = Vec::new();
+            Law::Ulaw.decode(q.payload(), &mut pcm);
+            digits.extend(detector.push(&pcm).map(|d| d.key));
+        }
+        digits.extend(detector.finish().map(|d| d.key));
+        assert_eq!(digits, ['7']);
+        // Audio flows again after the end.
+        assert_eq!(from_a(&mut t, &[21]).len(), 1);
     }
 }

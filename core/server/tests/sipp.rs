@@ -996,24 +996,23 @@ fn uas_answering(m_line: &str) -> String {
     )
 }
 
+/// PCMA and RFC 4733 events, as SIPp answers with them.
+const PCMA_AND_EVENTS: &str =
+    "m=audio [media_port] RTP/AVP 8 101\n      a=rtpmap:8 PCMA/8000\n      \
+                               a=rtpmap:101 telephone-event/8000";
+
 /// `sentiric call` speaking `codec` through the switch to a SIPp UAS that
-/// speaks only PCMA (and RFC 4733 events) and echoes what it hears: the
-/// switch transcodes both ways. Returns the JSON summary, the correlation
-/// of what came back with what was played, and the ratio of their levels.
-fn transcoded_echo(sw: &Switch, codec: &str) -> (String, f64, f64) {
+/// answers in `answer` (an `m=` line and its attributes) and echoes what
+/// it hears. Returns the JSON summary, the correlation of what came back
+/// with what was played, and the ratio of their levels.
+fn echo_through_sipp(sw: &Switch, codec: &str, answer: &str) -> (String, f64, f64) {
     use common::{best_correlation, sweep, wav_bytes, wav_samples};
     let played = sweep(24_000);
     let dir = Scratch::new(&format!("xcode-{codec}"));
     let play = dir.write("play.wav", "");
     std::fs::write(&play, wav_bytes(&played)).unwrap();
     let record = dir.0.join("heard.wav");
-    let uas_file = dir.write(
-        "uas.xml",
-        &uas_answering(
-            "m=audio [media_port] RTP/AVP 8 101\n      a=rtpmap:8 PCMA/8000\n      \
-             a=rtpmap:101 telephone-event/8000",
-        ),
-    );
+    let uas_file = dir.write("uas.xml", &uas_answering(answer));
     let uas = sipp(
         &dir.0,
         &[
@@ -1054,7 +1053,7 @@ fn transcoded_echo(sw: &Switch, codec: &str) -> (String, f64, f64) {
         "{summary}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_ok(uas, "uas answering PCMA");
+    wait_ok(uas, "uas answering in one codec");
     let heard = wav_samples(&std::fs::read(&record).unwrap());
     let rms = |x: &[i16]| {
         (x.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / x.len().max(1) as f64).sqrt()
@@ -1078,7 +1077,7 @@ fn sipp_legs_with_no_codec_in_common_are_transcoded() {
         &[],
     );
     // PCMU against PCMA: both G.711, the audio comes back near intact.
-    let (summary, corr, level) = transcoded_echo(&sw, "pcmu");
+    let (summary, corr, level) = echo_through_sipp(&sw, "pcmu", PCMA_AND_EVENTS);
     for field in [
         "\"status\":200",
         "\"codec\":\"PCMU\"",
@@ -1090,7 +1089,7 @@ fn sipp_legs_with_no_codec_in_common_are_transcoded() {
     assert!(corr > 0.95, "PCMU through PCMA: correlation {corr:.3}");
     assert!((0.8..1.25).contains(&level), "level {level:.2}");
     // Opus against PCMA: events cross between the 48 and 8 kHz clocks.
-    let (summary, corr, level) = transcoded_echo(&sw, "opus");
+    let (summary, corr, level) = echo_through_sipp(&sw, "opus", PCMA_AND_EVENTS);
     for field in [
         "\"status\":200",
         "\"codec\":\"opus\"",
@@ -1102,10 +1101,53 @@ fn sipp_legs_with_no_codec_in_common_are_transcoded() {
     assert!(corr > 0.9, "Opus through PCMA: correlation {corr:.3}");
     assert!((0.7..1.4).contains(&level), "level {level:.2}");
     assert_eq!(sw.lines("transcoding: A speaks").len(), 2, "{:?}", sw.log());
-    assert!(sw.lines("A speaks Pcmu (payload type 0), B Pcma (8)").len() == 1);
-    assert!(
+    assert_eq!(
+        sw.lines("A speaks Pcmu (payload type 0), B Pcma (8)").len(),
+        1
+    );
+    assert_eq!(
         sw.lines("A speaks Opus (payload type 111), B Pcma (8)")
-            .len()
-            == 1
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn sipp_dtmf_events_become_tones_for_a_callee_without_telephone_event() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !sipp_available() {
+        return;
+    }
+    let sw = Switch::start(
+        Some(&config(
+            22800,
+            "[[dialplan.rule]]\nuser = \"xcode\"\naction = \"bridge\"\n\
+             targets = [\"sip:xcode@127.0.0.43:5102\"]\n",
+        )),
+        &[],
+    );
+    // The caller sends RFC 4733 events; the callee has no
+    // telephone-event, so the switch plays the digits into its audio,
+    // which the callee echoes back as tones.
+    let (summary, _, level) = echo_through_sipp(
+        &sw,
+        "pcma",
+        "m=audio [media_port] RTP/AVP 8\n      a=rtpmap:8 PCMA/8000",
+    );
+    for field in [
+        "\"status\":200",
+        "\"codec\":\"PCMA\"",
+        "\"dtmf_received\":\"\"",
+        "\"dtmf_tones_heard\":\"12#\"",
+    ] {
+        assert!(summary.contains(field), "{field} in {summary}");
+    }
+    // The tones sit between stretches of the sweep in what came back.
+    assert!((0.8..1.6).contains(&level), "level {level:.2}");
+    assert_eq!(
+        sw.lines("A speaks Pcma (payload type 8), B Pcma (8)").len(),
+        1,
+        "{:?}",
+        sw.log()
     );
 }
