@@ -38,10 +38,13 @@
 //!   (the relay takes the new address), the 2xx ACKed there and the
 //!   answer relayed back; 491 while another is pending. UPDATE (RFC
 //!   3311) the same way, without the ACK.
+//! * codecs: offers carry the switch's codecs after the offerer's, and a
+//!   call whose legs share none is transcoded ([`crate::codecs`]); RFC
+//!   4733 events for a leg without telephone-event become tones.
 //! * echo: the switch answers (SDP answer on its port facing A) and the
 //!   media plane sends A's audio back.
 //! * play, then hang up: the switch answers in G.711 and the media plane
-//!   plays the prompt; its owner calls [`B2bua::hang_up`] at the end.
+//!   plays the prompt; its owner calls [`B2bua::prompt_over`] at the end.
 //! * conference: the switch answers in G.711 and the media plane mixes
 //!   the room (each member hears everyone else).
 //! * parallel forking: every target at once; provisional responses go to
@@ -49,7 +52,14 @@
 //!   crosses the CANCEL is ACKed and hung up), and when every fork has
 //!   failed A gets the best failure (RFC 3261 §16.7: 6xx first, then the
 //!   lowest class).
-//! * reject: the dialplan's code. Play then continue: 501 for now.
+//! * play, then continue: the prompt goes out as early media (183 with
+//!   the switch's SDP; A is not answered, so not billed), and when it is
+//!   over the dialplan's next action runs: a bridge keeps A's media as
+//!   the 183 settled it (B's answer is anchored and transcoded to it if
+//!   need be, A gets the same SDP in the 200), a reject ends the call
+//!   with its code after the announcement. Another local answer after it
+//!   (echo, conference, a second prompt) is 501.
+//! * reject: the dialplan's code.
 //! * OPTIONS outside a dialog: 200 with Allow. Requests for dialogs the
 //!   switch does not know: 481. Other in-dialog requests (INFO, …): 501
 //!   for now.
@@ -69,7 +79,7 @@ use sentiric_sip::transaction::{
 };
 use sentiric_sip::{HeaderName, Host, Message, Method, Request, Response, Uri};
 
-use crate::codecs::{self, OfferRecord, Transcoding};
+use crate::codecs::{self, LegFormat, OfferRecord, Transcoding};
 use crate::dialplan::{reason_phrase, Action, AfterPlay, Fork, Transport};
 use sentiric_sdp::offer_answer::{answer, Codec, LocalMedia};
 use sentiric_sdp::session::Direction;
@@ -139,7 +149,7 @@ pub trait MediaPlane {
     /// The switch answers `call` itself and plays `prompt` to A (a path,
     /// or `builtin:NAME`), in G.711 as the answer chooses from A's offer
     /// (the first of PCMU and PCMA in its order); when the prompt is over
-    /// the owner calls [`B2bua::hang_up`]. Returns the endpoint facing A.
+    /// the owner calls [`B2bua::prompt_over`]. Returns the endpoint facing A.
     fn play(
         &mut self,
         call: CallRef,
@@ -330,6 +340,12 @@ struct Call {
     /// The last offer relayed, from which leg and as it was made: its
     /// answer is settled against it.
     offer: Option<(Leg, OfferRecord)>,
+    /// A's media as the switch itself answered it (in the 183 of a prompt
+    /// the dialplan continues after): B's answers are settled against it,
+    /// and A is sent this SDP, not B's.
+    a_media: Option<(Arc<[u8]>, LegFormat)>,
+    /// What the dialplan does once the prompt being played is over.
+    after_play: Option<Action>,
     /// The last ACK sent on each leg (A, B), resent when a 2xx is.
     last_ack: [Option<(Arc<[u8]>, SocketAddr)>; 2],
     /// The entries this call has in `by_tx` and `by_dialog`, removed
@@ -369,6 +385,8 @@ struct Reinvite {
 enum Local<'a> {
     Echo,
     Play(&'a str),
+    /// A prompt in early media, before the dialplan goes on.
+    Announce(&'a str),
     Conference(&'a str),
 }
 
@@ -781,6 +799,8 @@ impl<M: MediaPlane> B2bua<M> {
                 session_deadline: None,
                 reinvite: None,
                 offer: None,
+                a_media: None,
+                after_play: None,
                 last_ack: [None, None],
                 tx_ids: Vec::new(),
                 dialog_keys: Vec::new(),
@@ -795,6 +815,16 @@ impl<M: MediaPlane> B2bua<M> {
         };
         if c.state != State::Routing {
             return;
+        }
+        // After a prompt in early media, A's SDP is settled: the switch's
+        // own answer cannot change to another local one.
+        let local = matches!(
+            action,
+            Action::Echo | Action::Play { .. } | Action::Conference { .. }
+        );
+        if c.a_media.is_some() && local {
+            self.fail_a(now, call, 501, "Not Implemented");
+            return self.drain_layer(now);
         }
         match action {
             Action::Bridge(b) if b.fork == Fork::Serial || b.targets.len() == 1 => {
@@ -822,10 +852,31 @@ impl<M: MediaPlane> B2bua<M> {
                 prompt,
                 then: AfterPlay::Hangup,
             } => self.answer_locally(now, call, Local::Play(&prompt)),
+            Action::Play {
+                prompt,
+                then: AfterPlay::Continue(next),
+            } => {
+                // Early media (183): A is not answered, and what follows
+                // the prompt decides how the call ends or goes on.
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.after_play = Some(*next);
+                }
+                self.answer_locally(now, call, Local::Announce(&prompt));
+            }
             Action::Conference { room } => self.answer_locally(now, call, Local::Conference(&room)),
-            _ => self.fail_a(now, call, 501, "Not Implemented"),
         }
         self.drain_layer(now);
+    }
+
+    /// The prompt `call` was answered with is over: the dialplan's next
+    /// action when the prompt continues (the call is routed again, A's
+    /// media kept), else the call is hung up.
+    pub fn prompt_over(&mut self, now: Instant, call: CallRef) {
+        let next = self.calls.get_mut(&call).and_then(|c| c.after_play.take());
+        match next {
+            Some(action) => self.route(now, call, action),
+            None => self.hang_up(now, call),
+        }
     }
 
     /// Sends B's INVITE to the next target, or fails A with `status` when
@@ -1586,6 +1637,10 @@ impl<M: MediaPlane> B2bua<M> {
     /// Relays a response B sent to A's INVITE: same code and reason, A's
     /// own dialog identifiers, the SDP anchored.
     fn relay_to_a(&mut self, now: Instant, call: CallRef, resp: &Response<'_>) {
+        let fixed = self.calls.get(&call).and_then(|c| c.a_media.clone());
+        if let Some((sdp, format)) = fixed {
+            return self.relay_to_a_fixed(now, call, resp, &sdp, format);
+        }
         let body = match self.anchored(call, Leg::B, resp.body, SdpRole::Answer) {
             Ok(b) => b,
             Err((code, reason)) => {
@@ -1598,6 +1653,42 @@ impl<M: MediaPlane> B2bua<M> {
         };
         let reason = resp_reason(resp);
         self.respond_a(now, call, resp.status, &reason, body.as_deref());
+    }
+
+    /// [`B2bua::relay_to_a`] when A's media was settled by the switch's own
+    /// early answer (`sdp`, A speaking `a`): B's SDP is anchored and its
+    /// codec settled against A's, and A is sent the same SDP again.
+    fn relay_to_a_fixed(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        resp: &Response<'_>,
+        sdp: &[u8],
+        a: LegFormat,
+    ) {
+        let mut settled = Ok(None);
+        if !resp.body.is_empty() {
+            settled = sentiric_sdp::SessionDescription::parse(resp.body)
+                .map_err(|_| ())
+                .and_then(|b_sdp| {
+                    self.media.offer(call, Leg::B, &b_sdp).map_err(|_| ())?;
+                    codecs::settle_fixed(a, &b_sdp)
+                });
+            if let Ok(plan) = settled {
+                self.media
+                    .transcode(call, plan.map(|b| Transcoding { a, b }));
+            }
+        }
+        if settled.is_err() {
+            if resp.status >= 200 {
+                self.bye(now, call, Leg::B);
+                self.fail_a(now, call, 488, "Not Acceptable Here");
+            }
+            return;
+        }
+        let reason = resp_reason(resp);
+        let body = (resp.status >= 200 || !resp.body.is_empty()).then_some(sdp);
+        self.respond_a(now, call, resp.status, &reason, body);
     }
 
     /// Sends A a provisional or 2xx response to its INVITE, from the
@@ -1663,7 +1754,7 @@ impl<M: MediaPlane> B2bua<M> {
 
     /// The switch answers A itself: the echo test (A's audio sent back,
     /// any codec the switch knows), a prompt (G.711; the media plane plays
-    /// it and the owner calls [`B2bua::hang_up`] when it is over) or a
+    /// it and the owner calls [`B2bua::prompt_over`] when it is over) or a
     /// conference room (G.711, mixed by the media plane). An SDP answer on
     /// the switch's port facing A.
     fn answer_locally(&mut self, now: Instant, call: CallRef, local: Local<'_>) {
@@ -1682,7 +1773,7 @@ impl<M: MediaPlane> B2bua<M> {
             return self.fail_a(now, call, 488, "Not Acceptable Here");
         };
         let ep = match local {
-            Local::Play(p) => self.media.play(call, &offer, p),
+            Local::Play(p) | Local::Announce(p) => self.media.play(call, &offer, p),
             Local::Conference(room) => self.media.conference(call, &offer, room),
             Local::Echo => self.media.echo(call, &offer),
         };
@@ -1696,6 +1787,7 @@ impl<M: MediaPlane> B2bua<M> {
             }
         };
         let mut codecs = vec![Codec::new("PCMU", 8000, 1), Codec::new("PCMA", 8000, 1)];
+        let kind = local;
         if matches!(local, Local::Echo) {
             // Echo sends back what it gets: any codec the switch knows.
             codecs.push(Codec::new("G722", 8000, 1));
@@ -1711,7 +1803,18 @@ impl<M: MediaPlane> B2bua<M> {
             session_id: self.cfg.seed ^ call.0,
             session_version: 1,
         };
+        let early = matches!(kind, Local::Announce(_));
         match answer(&offer, &local, |i| ep.ports.get(i).copied().flatten()) {
+            Ok(sdp) if early => {
+                let Some(format) = codecs::answered_format(&sdp) else {
+                    return self.fail_a(now, call, 488, "Not Acceptable Here");
+                };
+                let sdp: Arc<[u8]> = sdp.to_bytes().into();
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.a_media = Some((sdp.clone(), format));
+                }
+                self.respond_a(now, call, 183, "Session Progress", Some(&sdp));
+            }
             Ok(sdp) => self.respond_a(now, call, 200, "OK", Some(&sdp.to_bytes())),
             Err(_) => self.fail_a(now, call, 488, "Not Acceptable Here"),
         }

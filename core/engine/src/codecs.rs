@@ -206,15 +206,7 @@ pub(crate) fn settle_answer(
     }
     let answer = formats(m);
     let offered = |pt: u8| offer.formats.iter().any(|f| f.pt == pt);
-    // The answerer's codec: its first format that is not an event or
-    // comfort noise.
-    let chosen = answer.iter().find(|f| {
-        f.telephone_event().is_none()
-            && !f
-                .map
-                .as_ref()
-                .is_some_and(|(e, _, _)| e.eq_ignore_ascii_case("CN"))
-    })?;
+    let chosen = chosen(&answer)?;
     let te_of = |formats: &[Format], codec: AudioCodec| {
         formats
             .iter()
@@ -276,6 +268,51 @@ pub(crate) fn settle_answer(
             telephone_event: te_answer.map(|a| a.pt),
         },
     ))
+}
+
+/// The answerer's codec in `answer`: its first format that is not an
+/// event or comfort noise.
+fn chosen(answer: &[Format]) -> Option<&Format> {
+    answer.iter().find(|f| {
+        f.telephone_event().is_none()
+            && !f
+                .map
+                .as_ref()
+                .is_some_and(|(e, _, _)| e.eq_ignore_ascii_case("CN"))
+    })
+}
+
+/// The format a leg speaks per an answer (the switch's own, or a peer's):
+/// its codec, payload type and `telephone-event`. `None` when its codec is
+/// not one the switch speaks.
+pub(crate) fn answered_format(sdp: &SessionDescription<'_>) -> Option<LegFormat> {
+    let m = sdp.media.first().filter(|m| negotiable(m))?;
+    let answer = formats(m);
+    let f = chosen(&answer)?;
+    let codec = f.codec()?;
+    Some(LegFormat {
+        codec,
+        pt: f.pt,
+        telephone_event: answer
+            .iter()
+            .find(|t| t.telephone_event() == Some(codec.clock_rate()))
+            .map(|t| t.pt),
+    })
+}
+
+/// B's answer `b_sdp` when A's media is already settled as `a` (the
+/// switch answered A itself, then bridged): B's side when media must be
+/// converted to or from A's, `None` when it is relayed as it comes, an
+/// error when B chose a codec the switch cannot convert.
+pub(crate) fn settle_fixed(
+    a: LegFormat,
+    b_sdp: &SessionDescription<'_>,
+) -> Result<Option<LegFormat>, ()> {
+    let b = answered_format(b_sdp).ok_or(())?;
+    let same = b.codec == a.codec
+        && b.pt == a.pt
+        && (a.telephone_event.is_none() || b.telephone_event == a.telephone_event);
+    Ok((!same).then_some(b))
 }
 
 /// Appends the `rtpmap` and `fmtp` of `f`, as its offer had them.

@@ -1226,3 +1226,103 @@ fn legs_with_no_codec_in_common_are_transcoded_until_a_re_invite_shares_one() {
     );
     assert_eq!(net.b2b.media().plans.last(), Some(&(call, None)));
 }
+
+/// Alice calls and the dialplan plays a prompt in early media, then goes
+/// on with `next`; returns the call and the 183's SDP.
+fn announce_then(net: &mut Net, next: Action) -> (CallRef, String, String) {
+    let (call, _) = net.alice_calls("900", 70);
+    net.b2b.route(
+        net.now,
+        call,
+        Action::Play {
+            prompt: "builtin:announcement".into(),
+            then: sentiric_engine::dialplan::AfterPlay::Continue(Box::new(next)),
+        },
+    );
+    let sent = net.sent();
+    // Early media: 183 with the switch's SDP, Alice not answered.
+    let progress = only(&sent, ALICE, "SIP/2.0 183 Session Progress");
+    let sdp = progress.body();
+    assert!(sdp.contains("m=audio 40004 RTP/AVP 0 8 101"), "{sdp}");
+    assert_eq!(net.b2b.media().prompts, ["builtin:announcement"]);
+    assert!(net
+        .events()
+        .iter()
+        .all(|e| !matches!(e, Event::Answered { .. })));
+    (call, sdp, tag_of(&progress.header(HeaderName::To)))
+}
+
+#[test]
+fn a_prompt_in_early_media_then_a_bridge_keeps_the_callers_media() {
+    let mut net = Net::new();
+    net.b2b.media_mut().transcoding = true;
+    let (call, early_sdp, a_tag) = announce_then(
+        &mut net,
+        Action::Bridge(Bridge {
+            targets: vec!["sip:bob@127.0.0.3:5070".into()],
+            fork: Fork::Serial,
+            ring_timeout: Duration::from_secs(30),
+        }),
+    );
+    // The prompt is over: Bob is called with Alice's offer.
+    net.b2b.prompt_over(net.now, call);
+    let sent = net.sent();
+    let invite = Sent {
+        to: addr(BOB),
+        text: only(&sent, BOB, "INVITE sip:bob@").text.clone(),
+    };
+    assert!(invite.body().contains("m=audio 40000 RTP/AVP 0 8 101"));
+    let sent = net.answer(BOB, &invite, "180 Ringing", "tb", None);
+    let ringing = only(&sent, ALICE, "SIP/2.0 180");
+    assert_eq!(tag_of(&ringing.header(HeaderName::To)), a_tag);
+    assert!(ringing.body().is_empty());
+    // Bob answers in PCMA only: Alice keeps the 183's SDP (PCMU), and the
+    // call is transcoded between the two.
+    let pcma = sdp("127.0.0.3", 20000).replace("RTP/AVP 0 8 101", "RTP/AVP 8");
+    let sent = net.answer(BOB, &invite, "200 OK", "tb", Some(pcma));
+    only(&sent, BOB, "ACK");
+    let ok = only(&sent, ALICE, "SIP/2.0 200 OK");
+    assert_eq!(ok.body(), early_sdp);
+    assert_eq!(tag_of(&ok.header(HeaderName::To)), a_tag);
+    assert_eq!(
+        net.b2b.media().plans,
+        [(
+            call,
+            Some(Transcoding {
+                a: LegFormat {
+                    codec: AudioCodec::Pcmu,
+                    pt: 0,
+                    telephone_event: Some(101),
+                },
+                b: LegFormat {
+                    codec: AudioCodec::Pcma,
+                    pt: 8,
+                    telephone_event: None,
+                },
+            })
+        )]
+    );
+    net.send(ALICE, &a_request("ACK", &a_tag, 10, "a2"));
+    assert_eq!(net.events(), [Event::Answered { call }]);
+}
+
+#[test]
+fn a_prompt_in_early_media_then_a_reject_ends_the_call_with_its_code() {
+    let mut net = Net::new();
+    let (call, _, _) = announce_then(
+        &mut net,
+        Action::Reject {
+            code: 404,
+            reason: "Not Found".into(),
+        },
+    );
+    net.b2b.prompt_over(net.now, call);
+    let sent = net.sent();
+    only(&sent, ALICE, "SIP/2.0 404 Not Found");
+    assert_eq!(net.b2b.media().released, [call]);
+    // A second local answer after the prompt is not taken.
+    let mut net = Net::new();
+    let (call, _, _) = announce_then(&mut net, Action::Echo);
+    net.b2b.prompt_over(net.now, call);
+    only(&net.sent(), ALICE, "SIP/2.0 501");
+}

@@ -389,7 +389,11 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
     let ssrc = random_u64() as u32;
     let (mut seq, mut ts) = (random_u64() as u16, random_u64() as u32);
     let (mut sent, mut received) = (0u64, 0u64);
-    let mut seqs: Option<(i64, i64, i64)> = None;
+    // Per source (a prompt, then the far end, say): the SSRC and the
+    // first, last and highest extended sequence numbers; packets expected
+    // from the sources before the current one.
+    let mut seqs: Option<(u32, i64, i64, i64)> = None;
+    let mut expected_before = 0u64;
     let mut detector = DtmfDetector::new();
     let mut heard_dtmf = String::new();
     let mut tones = ToneDetector::new(8000, 20, 40);
@@ -460,10 +464,16 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
             // Extended sequence numbers: the first, the last, the highest.
             let s = p.sequence();
             match seqs.as_mut() {
-                None => seqs = Some((i64::from(s), i64::from(s), i64::from(s))),
-                Some((_, last, high)) => {
+                Some((ssrc, _, last, high)) if *ssrc == p.ssrc() => {
                     *last += i64::from(s.wrapping_sub(*last as u16) as i16);
                     *high = (*high).max(*last);
+                }
+                other => {
+                    if let Some((_, first, _, high)) = other {
+                        expected_before += (*high - *first + 1).max(0) as u64;
+                    }
+                    let s = i64::from(s);
+                    seqs = Some((p.ssrc(), s, s, s));
                 }
             }
             if p.payload_type() == te {
@@ -557,7 +567,8 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
     if let (Some(path), Some(r)) = (&args.record, recorder) {
         std::fs::write(path, r.to_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    let expected = seqs.map_or(0, |(first, _, high)| (high - first + 1).max(0) as u64);
+    let expected =
+        expected_before + seqs.map_or(0, |(_, first, _, high)| (high - first + 1).max(0) as u64);
     let lost = expected.saturating_sub(received);
     println!(
         "{{\"uri\":{},\"status\":{final_status},\"codes\":{codes:?},\"setup_ms\":{setup_ms:.1},\

@@ -254,6 +254,18 @@ impl MediaPlane for Media {
                 leg: Leg::B,
                 socket: sb,
             });
+        } else if from == Leg::A && self.calls[&call].b.is_none() {
+            // A prompt answered A and the call goes on to a bridge: the
+            // socket facing A stays, one facing B joins it.
+            let (b, sb) = self.lease_and_bind()?;
+            if let Some(p) = self.calls.get_mut(&call) {
+                p.b = Some(b);
+            }
+            self.pending.push(Instruction::Add {
+                call,
+                leg: Leg::B,
+                socket: sb,
+            });
         }
         let ports = &self.calls[&call];
         // The SDP goes to the other leg: it names the socket facing it.

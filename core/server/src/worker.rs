@@ -453,6 +453,13 @@ pub(crate) fn run(
             .map(|p| p.next)
             .chain(b2b.poll_timeout())
             .min();
+        // Media work left by the end of the last turn (a prompt over, the
+        // dialplan going on) is applied at once.
+        let next = if b2b.media().pending.is_empty() {
+            next
+        } else {
+            Some(now)
+        };
         let wait = next
             .map_or(Duration::from_secs(1), |t| t.saturating_duration_since(now))
             .clamp(Duration::from_millis(1), Duration::from_secs(1));
@@ -818,7 +825,8 @@ pub(crate) fn run(
         for r in rooms.values_mut() {
             r.tick(now, &mut payload, &mut packet);
         }
-        // Prompts: what is due; a prompt that is over hangs its call up.
+        // Prompts: what is due; a prompt that is over hangs its call up,
+        // or the dialplan goes on.
         let mut over = Vec::new();
         for p in players.iter_mut() {
             if !p.play(now, &mut pcm, &mut payload, &mut packet) {
@@ -827,7 +835,7 @@ pub(crate) fn run(
         }
         for call in over {
             players.retain(|p| p.call != call);
-            b2b.hang_up(now, call);
+            b2b.prompt_over(now, call);
         }
         for call in ended.drain(..) {
             ids.remove(&call);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use sentiric_sip::{HeaderName, Message};
 
 mod common;
-use common::{best_correlation, sweep, wav_bytes, wav_samples, Switch};
+use common::{best_correlation, share_at, sweep, wav_bytes, wav_samples, Switch};
 
 fn start(config: &str) -> Switch {
     Switch::start(Some(config), &[])
@@ -477,19 +477,6 @@ fn the_announcement_is_heard_then_the_switch_hangs_up() {
     // The share of the stretch's energy at 440 Hz.
     let share = 2.0 * (s * s + c * c) / (tone.len() as f64 * e.max(1.0));
     assert!(share > 0.9, "440 Hz share {share:.3}");
-}
-
-/// The share of `x`'s energy at `freq` Hz (8 kHz samples).
-fn share_at(x: &[i16], freq: f64) -> f64 {
-    let w = std::f64::consts::TAU * freq / 8000.0;
-    let (mut s, mut c, mut e) = (0.0f64, 0.0f64, 0.0f64);
-    for (n, &v) in x.iter().enumerate() {
-        let v = f64::from(v);
-        s += v * (w * n as f64).sin();
-        c += v * (w * n as f64).cos();
-        e += v * v;
-    }
-    2.0 * (s * s + c * c) / (x.len() as f64 * e.max(1.0))
 }
 
 #[test]

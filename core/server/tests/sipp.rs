@@ -60,7 +60,7 @@ impl Drop for Scratch {
 }
 
 mod common;
-use common::Switch;
+use common::{best_correlation, share_at, sweep, wav_bytes, wav_samples, Switch};
 
 /// Starts SIPp in `dir` with `args`.
 fn sipp(dir: &Path, args: &[&str]) -> Child {
@@ -1006,7 +1006,24 @@ const PCMA_AND_EVENTS: &str =
 /// it hears. Returns the JSON summary, the correlation of what came back
 /// with what was played, and the ratio of their levels.
 fn echo_through_sipp(sw: &Switch, codec: &str, answer: &str) -> (String, f64, f64) {
-    use common::{best_correlation, sweep, wav_bytes, wav_samples};
+    let (summary, heard, played) = call_sipp_echo(sw, "xcode", codec, answer, "12#");
+    let rms = |x: &[i16]| {
+        (x.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / x.len().max(1) as f64).sqrt()
+    };
+    let level = rms(&heard[4000..20_000.min(heard.len())]) / rms(&played[..16_000]);
+    (summary, best_correlation(&played, &heard), level)
+}
+
+/// `sentiric call` to `user` at the switch, playing a sweep in `codec`
+/// and sending `dtmf`, with a SIPp UAS answering in `answer` and echoing:
+/// the summary, what the caller heard, and what it played.
+fn call_sipp_echo(
+    sw: &Switch,
+    user: &str,
+    codec: &str,
+    answer: &str,
+    dtmf: &str,
+) -> (String, Vec<i16>, Vec<i16>) {
     let played = sweep(24_000);
     let dir = Scratch::new(&format!("xcode-{codec}"));
     let play = dir.write("play.wav", "");
@@ -1031,7 +1048,7 @@ fn echo_through_sipp(sw: &Switch, codec: &str, answer: &str) -> (String, f64, f6
     let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
         .args([
             "call",
-            &format!("sip:xcode@{}", sw.addr),
+            &format!("sip:{user}@{}", sw.addr),
             "--codec",
             codec,
             "--play",
@@ -1039,7 +1056,7 @@ fn echo_through_sipp(sw: &Switch, codec: &str, answer: &str) -> (String, f64, f6
             "--record",
             record.to_str().unwrap(),
             "--dtmf",
-            "12#",
+            dtmf,
             "--duration",
             "3.5",
             "--bind",
@@ -1055,11 +1072,7 @@ fn echo_through_sipp(sw: &Switch, codec: &str, answer: &str) -> (String, f64, f6
     );
     wait_ok(uas, "uas answering in one codec");
     let heard = wav_samples(&std::fs::read(&record).unwrap());
-    let rms = |x: &[i16]| {
-        (x.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / x.len().max(1) as f64).sqrt()
-    };
-    let level = rms(&heard[4000..20_000.min(heard.len())]) / rms(&played[..16_000]);
-    (summary, best_correlation(&played, &heard), level)
+    (summary, heard, played)
 }
 
 #[test]
@@ -1146,6 +1159,53 @@ fn sipp_dtmf_events_become_tones_for_a_callee_without_telephone_event() {
     assert!((0.8..1.6).contains(&level), "level {level:.2}");
     assert_eq!(
         sw.lines("A speaks Pcma (payload type 8), B Pcma (8)").len(),
+        1,
+        "{:?}",
+        sw.log()
+    );
+}
+
+#[test]
+fn sipp_a_prompt_in_early_media_then_the_bridge() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !sipp_available() {
+        return;
+    }
+    let sw = Switch::start(
+        Some(&config(
+            23000,
+            "[[dialplan.rule]]\nuser = \"annc\"\naction = \"play\"\n\
+             prompt = \"builtin:beep\"\nthen = \"continue\"\n\
+             [[dialplan.rule]]\nuser = \"annc\"\naction = \"bridge\"\n\
+             targets = [\"sip:annc@127.0.0.43:5102\"]\n",
+        )),
+        &[],
+    );
+    // The beep in a 183, then the callee (PCMA only) answers and the
+    // caller (PCMU) hears its own sweep back through the transcoder.
+    let (summary, heard, played) = call_sipp_echo(
+        &sw,
+        "annc",
+        "pcmu",
+        "m=audio [media_port] RTP/AVP 8\n      a=rtpmap:8 PCMA/8000",
+        "",
+    );
+    for field in [
+        "\"status\":200",
+        "\"codes\":[100, 183, 200]",
+        "\"codec\":\"PCMU\"",
+        "\"lost\":0",
+    ] {
+        assert!(summary.contains(field), "{field} in {summary}");
+    }
+    // 250 ms of 1 kHz first (received in early media, read after the
+    // answer), then the echo.
+    let beep = share_at(&heard[200..1800], 1000.0);
+    assert!(beep > 0.8, "beep share {beep:.2}");
+    let corr = best_correlation(&played, &heard[1600..]);
+    assert!(corr > 0.95, "echo after the prompt: correlation {corr:.3}");
+    assert_eq!(
+        sw.lines("A speaks Pcmu (payload type 0), B Pcma (8)").len(),
         1,
         "{:?}",
         sw.log()

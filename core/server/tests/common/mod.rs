@@ -177,3 +177,16 @@ pub(crate) fn wav_samples(bytes: &[u8]) -> Vec<i16> {
         .map(|c| i16::from_le_bytes([c[0], c[1]]))
         .collect()
 }
+
+/// The share of `x`'s energy at `freq` Hz (8 kHz samples).
+pub(crate) fn share_at(x: &[i16], freq: f64) -> f64 {
+    let w = std::f64::consts::TAU * freq / 8000.0;
+    let (mut s, mut c, mut e) = (0.0f64, 0.0f64, 0.0f64);
+    for (n, &v) in x.iter().enumerate() {
+        let v = f64::from(v);
+        s += v * (w * n as f64).sin();
+        c += v * (w * n as f64).cos();
+        e += v * v;
+    }
+    2.0 * (s * s + c * c) / (x.len() as f64 * e.max(1.0))
+}
