@@ -31,53 +31,17 @@
 //! call is up at once: make `hold_ms` longer than `calls / cps` seconds).
 //! The run binds only loopback addresses.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{cpu_ns, tree, Running};
+
 const UAS: &str = "127.0.0.61:5100";
-
-/// The element's process and its children (Kamailio forks its workers).
-fn tree(root: u32) -> Vec<u32> {
-    let mut pids = vec![root];
-    let mut i = 0;
-    while i < pids.len() {
-        let parent = pids[i];
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-            let ppid = stat
-                .rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().nth(1))
-                .and_then(|p| p.parse::<u32>().ok());
-            if ppid == Some(parent) && !pids.contains(&pid) {
-                pids.push(pid);
-            }
-        }
-        i += 1;
-    }
-    pids
-}
-
-/// CPU nanoseconds of every thread of every process in `pids`.
-fn cpu_ns(pids: &[u32]) -> u64 {
-    pids.iter()
-        .flat_map(|pid| {
-            std::fs::read_dir(format!("/proc/{pid}/task"))
-                .into_iter()
-                .flatten()
-                .flatten()
-        })
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
-}
 
 /// Proportional set size of `pids` in KiB.
 fn pss_kib(pids: &[u32]) -> u64 {
@@ -94,15 +58,6 @@ fn pss_kib(pids: &[u32]) -> u64 {
         .sum()
 }
 
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn scratch() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sentiric-sip-load-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -114,30 +69,14 @@ fn scratch() -> PathBuf {
 fn start(target: &str, dir: &Path) -> (Running, String) {
     match target {
         "sentiric" => {
-            let config = dir.join("sentiric.toml");
-            std::fs::write(
-                &config,
-                format!(
-                    "[sip]\nlisten = \"127.0.0.1:0\"\n[rtp]\nip = \"127.0.0.1\"\nmin_port = 10000\nmax_port = 32767\nquarantine_ms = 500\n\
+            let (child, addr) = common::start_sentiric(
+                dir,
+                &format!(
+                    "[rtp]\nip = \"127.0.0.1\"\nmin_port = 10000\nmax_port = 32767\nquarantine_ms = 500\n\
                      [[dialplan.rule]]\nuser = \"uas\"\naction = \"bridge\"\ntargets = [\"sip:uas@{UAS}\"]\n"
                 ),
-            )
-            .unwrap();
-            let exe =
-                std::env::var("SENTIRIC_BIN").unwrap_or_else(|_| "target/release/sentiric".into());
-            let mut child = Command::new(&exe)
-                .args(["run", "--config", config.to_str().unwrap()])
-                .env("SENTIRIC_HTTP_LISTEN", "127.0.0.1:0")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("{exe}: {e} (cargo build --release --bin sentiric)"));
-            let mut line = String::new();
-            BufReader::new(child.stdout.take().unwrap())
-                .read_line(&mut line)
-                .unwrap();
-            let addr = line.trim().rsplit("udp:").next().unwrap().to_string();
-            (Running(child), addr)
+            );
+            (child, addr.to_string())
         }
         "kamailio" => {
             let template = include_str!("../kamailio/proxy.cfg");

@@ -1,0 +1,84 @@
+//! What the load harnesses share: the element's processes and CPU time
+//! from /proc, and `sentiric run` started on a config of the harness's.
+// Each harness uses part of this.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// The element's process and its children (Kamailio forks its workers).
+pub(crate) fn tree(root: u32) -> Vec<u32> {
+    let mut pids = vec![root];
+    let mut i = 0;
+    while i < pids.len() {
+        let parent = pids[i];
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if ppid == Some(parent) && !pids.contains(&pid) {
+                pids.push(pid);
+            }
+        }
+        i += 1;
+    }
+    pids
+}
+
+/// CPU nanoseconds of every thread of every process in `pids`.
+pub(crate) fn cpu_ns(pids: &[u32]) -> u64 {
+    pids.iter()
+        .flat_map(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+pub(crate) struct Running(pub(crate) Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `sentiric run` (`SENTIRIC_BIN`, else the release build) with
+/// SIP on an ephemeral loopback port and `config` (TOML, `[sip]` aside)
+/// written in `dir`; returns it and the address it takes SIP on.
+pub(crate) fn start_sentiric(dir: &Path, config: &str) -> (Running, SocketAddr) {
+    let path = dir.join("sentiric.toml");
+    std::fs::write(&path, format!("[sip]\nlisten = \"127.0.0.1:0\"\n{config}")).unwrap();
+    let exe = std::env::var("SENTIRIC_BIN").unwrap_or_else(|_| "target/release/sentiric".into());
+    let mut child = Command::new(&exe)
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env("SENTIRIC_HTTP_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{exe}: {e} (cargo build --release --bin sentiric)"));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .rsplit("udp:")
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("sentiric said {line:?}"));
+    (Running(child), addr)
+}
