@@ -238,6 +238,29 @@ pub struct Outgoing {
     pub to: SocketAddr,
     /// The bytes.
     pub bytes: Arc<[u8]>,
+    /// A request to a B leg (or its ACK): goes out from
+    /// [`B2buaConfig::b_local`] when there is one.
+    pub from_b: bool,
+}
+
+/// The token prefix of data-plane worker `index` when several share the
+/// switch's address ([`B2buaConfig::token_prefix`]).
+pub fn worker_prefix(index: usize) -> String {
+    format!("w{index}x")
+}
+
+/// Which of several workers owns `msg`, from the token of the switch's own
+/// it carries ([`worker_prefix`]): a response's top Via branch (it answers
+/// the switch's request), a request's To tag (a dialog the switch is in).
+/// `None` for a request outside any dialog, or a token not the switch's:
+/// whoever receives it takes it.
+pub fn owner_of(msg: &Message<'_>) -> Option<usize> {
+    let token = match (msg.as_response(), msg.as_request()) {
+        (Some(r), _) => r.via().branch()?.strip_prefix("z9hG4bK")?,
+        (_, Some(r)) => r.to().tag()?,
+        _ => return None,
+    };
+    token.strip_prefix('w')?.split_once('x')?.0.parse().ok()
 }
 
 /// The B2BUA's settings.
@@ -245,6 +268,14 @@ pub struct Outgoing {
 pub struct B2buaConfig {
     /// The switch's SIP address, for Via and Contact.
     pub local: SocketAddr,
+    /// The SIP address of this engine's own socket, for Via and Contact
+    /// on B legs (several workers share `local`; B's responses and
+    /// requests then reach the worker that owns the call). `local` when
+    /// `None`.
+    pub b_local: Option<SocketAddr>,
+    /// Prefix of every tag, branch and Call-ID this engine mints, so that
+    /// a message can be told apart as another engine's.
+    pub token_prefix: String,
     /// RFC 3261 timers.
     pub timers: TimerConfig,
     /// Most transactions alive at once; beyond, new requests get 503.
@@ -266,6 +297,8 @@ impl B2buaConfig {
     pub fn new(local: SocketAddr, seed: u64) -> B2buaConfig {
         B2buaConfig {
             local,
+            b_local: None,
+            token_prefix: String::new(),
             timers: TimerConfig::default(),
             max_transactions: 100_000,
             seed,
@@ -401,7 +434,8 @@ fn leg_index(leg: Leg) -> usize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TxRole {
     BInvite,
-    ReInvite,
+    /// A re-INVITE or UPDATE relayed to this leg.
+    ReInvite(Leg),
     Bye(Leg),
     Cancel,
 }
@@ -416,6 +450,9 @@ pub struct B2bua<M> {
     by_a_tx: HashMap<TransactionId, CallRef>,
     /// Client transactions the calls sent.
     by_tx: HashMap<TransactionId, (CallRef, TxRole)>,
+    /// Client transactions towards B legs, until they end: sent from
+    /// [`B2buaConfig::b_local`].
+    b_txs: std::collections::HashSet<TransactionId>,
     /// (Call-ID, the switch's tag) → call and leg, for in-dialog requests.
     by_dialog: HashMap<(String, String), (CallRef, Leg)>,
     next_call: u64,
@@ -462,6 +499,7 @@ impl<M: MediaPlane> B2bua<M> {
             calls: HashMap::new(),
             by_a_tx: HashMap::new(),
             by_tx: HashMap::new(),
+            b_txs: std::collections::HashSet::new(),
             by_dialog: HashMap::new(),
             next_call: 1,
             counter: 0,
@@ -514,6 +552,12 @@ impl<M: MediaPlane> B2bua<M> {
 
     /// Maps a client transaction to the call, for its responses.
     fn track_tx(&mut self, tx: TransactionId, call: CallRef, role: TxRole) {
+        if matches!(
+            role,
+            TxRole::BInvite | TxRole::Cancel | TxRole::Bye(Leg::B) | TxRole::ReInvite(Leg::B)
+        ) {
+            self.b_txs.insert(tx);
+        }
         self.by_tx.insert(tx, (call, role));
         if let Some(c) = self.calls.get_mut(&call) {
             c.tx_ids.push(tx);
@@ -579,16 +623,24 @@ impl<M: MediaPlane> B2bua<M> {
             .seed
             .wrapping_add(self.counter.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let x = (x ^ (x >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        format!("{:016x}", x ^ (x >> 29))
+        format!("{}{:016x}", self.cfg.token_prefix, x ^ (x >> 29))
     }
 
-    fn via(&mut self) -> String {
+    /// The switch's address facing `leg`.
+    fn local(&self, leg: Leg) -> SocketAddr {
+        match (leg, self.cfg.b_local) {
+            (Leg::B, Some(b)) => b,
+            _ => self.cfg.local,
+        }
+    }
+
+    fn via(&mut self, leg: Leg) -> String {
         let branch = self.token();
-        format!("SIP/2.0/UDP {};branch=z9hG4bK{branch}", self.cfg.local)
+        format!("SIP/2.0/UDP {};branch=z9hG4bK{branch}", self.local(leg))
     }
 
-    fn contact(&self) -> String {
-        format!("<sip:{}>", self.cfg.local)
+    fn contact(&self, leg: Leg) -> String {
+        format!("<sip:{}>", self.local(leg))
     }
 
     /// A datagram arrived from `source`.
@@ -665,6 +717,7 @@ impl<M: MediaPlane> B2bua<M> {
                 self.out.push_back(Outgoing {
                     to: source,
                     bytes: resp.into(),
+                    from_b: false,
                 });
             }
         }
@@ -914,10 +967,10 @@ impl<M: MediaPlane> B2bua<M> {
         fork: bool,
     ) -> Result<(), (u16, &'static str)> {
         let to = target_addr(target).ok_or((502, "Bad Gateway"))?;
-        let via = self.via();
+        let via = self.via(Leg::B);
         let call_id = format!("{}@sentiric", self.token());
         let from_tag = self.token();
-        let contact = self.contact();
+        let contact = self.contact(Leg::B);
         let c = self
             .calls
             .get(&call)
@@ -1209,7 +1262,7 @@ impl<M: MediaPlane> B2bua<M> {
 
     /// Sends BYE on `leg`'s dialog, if it has one.
     fn bye(&mut self, now: Instant, call: CallRef, leg: Leg) {
-        let via = self.via();
+        let via = self.via(leg);
         let Some((d, to)) = self.dialog_target(call, leg) else {
             return;
         };
@@ -1273,8 +1326,8 @@ impl<M: MediaPlane> B2bua<M> {
                 return self.respond(now, tx, r);
             }
         };
-        let via = self.via();
-        let contact = self.contact();
+        let via = self.via(leg.other());
+        let contact = self.contact(leg.other());
         let Some((d, to)) = self.dialog_target(call, leg.other()) else {
             let r = response_to(req, 500, "Server Internal Error", None).finish();
             return self.respond(now, tx, r);
@@ -1298,7 +1351,7 @@ impl<M: MediaPlane> B2bua<M> {
                 update,
             });
         }
-        self.send_in_dialog(now, call, &bytes, to, TxRole::ReInvite);
+        self.send_in_dialog(now, call, &bytes, to, TxRole::ReInvite(leg.other()));
     }
 
     /// The other leg answered a relayed re-INVITE: ACK a 2xx there, and
@@ -1318,13 +1371,14 @@ impl<M: MediaPlane> B2bua<M> {
             }
         }
         if resp.status < 300 && !r.update {
-            let via = self.via();
+            let via = self.via(other);
             if let Some((d, to)) = self.dialog_target(call, other) {
                 let _ = d.on_response(resp);
                 let ack: Arc<[u8]> = d.create_ack(r.seq, &via).finish().into();
                 self.out.push_back(Outgoing {
                     to,
                     bytes: ack.clone(),
+                    from_b: other == Leg::B,
                 });
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.last_ack[leg_index(other)] = Some((ack, to));
@@ -1355,7 +1409,7 @@ impl<M: MediaPlane> B2bua<M> {
         reason: &str,
         sdp: Option<&[u8]>,
     ) {
-        let contact = self.contact();
+        let contact = self.contact(r.from);
         let Ok(msg) = Message::parse(&r.request) else {
             return;
         };
@@ -1406,7 +1460,7 @@ impl<M: MediaPlane> B2bua<M> {
         };
         match role {
             TxRole::BInvite => self.on_b_invite_response(now, call, tx, resp),
-            TxRole::ReInvite => self.on_reinvite_response(now, call, resp),
+            TxRole::ReInvite(_) => self.on_reinvite_response(now, call, resp),
             // Responses to BYE and CANCEL need nothing more.
             TxRole::Bye(_) | TxRole::Cancel => {}
         }
@@ -1427,12 +1481,16 @@ impl<M: MediaPlane> B2bua<M> {
             .get(&call)
             .and_then(|c| c.last_ack[leg_index(leg)].clone())
         {
-            self.out.push_back(Outgoing { to, bytes });
+            self.out.push_back(Outgoing {
+                to,
+                bytes,
+                from_b: leg == Leg::B,
+            });
         }
     }
 
     fn send_ack_b(&mut self, call: CallRef) {
-        let via = self.via();
+        let via = self.via(Leg::B);
         let Some(seq) = self
             .calls
             .get(&call)
@@ -1448,6 +1506,7 @@ impl<M: MediaPlane> B2bua<M> {
         self.out.push_back(Outgoing {
             to,
             bytes: ack.clone(),
+            from_b: true,
         });
         if let Some(c) = self.calls.get_mut(&call) {
             c.last_ack[1] = Some((ack, to));
@@ -1624,12 +1683,13 @@ impl<M: MediaPlane> B2bua<M> {
             .remote_target_uri()
             .and_then(|u| target_addr(u.as_str()))
             .unwrap_or(leg.to);
-        let via = self.via();
+        let via = self.via(Leg::B);
         self.out.push_back(Outgoing {
             to,
             bytes: d.create_ack(leg.seq, &via).finish().into(),
+            from_b: true,
         });
-        let via = self.via();
+        let via = self.via(Leg::B);
         let bye = d.create_request(Method::Bye, &via).finish();
         self.send_in_dialog(now, call, &bye, to, TxRole::Bye(Leg::B));
     }
@@ -1703,7 +1763,7 @@ impl<M: MediaPlane> B2bua<M> {
         reason: &str,
         sdp: Option<&[u8]>,
     ) {
-        let contact = self.contact();
+        let contact = self.contact(Leg::A);
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -1908,15 +1968,17 @@ impl<M: MediaPlane> B2bua<M> {
 
     fn drain_layer(&mut self, now: Instant) {
         while let Some(t) = self.layer.poll_transmit() {
+            // Requests the switch sends B (and their retransmissions).
             self.out.push_back(Outgoing {
                 to: t.destination,
                 bytes: t.bytes,
+                from_b: self.b_txs.contains(&t.id),
             });
         }
         while let Some(ev) = self.layer.poll_event() {
             match ev.event {
                 TransactionEvent::Timeout(_) => {
-                    if let Some(&(call, TxRole::ReInvite)) = self.by_tx.get(&ev.id) {
+                    if let Some(&(call, TxRole::ReInvite(_))) = self.by_tx.get(&ev.id) {
                         // The other leg never answered: 408 to the asker.
                         if let Some(r) = self.calls.get_mut(&call).and_then(|c| c.reinvite.take()) {
                             self.answer_reinvite(now, call, &r, 408, "Request Timeout", None);
@@ -1940,9 +2002,11 @@ impl<M: MediaPlane> B2bua<M> {
                         }
                     }
                     self.by_tx.remove(&ev.id);
+                    self.b_txs.remove(&ev.id);
                 }
                 TransactionEvent::Terminated => {
                     self.by_tx.remove(&ev.id);
+                    self.b_txs.remove(&ev.id);
                     self.by_a_tx.remove(&ev.id);
                 }
             }

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sentiric_engine::b2bua::{
-    B2bua, B2buaConfig, CallRef, Event, Leg, MediaEndpoint, MediaError, MediaPlane,
+    owner_of, worker_prefix, B2bua, B2buaConfig, CallRef, Event, Leg, MediaEndpoint, MediaError,
+    MediaPlane,
 };
 use sentiric_engine::codecs::{AudioCodec, LegFormat, Transcoding};
 use sentiric_engine::dialplan::{Action, Bridge, Fork};
@@ -134,6 +135,8 @@ struct Net {
 struct Sent {
     to: SocketAddr,
     text: String,
+    /// Sent from the engine's own B-leg socket.
+    from_b: bool,
 }
 
 impl Sent {
@@ -153,7 +156,10 @@ impl Sent {
 
 impl Net {
     fn new() -> Net {
-        let cfg = B2buaConfig::new(addr(SWITCH), 7);
+        Net::with(B2buaConfig::new(addr(SWITCH), 7))
+    }
+
+    fn with(cfg: B2buaConfig) -> Net {
         Net {
             b2b: B2bua::new(cfg, Recorder::default()),
             now: Instant::now(),
@@ -171,6 +177,7 @@ impl Net {
             out.push(Sent {
                 to: o.to,
                 text: String::from_utf8(o.bytes.to_vec()).unwrap(),
+                from_b: o.from_b,
             });
         }
         out
@@ -397,6 +404,7 @@ fn bye_from_the_callee() {
     let invite = Sent {
         to: addr(BOB),
         text: invite,
+        from_b: false,
     };
     let sent = net.answer(BOB, &invite, "200 OK", "tb", Some(sdp("127.0.0.3", 20000)));
     let a_tag = tag_of(&only(&sent, ALICE, "SIP/2.0 200").header(HeaderName::To));
@@ -433,6 +441,7 @@ fn cancel_before_the_answer() {
     let invite = Sent {
         to: addr(BOB),
         text: only(&sent, BOB, "INVITE").text.clone(),
+        from_b: false,
     };
     net.answer(BOB, &invite, "180 Ringing", "tb", None);
 
@@ -482,6 +491,7 @@ fn serial_failover_on_5xx_then_the_last_failure_is_relayed() {
     let first = Sent {
         to: addr(BOB),
         text: only(&sent, BOB, "INVITE").text.clone(),
+        from_b: false,
     };
     let sent = net.answer(BOB, &first, "503 Service Unavailable", "tb", None);
     only(&sent, BOB, "ACK");
@@ -497,6 +507,7 @@ fn serial_failover_on_5xx_then_the_last_failure_is_relayed() {
     let second = Sent {
         to: addr(CAROL),
         text: second.text.clone(),
+        from_b: false,
     };
     let sent = net.answer(CAROL, &second, "486 Busy Here", "tc", None);
     let busy = only(&sent, ALICE, "SIP/2.0 486 Busy Here");
@@ -523,6 +534,7 @@ fn no_answer_in_time_moves_on_then_gives_480() {
     let first = Sent {
         to: addr(BOB),
         text: only(&sent, BOB, "INVITE").text.clone(),
+        from_b: false,
     };
     net.answer(BOB, &first, "180 Ringing", "tb", None);
     let sent = net.advance(Duration::from_secs(5));
@@ -530,6 +542,7 @@ fn no_answer_in_time_moves_on_then_gives_480() {
     let second = Sent {
         to: addr(CAROL),
         text: only(&sent, CAROL, "INVITE").text.clone(),
+        from_b: false,
     };
     net.answer(CAROL, &second, "180 Ringing", "tc", None);
     let sent = net.advance(Duration::from_secs(5));
@@ -593,6 +606,7 @@ fn a_2xx_is_retransmitted_until_acked_and_the_call_ends_without_ack() {
     let invite = Sent {
         to: addr(BOB),
         text: only(&sent, BOB, "INVITE").text.clone(),
+        from_b: false,
     };
     net.answer(BOB, &invite, "200 OK", "tb", Some(sdp("127.0.0.3", 20000)));
     // T1 = 500 ms: 200 again at 0.5, 1.5, 3.5 s …
@@ -698,6 +712,7 @@ fn call_up(net: &mut Net) -> (CallRef, Sent, String) {
     let invite = Sent {
         to: addr(BOB),
         text: only(&sent, BOB, "INVITE").text.clone(),
+        from_b: false,
     };
     let sent = net.answer(BOB, &invite, "200 OK", "tb", Some(sdp("127.0.0.3", 20000)));
     let a_tag = tag_of(&only(&sent, ALICE, "SIP/2.0 200").header(HeaderName::To));
@@ -748,6 +763,7 @@ fn re_invites_are_relayed_both_ways_with_media_re_anchored() {
     let to_bob = Sent {
         to: addr(BOB),
         text: to_bob.text.clone(),
+        from_b: false,
     };
     let answer = sdp("127.0.0.3", 20000).replace("a=rtpmap:101", "a=recvonly\r\na=rtpmap:101");
     let sent = net.answer(BOB, &to_bob, "200 OK", "tb", Some(answer));
@@ -776,6 +792,7 @@ fn re_invites_are_relayed_both_ways_with_media_re_anchored() {
     let to_alice = Sent {
         to: addr(ALICE),
         text: to_alice.text.clone(),
+        from_b: false,
     };
     let sent = net.answer(
         ALICE,
@@ -982,6 +999,7 @@ fn update_is_relayed_without_an_ack() {
     let to_bob = Sent {
         to: addr(BOB),
         text: to_bob.text.clone(),
+        from_b: false,
     };
     let sent = net.answer(BOB, &to_bob, "200 OK", "tb", Some(sdp("127.0.0.3", 20010)));
     assert!(
@@ -1011,6 +1029,7 @@ fn session_timers_when_the_caller_asks() {
     let invite = Sent {
         to: addr(BOB),
         text: only(&sent, BOB, "INVITE").text.clone(),
+        from_b: false,
     };
     let sent = net.answer(BOB, &invite, "200 OK", "tb", Some(sdp("127.0.0.3", 20000)));
     let ok = only(&sent, ALICE, "SIP/2.0 200");
@@ -1025,6 +1044,7 @@ fn session_timers_when_the_caller_asks() {
     let refresh = Sent {
         to: addr(BOB),
         text: only(&sent, BOB, "INVITE").text.clone(),
+        from_b: false,
     };
     let sent = net.answer(BOB, &refresh, "200 OK", "tb", None);
     let ok = only(&sent, ALICE, "SIP/2.0 200");
@@ -1065,10 +1085,12 @@ fn parallel_forking_first_answer_wins_the_others_are_cancelled() {
     let to_bob = Sent {
         to: addr(BOB),
         text: only(&sent, BOB, "INVITE").text.clone(),
+        from_b: false,
     };
     let to_carol = Sent {
         to: addr(CAROL),
         text: only(&sent, CAROL, "INVITE").text.clone(),
+        from_b: false,
     };
     // Both ring; Alice hears ringing.
     only(
@@ -1119,10 +1141,12 @@ fn parallel_forking_all_fail_the_best_failure_wins() {
     let to_bob = Sent {
         to: addr(BOB),
         text: only(&sent, BOB, "INVITE").text.clone(),
+        from_b: false,
     };
     let to_carol = Sent {
         to: addr(CAROL),
         text: only(&sent, CAROL, "INVITE").text.clone(),
+        from_b: false,
     };
     let sent = net.answer(BOB, &to_bob, "503 Service Unavailable", "tb", None);
     assert!(
@@ -1156,6 +1180,7 @@ fn legs_with_no_codec_in_common_are_transcoded_until_a_re_invite_shares_one() {
     let invite = Sent {
         to: addr(BOB),
         text: only(&sent, BOB, "INVITE").text.clone(),
+        from_b: false,
     };
     // Bob is offered Alice's codecs first, then Opus, which she lacks.
     assert_eq!(
@@ -1215,6 +1240,7 @@ fn legs_with_no_codec_in_common_are_transcoded_until_a_re_invite_shares_one() {
     let to_alice = Sent {
         to: addr(ALICE),
         text: to_alice.text.clone(),
+        from_b: false,
     };
     let answer = sdp("127.0.0.2", 10000).replace("RTP/AVP 0 8 101", "RTP/AVP 8 0 101");
     let sent = net.answer(ALICE, &to_alice, "200 OK", "fa", Some(answer));
@@ -1270,6 +1296,7 @@ fn a_prompt_in_early_media_then_a_bridge_keeps_the_callers_media() {
     let invite = Sent {
         to: addr(BOB),
         text: only(&sent, BOB, "INVITE sip:bob@").text.clone(),
+        from_b: false,
     };
     assert!(invite.body().contains("m=audio 40000 RTP/AVP 0 8 101"));
     let sent = net.answer(BOB, &invite, "180 Ringing", "tb", None);
@@ -1325,4 +1352,60 @@ fn a_prompt_in_early_media_then_a_reject_ends_the_call_with_its_code() {
     let (call, _, _) = announce_then(&mut net, Action::Echo);
     net.b2b.prompt_over(net.now, call);
     only(&net.sent(), ALICE, "SIP/2.0 501");
+}
+
+#[test]
+fn b_legs_go_through_the_engines_own_address_and_its_tokens_say_whose() {
+    let mut cfg = B2buaConfig::new(addr(SWITCH), 7);
+    cfg.b_local = Some(addr("127.0.0.1:5062"));
+    cfg.token_prefix = "w1x".into();
+    let mut net = Net::with(cfg);
+    let (call, _) = net.alice_calls("600", 70);
+    let sent = net.bridge(call, &["sip:bob@127.0.0.3:5070"], Duration::from_secs(30));
+    let invite = only(&sent, BOB, "INVITE");
+    assert!(invite.from_b);
+    assert!(invite
+        .header(HeaderName::Via)
+        .starts_with("SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKw1x"));
+    assert_eq!(invite.header(HeaderName::Contact), "<sip:127.0.0.1:5062>");
+    assert!(invite.header(HeaderName::CallId).starts_with("w1x"));
+    assert!(tag_of(&invite.header(HeaderName::From)).starts_with("w1x"));
+    let invite = Sent {
+        to: addr(BOB),
+        text: invite.text.clone(),
+        from_b: true,
+    };
+    let sent = net.answer(BOB, &invite, "200 OK", "tb", Some(sdp("127.0.0.3", 20000)));
+    assert!(only(&sent, BOB, "ACK").from_b);
+    let ok = only(&sent, ALICE, "SIP/2.0 200");
+    // A sees the shared address.
+    assert!(!ok.from_b);
+    assert_eq!(ok.header(HeaderName::Contact), "<sip:127.0.0.1:5060>");
+    assert!(tag_of(&ok.header(HeaderName::To)).starts_with("w1x"));
+    let a_tag = tag_of(&ok.header(HeaderName::To));
+    net.send(ALICE, &a_request("ACK", &a_tag, 10, "a2"));
+    let sent = net.send(ALICE, &a_request("BYE", &a_tag, 11, "a3"));
+    assert!(!only(&sent, ALICE, "SIP/2.0 200").from_b);
+    let bye = only(&sent, BOB, "BYE");
+    assert!(bye.from_b);
+    // Whatever comes back names worker 1: Bob's answer to the BYE (the
+    // switch's branch), Alice's next request (the switch's tag).
+    let reply = format!(
+        "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: x <sip:a@b>;tag=1\r\nTo: <sip:b@c>\r\nCall-ID: c\r\n\
+         CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+        bye.header(HeaderName::Via)
+    );
+    assert_eq!(
+        owner_of(&Message::parse(reply.as_bytes()).unwrap()),
+        Some(1)
+    );
+    let again = a_request("BYE", &a_tag, 12, "a4");
+    assert_eq!(
+        owner_of(&Message::parse(again.as_bytes()).unwrap()),
+        Some(1)
+    );
+    // A new call is nobody's yet.
+    let invite = nth_invite(1);
+    assert_eq!(owner_of(&Message::parse(invite.as_bytes()).unwrap()), None);
+    assert_eq!(worker_prefix(1), "w1x");
 }

@@ -166,12 +166,17 @@ pub(crate) struct SipConfig {
     /// The UDP address SIP listens on.
     #[serde(default = "default_listen")]
     pub(crate) listen: SocketAddr,
+    /// Data-plane workers, each with its calls' SIP and media on a core
+    /// of its own; 0 (the default): one per CPU the process may run on.
+    #[serde(default)]
+    pub(crate) workers: usize,
 }
 
 impl Default for SipConfig {
     fn default() -> Self {
         SipConfig {
             listen: default_listen(),
+            workers: 0,
         }
     }
 }
@@ -349,6 +354,12 @@ impl Config {
             return Err(ConfigError(format!(
                 "log.level: {:?}: error, warn, info, debug or trace",
                 self.log.level
+            )));
+        }
+        if self.sip.workers > 256 {
+            return Err(ConfigError(format!(
+                "sip.workers: {}: at most 256 (0: one per CPU)",
+                self.sip.workers
             )));
         }
         if self.limits.max_calls == Some(0) || self.limits.max_cps == Some(0) {

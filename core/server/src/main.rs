@@ -24,6 +24,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 mod call;
 mod config;
 mod http;
+mod inbox;
 mod media;
 mod prompts;
 mod tcp;
@@ -160,22 +161,33 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         backend,
         prompts,
     } = checked;
+    let cpus = sentiric_io::affinity::allowed_cpus().unwrap_or_default();
+    let workers = match config.sip.workers {
+        0 => cpus.len().max(1),
+        n => n,
+    };
     // SIP signalling: deep buffers for bursts at high CPS, marked CS3.
-    let sip = sentiric_io::socket::bind_udp(
-        config.sip.listen,
-        &sentiric_io::socket::UdpOptions {
-            recv_buffer: Some(8 << 20),
-            send_buffer: Some(4 << 20),
-            dscp: Some(24),
-            ..sentiric_io::socket::UdpOptions::default()
-        },
-    )?;
+    // Every worker binds the SIP address (SO_REUSEPORT: the kernel keeps
+    // each source on one worker) and an address of its own for its B legs.
+    let sip_opts = sentiric_io::socket::UdpOptions {
+        reuse_port: workers > 1,
+        recv_buffer: Some(8 << 20),
+        send_buffer: Some(4 << 20),
+        dscp: Some(24),
+        ..sentiric_io::socket::UdpOptions::default()
+    };
+    let first = sentiric_io::socket::bind_udp(config.sip.listen, &sip_opts)?;
+    let listen = first.local_addr()?;
+    let mut shared = vec![first];
+    for _ in 1..workers {
+        shared.push(sentiric_io::socket::bind_udp(listen, &sip_opts)?);
+    }
     let rtp = &config.rtp;
     let pool = PortPool::new(PoolConfig {
         min_port: rtp.min_port,
         max_port: rtp.max_port,
         rtcp_mux: false,
-        partitions: 1,
+        partitions: workers,
         quarantine: Duration::from_millis(rtp.quarantine_ms),
     })
     .map_err(|e| std::io::Error::other(format!("rtp: {e}")))?;
@@ -215,25 +227,55 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         config.http.token.clone(),
     )?;
     tracing::info!(http = %http_addr, "health and metrics on http://{http_addr}");
-    let (engine, fallback) = sentiric_io::Engine::new(backend)?;
-    match fallback {
-        Some(why) => tracing::warn!(
-            backend = engine.kind(),
-            "packet engine: {} (io_uring refused: {why})",
-            engine.kind()
-        ),
-        None => tracing::info!(backend = engine.kind(), "packet engine: {}", engine.kind()),
+    // Each worker: a packet engine, its SIP sockets, its share of the
+    // port pool, and an inbox for TCP and for datagrams other workers got
+    // for its calls.
+    let pool = Arc::new(pool);
+    let mut parts = Vec::new();
+    let mut inboxes = Vec::new();
+    for (i, sip) in shared.into_iter().enumerate() {
+        let (engine, fallback) = sentiric_io::Engine::new(backend)?;
+        if i == 0 {
+            match fallback {
+                Some(why) => tracing::warn!(
+                    backend = engine.kind(),
+                    "packet engine: {} (io_uring refused: {why})",
+                    engine.kind()
+                ),
+                None => tracing::info!(
+                    backend = engine.kind(),
+                    workers,
+                    "packet engine: {}, {workers} workers",
+                    engine.kind()
+                ),
+            }
+        }
+        let own = (workers > 1)
+            .then(|| {
+                sentiric_io::socket::bind_udp(
+                    SocketAddr::new(listen.ip(), 0),
+                    &sentiric_io::socket::UdpOptions {
+                        reuse_port: false,
+                        ..sip_opts
+                    },
+                )
+            })
+            .transpose()?;
+        let media = media::Media::new(Arc::clone(&pool), i, rtp.ip, prompts.clone(), rtp.transcode);
+        let wake = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let (tx, inbox) = std::sync::mpsc::channel();
+        inboxes.push(inbox::Inbox {
+            tx,
+            wake: wake.local_addr()?,
+        });
+        parts.push((engine, sip, own, media, wake, inbox));
     }
-    let media = media::Media::new(pool, 0, rtp.ip, prompts, rtp.transcode);
-    // SIP over TCP on the same address: connections' events reach the
-    // worker through a channel, with a datagram to its wake socket.
-    let wake = std::net::UdpSocket::bind("127.0.0.1:0")?;
-    let (tcp_tx, tcp_inbox) = std::sync::mpsc::channel();
-    let tcp_addr = tcp::spawn(sip.local_addr()?, tcp_tx, wake.local_addr()?)?;
+    // SIP over TCP on the same address, each connection on one worker.
+    let tcp_addr = tcp::spawn(listen, inboxes.clone())?;
     tracing::info!(tcp = %tcp_addr, "SIP over TCP on {tcp_addr}");
     // The first stdout line says where the switch listens, once UDP and
     // TCP both do (tests read it).
-    println!("sentiric listening on udp:{}", sip.local_addr()?);
+    println!("sentiric listening on udp:{listen}");
     // SIGTERM and the first SIGINT set `stop` (drain); a second SIGINT
     // exits at once.
     let stop = Arc::new(AtomicBool::new(false));
@@ -241,16 +283,47 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop))?;
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
-    let settings = worker::Settings {
-        dialplan,
-        max_calls: config.limits.max_calls,
-        max_cps: config.limits.max_cps,
-        max_call_duration: config.limits.max_call_duration_s.map(Duration::from_secs),
-        stop,
-        drain_timeout: Duration::from_secs(config.limits.drain_timeout_s),
-        status,
-        tcp_inbox,
-        wake,
-    };
-    worker::run(engine, sip, media, settings)
+    // Limits are shared out: each worker takes its part.
+    let share = |n: usize| n.div_ceil(workers);
+    let mut threads = Vec::new();
+    for (i, (engine, sip, own, media, wake, inbox)) in parts.into_iter().enumerate() {
+        let settings = worker::Settings {
+            index: i,
+            workers: inboxes.clone(),
+            dialplan: dialplan.clone(),
+            max_calls: config.limits.max_calls.map(share),
+            max_cps: config
+                .limits
+                .max_cps
+                .map(|c| u32::try_from(share(c as usize)).unwrap_or(u32::MAX)),
+            max_call_duration: config.limits.max_call_duration_s.map(Duration::from_secs),
+            stop: Arc::clone(&stop),
+            drain_timeout: Duration::from_secs(config.limits.drain_timeout_s),
+            status: Arc::clone(&status),
+            inbox,
+            wake,
+            own,
+        };
+        // With a worker per CPU, each is pinned to its own.
+        let cpu = (workers == cpus.len()).then(|| cpus[i]);
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("sentiric-w{i}"))
+                .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        let _ = sentiric_io::affinity::pin_current_thread(&[cpu]);
+                    }
+                    worker::run(engine, sip, media, settings)
+                })?,
+        );
+    }
+    let mut result = Ok(());
+    for t in threads {
+        match t.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(e),
+            Err(_) => result = Err(std::io::Error::other("a worker panicked")),
+        }
+    }
+    result
 }

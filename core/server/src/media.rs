@@ -110,7 +110,7 @@ struct CallPorts {
 /// The worker's [`MediaPlane`].
 #[derive(Debug)]
 pub(crate) struct Media {
-    pool: PortPool,
+    pool: Arc<PortPool>,
     partition: usize,
     ip: IpAddr,
     calls: HashMap<CallRef, CallPorts>,
@@ -127,7 +127,7 @@ pub(crate) struct Media {
 impl Media {
     /// Ports from `pool`'s `partition`, sockets on `ip`.
     pub(crate) fn new(
-        pool: PortPool,
+        pool: Arc<PortPool>,
         partition: usize,
         ip: IpAddr,
         prompts: Prompts,

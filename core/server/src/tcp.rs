@@ -1,44 +1,33 @@
 //! SIP over TCP (RFC 3261 §18): connections accepted on the SIP address's
 //! TCP port, in a thread with a current-thread tokio runtime of its own.
 //! Each connection's bytes go through `sentiric_sip::StreamFramer`; the
-//! connection's opening, its whole messages and its closing go to the
-//! worker over one channel, with a datagram to its wake socket so that its
-//! wait ends at once. The worker keeps the writers of open connections
+//! connection's opening, its whole messages and its closing go to one
+//! worker (chosen by the peer's address) through its [`Inbox`]. The
+//! worker keeps the writers of open connections
 //! (no lock on its send path) and writes what it sends to a connected
 //! peer on that peer's connection. CRLFCRLF
 //! keep-alives are answered (RFC 5626 §4.4.1); a framing error closes the
 //! connection, as RFC 3261 §18.3 asks.
 
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 use sentiric_sip::framing::PONG;
 use sentiric_sip::{Frame, KeepAliveRole, ParseLimits, StreamFramer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tokio::sync::mpsc::unbounded_channel;
 
-/// What happens on the TCP side, for the worker.
-pub(crate) enum TcpEvent {
-    /// A peer connected; what is written to the sender goes to it.
-    Opened(SocketAddr, UnboundedSender<Vec<u8>>),
-    /// A whole message from the peer.
-    Message(SocketAddr, Vec<u8>),
-    /// The connection is gone.
-    Closed(SocketAddr),
-}
+use crate::inbox::{Inbound, Inbox};
 
-/// Listens on `listen` (TCP); events go to `inbox`, each followed by a
-/// datagram to `wake`. Returns the bound address.
-pub(crate) fn spawn(
-    listen: SocketAddr,
-    inbox: Sender<TcpEvent>,
-    wake: SocketAddr,
-) -> std::io::Result<SocketAddr> {
+/// Listens on `listen` (TCP); each connection's events go to one of
+/// `workers`, the same one for as long as it lasts. Returns the bound
+/// address.
+pub(crate) fn spawn(listen: SocketAddr, workers: Vec<Inbox>) -> std::io::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind(listen)?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let waker = UdpSocket::bind(SocketAddr::new(wake.ip(), 0))?;
+    let waker = UdpSocket::bind(SocketAddr::new(workers[0].wake.ip(), 0))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()?;
@@ -59,11 +48,12 @@ pub(crate) fn spawn(
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
+                    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(peer);
+                    let inbox = workers[hash as usize % workers.len()].clone();
                     let (tx, mut rx) = unbounded_channel::<Vec<u8>>();
-                    if inbox.send(TcpEvent::Opened(peer, tx.clone())).is_err() {
+                    if !inbox.post(&waker, Inbound::Opened(peer, tx.clone())) {
                         return;
                     }
-                    let _ = waker.send_to(&[0], wake);
                     let (mut reader, mut writer) = stream.into_split();
                     tokio::spawn(async move {
                         while let Some(bytes) = rx.recv().await {
@@ -72,7 +62,7 @@ pub(crate) fn spawn(
                             }
                         }
                     });
-                    let (inbox, waker) = (inbox.clone(), Arc::clone(&waker));
+                    let waker = Arc::clone(&waker);
                     tokio::spawn(async move {
                         let mut framer =
                             StreamFramer::new(ParseLimits::default(), KeepAliveRole::Server);
@@ -86,11 +76,9 @@ pub(crate) fn spawn(
                             loop {
                                 match framer.next_frame() {
                                     Ok(Some(Frame::Message(m))) => {
-                                        if inbox.send(TcpEvent::Message(peer, m.to_vec())).is_err()
-                                        {
+                                        if !inbox.post(&waker, Inbound::Message(peer, m.to_vec())) {
                                             break 'read;
                                         }
-                                        let _ = waker.send_to(&[0], wake);
                                     }
                                     Ok(Some(Frame::Ping)) => {
                                         let _ = tx.send(PONG.to_vec());
@@ -106,8 +94,7 @@ pub(crate) fn spawn(
                         }
                         // Once the worker drops its sender too, the writer's
                         // task ends and the connection closes.
-                        let _ = inbox.send(TcpEvent::Closed(peer));
-                        let _ = waker.send_to(&[0], wake);
+                        inbox.post(&waker, Inbound::Closed(peer));
                     });
                 }
             });

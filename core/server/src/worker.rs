@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sentiric_engine::b2bua::{B2bua, B2buaConfig, CallRef, Event, Leg};
+use sentiric_engine::b2bua::{owner_of, worker_prefix, B2bua, B2buaConfig, CallRef, Event, Leg};
 use sentiric_engine::dialplan::{Dialplan, RouteRequest, StaticDialplan, Transport};
 use sentiric_io::{Engine, Outbox, PacketHandler, Token};
 use sentiric_media::g711::Law;
@@ -31,13 +31,15 @@ use sentiric_rtp::relay::{LatchPolicy, LegSpec, Relay};
 use sentiric_sip::build::stateless_response;
 use sentiric_sip::{Disposition, Message};
 
+use crate::inbox::{Inbound, Inbox};
 use crate::media::{Instruction, Media};
-use crate::tcp::TcpEvent;
 use crate::transcoding::Transcoded;
 
 /// Datagrams of one turn: RTP relayed at once, SIP kept for after.
 struct Turn {
     sip: Token,
+    /// The worker's own SIP socket (B legs), with several workers.
+    own: Option<Token>,
     relay: Relay<Token>,
     inbox: Vec<(Vec<u8>, SocketAddr, Transport)>,
     wake: Token,
@@ -64,7 +66,7 @@ impl PacketHandler for Turn {
         now: Instant,
         out: &mut Outbox,
     ) {
-        if token == self.sip {
+        if token == self.sip || Some(token) == self.own {
             self.inbox.push((data.to_vec(), from, Transport::Udp));
             return;
         }
@@ -354,6 +356,10 @@ pub(crate) fn random_u64() -> u64 {
 
 /// What a worker is told besides its sockets.
 pub(crate) struct Settings {
+    /// This worker's place among the workers.
+    pub(crate) index: usize,
+    /// Every worker's inbox (this one's too), by index.
+    pub(crate) workers: Vec<Inbox>,
     /// Routing.
     pub(crate) dialplan: StaticDialplan,
     /// Most calls at once.
@@ -368,9 +374,13 @@ pub(crate) struct Settings {
     pub(crate) drain_timeout: Duration,
     /// What the health endpoints report.
     pub(crate) status: Arc<crate::http::Status>,
-    /// What happens on TCP, and the socket whose datagrams say so.
-    pub(crate) tcp_inbox: std::sync::mpsc::Receiver<TcpEvent>,
+    /// What reaches this worker from outside its engine, and the socket
+    /// whose datagrams say so.
+    pub(crate) inbox: std::sync::mpsc::Receiver<Inbound>,
     pub(crate) wake: UdpSocket,
+    /// This worker's own SIP socket, for its B legs (with several
+    /// workers).
+    pub(crate) own: Option<UdpSocket>,
 }
 
 /// Writers of the open TCP connections, by peer.
@@ -390,6 +400,42 @@ fn send(udp: &UdpSocket, conns: &Connections, to: SocketAddr, bytes: &[u8]) {
     }
 }
 
+/// The worker a new call for a conference room goes to, so that a room's
+/// members are mixed on one worker: the room's name hashed over the
+/// workers. `None` for anything else (an INVITE or CANCEL that the
+/// dialplan does not send to a room, any other request, a response).
+fn room_home(
+    dialplan: &StaticDialplan,
+    msg: &Message<'_>,
+    source: SocketAddr,
+    workers: usize,
+) -> Option<usize> {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    let req = msg.as_request()?;
+    if !matches!(
+        req.method,
+        sentiric_sip::Method::Invite | sentiric_sip::Method::Cancel
+    ) || req.to().tag().is_some()
+    {
+        return None;
+    }
+    let uri = req.uri().ok();
+    let from = req.from().uri().ok();
+    let action = dialplan.route(&RouteRequest {
+        request_uri: req.uri_str(),
+        user: uri.as_ref().and_then(sentiric_sip::Uri::user),
+        from_uri: req.from().uri_str(),
+        from_user: from.as_ref().and_then(sentiric_sip::Uri::user),
+        source,
+        transport: Transport::Udp,
+    });
+    let sentiric_engine::dialplan::Action::Conference { room } = action else {
+        return None;
+    };
+    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(room);
+    Some(hash as usize % workers)
+}
+
 /// Runs a worker until it has drained after a stop signal.
 pub(crate) fn run(
     mut engine: Engine,
@@ -398,6 +444,8 @@ pub(crate) fn run(
     settings: Settings,
 ) -> std::io::Result<()> {
     let Settings {
+        index,
+        workers,
         dialplan,
         max_calls,
         max_cps,
@@ -405,8 +453,9 @@ pub(crate) fn run(
         stop,
         drain_timeout,
         status,
-        tcp_inbox,
+        inbox,
         wake,
+        own,
     } = settings;
     let mut conns = Connections::new();
     status.ready.store(true, Ordering::Relaxed);
@@ -415,7 +464,13 @@ pub(crate) fn run(
     let sip_token = engine.add(sip)?;
     // Its datagrams only end the engine's wait: TCP messages are waiting.
     let wake_token = engine.add(wake)?;
+    let own_sender = own.as_ref().map(UdpSocket::try_clone).transpose()?;
     let mut cfg = B2buaConfig::new(local, random_u64());
+    if let Some(o) = &own {
+        cfg.b_local = Some(o.local_addr()?);
+        cfg.token_prefix = worker_prefix(index);
+    }
+    let own_token = own.map(|o| engine.add(o)).transpose()?;
     cfg.max_calls = max_calls;
     cfg.max_cps = max_cps;
     cfg.max_call_duration = max_call_duration;
@@ -423,6 +478,7 @@ pub(crate) fn run(
     let mut drain_deadline: Option<Instant> = None;
     let mut turn = Turn {
         sip: sip_token,
+        own: own_token,
         relay: Relay::new(),
         inbox: Vec::new(),
         wake: wake_token,
@@ -441,6 +497,7 @@ pub(crate) fn run(
     let (mut relayed, mut dropped) = (0u64, 0u64);
     let mut next_gauges = Instant::now();
     let mut m = Metrics::new();
+    let mut calls_up = 0.0;
     let mut players: Vec<Player> = Vec::new();
     let mut rooms: HashMap<String, Room> = HashMap::new();
     let (mut pcm, mut payload, mut packet) = (Vec::new(), Vec::new(), Vec::new());
@@ -465,20 +522,31 @@ pub(crate) fn run(
             .clamp(Duration::from_millis(1), Duration::from_secs(1));
         engine.poll(Some(wait), &mut turn)?;
         let now = Instant::now();
-        while let Ok(ev) = tcp_inbox.try_recv() {
+        while let Ok(ev) = inbox.try_recv() {
             match ev {
-                TcpEvent::Opened(peer, tx) => {
+                Inbound::Opened(peer, tx) => {
                     conns.insert(peer, tx);
                 }
-                TcpEvent::Message(peer, bytes) => turn.inbox.push((bytes, peer, Transport::Tcp)),
-                TcpEvent::Closed(peer) => {
+                Inbound::Message(peer, bytes) => turn.inbox.push((bytes, peer, Transport::Tcp)),
+                Inbound::Closed(peer) => {
                     conns.remove(&peer);
                 }
+                Inbound::Datagram(peer, bytes) => turn.inbox.push((bytes, peer, Transport::Udp)),
             }
         }
         for (bytes, from, transport) in std::mem::take(&mut turn.inbox) {
             match Message::parse(&bytes) {
                 Ok(msg) => {
+                    // Another worker's call (its token), or a call for a
+                    // conference room another worker holds: over there.
+                    if workers.len() > 1 && transport == Transport::Udp {
+                        let home = owner_of(&msg)
+                            .or_else(|| room_home(&dialplan, &msg, from, workers.len()));
+                        if let Some(w) = home.filter(|w| *w != index).and_then(|w| workers.get(w)) {
+                            w.post(&sender, Inbound::Datagram(from, bytes.clone()));
+                            continue;
+                        }
+                    }
                     if let Some(r) = msg.as_request() {
                         m.request(r.method.as_str());
                     }
@@ -844,18 +912,28 @@ pub(crate) fn run(
             if let Some(code) = o.bytes.strip_prefix(b"SIP/2.0 ").and_then(|r| r.get(..3)) {
                 m.response([code[0], code[1], code[2]]);
             }
-            send(&sender, &conns, o.to, &o.bytes);
+            match (&own_sender, o.from_b) {
+                (Some(own), true) if !conns.contains_key(&o.to) => {
+                    let _ = own.send_to(&o.bytes, o.to);
+                }
+                _ => send(&sender, &conns, o.to, &o.bytes),
+            }
         }
         // Counters as they go; gauges once a second.
         m.relayed.increment(turn.relayed - relayed);
         m.dropped.increment(turn.dropped - dropped);
         (relayed, dropped) = (turn.relayed, turn.dropped);
         m.turn.record(now.elapsed().as_secs_f64());
-        m.calls_active.set(b2b.calls() as f64);
+        // Every worker adds its change: the gauge is the process's total.
+        let up = b2b.calls() as f64;
+        m.calls_active.increment(up - calls_up);
+        calls_up = up;
         if now >= next_gauges {
             next_gauges = now + Duration::from_secs(1);
-            b2b.media().record_pool();
-            engine.stats().record(0, engine.kind());
+            if index == 0 {
+                b2b.media().record_pool();
+            }
+            engine.stats().record(index, engine.kind());
         }
         if drain_deadline.is_some() && b2b.calls() == 0 {
             tracing::info!("drained");

@@ -1083,7 +1083,7 @@ fn sipp_legs_with_no_codec_in_common_are_transcoded() {
     }
     let sw = Switch::start(
         Some(&config(
-            22600,
+            23200,
             "[[dialplan.rule]]\nuser = \"xcode\"\naction = \"bridge\"\n\
              targets = [\"sip:xcode@127.0.0.43:5102\"]\n",
         )),
@@ -1133,7 +1133,7 @@ fn sipp_dtmf_events_become_tones_for_a_callee_without_telephone_event() {
     }
     let sw = Switch::start(
         Some(&config(
-            22800,
+            23400,
             "[[dialplan.rule]]\nuser = \"xcode\"\naction = \"bridge\"\n\
              targets = [\"sip:xcode@127.0.0.43:5102\"]\n",
         )),
@@ -1173,7 +1173,7 @@ fn sipp_a_prompt_in_early_media_then_the_bridge() {
     }
     let sw = Switch::start(
         Some(&config(
-            23000,
+            23600,
             "[[dialplan.rule]]\nuser = \"annc\"\naction = \"play\"\n\
              prompt = \"builtin:beep\"\nthen = \"continue\"\n\
              [[dialplan.rule]]\nuser = \"annc\"\naction = \"bridge\"\n\

@@ -1,0 +1,42 @@
+//! What reaches a data-plane worker from outside its packet engine: the
+//! TCP side's connections and messages, and SIP datagrams another worker
+//! received for one of this worker's calls. Each event goes over a
+//! channel, followed by a datagram to the worker's wake socket so that
+//! its wait ends at once.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::mpsc::Sender;
+
+use tokio::sync::mpsc::UnboundedSender;
+
+/// An event for a worker.
+pub(crate) enum Inbound {
+    /// A TCP peer connected; what is written to the sender goes to it.
+    Opened(SocketAddr, UnboundedSender<Vec<u8>>),
+    /// A whole message from a TCP peer.
+    Message(SocketAddr, Vec<u8>),
+    /// The TCP connection is gone.
+    Closed(SocketAddr),
+    /// A SIP datagram from `SocketAddr` that another worker received and
+    /// this one owns (its token names this worker).
+    Datagram(SocketAddr, Vec<u8>),
+}
+
+/// Where a worker's events go: its channel and its wake socket.
+#[derive(Clone)]
+pub(crate) struct Inbox {
+    pub(crate) tx: Sender<Inbound>,
+    pub(crate) wake: SocketAddr,
+}
+
+impl Inbox {
+    /// Sends `ev`, then a wake datagram from `waker`; `false` when the
+    /// worker is gone.
+    pub(crate) fn post(&self, waker: &UdpSocket, ev: Inbound) -> bool {
+        if self.tx.send(ev).is_err() {
+            return false;
+        }
+        let _ = waker.send_to(&[0], self.wake);
+        true
+    }
+}
