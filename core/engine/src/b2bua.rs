@@ -17,7 +17,11 @@
 //!   timer, Session-Expires): below 90 s, 422 with Min-SE; otherwise the
 //!   2xx names the caller as refresher, each refresh (re-INVITE or UPDATE)
 //!   moves the deadline, and without one both legs get BYE before the
-//!   interval ends.
+//!   interval ends. Towards the callee the switch says `Supported: timer`;
+//!   when B's 2xx sets a session timer, the switch refreshes it at half
+//!   the interval (`refresher=uac`: UPDATE, or a re-INVITE with the last
+//!   offer when B takes no UPDATE; 408, 481 or no answer ends the call)
+//!   or expects B's refreshes (`refresher=uas`) and hangs up without one.
 //! * Overload: beyond the configured concurrent calls or calls per second,
 //!   or while draining, a new INVITE gets 503 with Retry-After; calls up
 //!   are not touched.
@@ -368,6 +372,10 @@ struct Call {
     session_expires: Option<u32>,
     /// When the switch gives up on A's refresh and hangs up.
     session_deadline: Option<Instant>,
+    /// The session timer B asked for in its 2xx (RFC 4028), when it did.
+    b_timer: Option<BTimer>,
+    /// The last SDP offer the switch sent B, for a re-INVITE refresh.
+    b_sdp: Option<Arc<[u8]>>,
     /// A re-INVITE from one leg being relayed to the other.
     reinvite: Option<Reinvite>,
     /// The last offer relayed, from which leg and as it was made: its
@@ -389,14 +397,29 @@ struct Call {
 
 impl Call {
     /// The call's pending deadlines.
-    fn deadlines(&self) -> [Option<Instant>; 4] {
+    fn deadlines(&self) -> [Option<Instant>; 5] {
         [
             self.ring_deadline,
             self.a_answer.as_ref().map(|a| a.1),
             self.end_by,
             self.session_deadline,
+            self.b_timer.as_ref().map(|t| t.due),
         ]
     }
+}
+
+/// A session timer on the B leg (RFC 4028), as B's 2xx set it.
+#[derive(Debug, Clone, Copy)]
+struct BTimer {
+    /// The session interval, seconds.
+    interval: u32,
+    /// The switch refreshes (`refresher=uac`); else B does.
+    switch_refreshes: bool,
+    /// The next refresh the switch sends, or when it gives up on B's.
+    due: Instant,
+    /// B takes UPDATE (its Allow says so): refreshes are UPDATEs without
+    /// a body, else re-INVITEs with the last offer B was sent.
+    update: bool,
 }
 
 /// A re-INVITE in flight (RFC 3261 §14): from `from`, relayed on the other
@@ -434,6 +457,8 @@ fn leg_index(leg: Leg) -> usize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TxRole {
     BInvite,
+    /// A session refresh the switch sent B (RFC 4028).
+    Refresh,
     /// A re-INVITE or UPDATE relayed to this leg.
     ReInvite(Leg),
     Bye(Leg),
@@ -554,7 +579,11 @@ impl<M: MediaPlane> B2bua<M> {
     fn track_tx(&mut self, tx: TransactionId, call: CallRef, role: TxRole) {
         if matches!(
             role,
-            TxRole::BInvite | TxRole::Cancel | TxRole::Bye(Leg::B) | TxRole::ReInvite(Leg::B)
+            TxRole::BInvite
+                | TxRole::Cancel
+                | TxRole::Refresh
+                | TxRole::Bye(Leg::B)
+                | TxRole::ReInvite(Leg::B)
         ) {
             self.b_txs.insert(tx);
         }
@@ -850,6 +879,8 @@ impl<M: MediaPlane> B2bua<M> {
                 end_by: None,
                 session_expires,
                 session_deadline: None,
+                b_timer: None,
+                b_sdp: None,
                 reinvite: None,
                 offer: None,
                 a_media: None,
@@ -980,6 +1011,9 @@ impl<M: MediaPlane> B2bua<M> {
         let a = msg.as_request().ok_or((500, "Server Internal Error"))?;
         let max_forwards = a.max_forwards().unwrap_or(70).saturating_sub(1);
         let body = self.anchored(call, Leg::A, a.body, SdpRole::Offer)?;
+        if let (Some(sdp), Some(c)) = (&body, self.calls.get_mut(&call)) {
+            c.b_sdp = Some(sdp.as_slice().into());
+        }
         let mut b = MessageBuilder::request(Method::Invite, target)
             .header(HeaderName::Via, &via)
             .header(HeaderName::MaxForwards, &max_forwards.to_string())
@@ -993,7 +1027,8 @@ impl<M: MediaPlane> B2bua<M> {
             .header(HeaderName::To, &format!("<{target}>"))
             .header(HeaderName::CallId, &call_id)
             .header(HeaderName::Contact, &contact)
-            .header(HeaderName::Allow, ALLOW);
+            .header(HeaderName::Allow, ALLOW)
+            .header(HeaderName::Supported, "timer");
         b.push_header("CSeq", "1 INVITE");
         let bytes = match &body {
             Some(sdp) => b.body(Some("application/sdp"), sdp),
@@ -1225,7 +1260,20 @@ impl<M: MediaPlane> B2bua<M> {
                 self.bye(now, call, leg.other());
                 self.end(call, 200, Some(leg));
             }
-            Method::Invite | Method::Update => self.reinvite(now, tx, req, call, leg),
+            Method::Invite | Method::Update => {
+                // B refreshing its session timer (or changing the session,
+                // which refreshes it too): its deadline moves.
+                if let (Leg::B, Some(t)) = (
+                    leg,
+                    self.calls.get_mut(&call).and_then(|c| c.b_timer.as_mut()),
+                ) {
+                    if !t.switch_refreshes {
+                        t.due = session_deadline(now, t.interval);
+                    }
+                }
+                self.schedule(call);
+                self.reinvite(now, tx, req, call, leg)
+            }
             _ => {
                 let r = response_to(req, 501, "Not Implemented", None)
                     .header(HeaderName::Allow, ALLOW)
@@ -1338,6 +1386,9 @@ impl<M: MediaPlane> B2bua<M> {
             .header(HeaderName::Allow, ALLOW);
         let seq = d.local_seq.unwrap_or(1);
         let update = method == Method::Update;
+        if let (Leg::A, Some(sdp), Some(c)) = (leg, &body, self.calls.get_mut(&call)) {
+            c.b_sdp = Some(sdp.as_slice().into());
+        }
         let bytes = match &body {
             Some(sdp) => b.body(Some("application/sdp"), sdp),
             None => b.finish(),
@@ -1460,6 +1511,7 @@ impl<M: MediaPlane> B2bua<M> {
         };
         match role {
             TxRole::BInvite => self.on_b_invite_response(now, call, tx, resp),
+            TxRole::Refresh => self.on_refresh_response(now, call, resp),
             TxRole::ReInvite(_) => self.on_reinvite_response(now, call, resp),
             // Responses to BYE and CANCEL need nothing more.
             TxRole::Bye(_) | TxRole::Cancel => {}
@@ -1561,8 +1613,10 @@ impl<M: MediaPlane> B2bua<M> {
                 }
                 c.ring_deadline = None;
                 c.answered = true;
+                c.b_timer = b_session_timer(now, resp);
                 self.track_dialog(b_key, call, Leg::B);
                 self.send_ack_b(call);
+                self.schedule(call);
                 if self
                     .calls
                     .get(&call)
@@ -1692,6 +1746,66 @@ impl<M: MediaPlane> B2bua<M> {
         let via = self.via(Leg::B);
         let bye = d.create_request(Method::Bye, &via).finish();
         self.send_in_dialog(now, call, &bye, to, TxRole::Bye(Leg::B));
+    }
+
+    /// Refreshes B's session (RFC 4028 §9, the switch the refresher): an
+    /// UPDATE without a body when B takes UPDATE, else a re-INVITE with
+    /// the last offer B was sent; the next one at half the interval.
+    fn refresh_b(&mut self, now: Instant, call: CallRef, t: BTimer) {
+        let via = self.via(Leg::B);
+        let contact = self.contact(Leg::B);
+        let sdp = self.calls.get(&call).and_then(|c| c.b_sdp.clone());
+        let Some((d, to)) = self.dialog_target(call, Leg::B) else {
+            return;
+        };
+        let method = if t.update || sdp.is_none() {
+            Method::Update
+        } else {
+            Method::Invite
+        };
+        let b = d
+            .create_request(method, &via)
+            .header(HeaderName::Contact, &contact)
+            .header(
+                HeaderName::SessionExpires,
+                &format!("{};refresher=uac", t.interval),
+            )
+            .header(HeaderName::Supported, "timer");
+        let bytes = match (method, sdp) {
+            (Method::Invite, Some(sdp)) => b.body(Some("application/sdp"), &sdp),
+            _ => b.finish(),
+        };
+        if let Some(t) = self.calls.get_mut(&call).and_then(|c| c.b_timer.as_mut()) {
+            t.due = now + Duration::from_secs(u64::from(t.interval / 2));
+        }
+        self.send_in_dialog(now, call, &bytes, to, TxRole::Refresh);
+        self.schedule(call);
+    }
+
+    /// B answered the switch's refresh: a 2xx to a re-INVITE is ACKed; 408
+    /// or 481 end the session (RFC 4028 §10); another failure leaves it
+    /// to the next refresh.
+    fn on_refresh_response(&mut self, now: Instant, call: CallRef, resp: &Response<'_>) {
+        match resp.status {
+            200..=299 if resp.cseq().method == Method::Invite => {
+                let via = self.via(Leg::B);
+                if let Some((d, to)) = self.dialog_target(call, Leg::B) {
+                    let _ = d.on_response(resp);
+                    let ack = d.create_ack(resp.cseq().seq, &via).finish();
+                    self.out.push_back(Outgoing {
+                        to,
+                        bytes: ack.into(),
+                        from_b: true,
+                    });
+                }
+            }
+            408 | 481 => {
+                self.bye(now, call, Leg::A);
+                self.bye(now, call, Leg::B);
+                self.end(call, 408, None);
+            }
+            _ => {}
+        }
     }
 
     /// Relays a response B sent to A's INVITE: same code and reason, A's
@@ -1928,6 +2042,17 @@ impl<M: MediaPlane> B2bua<M> {
                 self.end(call, 408, None);
                 continue;
             }
+            if let Some(t) = c.b_timer.filter(|t| t.due <= now) {
+                if t.switch_refreshes {
+                    self.refresh_b(now, call, t);
+                } else {
+                    // B stopped refreshing (RFC 4028 §10).
+                    self.bye(now, call, Leg::A);
+                    self.bye(now, call, Leg::B);
+                    self.end(call, 408, None);
+                }
+                continue;
+            }
             if c.end_by.is_some_and(|d| d <= now) {
                 // The longest a call may last: hang both legs up.
                 self.bye(now, call, Leg::A);
@@ -1978,6 +2103,12 @@ impl<M: MediaPlane> B2bua<M> {
         while let Some(ev) = self.layer.poll_event() {
             match ev.event {
                 TransactionEvent::Timeout(_) => {
+                    if let Some(&(call, TxRole::Refresh)) = self.by_tx.get(&ev.id) {
+                        // B never answered the refresh (RFC 4028 §10).
+                        self.bye(now, call, Leg::A);
+                        self.bye(now, call, Leg::B);
+                        self.end(call, 408, None);
+                    }
                     if let Some(&(call, TxRole::ReInvite(_))) = self.by_tx.get(&ev.id) {
                         // The other leg never answered: 408 to the asker.
                         if let Some(r) = self.calls.get_mut(&call).and_then(|c| c.reinvite.take()) {
@@ -2050,6 +2181,33 @@ pub const MIN_SE: u32 = 90;
 /// ends, by the smaller of 32 s and a third of it (RFC 4028 §10).
 fn session_deadline(now: Instant, se: u32) -> Instant {
     now + Duration::from_secs(u64::from(se - (se / 3).min(32)))
+}
+
+/// The session timer B's 2xx sets (RFC 4028 §7.2), if it has one: the
+/// interval, and who refreshes (`refresher=uac`: the switch).
+fn b_session_timer(now: Instant, resp: &Response<'_>) -> Option<BTimer> {
+    let value = resp.headers.value(HeaderName::SessionExpires)?;
+    let mut parts = value.split(';');
+    let interval = parts.next()?.trim().parse::<u32>().ok()?.max(MIN_SE);
+    let switch_refreshes = parts.any(|p| {
+        p.split_once('=').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("refresher") && v.trim().eq_ignore_ascii_case("uac")
+        })
+    });
+    let update = resp
+        .headers
+        .items(HeaderName::Allow)
+        .any(|m| m.eq_ignore_ascii_case("UPDATE"));
+    Some(BTimer {
+        interval,
+        switch_refreshes,
+        due: if switch_refreshes {
+            now + Duration::from_secs(u64::from(interval / 2))
+        } else {
+            session_deadline(now, interval)
+        },
+        update,
+    })
 }
 
 /// Methods the switch takes.

@@ -1409,3 +1409,159 @@ fn b_legs_go_through_the_engines_own_address_and_its_tokens_say_whose() {
     assert_eq!(owner_of(&Message::parse(invite.as_bytes()).unwrap()), None);
     assert_eq!(worker_prefix(1), "w1x");
 }
+
+/// Alice calls, Bob answers with `session_expires` in his 200 (and
+/// `allow`); the call is up. Returns the call, the INVITE Bob got and
+/// Alice's tag.
+fn call_up_with_b_timer(
+    net: &mut Net,
+    session_expires: &str,
+    allow: &str,
+) -> (CallRef, Sent, String) {
+    let (call, _) = net.alice_calls("600", 70);
+    let sent = net.bridge(call, &["sip:bob@127.0.0.3:5070"], Duration::from_secs(30));
+    let invite = only(&sent, BOB, "INVITE");
+    // Bob may ask for a session timer: the switch supports them.
+    assert_eq!(invite.header(HeaderName::Supported), "timer");
+    let invite = Sent {
+        to: addr(BOB),
+        text: invite.text.clone(),
+        from_b: false,
+    };
+    let body = sdp("127.0.0.3", 20000);
+    let ok = format!(
+        "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=tb\r\nCall-ID: {}\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:peer@{BOB}>\r\nSession-Expires: {session_expires}\r\nRequire: timer\r\n\
+         Allow: {allow}\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        invite.header(HeaderName::Via),
+        invite.header(HeaderName::From),
+        invite.header(HeaderName::To),
+        invite.header(HeaderName::CallId),
+        body.len()
+    );
+    let sent = net.send(BOB, &ok);
+    let a_tag = tag_of(&only(&sent, ALICE, "SIP/2.0 200").header(HeaderName::To));
+    net.send(ALICE, &a_request("ACK", &a_tag, 10, "a2"));
+    assert_eq!(net.events(), [Event::Answered { call }]);
+    (call, invite, a_tag)
+}
+
+#[test]
+fn session_timer_asked_by_the_callee_the_switch_refreshes() {
+    let mut net = Net::new();
+    let (_call, invite, _) =
+        call_up_with_b_timer(&mut net, "120;refresher=uac", "INVITE, ACK, BYE, UPDATE");
+    // Half the interval: an UPDATE to Bob on his dialog, the timer again.
+    assert!(net.advance(Duration::from_secs(59)).is_empty());
+    let sent = net.advance(Duration::from_secs(1));
+    let update = only(&sent, BOB, "UPDATE sip:peer@127.0.0.3:5070 SIP/2.0");
+    assert!(update.from_b);
+    assert_eq!(
+        update.header(HeaderName::SessionExpires),
+        "120;refresher=uac"
+    );
+    assert_eq!(
+        update.header(HeaderName::CallId),
+        invite.header(HeaderName::CallId)
+    );
+    let update = Sent {
+        to: addr(BOB),
+        text: update.text.clone(),
+        from_b: true,
+    };
+    assert!(net.answer(BOB, &update, "200 OK", "tb", None).is_empty());
+    // And again 60 s later; this time Bob has forgotten the call: 481
+    // ends it on both sides.
+    let sent = net.advance(Duration::from_secs(60));
+    let update = Sent {
+        to: addr(BOB),
+        text: only(&sent, BOB, "UPDATE").text.clone(),
+        from_b: true,
+    };
+    let sent = net.answer(
+        BOB,
+        &update,
+        "481 Call/Transaction Does Not Exist",
+        "tb",
+        None,
+    );
+    only(&sent, ALICE, "BYE");
+    only(&sent, BOB, "BYE");
+}
+
+#[test]
+fn session_timer_asked_by_the_callee_who_stops_refreshing() {
+    let mut net = Net::new();
+    let (call, invite, a_tag) =
+        call_up_with_b_timer(&mut net, "90;refresher=uas", "INVITE, ACK, BYE");
+    // Bob refreshes once, by re-INVITE: relayed to Alice as usual, and
+    // the switch's deadline moves.
+    net.advance(Duration::from_secs(40));
+    let resume = sdp("127.0.0.3", 20000);
+    let refresh = format!(
+        "INVITE sip:{SWITCH} SIP/2.0\r\nVia: SIP/2.0/UDP {BOB};branch=z9hG4bKrf1\r\nMax-Forwards: 70\r\n\
+         From: {};tag=tb\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 7 INVITE\r\nContact: <sip:peer@{BOB}>\r\n\
+         Session-Expires: 90;refresher=uas\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{resume}",
+        invite.header(HeaderName::To),
+        invite.header(HeaderName::From),
+        invite.header(HeaderName::CallId),
+        resume.len()
+    );
+    let sent = net.send(BOB, &refresh);
+    let to_alice = Sent {
+        to: addr(ALICE),
+        text: only(&sent, ALICE, "INVITE").text.clone(),
+        from_b: false,
+    };
+    net.answer(
+        ALICE,
+        &to_alice,
+        "200 OK",
+        "fa",
+        Some(sdp("127.0.0.2", 10000)),
+    );
+    let _ = a_tag;
+    // 90 s less 30 after the refresh the switch gives up: BYE both.
+    assert!(net
+        .advance(Duration::from_secs(59))
+        .iter()
+        .all(|s| !s.first_line().starts_with("BYE")));
+    let sent = net.advance(Duration::from_secs(1));
+    only(&sent, ALICE, "BYE");
+    only(&sent, BOB, "BYE");
+    assert!(net.events().contains(&Event::Ended {
+        call,
+        status: 408,
+        by: None
+    }));
+}
+
+#[test]
+fn session_refresh_by_re_invite_when_the_callee_takes_no_update() {
+    let mut net = Net::new();
+    call_up_with_b_timer(&mut net, "90;refresher=uac", "INVITE, ACK, BYE");
+    let sent = net.advance(Duration::from_secs(45));
+    let reinvite = only(&sent, BOB, "INVITE sip:peer@127.0.0.3:5070 SIP/2.0");
+    // The offer Bob was last sent: the same session, refreshed.
+    assert!(
+        reinvite.body().contains("m=audio 40000 "),
+        "{}",
+        reinvite.body()
+    );
+    let reinvite = Sent {
+        to: addr(BOB),
+        text: reinvite.text.clone(),
+        from_b: true,
+    };
+    let sent = net.answer(
+        BOB,
+        &reinvite,
+        "200 OK",
+        "tb",
+        Some(sdp("127.0.0.3", 20000)),
+    );
+    let ack = only(&sent, BOB, "ACK sip:peer@127.0.0.3:5070 SIP/2.0");
+    assert_eq!(ack.header(HeaderName::CSeq), "2 ACK");
+    // Alice is not bothered.
+    assert!(sent.iter().all(|s| s.to != addr(ALICE)));
+}
