@@ -34,6 +34,8 @@
 //!   on B and relayed to A, whose ACK completes the call; a 5xx, 408,
 //!   transaction timeout or ring timeout moves a serial bridge to the next
 //!   target, any other failure is relayed to A.
+//! * late offer (A's INVITE without SDP): B's 2xx carries the offer,
+//!   anchored to A; B's ACK waits for A's, and carries its answer.
 //! * CANCEL from A before the answer: 200 to the CANCEL, 487 to the INVITE,
 //!   CANCEL to B.
 //! * BYE from either side: 200 there, BYE to the other side.
@@ -347,6 +349,11 @@ struct Call {
     state: State,
     /// A's INVITE as received.
     a_invite: Arc<[u8]>,
+    /// A's INVITE had no SDP: B's 2xx carries the offer, A's ACK the
+    /// answer, and B's ACK waits for it (RFC 3264 §4, "late offer").
+    late_offer: bool,
+    /// B's 2xx is waiting for A's ACK (the answer) to be ACKed.
+    b_ack_pending: bool,
     a_tx: TransactionId,
     a_source: SocketAddr,
     /// How A reached the switch; over a stream, A's requests and the
@@ -862,6 +869,8 @@ impl<M: MediaPlane> B2bua<M> {
             Call {
                 state: State::Routing,
                 a_invite: req.raw.into(),
+                late_offer: req.body.is_empty(),
+                b_ack_pending: false,
                 a_tx: tx,
                 a_source: source,
                 a_transport: transport,
@@ -1212,16 +1221,27 @@ impl<M: MediaPlane> B2bua<M> {
         let Some(&(call, Leg::A)) = self.by_dialog.get(&key) else {
             return;
         };
-        if let Some(c) = self.calls.get_mut(&call) {
-            if c.state == State::Answered {
-                c.state = State::Up;
-                c.a_answer = None;
-                if let Some(d) = c.a_dialog.as_mut() {
-                    let _ = d.on_request(req);
-                }
-                self.events.push_back(Event::Answered { call });
-            }
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.state != State::Answered {
+            return;
         }
+        c.state = State::Up;
+        c.a_answer = None;
+        if let Some(d) = c.a_dialog.as_mut() {
+            let _ = d.on_request(req);
+        }
+        if std::mem::take(&mut c.b_ack_pending) {
+            // A's answer to B's offer, anchored, in B's ACK. An answer the
+            // switch cannot anchor leaves B's ACK without one.
+            let answer = self
+                .anchored(call, Leg::A, req.body, SdpRole::Answer)
+                .ok()
+                .flatten();
+            self.send_ack_b(call, answer.as_deref());
+        }
+        self.events.push_back(Event::Answered { call });
     }
 
     fn in_dialog(
@@ -1541,7 +1561,8 @@ impl<M: MediaPlane> B2bua<M> {
         }
     }
 
-    fn send_ack_b(&mut self, call: CallRef) {
+    /// ACKs B's 2xx to the INVITE, with `sdp` (a late offer's answer).
+    fn send_ack_b(&mut self, call: CallRef, sdp: Option<&[u8]>) {
         let via = self.via(Leg::B);
         let Some(seq) = self
             .calls
@@ -1554,7 +1575,12 @@ impl<M: MediaPlane> B2bua<M> {
         let Some((d, to)) = self.dialog_target(call, Leg::B) else {
             return;
         };
-        let ack: Arc<[u8]> = d.create_ack(seq, &via).finish().into();
+        let ack = d.create_ack(seq, &via);
+        let ack: Arc<[u8]> = match sdp {
+            Some(sdp) => ack.body(Some("application/sdp"), sdp),
+            None => ack.finish(),
+        }
+        .into();
         self.out.push_back(Outgoing {
             to,
             bytes: ack.clone(),
@@ -1614,8 +1640,13 @@ impl<M: MediaPlane> B2bua<M> {
                 c.ring_deadline = None;
                 c.answered = true;
                 c.b_timer = b_session_timer(now, resp);
+                // A late offer's answer comes in A's ACK: B's ACK waits.
+                let late = c.late_offer && !resp.body.is_empty();
+                c.b_ack_pending = late;
                 self.track_dialog(b_key, call, Leg::B);
-                self.send_ack_b(call);
+                if !late {
+                    self.send_ack_b(call, None);
+                }
                 self.schedule(call);
                 if self
                     .calls
@@ -1623,6 +1654,9 @@ impl<M: MediaPlane> B2bua<M> {
                     .is_some_and(|c| c.b.as_ref().is_some_and(|b| b.cancelled))
                 {
                     // A cancelled while B answered: hang B up (§9.1).
+                    if late {
+                        self.send_ack_b(call, None);
+                    }
                     self.bye(now, call, Leg::B);
                     return;
                 }
@@ -1815,7 +1849,13 @@ impl<M: MediaPlane> B2bua<M> {
         if let Some((sdp, format)) = fixed {
             return self.relay_to_a_fixed(now, call, resp, &sdp, format);
         }
-        let body = match self.anchored(call, Leg::B, resp.body, SdpRole::Answer) {
+        // A late offer: B's 2xx (or its early-media 18x) carries the offer.
+        let role = if self.calls.get(&call).is_some_and(|c| c.late_offer) {
+            SdpRole::Offer
+        } else {
+            SdpRole::Answer
+        };
+        let body = match self.anchored(call, Leg::B, resp.body, role) {
             Ok(b) => b,
             Err((code, reason)) => {
                 if resp.status >= 200 {

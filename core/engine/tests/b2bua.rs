@@ -1565,3 +1565,70 @@ fn session_refresh_by_re_invite_when_the_callee_takes_no_update() {
     // Alice is not bothered.
     assert!(sent.iter().all(|s| s.to != addr(ALICE)));
 }
+
+#[test]
+fn a_late_offer_goes_to_the_caller_and_its_answer_in_the_callees_ack() {
+    let mut net = Net::new();
+    // Alice's INVITE without SDP.
+    let invite = nth_invite(1);
+    let head_end = invite.find("\r\n\r\n").unwrap();
+    let offerless = invite[..head_end]
+        .lines()
+        .filter(|l| !l.starts_with("Content-"))
+        .collect::<Vec<_>>()
+        .join("\r\n")
+        + "\r\nContent-Length: 0\r\n\r\n";
+    net.send(ALICE, &offerless);
+    let call = net
+        .events()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Route { call, .. } => Some(call),
+            _ => None,
+        })
+        .unwrap();
+    let sent = net.bridge(call, &["sip:bob@127.0.0.3:5070"], Duration::from_secs(30));
+    let b_invite = only(&sent, BOB, "INVITE");
+    assert!(b_invite.body().is_empty());
+    let b_invite = Sent {
+        to: addr(BOB),
+        text: b_invite.text.clone(),
+        from_b: false,
+    };
+    // Bob's 200 carries the offer: anchored to Alice, no ACK to Bob yet.
+    let sent = net.answer(
+        BOB,
+        &b_invite,
+        "200 OK",
+        "tb",
+        Some(sdp("127.0.0.3", 20000)),
+    );
+    assert!(
+        sent.iter().all(|s| s.to != addr(BOB)),
+        "no ACK before Alice's answer"
+    );
+    let ok = only(&sent, ALICE, "SIP/2.0 200");
+    assert!(ok.body().contains("m=audio 40002 "), "{}", ok.body());
+    let a_tag = tag_of(&ok.header(HeaderName::To));
+    // Alice's ACK carries her answer: Bob's ACK carries it, anchored.
+    let answer = sdp("127.0.0.2", 10000);
+    let ack = a_request("ACK", &a_tag, 1, "ack1")
+        .replace("Call-ID: call-a@127.0.0.2", "Call-ID: n1@127.0.0.2")
+        .replace("tag=fa", "tag=f1")
+        .replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{answer}",
+                answer.len()
+            ),
+        );
+    let sent = net.send(ALICE, &ack);
+    let b_ack = only(&sent, BOB, "ACK sip:peer@127.0.0.3:5070 SIP/2.0");
+    assert!(b_ack.body().contains("m=audio 40000 "), "{}", b_ack.body());
+    assert!(!b_ack.body().contains("127.0.0.2"));
+    assert_eq!(net.events(), [Event::Answered { call }]);
+    assert_eq!(
+        net.b2b.media().offers.last().unwrap(),
+        &(Leg::A, "127.0.0.2:10000".to_string())
+    );
+}
