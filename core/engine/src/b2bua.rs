@@ -11,7 +11,8 @@
 //! [`MediaPlane`] the owner supplies: the engine asks it for the switch's
 //! address and ports facing each leg and rewrites every SDP body with them.
 //!
-//! What a call does today (SIP over UDP):
+//! What a call does today (SIP over UDP, or TCP: a caller's connection,
+//! a target's `;transport=tcp`):
 //! * A configured longest call duration: both legs get BYE at its end.
 //! * Session timers (RFC 4028) when the caller asks for them (Supported:
 //!   timer, Session-Expires): below 90 s, 422 with Min-SE; otherwise the
@@ -247,6 +248,10 @@ pub struct Outgoing {
     /// A request to a B leg (or its ACK): goes out from
     /// [`B2buaConfig::b_local`] when there is one.
     pub from_b: bool,
+    /// For a TCP target: the owner sends it on a connection to `to`,
+    /// opening one when there is none (and tells
+    /// [`B2bua::transport_failed`] when that fails).
+    pub stream: bool,
 }
 
 /// The token prefix of data-plane worker `index` when several share the
@@ -342,6 +347,9 @@ struct LegB {
     /// The CSeq of the INVITE (for the ACK).
     seq: u32,
     cancelled: bool,
+    /// Over TCP (the target's `transport=tcp`): one connection to `to`
+    /// carries the leg's messages both ways, nothing is retransmitted.
+    tcp: bool,
 }
 
 #[derive(Debug)]
@@ -485,6 +493,8 @@ pub struct B2bua<M> {
     /// Client transactions towards B legs, until they end: sent from
     /// [`B2buaConfig::b_local`].
     b_txs: std::collections::HashSet<TransactionId>,
+    /// Client transactions to TCP targets, until they end.
+    tcp_txs: std::collections::HashSet<TransactionId>,
     /// (Call-ID, the switch's tag) → call and leg, for in-dialog requests.
     by_dialog: HashMap<(String, String), (CallRef, Leg)>,
     next_call: u64,
@@ -520,6 +530,21 @@ fn target_addr(uri: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, sip.port.unwrap_or(5060)))
 }
 
+/// Whether a target URI asks for TCP (`;transport=tcp`).
+fn target_tcp(uri: &str) -> bool {
+    Uri::parse(uri)
+        .ok()
+        .and_then(|u| {
+            Some(
+                u.as_sip()?
+                    .params
+                    .get("transport")??
+                    .eq_ignore_ascii_case("tcp"),
+            )
+        })
+        .unwrap_or(false)
+}
+
 impl<M: MediaPlane> B2bua<M> {
     /// A B2BUA over `media`.
     pub fn new(cfg: B2buaConfig, media: M) -> B2bua<M> {
@@ -532,6 +557,7 @@ impl<M: MediaPlane> B2bua<M> {
             by_a_tx: HashMap::new(),
             by_tx: HashMap::new(),
             b_txs: std::collections::HashSet::new(),
+            tcp_txs: std::collections::HashSet::new(),
             by_dialog: HashMap::new(),
             next_call: 1,
             counter: 0,
@@ -670,13 +696,38 @@ impl<M: MediaPlane> B2bua<M> {
         }
     }
 
-    fn via(&mut self, leg: Leg) -> String {
-        let branch = self.token();
-        format!("SIP/2.0/UDP {};branch=z9hG4bK{branch}", self.local(leg))
+    /// Whether `leg` of `call` runs over a stream (TCP).
+    fn stream(&self, call: CallRef, leg: Leg) -> bool {
+        self.calls.get(&call).is_some_and(|c| match leg {
+            Leg::A => c.a_transport != Transport::Udp,
+            Leg::B => c.b.as_ref().is_some_and(|b| b.tcp),
+        })
     }
 
-    fn contact(&self, leg: Leg) -> String {
-        format!("<sip:{}>", self.local(leg))
+    /// A Via for a request on `leg` of `call`, with a new branch.
+    fn via(&mut self, call: CallRef, leg: Leg) -> String {
+        let tcp = self.stream(call, leg);
+        self.via_over(leg, tcp)
+    }
+
+    fn via_over(&mut self, leg: Leg, tcp: bool) -> String {
+        let branch = self.token();
+        // Over TCP, B reaches the switch where it listens for TCP.
+        let (proto, local) = if tcp {
+            ("TCP", self.cfg.local)
+        } else {
+            ("UDP", self.local(leg))
+        };
+        format!("SIP/2.0/{proto} {local};branch=z9hG4bK{branch}")
+    }
+
+    /// The switch's Contact on `leg` of `call`.
+    fn contact(&self, call: CallRef, leg: Leg) -> String {
+        if self.stream(call, leg) {
+            format!("<sip:{};transport=tcp>", self.cfg.local)
+        } else {
+            format!("<sip:{}>", self.local(leg))
+        }
     }
 
     /// A datagram arrived from `source`.
@@ -754,6 +805,7 @@ impl<M: MediaPlane> B2bua<M> {
                     to: source,
                     bytes: resp.into(),
                     from_b: false,
+                    stream: false,
                 });
             }
         }
@@ -961,6 +1013,37 @@ impl<M: MediaPlane> B2bua<M> {
         self.drain_layer(now);
     }
 
+    /// The switch could not open a connection to `dest` (a TCP target), or
+    /// lost it before its INVITE was answered: every B leg still calling
+    /// there fails as if it had answered 503 (RFC 3261 §8.1.3.1), and the
+    /// call moves on to its next target or fails.
+    pub fn transport_failed(&mut self, now: Instant, dest: SocketAddr) {
+        let calls: Vec<CallRef> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| !c.answered)
+            .filter(|(_, c)| {
+                c.b.iter()
+                    .chain(c.forks.iter())
+                    .any(|b| b.tcp && b.to == dest)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for call in calls {
+            let Some(c) = self.calls.get_mut(&call) else {
+                continue;
+            };
+            if let Some(i) = c.forks.iter().position(|b| b.tcp && b.to == dest) {
+                self.on_fork_failure(now, call, i, 503, "Service Unavailable".into());
+            } else if c.b.as_ref().is_some_and(|b| b.tcp && b.to == dest) {
+                c.b = None;
+                c.ring_deadline = None;
+                self.try_next_target(now, call, 503);
+            }
+        }
+        self.drain_layer(now);
+    }
+
     /// The prompt `call` was answered with is over: the dialplan's next
     /// action when the prompt continues (the call is routed again, A's
     /// media kept), else the call is hung up.
@@ -1007,10 +1090,15 @@ impl<M: MediaPlane> B2bua<M> {
         fork: bool,
     ) -> Result<(), (u16, &'static str)> {
         let to = target_addr(target).ok_or((502, "Bad Gateway"))?;
-        let via = self.via(Leg::B);
+        let tcp = target_tcp(target);
+        let via = self.via_over(Leg::B, tcp);
         let call_id = format!("{}@sentiric", self.token());
         let from_tag = self.token();
-        let contact = self.contact(Leg::B);
+        let contact = if tcp {
+            format!("<sip:{};transport=tcp>", self.cfg.local)
+        } else {
+            format!("<sip:{}>", self.local(Leg::B))
+        };
         let c = self
             .calls
             .get(&call)
@@ -1045,11 +1133,19 @@ impl<M: MediaPlane> B2bua<M> {
         };
         let parsed = Message::parse(&bytes).map_err(|_| (500, "Server Internal Error"))?;
         let req = parsed.as_request().ok_or((500, "Server Internal Error"))?;
+        let reliability = if tcp {
+            Reliability::Reliable
+        } else {
+            Reliability::Unreliable
+        };
         let tx = self
             .layer
-            .send_request(now, req, to, Reliability::Unreliable)
+            .send_request(now, req, to, reliability)
             .map_err(|_| (503, "Service Unavailable"))?;
         self.track_tx(tx, call, TxRole::BInvite);
+        if tcp {
+            self.tcp_txs.insert(tx);
+        }
         let c = self
             .calls
             .get_mut(&call)
@@ -1065,6 +1161,7 @@ impl<M: MediaPlane> B2bua<M> {
             dialog: None,
             seq: 1,
             cancelled: false,
+            tcp,
         };
         if fork {
             c.forks.push(leg);
@@ -1178,17 +1275,24 @@ impl<M: MediaPlane> B2bua<M> {
                 .is_some_and(|d| d.state == sentiric_sip::dialog::DialogState::Confirmed);
             if !b.cancelled && !confirmed {
                 b.cancelled = true;
-                cancels.push((b.invite.clone(), b.to));
+                cancels.push((b.invite.clone(), b.to, b.tcp));
             }
         }
-        for (invite, to) in cancels {
-            self.send_cancel(now, call, &invite, to);
+        for (invite, to, tcp) in cancels {
+            self.send_cancel(now, call, &invite, to, tcp);
         }
     }
 
     /// The CANCEL of an INVITE the switch sent (§9.1): its Request-URI,
     /// top Via, From, To, Call-ID and CSeq number.
-    fn send_cancel(&mut self, now: Instant, call: CallRef, invite: &[u8], to: SocketAddr) {
+    fn send_cancel(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        invite: &[u8],
+        to: SocketAddr,
+        tcp: bool,
+    ) {
         let Ok(msg) = Message::parse(invite) else {
             return;
         };
@@ -1206,8 +1310,16 @@ impl<M: MediaPlane> B2bua<M> {
         let bytes = cancel.finish();
         if let Ok(m) = Message::parse(&bytes) {
             if let Some(r) = m.as_request() {
-                if let Ok(tx) = self.layer.send_request(now, r, to, Reliability::Unreliable) {
+                let reliability = if tcp {
+                    Reliability::Reliable
+                } else {
+                    Reliability::Unreliable
+                };
+                if let Ok(tx) = self.layer.send_request(now, r, to, reliability) {
                     self.track_tx(tx, call, TxRole::Cancel);
+                    if tcp {
+                        self.tcp_txs.insert(tx);
+                    }
                 }
             }
         }
@@ -1307,18 +1419,21 @@ impl<M: MediaPlane> B2bua<M> {
     /// the address the leg's first message came from or went to).
     fn dialog_target(&mut self, call: CallRef, leg: Leg) -> Option<(&mut Dialog, SocketAddr)> {
         let c = self.calls.get_mut(&call)?;
-        let (dialog, fallback) = match leg {
-            Leg::A => (c.a_dialog.as_mut(), c.a_source),
+        let (dialog, fallback, stream) = match leg {
+            Leg::A => (
+                c.a_dialog.as_mut(),
+                c.a_source,
+                c.a_transport != Transport::Udp,
+            ),
             Leg::B => {
                 let b = c.b.as_mut()?;
-                (b.dialog.as_mut(), b.to)
+                (b.dialog.as_mut(), b.to, b.tcp)
             }
         };
-        let stream = leg == Leg::A && c.a_transport != Transport::Udp;
         let d = dialog?;
         let to = if stream {
-            // A's connection (RFC 3261 §18: requests to a UA that came over
-            // a stream reuse its connection).
+            // The leg's connection (RFC 3261 §18: requests to a UA reached
+            // over a stream reuse its connection).
             fallback
         } else {
             d.remote_target_uri()
@@ -1330,7 +1445,7 @@ impl<M: MediaPlane> B2bua<M> {
 
     /// Sends BYE on `leg`'s dialog, if it has one.
     fn bye(&mut self, now: Instant, call: CallRef, leg: Leg) {
-        let via = self.via(leg);
+        let via = self.via(call, leg);
         let Some((d, to)) = self.dialog_target(call, leg) else {
             return;
         };
@@ -1338,9 +1453,12 @@ impl<M: MediaPlane> B2bua<M> {
         if let Some(c) = self.calls.get_mut(&call) {
             c.state = State::Ending;
         }
-        self.send_in_dialog(now, call, &bytes, to, TxRole::Bye(leg));
+        let stream = self.stream(call, leg);
+        self.send_in_dialog(now, call, &bytes, to, TxRole::Bye(leg), stream);
     }
 
+    /// Sends an in-dialog request; over a stream (`stream`: A's
+    /// connection, or B's TCP) nothing is retransmitted.
     fn send_in_dialog(
         &mut self,
         now: Instant,
@@ -1348,16 +1466,24 @@ impl<M: MediaPlane> B2bua<M> {
         bytes: &[u8],
         to: SocketAddr,
         role: TxRole,
+        stream: bool,
     ) {
-        // On A's connection nothing is retransmitted.
-        let reliability = match self.calls.get(&call) {
-            Some(c) if c.a_transport != Transport::Udp && to == c.a_source => Reliability::Reliable,
-            _ => Reliability::Unreliable,
+        let reliability = if stream {
+            Reliability::Reliable
+        } else {
+            Reliability::Unreliable
         };
+        let to_b = matches!(
+            role,
+            TxRole::Refresh | TxRole::Bye(Leg::B) | TxRole::ReInvite(Leg::B)
+        );
         if let Ok(m) = Message::parse(bytes) {
             if let Some(r) = m.as_request() {
                 if let Ok(tx) = self.layer.send_request(now, r, to, reliability) {
                     self.track_tx(tx, call, role);
+                    if stream && to_b {
+                        self.tcp_txs.insert(tx);
+                    }
                 }
             }
         }
@@ -1394,8 +1520,8 @@ impl<M: MediaPlane> B2bua<M> {
                 return self.respond(now, tx, r);
             }
         };
-        let via = self.via(leg.other());
-        let contact = self.contact(leg.other());
+        let via = self.via(call, leg.other());
+        let contact = self.contact(call, leg.other());
         let Some((d, to)) = self.dialog_target(call, leg.other()) else {
             let r = response_to(req, 500, "Server Internal Error", None).finish();
             return self.respond(now, tx, r);
@@ -1422,7 +1548,8 @@ impl<M: MediaPlane> B2bua<M> {
                 update,
             });
         }
-        self.send_in_dialog(now, call, &bytes, to, TxRole::ReInvite(leg.other()));
+        let stream = self.stream(call, leg.other());
+        self.send_in_dialog(now, call, &bytes, to, TxRole::ReInvite(leg.other()), stream);
     }
 
     /// The other leg answered a relayed re-INVITE: ACK a 2xx there, and
@@ -1442,7 +1569,8 @@ impl<M: MediaPlane> B2bua<M> {
             }
         }
         if resp.status < 300 && !r.update {
-            let via = self.via(other);
+            let via = self.via(call, other);
+            let stream = other == Leg::B && self.stream(call, other);
             if let Some((d, to)) = self.dialog_target(call, other) {
                 let _ = d.on_response(resp);
                 let ack: Arc<[u8]> = d.create_ack(r.seq, &via).finish().into();
@@ -1450,6 +1578,7 @@ impl<M: MediaPlane> B2bua<M> {
                     to,
                     bytes: ack.clone(),
                     from_b: other == Leg::B,
+                    stream,
                 });
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.last_ack[leg_index(other)] = Some((ack, to));
@@ -1480,7 +1609,7 @@ impl<M: MediaPlane> B2bua<M> {
         reason: &str,
         sdp: Option<&[u8]>,
     ) {
-        let contact = self.contact(r.from);
+        let contact = self.contact(call, r.from);
         let Ok(msg) = Message::parse(&r.request) else {
             return;
         };
@@ -1553,17 +1682,20 @@ impl<M: MediaPlane> B2bua<M> {
             .get(&call)
             .and_then(|c| c.last_ack[leg_index(leg)].clone())
         {
+            let stream = leg == Leg::B && self.stream(call, leg);
             self.out.push_back(Outgoing {
                 to,
                 bytes,
                 from_b: leg == Leg::B,
+                stream,
             });
         }
     }
 
     /// ACKs B's 2xx to the INVITE, with `sdp` (a late offer's answer).
     fn send_ack_b(&mut self, call: CallRef, sdp: Option<&[u8]>) {
-        let via = self.via(Leg::B);
+        let via = self.via(call, Leg::B);
+        let stream = self.stream(call, Leg::B);
         let Some(seq) = self
             .calls
             .get(&call)
@@ -1585,6 +1717,7 @@ impl<M: MediaPlane> B2bua<M> {
             to,
             bytes: ack.clone(),
             from_b: true,
+            stream,
         });
         if let Some(c) = self.calls.get_mut(&call) {
             c.last_ack[1] = Some((ack, to));
@@ -1767,27 +1900,31 @@ impl<M: MediaPlane> B2bua<M> {
         let Ok(mut d) = Dialog::new_uac(inv, resp) else {
             return;
         };
-        let to = d
-            .remote_target_uri()
-            .and_then(|u| target_addr(u.as_str()))
-            .unwrap_or(leg.to);
-        let via = self.via(Leg::B);
+        let to = if leg.tcp {
+            leg.to
+        } else {
+            d.remote_target_uri()
+                .and_then(|u| target_addr(u.as_str()))
+                .unwrap_or(leg.to)
+        };
+        let via = self.via_over(Leg::B, leg.tcp);
         self.out.push_back(Outgoing {
             to,
             bytes: d.create_ack(leg.seq, &via).finish().into(),
             from_b: true,
+            stream: leg.tcp,
         });
-        let via = self.via(Leg::B);
+        let via = self.via_over(Leg::B, leg.tcp);
         let bye = d.create_request(Method::Bye, &via).finish();
-        self.send_in_dialog(now, call, &bye, to, TxRole::Bye(Leg::B));
+        self.send_in_dialog(now, call, &bye, to, TxRole::Bye(Leg::B), leg.tcp);
     }
 
     /// Refreshes B's session (RFC 4028 §9, the switch the refresher): an
     /// UPDATE without a body when B takes UPDATE, else a re-INVITE with
     /// the last offer B was sent; the next one at half the interval.
     fn refresh_b(&mut self, now: Instant, call: CallRef, t: BTimer) {
-        let via = self.via(Leg::B);
-        let contact = self.contact(Leg::B);
+        let via = self.via(call, Leg::B);
+        let contact = self.contact(call, Leg::B);
         let sdp = self.calls.get(&call).and_then(|c| c.b_sdp.clone());
         let Some((d, to)) = self.dialog_target(call, Leg::B) else {
             return;
@@ -1812,7 +1949,8 @@ impl<M: MediaPlane> B2bua<M> {
         if let Some(t) = self.calls.get_mut(&call).and_then(|c| c.b_timer.as_mut()) {
             t.due = now + Duration::from_secs(u64::from(t.interval / 2));
         }
-        self.send_in_dialog(now, call, &bytes, to, TxRole::Refresh);
+        let stream = self.stream(call, Leg::B);
+        self.send_in_dialog(now, call, &bytes, to, TxRole::Refresh, stream);
         self.schedule(call);
     }
 
@@ -1822,7 +1960,8 @@ impl<M: MediaPlane> B2bua<M> {
     fn on_refresh_response(&mut self, now: Instant, call: CallRef, resp: &Response<'_>) {
         match resp.status {
             200..=299 if resp.cseq().method == Method::Invite => {
-                let via = self.via(Leg::B);
+                let via = self.via(call, Leg::B);
+                let stream = self.stream(call, Leg::B);
                 if let Some((d, to)) = self.dialog_target(call, Leg::B) {
                     let _ = d.on_response(resp);
                     let ack = d.create_ack(resp.cseq().seq, &via).finish();
@@ -1830,6 +1969,7 @@ impl<M: MediaPlane> B2bua<M> {
                         to,
                         bytes: ack.into(),
                         from_b: true,
+                        stream,
                     });
                 }
             }
@@ -1917,7 +2057,7 @@ impl<M: MediaPlane> B2bua<M> {
         reason: &str,
         sdp: Option<&[u8]>,
     ) {
-        let contact = self.contact(Leg::A);
+        let contact = self.contact(call, Leg::A);
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -2138,6 +2278,7 @@ impl<M: MediaPlane> B2bua<M> {
                 to: t.destination,
                 bytes: t.bytes,
                 from_b: self.b_txs.contains(&t.id),
+                stream: self.tcp_txs.contains(&t.id),
             });
         }
         while let Some(ev) = self.layer.poll_event() {
@@ -2174,10 +2315,12 @@ impl<M: MediaPlane> B2bua<M> {
                     }
                     self.by_tx.remove(&ev.id);
                     self.b_txs.remove(&ev.id);
+                    self.tcp_txs.remove(&ev.id);
                 }
                 TransactionEvent::Terminated => {
                     self.by_tx.remove(&ev.id);
                     self.b_txs.remove(&ev.id);
+                    self.tcp_txs.remove(&ev.id);
                     self.by_a_tx.remove(&ev.id);
                 }
             }

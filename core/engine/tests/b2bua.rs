@@ -137,6 +137,8 @@ struct Sent {
     text: String,
     /// Sent from the engine's own B-leg socket.
     from_b: bool,
+    /// For a TCP connection.
+    stream: bool,
 }
 
 impl Sent {
@@ -178,6 +180,7 @@ impl Net {
                 to: o.to,
                 text: String::from_utf8(o.bytes.to_vec()).unwrap(),
                 from_b: o.from_b,
+                stream: o.stream,
             });
         }
         out
@@ -405,6 +408,7 @@ fn bye_from_the_callee() {
         to: addr(BOB),
         text: invite,
         from_b: false,
+        stream: false,
     };
     let sent = net.answer(BOB, &invite, "200 OK", "tb", Some(sdp("127.0.0.3", 20000)));
     let a_tag = tag_of(&only(&sent, ALICE, "SIP/2.0 200").header(HeaderName::To));
@@ -442,6 +446,7 @@ fn cancel_before_the_answer() {
         to: addr(BOB),
         text: only(&sent, BOB, "INVITE").text.clone(),
         from_b: false,
+        stream: false,
     };
     net.answer(BOB, &invite, "180 Ringing", "tb", None);
 
@@ -492,6 +497,7 @@ fn serial_failover_on_5xx_then_the_last_failure_is_relayed() {
         to: addr(BOB),
         text: only(&sent, BOB, "INVITE").text.clone(),
         from_b: false,
+        stream: false,
     };
     let sent = net.answer(BOB, &first, "503 Service Unavailable", "tb", None);
     only(&sent, BOB, "ACK");
@@ -508,6 +514,7 @@ fn serial_failover_on_5xx_then_the_last_failure_is_relayed() {
         to: addr(CAROL),
         text: second.text.clone(),
         from_b: false,
+        stream: false,
     };
     let sent = net.answer(CAROL, &second, "486 Busy Here", "tc", None);
     let busy = only(&sent, ALICE, "SIP/2.0 486 Busy Here");
@@ -535,6 +542,7 @@ fn no_answer_in_time_moves_on_then_gives_480() {
         to: addr(BOB),
         text: only(&sent, BOB, "INVITE").text.clone(),
         from_b: false,
+        stream: false,
     };
     net.answer(BOB, &first, "180 Ringing", "tb", None);
     let sent = net.advance(Duration::from_secs(5));
@@ -543,6 +551,7 @@ fn no_answer_in_time_moves_on_then_gives_480() {
         to: addr(CAROL),
         text: only(&sent, CAROL, "INVITE").text.clone(),
         from_b: false,
+        stream: false,
     };
     net.answer(CAROL, &second, "180 Ringing", "tc", None);
     let sent = net.advance(Duration::from_secs(5));
@@ -607,6 +616,7 @@ fn a_2xx_is_retransmitted_until_acked_and_the_call_ends_without_ack() {
         to: addr(BOB),
         text: only(&sent, BOB, "INVITE").text.clone(),
         from_b: false,
+        stream: false,
     };
     net.answer(BOB, &invite, "200 OK", "tb", Some(sdp("127.0.0.3", 20000)));
     // T1 = 500 ms: 200 again at 0.5, 1.5, 3.5 s …
@@ -713,6 +723,7 @@ fn call_up(net: &mut Net) -> (CallRef, Sent, String) {
         to: addr(BOB),
         text: only(&sent, BOB, "INVITE").text.clone(),
         from_b: false,
+        stream: false,
     };
     let sent = net.answer(BOB, &invite, "200 OK", "tb", Some(sdp("127.0.0.3", 20000)));
     let a_tag = tag_of(&only(&sent, ALICE, "SIP/2.0 200").header(HeaderName::To));
@@ -764,6 +775,7 @@ fn re_invites_are_relayed_both_ways_with_media_re_anchored() {
         to: addr(BOB),
         text: to_bob.text.clone(),
         from_b: false,
+        stream: false,
     };
     let answer = sdp("127.0.0.3", 20000).replace("a=rtpmap:101", "a=recvonly\r\na=rtpmap:101");
     let sent = net.answer(BOB, &to_bob, "200 OK", "tb", Some(answer));
@@ -793,6 +805,7 @@ fn re_invites_are_relayed_both_ways_with_media_re_anchored() {
         to: addr(ALICE),
         text: to_alice.text.clone(),
         from_b: false,
+        stream: false,
     };
     let sent = net.answer(
         ALICE,
@@ -1000,6 +1013,7 @@ fn update_is_relayed_without_an_ack() {
         to: addr(BOB),
         text: to_bob.text.clone(),
         from_b: false,
+        stream: false,
     };
     let sent = net.answer(BOB, &to_bob, "200 OK", "tb", Some(sdp("127.0.0.3", 20010)));
     assert!(
@@ -1030,6 +1044,7 @@ fn session_timers_when_the_caller_asks() {
         to: addr(BOB),
         text: only(&sent, BOB, "INVITE").text.clone(),
         from_b: false,
+        stream: false,
     };
     let sent = net.answer(BOB, &invite, "200 OK", "tb", Some(sdp("127.0.0.3", 20000)));
     let ok = only(&sent, ALICE, "SIP/2.0 200");
@@ -1045,6 +1060,7 @@ fn session_timers_when_the_caller_asks() {
         to: addr(BOB),
         text: only(&sent, BOB, "INVITE").text.clone(),
         from_b: false,
+        stream: false,
     };
     let sent = net.answer(BOB, &refresh, "200 OK", "tb", None);
     let ok = only(&sent, ALICE, "SIP/2.0 200");
@@ -1086,11 +1102,13 @@ fn parallel_forking_first_answer_wins_the_others_are_cancelled() {
         to: addr(BOB),
         text: only(&sent, BOB, "INVITE").text.clone(),
         from_b: false,
+        stream: false,
     };
     let to_carol = Sent {
         to: addr(CAROL),
         text: only(&sent, CAROL, "INVITE").text.clone(),
         from_b: false,
+        stream: false,
     };
     // Both ring; Alice hears ringing.
     only(
@@ -1142,11 +1160,13 @@ fn parallel_forking_all_fail_the_best_failure_wins() {
         to: addr(BOB),
         text: only(&sent, BOB, "INVITE").text.clone(),
         from_b: false,
+        stream: false,
     };
     let to_carol = Sent {
         to: addr(CAROL),
         text: only(&sent, CAROL, "INVITE").text.clone(),
         from_b: false,
+        stream: false,
     };
     let sent = net.answer(BOB, &to_bob, "503 Service Unavailable", "tb", None);
     assert!(
@@ -1181,6 +1201,7 @@ fn legs_with_no_codec_in_common_are_transcoded_until_a_re_invite_shares_one() {
         to: addr(BOB),
         text: only(&sent, BOB, "INVITE").text.clone(),
         from_b: false,
+        stream: false,
     };
     // Bob is offered Alice's codecs first, then Opus, which she lacks.
     assert_eq!(
@@ -1241,6 +1262,7 @@ fn legs_with_no_codec_in_common_are_transcoded_until_a_re_invite_shares_one() {
         to: addr(ALICE),
         text: to_alice.text.clone(),
         from_b: false,
+        stream: false,
     };
     let answer = sdp("127.0.0.2", 10000).replace("RTP/AVP 0 8 101", "RTP/AVP 8 0 101");
     let sent = net.answer(ALICE, &to_alice, "200 OK", "fa", Some(answer));
@@ -1297,6 +1319,7 @@ fn a_prompt_in_early_media_then_a_bridge_keeps_the_callers_media() {
         to: addr(BOB),
         text: only(&sent, BOB, "INVITE sip:bob@").text.clone(),
         from_b: false,
+        stream: false,
     };
     assert!(invite.body().contains("m=audio 40000 RTP/AVP 0 8 101"));
     let sent = net.answer(BOB, &invite, "180 Ringing", "tb", None);
@@ -1374,6 +1397,7 @@ fn b_legs_go_through_the_engines_own_address_and_its_tokens_say_whose() {
         to: addr(BOB),
         text: invite.text.clone(),
         from_b: true,
+        stream: false,
     };
     let sent = net.answer(BOB, &invite, "200 OK", "tb", Some(sdp("127.0.0.3", 20000)));
     assert!(only(&sent, BOB, "ACK").from_b);
@@ -1427,6 +1451,7 @@ fn call_up_with_b_timer(
         to: addr(BOB),
         text: invite.text.clone(),
         from_b: false,
+        stream: false,
     };
     let body = sdp("127.0.0.3", 20000);
     let ok = format!(
@@ -1468,6 +1493,7 @@ fn session_timer_asked_by_the_callee_the_switch_refreshes() {
         to: addr(BOB),
         text: update.text.clone(),
         from_b: true,
+        stream: false,
     };
     assert!(net.answer(BOB, &update, "200 OK", "tb", None).is_empty());
     // And again 60 s later; this time Bob has forgotten the call: 481
@@ -1477,6 +1503,7 @@ fn session_timer_asked_by_the_callee_the_switch_refreshes() {
         to: addr(BOB),
         text: only(&sent, BOB, "UPDATE").text.clone(),
         from_b: true,
+        stream: false,
     };
     let sent = net.answer(
         BOB,
@@ -1512,6 +1539,7 @@ fn session_timer_asked_by_the_callee_who_stops_refreshing() {
         to: addr(ALICE),
         text: only(&sent, ALICE, "INVITE").text.clone(),
         from_b: false,
+        stream: false,
     };
     net.answer(
         ALICE,
@@ -1552,6 +1580,7 @@ fn session_refresh_by_re_invite_when_the_callee_takes_no_update() {
         to: addr(BOB),
         text: reinvite.text.clone(),
         from_b: true,
+        stream: false,
     };
     let sent = net.answer(
         BOB,
@@ -1594,6 +1623,7 @@ fn a_late_offer_goes_to_the_caller_and_its_answer_in_the_callees_ack() {
         to: addr(BOB),
         text: b_invite.text.clone(),
         from_b: false,
+        stream: false,
     };
     // Bob's 200 carries the offer: anchored to Alice, no ACK to Bob yet.
     let sent = net.answer(
@@ -1631,4 +1661,69 @@ fn a_late_offer_goes_to_the_caller_and_its_answer_in_the_callees_ack() {
         net.b2b.media().offers.last().unwrap(),
         &(Leg::A, "127.0.0.2:10000".to_string())
     );
+}
+
+#[test]
+fn a_callee_over_tcp_gets_one_connection_and_no_retransmissions() {
+    let mut net = Net::new();
+    let (call, _) = net.alice_calls("600", 70);
+    let sent = net.bridge(
+        call,
+        &["sip:bob@127.0.0.3:5070;transport=tcp"],
+        Duration::from_secs(30),
+    );
+    let invite = only(
+        &sent,
+        BOB,
+        "INVITE sip:bob@127.0.0.3:5070;transport=tcp SIP/2.0",
+    );
+    assert!(invite.stream);
+    assert!(invite
+        .header(HeaderName::Via)
+        .starts_with("SIP/2.0/TCP 127.0.0.1:5060;branch="));
+    assert_eq!(
+        invite.header(HeaderName::Contact),
+        "<sip:127.0.0.1:5060;transport=tcp>"
+    );
+    // Reliable: nothing again after T1.
+    assert!(net.advance(Duration::from_secs(2)).is_empty());
+    let invite = Sent {
+        to: addr(BOB),
+        text: invite.text.clone(),
+        from_b: false,
+        stream: true,
+    };
+    // The ACK and in-dialog requests go on the connection too.
+    let sent = net.answer(BOB, &invite, "200 OK", "tb", Some(sdp("127.0.0.3", 20000)));
+    assert!(only(&sent, BOB, "ACK").stream);
+    let a_tag = tag_of(&only(&sent, ALICE, "SIP/2.0 200").header(HeaderName::To));
+    net.send(ALICE, &a_request("ACK", &a_tag, 10, "a2"));
+    let sent = net.send(ALICE, &a_request("BYE", &a_tag, 11, "a3"));
+    let bye = only(&sent, BOB, "BYE");
+    assert!(bye.stream && bye.header(HeaderName::Via).starts_with("SIP/2.0/TCP "));
+    assert!(
+        net.advance(Duration::from_secs(2)).is_empty(),
+        "no BYE retransmission"
+    );
+}
+
+#[test]
+fn a_tcp_callee_that_cannot_be_reached_fails_over_at_once() {
+    let mut net = Net::new();
+    let (call, _) = net.alice_calls("600", 70);
+    let sent = net.bridge(
+        call,
+        &[
+            "sip:bob@127.0.0.3:5070;transport=tcp",
+            "sip:carol@127.0.0.4:5060",
+        ],
+        Duration::from_secs(30),
+    );
+    only(&sent, BOB, "INVITE");
+    // The connection is refused: Carol next, without waiting for Timer B.
+    net.b2b.transport_failed(net.now, addr(BOB));
+    let sent = net.sent();
+    let invite = only(&sent, CAROL, "INVITE sip:carol@127.0.0.4:5060 SIP/2.0");
+    assert!(!invite.stream);
+    assert!(invite.header(HeaderName::Via).starts_with("SIP/2.0/UDP "));
 }

@@ -271,7 +271,7 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         parts.push((engine, sip, own, media, wake, inbox));
     }
     // SIP over TCP on the same address, each connection on one worker.
-    let tcp_addr = tcp::spawn(listen, inboxes.clone())?;
+    let (tcp_addr, connector) = tcp::spawn(listen, inboxes.clone())?;
     tracing::info!(tcp = %tcp_addr, "SIP over TCP on {tcp_addr}");
     // The first stdout line says where the switch listens, once UDP and
     // TCP both do (tests read it).
@@ -303,6 +303,7 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
             inbox,
             wake,
             own,
+            connector: connector.clone(),
         };
         // With a worker per CPU, each is pinned to its own.
         let cpu = (workers == cpus.len()).then(|| cpus[i]);

@@ -381,6 +381,8 @@ pub(crate) struct Settings {
     /// This worker's own SIP socket, for its B legs (with several
     /// workers).
     pub(crate) own: Option<UdpSocket>,
+    /// Opens TCP connections to targets for this worker.
+    pub(crate) connector: crate::tcp::Connector,
 }
 
 /// Writers of the open TCP connections, by peer.
@@ -456,7 +458,10 @@ pub(crate) fn run(
         inbox,
         wake,
         own,
+        connector,
     } = settings;
+    // What waits for a TCP connection being opened, by target.
+    let mut connecting: HashMap<SocketAddr, Vec<Arc<[u8]>>> = HashMap::new();
     let mut conns = Connections::new();
     status.ready.store(true, Ordering::Relaxed);
     let local = sip.local_addr()?;
@@ -525,11 +530,19 @@ pub(crate) fn run(
         while let Ok(ev) = inbox.try_recv() {
             match ev {
                 Inbound::Opened(peer, tx) => {
+                    for bytes in connecting.remove(&peer).unwrap_or_default() {
+                        let _ = tx.send(bytes.to_vec());
+                    }
                     conns.insert(peer, tx);
                 }
                 Inbound::Message(peer, bytes) => turn.inbox.push((bytes, peer, Transport::Tcp)),
                 Inbound::Closed(peer) => {
                     conns.remove(&peer);
+                    // A connection that could not be opened: its calls
+                    // move on (503 from that target).
+                    if connecting.remove(&peer).is_some() {
+                        b2b.transport_failed(now, peer);
+                    }
                 }
                 Inbound::Datagram(peer, bytes) => turn.inbox.push((bytes, peer, Transport::Udp)),
             }
@@ -913,6 +926,15 @@ pub(crate) fn run(
                 m.response([code[0], code[1], code[2]]);
             }
             match (&own_sender, o.from_b) {
+                // A TCP target without a connection yet: ask for one, and
+                // keep what it is to carry.
+                _ if o.stream && !conns.contains_key(&o.to) => {
+                    let waiting = connecting.entry(o.to).or_default();
+                    if waiting.is_empty() {
+                        let _ = connector.send((o.to, index));
+                    }
+                    waiting.push(o.bytes);
+                }
                 (Some(own), true) if !conns.contains_key(&o.to) => {
                     let _ = own.send_to(&o.bytes, o.to);
                 }

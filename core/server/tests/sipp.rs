@@ -1346,3 +1346,71 @@ fn sipp_late_offer_answer_in_the_ack() {
         sw.log()
     );
 }
+
+#[test]
+fn sipp_callee_over_tcp_after_one_that_refuses_the_connection() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !sipp_available() {
+        return;
+    }
+    let dir = Scratch::new("tcp-callee");
+    // The first target refuses TCP (nothing listens there): the switch
+    // moves on to the SIPp UAS over TCP.
+    let sw = Switch::start(
+        Some(&config(
+            24000,
+            "[[dialplan.rule]]\nuser = \"tcp\"\naction = \"bridge\"\n\
+             targets = [\"sip:uas@127.0.0.59:5100;transport=tcp\", \"sip:uas@127.0.0.57:5100;transport=tcp\"]\n",
+        )),
+        &[],
+    );
+    let uas = sipp(
+        &dir.0,
+        &[
+            "-sn",
+            "uas",
+            "-t",
+            "t1",
+            "-i",
+            "127.0.0.57",
+            "-p",
+            "5100",
+            "-m",
+            "3",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let target = sw.addr.to_string();
+    let uac = sipp(
+        &dir.0,
+        &[
+            "-sn",
+            "uac",
+            "-s",
+            "tcp",
+            "-i",
+            "127.0.0.58",
+            "-p",
+            "5101",
+            "-m",
+            "3",
+            "-r",
+            "3",
+            &target,
+        ],
+    );
+    wait_ok(uac, "uac over UDP");
+    wait_ok(uas, "uas over TCP");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        sw.lines("ended: 200, by Some(A)").len(),
+        3,
+        "{:?}",
+        sw.log()
+    );
+    assert!(
+        !sw.lines("SIP over TCP: connecting").is_empty(),
+        "{:?}",
+        sw.log()
+    );
+}
