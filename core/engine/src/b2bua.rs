@@ -67,9 +67,13 @@
 //!   with its code after the announcement. Another local answer after it
 //!   (echo, conference, a second prompt) is 501.
 //! * reject: the dialplan's code.
+//! * INFO in a dialog (RFC 6086: DTMF as `application/dtmf-relay`, other
+//!   packages): relayed to the other leg with its body, its answer
+//!   relayed back (408 when none comes).
 //! * OPTIONS outside a dialog: 200 with Allow. Requests for dialogs the
-//!   switch does not know: 481. Other in-dialog requests (INFO, …): 501
-//!   for now.
+//!   switch does not know, and NOTIFY for no subscription: 481.
+//!   SUBSCRIBE: 489 (no event package is offered, RFC 6665). Other
+//!   requests: 501.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -474,6 +478,9 @@ enum TxRole {
     BInvite,
     /// A session refresh the switch sent B (RFC 4028).
     Refresh,
+    /// A request relayed to this leg (INFO): its answer goes back to the
+    /// leg that sent it ([`B2bua::relays`]).
+    Relay(Leg),
     /// A re-INVITE or UPDATE relayed to this leg.
     ReInvite(Leg),
     Bye(Leg),
@@ -495,6 +502,12 @@ pub struct B2bua<M> {
     b_txs: std::collections::HashSet<TransactionId>,
     /// Client transactions to TCP targets, until they end.
     tcp_txs: std::collections::HashSet<TransactionId>,
+    /// Requests relayed from one leg to the other (INFO): the relayed
+    /// request's transaction → the original's server transaction and the
+    /// original, to answer it.
+    relays: HashMap<TransactionId, (TransactionId, Arc<[u8]>)>,
+    /// The client transaction [`B2bua::send_in_dialog`] last started.
+    last_tx: Option<TransactionId>,
     /// (Call-ID, the switch's tag) → call and leg, for in-dialog requests.
     by_dialog: HashMap<(String, String), (CallRef, Leg)>,
     next_call: u64,
@@ -558,6 +571,8 @@ impl<M: MediaPlane> B2bua<M> {
             by_tx: HashMap::new(),
             b_txs: std::collections::HashSet::new(),
             tcp_txs: std::collections::HashSet::new(),
+            relays: HashMap::new(),
+            last_tx: None,
             by_dialog: HashMap::new(),
             next_call: 1,
             counter: 0,
@@ -617,6 +632,7 @@ impl<M: MediaPlane> B2bua<M> {
                 | TxRole::Refresh
                 | TxRole::Bye(Leg::B)
                 | TxRole::ReInvite(Leg::B)
+                | TxRole::Relay(Leg::B)
         ) {
             self.b_txs.insert(tx);
         }
@@ -853,8 +869,15 @@ impl<M: MediaPlane> B2bua<M> {
                     .finish();
                 self.respond(now, tx, r);
             }
-            Method::Bye => {
+            // A NOTIFY for no subscription of the switch's (RFC 6665 §4.1.3).
+            Method::Bye | Method::Notify => {
                 let r = response_to(req, 481, "Call/Transaction Does Not Exist", None).finish();
+                self.respond(now, tx, r);
+            }
+            // The switch takes no event package (RFC 6665 §4.2.1.1).
+            Method::Subscribe => {
+                let tag = self.token();
+                let r = response_to(req, 489, "Bad Event", Some(&tag)).finish();
                 self.respond(now, tx, r);
             }
             _ => {
@@ -1406,6 +1429,14 @@ impl<M: MediaPlane> B2bua<M> {
                 self.schedule(call);
                 self.reinvite(now, tx, req, call, leg)
             }
+            // INFO (RFC 6086: DTMF as application/dtmf-relay, and other
+            // packages) goes to the other leg end to end.
+            Method::Info => self.relay(now, tx, req, call, leg),
+            // The switch takes no event package (RFC 6665 §4.2.1.1).
+            Method::Subscribe => {
+                let r = response_to(req, 489, "Bad Event", None).finish();
+                self.respond(now, tx, r);
+            }
             _ => {
                 let r = response_to(req, 501, "Not Implemented", None)
                     .header(HeaderName::Allow, ALLOW)
@@ -1413,6 +1444,69 @@ impl<M: MediaPlane> B2bua<M> {
                 self.respond(now, tx, r);
             }
         }
+    }
+
+    /// Relays an in-dialog request from `leg` on the other leg's dialog,
+    /// its body and content headers as they came; the answer goes back
+    /// with the same status ([`TxRole::Relay`]).
+    fn relay(
+        &mut self,
+        now: Instant,
+        tx: TransactionId,
+        req: &Request<'_>,
+        call: CallRef,
+        leg: Leg,
+    ) {
+        let other = leg.other();
+        let via = self.via(call, other);
+        let stream = self.stream(call, other);
+        let Some((d, to)) = self.dialog_target(call, other) else {
+            let r = response_to(req, 481, "Call/Transaction Does Not Exist", None).finish();
+            return self.respond(now, tx, r);
+        };
+        let mut b = d.create_request(req.method, &via);
+        for name in ["Info-Package", "Content-Disposition"] {
+            if let Some(v) = req.headers.value(HeaderName::Other(name)) {
+                b.push_header(name, v);
+            }
+        }
+        let ctype = req.headers.value(HeaderName::ContentType);
+        let bytes = if req.body.is_empty() {
+            b.finish()
+        } else {
+            b.body(ctype, req.body)
+        };
+        self.last_tx = None;
+        self.send_in_dialog(now, call, &bytes, to, TxRole::Relay(other), stream);
+        if let Some(sent) = self.last_tx.take() {
+            self.relays.insert(sent, (tx, req.raw.into()));
+        }
+    }
+
+    /// Answers a request the switch relayed, as the other leg answered it.
+    #[allow(clippy::too_many_arguments)]
+    fn answer_relayed(
+        &mut self,
+        now: Instant,
+        server: TransactionId,
+        original: &[u8],
+        status: u16,
+        reason: &str,
+        ctype: Option<&str>,
+        body: Option<&[u8]>,
+    ) {
+        let Ok(msg) = Message::parse(original) else {
+            return;
+        };
+        let Some(req) = msg.as_request() else {
+            return;
+        };
+        let b = response_to(req, status, reason, None);
+        let bytes = match body {
+            Some(body) => b.body(ctype, body),
+            None => b.finish(),
+        };
+        self.respond(now, server, bytes);
     }
 
     /// `leg`'s dialog and where its requests go (the remote target, or
@@ -1475,7 +1569,10 @@ impl<M: MediaPlane> B2bua<M> {
         };
         let to_b = matches!(
             role,
-            TxRole::Refresh | TxRole::Bye(Leg::B) | TxRole::ReInvite(Leg::B)
+            TxRole::Refresh
+                | TxRole::Bye(Leg::B)
+                | TxRole::ReInvite(Leg::B)
+                | TxRole::Relay(Leg::B)
         );
         if let Ok(m) = Message::parse(bytes) {
             if let Some(r) = m.as_request() {
@@ -1484,6 +1581,7 @@ impl<M: MediaPlane> B2bua<M> {
                     if stream && to_b {
                         self.tcp_txs.insert(tx);
                     }
+                    self.last_tx = Some(tx);
                 }
             }
         }
@@ -1662,6 +1760,22 @@ impl<M: MediaPlane> B2bua<M> {
             TxRole::BInvite => self.on_b_invite_response(now, call, tx, resp),
             TxRole::Refresh => self.on_refresh_response(now, call, resp),
             TxRole::ReInvite(_) => self.on_reinvite_response(now, call, resp),
+            TxRole::Relay(_) if resp.status >= 200 => {
+                if let Some((server, original)) = self.relays.remove(&tx) {
+                    let body = (!resp.body.is_empty()).then_some(resp.body);
+                    let ctype = resp.headers.value(HeaderName::ContentType);
+                    self.answer_relayed(
+                        now,
+                        server,
+                        &original,
+                        resp.status,
+                        &resp_reason(resp),
+                        ctype,
+                        body,
+                    );
+                }
+            }
+            TxRole::Relay(_) => {}
             // Responses to BYE and CANCEL need nothing more.
             TxRole::Bye(_) | TxRole::Cancel => {}
         }
@@ -2284,6 +2398,17 @@ impl<M: MediaPlane> B2bua<M> {
         while let Some(ev) = self.layer.poll_event() {
             match ev.event {
                 TransactionEvent::Timeout(_) => {
+                    if let Some((server, original)) = self.relays.remove(&ev.id) {
+                        self.answer_relayed(
+                            now,
+                            server,
+                            &original,
+                            408,
+                            "Request Timeout",
+                            None,
+                            None,
+                        );
+                    }
                     if let Some(&(call, TxRole::Refresh)) = self.by_tx.get(&ev.id) {
                         // B never answered the refresh (RFC 4028 §10).
                         self.bye(now, call, Leg::A);
@@ -2318,6 +2443,7 @@ impl<M: MediaPlane> B2bua<M> {
                     self.tcp_txs.remove(&ev.id);
                 }
                 TransactionEvent::Terminated => {
+                    self.relays.remove(&ev.id);
                     self.by_tx.remove(&ev.id);
                     self.b_txs.remove(&ev.id);
                     self.tcp_txs.remove(&ev.id);
@@ -2394,7 +2520,7 @@ fn b_session_timer(now: Instant, resp: &Response<'_>) -> Option<BTimer> {
 }
 
 /// Methods the switch takes.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO";
 
 fn reason_phrase_any(code: u16) -> &'static str {
     match code {

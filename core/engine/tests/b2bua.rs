@@ -1727,3 +1727,59 @@ fn a_tcp_callee_that_cannot_be_reached_fails_over_at_once() {
     assert!(!invite.stream);
     assert!(invite.header(HeaderName::Via).starts_with("SIP/2.0/UDP "));
 }
+
+#[test]
+fn info_is_relayed_end_to_end_and_event_packages_are_refused() {
+    let mut net = Net::new();
+    let (_call, b_invite, a_tag) = call_up(&mut net);
+    // DTMF as SIP INFO from Alice: Bob gets it on his dialog.
+    let body = "Signal=5\r\nDuration=160\r\n";
+    let info = a_request("INFO", &a_tag, 11, "i1").replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/dtmf-relay\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    let sent = net.send(ALICE, &info);
+    let to_bob = only(&sent, BOB, "INFO sip:peer@127.0.0.3:5070 SIP/2.0");
+    assert_eq!(
+        to_bob.header(HeaderName::CallId),
+        b_invite.header(HeaderName::CallId)
+    );
+    assert_eq!(
+        to_bob.header(HeaderName::ContentType),
+        "application/dtmf-relay"
+    );
+    assert_eq!(to_bob.body(), body);
+    assert!(
+        sent.iter().all(|s| s.to != addr(ALICE)),
+        "answered only when Bob does"
+    );
+    let to_bob = Sent {
+        to: addr(BOB),
+        text: to_bob.text.clone(),
+        from_b: false,
+        stream: false,
+    };
+    let sent = net.answer(BOB, &to_bob, "200 OK", "tb", None);
+    let ok = only(&sent, ALICE, "SIP/2.0 200 OK");
+    assert_eq!(ok.header(HeaderName::CSeq), "11 INFO");
+    // Unanswered: 408 to Alice once the relayed INFO times out.
+    let sent = net.send(ALICE, &a_request("INFO", &a_tag, 12, "i2"));
+    only(&sent, BOB, "INFO");
+    let sent = net.advance(Duration::from_secs(40));
+    only(&sent, ALICE, "SIP/2.0 408");
+    // No event packages here.
+    let subscribe = nth_invite(7)
+        .replace("INVITE sip:600", "SUBSCRIBE sip:600")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 SUBSCRIBE\r\nEvent: presence");
+    only(&net.send(ALICE, &subscribe), ALICE, "SIP/2.0 489 Bad Event");
+    let notify = nth_invite(8)
+        .replace("INVITE sip:600", "NOTIFY sip:600")
+        .replace(
+            "CSeq: 1 INVITE",
+            "CSeq: 1 NOTIFY\r\nEvent: dialog\r\nSubscription-State: active",
+        );
+    only(&net.send(ALICE, &notify), ALICE, "SIP/2.0 481");
+}
