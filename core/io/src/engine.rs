@@ -176,6 +176,14 @@ impl Engine {
         }
     }
 
+    /// A registered socket (to clone a sending handle from, say).
+    pub fn socket(&self, token: Token) -> Option<&std::net::UdpSocket> {
+        match self {
+            Engine::Uring(e) => e.socket(token),
+            Engine::Epoll(e) => e.socket(token),
+        }
+    }
+
     /// Unregisters a socket.
     pub fn remove(&mut self, token: Token) -> Option<std::net::UdpSocket> {
         match self {

@@ -154,6 +154,40 @@ fn ephemeral_ports() -> Option<(u16, u16)> {
     Some((it.next()??, it.next()??))
 }
 
+/// Binds the SIP address: a UDP socket per worker (SO_REUSEPORT when
+/// several) and the TCP listener on the same port. With port 0 the UDP
+/// port is the kernel's choice, and the same number may be taken for TCP:
+/// then another is tried.
+fn bind_sip(
+    listen: SocketAddr,
+    workers: usize,
+    opts: &sentiric_io::socket::UdpOptions,
+) -> std::io::Result<(Vec<std::net::UdpSocket>, std::net::TcpListener)> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let first = sentiric_io::socket::bind_udp(listen, opts)?;
+        let addr = first.local_addr()?;
+        let mut shared = vec![first];
+        for _ in 1..workers {
+            shared.push(sentiric_io::socket::bind_udp(addr, opts)?);
+        }
+        match std::net::TcpListener::bind(addr) {
+            Ok(tcp) => return Ok((shared, tcp)),
+            Err(e)
+                if listen.port() == 0
+                    && attempt < 16
+                    && e.kind() == std::io::ErrorKind::AddrInUse => {}
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("SIP over TCP on {addr}: {e}"),
+                ))
+            }
+        }
+    }
+}
+
 fn run(checked: config::Checked) -> std::io::Result<()> {
     let config::Checked {
         config,
@@ -176,12 +210,8 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         dscp: Some(24),
         ..sentiric_io::socket::UdpOptions::default()
     };
-    let first = sentiric_io::socket::bind_udp(config.sip.listen, &sip_opts)?;
-    let listen = first.local_addr()?;
-    let mut shared = vec![first];
-    for _ in 1..workers {
-        shared.push(sentiric_io::socket::bind_udp(listen, &sip_opts)?);
-    }
+    let (shared, tcp_listener) = bind_sip(config.sip.listen, workers, &sip_opts)?;
+    let listen = shared[0].local_addr()?;
     let rtp = &config.rtp;
     let pool = PortPool::new(PoolConfig {
         min_port: rtp.min_port,
@@ -271,7 +301,7 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         parts.push((engine, sip, own, media, wake, inbox));
     }
     // SIP over TCP on the same address, each connection on one worker.
-    let (tcp_addr, connector) = tcp::spawn(listen, inboxes.clone())?;
+    let (tcp_addr, connector) = tcp::spawn(tcp_listener, inboxes.clone())?;
     tracing::info!(tcp = %tcp_addr, "SIP over TCP on {tcp_addr}");
     // The first stdout line says where the switch listens, once UDP and
     // TCP both do (tests read it).

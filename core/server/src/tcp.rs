@@ -32,15 +32,14 @@ pub(crate) type Connector = UnboundedSender<(SocketAddr, usize)>;
 /// How long a connection to a TCP target may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Listens on `listen` (TCP); each accepted connection's events go to one
+/// Serves `listener`; each accepted connection's events go to one
 /// of `workers`, the same one for as long as it lasts, and connections
 /// asked for through the returned [`Connector`] go to the worker that
 /// asked. Returns the bound address and the connector.
 pub(crate) fn spawn(
-    listen: SocketAddr,
+    listener: std::net::TcpListener,
     workers: Vec<Inbox>,
 ) -> std::io::Result<(SocketAddr, Connector)> {
-    let listener = std::net::TcpListener::bind(listen)?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let waker = Arc::new(UdpSocket::bind(SocketAddr::new(workers[0].wake.ip(), 0))?);

@@ -32,7 +32,7 @@ use sentiric_sip::build::stateless_response;
 use sentiric_sip::{Disposition, Message};
 
 use crate::inbox::{Inbound, Inbox};
-use crate::media::{Instruction, Media};
+use crate::media::{Instruction, Media, RtpSocket};
 use crate::transcoding::Transcoded;
 
 /// Datagrams of one turn: RTP relayed at once, SIP kept for after.
@@ -438,6 +438,34 @@ fn room_home(
     Some(hash as usize % workers)
 }
 
+/// The token of `socket`: registered with `engine` when new, else the one
+/// kept for its port.
+fn register(
+    engine: &mut Engine,
+    kept: &mut HashMap<u16, Token>,
+    socket: RtpSocket,
+) -> std::io::Result<Token> {
+    match socket.fresh {
+        Some(s) => {
+            let t = engine.add(s)?;
+            kept.insert(socket.port, t);
+            Ok(t)
+        }
+        None => kept.get(&socket.port).copied().ok_or_else(|| {
+            std::io::Error::other(format!("no socket kept for port {}", socket.port))
+        }),
+    }
+}
+
+/// A handle to send from a registered socket (a prompt's or a conference
+/// member's stream).
+fn sending_handle(engine: &Engine, token: Token) -> std::io::Result<UdpSocket> {
+    engine
+        .socket(token)
+        .ok_or_else(|| std::io::Error::other("socket gone"))?
+        .try_clone()
+}
+
 /// Runs a worker until it has drained after a stop signal.
 pub(crate) fn run(
     mut engine: Engine,
@@ -507,6 +535,8 @@ pub(crate) fn run(
     let mut rooms: HashMap<String, Room> = HashMap::new();
     let (mut pcm, mut payload, mut packet) = (Vec::new(), Vec::new(), Vec::new());
     let mut ended: Vec<CallRef> = Vec::new();
+    // RTP sockets registered with the engine, by port, kept between calls.
+    let mut kept: HashMap<u16, Token> = HashMap::new();
     let ssrc_seed = random_u64();
     loop {
         let now = Instant::now();
@@ -668,10 +698,27 @@ pub(crate) fn run(
                 }
             };
         }
+        // A call's RTP socket: registered when new, else the one kept for
+        // its port; one the engine refuses is given up (the port binds a
+        // new one next time) and ends the call.
+        macro_rules! rtp_token {
+            ($socket:expr, $call:expr) => {{
+                let port = $socket.port;
+                match register(&mut engine, &mut kept, $socket) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        b2b.media_mut().closed(port);
+                        tracing::warn!(call = $call.0, "media socket: {e}");
+                        b2b.hang_up(now, $call);
+                        continue;
+                    }
+                }
+            }};
+        }
         for ins in std::mem::take(&mut b2b.media_mut().pending) {
             match ins {
                 Instruction::Add { call, leg, socket } => {
-                    let token = or_hang_up!(engine.add(socket), call);
+                    let token = rtp_token!(socket, call);
                     let c = calls.entry(call).or_default();
                     match leg {
                         Leg::A => c.a = Some(token),
@@ -710,7 +757,7 @@ pub(crate) fn run(
                     }
                 }
                 Instruction::Echo { call, socket, peer } => {
-                    let token = or_hang_up!(engine.add(socket), call);
+                    let token = rtp_token!(socket, call);
                     // A leg bridged to itself: what arrives goes back to
                     // the latched source, under the switch's SSRC.
                     let leg = LegSpec {
@@ -731,10 +778,10 @@ pub(crate) fn run(
                     law,
                     pt,
                 } => {
-                    let sock = or_hang_up!(socket.try_clone(), call);
                     // Registered so that what the caller sends is read (and
                     // dropped: the leg is bridged to nothing).
-                    let token = or_hang_up!(engine.add(socket), call);
+                    let token = rtp_token!(socket, call);
+                    let sock = or_hang_up!(sending_handle(&engine, token), call);
                     calls.entry(call).or_default().a = Some(token);
                     match WavPlayer::new(&wav, 8000) {
                         Ok(prompt) => players.push(Player {
@@ -758,8 +805,8 @@ pub(crate) fn run(
                     law,
                     pt,
                 } => {
-                    let sock = or_hang_up!(socket.try_clone(), call);
-                    let token = or_hang_up!(engine.add(socket), call);
+                    let token = rtp_token!(socket, call);
+                    let sock = or_hang_up!(sending_handle(&engine, token), call);
                     calls.entry(call).or_default().a = Some(token);
                     turn.members.insert(token, (law, pt));
                     let r = rooms.entry(room.clone()).or_insert_with(|| Room {
@@ -879,10 +926,11 @@ pub(crate) fn run(
                             "call media: from A {} packets ({} foreign, {} invalid), from B {} packets ({} foreign, {} invalid)",
                             a.accepted, a.foreign, a.invalid, b.accepted, b.foreign, b.invalid
                         );
+                        // The sockets stay registered for their ports' next
+                        // calls.
                         for t in [c.a, c.b].into_iter().flatten() {
                             turn.transcoded.remove(&t);
                             turn.relay.unbridge(t);
-                            engine.remove(t);
                         }
                     }
                 }

@@ -236,6 +236,45 @@ fn bridged_call(backend: &str, min_port: u16, workers: usize) {
          [rtp]\nip = \"127.0.0.1\"\nmin_port = {min_port}\nmax_port = {max_port}\nbackend = \"{backend}\"\n\
          [[dialplan.rule]]\nuser = \"bob\"\naction = \"bridge\"\ntargets = [\"sip:bob@{bob_addr}\"]\n"
     ));
+    one_bridged_call(&sw, &bob_sip, &bob_rtp, (min_port, max_port), "bridge-test");
+}
+
+/// A port's socket is kept for its next call: with room for one call's
+/// two ports and no rest in between, every call after the first reuses
+/// the first one's sockets, and relays both ways all the same.
+#[test]
+fn rtp_sockets_serve_the_next_call_on_their_ports() {
+    let bob_sip = bind("127.0.0.3");
+    let bob_rtp = bind("127.0.0.3");
+    let bob_addr = bob_sip.local_addr().unwrap();
+    let sw = start(&format!(
+        "[sip]\nlisten = \"127.0.0.1:0\"\nworkers = 1\n\
+         [rtp]\nip = \"127.0.0.1\"\nmin_port = 28000\nmax_port = 28003\nquarantine_ms = 1\n\
+         [[dialplan.rule]]\nuser = \"bob\"\naction = \"bridge\"\ntargets = [\"sip:bob@{bob_addr}\"]\n"
+    ));
+    for i in 0..3 {
+        one_bridged_call(
+            &sw,
+            &bob_sip,
+            &bob_rtp,
+            (28000, 28003),
+            &format!("reuse-{i}"),
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Alice calls Bob through `sw` (Bob's sockets given): the B leg, the
+/// answer, RTP both ways through ports in `ports`, Alice's BYE, and
+/// nothing relayed after it.
+fn one_bridged_call(
+    sw: &Switch,
+    bob_sip: &UdpSocket,
+    bob_rtp: &UdpSocket,
+    (min_port, max_port): (u16, u16),
+    call_id: &str,
+) {
+    let bob_addr = bob_sip.local_addr().unwrap();
     let alice_sip = bind("127.0.0.2");
     let alice_rtp = bind("127.0.0.2");
     let alice_addr = alice_sip.local_addr().unwrap();
@@ -248,7 +287,7 @@ fn bridged_call(backend: &str, min_port: u16, workers: usize) {
          Max-Forwards: 70\r\n\
          From: <sip:alice@127.0.0.2>;tag=fa\r\n\
          To: <sip:bob@{sw}>\r\n\
-         Call-ID: bridge-test@127.0.0.2\r\n\
+         Call-ID: {call_id}@127.0.0.2\r\n\
          CSeq: 1 INVITE\r\n\
          Contact: <sip:alice@{alice_addr}>\r\n\
          Content-Type: application/sdp\r\n\
@@ -261,7 +300,7 @@ fn bridged_call(backend: &str, min_port: u16, workers: usize) {
     assert!(trying.starts_with("SIP/2.0 100"), "{trying}");
 
     // Bob gets the B leg: the switch's media port, not Alice's.
-    let (b_invite, from) = recv_sip(&bob_sip);
+    let (b_invite, from) = recv_sip(bob_sip);
     assert!(
         b_invite.starts_with(&format!("INVITE sip:bob@{bob_addr} SIP/2.0")),
         "{b_invite}"
@@ -280,7 +319,7 @@ fn bridged_call(backend: &str, min_port: u16, workers: usize) {
     assert!((min_port..=max_port).contains(&switch_for_bob.port()));
     assert_ne!(
         header(&b_invite, HeaderName::CallId),
-        "bridge-test@127.0.0.2"
+        format!("{call_id}@127.0.0.2")
     );
 
     bob_sip
@@ -292,14 +331,14 @@ fn bridged_call(backend: &str, min_port: u16, workers: usize) {
     let (ringing, _) = recv_sip(&alice_sip);
     assert!(ringing.starts_with("SIP/2.0 180"), "{ringing}");
 
-    let answer = sdp(&bob_rtp);
+    let answer = sdp(bob_rtp);
     bob_sip
         .send_to(
             response(&b_invite, "200 OK", "tb", bob_addr, Some(&answer)).as_bytes(),
             sw.addr,
         )
         .unwrap();
-    let (ack, _) = recv_sip(&bob_sip);
+    let (ack, _) = recv_sip(bob_sip);
     assert!(ack.starts_with("ACK "), "{ack}");
     let (ok, _) = recv_sip(&alice_sip);
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
@@ -309,7 +348,7 @@ fn bridged_call(backend: &str, min_port: u16, workers: usize) {
     let alice_ack = format!(
         "ACK sip:switch@{sw} SIP/2.0\r\nVia: SIP/2.0/UDP {alice_addr};branch=z9hG4bKalice2\r\n\
          Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.2>;tag=fa\r\nTo: {a_to}\r\n\
-         Call-ID: bridge-test@127.0.0.2\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+         Call-ID: {call_id}@127.0.0.2\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
         sw = sw.addr
     );
     alice_sip.send_to(alice_ack.as_bytes(), sw.addr).unwrap();
@@ -340,7 +379,7 @@ fn bridged_call(backend: &str, min_port: u16, workers: usize) {
     alice_sip.send_to(bye.as_bytes(), sw.addr).unwrap();
     let (bye_ok, _) = recv_sip(&alice_sip);
     assert!(bye_ok.starts_with("SIP/2.0 200"), "{bye_ok}");
-    let (b_bye, _) = recv_sip(&bob_sip);
+    let (b_bye, _) = recv_sip(bob_sip);
     assert!(b_bye.starts_with("BYE "), "{b_bye}");
     bob_sip
         .send_to(
