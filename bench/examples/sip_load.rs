@@ -9,15 +9,20 @@
 //! ```
 //!
 //! * **sentiric** runs as a B2BUA with media anchored: two RTP ports
-//!   leased, bound and bridged in the relay for every call (the UAC sends
-//!   no RTP; the ports are set up and torn down all the same), from
-//!   10000–32767: below the kernel's ephemeral ports, and apart from
+//!   leased and bridged in the relay for every call (the UAC sends no
+//!   RTP; the ports are set up and torn down all the same), from a range
+//!   starting at 10000: below the kernel's ephemeral ports, and apart from
 //!   SIPp's media ports (`-mp 40000`: SIPp binds a port per call, from
-//!   6000 upwards by default, which would take the switch's). Ports
-//!   rest 500 ms in quarantine instead of the default 2 s: these calls
-//!   last a second and carry no RTP, so at thousands of calls per second
-//!   the quarantine, not the calls, would hold most of the range (two
-//!   RTP/RTCP pairs per call).
+//!   6000 upwards by default, which would take the switch's). The range
+//!   is sized to the load, as a carrier sizes it: 40 ports per call per
+//!   second (every partition holds twice what the rate keeps in use), at
+//!   least 4,000 and at most up to 32767, so that the pool goes round in
+//!   the first seconds and the run measures a switch whose ports' sockets
+//!   are open (a port's socket is bound once and kept for its next
+//!   calls). Ports rest 500 ms in quarantine instead of the default 2 s:
+//!   these calls last a second and carry no RTP, so at thousands of calls
+//!   per second the quarantine, not the calls, would hold most of the
+//!   range.
 //! * **kamailio** (Debian `kamailio` 5.6) runs `bench/kamailio/proxy.cfg`:
 //!   a stateful proxy (tm, record-route) with two worker processes, no
 //!   media.
@@ -66,13 +71,14 @@ fn scratch() -> PathBuf {
 }
 
 /// Starts the element; returns it and the address it listens on.
-fn start(target: &str, dir: &Path) -> (Running, String) {
+fn start(target: &str, dir: &Path, cps: u32) -> (Running, String) {
     match target {
         "sentiric" => {
+            let max_port = 10_000 + (cps * 40).clamp(4_000, 22_767);
             let (child, addr) = common::start_sentiric(
                 dir,
                 &format!(
-                    "[rtp]\nip = \"127.0.0.1\"\nmin_port = 10000\nmax_port = 32767\nquarantine_ms = 500\n\
+                    "[rtp]\nip = \"127.0.0.1\"\nmin_port = 10000\nmax_port = {max_port}\nquarantine_ms = 500\n\
                      [[dialplan.rule]]\nuser = \"uas\"\naction = \"bridge\"\ntargets = [\"sip:uas@{UAS}\"]\n"
                 ),
             );
@@ -155,7 +161,7 @@ fn main() {
             .spawn()
             .expect("sipp (Debian package sip-tester) runs"),
     );
-    let (element, addr) = start(&target, &dir);
+    let (element, addr) = start(&target, &dir, cps);
     std::thread::sleep(Duration::from_millis(300));
     let pids = tree(element.0.id());
     let pss0 = pss_kib(&pids);

@@ -599,6 +599,15 @@ impl StaticDialplan {
         StaticDialplan::from_config(&config).expect("the demo dialplan is valid")
     }
 
+    /// Whether any rule (or the default) sends calls to a conference room.
+    pub fn has_conference(&self) -> bool {
+        self.rules
+            .iter()
+            .map(|r| &r.action)
+            .chain(std::iter::once(&self.default))
+            .any(|t| matches!(t, Template::Conference { .. }))
+    }
+
     /// Every prompt the rules and the default may play (to load at start).
     pub fn prompts(&self) -> Vec<&str> {
         self.rules

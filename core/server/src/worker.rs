@@ -402,12 +402,17 @@ fn send(udp: &UdpSocket, conns: &Connections, to: SocketAddr, bytes: &[u8]) {
     }
 }
 
-/// The worker a new call for a conference room goes to, so that a room's
-/// members are mixed on one worker: the room's name hashed over the
-/// workers. `None` for anything else (an INVITE or CANCEL that the
-/// dialplan does not send to a room, any other request, a response).
-fn room_home(
+/// The worker a new call goes to, when several share the SIP address:
+/// the kernel keeps each source on one worker, and a trunk sends every
+/// call from one, so new calls are spread by their Call-ID (an INVITE's
+/// retransmissions and its CANCEL follow it); a call for a conference room
+/// goes to the worker the room's name hashes to, so that a room's members
+/// are mixed on one worker (`rooms`: the dialplan has any). `None` for
+/// anything else: a request in a dialog (its To tag names the owner,
+/// [`owner_of`]), another request outside one, a response.
+fn home_of(
     dialplan: &StaticDialplan,
+    rooms: bool,
     msg: &Message<'_>,
     source: SocketAddr,
     workers: usize,
@@ -421,21 +426,23 @@ fn room_home(
     {
         return None;
     }
-    let uri = req.uri().ok();
-    let from = req.from().uri().ok();
-    let action = dialplan.route(&RouteRequest {
-        request_uri: req.uri_str(),
-        user: uri.as_ref().and_then(sentiric_sip::Uri::user),
-        from_uri: req.from().uri_str(),
-        from_user: from.as_ref().and_then(sentiric_sip::Uri::user),
-        source,
-        transport: Transport::Udp,
-    });
-    let sentiric_engine::dialplan::Action::Conference { room } = action else {
-        return None;
-    };
-    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(room);
-    Some(hash as usize % workers)
+    let hasher = BuildHasherDefault::<DefaultHasher>::default();
+    if rooms {
+        let uri = req.uri().ok();
+        let from = req.from().uri().ok();
+        let action = dialplan.route(&RouteRequest {
+            request_uri: req.uri_str(),
+            user: uri.as_ref().and_then(sentiric_sip::Uri::user),
+            from_uri: req.from().uri_str(),
+            from_user: from.as_ref().and_then(sentiric_sip::Uri::user),
+            source,
+            transport: Transport::Udp,
+        });
+        if let sentiric_engine::dialplan::Action::Conference { room } = action {
+            return Some(hasher.hash_one(room) as usize % workers);
+        }
+    }
+    Some(hasher.hash_one(req.call_id()) as usize % workers)
 }
 
 /// The token of `socket`: registered with `engine` when new, else the one
@@ -491,6 +498,7 @@ pub(crate) fn run(
     // What waits for a TCP connection being opened, by target.
     let mut connecting: HashMap<SocketAddr, Vec<Arc<[u8]>>> = HashMap::new();
     let mut conns = Connections::new();
+    let has_rooms = dialplan.has_conference();
     status.ready.store(true, Ordering::Relaxed);
     let local = sip.local_addr()?;
     let sender = sip.try_clone()?;
@@ -580,13 +588,20 @@ pub(crate) fn run(
         for (bytes, from, transport) in std::mem::take(&mut turn.inbox) {
             match Message::parse(&bytes) {
                 Ok(msg) => {
-                    // Another worker's call (its token), or a call for a
-                    // conference room another worker holds: over there.
+                    // Another worker's call (its token), or a new call
+                    // another worker is home to: over there.
                     if workers.len() > 1 && transport == Transport::Udp {
                         let home = owner_of(&msg)
-                            .or_else(|| room_home(&dialplan, &msg, from, workers.len()));
-                        if let Some(w) = home.filter(|w| *w != index).and_then(|w| workers.get(w)) {
-                            w.post(&sender, Inbound::Datagram(from, bytes.clone()));
+                            .or_else(|| home_of(&dialplan, has_rooms, &msg, from, workers.len()));
+                        // A worker that has drained and gone leaves its
+                        // share to the others.
+                        let passed = home
+                            .filter(|w| *w != index)
+                            .and_then(|w| workers.get(w))
+                            .is_some_and(|w| {
+                                w.post(&sender, Inbound::Datagram(from, bytes.clone()))
+                            });
+                        if passed {
                             continue;
                         }
                     }
@@ -677,6 +692,7 @@ pub(crate) fn run(
                         call_id,
                         trace_id,
                         status,
+                        worker = index,
                         "call ended: {status}, by {by:?}"
                     );
                     m.call_ended(status);

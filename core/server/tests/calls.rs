@@ -436,6 +436,46 @@ fn sigterm_drains_refusing_new_calls_until_the_last_one_ends() {
     panic!("still running 5 s after its last call ended");
 }
 
+/// A trunk sends every call from one address and port, which the kernel
+/// keeps on one worker: the calls are spread over the workers all the
+/// same (by Call-ID; twelve calls on one of four workers would be one
+/// chance in four million).
+#[test]
+fn calls_from_one_source_are_spread_over_the_workers() {
+    let sw = start(
+        "[sip]\nlisten = \"127.0.0.1:0\"\nworkers = 4\n[rtp]\nip = \"127.0.0.1\"\nmin_port = 28200\nmax_port = 28399\n\
+         [[dialplan.rule]]\nuser = \"busy\"\naction = \"reject\"\ncode = 486\n",
+    );
+    let trunk = bind("127.0.0.2");
+    let a = trunk.local_addr().unwrap();
+    for i in 0..12 {
+        let invite = format!(
+            "INVITE sip:busy@{sw} SIP/2.0\r\nVia: SIP/2.0/UDP {a};branch=z9hG4bKspread{i}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:trunk@127.0.0.2>;tag=t{i}\r\nTo: <sip:busy@{sw}>\r\n\
+             Call-ID: spread-{i}@127.0.0.2\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+            sw = sw.addr
+        );
+        trunk.send_to(invite.as_bytes(), sw.addr).unwrap();
+        let (busy, from) = recv_sip(&trunk);
+        assert!(busy.starts_with("SIP/2.0 486"), "{busy}");
+        // From the address the trunk sent to, whichever worker answered.
+        assert_eq!(from, sw.addr);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let workers: std::collections::HashSet<String> = sw
+        .lines("call ended: 486")
+        .iter()
+        .filter_map(|l| {
+            l.split("worker=")
+                .nth(1)?
+                .split_whitespace()
+                .next()
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(workers.len() >= 2, "{:?}", sw.log());
+}
+
 /// An INVITE to 600 from a fresh socket; the first final response.
 fn echo_attempt(sw: &Switch, call_id: &str) -> String {
     let s = bind("127.0.0.2");
