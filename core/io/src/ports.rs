@@ -248,6 +248,13 @@ impl PortPool {
         Ok(())
     }
 
+    /// Units `partition` could hand out at `now`, and the units it has.
+    pub fn available(&self, partition: usize, now: Instant) -> (usize, usize) {
+        let mut p = self.lock(partition % self.partitions.len());
+        p.thaw(now, self.config.quarantine);
+        (p.free.len(), p.state.len())
+    }
+
     /// Usage over all partitions at `now`.
     pub fn stats(&self, now: Instant) -> PoolStats {
         let mut s = PoolStats {

@@ -170,6 +170,16 @@ pub(crate) struct SipConfig {
     /// of its own; 0 (the default): one per CPU the process may run on.
     #[serde(default)]
     pub(crate) workers: usize,
+    /// With several workers, a worker keeps the new calls it receives
+    /// while it is busy less than this share of its core (and has ports),
+    /// and hands them to the least busy worker above it; 0 hands every
+    /// new call to the least busy one.
+    #[serde(default = "default_keep_calls_below")]
+    pub(crate) keep_calls_below: f64,
+}
+
+fn default_keep_calls_below() -> f64 {
+    0.5
 }
 
 impl Default for SipConfig {
@@ -177,6 +187,7 @@ impl Default for SipConfig {
         SipConfig {
             listen: default_listen(),
             workers: 0,
+            keep_calls_below: default_keep_calls_below(),
         }
     }
 }
@@ -354,6 +365,12 @@ impl Config {
             return Err(ConfigError(format!(
                 "log.level: {:?}: error, warn, info, debug or trace",
                 self.log.level
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.sip.keep_calls_below) {
+            return Err(ConfigError(format!(
+                "sip.keep_calls_below: {}: a share of a core, 0 to 1",
+                self.sip.keep_calls_below
             )));
         }
         if self.sip.workers > 256 {

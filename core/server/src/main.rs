@@ -297,6 +297,7 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         inboxes.push(inbox::Inbox {
             tx,
             wake: wake.local_addr()?,
+            load: Arc::default(),
         });
         parts.push((engine, sip, own, media, wake, inbox));
     }
@@ -320,6 +321,7 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         let settings = worker::Settings {
             index: i,
             workers: inboxes.clone(),
+            keep_calls_below: config.sip.keep_calls_below,
             dialplan: dialplan.clone(),
             max_calls: config.limits.max_calls.map(share),
             max_cps: config

@@ -190,6 +190,13 @@ impl Media {
         Ok(MediaEndpoint { ip: self.ip, ports })
     }
 
+    /// Nearly all (nine tenths) of this worker's share of the ports is in
+    /// use or resting.
+    pub(crate) fn ports_low(&self) -> bool {
+        let (free, all) = self.pool.available(self.partition, Instant::now());
+        free * 10 < all
+    }
+
     /// Records the pool's capacity, use and exhaustion as metrics.
     pub(crate) fn record_pool(&self) {
         self.pool.stats(Instant::now()).record();

@@ -41,7 +41,9 @@ struct Turn {
     /// The worker's own SIP socket (B legs), with several workers.
     own: Option<Token>,
     relay: Relay<Token>,
-    inbox: Vec<(Vec<u8>, SocketAddr, Transport)>,
+    /// SIP messages of the turn: bytes, source, transport, and whether
+    /// another worker passed it here (it is not placed again).
+    inbox: Vec<(Vec<u8>, SocketAddr, Transport, bool)>,
     wake: Token,
     /// Sockets of conference members, with the law and payload type they
     /// speak: their audio is decoded here for the mixer.
@@ -67,7 +69,8 @@ impl PacketHandler for Turn {
         out: &mut Outbox,
     ) {
         if token == self.sip || Some(token) == self.own {
-            self.inbox.push((data.to_vec(), from, Transport::Udp));
+            self.inbox
+                .push((data.to_vec(), from, Transport::Udp, false));
             return;
         }
         if token == self.wake {
@@ -360,6 +363,8 @@ pub(crate) struct Settings {
     pub(crate) index: usize,
     /// Every worker's inbox (this one's too), by index.
     pub(crate) workers: Vec<Inbox>,
+    /// A worker keeps new calls below this share of its core.
+    pub(crate) keep_calls_below: f64,
     /// Routing.
     pub(crate) dialplan: StaticDialplan,
     /// Most calls at once.
@@ -402,47 +407,113 @@ fn send(udp: &UdpSocket, conns: &Connections, to: SocketAddr, bytes: &[u8]) {
     }
 }
 
-/// The worker a new call goes to, when several share the SIP address:
-/// the kernel keeps each source on one worker, and a trunk sends every
-/// call from one, so new calls are spread by their Call-ID (an INVITE's
-/// retransmissions and its CANCEL follow it); a call for a conference room
-/// goes to the worker the room's name hashes to, so that a room's members
-/// are mixed on one worker (`rooms`: the dialplan has any). `None` for
-/// anything else: a request in a dialog (its To tag names the owner,
-/// [`owner_of`]), another request outside one, a response.
-fn home_of(
-    dialplan: &StaticDialplan,
+/// Where new calls go when several workers share the SIP address. The
+/// kernel keeps each source on one worker, and a trunk sends every call
+/// from one address: a worker keeps the calls it receives while it is
+/// busy less than `[sip] keep_calls_below` of its core (half, by default)
+/// and has ports, and hands the others to the least busy worker that has
+/// ports (when that one is less busy by a tenth of a core; always, with a
+/// threshold of 0, ties taken in turn), remembering where each went so
+/// that the INVITE's
+/// retransmissions and its CANCEL follow it. A call the dialplan sends to
+/// a conference room goes to the worker the room's name hashes to, so
+/// that a room is mixed on one worker. Passing a call costs a hop for its
+/// INVITE and for A's requests in its dialog (their To tag names the
+/// owner, [`owner_of`]): under half a core's load none is passed.
+struct Placement {
+    index: usize,
+    /// Keep new calls below this busy share (thousandths).
+    keep_below: u32,
+    /// Turns ties among equally busy workers.
+    turn: usize,
+    /// New calls handed to another worker: Call-ID → worker, and when.
+    placed: HashMap<String, (usize, Instant)>,
+    /// Whether the dialplan has conference rooms to place.
     rooms: bool,
-    msg: &Message<'_>,
-    source: SocketAddr,
-    workers: usize,
-) -> Option<usize> {
-    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    let req = msg.as_request()?;
-    if !matches!(
-        req.method,
-        sentiric_sip::Method::Invite | sentiric_sip::Method::Cancel
-    ) || req.to().tag().is_some()
-    {
-        return None;
-    }
-    let hasher = BuildHasherDefault::<DefaultHasher>::default();
-    if rooms {
-        let uri = req.uri().ok();
-        let from = req.from().uri().ok();
-        let action = dialplan.route(&RouteRequest {
-            request_uri: req.uri_str(),
-            user: uri.as_ref().and_then(sentiric_sip::Uri::user),
-            from_uri: req.from().uri_str(),
-            from_user: from.as_ref().and_then(sentiric_sip::Uri::user),
-            source,
-            transport: Transport::Udp,
-        });
-        if let sentiric_engine::dialplan::Action::Conference { room } = action {
-            return Some(hasher.hash_one(room) as usize % workers);
+}
+
+impl Placement {
+    fn new(index: usize, keep_below: f64, dialplan: &StaticDialplan) -> Placement {
+        Placement {
+            index,
+            keep_below: (keep_below * 1000.0) as u32,
+            turn: 0,
+            placed: HashMap::new(),
+            rooms: dialplan.has_conference(),
         }
     }
-    Some(hasher.hash_one(req.call_id()) as usize % workers)
+
+    /// The worker `msg` (a UDP datagram from `source`) goes to, when not
+    /// this one: a new INVITE or CANCEL per the above; `None` for anything
+    /// else.
+    fn home(
+        &mut self,
+        workers: &[Inbox],
+        dialplan: &StaticDialplan,
+        msg: &Message<'_>,
+        source: SocketAddr,
+        now: Instant,
+    ) -> Option<usize> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let req = msg.as_request()?;
+        let invite = req.method == sentiric_sip::Method::Invite;
+        if !(invite || req.method == sentiric_sip::Method::Cancel) || req.to().tag().is_some() {
+            return None;
+        }
+        if let Some(&(w, _)) = self.placed.get(req.call_id()) {
+            return Some(w);
+        }
+        if !invite {
+            return None;
+        }
+        if self.rooms {
+            let uri = req.uri().ok();
+            let from = req.from().uri().ok();
+            let action = dialplan.route(&RouteRequest {
+                request_uri: req.uri_str(),
+                user: uri.as_ref().and_then(sentiric_sip::Uri::user),
+                from_uri: req.from().uri_str(),
+                from_user: from.as_ref().and_then(sentiric_sip::Uri::user),
+                source,
+                transport: Transport::Udp,
+            });
+            if let sentiric_engine::dialplan::Action::Conference { room } = action {
+                let hasher = BuildHasherDefault::<DefaultHasher>::default();
+                return Some(hasher.hash_one(room) as usize % workers.len());
+            }
+        }
+        let load = |w: usize| {
+            let l = &workers[w].load;
+            (
+                l.busy.load(Ordering::Relaxed),
+                l.ports_low.load(Ordering::Relaxed),
+            )
+        };
+        let (busy, low) = load(self.index);
+        let always = self.keep_below == 0;
+        if busy < self.keep_below && !low {
+            return None;
+        }
+        self.turn = self.turn.wrapping_add(1);
+        let n = workers.len();
+        let (best, best_busy) = (0..n)
+            .filter(|w| !load(*w).1 && (always || *w != self.index))
+            .map(|w| (w, load(w).0))
+            // Tenths of a core: workers that close are equally busy.
+            .min_by_key(|&(w, b)| (b / 100, (w + n - self.turn % n) % n))?;
+        if best == self.index || (!low && !always && best_busy + 100 > busy) {
+            return None;
+        }
+        self.placed.insert(req.call_id().to_string(), (best, now));
+        Some(best)
+    }
+
+    /// Forgets calls placed long enough ago that no retransmission or
+    /// CANCEL of their INVITE can come (64·T1).
+    fn expire(&mut self, now: Instant) {
+        self.placed
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < Duration::from_secs(32));
+    }
 }
 
 /// The token of `socket`: registered with `engine` when new, else the one
@@ -483,6 +554,7 @@ pub(crate) fn run(
     let Settings {
         index,
         workers,
+        keep_calls_below,
         dialplan,
         max_calls,
         max_cps,
@@ -498,7 +570,8 @@ pub(crate) fn run(
     // What waits for a TCP connection being opened, by target.
     let mut connecting: HashMap<SocketAddr, Vec<Arc<[u8]>>> = HashMap::new();
     let mut conns = Connections::new();
-    let has_rooms = dialplan.has_conference();
+    let mut placement = Placement::new(index, keep_calls_below, &dialplan);
+    let mut last_cpu = sentiric_io::affinity::thread_cpu_time().unwrap_or_default();
     status.ready.store(true, Ordering::Relaxed);
     let local = sip.local_addr()?;
     let sender = sip.try_clone()?;
@@ -573,7 +646,9 @@ pub(crate) fn run(
                     }
                     conns.insert(peer, tx);
                 }
-                Inbound::Message(peer, bytes) => turn.inbox.push((bytes, peer, Transport::Tcp)),
+                Inbound::Message(peer, bytes) => {
+                    turn.inbox.push((bytes, peer, Transport::Tcp, false))
+                }
                 Inbound::Closed(peer) => {
                     conns.remove(&peer);
                     // A connection that could not be opened: its calls
@@ -582,17 +657,19 @@ pub(crate) fn run(
                         b2b.transport_failed(now, peer);
                     }
                 }
-                Inbound::Datagram(peer, bytes) => turn.inbox.push((bytes, peer, Transport::Udp)),
+                Inbound::Datagram(peer, bytes) => {
+                    turn.inbox.push((bytes, peer, Transport::Udp, true))
+                }
             }
         }
-        for (bytes, from, transport) in std::mem::take(&mut turn.inbox) {
+        for (bytes, from, transport, passed_here) in std::mem::take(&mut turn.inbox) {
             match Message::parse(&bytes) {
                 Ok(msg) => {
                     // Another worker's call (its token), or a new call
                     // another worker is home to: over there.
-                    if workers.len() > 1 && transport == Transport::Udp {
+                    if workers.len() > 1 && transport == Transport::Udp && !passed_here {
                         let home = owner_of(&msg)
-                            .or_else(|| home_of(&dialplan, has_rooms, &msg, from, workers.len()));
+                            .or_else(|| placement.home(&workers, &dialplan, &msg, from, now));
                         // A worker that has drained and gone leaves its
                         // share to the others.
                         let passed = home
@@ -1015,6 +1092,22 @@ pub(crate) fn run(
         m.calls_active.increment(up - calls_up);
         calls_up = up;
         if now >= next_gauges {
+            // How busy this worker was over the last second, for the
+            // others to place new calls.
+            let cpu = sentiric_io::affinity::thread_cpu_time().unwrap_or_default();
+            let span = now.saturating_duration_since(next_gauges - Duration::from_secs(1));
+            let busy = (cpu.saturating_sub(last_cpu).as_secs_f64() / span.as_secs_f64().max(0.001)
+                * 1000.0) as u32;
+            last_cpu = cpu;
+            workers[index]
+                .load
+                .busy
+                .store(busy.min(1000), Ordering::Relaxed);
+            workers[index]
+                .load
+                .ports_low
+                .store(b2b.media().ports_low(), Ordering::Relaxed);
+            placement.expire(now);
             next_gauges = now + Duration::from_secs(1);
             if index == 0 {
                 b2b.media().record_pool();
