@@ -616,6 +616,8 @@ pub(crate) fn run(
     let mut rooms: HashMap<String, Room> = HashMap::new();
     let (mut pcm, mut payload, mut packet) = (Vec::new(), Vec::new(), Vec::new());
     let mut ended: Vec<CallRef> = Vec::new();
+    // How calls with media ended, until their media is released.
+    let mut endings: HashMap<CallRef, (u16, Option<Leg>)> = HashMap::new();
     // RTP sockets registered with the engine, by port, kept between calls.
     let mut kept: HashMap<u16, Token> = HashMap::new();
     let ssrc_seed = random_u64();
@@ -763,6 +765,14 @@ pub(crate) fn run(
                     }
                 }
                 Event::Ended { call, status, by } => {
+                    m.call_ended(status);
+                    ended.push(call);
+                    // A call with media says how it ended with its media,
+                    // in one line, when the media is released.
+                    if calls.contains_key(&call) {
+                        endings.insert(call, (status, by));
+                        continue;
+                    }
                     let (call_id, trace_id) = ids_of(&ids, call);
                     tracing::info!(
                         call = call.0,
@@ -772,8 +782,6 @@ pub(crate) fn run(
                         worker = index,
                         "call ended: {status}, by {by:?}"
                     );
-                    m.call_ended(status);
-                    ended.push(call);
                 }
             }
         }
@@ -1008,15 +1016,19 @@ pub(crate) fn run(
                             }
                         }
                         let (call_id, trace_id) = ids_of(&ids, call);
+                        let (status, by) = endings.remove(&call).unwrap_or((0, None));
                         tracing::info!(
                             call = call.0,
                             call_id,
                             trace_id,
+                            status,
+                            worker = index,
                             lost_from_a = qa.lost,
                             jitter_from_a_ms = qa.jitter.as_secs_f64() * 1000.0,
                             lost_from_b = qb.lost,
                             jitter_from_b_ms = qb.jitter.as_secs_f64() * 1000.0,
-                            "call media: from A {} packets ({} foreign, {} invalid), from B {} packets ({} foreign, {} invalid)",
+                            "call ended: {status}, by {by:?}; media: from A {} packets ({} foreign, {} invalid), \
+                             from B {} packets ({} foreign, {} invalid)",
                             a.accepted, a.foreign, a.invalid, b.accepted, b.foreign, b.invalid
                         );
                         // The sockets stay registered for their ports' next
