@@ -288,6 +288,18 @@ mod tests {
     }
 
     #[test]
+    fn available_counts_a_partitions_free_units_back_after_quarantine() {
+        let p = pool(20_000, 20_015, false, 2);
+        let t = Instant::now();
+        assert_eq!(p.available(0, t), (4, 4));
+        let l = p.allocate(0, t).unwrap();
+        assert_eq!((p.available(0, t), p.available(1, t)), ((3, 4), (4, 4)));
+        p.release(l, t).unwrap();
+        assert_eq!(p.available(0, t).0, 3, "resting");
+        assert_eq!(p.available(0, t + Duration::from_secs(2)).0, 4);
+    }
+
+    #[test]
     fn pairs_are_even_and_odd() {
         let p = pool(20_001, 20_010, false, 1);
         let t = Instant::now();

@@ -5,7 +5,7 @@
 //! its wait ends at once.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::atomic::AtomicU32;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
@@ -24,14 +24,12 @@ pub(crate) enum Inbound {
     Datagram(SocketAddr, Vec<u8>),
 }
 
-/// How loaded a worker is, as it says once a second, for the others to
+/// How busy a worker is, as it says once a second, for the others to
 /// place new calls.
 #[derive(Debug, Default)]
 pub(crate) struct Load {
     /// Share of the last second the worker's thread ran, in thousandths.
     pub(crate) busy: AtomicU32,
-    /// Its share of the RTP ports is nearly all in use.
-    pub(crate) ports_low: AtomicBool,
 }
 
 /// Where a worker's events go: its channel and its wake socket; and how

@@ -190,11 +190,9 @@ impl Media {
         Ok(MediaEndpoint { ip: self.ip, ports })
     }
 
-    /// Nearly all (nine tenths) of this worker's share of the ports is in
-    /// use or resting.
-    pub(crate) fn ports_low(&self) -> bool {
-        let (free, all) = self.pool.available(self.partition, Instant::now());
-        free * 10 < all
+    /// The port pool (shared by the workers, a partition each).
+    pub(crate) fn pool(&self) -> Arc<PortPool> {
+        Arc::clone(&self.pool)
     }
 
     /// Records the pool's capacity, use and exhaustion as metrics.

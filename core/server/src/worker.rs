@@ -430,11 +430,20 @@ struct Placement {
     placed: HashMap<String, (usize, Instant)>,
     /// Whether the dialplan has conference rooms to place.
     rooms: bool,
+    /// The port pool, a partition per worker: a worker whose share runs
+    /// low takes no new calls.
+    pool: Arc<sentiric_io::ports::PortPool>,
 }
 
 impl Placement {
-    fn new(index: usize, keep_below: f64, dialplan: &StaticDialplan) -> Placement {
+    fn new(
+        index: usize,
+        keep_below: f64,
+        dialplan: &StaticDialplan,
+        pool: Arc<sentiric_io::ports::PortPool>,
+    ) -> Placement {
         Placement {
+            pool,
             index,
             keep_below: (keep_below * 1000.0) as u32,
             turn: 0,
@@ -482,11 +491,14 @@ impl Placement {
                 return Some(hasher.hash_one(room) as usize % workers.len());
             }
         }
+        // Busy share, and whether nine tenths of its ports are taken or
+        // resting (read as the call comes: at thousands of calls a second
+        // a share runs out within the second).
         let load = |w: usize| {
-            let l = &workers[w].load;
+            let (free, all) = self.pool.available(w, now);
             (
-                l.busy.load(Ordering::Relaxed),
-                l.ports_low.load(Ordering::Relaxed),
+                workers[w].load.busy.load(Ordering::Relaxed),
+                free * 10 < all,
             )
         };
         let (busy, low) = load(self.index);
@@ -570,7 +582,7 @@ pub(crate) fn run(
     // What waits for a TCP connection being opened, by target.
     let mut connecting: HashMap<SocketAddr, Vec<Arc<[u8]>>> = HashMap::new();
     let mut conns = Connections::new();
-    let mut placement = Placement::new(index, keep_calls_below, &dialplan);
+    let mut placement = Placement::new(index, keep_calls_below, &dialplan, media.pool());
     let mut last_cpu = sentiric_io::affinity::thread_cpu_time().unwrap_or_default();
     status.ready.store(true, Ordering::Relaxed);
     let local = sip.local_addr()?;
@@ -1115,10 +1127,6 @@ pub(crate) fn run(
                 .load
                 .busy
                 .store(busy.min(1000), Ordering::Relaxed);
-            workers[index]
-                .load
-                .ports_low
-                .store(b2b.media().ports_low(), Ordering::Relaxed);
             placement.expire(now);
             next_gauges = now + Duration::from_secs(1);
             if index == 0 {
