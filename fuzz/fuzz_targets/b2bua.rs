@@ -78,12 +78,21 @@ fuzz_target!(|data: &[u8]| {
         match kind {
             b'a' | b'b' | b'c' => b2b.receive(now, rest, peers[usize::from(kind - b'a')]),
             b'A' => b2b.receive_over(now, rest, peers[0], Transport::Tcp),
+            b'B' => b2b.receive_over(now, rest, peers[1], Transport::Tcp),
+            // A prompt over (a call that plays one goes on, or is hung up),
+            // a TCP target that cannot be reached.
+            b'p' => {
+                for call in 0..4 {
+                    b2b.prompt_over(now, CallRef(call));
+                }
+            }
+            b'x' => b2b.transport_failed(now, peers[1]),
             b't' => {
                 now += Duration::from_millis(100 * u64::from(rest.first().copied().unwrap_or(1)));
                 b2b.handle_timeout(now);
             }
             b'r' => {
-                let pick = rest.first().copied().unwrap_or(0) % 6;
+                let pick = rest.first().copied().unwrap_or(0) % 8;
                 for call in waiting.drain(..) {
                     let action = match pick {
                         0 => Action::Bridge(Bridge {
@@ -97,6 +106,19 @@ fuzz_target!(|data: &[u8]| {
                         4 => Action::Bridge(Bridge {
                             targets: vec!["sip:b@127.0.0.3:5060".into(), "sip:c@127.0.0.4".into()],
                             fork: Fork::Parallel,
+                            ring_timeout: Duration::from_secs(5),
+                        }),
+                        5 => Action::Play {
+                            prompt: "p".into(),
+                            then: AfterPlay::Continue(Box::new(Action::Bridge(Bridge {
+                                targets: vec!["sip:b@127.0.0.3:5060;transport=tcp".into()],
+                                fork: Fork::Serial,
+                                ring_timeout: Duration::from_secs(5),
+                            }))),
+                        },
+                        6 => Action::Bridge(Bridge {
+                            targets: vec!["sip:b@127.0.0.3:5060;transport=tcp".into(), "sip:c@127.0.0.4".into()],
+                            fork: Fork::Serial,
                             ring_timeout: Duration::from_secs(5),
                         }),
                         _ => Action::Reject { code: 486, reason: "Busy Here".into() },

@@ -1026,9 +1026,13 @@ impl<M: MediaPlane> B2bua<M> {
             } => {
                 // Early media (183): A is not answered, and what follows
                 // the prompt decides how the call ends or goes on.
+                // A prompt its owner never ends is given up after three
+                // minutes, as proxies give up on an INVITE (Timer C).
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.after_play = Some(*next);
+                    c.ring_deadline = Some(now + Duration::from_secs(180));
                 }
+                self.schedule(call);
                 self.answer_locally(now, call, Local::Announce(&prompt));
             }
             Action::Conference { room } => self.answer_locally(now, call, Local::Conference(&room)),

@@ -1783,3 +1783,16 @@ fn info_is_relayed_end_to_end_and_event_packages_are_refused() {
         );
     only(&net.send(ALICE, &notify), ALICE, "SIP/2.0 481");
 }
+
+#[test]
+fn a_prompt_in_early_media_never_ended_is_given_up_after_three_minutes() {
+    let mut net = Net::new();
+    let (call, _, _) = announce_then(&mut net, Action::Echo);
+    assert!(net
+        .advance(Duration::from_secs(179))
+        .iter()
+        .all(|s| !s.first_line().starts_with("SIP/2.0 4")));
+    let sent = net.advance(Duration::from_secs(1));
+    only(&sent, ALICE, "SIP/2.0 480");
+    assert_eq!(net.b2b.media().released, [call]);
+}
