@@ -1,7 +1,8 @@
 //! The data plane's IO for the Sentiric switch.
 //!
 //! * [`affinity`]: pinning a worker thread to its core.
-//! * [`limits`]: the open-file limit raised to what the host allows.
+//! * [`limits`]: the open-file limit raised to what the host allows, and
+//!   the allocator told to keep freed memory.
 //! * [`ports`]: the RTP port pool — even/odd pairs or single rtcp-mux
 //!   ports from a configured range, partitioned per worker, with a
 //!   quarantine before reuse.

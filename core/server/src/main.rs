@@ -221,6 +221,9 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         quarantine: Duration::from_millis(rtp.quarantine_ms),
     })
     .map_err(|e| std::io::Error::other(format!("rtp: {e}")))?;
+    // Messages come and go by the thousand: the allocator keeps what is
+    // freed rather than trimming its heaps and growing them again.
+    sentiric_io::limits::keep_freed_memory();
     // Every RTP port is a socket: the open-file limit bounds the calls.
     match sentiric_io::limits::raise_open_files() {
         Ok(n) => {
