@@ -50,8 +50,16 @@ pub(crate) fn cpu_ns(pids: &[u32]) -> u64 {
 pub(crate) struct Running(pub(crate) Child);
 
 impl Drop for Running {
+    /// Kills the element and every process it started (Kamailio's workers
+    /// outlive their parent otherwise, and pile up over a sweep).
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        let pids: Vec<String> = tree(self.0.id()).iter().map(u32::to_string).collect();
+        let _ = Command::new("kill")
+            .arg("-9")
+            .args(&pids)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.0.wait();
     }
 }
