@@ -3,7 +3,10 @@
 //!
 //! ```toml
 //! [sip]
-//! listen = "127.0.0.1:5060"      # UDP
+//! listen = "127.0.0.1:5060"      # UDP and TCP
+//! workers = 0                    # data-plane workers; 0: one per CPU
+//! keep_calls_below = 0.5         # a worker keeps new calls below this
+//!                                # share of its core, then places them
 //!
 //! [rtp]
 //! ip = "127.0.0.1"               # where the switch's media sockets bind,
@@ -12,6 +15,8 @@
 //! max_port = 20999
 //! quarantine_ms = 2000           # a released port rests before reuse
 //! backend = "auto"               # auto, io_uring or epoll
+//! transcode = true               # offer the switch's codecs, transcode
+//!                                # when the legs share none
 //!
 //! [limits]
 //! max_calls = 10000              # beyond: 503 with Retry-After
@@ -308,7 +313,7 @@ impl Config {
             let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
                 .ok()
                 .and_then(|mut t| t.remove("v"))
-                .filter(|v| v.is_integer() || v.is_bool())
+                .filter(|v| v.is_integer() || v.is_float() || v.is_bool())
                 .unwrap_or_else(|| toml::Value::String(value.clone()));
             let table = doc
                 .entry(section)
@@ -419,6 +424,8 @@ mod tests {
             ("SENTIRIC_RTP_MIN_PORT", "30000"),
             ("SENTIRIC_RTP_MAX_PORT", "30999"),
             ("SENTIRIC_LIMITS_MAX_CPS", "50"),
+            ("SENTIRIC_SIP_WORKERS", "3"),
+            ("SENTIRIC_SIP_KEEP_CALLS_BELOW", "0.25"),
             ("PATH", "/usr/bin"),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()));
@@ -429,6 +436,10 @@ mod tests {
             (30000, 30999)
         );
         assert_eq!(c.config.limits.max_cps, Some(50));
+        assert_eq!(
+            (c.config.sip.workers, c.config.sip.keep_calls_below),
+            (3, 0.25)
+        );
         let bad = [("SENTIRIC_RTP_MIN_PROT".to_string(), "1".to_string())];
         let e = Config::parse_with_env("", bad.into_iter()).unwrap_err().0;
         assert!(e.contains("min_prot"), "{e}");

@@ -34,6 +34,7 @@ mod worker;
 const USAGE: &str = "usage: sentiric run [--config FILE] [--listen ADDR]
        sentiric check-config FILE
        sentiric call URI [--play FILE.wav] [--record FILE.wav] [--dtmf 123#] [--duration S] [--bind IP]
+                         [--codec pcmu|pcma|opus]
        sentiric --version";
 
 fn load(path: Option<&str>) -> Result<config::Checked, String> {
