@@ -159,7 +159,8 @@ pub trait MediaPlane {
 
     /// The switch answers `call` itself and plays `prompt` to A (a path,
     /// or `builtin:NAME`), in G.711 as the answer chooses from A's offer
-    /// (the first of PCMU and PCMA in its order); when the prompt is over
+    /// (the first of PCMU and PCMA in its order; Opus too when the media
+    /// plane [`MediaPlane::transcodes`]); when the prompt is over
     /// the owner calls [`B2bua::prompt_over`]. Returns the endpoint facing A.
     fn play(
         &mut self,
@@ -2263,6 +2264,9 @@ impl<M: MediaPlane> B2bua<M> {
         if matches!(local, Local::Echo) {
             // Echo sends back what it gets: any codec the switch knows.
             codecs.push(Codec::new("G722", 8000, 1));
+            codecs.push(Codec::new("opus", 48000, 2));
+        } else if self.media.transcodes() {
+            // Prompts and rooms are coded for the caller: Opus too.
             codecs.push(Codec::new("opus", 48000, 2));
         }
         let local = LocalMedia {

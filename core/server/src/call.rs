@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use sentiric_media::dtmf::DtmfDetector as ToneDetector;
 use sentiric_media::g711::Law;
-use sentiric_media::opus_codec::{OpusCodec, OpusConfig};
 use sentiric_media::wav::{Wav, WavPlayer, WavRecorder};
 use sentiric_rtp::dtmf::{char_event, event_char, DtmfDetector, DtmfEvent, DtmfSender};
 use sentiric_rtp::packet::{RtpHeader, RtpPacket};
@@ -25,6 +24,7 @@ use sentiric_sip::transaction::{
 };
 use sentiric_sip::{HeaderName, Host, Message, Method, Uri};
 
+use crate::voice::{Coder, Voice};
 use crate::worker::random_u64;
 
 /// What the command line asked for.
@@ -41,74 +41,8 @@ pub(crate) struct CallArgs {
     pub(crate) codec: Option<Voice>,
 }
 
-/// The codec `sentiric call` speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Voice {
-    G711(Law),
-    /// Opus (RFC 7587), coded from and to 8 kHz audio.
-    Opus,
-}
-
 /// Payload type `sentiric call` offers Opus on.
 const OPUS_PT: u8 = 111;
-
-impl Voice {
-    fn name(self) -> &'static str {
-        match self {
-            Voice::G711(Law::Ulaw) => "PCMU",
-            Voice::G711(Law::Alaw) => "PCMA",
-            Voice::Opus => "opus",
-        }
-    }
-
-    /// RTP timestamp units per 20 ms.
-    fn step(self) -> u32 {
-        match self {
-            Voice::G711(_) => 160,
-            Voice::Opus => 960,
-        }
-    }
-}
-
-/// Encodes and decodes 20 ms of 8 kHz audio in the codec the answer chose.
-enum Coder {
-    G711(Law),
-    Opus(OpusCodec),
-}
-
-impl Coder {
-    fn new(voice: Voice) -> Result<Coder, String> {
-        Ok(match voice {
-            Voice::G711(law) => Coder::G711(law),
-            Voice::Opus => Coder::Opus(
-                OpusCodec::configured(OpusConfig::speech(8000, 24_000))
-                    .map_err(|e| e.to_string())?,
-            ),
-        })
-    }
-
-    fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) {
-        match self {
-            Coder::G711(law) => law.encode(pcm, out),
-            Coder::Opus(c) => {
-                if c.encode(pcm, out).is_err() {
-                    out.clear();
-                }
-            }
-        }
-    }
-
-    fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) {
-        match self {
-            Coder::G711(law) => law.decode(payload, out),
-            Coder::Opus(c) => {
-                if c.decode(Some(payload), out).is_err() {
-                    out.clear();
-                }
-            }
-        }
-    }
-}
 
 impl CallArgs {
     /// Reads `URI [--play F] [--record F] [--dtmf D] [--duration S] [--bind IP]

@@ -29,6 +29,7 @@ mod media;
 mod prompts;
 mod tcp;
 mod transcoding;
+mod voice;
 mod worker;
 
 const USAGE: &str = "usage: sentiric run [--config FILE] [--listen ADDR]

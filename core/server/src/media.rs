@@ -29,6 +29,7 @@ use sentiric_media::wav::Wav;
 use sentiric_sdp::SessionDescription;
 
 use crate::prompts::Prompts;
+use crate::voice::Voice;
 
 /// The socket on a port: newly bound (`fresh`, for the worker to
 /// register), or the worker's already, kept from an earlier call.
@@ -71,7 +72,7 @@ pub(crate) enum Instruction {
         /// The caller's media address.
         peer: Option<SocketAddr>,
     },
-    /// Play `wav` on `socket` to `peer` in `law` (payload type `pt`), then
+    /// Play `wav` on `socket` to `peer` in `voice` (payload type `pt`), then
     /// tell the B2BUA to hang up.
     Play {
         /// The call.
@@ -82,8 +83,8 @@ pub(crate) enum Instruction {
         peer: Option<SocketAddr>,
         /// The prompt.
         wav: Arc<Wav>,
-        /// G.711 law and payload type, as the answer chose.
-        law: Law,
+        /// The codec, as the answer chose.
+        voice: Voice,
         /// The payload type.
         pt: u8,
     },
@@ -97,8 +98,8 @@ pub(crate) enum Instruction {
         peer: Option<SocketAddr>,
         /// The room's name.
         room: String,
-        /// G.711 law and payload type, as the answer chose.
-        law: Law,
+        /// The codec, as the answer chose.
+        voice: Voice,
         /// The payload type.
         pt: u8,
     },
@@ -172,12 +173,12 @@ impl Media {
         &mut self,
         call: CallRef,
         sdp: &SessionDescription<'_>,
-        make: impl FnOnce(RtpSocket, Option<SocketAddr>, Option<(Law, u8)>) -> Option<Instruction>,
+        make: impl FnOnce(RtpSocket, Option<SocketAddr>, Option<(Voice, u8)>) -> Option<Instruction>,
     ) -> Result<MediaEndpoint, MediaError> {
         if sdp.media.is_empty() || sdp.media[0].kind != "audio" || self.calls.contains_key(&call) {
             return Err(MediaError::NotAcceptable);
         }
-        let g711 = g711_choice(sdp);
+        let g711 = voice_choice(sdp, self.transcode);
         let (a, socket) = self.lease_and_bind()?;
         let Some(instruction) = make(socket, media_addr(sdp), g711) else {
             let _ = self.pool.release(a, Instant::now());
@@ -251,13 +252,22 @@ impl Media {
     }
 }
 
-/// The G.711 format an answer to `sdp` keeps: the offer's first of PCMU
-/// and PCMA, in its order.
-fn g711_choice(sdp: &SessionDescription<'_>) -> Option<(Law, u8)> {
-    sdp.media.first()?.payload_types().find_map(|pt| match pt {
-        0 => Some((Law::Ulaw, 0)),
-        8 => Some((Law::Alaw, 8)),
-        _ => None,
+/// The codec an answer to `sdp` leads with: the offer's first of PCMU,
+/// PCMA and (when `opus`) Opus, in its order, as the engine's answer
+/// keeps the offer's order.
+fn voice_choice(sdp: &SessionDescription<'_>, opus: bool) -> Option<(Voice, u8)> {
+    let m = sdp.media.first()?;
+    m.payload_types().find_map(|pt| match pt {
+        0 => Some((Voice::G711(Law::Ulaw), 0)),
+        8 => Some((Voice::G711(Law::Alaw), 8)),
+        _ => m
+            .rtpmap(pt)
+            .filter(|r| {
+                opus && r.encoding.eq_ignore_ascii_case("opus")
+                    && r.clock_rate == 48000
+                    && r.channels == Some(2)
+            })
+            .map(|_| (Voice::Opus, pt)),
     })
 }
 
@@ -354,13 +364,13 @@ impl MediaPlane for Media {
             .cloned()
             .ok_or(MediaError::NotAcceptable)?;
         self.local(call, sdp, |socket, peer, g711| {
-            let (law, pt) = g711?;
+            let (voice, pt) = g711?;
             Some(Instruction::Play {
                 call,
                 socket,
                 peer,
                 wav,
-                law,
+                voice,
                 pt,
             })
         })
@@ -373,13 +383,13 @@ impl MediaPlane for Media {
         room: &str,
     ) -> Result<MediaEndpoint, MediaError> {
         self.local(call, sdp, |socket, peer, g711| {
-            let (law, pt) = g711?;
+            let (voice, pt) = g711?;
             Some(Instruction::Join {
                 call,
                 socket,
                 peer,
                 room: room.to_string(),
-                law,
+                voice,
                 pt,
             })
         })

@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 use sentiric_engine::b2bua::{owner_of, worker_prefix, B2bua, B2buaConfig, CallRef, Event, Leg};
 use sentiric_engine::dialplan::{Dialplan, RouteRequest, StaticDialplan, Transport};
 use sentiric_io::{Engine, Outbox, PacketHandler, Token};
-use sentiric_media::g711::Law;
 use sentiric_media::mixer::MixMinus;
 use sentiric_media::wav::WavPlayer;
 use sentiric_rtp::packet::{RtpHeader, RtpPacket};
@@ -34,6 +33,7 @@ use sentiric_sip::{Disposition, Message};
 use crate::inbox::{Inbound, Inbox};
 use crate::media::{Instruction, Media, RtpSocket};
 use crate::transcoding::Transcoded;
+use crate::voice::{Coder, Voice};
 
 /// Datagrams of one turn: RTP relayed at once, SIP kept for after.
 struct Turn {
@@ -45,9 +45,9 @@ struct Turn {
     /// another worker passed it here (it is not placed again).
     inbox: Vec<(Vec<u8>, SocketAddr, Transport, bool)>,
     wake: Token,
-    /// Sockets of conference members, with the law and payload type they
-    /// speak: their audio is decoded here for the mixer.
-    members: HashMap<Token, (Law, u8)>,
+    /// Sockets of conference members, with the codec and payload type
+    /// they speak: their audio is decoded here for the mixer.
+    members: HashMap<Token, (Coder, u8)>,
     mixer_inbox: Vec<(Token, SocketAddr, Vec<i16>)>,
     /// Sockets of transcoded calls, with their call and leg, and each
     /// such call's transcoding state.
@@ -76,14 +76,14 @@ impl PacketHandler for Turn {
         if token == self.wake {
             return;
         }
-        if let Some(&(law, pt)) = self.members.get(&token) {
+        if let Some((coder, pt)) = self.members.get_mut(&token) {
             // DTMF and comfort noise are not mixed.
             if let Some(p) = RtpPacket::parse(data)
                 .ok()
-                .filter(|p| p.payload_type() == pt)
+                .filter(|p| p.payload_type() == *pt)
             {
                 let mut frame = Vec::with_capacity(160);
-                law.decode(p.payload(), &mut frame);
+                coder.decode(p.payload(), &mut frame);
                 frame.resize(160, 0);
                 self.mixer_inbox.push((token, from, frame));
             }
@@ -142,7 +142,8 @@ impl Turn {
 /// SSRC, sequence and timestamp.
 struct Stream {
     sock: UdpSocket,
-    law: Law,
+    coder: Coder,
+    step: u32,
     pt: u8,
     seq: u16,
     ts: u32,
@@ -151,16 +152,17 @@ struct Stream {
 }
 
 impl Stream {
-    fn new(sock: UdpSocket, law: Law, pt: u8) -> Stream {
-        Stream {
+    fn new(sock: UdpSocket, voice: Voice, pt: u8) -> Result<Stream, String> {
+        Ok(Stream {
             sock,
-            law,
+            coder: Coder::new(voice)?,
+            step: voice.step(),
             pt,
             seq: random_u64() as u16,
             ts: random_u64() as u32,
             ssrc: random_u64() as u32,
             started: false,
-        }
+        })
     }
 
     /// Encodes and sends one 20 ms frame to `to`.
@@ -171,7 +173,7 @@ impl Stream {
         payload: &mut Vec<u8>,
         packet: &mut Vec<u8>,
     ) {
-        self.law.encode(pcm, payload);
+        self.coder.encode(pcm, payload);
         packet.clear();
         RtpHeader {
             marker: !self.started,
@@ -186,11 +188,11 @@ impl Stream {
         }
         self.started = true;
         self.seq = self.seq.wrapping_add(1);
-        self.ts = self.ts.wrapping_add(160);
+        self.ts = self.ts.wrapping_add(self.step);
     }
 }
 
-/// A prompt being played to a caller: one G.711 packet every 20 ms.
+/// A prompt being played to a caller: one packet every 20 ms.
 struct Player {
     call: CallRef,
     stream: Stream,
@@ -888,7 +890,7 @@ pub(crate) fn run(
                     socket,
                     peer,
                     wav,
-                    law,
+                    voice,
                     pt,
                 } => {
                     // Registered so that what the caller sends is read (and
@@ -896,10 +898,13 @@ pub(crate) fn run(
                     let token = rtp_token!(socket, call);
                     let sock = or_hang_up!(sending_handle(&engine, token), call);
                     calls.entry(call).or_default().a = Some(token);
-                    match WavPlayer::new(&wav, 8000) {
-                        Ok(prompt) => players.push(Player {
+                    let started = WavPlayer::new(&wav, 8000)
+                        .map_err(|e| e.to_string())
+                        .and_then(|prompt| Ok((prompt, Stream::new(sock, voice, pt)?)));
+                    match started {
+                        Ok((prompt, stream)) => players.push(Player {
                             call,
-                            stream: Stream::new(sock, law, pt),
+                            stream,
                             to: peer,
                             prompt,
                             next: now,
@@ -915,13 +920,22 @@ pub(crate) fn run(
                     socket,
                     peer,
                     room,
-                    law,
+                    voice,
                     pt,
                 } => {
                     let token = rtp_token!(socket, call);
                     let sock = or_hang_up!(sending_handle(&engine, token), call);
                     calls.entry(call).or_default().a = Some(token);
-                    turn.members.insert(token, (law, pt));
+                    let (stream, hearing) = match (Stream::new(sock, voice, pt), Coder::new(voice))
+                    {
+                        (Ok(s), Ok(h)) => (s, h),
+                        (Err(e), _) | (_, Err(e)) => {
+                            tracing::warn!(call = call.0, "conference: {e}");
+                            b2b.hang_up(now, call);
+                            continue;
+                        }
+                    };
+                    turn.members.insert(token, (hearing, pt));
                     let r = rooms.entry(room.clone()).or_insert_with(|| Room {
                         members: Vec::new(),
                         mixer: MixMinus::new(),
@@ -931,7 +945,7 @@ pub(crate) fn run(
                     r.members.push(Member {
                         call,
                         token,
-                        stream: Stream::new(sock, law, pt),
+                        stream,
                         peer,
                         heard: std::collections::VecDeque::new(),
                     });

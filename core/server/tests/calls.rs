@@ -540,41 +540,55 @@ fn sentiric_call_hears_itself_on_the_echo_test() {
 
 #[test]
 fn the_announcement_is_heard_then_the_switch_hangs_up() {
-    let sw = start(
-        "[sip]\nlisten = \"127.0.0.1:0\"\n[rtp]\nip = \"127.0.0.1\"\nmin_port = 26200\nmax_port = 26399\n",
-    );
-    let record = std::env::temp_dir().join(format!("sentiric-call-700-{}.wav", std::process::id()));
+    announcement(None, 26200);
+}
+
+/// A caller that speaks only Opus hears the announcement too: the switch
+/// codes the prompt for it.
+#[test]
+fn the_announcement_is_heard_in_opus() {
+    announcement(Some("opus"), 28400);
+}
+
+fn announcement(codec: Option<&str>, min_port: u16) {
+    let sw = start(&format!(
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[rtp]\nip = \"127.0.0.1\"\nmin_port = {min_port}\nmax_port = {}\n",
+        min_port + 199
+    ));
+    let record = std::env::temp_dir().join(format!(
+        "sentiric-call-700-{}-{}.wav",
+        codec.unwrap_or("g711"),
+        std::process::id()
+    ));
+    let mut args = vec![
+        "call".to_string(),
+        format!("sip:700@{}", sw.addr),
+        "--record".into(),
+        record.to_str().unwrap().into(),
+        "--duration".into(),
+        "10".into(),
+    ];
+    if let Some(c) = codec {
+        args.extend(["--codec".to_string(), c.to_string()]);
+    }
     let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
-        .args([
-            "call",
-            &format!("sip:700@{}", sw.addr),
-            "--record",
-            record.to_str().unwrap(),
-            "--duration",
-            "10",
-        ])
+        .args(&args)
         .output()
         .unwrap();
     let summary = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{summary}");
     assert!(summary.contains("\"hung_up_by\":\"remote\""), "{summary}");
     assert!(summary.contains("\"lost\":0"), "{summary}");
+    if let Some(c) = codec {
+        assert!(summary.contains(&format!("\"codec\":\"{c}\"")), "{summary}");
+    }
     let heard = wav_samples(&std::fs::read(&record).unwrap());
     let _ = std::fs::remove_file(&record);
     // The demo announcement: 2.3 s, a chime then a 440 Hz tone.
     let secs = heard.len() as f64 / 8000.0;
     assert!((2.0..3.0).contains(&secs), "{secs} s heard");
-    let tone = &heard[12_000..18_000];
-    let w = std::f64::consts::TAU * 440.0 / 8000.0;
-    let (mut s, mut c, mut e) = (0.0f64, 0.0f64, 0.0f64);
-    for (n, &x) in tone.iter().enumerate() {
-        let x = f64::from(x);
-        s += x * (w * n as f64).sin();
-        c += x * (w * n as f64).cos();
-        e += x * x;
-    }
     // The share of the stretch's energy at 440 Hz.
-    let share = 2.0 * (s * s + c * c) / (tone.len() as f64 * e.max(1.0));
+    let share = share_at(&heard[12_000..18_000], 440.0);
     assert!(share > 0.9, "440 Hz share {share:.3}");
 }
 
@@ -590,7 +604,19 @@ fn a_conference_room_lives_on_one_worker_of_several() {
     conference(4, 27600);
 }
 
+/// The low caller speaks Opus, the high one G.711: each hears the other
+/// through the mixer, which decodes and codes each member's own codec.
+#[test]
+fn a_conference_mixes_an_opus_caller_with_a_g711_one() {
+    conference_with(1, 28600, "opus");
+}
+
 fn conference(workers: usize, min_port: u16) {
+    conference_with(workers, min_port, "pcmu");
+}
+
+/// Two callers in room 800, the first speaking `low_codec`.
+fn conference_with(workers: usize, min_port: u16, low_codec: &str) {
     let sw = start(&format!(
         "[sip]\nlisten = \"127.0.0.1:0\"\nworkers = {workers}\n\
          [rtp]\nip = \"127.0.0.1\"\nmin_port = {min_port}\nmax_port = {}\n",
@@ -605,13 +631,14 @@ fn conference(workers: usize, min_port: u16) {
     let mut callers = Vec::new();
     for (name, freq) in [("low", 440.0), ("high", 1000.0)] {
         let play = dir.join(format!(
-            "sentiric-conf-{name}-{workers}-{}.wav",
+            "sentiric-conf-{name}-{workers}-{low_codec}-{}.wav",
             std::process::id()
         ));
         let record = dir.join(format!(
-            "sentiric-conf-{name}-{workers}-heard-{}.wav",
+            "sentiric-conf-{name}-{workers}-{low_codec}-heard-{}.wav",
             std::process::id()
         ));
+        let codec = if name == "low" { low_codec } else { "pcmu" };
         std::fs::write(&play, wav_bytes(&tone(freq))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_sentiric"))
             .args([
@@ -623,6 +650,8 @@ fn conference(workers: usize, min_port: u16) {
                 record.to_str().unwrap(),
                 "--duration",
                 "3",
+                "--codec",
+                codec,
             ])
             .stdout(Stdio::piped())
             .spawn()
