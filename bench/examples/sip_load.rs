@@ -5,8 +5,13 @@
 //!
 //! ```text
 //! cargo build --release --bin sentiric -p sentiric-server
-//! cargo run --release -p sentiric-bench --example sip_load -- <sentiric|kamailio> <cps> <calls> <hold_ms>
+//! cargo run --release -p sentiric-bench --example sip_load -- <sentiric|kamailio> <cps> <calls> <hold_ms> [warm]
 //! ```
+//!
+//! With `warm`, the same calls run once before the measured ones, and the
+//! CPU figure is the measured pass's alone: the element in its steady
+//! state (the switch's port sockets open, both elements past their first
+//! calls). Memory is always from before the first call.
 //!
 //! * **sentiric** runs as a B2BUA with media anchored: two RTP ports
 //!   leased and bridged in the relay for every call (the UAC sends no
@@ -140,6 +145,7 @@ fn main() {
     let cps: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);
     let calls: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
     let hold_ms: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let warm = args.next().as_deref() == Some("warm");
     let dir = scratch();
 
     let _uas = Running(
@@ -179,10 +185,9 @@ fn main() {
             }
         })
     };
-    let started = Instant::now();
-    let uac = Command::new("sipp")
-        .current_dir(&dir)
-        .args([
+    let run_uac = |measured: bool| {
+        let (rate, count, hold) = (cps.to_string(), calls.to_string(), hold_ms.to_string());
+        let mut args = vec![
             "-sn",
             "uac",
             "-s",
@@ -194,23 +199,37 @@ fn main() {
             "-mp",
             "40000",
             "-r",
-            &cps.to_string(),
+            &rate,
             "-m",
-            &calls.to_string(),
+            &count,
             "-l",
-            &calls.to_string(),
+            &count,
             "-d",
-            &hold_ms.to_string(),
-            "-trace_rtt",
-            "-rtt_freq",
-            "1",
+            &hold,
             "-nostdin",
             "-timeout",
             "600s",
-            &addr,
-        ])
-        .output()
-        .expect("sipp runs");
+        ];
+        if measured {
+            args.extend(["-trace_rtt", "-rtt_freq", "1"]);
+        }
+        args.push(&addr);
+        Command::new("sipp")
+            .current_dir(&dir)
+            .args(&args)
+            .output()
+            .expect("sipp runs")
+    };
+    // Warm: the same calls once before the measured ones.
+    let cpu0 = if warm {
+        run_uac(false);
+        std::thread::sleep(Duration::from_millis(hold_ms.min(2000)));
+        cpu_ns(&tree(element.0.id()))
+    } else {
+        cpu0
+    };
+    let started = Instant::now();
+    let uac = run_uac(true);
     let elapsed = started.elapsed();
     done.store(true, Ordering::Relaxed);
     sampler.join().unwrap();
@@ -240,7 +259,7 @@ fn main() {
     };
     let peak_kib = peak.load(Ordering::Relaxed).saturating_sub(pss0);
     println!(
-        "target={target} cps={cps} calls={calls} hold_ms={hold_ms} ok={ok} failed={failed} seconds={:.1} \
+        "target={target} cps={cps} calls={calls} hold_ms={hold_ms} warm={warm} ok={ok} failed={failed} seconds={:.1} \
          cpu_us_per_call={:.1} srd_ms_p50={} p99={} pss_base_kib={pss0} pss_peak_over_base_kib={peak_kib} kib_per_call={:.1}",
         elapsed.as_secs_f64(),
         cpu as f64 / 1000.0 / ok.max(1) as f64,
