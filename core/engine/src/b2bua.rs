@@ -488,6 +488,30 @@ enum TxRole {
     Cancel,
 }
 
+impl TxRole {
+    /// A request to the B leg: sent from [`B2buaConfig::b_local`].
+    fn to_b(self) -> bool {
+        matches!(
+            self,
+            TxRole::BInvite
+                | TxRole::Cancel
+                | TxRole::Refresh
+                | TxRole::Bye(Leg::B)
+                | TxRole::ReInvite(Leg::B)
+                | TxRole::Relay(Leg::B)
+        )
+    }
+}
+
+/// Over a stream (`stream`), nothing is retransmitted.
+fn reliability(stream: bool) -> Reliability {
+    if stream {
+        Reliability::Reliable
+    } else {
+        Reliability::Unreliable
+    }
+}
+
 /// The B2BUA.
 pub struct B2bua<M> {
     cfg: B2buaConfig,
@@ -507,8 +531,6 @@ pub struct B2bua<M> {
     /// request's transaction → the original's server transaction and the
     /// original, to answer it.
     relays: HashMap<TransactionId, (TransactionId, Arc<[u8]>)>,
-    /// The client transaction [`B2bua::send_in_dialog`] last started.
-    last_tx: Option<TransactionId>,
     /// (Call-ID, the switch's tag) → call and leg, for in-dialog requests.
     by_dialog: HashMap<(String, String), (CallRef, Leg)>,
     next_call: u64,
@@ -573,7 +595,6 @@ impl<M: MediaPlane> B2bua<M> {
             b_txs: std::collections::HashSet::new(),
             tcp_txs: std::collections::HashSet::new(),
             relays: HashMap::new(),
-            last_tx: None,
             by_dialog: HashMap::new(),
             next_call: 1,
             counter: 0,
@@ -625,17 +646,14 @@ impl<M: MediaPlane> B2bua<M> {
     }
 
     /// Maps a client transaction to the call, for its responses.
-    fn track_tx(&mut self, tx: TransactionId, call: CallRef, role: TxRole) {
-        if matches!(
-            role,
-            TxRole::BInvite
-                | TxRole::Cancel
-                | TxRole::Refresh
-                | TxRole::Bye(Leg::B)
-                | TxRole::ReInvite(Leg::B)
-                | TxRole::Relay(Leg::B)
-        ) {
+    /// Tracks a client transaction `call` started as `role`; `stream`: it
+    /// runs over a TCP connection (to B: one the worker opens if need be).
+    fn track_tx(&mut self, tx: TransactionId, call: CallRef, role: TxRole, stream: bool) {
+        if role.to_b() {
             self.b_txs.insert(tx);
+            if stream {
+                self.tcp_txs.insert(tx);
+            }
         }
         self.by_tx.insert(tx, (call, role));
         if let Some(c) = self.calls.get_mut(&call) {
@@ -1161,19 +1179,11 @@ impl<M: MediaPlane> B2bua<M> {
         };
         let parsed = Message::parse(&bytes).map_err(|_| (500, "Server Internal Error"))?;
         let req = parsed.as_request().ok_or((500, "Server Internal Error"))?;
-        let reliability = if tcp {
-            Reliability::Reliable
-        } else {
-            Reliability::Unreliable
-        };
         let tx = self
             .layer
-            .send_request(now, req, to, reliability)
+            .send_request(now, req, to, reliability(tcp))
             .map_err(|_| (503, "Service Unavailable"))?;
-        self.track_tx(tx, call, TxRole::BInvite);
-        if tcp {
-            self.tcp_txs.insert(tx);
-        }
+        self.track_tx(tx, call, TxRole::BInvite, tcp);
         let c = self
             .calls
             .get_mut(&call)
@@ -1338,16 +1348,8 @@ impl<M: MediaPlane> B2bua<M> {
         let bytes = cancel.finish();
         if let Ok(m) = Message::parse(&bytes) {
             if let Some(r) = m.as_request() {
-                let reliability = if tcp {
-                    Reliability::Reliable
-                } else {
-                    Reliability::Unreliable
-                };
-                if let Ok(tx) = self.layer.send_request(now, r, to, reliability) {
-                    self.track_tx(tx, call, TxRole::Cancel);
-                    if tcp {
-                        self.tcp_txs.insert(tx);
-                    }
+                if let Ok(tx) = self.layer.send_request(now, r, to, reliability(tcp)) {
+                    self.track_tx(tx, call, TxRole::Cancel, tcp);
                 }
             }
         }
@@ -1481,9 +1483,8 @@ impl<M: MediaPlane> B2bua<M> {
         } else {
             b.body(ctype, req.body)
         };
-        self.last_tx = None;
-        self.send_in_dialog(now, call, &bytes, to, TxRole::Relay(other), stream);
-        if let Some(sent) = self.last_tx.take() {
+        if let Some(sent) = self.send_in_dialog(now, call, &bytes, to, TxRole::Relay(other), stream)
+        {
             self.relays.insert(sent, (tx, req.raw.into()));
         }
     }
@@ -1557,7 +1558,8 @@ impl<M: MediaPlane> B2bua<M> {
     }
 
     /// Sends an in-dialog request; over a stream (`stream`: A's
-    /// connection, or B's TCP) nothing is retransmitted.
+    /// connection, or B's TCP) nothing is retransmitted. Its transaction,
+    /// unless the request could not be sent.
     fn send_in_dialog(
         &mut self,
         now: Instant,
@@ -1566,30 +1568,15 @@ impl<M: MediaPlane> B2bua<M> {
         to: SocketAddr,
         role: TxRole,
         stream: bool,
-    ) {
-        let reliability = if stream {
-            Reliability::Reliable
-        } else {
-            Reliability::Unreliable
-        };
-        let to_b = matches!(
-            role,
-            TxRole::Refresh
-                | TxRole::Bye(Leg::B)
-                | TxRole::ReInvite(Leg::B)
-                | TxRole::Relay(Leg::B)
-        );
-        if let Ok(m) = Message::parse(bytes) {
-            if let Some(r) = m.as_request() {
-                if let Ok(tx) = self.layer.send_request(now, r, to, reliability) {
-                    self.track_tx(tx, call, role);
-                    if stream && to_b {
-                        self.tcp_txs.insert(tx);
-                    }
-                    self.last_tx = Some(tx);
-                }
-            }
-        }
+    ) -> Option<TransactionId> {
+        let m = Message::parse(bytes).ok()?;
+        let r = m.as_request()?;
+        let tx = self
+            .layer
+            .send_request(now, r, to, reliability(stream))
+            .ok()?;
+        self.track_tx(tx, call, role, stream);
+        Some(tx)
     }
 
     /// A re-INVITE from `leg` (hold, resume, a new codec or address):

@@ -207,12 +207,6 @@ pub(crate) fn settle_answer(
     let answer = formats(m);
     let offered = |pt: u8| offer.formats.iter().any(|f| f.pt == pt);
     let chosen = chosen(&answer)?;
-    let te_of = |formats: &[Format], codec: AudioCodec| {
-        formats
-            .iter()
-            .find(|f| f.telephone_event() == Some(codec.clock_rate()))
-            .cloned()
-    };
     if offered(chosen.pt) {
         // Shared: the formats the switch added go.
         m.formats.retain(|f| f.parse::<u8>().is_ok_and(&offered));
@@ -227,12 +221,12 @@ pub(crate) fn settle_answer(
         // Events the answerer cannot take are converted: the offerer
         // keeps its telephone-event.
         let codec = chosen.codec()?;
-        let te_offer = te_of(&offer.formats, codec)?;
-        if te_of(&answer, codec).is_some() {
+        let te_offer = events(&offer.formats, codec)?;
+        if events(&answer, codec).is_some() {
             return None;
         }
         m.formats.push(Cow::Owned(te_offer.pt.to_string()));
-        push_maps(m, &te_offer);
+        push_maps(m, te_offer);
         let side = |te| LegFormat {
             codec,
             pt: chosen.pt,
@@ -245,15 +239,15 @@ pub(crate) fn settle_answer(
     let offerer_codec = mine.codec()?;
     // Each side keeps its events at its codec's rate; the switch maps
     // them across, or makes tones of them for a side without.
-    let te_offer = te_of(&offer.formats, offerer_codec);
-    let te_answer = te_of(&answer, answerer_codec);
+    let te_offer = events(&offer.formats, offerer_codec);
+    let te_answer = events(&answer, answerer_codec);
     m.formats = std::iter::once(mine.pt)
-        .chain(te_offer.as_ref().map(|o| o.pt))
+        .chain(te_offer.map(|o| o.pt))
         .map(|pt| Cow::Owned(pt.to_string()))
         .collect();
     m.attributes
         .retain(|a| !matches!(&*a.name, "rtpmap" | "fmtp"));
-    for f in std::iter::once(mine).chain(te_offer.as_ref()) {
+    for f in std::iter::once(mine).chain(te_offer) {
         push_maps(m, f);
     }
     Some((
@@ -268,6 +262,13 @@ pub(crate) fn settle_answer(
             telephone_event: te_answer.map(|a| a.pt),
         },
     ))
+}
+
+/// The `telephone-event` format at `codec`'s clock rate among `formats`.
+fn events(formats: &[Format], codec: AudioCodec) -> Option<&Format> {
+    formats
+        .iter()
+        .find(|f| f.telephone_event() == Some(codec.clock_rate()))
 }
 
 /// The answerer's codec in `answer`: its first format that is not an
@@ -293,10 +294,7 @@ pub(crate) fn answered_format(sdp: &SessionDescription<'_>) -> Option<LegFormat>
     Some(LegFormat {
         codec,
         pt: f.pt,
-        telephone_event: answer
-            .iter()
-            .find(|t| t.telephone_event() == Some(codec.clock_rate()))
-            .map(|t| t.pt),
+        telephone_event: events(&answer, codec).map(|t| t.pt),
     })
 }
 

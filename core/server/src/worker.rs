@@ -35,6 +35,15 @@ use crate::media::{Instruction, Media, RtpSocket};
 use crate::transcoding::Transcoded;
 use crate::voice::{Coder, Voice};
 
+/// Media the worker takes in itself.
+enum Taken {
+    /// A conference member's, in this codec and payload type: decoded
+    /// here for the mixer.
+    Member(Coder, u8),
+    /// A transcoded call's leg.
+    Transcoded(CallRef, Leg),
+}
+
 /// Datagrams of one turn: RTP relayed at once, SIP kept for after.
 struct Turn {
     sip: Token,
@@ -45,13 +54,12 @@ struct Turn {
     /// another worker passed it here (it is not placed again).
     inbox: Vec<(Vec<u8>, SocketAddr, Transport, bool)>,
     wake: Token,
-    /// Sockets of conference members, with the codec and payload type
-    /// they speak: their audio is decoded here for the mixer.
-    members: HashMap<Token, (Coder, u8)>,
+    /// Sockets whose media the worker takes in itself rather than relays
+    /// (one lookup per packet tells them apart, none while there are
+    /// none).
+    taken: HashMap<Token, Taken>,
     mixer_inbox: Vec<(Token, SocketAddr, Vec<i16>)>,
-    /// Sockets of transcoded calls, with their call and leg, and each
-    /// such call's transcoding state.
-    transcoded: HashMap<Token, (CallRef, Leg)>,
+    /// Each transcoded call's transcoding state.
     transcoders: HashMap<CallRef, Transcoded>,
     /// The packet being built for a transcoded leg.
     scratch: Vec<u8>,
@@ -76,22 +84,25 @@ impl PacketHandler for Turn {
         if token == self.wake {
             return;
         }
-        if let Some((coder, pt)) = self.members.get_mut(&token) {
-            // DTMF and comfort noise are not mixed.
-            if let Some(p) = RtpPacket::parse(data)
-                .ok()
-                .filter(|p| p.payload_type() == *pt)
-            {
-                let mut frame = Vec::with_capacity(160);
-                coder.decode(p.payload(), &mut frame);
-                frame.resize(160, 0);
-                self.mixer_inbox.push((token, from, frame));
-            }
-            return;
-        }
-        if !self.transcoded.is_empty() {
-            if let Some(&(call, leg)) = self.transcoded.get(&token) {
-                return self.transcode(call, leg, token, from, data, now, out);
+        if !self.taken.is_empty() {
+            match self.taken.get_mut(&token) {
+                None => {}
+                Some(Taken::Member(coder, pt)) => {
+                    // DTMF and comfort noise are not mixed.
+                    if let Some(p) = RtpPacket::parse(data)
+                        .ok()
+                        .filter(|p| p.payload_type() == *pt)
+                    {
+                        let mut frame = Vec::with_capacity(160);
+                        coder.decode(p.payload(), &mut frame);
+                        frame.resize(160, 0);
+                        self.mixer_inbox.push((token, from, frame));
+                    }
+                    return;
+                }
+                Some(&mut Taken::Transcoded(call, leg)) => {
+                    return self.transcode(call, leg, token, from, data, now, out);
+                }
             }
         }
         match self.relay.on_rtp(token, from, data, now) {
@@ -511,8 +522,10 @@ impl Placement {
         self.turn = self.turn.wrapping_add(1);
         let n = workers.len();
         let (best, best_busy) = (0..n)
-            .filter(|w| !load(*w).1 && (always || *w != self.index))
-            .map(|w| (w, load(w).0))
+            .filter(|w| always || *w != self.index)
+            .map(|w| (w, load(w)))
+            .filter(|&(_, (_, low))| !low)
+            .map(|(w, (b, _))| (w, b))
             // Tenths of a core: workers that close are equally busy.
             .min_by_key(|&(w, b)| (b / 100, (w + n - self.turn % n) % n))?;
         if best == self.index || (!low && !always && best_busy + 100 > busy) {
@@ -610,9 +623,8 @@ pub(crate) fn run(
         relay: Relay::new(),
         inbox: Vec::new(),
         wake: wake_token,
-        members: HashMap::new(),
+        taken: HashMap::new(),
         mixer_inbox: Vec::new(),
-        transcoded: HashMap::new(),
         transcoders: HashMap::new(),
         scratch: Vec::new(),
         relayed: 0,
@@ -935,7 +947,7 @@ pub(crate) fn run(
                             continue;
                         }
                     };
-                    turn.members.insert(token, (hearing, pt));
+                    turn.taken.insert(token, Taken::Member(hearing, pt));
                     let r = rooms.entry(room.clone()).or_insert_with(|| Room {
                         members: Vec::new(),
                         mixer: MixMinus::new(),
@@ -985,8 +997,8 @@ pub(crate) fn run(
                                     );
                                     m.transcoded.increment(1);
                                     turn.transcoders.insert(call, t);
-                                    turn.transcoded.insert(a, (call, Leg::A));
-                                    turn.transcoded.insert(b, (call, Leg::B));
+                                    turn.taken.insert(a, Taken::Transcoded(call, Leg::A));
+                                    turn.taken.insert(b, Taken::Transcoded(call, Leg::B));
                                 }
                                 Err(e) => {
                                     tracing::warn!(
@@ -1008,8 +1020,8 @@ pub(crate) fn run(
                                     "transcoding ends: the legs share a codec"
                                 );
                             }
-                            turn.transcoded.remove(&a);
-                            turn.transcoded.remove(&b);
+                            turn.taken.remove(&a);
+                            turn.taken.remove(&b);
                         }
                     }
                 }
@@ -1020,7 +1032,7 @@ pub(crate) fn run(
                         r.members.retain(|m| {
                             let stays = m.call != call;
                             if !stays {
-                                turn.members.remove(&m.token);
+                                turn.taken.remove(&m.token);
                             }
                             stays
                         });
@@ -1060,7 +1072,7 @@ pub(crate) fn run(
                         // The sockets stay registered for their ports' next
                         // calls.
                         for t in [c.a, c.b].into_iter().flatten() {
-                            turn.transcoded.remove(&t);
+                            turn.taken.remove(&t);
                             turn.relay.unbridge(t);
                         }
                     }
