@@ -6,8 +6,12 @@
 //! workers allocate without contending; any thread may release a unit back
 //! to its partition. A released unit is quarantined (2 s by default)
 //! before it is handed out again, so late packets of an ended call never
-//! reach a new one; within a partition the unit released longest ago is
-//! reused first. Exhaustion is an error the call layer turns into 503.
+//! reach a new one. Out of quarantine, the unit that rested last is
+//! handed out first, and a unit never used only when none rested is
+//! free: the ports in use stay the few the call rate needs (their sockets
+//! kept open by the workers, their kernel state warm) instead of going
+//! round the whole range. Exhaustion is an error the call layer turns
+//! into 503.
 //!
 //! Time is an input (`now`), as everywhere in the data plane.
 
@@ -107,7 +111,9 @@ impl Partition {
             }
             self.quarantine.pop_front();
             self.state[unit - self.first] = UnitState::Free;
-            self.free.push_back(unit);
+            // Ahead of the units never used and of those that rested
+            // longer: the next call takes the port used most recently.
+            self.free.push_front(unit);
         }
     }
 }
@@ -335,7 +341,7 @@ mod tests {
         assert_eq!((s.capacity, s.in_use, s.quarantined), (3, 1, 2));
         // Nothing comes out of quarantine early.
         assert!(p.allocate(0, t0 + Duration::from_millis(1999)).is_err());
-        // b was released first, so it comes back first.
+        // b was released first, so it comes out first.
         assert_eq!(p.allocate(0, t0 + Duration::from_secs(2)).unwrap(), b);
         assert!(p.allocate(0, t0 + Duration::from_millis(2400)).is_err());
         assert_eq!(p.allocate(0, t0 + Duration::from_millis(2500)).unwrap(), a);
@@ -354,6 +360,25 @@ mod tests {
             partition: 0,
         };
         assert!(p.release(out, t0).is_err());
+    }
+
+    #[test]
+    fn rested_units_come_back_before_unused_ones_newest_first() {
+        let p = pool(20_000, 20_009, false, 1);
+        let t0 = Instant::now();
+        let a = p.allocate(0, t0).unwrap();
+        let b = p.allocate(0, t0).unwrap();
+        assert_eq!((a.rtp, b.rtp), (20_000, 20_002));
+        p.release(a, t0).unwrap();
+        p.release(b, t0 + Duration::from_millis(10)).unwrap();
+        // Both rested: b, released last, then a, then the unused 20004.
+        let t = t0 + Duration::from_secs(3);
+        let got: Vec<u16> = (0..3).map(|_| p.allocate(0, t).unwrap().rtp).collect();
+        assert_eq!(got, [20_002, 20_000, 20_004]);
+        // Still resting: an unused unit is handed out instead.
+        let c = p.allocate(0, t).unwrap();
+        p.release(c, t).unwrap();
+        assert_eq!(p.allocate(0, t).unwrap().rtp, 20_008);
     }
 
     #[test]

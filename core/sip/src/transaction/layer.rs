@@ -216,7 +216,11 @@ pub struct TransactionLayer<A> {
     cfg: TimerConfig,
     max: usize,
     next_id: u64,
-    entries: HashMap<TransactionId, Entry<A>>,
+    /// Boxed: a transaction lingers up to 64×T1 after its last message
+    /// (absorbing retransmissions), so at a steady call rate tens of
+    /// thousands are alive and the map grows in the hot path; growing
+    /// moves a pointer per entry instead of the whole state machine.
+    entries: HashMap<TransactionId, Box<Entry<A>>>,
     index: HashMap<TransactionKey, TransactionId>,
     timers: BinaryHeap<Reverse<(Instant, TransactionId)>>,
     transmits: VecDeque<Transmit<A>>,
@@ -254,12 +258,12 @@ impl<A: Clone> TransactionLayer<A> {
         self.index.insert(key.clone(), id);
         self.entries.insert(
             id,
-            Entry {
+            Box::new(Entry {
                 tx,
                 key,
                 peer,
                 armed: None,
-            },
+            }),
         );
         self.settle(id);
         id
