@@ -200,6 +200,24 @@ impl Engine {
         }
     }
 
+    /// Queues a datagram from socket `token` to `to`, sent with the next
+    /// turn's batch: on io_uring, by the same system call that then waits.
+    pub fn queue(&mut self, token: Token, to: SocketAddr, bytes: &[u8]) {
+        match self {
+            Engine::Uring(e) => e.queue(token, to, bytes),
+            Engine::Epoll(e) => e.queue(token, to, bytes),
+        }
+    }
+
+    /// Sends what is queued now instead of with the next turn: the last
+    /// thing a worker does before it exits.
+    pub fn send_queued(&mut self) -> std::io::Result<()> {
+        match self {
+            Engine::Uring(e) => e.send_queued(),
+            Engine::Epoll(e) => e.send_queued(),
+        }
+    }
+
     /// One loop turn (see the backends' `poll`).
     pub fn poll(
         &mut self,

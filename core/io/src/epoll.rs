@@ -152,6 +152,16 @@ impl EpollEngine {
         Some(sock)
     }
 
+    /// Sends what is queued now (a worker that is about to exit).
+    pub fn send_queued(&mut self) -> io::Result<()> {
+        self.flush()
+    }
+
+    /// Queues a datagram, sent by the next turn before it waits.
+    pub fn queue(&mut self, token: Token, to: std::net::SocketAddr, bytes: &[u8]) {
+        self.outbox.push(token, to, bytes);
+    }
+
     /// The socket behind a token.
     pub fn socket(&self, token: Token) -> Option<&UdpSocket> {
         self.sockets.get(token.0)?.as_ref()
@@ -171,6 +181,8 @@ impl EpollEngine {
         timeout: Option<Duration>,
         handler: &mut impl PacketHandler,
     ) -> io::Result<usize> {
+        // What was queued between turns goes out before the wait.
+        self.flush()?;
         let ms = timeout.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
         // SAFETY: `events` is a valid buffer of `len` epoll_event entries.
         let n = unsafe {

@@ -11,9 +11,13 @@
 //!   with `ENOBUFS`; it is counted and re-armed at the next turn (after the
 //!   buffers of this turn are back). The ring is sized so this should not
 //!   happen under the designed load; the counter says if it does.
-//! * **Send.** The outbox of a turn becomes one `IORING_OP_SENDMSG` per
-//!   datagram, submitted by the next turn's `io_uring_enter` — the same
-//!   call that waits — so a steady loop makes one system call per turn.
+//! * **Send.** What a turn's handlers and the worker queue (the worker
+//!   between turns, with [`UringEngine::queue`]) becomes one
+//!   `IORING_OP_SENDMSG` per datagram, submitted by the next turn's
+//!   `io_uring_enter` — the same call that waits, for one completion
+//!   beyond its own sends — so a steady loop makes one system call per
+//!   turn, and a peer its sends wake runs while the worker sleeps rather
+//!   than preempting it.
 //!   The bytes stay in a second arena until their sends complete; a flush
 //!   that finds the previous sends still in flight waits for them first
 //!   (receive completions arriving meanwhile are kept for the next turn).
@@ -281,6 +285,12 @@ impl UringEngine {
         u64::from(self.generations[token.0] & 0x7fff_ffff) << 32 | token.0 as u64
     }
 
+    /// Queues a datagram, sent by the next turn's `io_uring_enter`, the
+    /// one that then waits.
+    pub fn queue(&mut self, token: Token, to: std::net::SocketAddr, bytes: &[u8]) {
+        self.outbox.push(token, to, bytes);
+    }
+
     /// The socket behind a token.
     pub fn socket(&self, token: Token) -> Option<&UdpSocket> {
         self.sockets.get(token.0)?.as_ref()
@@ -337,14 +347,22 @@ impl UringEngine {
             self.disabled = false;
         }
         self.arm()?;
+        // What the last turn's handlers and the worker since queued.
+        self.flush()?;
         if self.deferred.is_empty() {
+            // UDP sends complete as they are submitted and post their
+            // completions before the wait begins: wait for one more, so
+            // that the call that sends also sleeps. (A peer woken by a send
+            // then runs while this thread waits, instead of preempting it
+            // on its way back from a system call of its own.)
+            let want = self.inflight + 1;
             let r = match timeout {
                 Some(d) => {
                     let ts = Timespec::from(d);
                     let args = SubmitArgs::new().timespec(&ts);
-                    self.ring.submitter().submit_with_args(1, &args)
+                    self.ring.submitter().submit_with_args(want, &args)
                 }
-                None => self.ring.submit_and_wait(1),
+                None => self.ring.submit_and_wait(want),
             };
             match r {
                 Ok(_) => {}
@@ -366,7 +384,6 @@ impl UringEngine {
         completions.clear();
         self.deferred = completions;
         self.bufs.publish();
-        self.flush()?;
         Ok(received)
     }
 
@@ -447,27 +464,18 @@ impl UringEngine {
         handed
     }
 
-    fn send_completed(&mut self, res: i32) {
-        self.inflight = self.inflight.saturating_sub(1);
-        if res < 0 {
-            self.stats.send_dropped += 1;
-        } else {
-            self.stats.sent += 1;
-        }
+    /// Sends what is queued now, and returns once the kernel has taken it
+    /// (a worker that is about to exit).
+    pub fn send_queued(&mut self) -> io::Result<()> {
+        self.flush()?;
+        self.wait_sends()
     }
 
-    /// Queues the outbox: one SENDMSG per datagram, submitted by the next
-    /// turn's single system call (which then waits), so a steady loop makes
-    /// one `io_uring_enter` per turn. The previous turn's sends must have
-    /// completed first (UDP sends complete at once; waiting is rare).
-    fn flush(&mut self) -> io::Result<()> {
-        if self.outbox.pending.is_empty() {
-            return Ok(());
-        }
+    /// Waits until every send in flight has completed. Receives completed
+    /// meanwhile wait in `deferred`, in order, for the next turn.
+    fn wait_sends(&mut self) -> io::Result<()> {
         while self.inflight > 0 {
             self.ring.submit_and_wait(1)?;
-            // Receives wait in `deferred`, in order, for the next turn;
-            // sends are accounted for here.
             let start = self.deferred.len();
             self.deferred.extend(self.ring.completion());
             let (stats, inflight) = (&mut self.stats, &mut self.inflight);
@@ -487,6 +495,27 @@ impl UringEngine {
                 !send
             });
         }
+        Ok(())
+    }
+
+    fn send_completed(&mut self, res: i32) {
+        self.inflight = self.inflight.saturating_sub(1);
+        if res < 0 {
+            self.stats.send_dropped += 1;
+        } else {
+            self.stats.sent += 1;
+        }
+    }
+
+    /// Queues the outbox: one SENDMSG per datagram, submitted by the next
+    /// turn's single system call (which then waits), so a steady loop makes
+    /// one `io_uring_enter` per turn. The previous turn's sends must have
+    /// completed first (UDP sends complete at once; waiting is rare).
+    fn flush(&mut self) -> io::Result<()> {
+        if self.outbox.pending.is_empty() {
+            return Ok(());
+        }
+        self.wait_sends()?;
         std::mem::swap(&mut self.outbox, &mut self.sending);
         self.outbox.clear();
         let pending = std::mem::take(&mut self.sending.pending);

@@ -336,3 +336,64 @@ fn remove_and_reuse_io_uring() {
 fn remove_and_reuse_epoll() {
     remove_and_reuse(Backend::Epoll);
 }
+
+/// Collects what the engine receives.
+#[derive(Default)]
+struct Collect(Vec<Vec<u8>>);
+
+impl PacketHandler for Collect {
+    fn on_packet(&mut self, _: Token, _: SocketAddr, data: &mut [u8], _: Instant, _: &mut Outbox) {
+        self.0.push(data.to_vec());
+    }
+}
+
+/// A datagram queued between turns goes out with the next turn, which
+/// then still wakes for the answer (on io_uring the same system call
+/// sends and waits: its own sends' completions must not end the wait,
+/// nor may it sleep past the answer); `send_queued` sends at once.
+fn queued_between_turns(backend: Backend) {
+    let (mut engine, _) = Engine::new(backend).unwrap();
+    let own = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let peer = phone("127.0.0.1");
+    peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let token = engine.add(own).unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    let mut seen = Collect::default();
+    engine
+        .poll(Some(Duration::from_millis(1)), &mut seen)
+        .unwrap();
+    let echo = std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        let (n, from) = peer.recv_from(&mut buf).unwrap();
+        peer.send_to(&buf[..n], from).unwrap();
+        let n = peer.recv(&mut buf).unwrap();
+        buf[..n].to_vec()
+    });
+    engine.queue(token, peer_addr, b"ping");
+    let t = Instant::now();
+    let mut got = 0;
+    while got == 0 && t.elapsed() < Duration::from_secs(5) {
+        got += engine
+            .poll(Some(Duration::from_secs(5)), &mut seen)
+            .unwrap();
+    }
+    assert_eq!(seen.0, vec![b"ping".to_vec()], "{backend:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "{backend:?}: {:?}",
+        t.elapsed()
+    );
+    engine.queue(token, peer_addr, b"bye");
+    engine.send_queued().unwrap();
+    assert_eq!(echo.join().unwrap(), b"bye", "{backend:?}");
+}
+
+#[test]
+fn queued_between_turns_io_uring() {
+    queued_between_turns(Backend::Uring);
+}
+
+#[test]
+fn queued_between_turns_epoll() {
+    queued_between_turns(Backend::Epoll);
+}

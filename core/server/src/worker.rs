@@ -408,15 +408,11 @@ type Connections = HashMap<SocketAddr, tokio::sync::mpsc::UnboundedSender<Vec<u8
 
 /// Sends `bytes` to `to`: on its TCP connection when it has one, over UDP
 /// otherwise.
-fn send(udp: &UdpSocket, conns: &Connections, to: SocketAddr, bytes: &[u8]) {
+fn send(engine: &mut Engine, udp: Token, conns: &Connections, to: SocketAddr, bytes: &[u8]) {
     match conns.get(&to).map(|tx| tx.send(bytes.to_vec()).is_ok()) {
         Some(true) => {}
         Some(false) => tracing::debug!(%to, "SIP over TCP: the connection is gone"),
-        None => {
-            if let Err(e) = udp.send_to(bytes, to) {
-                tracing::warn!(%to, "SIP send: {e}");
-            }
-        }
+        None => engine.queue(udp, to, bytes),
     }
 }
 
@@ -605,7 +601,6 @@ pub(crate) fn run(
     let sip_token = engine.add(sip)?;
     // Its datagrams only end the engine's wait: TCP messages are waiting.
     let wake_token = engine.add(wake)?;
-    let own_sender = own.as_ref().map(UdpSocket::try_clone).transpose()?;
     let mut cfg = B2buaConfig::new(local, random_u64());
     if let Some(o) = &own {
         cfg.b_local = Some(o.local_addr()?);
@@ -721,7 +716,7 @@ pub(crate) fn run(
                     if let Disposition::Respond { status, reason } = e.disposition() {
                         let tag = format!("{:016x}", random_u64());
                         if let Some(r) = stateless_response(&bytes, status, &reason, &tag) {
-                            send(&sender, &conns, from, &r);
+                            send(&mut engine, sip_token, &conns, from, &r);
                         }
                     }
                 }
@@ -1116,7 +1111,7 @@ pub(crate) fn run(
             if let Some(code) = o.bytes.strip_prefix(b"SIP/2.0 ").and_then(|r| r.get(..3)) {
                 m.response([code[0], code[1], code[2]]);
             }
-            match (&own_sender, o.from_b) {
+            match (own_token, o.from_b) {
                 // A TCP target without a connection yet: ask for one, and
                 // keep what it is to carry.
                 _ if o.stream && !conns.contains_key(&o.to) => {
@@ -1127,9 +1122,9 @@ pub(crate) fn run(
                     waiting.push(o.bytes);
                 }
                 (Some(own), true) if !conns.contains_key(&o.to) => {
-                    let _ = own.send_to(&o.bytes, o.to);
+                    engine.queue(own, o.to, &o.bytes);
                 }
-                _ => send(&sender, &conns, o.to, &o.bytes),
+                _ => send(&mut engine, sip_token, &conns, o.to, &o.bytes),
             }
         }
         // Counters as they go; gauges once a second.
@@ -1162,7 +1157,8 @@ pub(crate) fn run(
         }
         if drain_deadline.is_some() && b2b.calls() == 0 {
             tracing::info!("drained");
-            return Ok(());
+            // The last call's last responses, queued this turn.
+            return engine.send_queued();
         }
     }
 }
