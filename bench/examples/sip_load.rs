@@ -21,10 +21,13 @@
 //!   6000 upwards by default, which would take the switch's). The range
 //!   is sized to the load, as a carrier sizes it: 40 ports per call per
 //!   second (every partition holds twice what the rate keeps in use), at
-//!   least 4,000 and at most up to 32767, so that the pool goes round in
-//!   the first seconds and the run measures a switch whose ports' sockets
-//!   are open (a port's socket is bound once and kept for its next
-//!   calls). Ports rest 500 ms in quarantine instead of the default 2 s:
+//!   least 4,000 and at most up to 32767. A port's socket is bound once
+//!   and kept for its next calls, and the pool hands out the port that
+//!   rested last first, so once the first calls' ports are out of
+//!   quarantine the run measures a switch whose ports' sockets are open
+//!   (unless `hold_ms` keeps more calls up than have ended: then every
+//!   call opens new ones; `warm` first runs the same calls once). Ports
+//!   rest 500 ms in quarantine instead of the default 2 s:
 //!   these calls last a second and carry no RTP, so at thousands of calls
 //!   per second the quarantine, not the calls, would hold most of the
 //!   range.
