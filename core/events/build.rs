@@ -1,0 +1,12 @@
+//! Generates the event types from `proto/sentiric/event/v1/events.proto`
+//! with a vendored `protoc`, so a build needs nothing installed.
+
+fn main() -> std::io::Result<()> {
+    let proto_root = "../../proto";
+    let file = "../../proto/sentiric/event/v1/events.proto";
+    println!("cargo:rerun-if-changed={file}");
+    let protoc = protoc_bin_vendored::protoc_bin_path().map_err(std::io::Error::other)?;
+    let mut config = prost_build::Config::new();
+    config.protoc_executable(protoc);
+    config.compile_protos(&[file], &[proto_root])
+}
