@@ -227,6 +227,16 @@ pub enum Event {
         /// On which transport.
         transport: Transport,
     },
+    /// A was told the call rings (180) or has early media (183): once per
+    /// status code and call.
+    Ringing {
+        /// The call.
+        call: CallRef,
+        /// 180, 183 or another 18x.
+        status: u16,
+        /// The response carried SDP (media flows before the answer).
+        early_media: bool,
+    },
     /// Both legs are up.
     Answered {
         /// The call.
@@ -383,6 +393,8 @@ struct Call {
     next_target: usize,
     ring_timeout: Duration,
     ring_deadline: Option<Instant>,
+    /// The provisional codes A was sent so far ([`Event::Ringing`]).
+    rang: Vec<u16>,
     /// The relayed 2xx, retransmitted until A's ACK (§13.3.1.4).
     a_answer: Option<(Vec<u8>, Instant, Duration, Instant)>,
     answered: bool,
@@ -543,6 +555,9 @@ pub struct B2bua<M> {
     /// one of its call's deadlines is skipped.
     timers: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, CallRef)>>,
     draining: bool,
+    /// New calls refused for a reason outside the engine (the event
+    /// outbox full): 503 with Retry-After until lifted.
+    holding: bool,
 }
 
 impl<M> std::fmt::Debug for B2bua<M> {
@@ -603,7 +618,15 @@ impl<M: MediaPlane> B2bua<M> {
             cps: (0.0, None),
             timers: std::collections::BinaryHeap::new(),
             draining: false,
+            holding: false,
         }
+    }
+
+    /// While `on`, new INVITEs get 503 with Retry-After (5 s); calls up
+    /// carry on. For the shell: the switch refuses calls it could not
+    /// account for (its event outbox is full).
+    pub fn hold_new_calls(&mut self, on: bool) {
+        self.holding = on;
     }
 
     /// Stops taking calls: new INVITEs get 503 with Retry-After, calls up
@@ -673,6 +696,9 @@ impl<M: MediaPlane> B2bua<M> {
     fn admit(&mut self, now: Instant) -> Result<(), u32> {
         if self.draining {
             return Err(30);
+        }
+        if self.holding {
+            return Err(5);
         }
         if self
             .cfg
@@ -977,6 +1003,7 @@ impl<M: MediaPlane> B2bua<M> {
                 next_target: 0,
                 ring_timeout: Duration::from_secs(60),
                 ring_deadline: None,
+                rang: Vec::new(),
                 a_answer: None,
                 answered: false,
                 end_by: None,
@@ -2197,6 +2224,14 @@ impl<M: MediaPlane> B2bua<M> {
             if let Some(d) = c.a_dialog.as_mut() {
                 d.state = sentiric_sip::dialog::DialogState::Confirmed;
             }
+        }
+        if (101..200).contains(&status) && !c.rang.contains(&status) {
+            c.rang.push(status);
+            self.events.push_back(Event::Ringing {
+                call,
+                status,
+                early_media: sdp.is_some(),
+            });
         }
         if (200..300).contains(&status) {
             c.state = State::Answered;

@@ -374,7 +374,17 @@ fn a_bridged_call_from_invite_to_bye() {
 
     let sent = net.send(ALICE, &a_request("ACK", &a_tag, 10, "a2"));
     assert!(sent.is_empty());
-    assert_eq!(net.events(), [Event::Answered { call }]);
+    assert_eq!(
+        net.events(),
+        [
+            Event::Ringing {
+                call,
+                status: 180,
+                early_media: false
+            },
+            Event::Answered { call }
+        ]
+    );
 
     // Alice hangs up: 200 to her, BYE to Bob in Bob's dialog.
     let sent = net.send(ALICE, &a_request("BYE", &a_tag, 11, "a3"));
@@ -472,11 +482,18 @@ fn cancel_before_the_answer() {
     assert_eq!(cancel_b.header(HeaderName::CSeq), "1 CANCEL");
     assert_eq!(
         net.events(),
-        [Event::Ended {
-            call,
-            status: 487,
-            by: None
-        }]
+        [
+            Event::Ringing {
+                call,
+                status: 180,
+                early_media: false
+            },
+            Event::Ended {
+                call,
+                status: 487,
+                by: None
+            }
+        ]
     );
     // Bob's 487: the transaction ACKs it; nothing reaches Alice.
     let sent = net.answer(BOB, &invite, "487 Request Terminated", "tb", None);
@@ -878,6 +895,25 @@ fn overload_limits_answer_503_with_retry_after_and_spare_calls_up() {
     net.now += Duration::from_secs(1);
     let sent = net.send(ALICE, &nth_invite(4));
     assert_eq!(final_status(&sent), None, "admitted a second later");
+}
+
+#[test]
+fn new_calls_held_back_get_503_until_lifted_and_calls_up_carry_on() {
+    let mut net = Net::new();
+    let (_, _, a_tag) = call_up(&mut net);
+    net.b2b.hold_new_calls(true);
+    let sent = net.send(ALICE, &nth_invite(1));
+    assert_eq!(
+        final_status(&sent),
+        Some(("SIP/2.0 503 Service Unavailable".into(), "5".into()))
+    );
+    assert!(net.events().is_empty(), "no new call");
+    let sent = net.send(ALICE, &a_request("INVITE", &a_tag, 11, "h1"));
+    only(&sent, BOB, "INVITE");
+    net.b2b.hold_new_calls(false);
+    let sent = net.send(ALICE, &nth_invite(2));
+    assert_eq!(final_status(&sent), None);
+    assert!(matches!(net.events()[..], [Event::Route { .. }]));
 }
 
 #[test]
@@ -1353,7 +1389,17 @@ fn a_prompt_in_early_media_then_a_bridge_keeps_the_callers_media() {
         )]
     );
     net.send(ALICE, &a_request("ACK", &a_tag, 10, "a2"));
-    assert_eq!(net.events(), [Event::Answered { call }]);
+    assert_eq!(
+        net.events(),
+        [
+            Event::Ringing {
+                call,
+                status: 180,
+                early_media: false
+            },
+            Event::Answered { call }
+        ]
+    );
 }
 
 #[test]
