@@ -8,5 +8,8 @@ fn main() -> std::io::Result<()> {
     let protoc = protoc_bin_vendored::protoc_bin_path().map_err(std::io::Error::other)?;
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc);
+    // JSON for people (`sentiric events tail`) and for the JSON content
+    // type; protobuf on the wire by default.
+    config.type_attribute(".", "#[derive(serde::Serialize)]");
     config.compile_protos(&[file], &[proto_root])
 }

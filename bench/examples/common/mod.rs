@@ -65,8 +65,9 @@ impl Drop for Running {
 }
 
 /// Starts `sentiric run` (`SENTIRIC_BIN`, else the release build) with
-/// SIP on an ephemeral loopback port and `config` (TOML, `[sip]` aside)
-/// written in `dir`; returns it and the address it takes SIP on.
+/// SIP on an ephemeral loopback port, `config` (TOML, `[sip]` aside)
+/// written in `dir` and its event outbox in `dir/events`; returns it and
+/// the address it takes SIP on.
 pub(crate) fn start_sentiric(dir: &Path, config: &str) -> (Running, SocketAddr) {
     let path = dir.join("sentiric.toml");
     std::fs::write(&path, format!("[sip]\nlisten = \"127.0.0.1:0\"\n{config}")).unwrap();
@@ -74,6 +75,7 @@ pub(crate) fn start_sentiric(dir: &Path, config: &str) -> (Running, SocketAddr) 
     let mut child = Command::new(&exe)
         .args(["run", "--config", path.to_str().unwrap()])
         .env("SENTIRIC_HTTP_LISTEN", "127.0.0.1:0")
+        .env("SENTIRIC_EVENTS_OUTBOX", dir.join("events"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

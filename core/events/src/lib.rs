@@ -25,12 +25,63 @@ pub fn new_event(body: v1::event::Body) -> v1::Event {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     v1::Event {
-        event_id: uuid::Uuid::now_v7().to_string(),
+        event_id: event_id(now).to_string(),
         schema_version: SCHEMA_VERSION,
         time_unix_us: i64::try_from(now.as_micros()).unwrap_or(i64::MAX),
         body: Some(body),
         ..v1::Event::default()
     }
+}
+
+/// A UUIDv7 (RFC 9562 §5.7) for an event minted at `now`: the 12 bits
+/// after the millisecond timestamp are a counter (§6.2, method 1), so a
+/// thread's ids sort in the order it minted them, and the other 62 bits
+/// come from a per-thread generator seeded once from the OS's random keys
+/// — no system call per id, on the workers' path.
+fn event_id(now: std::time::Duration) -> uuid::Uuid {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, Hasher};
+    thread_local! {
+        /// (last millisecond, counter, generator state)
+        static STATE: Cell<(u64, u16, u64)> = Cell::new((0, 0, {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(0x5e47_1c1d);
+            h.finish()
+        }));
+    }
+    STATE.with(|cell| {
+        let (last, mut counter, mut state) = cell.get();
+        // splitmix64
+        let mut random = || {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let mut ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX) & 0xffff_ffff_ffff;
+        if ms > last {
+            // A new millisecond: the counter starts low, leaving room.
+            counter = (random() & 0x7ff) as u16;
+        } else {
+            // The same millisecond (or the clock stepped back): count on,
+            // borrowing the next millisecond when the counter is spent.
+            ms = last;
+            counter += 1;
+            if counter > 0xfff {
+                ms += 1;
+                counter = (random() & 0x7ff) as u16;
+            }
+        }
+        let tail = random() & 0x3fff_ffff_ffff_ffff;
+        cell.set((ms, counter, state));
+        let bits = (u128::from(ms) << 80)
+            | (0x7u128 << 76)
+            | (u128::from(counter) << 64)
+            | (0b10u128 << 62)
+            | u128::from(tail);
+        uuid::Uuid::from_u128(bits)
+    })
 }
 
 #[cfg(test)]
@@ -60,9 +111,34 @@ mod tests {
     #[test]
     fn event_ids_sort_by_creation() {
         let body = || v1::event::Body::NodeStarted(v1::NodeStarted::default());
-        let ids: Vec<String> = (0..100).map(|_| new_event(body()).event_id).collect();
+        // Many in the same millisecond: the counter keeps them in order.
+        let ids: Vec<String> = (0..10_000).map(|_| new_event(body()).event_id).collect();
         let mut sorted = ids.clone();
         sorted.sort();
+        sorted.dedup();
         assert_eq!(ids, sorted);
+        for id in &ids[..10] {
+            let u = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(u.get_version_num(), 7);
+            assert_eq!(u.get_variant(), uuid::Variant::RFC4122);
+        }
+    }
+
+    #[test]
+    fn an_event_ids_time_is_its_millisecond_and_the_counter_borrows_the_next() {
+        let t = std::time::Duration::from_millis(1_700_000_000_123);
+        let first = event_id(t);
+        assert_eq!(first.as_u128() >> 80, 1_700_000_000_123);
+        // 4,096 more in the same millisecond spend the counter: the ids
+        // move on to the next millisecond and stay in order.
+        let mut last = first;
+        for _ in 0..4096 {
+            let id = event_id(t);
+            assert!(id > last);
+            last = id;
+        }
+        assert_eq!(last.as_u128() >> 80, 1_700_000_000_124);
+        // A clock stepping back does not reorder them.
+        assert!(event_id(std::time::Duration::from_millis(5)) > last);
     }
 }

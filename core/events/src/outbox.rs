@@ -6,11 +6,11 @@
 //!   [payload]` (little-endian), numbered consecutively across segments;
 //!   and `confirmed`, the number below which every record is confirmed.
 //!   A segment rolls over at [`OutboxConfig::segment_bytes`].
-//! * **Durability.** [`Outbox::append`] buffers; [`Outbox::sync`] writes
-//!   and `fdatasync`s the batch, and records are handed to the publisher
-//!   only after it: the cost of an fsync is shared by every event of a
-//!   batch. A process killed between the two loses nothing it reported
-//!   durable.
+//! * **Durability.** [`Outbox::append`] buffers; [`Outbox::write`] hands
+//!   the batch to the kernel in one `write` (from then on it survives the
+//!   process, killed or not), and [`Outbox::sync`] also `fdatasync`s it
+//!   (it survives the machine). The caller chooses how often each runs:
+//!   a sync costs a disk flush, shared by every record since the last.
 //! * **Confirms.** [`Outbox::confirm`] marks a record; the watermark
 //!   moves over records confirmed without a gap, whole segments below it
 //!   are deleted, and the watermark is written (atomically, by rename) at
@@ -116,6 +116,8 @@ pub struct Outbox {
     file: File,
     /// Appended, not yet written to the file.
     buf: Vec<u8>,
+    /// Written to the current segment since its last sync.
+    unsynced: bool,
     next: u64,
     /// Every record below it is confirmed.
     watermark: u64,
@@ -218,6 +220,7 @@ impl Outbox {
             segments,
             file,
             buf: Vec::new(),
+            unsynced: false,
             next,
             watermark,
             saved: cursor,
@@ -261,16 +264,36 @@ impl Outbox {
         Ok(seq)
     }
 
-    /// Writes and syncs what was appended, and the watermark if it moved.
+    /// Writes what was appended to the file (one `write`): from here it
+    /// survives the process, killed or not, though not the machine's
+    /// crash until [`Outbox::sync`].
+    pub fn write(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.file.write_all(&self.buf) {
+            // Part of the batch may be in the file: cut it off, or the
+            // retry would follow a torn record that ends the log.
+            let good = self.segments.back().map_or(0, |s| s.bytes);
+            let _ = self.file.set_len(good);
+            return Err(e);
+        }
+        if let Some(s) = self.segments.back_mut() {
+            s.bytes += self.buf.len() as u64;
+        }
+        self.bytes += self.buf.len() as u64;
+        self.buf.clear();
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// Writes what was appended and syncs it to the disk (one
+    /// `fdatasync`), and the watermark if it moved.
     pub fn sync(&mut self) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            self.file.write_all(&self.buf)?;
+        self.write()?;
+        if self.unsynced {
             self.file.sync_data()?;
-            if let Some(s) = self.segments.back_mut() {
-                s.bytes += self.buf.len() as u64;
-            }
-            self.bytes += self.buf.len() as u64;
-            self.buf.clear();
+            self.unsynced = false;
         }
         if self.saved != self.watermark {
             let tmp = self.cfg.dir.join("confirmed.tmp");
@@ -359,6 +382,36 @@ impl Outbox {
     }
 }
 
+/// Every whole record on disk in `dir`, confirmed or not, oldest first,
+/// without changing anything: for readers beside a running switch (a
+/// record being written is simply not there yet).
+pub fn read(dir: &Path) -> io::Result<Vec<Record>> {
+    let mut firsts: Vec<u64> = fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_suffix(".seg")?.parse().ok()
+        })
+        .collect();
+    firsts.sort_unstable();
+    let mut out = Vec::new();
+    for first in firsts {
+        let data = match fs::read(segment_path(dir, first)) {
+            Ok(d) => d,
+            // Deleted since the listing: confirmed meanwhile.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        scan(&data, |k, payload| {
+            out.push(Record {
+                seq: first + k,
+                bytes: payload.to_vec(),
+            });
+        });
+    }
+    Ok(out)
+}
+
 fn segment_path(dir: &Path, first: u64) -> PathBuf {
     dir.join(format!("{first:020}.seg"))
 }
@@ -395,11 +448,13 @@ mod tests {
 
     impl Dir {
         fn new(name: &str) -> Dir {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
             let d = std::env::temp_dir().join(format!(
                 "sentiric-outbox-{name}-{}-{}",
                 std::process::id(),
-                uuid::Uuid::now_v7()
+                N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             ));
+            let _ = fs::remove_dir_all(&d);
             Dir(d)
         }
 
@@ -466,6 +521,46 @@ mod tests {
         let (o, r) = Outbox::open(d.cfg()).unwrap();
         assert_eq!(payloads(&r), [(2, "c".into()), (3, "d".into())]);
         assert_eq!(o.len(), 2);
+    }
+
+    #[test]
+    fn a_reader_sees_whole_records_and_changes_nothing() {
+        let d = Dir::new("read");
+        let (mut o, _) = Outbox::open(d.cfg()).unwrap();
+        for p in ["a", "b"] {
+            o.append(p.as_bytes()).unwrap();
+        }
+        o.sync().unwrap();
+        o.confirm(0).unwrap();
+        let seg = segment_path(&d.0, 0);
+        // Half of a record being written.
+        OpenOptions::new()
+            .append(true)
+            .open(&seg)
+            .unwrap()
+            .write_all(b"\x09\x00\x00\x00")
+            .unwrap();
+        let before = fs::metadata(&seg).unwrap().len();
+        let all = read(&d.0).unwrap();
+        assert_eq!(
+            all.iter()
+                .map(|r| (r.seq, r.bytes.clone()))
+                .collect::<Vec<_>>(),
+            [(0, b"a".to_vec()), (1, b"b".to_vec())]
+        );
+        assert_eq!(fs::metadata(&seg).unwrap().len(), before);
+    }
+
+    #[test]
+    fn written_without_a_sync_is_in_the_file() {
+        let d = Dir::new("written");
+        let (mut o, _) = Outbox::open(d.cfg()).unwrap();
+        o.append(b"w").unwrap();
+        o.write().unwrap();
+        assert_eq!(o.bytes(), 9);
+        // Another process (a restart after a kill) reads it.
+        let (_, r) = Outbox::open(d.cfg()).unwrap();
+        assert_eq!(payloads(&r), [(0, "w".into())]);
     }
 
     #[test]

@@ -32,12 +32,23 @@
 //! format = "text"                # or "json": one object a line
 //! level = "info"
 //!
+//! [events]
+//! outbox = "sentiric-events"     # the event outbox's directory
+//! outbox_max_mb = 1024           # full: new calls get 503 until the
+//!                                # broker confirms events
+//! batch_ms = 50                  # events written together (one write)
+//! sync_ms = 200                  # and synced to disk at most this often
+//!
+//! [node]
+//! id = ""                        # in every event; "" = the host name
+//!
 //! [dialplan]                     # see sentiric_engine::dialplan
 //! ```
 //!
-//! Every key of `[sip]`, `[rtp]`, `[limits]`, `[log]` and `[http]` can be set from the
-//! environment, over the file: `SENTIRIC_SIP_LISTEN=127.0.0.1:5070`,
-//! `SENTIRIC_RTP_MIN_PORT=30000`, `SENTIRIC_LIMITS_MAX_CPS=200`.
+//! Every key of `[sip]`, `[rtp]`, `[limits]`, `[log]`, `[http]`, `[events]`
+//! and `[node]` can be set from the environment, over the file:
+//! `SENTIRIC_SIP_LISTEN=127.0.0.1:5070`, `SENTIRIC_RTP_MIN_PORT=30000`,
+//! `SENTIRIC_LIMITS_MAX_CPS=200`, `SENTIRIC_EVENTS_OUTBOX=/var/lib/sentiric/events`.
 //!
 //! With no `[dialplan]` rules the demo dialplan runs: 600 echo, 700 an
 //! announcement, 800 a conference room, anything else 404.
@@ -69,6 +80,79 @@ pub(crate) struct Config {
     /// Health and metrics endpoints.
     #[serde(default)]
     pub(crate) http: HttpConfig,
+    /// Call and node events.
+    #[serde(default)]
+    pub(crate) events: EventsConfig,
+    /// This switch node.
+    #[serde(default)]
+    pub(crate) node: NodeConfig,
+}
+
+/// `[events]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EventsConfig {
+    /// The outbox's directory (relative: to the working directory).
+    #[serde(default = "default_outbox")]
+    pub(crate) outbox: std::path::PathBuf,
+    /// Most megabytes the outbox holds before new calls are refused.
+    #[serde(default = "default_outbox_max_mb")]
+    pub(crate) outbox_max_mb: u64,
+    /// Events arriving within this many milliseconds of the first of a
+    /// batch are written with it (one `write`).
+    #[serde(default = "default_batch_ms")]
+    pub(crate) batch_ms: u64,
+    /// What was written is synced to disk (one `fdatasync`) at most this
+    /// often, in milliseconds.
+    #[serde(default = "default_sync_ms")]
+    pub(crate) sync_ms: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            outbox: default_outbox(),
+            outbox_max_mb: default_outbox_max_mb(),
+            batch_ms: default_batch_ms(),
+            sync_ms: default_sync_ms(),
+        }
+    }
+}
+
+fn default_outbox() -> std::path::PathBuf {
+    "sentiric-events".into()
+}
+fn default_outbox_max_mb() -> u64 {
+    1024
+}
+fn default_batch_ms() -> u64 {
+    50
+}
+fn default_sync_ms() -> u64 {
+    200
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NodeConfig {
+    /// The node's name in events; empty: the host name.
+    #[serde(default)]
+    pub(crate) id: String,
+}
+
+impl NodeConfig {
+    /// The id, or the host name when none is set.
+    pub(crate) fn id(&self) -> String {
+        if !self.id.is_empty() {
+            return self.id.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "sentiric".into())
+    }
 }
 
 /// `[http]`.
@@ -303,7 +387,7 @@ impl Config {
             let lower = rest.to_ascii_lowercase();
             // Other SENTIRIC_* variables (the test and benchmark switches)
             // are not settings; a wrong key in a section is an error.
-            let Some((section, key)) = ["sip", "rtp", "limits", "log", "http"]
+            let Some((section, key)) = ["sip", "rtp", "limits", "log", "http", "events", "node"]
                 .iter()
                 .find_map(|s| Some((*s, lower.strip_prefix(s)?.strip_prefix('_')?)))
             else {
@@ -384,6 +468,26 @@ impl Config {
                 self.sip.workers
             )));
         }
+        if self.events.outbox.as_os_str().is_empty() {
+            return Err(ConfigError("events.outbox: a directory is needed".into()));
+        }
+        if !(1..=1000).contains(&self.events.batch_ms) {
+            return Err(ConfigError(format!(
+                "events.batch_ms: {}: 1 to 1000",
+                self.events.batch_ms
+            )));
+        }
+        if !(1..=60_000).contains(&self.events.sync_ms) {
+            return Err(ConfigError(format!(
+                "events.sync_ms: {}: 1 to 60000",
+                self.events.sync_ms
+            )));
+        }
+        if self.events.outbox_max_mb < 1 {
+            return Err(ConfigError(
+                "events.outbox_max_mb: at least 1 (calls are refused when it is full)".into(),
+            ));
+        }
         if self.limits.max_calls == Some(0) || self.limits.max_cps == Some(0) {
             return Err(ConfigError(
                 "limits.max_calls, limits.max_cps: 0 would refuse every call; leave unset for no limit"
@@ -461,6 +565,10 @@ mod tests {
             ("[limits]\nmax_cps = 0\n", "limits.max_cps"),
             ("[log]\nformat = \"xml\"\n", "log.format"),
             ("[log]\nlevel = \"loud\"\n", "log.level"),
+            ("[events]\noutbox_max_mb = 0\n", "events.outbox_max_mb"),
+            ("[events]\nbatch_ms = 0\n", "events.batch_ms"),
+            ("[events]\noutbox = \"\"\n", "events.outbox"),
+            ("[node]\nname = \"x\"\n", "name"),
             (
                 "[[dialplan.rule]]\naction = \"play\"\nprompt = \"/nonexistent/x.wav\"\n",
                 "/nonexistent/x.wav",

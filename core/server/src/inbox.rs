@@ -30,6 +30,8 @@ pub(crate) enum Inbound {
 pub(crate) struct Load {
     /// Share of the last second the worker's thread ran, in thousandths.
     pub(crate) busy: AtomicU32,
+    /// Calls up on the worker, as of its last turn.
+    pub(crate) calls: AtomicU32,
 }
 
 /// Where a worker's events go: its channel and its wake socket; and how

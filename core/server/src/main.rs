@@ -23,6 +23,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 
 mod call;
 mod config;
+mod events;
 mod http;
 mod inbox;
 mod media;
@@ -36,6 +37,7 @@ const USAGE: &str = "usage: sentiric run [--config FILE] [--listen ADDR]
        sentiric check-config FILE
        sentiric call URI [--play FILE.wav] [--record FILE.wav] [--dtmf 123#] [--duration S] [--bind IP]
                          [--codec pcmu|pcma|opus]
+       sentiric events tail [--config FILE] [--dir DIR] [-n N]
        sentiric --version";
 
 fn load(path: Option<&str>) -> Result<config::Checked, String> {
@@ -121,6 +123,15 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Some("events") if args.get(1).map(String::as_str) == Some("tail") => {
+            match events_tail(&args[2..]) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sentiric events tail: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Some("--version") => {
             println!("sentiric {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -130,6 +141,44 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `sentiric events tail`: the last `-n` (20) events of the outbox the
+/// config names (or `--dir`), one JSON object a line, oldest first.
+fn events_tail(args: &[String]) -> Result<(), String> {
+    use prost::Message as _;
+    let (mut config_path, mut dir, mut n) = (None, None, 20usize);
+    let mut rest = args.iter();
+    while let Some(a) = rest.next() {
+        match (a.as_str(), rest.next()) {
+            ("--config", Some(v)) => config_path = Some(v.clone()),
+            ("--dir", Some(v)) => dir = Some(std::path::PathBuf::from(v)),
+            ("-n", Some(v)) => n = v.parse().map_err(|_| format!("-n: not a number: {v}"))?,
+            _ => return Err(USAGE.into()),
+        }
+    }
+    let dir = match dir {
+        Some(d) => d,
+        None => load(config_path.as_deref())?.config.events.outbox,
+    };
+    let records =
+        sentiric_events::outbox::read(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut out = std::io::stdout().lock();
+    for r in &records[records.len().saturating_sub(n)..] {
+        use std::io::Write as _;
+        let line = match sentiric_events::v1::Event::decode(r.bytes.as_slice()) {
+            Ok(e) => serde_json::to_string(&e).map_err(|e| e.to_string())?,
+            Err(e) => format!(
+                "{{\"undecodable\":{},\"error\":{:?}}}",
+                r.seq,
+                e.to_string()
+            ),
+        };
+        if writeln!(out, "{line}").is_err() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Structured logs on standard error: readable text (colours on a
@@ -262,6 +311,13 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         config.http.token.clone(),
     )?;
     tracing::info!(http = %http_addr, "health and metrics on http://{http_addr}");
+    let (events, events_thread) = events::spawn(
+        config.events.outbox.clone(),
+        config.events.outbox_max_mb.saturating_mul(1 << 20),
+        Duration::from_millis(config.events.batch_ms),
+        Duration::from_millis(config.events.sync_ms),
+        &config.node.id(),
+    )?;
     // Each worker: a packet engine, its SIP sockets, its share of the
     // port pool, and an inbox for TCP and for datagrams other workers got
     // for its calls.
@@ -312,6 +368,12 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
     // The first stdout line says where the switch listens, once UDP and
     // TCP both do (tests read it).
     println!("sentiric listening on udp:{listen}");
+    events.emit_node(sentiric_events::v1::event::Body::NodeStarted(
+        sentiric_events::v1::NodeStarted {
+            version: env!("CARGO_PKG_VERSION").into(),
+            sip_listen: vec![format!("udp:{listen}"), format!("tcp:{tcp_addr}")],
+        },
+    ));
     // SIGTERM and the first SIGINT set `stop` (drain); a second SIGINT
     // exits at once.
     let stop = Arc::new(AtomicBool::new(false));
@@ -341,6 +403,7 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
             wake,
             own,
             connector: connector.clone(),
+            events: events.clone(),
         };
         // With a worker per CPU, each is pinned to its own.
         let cpu = (workers == cpus.len()).then(|| cpus[i]);
@@ -362,6 +425,12 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
             Ok(Err(e)) => result = Err(e),
             Err(_) => result = Err(std::io::Error::other("a worker panicked")),
         }
+    }
+    // The workers' handles are gone with them: the events thread writes
+    // what they sent and ends.
+    drop(events);
+    if events_thread.join().is_err() {
+        result = Err(std::io::Error::other("the events thread panicked"));
     }
     result
 }

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use sentiric_engine::b2bua::{owner_of, worker_prefix, B2bua, B2buaConfig, CallRef, Event, Leg};
 use sentiric_engine::dialplan::{Dialplan, RouteRequest, StaticDialplan, Transport};
+use sentiric_events::v1::{self, event::Body};
 use sentiric_io::{Engine, Outbox, PacketHandler, Token};
 use sentiric_media::mixer::MixMinus;
 use sentiric_media::wav::WavPlayer;
@@ -30,6 +31,7 @@ use sentiric_rtp::relay::{LatchPolicy, LegSpec, Relay};
 use sentiric_sip::build::stateless_response;
 use sentiric_sip::{Disposition, Message};
 
+use crate::events::Events;
 use crate::inbox::{Inbound, Inbox};
 use crate::media::{Instruction, Media, RtpSocket};
 use crate::transcoding::Transcoded;
@@ -355,10 +357,73 @@ struct CallMedia {
     bridged: bool,
 }
 
+/// What the worker keeps of a call for its log lines and events.
+struct CallInfo {
+    /// The caller's Call-ID.
+    call_id: String,
+    /// Minted at ingress.
+    trace_id: String,
+    /// When the INVITE was routed (as it arrived).
+    started: Instant,
+    answered: Option<Instant>,
+    /// The sequence number of the call's last event.
+    seq: u64,
+}
+
+impl CallInfo {
+    /// Sends the call's next event.
+    fn emit(&mut self, events: &Events, body: Body) {
+        self.seq += 1;
+        let mut e = sentiric_events::new_event(body);
+        e.call_id.clone_from(&self.call_id);
+        e.trace_id.clone_from(&self.trace_id);
+        e.sequence = self.seq;
+        events.emit(e);
+    }
+
+    /// The call's `CallEnded`, at `now`.
+    fn ended(
+        &self,
+        now: Instant,
+        status: u16,
+        by: Option<Leg>,
+        rtp: [Option<v1::RtpQuality>; 2],
+    ) -> Body {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let side = match by {
+            Some(Leg::A) => v1::Side::Caller,
+            Some(Leg::B) => v1::Side::Callee,
+            None => v1::Side::Switch,
+        };
+        let cause = match (status, by) {
+            (200..=299, Some(_)) => "normal",
+            (200..=299, None) => "ended_by_switch",
+            (486 | 600, _) => "busy",
+            (408 | 480, _) => "no_answer",
+            (487, _) => "cancelled",
+            (500..=599, _) => "failed",
+            _ => "rejected",
+        };
+        let [caller_rtp, callee_rtp] = rtp;
+        Body::CallEnded(v1::CallEnded {
+            cause: cause.into(),
+            side: side.into(),
+            sip_code: u32::from(status),
+            duration_ms: ms(now.saturating_duration_since(self.started)),
+            talk_ms: self
+                .answered
+                .map_or(0, |a| ms(now.saturating_duration_since(a))),
+            codecs: None,
+            caller_rtp,
+            callee_rtp,
+        })
+    }
+}
+
 /// A call's Call-ID and trace id for its log lines.
-fn ids_of(ids: &HashMap<CallRef, (String, String, Instant)>, call: CallRef) -> (&str, &str) {
+fn ids_of(ids: &HashMap<CallRef, CallInfo>, call: CallRef) -> (&str, &str) {
     ids.get(&call)
-        .map_or(("", ""), |(c, t, _)| (c.as_str(), t.as_str()))
+        .map_or(("", ""), |i| (i.call_id.as_str(), i.trace_id.as_str()))
 }
 
 /// Random bits for tags and SSRCs from the standard library's
@@ -401,6 +466,8 @@ pub(crate) struct Settings {
     pub(crate) own: Option<UdpSocket>,
     /// Opens TCP connections to targets for this worker.
     pub(crate) connector: crate::tcp::Connector,
+    /// Where the calls' events go.
+    pub(crate) events: Events,
 }
 
 /// Writers of the open TCP connections, by peer.
@@ -589,6 +656,7 @@ pub(crate) fn run(
         wake,
         own,
         connector,
+        events,
     } = settings;
     // What waits for a TCP connection being opened, by target.
     let mut connecting: HashMap<SocketAddr, Vec<Arc<[u8]>>> = HashMap::new();
@@ -628,7 +696,7 @@ pub(crate) fn run(
     let mut calls: HashMap<CallRef, CallMedia> = HashMap::new();
     // Each call's Call-ID (A leg), the trace id minted at ingress, and
     // when it was routed.
-    let mut ids: HashMap<CallRef, (String, String, Instant)> = HashMap::new();
+    let mut ids: HashMap<CallRef, CallInfo> = HashMap::new();
     let (mut relayed, mut dropped) = (0u64, 0u64);
     let mut next_gauges = Instant::now();
     let mut m = Metrics::new();
@@ -685,6 +753,8 @@ pub(crate) fn run(
                 }
             }
         }
+        // Calls the switch could not record are not taken.
+        b2b.hold_new_calls(events.full());
         for (bytes, from, transport, passed_here) in std::mem::take(&mut turn.inbox) {
             match Message::parse(&bytes) {
                 Ok(msg) => {
@@ -727,6 +797,15 @@ pub(crate) fn run(
         // drain timeout, then the worker returns.
         if stop.load(Ordering::Relaxed) && drain_deadline.is_none() {
             b2b.drain();
+            if index == 0 {
+                events.emit_node(Body::NodeDraining(v1::NodeDraining {
+                    calls_up: workers
+                        .iter()
+                        .map(|w| u64::from(w.load.calls.load(Ordering::Relaxed)))
+                        .sum(),
+                    drain_timeout_s: u32::try_from(drain_timeout.as_secs()).unwrap_or(u32::MAX),
+                }));
+            }
             status.ready.store(false, Ordering::Relaxed);
             drain_deadline = Some(now + drain_timeout);
             tracing::info!(
@@ -774,25 +853,72 @@ pub(crate) fn run(
                         %source,
                         "call routed: {action:?}"
                     );
-                    ids.insert(call, (call_id, trace_id, now));
+                    let mut info = CallInfo {
+                        call_id,
+                        trace_id,
+                        started: now,
+                        answered: None,
+                        seq: 0,
+                    };
+                    info.emit(
+                        &events,
+                        Body::CallStarted(v1::CallStarted {
+                            from_uri,
+                            to_uri: String::new(),
+                            request_uri,
+                            source: source.to_string(),
+                            transport: transport.to_string(),
+                        }),
+                    );
+                    info.emit(&events, Body::CallRouted(crate::events::routed(&action)));
+                    ids.insert(call, info);
                     b2b.route(now, call, action);
+                }
+                Event::Ringing {
+                    call,
+                    status,
+                    early_media,
+                } => {
+                    if let Some(info) = ids.get_mut(&call) {
+                        info.emit(
+                            &events,
+                            Body::CallRinging(v1::CallRinging {
+                                sip_code: u32::from(status),
+                                early_media,
+                            }),
+                        );
+                    }
                 }
                 Event::Answered { call } => {
                     let (call_id, trace_id) = ids_of(&ids, call);
                     tracing::debug!(call = call.0, call_id, trace_id, "call answered");
-                    if let Some((_, _, t)) = ids.get(&call) {
-                        m.setup
-                            .record(now.saturating_duration_since(*t).as_secs_f64());
+                    if let Some(info) = ids.get_mut(&call) {
+                        let setup = now.saturating_duration_since(info.started);
+                        m.setup.record(setup.as_secs_f64());
+                        info.answered = Some(now);
+                        info.emit(
+                            &events,
+                            Body::CallAnswered(v1::CallAnswered {
+                                answered_by: String::new(),
+                                setup_ms: u64::try_from(setup.as_millis()).unwrap_or(u64::MAX),
+                                codecs: None,
+                            }),
+                        );
                     }
                 }
                 Event::Ended { call, status, by } => {
                     m.call_ended(status);
-                    ended.push(call);
                     // A call with media says how it ended with its media,
-                    // in one line, when the media is released.
+                    // in one line and one event, when the media is
+                    // released.
                     if calls.contains_key(&call) {
                         endings.insert(call, (status, by));
                         continue;
+                    }
+                    ended.push(call);
+                    if let Some(info) = ids.get_mut(&call) {
+                        let body = info.ended(now, status, by, [None, None]);
+                        info.emit(&events, body);
                     }
                     let (call_id, trace_id) = ids_of(&ids, call);
                     tracing::info!(
@@ -1048,8 +1174,20 @@ pub(crate) fn run(
                                 m.jitter.record(q.jitter.as_secs_f64());
                             }
                         }
-                        let (call_id, trace_id) = ids_of(&ids, call);
                         let (status, by) = endings.remove(&call).unwrap_or((0, None));
+                        let rtp = |q: sentiric_rtp::relay::LegQuality, sent: u64| v1::RtpQuality {
+                            packets_received: u64::from(q.received),
+                            packets_sent: sent,
+                            packets_lost: u64::try_from(q.lost).unwrap_or(0),
+                            jitter_us: u32::try_from(q.jitter.as_micros()).unwrap_or(u32::MAX),
+                        };
+                        let qualities = [Some(rtp(qa, b.accepted)), Some(rtp(qb, a.accepted))];
+                        if let Some(info) = ids.get_mut(&call) {
+                            let body = info.ended(now, status, by, qualities);
+                            info.emit(&events, body);
+                        }
+                        ended.push(call);
+                        let (call_id, trace_id) = ids_of(&ids, call);
                         tracing::info!(
                             call = call.0,
                             call_id,
@@ -1133,6 +1271,10 @@ pub(crate) fn run(
         (relayed, dropped) = (turn.relayed, turn.dropped);
         m.turn.record(now.elapsed().as_secs_f64());
         // Every worker adds its change: the gauge is the process's total.
+        workers[index].load.calls.store(
+            u32::try_from(b2b.calls()).unwrap_or(u32::MAX),
+            Ordering::Relaxed,
+        );
         let up = b2b.calls() as f64;
         m.calls_active.increment(up - calls_up);
         calls_up = up;

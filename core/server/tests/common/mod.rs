@@ -17,6 +17,8 @@ pub(crate) struct Switch {
     pub(crate) addr: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
     config: Option<PathBuf>,
+    /// Its event outbox, a directory of its own.
+    pub(crate) events: PathBuf,
 }
 
 impl Drop for Switch {
@@ -26,6 +28,7 @@ impl Drop for Switch {
         if let Some(p) = &self.config {
             let _ = std::fs::remove_file(p);
         }
+        let _ = std::fs::remove_dir_all(&self.events);
     }
 }
 
@@ -33,10 +36,28 @@ impl Switch {
     /// `sentiric run` with `config` (TOML; `None`: the embedded default)
     /// and `env` on top of the ephemeral SIP and HTTP ports.
     pub(crate) fn start(config: Option<&str>, env: &[(&str, &str)]) -> Switch {
+        static SWITCHES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let events = std::env::temp_dir().join(format!(
+            "sentiric-test-events-{}-{}",
+            std::process::id(),
+            SWITCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&events);
+        Switch::start_with_events(config, env, events)
+    }
+
+    /// [`Switch::start`] with the event outbox in `events` (a switch
+    /// started again on the same outbox, say).
+    pub(crate) fn start_with_events(
+        config: Option<&str>,
+        env: &[(&str, &str)],
+        events: PathBuf,
+    ) -> Switch {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sentiric"));
         cmd.arg("run")
             .env("SENTIRIC_SIP_LISTEN", "127.0.0.1:0")
             .env("SENTIRIC_HTTP_LISTEN", "127.0.0.1:0")
+            .env("SENTIRIC_EVENTS_OUTBOX", &events)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -82,7 +103,22 @@ impl Switch {
             addr,
             log,
             config: path,
+            events,
         }
+    }
+
+    /// The events in its outbox, as `sentiric events tail` prints them.
+    pub(crate) fn events(&self) -> Vec<serde_json::Value> {
+        let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+            .args(["events", "tail", "-n", "100000", "--dir"])
+            .arg(&self.events)
+            .output()
+            .expect("sentiric events tail");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+            .collect()
     }
 
     /// The log lines holding `needle` so far.

@@ -1,0 +1,260 @@
+//! Call and node events on their way out of the switch.
+//!
+//! Workers hand each event to [`Events::emit`] — a channel send, never a
+//! wait — and the events thread appends them to the outbox
+//! (`sentiric_events::outbox`) in batches: it gathers what arrives within
+//! `[events] batch_ms` of the first event (sleeping meanwhile, so that
+//! the workers' sends wake nobody) and writes it with one `write` — from
+//! then on it survives the process, killed or not — and at most every
+//! `[events] sync_ms` it `fdatasync`s what was written, for the machine's
+//! crash. A sync is a disk flush: on a 2-core VM one cost ~0.15 ms of
+//! CPU, and one every 10 ms was 60% more CPU per call at 200 calls/s
+//! (`BENCHMARKS.md`), hence the separate, longer interval. Publishing to the broker starts from the outbox
+//! (to come: until then, events stay there, readable with `sentiric
+//! events tail`).
+//!
+//! A full outbox loses nothing: the events it refuses wait in memory, and
+//! [`Events::full`] tells the workers to answer new calls 503 until it
+//! has room again.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+use sentiric_events::outbox::{Outbox, OutboxConfig, OutboxError};
+use sentiric_events::v1;
+
+/// A worker's handle on the events thread.
+#[derive(Debug, Clone)]
+pub(crate) struct Events {
+    tx: mpsc::Sender<v1::Event>,
+    full: Arc<AtomicBool>,
+    /// The sequence of this node run's own events.
+    node_seq: Arc<AtomicU64>,
+}
+
+impl Events {
+    /// Sends `event` to the events thread (which fills in the node).
+    pub(crate) fn emit(&self, event: v1::Event) {
+        // The thread outlives the workers; a send fails only while the
+        // process is exiting on an error already logged.
+        let _ = self.tx.send(event);
+    }
+
+    /// A node event (no call), numbered in this run's order.
+    pub(crate) fn emit_node(&self, body: v1::event::Body) {
+        let mut e = sentiric_events::new_event(body);
+        e.sequence = self.node_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        self.emit(e);
+    }
+
+    /// The outbox is full: new calls are to be refused until it is not.
+    pub(crate) fn full(&self) -> bool {
+        self.full.load(Ordering::Relaxed)
+    }
+}
+
+/// Opens the outbox in `dir` (its unconfirmed events kept for the
+/// publisher) and starts the events thread. It ends once every
+/// [`Events`] handle is dropped and what they sent is written.
+pub(crate) fn spawn(
+    dir: PathBuf,
+    max_bytes: u64,
+    batch: Duration,
+    sync: Duration,
+    node: &str,
+) -> std::io::Result<(Events, std::thread::JoinHandle<()>)> {
+    let mut cfg = OutboxConfig::new(&dir);
+    cfg.max_bytes = max_bytes;
+    cfg.segment_bytes = cfg.segment_bytes.min(max_bytes / 4).max(4096);
+    let (outbox, replay) = Outbox::open(cfg).map_err(|e| match e {
+        OutboxError::Io(io) => {
+            std::io::Error::new(io.kind(), format!("event outbox {}: {io}", dir.display()))
+        }
+        other => std::io::Error::other(other.to_string()),
+    })?;
+    if replay.truncated > 0 || replay.damaged > 0 {
+        tracing::warn!(
+            truncated = replay.truncated,
+            damaged = replay.damaged,
+            "event outbox {}: {} bytes of a write cut short removed, {} damaged segments",
+            dir.display(),
+            replay.truncated,
+            replay.damaged
+        );
+    }
+    tracing::info!(
+        outbox = %dir.display(),
+        waiting = replay.pending.len(),
+        "event outbox {}: {} events waiting for the broker",
+        dir.display(),
+        replay.pending.len()
+    );
+    let (tx, rx) = mpsc::channel();
+    let full = Arc::new(AtomicBool::new(false));
+    let events = Events {
+        tx,
+        full: Arc::clone(&full),
+        node_seq: Arc::default(),
+    };
+    let node = node.to_string();
+    let thread = std::thread::Builder::new()
+        .name("sentiric-events".into())
+        .spawn(move || run(outbox, &rx, &full, batch, sync, &node))?;
+    Ok((events, thread))
+}
+
+fn run(
+    mut outbox: Outbox,
+    rx: &mpsc::Receiver<v1::Event>,
+    full: &AtomicBool,
+    batch: Duration,
+    sync: Duration,
+    node: &str,
+) {
+    let mut waiting: VecDeque<v1::Event> = VecDeque::new();
+    let mut open = true;
+    let mut synced = Instant::now();
+    let mut idle = true;
+    while open || !waiting.is_empty() {
+        // Idle (the last window brought nothing), the thread waits for
+        // the first event; busy, it sleeps through a window and takes
+        // what was sent meanwhile. A send to a receiver that is not
+        // waiting wakes nobody: under load the workers wake it not at
+        // all, and it wakes once a window.
+        if waiting.is_empty() && idle {
+            match rx.recv() {
+                Ok(e) => waiting.push_back(e),
+                Err(_) => open = false,
+            }
+        }
+        let before = waiting.len();
+        std::thread::sleep(if waiting.is_empty() || !full.load(Ordering::Relaxed) {
+            batch
+        } else {
+            // Waiting for room: try again in a while.
+            Duration::from_millis(200)
+        });
+        loop {
+            match rx.try_recv() {
+                Ok(e) => waiting.push_back(e),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+            }
+        }
+        idle = waiting.len() == before && before == 0;
+        let mut appended = 0usize;
+        while let Some(e) = waiting.front_mut() {
+            e.node_id.clear();
+            e.node_id.push_str(node);
+            match outbox.append(&e.encode_to_vec()) {
+                Ok(_) => {
+                    waiting.pop_front();
+                    appended += 1;
+                }
+                Err(OutboxError::Full { .. }) => break,
+                Err(e) => {
+                    tracing::error!("event outbox: {e}; the event waits in memory");
+                    break;
+                }
+            }
+        }
+        if appended > 0 {
+            if let Err(e) = outbox.write() {
+                tracing::error!("event outbox: write: {e}");
+            }
+        }
+        // The last batch before exiting is synced too.
+        if synced.elapsed() >= sync || !open {
+            if let Err(e) = outbox.sync() {
+                tracing::error!("event outbox: sync: {e}");
+            }
+            synced = Instant::now();
+        }
+        let now_full = !waiting.is_empty();
+        if full.swap(now_full, Ordering::Relaxed) != now_full {
+            if now_full {
+                tracing::warn!(
+                    waiting = waiting.len(),
+                    "event outbox full: new calls refused until the broker confirms events"
+                );
+            } else {
+                tracing::info!("event outbox has room again: taking new calls");
+            }
+        }
+        if !open && now_full {
+            tracing::error!(
+                lost = waiting.len(),
+                "exiting with {} events the full outbox could not take",
+                waiting.len()
+            );
+            return;
+        }
+    }
+}
+
+/// The action's name and targets, for `CallRouted`.
+pub(crate) fn routed(action: &sentiric_engine::dialplan::Action) -> v1::CallRouted {
+    use sentiric_engine::dialplan::{Action, AfterPlay};
+    let (name, targets) = match action {
+        Action::Bridge(b) => ("bridge", b.targets.clone()),
+        Action::Echo => ("echo", Vec::new()),
+        Action::Play { prompt, then } => {
+            let mut t = vec![prompt.clone()];
+            if let AfterPlay::Continue(next) = then {
+                t.extend(routed(next).targets);
+            }
+            ("play", t)
+        }
+        Action::Conference { room } => ("conference", vec![room.clone()]),
+        Action::Reject { code, .. } => ("reject", vec![code.to_string()]),
+    };
+    v1::CallRouted {
+        action: name.into(),
+        targets,
+        rule: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message as _;
+
+    #[test]
+    fn a_full_outbox_says_so_and_keeps_what_it_took_in_order() {
+        let dir = std::env::temp_dir().join(format!("sentiric-events-full-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ms = Duration::from_millis(5);
+        let (events, thread) = spawn(dir.clone(), 4096, ms, ms, "n1").unwrap();
+        assert!(!events.full());
+        let mut k = 0u64;
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while !events.full() && std::time::Instant::now() < end {
+            k += 1;
+            events.emit_node(v1::event::Body::NodeDraining(v1::NodeDraining {
+                calls_up: k,
+                drain_timeout_s: 0,
+            }));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(events.full(), "full after {k} events");
+        let kept = sentiric_events::outbox::read(&dir).unwrap();
+        assert!(!kept.is_empty() && (kept.len() as u64) < k);
+        for (i, r) in kept.iter().enumerate() {
+            let e = v1::Event::decode(r.bytes.as_slice()).unwrap();
+            assert_eq!(e.sequence, i as u64 + 1, "in order, none skipped");
+            assert_eq!(e.node_id, "n1");
+        }
+        drop(events);
+        thread.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,175 @@
+//! Call and node events in the switch's outbox: what a call through the
+//! switch writes, in order, read back with `sentiric events tail`; and
+//! the outbox surviving the switch killed with -9.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::Switch;
+use serde_json::Value;
+
+fn config(min_port: u16) -> String {
+    format!(
+        "[sip]\nlisten = \"127.0.0.1:0\"\nworkers = 2\n[rtp]\nip = \"127.0.0.1\"\n\
+         min_port = {min_port}\nmax_port = {}\n[node]\nid = \"test-node\"\n\
+         [[dialplan.rule]]\nuser = \"busy\"\naction = \"reject\"\ncode = 486\n\
+         [[dialplan.rule]]\nuser = \"600\"\naction = \"echo\"\n",
+        min_port + 199
+    )
+}
+
+/// `sentiric call` to `user` on the switch; its JSON summary.
+fn call(sw: &Switch, user: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+        .args([
+            "call",
+            &format!("sip:{user}@{}", sw.addr),
+            "--duration",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The outbox's events once `calls` calls have ended (or 3 s have passed).
+fn events_until_ended(sw: &Switch, calls: usize) -> Vec<Value> {
+    let end = Instant::now() + Duration::from_secs(3);
+    loop {
+        let all = sw.events();
+        let ended = all
+            .iter()
+            .filter(|e| e.get("body").and_then(|b| b.get("CallEnded")).is_some())
+            .count();
+        if ended >= calls || Instant::now() > end {
+            return all;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn kind(e: &Value) -> String {
+    e["body"]
+        .as_object()
+        .and_then(|b| b.keys().next().cloned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_call_leaves_its_events_in_order_in_the_outbox() {
+    let sw = Switch::start(Some(&config(29_000)), &[]);
+    let summary = call(&sw, "600");
+    assert!(summary.contains("\"status\":200"), "{summary}");
+    let busy = call(&sw, "busy");
+    assert!(busy.contains("\"status\":486"), "{busy}");
+    let all = events_until_ended(&sw, 2);
+
+    let node: Vec<&Value> = all.iter().filter(|e| e["call_id"] == "").collect();
+    assert_eq!(kind(node[0]), "NodeStarted", "{all:#?}");
+    assert_eq!(node[0]["sequence"], 1);
+
+    let mut ids: Vec<String> = all
+        .iter()
+        .filter_map(|e| {
+            e["call_id"]
+                .as_str()
+                .filter(|c| !c.is_empty())
+                .map(String::from)
+        })
+        .collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 2, "two calls: {ids:?}");
+    for (call_id, expected) in ids.iter().zip([
+        &["CallStarted", "CallRouted", "CallAnswered", "CallEnded"][..],
+        &["CallStarted", "CallRouted", "CallEnded"][..],
+    ]) {
+        let evs: Vec<&Value> = all
+            .iter()
+            .filter(|e| e["call_id"] == call_id.as_str())
+            .collect();
+        assert_eq!(
+            evs.iter().map(|e| kind(e)).collect::<Vec<_>>(),
+            expected,
+            "{call_id}: {evs:#?}"
+        );
+        // Numbered 1, 2, 3 …, one trace id, this node, fresh UUIDv7s.
+        for (k, e) in evs.iter().enumerate() {
+            assert_eq!(e["sequence"], k as u64 + 1);
+            assert_eq!(e["trace_id"], evs[0]["trace_id"]);
+            assert_eq!(e["node_id"], "test-node");
+            assert_eq!(e["schema_version"], 1);
+            let id = e["event_id"].as_str().unwrap();
+            assert_eq!(id.len(), 36);
+            assert_eq!(&id[14..15], "7", "UUIDv7: {id}");
+        }
+        assert_eq!(evs[0]["trace_id"].as_str().unwrap().len(), 32);
+    }
+    let answered: Vec<&Value> = all
+        .iter()
+        .filter(|e| e["call_id"] == ids[0].as_str())
+        .collect();
+    let started = &answered[0]["body"]["CallStarted"];
+    assert!(started["request_uri"]
+        .as_str()
+        .unwrap()
+        .starts_with("sip:600@"));
+    assert!(started["source"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    assert_eq!(started["transport"], "udp");
+    assert_eq!(answered[1]["body"]["CallRouted"]["action"], "echo");
+    let ended = &answered[3]["body"]["CallEnded"];
+    assert_eq!(ended["cause"], "normal");
+    assert_eq!(ended["sip_code"], 200);
+    // The caller hung up after about a second of echo.
+    assert_eq!(ended["side"], 1, "the caller");
+    assert!(ended["talk_ms"].as_u64().unwrap() >= 900, "{ended}");
+    assert!(ended["duration_ms"].as_u64() >= ended["talk_ms"].as_u64());
+    let rtp = &ended["caller_rtp"];
+    assert!(rtp["packets_received"].as_u64().unwrap() >= 40, "{rtp}");
+    assert_eq!(rtp["packets_lost"], 0);
+
+    let refused: Vec<&Value> = all
+        .iter()
+        .filter(|e| e["call_id"] == ids[1].as_str())
+        .collect();
+    assert_eq!(refused[1]["body"]["CallRouted"]["action"], "reject");
+    let ended = &refused[2]["body"]["CallEnded"];
+    assert_eq!(
+        (ended["cause"].as_str(), ended["sip_code"].as_u64()),
+        (Some("busy"), Some(486))
+    );
+    assert_eq!(ended["talk_ms"], 0);
+}
+
+/// Killed with -9 right after a call: what the switch wrote is there for
+/// the next start, which adds its own events after it.
+#[test]
+fn the_outbox_survives_a_kill_and_the_next_start_goes_on_after_it() {
+    let sw = Switch::start(Some(&config(29_200)), &[]);
+    let summary = call(&sw, "busy");
+    assert!(summary.contains("\"status\":486"), "{summary}");
+    let before = events_until_ended(&sw, 1);
+    let dir = sw.events.clone();
+    let keep = dir.with_extension("kept");
+    let _ = std::fs::remove_dir_all(&keep);
+    // Killed (SIGKILL), its outbox kept aside from the harness's clean-up,
+    // then a new switch on it.
+    let mut sw = sw;
+    sw.child.kill().unwrap();
+    sw.child.wait().unwrap();
+    std::fs::rename(&dir, &keep).unwrap();
+    drop(sw);
+    let again = Switch::start_with_events(Some(&config(29_200)), &[], keep);
+    let end = Instant::now() + Duration::from_secs(3);
+    let mut after = again.events();
+    while after.len() <= before.len() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+        after = again.events();
+    }
+    assert_eq!(&after[..before.len()], &before[..], "kept as it was");
+    assert_eq!(kind(&after[before.len()]), "NodeStarted");
+}
