@@ -226,7 +226,6 @@ pub(crate) fn routed(action: &sentiric_engine::dialplan::Action) -> v1::CallRout
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prost::Message as _;
 
     #[test]
     fn a_full_outbox_says_so_and_keeps_what_it_took_in_order() {
