@@ -1,7 +1,8 @@
 //! The switch's events.
 //!
 //! * [`v1`]: the schema of `proto/sentiric/event/v1/events.proto`, as
-//!   generated Rust types, and [`new_event`] to start an envelope.
+//!   generated Rust types; [`new_event`] starts an envelope, or
+//!   [`unstamped`] and later [`stamp`], to mint the id off the hot path.
 //! * [`outbox`]: where every event is written first — an append-only
 //!   local log, replayed at start-up, that an event leaves only once the
 //!   broker has confirmed it.
@@ -21,15 +22,31 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// the time now; the caller sets the call's id, sequence, trace id, node
 /// and body.
 pub fn new_event(body: v1::event::Body) -> v1::Event {
+    let mut e = unstamped(body);
+    stamp(&mut e);
+    e
+}
+
+/// [`new_event`] without its `event_id`: [`stamp`] gives it one later
+/// (on another thread: the events thread mints every id, so a node's ids
+/// sort as its events were written).
+pub fn unstamped(body: v1::event::Body) -> v1::Event {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     v1::Event {
-        event_id: event_id(now).to_string(),
         schema_version: SCHEMA_VERSION,
         time_unix_us: i64::try_from(now.as_micros()).unwrap_or(i64::MAX),
         body: Some(body),
         ..v1::Event::default()
+    }
+}
+
+/// Gives an envelope without one a UUIDv7 `event_id` from its time.
+pub fn stamp(e: &mut v1::Event) {
+    if e.event_id.is_empty() {
+        let at = std::time::Duration::from_micros(u64::try_from(e.time_unix_us).unwrap_or(0));
+        e.event_id = event_id(at).to_string();
     }
 }
 
@@ -122,6 +139,18 @@ mod tests {
             assert_eq!(u.get_version_num(), 7);
             assert_eq!(u.get_variant(), uuid::Variant::RFC4122);
         }
+    }
+
+    #[test]
+    fn stamping_later_takes_the_events_time_and_keeps_an_id_it_has() {
+        let mut e = unstamped(v1::event::Body::NodeStarted(v1::NodeStarted::default()));
+        assert!(e.event_id.is_empty());
+        stamp(&mut e);
+        let id = uuid::Uuid::parse_str(&e.event_id).unwrap();
+        assert_eq!((id.as_u128() >> 80) as i64, e.time_unix_us / 1000);
+        let before = e.event_id.clone();
+        stamp(&mut e);
+        assert_eq!(e.event_id, before);
     }
 
     #[test]

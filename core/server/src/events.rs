@@ -38,7 +38,9 @@ pub(crate) struct Events {
 }
 
 impl Events {
-    /// Sends `event` to the events thread (which fills in the node).
+    /// Sends `event` to the events thread, which fills in the node and
+    /// mints its id (off the workers' path; a node's ids then sort in the
+    /// order its events were written).
     pub(crate) fn emit(&self, event: v1::Event) {
         // The thread outlives the workers; a send fails only while the
         // process is exiting on an error already logged.
@@ -47,7 +49,7 @@ impl Events {
 
     /// A node event (no call), numbered in this run's order.
     pub(crate) fn emit_node(&self, body: v1::event::Body) {
-        let mut e = sentiric_events::new_event(body);
+        let mut e = sentiric_events::unstamped(body);
         e.sequence = self.node_seq.fetch_add(1, Ordering::Relaxed) + 1;
         self.emit(e);
     }
@@ -154,6 +156,7 @@ fn run(
         while let Some(e) = waiting.front_mut() {
             e.node_id.clear();
             e.node_id.push_str(node);
+            sentiric_events::stamp(e);
             match outbox.append(&e.encode_to_vec()) {
                 Ok(_) => {
                     waiting.pop_front();

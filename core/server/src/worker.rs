@@ -374,7 +374,7 @@ impl CallInfo {
     /// Sends the call's next event.
     fn emit(&mut self, events: &Events, body: Body) {
         self.seq += 1;
-        let mut e = sentiric_events::new_event(body);
+        let mut e = sentiric_events::unstamped(body);
         e.call_id.clone_from(&self.call_id);
         e.trace_id.clone_from(&self.trace_id);
         e.sequence = self.seq;
