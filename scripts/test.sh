@@ -20,12 +20,31 @@ need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
+# RabbitMQ: the broker the event tests publish to (a private node of its
+# own, scripts/rabbitmq.sh).
+fresh_rabbitmq=""
+if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+  need+=(rabbitmq-server)
+  fresh_rabbitmq=1
+fi
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
+
+if [ -n "$fresh_rabbitmq" ]; then
+  # The package starts a system broker (and an epmd on every address):
+  # the tests run their own node on loopback instead.
+  (service rabbitmq-server stop || true) >/dev/null 2>&1
+  pkill -x epmd >/dev/null 2>&1 || true
+fi
+
+log "RabbitMQ for the event tests"
+bash scripts/rabbitmq.sh start
+SENTIRIC_TEST_AMQP=$(bash scripts/rabbitmq.sh url)
+export SENTIRIC_TEST_AMQP SENTIRIC_REQUIRE_BROKER=1
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -37,7 +56,7 @@ log "cargo test"
 # The SIPp tests fail here instead of skipping when SIPp is missing.
 export SENTIRIC_REQUIRE_SIPP=1
 results=$(mktemp)
-trap 'rm -f "$results"' EXIT
+trap 'rm -f "$results"; bash scripts/rabbitmq.sh stop' EXIT
 cargo test --workspace --locked 2>&1 | tee "$results"
 
 if [ "${SENTIRIC_FUZZ_CHECK:-1}" = 1 ]; then

@@ -137,14 +137,7 @@ impl Outbox {
     /// holds that was never confirmed.
     pub fn open(cfg: OutboxConfig) -> Result<(Outbox, Replay), OutboxError> {
         fs::create_dir_all(&cfg.dir)?;
-        let mut firsts: Vec<u64> = fs::read_dir(&cfg.dir)?
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                name.strip_suffix(".seg")?.parse().ok()
-            })
-            .collect();
-        firsts.sort_unstable();
+        let firsts = segments_in(&cfg.dir)?;
         let cursor = fs::read_to_string(cfg.dir.join(CURSOR))
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
@@ -328,6 +321,17 @@ impl Outbox {
         }
     }
 
+    /// Something is not on disk yet: records appended or written and not
+    /// synced, or a watermark not saved.
+    pub fn dirty(&self) -> bool {
+        !self.buf.is_empty() || self.unsynced || self.saved != self.watermark
+    }
+
+    /// The first record not confirmed (where a publisher starts).
+    pub fn watermark(&self) -> u64 {
+        self.watermark
+    }
+
     /// Records appended and not confirmed.
     pub fn len(&self) -> u64 {
         self.next - self.watermark
@@ -386,16 +390,8 @@ impl Outbox {
 /// without changing anything: for readers beside a running switch (a
 /// record being written is simply not there yet).
 pub fn read(dir: &Path) -> io::Result<Vec<Record>> {
-    let mut firsts: Vec<u64> = fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            name.strip_suffix(".seg")?.parse().ok()
-        })
-        .collect();
-    firsts.sort_unstable();
     let mut out = Vec::new();
-    for first in firsts {
+    for first in segments_in(dir)? {
         let data = match fs::read(segment_path(dir, first)) {
             Ok(d) => d,
             // Deleted since the listing: confirmed meanwhile.
@@ -412,6 +408,119 @@ pub fn read(dir: &Path) -> io::Result<Vec<Record>> {
     Ok(out)
 }
 
+/// Follows the outbox from a record on, as its writer appends (the
+/// publisher, in its own thread): reads what was appended since the last
+/// call, hands out only whole records, and moves to the next segment once
+/// there is one (the writer begins a segment only after the last is
+/// complete).
+#[derive(Debug)]
+pub struct Tail {
+    dir: PathBuf,
+    /// The segment being read: its first record's number, the file, and
+    /// the records of it already passed.
+    current: Option<(u64, File, u64)>,
+    /// Bytes read from the current segment and not yet a whole record.
+    buf: Vec<u8>,
+    /// The next record's number wanted.
+    next: u64,
+}
+
+impl Tail {
+    /// Starts at record `from` (the first unconfirmed one, at start-up).
+    pub fn new(dir: &Path, from: u64) -> Tail {
+        Tail {
+            dir: dir.to_path_buf(),
+            current: None,
+            buf: Vec::new(),
+            next: from,
+        }
+    }
+
+    /// Up to `max` whole records appended since the last call, in order.
+    pub fn read(&mut self, max: usize) -> io::Result<Vec<Record>> {
+        let mut out = Vec::new();
+        loop {
+            if self.current.is_none() {
+                let firsts = segments_in(&self.dir)?;
+                // The segment holding `next`: the last that starts at or
+                // before it (or the first, the others confirmed).
+                let Some(first) = firsts
+                    .iter()
+                    .rev()
+                    .find(|f| **f <= self.next)
+                    .or(firsts.first())
+                    .copied()
+                else {
+                    return Ok(out);
+                };
+                match File::open(segment_path(&self.dir, first)) {
+                    Ok(f) => self.current = Some((first, f, 0)),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                }
+                self.buf.clear();
+            }
+            let Some((seg, file, passed)) = self.current.as_mut() else {
+                return Ok(out);
+            };
+            file.read_to_end(&mut self.buf)?;
+            let mut used = 0;
+            while out.len() < max {
+                let Some((len, payload)) = record_at(&self.buf, used) else {
+                    break;
+                };
+                let seq = *seg + *passed;
+                if seq >= self.next {
+                    out.push(Record {
+                        seq,
+                        bytes: payload.to_vec(),
+                    });
+                    self.next = seq + 1;
+                }
+                used += HEADER + len;
+                *passed += 1;
+            }
+            self.buf.drain(..used);
+            if out.len() >= max {
+                return Ok(out);
+            }
+            // Read to its end: a later segment means this one is complete.
+            let seg = *seg;
+            match segments_in(&self.dir)?.into_iter().find(|f| *f > seg) {
+                Some(later) => {
+                    self.next = self.next.max(later);
+                    self.current = None;
+                }
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
+/// The whole record at `offset` of `data`: its payload length and payload.
+fn record_at(data: &[u8], offset: usize) -> Option<(usize, &[u8])> {
+    let header = data.get(offset..offset + HEADER)?;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    if len > MAX_RECORD {
+        return None;
+    }
+    let payload = data.get(offset + HEADER..offset + HEADER + len)?;
+    (crc32fast::hash(payload) == crc).then_some((len, payload))
+}
+
+fn segments_in(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut firsts: Vec<u64> = fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_suffix(".seg")?.parse().ok()
+        })
+        .collect();
+    firsts.sort_unstable();
+    Ok(firsts)
+}
+
 fn segment_path(dir: &Path, first: u64) -> PathBuf {
     dir.join(format!("{first:020}.seg"))
 }
@@ -421,18 +530,7 @@ fn segment_path(dir: &Path, first: u64) -> PathBuf {
 /// rest is damage or a record cut short).
 fn scan(data: &[u8], mut each: impl FnMut(u64, &[u8])) -> (u64, usize) {
     let (mut at, mut k) = (0usize, 0u64);
-    while let Some(header) = data.get(at..at + HEADER) {
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        if len > MAX_RECORD {
-            break;
-        }
-        let Some(payload) = data.get(at + HEADER..at + HEADER + len) else {
-            break;
-        };
-        if crc32fast::hash(payload) != crc {
-            break;
-        }
+    while let Some((len, payload)) = record_at(data, at) {
         each(k, payload);
         k += 1;
         at += HEADER + len;
@@ -561,6 +659,58 @@ mod tests {
         // Another process (a restart after a kill) reads it.
         let (_, r) = Outbox::open(d.cfg()).unwrap();
         assert_eq!(payloads(&r), [(0, "w".into())]);
+    }
+
+    #[test]
+    fn a_tail_follows_the_writer_across_segments_from_a_record_on() {
+        let d = Dir::new("tail");
+        let mut cfg = d.cfg();
+        cfg.segment_bytes = 64;
+        let (mut o, _) = Outbox::open(cfg).unwrap();
+        let rec = |i: u64| format!("{i:024}").into_bytes();
+        for i in 0..3 {
+            o.append(&rec(i)).unwrap();
+        }
+        o.write().unwrap();
+        let mut t = Tail::new(&d.0, 1);
+        let got = t.read(100).unwrap();
+        assert_eq!(got.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(got[0].bytes, rec(1));
+        assert!(t.read(100).unwrap().is_empty());
+        // Half a record written: not handed out until whole.
+        let seg = segment_path(&d.0, 2);
+        for i in 3..7 {
+            o.append(&rec(i)).unwrap();
+        }
+        o.write().unwrap();
+        OpenOptions::new()
+            .append(true)
+            .open(&seg)
+            .ok()
+            .map(|mut f| f.write_all(b"\x18\x00"));
+        let got = t.read(2).unwrap();
+        assert_eq!(got.iter().map(|r| r.seq).collect::<Vec<_>>(), [3, 4]);
+        let got = t.read(100).unwrap();
+        assert_eq!(
+            got.iter()
+                .map(|r| (r.seq, r.bytes.clone()))
+                .collect::<Vec<_>>(),
+            [(5, rec(5)), (6, rec(6))]
+        );
+        // Segments confirmed and deleted under it: it goes on.
+        for i in 0..6 {
+            o.confirm(i).unwrap();
+        }
+        o.append(&rec(7)).unwrap();
+        o.write().unwrap();
+        assert_eq!(
+            t.read(100)
+                .unwrap()
+                .iter()
+                .map(|r| r.seq)
+                .collect::<Vec<_>>(),
+            [7]
+        );
     }
 
     #[test]

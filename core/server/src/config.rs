@@ -38,6 +38,11 @@
 //!                                # broker confirms events
 //! batch_ms = 50                  # events written together (one write)
 //! sync_ms = 200                  # and synced to disk at most this often
+//! # broker: better from SENTIRIC_EVENTS_BROKER, it holds a password;
+//! # unset: events stay in the outbox
+//! broker = "amqp://user:password@127.0.0.1:5672/%2f"
+//! exchange = "sentiric.events"   # a durable fanout exchange
+//! content_type = "protobuf"      # or "json"
 //!
 //! [node]
 //! id = ""                        # in every event; "" = the host name
@@ -89,9 +94,19 @@ pub(crate) struct Config {
 }
 
 /// `[events]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventsConfig {
+    /// The RabbitMQ broker, `amqp://user:password@host:port/vhost`;
+    /// unset: events stay in the outbox.
+    #[serde(default)]
+    pub(crate) broker: Option<String>,
+    /// The fanout exchange events are published to.
+    #[serde(default = "default_exchange")]
+    pub(crate) exchange: String,
+    /// `protobuf` or `json`.
+    #[serde(default = "default_content_type")]
+    pub(crate) content_type: String,
     /// The outbox's directory (relative: to the working directory).
     #[serde(default = "default_outbox")]
     pub(crate) outbox: std::path::PathBuf,
@@ -108,9 +123,29 @@ pub(crate) struct EventsConfig {
     pub(crate) sync_ms: u64,
 }
 
+impl std::fmt::Debug for EventsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventsConfig")
+            .field(
+                "broker",
+                &self.broker.as_deref().map(crate::publisher::redacted),
+            )
+            .field("exchange", &self.exchange)
+            .field("content_type", &self.content_type)
+            .field("outbox", &self.outbox)
+            .field("outbox_max_mb", &self.outbox_max_mb)
+            .field("batch_ms", &self.batch_ms)
+            .field("sync_ms", &self.sync_ms)
+            .finish()
+    }
+}
+
 impl Default for EventsConfig {
     fn default() -> Self {
         EventsConfig {
+            broker: None,
+            exchange: default_exchange(),
+            content_type: default_content_type(),
             outbox: default_outbox(),
             outbox_max_mb: default_outbox_max_mb(),
             batch_ms: default_batch_ms(),
@@ -119,6 +154,12 @@ impl Default for EventsConfig {
     }
 }
 
+fn default_exchange() -> String {
+    "sentiric.events".into()
+}
+fn default_content_type() -> String {
+    "protobuf".into()
+}
 fn default_outbox() -> std::path::PathBuf {
     "sentiric-events".into()
 }
@@ -468,6 +509,23 @@ impl Config {
                 self.sip.workers
             )));
         }
+        if !matches!(self.events.content_type.as_str(), "protobuf" | "json") {
+            return Err(ConfigError(format!(
+                "events.content_type: {:?}: protobuf or json",
+                self.events.content_type
+            )));
+        }
+        if let Some(b) = self.events.broker.as_deref().filter(|b| !b.is_empty()) {
+            if !b.starts_with("amqp://") {
+                return Err(ConfigError(format!(
+                    "events.broker: {}: an amqp:// URI (amqps, TLS to the broker, is to come)",
+                    crate::publisher::redacted(b)
+                )));
+            }
+        }
+        if self.events.exchange.is_empty() {
+            return Err(ConfigError("events.exchange: a name is needed".into()));
+        }
         if self.events.outbox.as_os_str().is_empty() {
             return Err(ConfigError("events.outbox: a directory is needed".into()));
         }
@@ -567,6 +625,11 @@ mod tests {
             ("[log]\nlevel = \"loud\"\n", "log.level"),
             ("[events]\noutbox_max_mb = 0\n", "events.outbox_max_mb"),
             ("[events]\nbatch_ms = 0\n", "events.batch_ms"),
+            ("[events]\ncontent_type = \"xml\"\n", "events.content_type"),
+            (
+                "[events]\nbroker = \"http://u:secret@h/\"\n",
+                "events.broker",
+            ),
             ("[events]\noutbox = \"\"\n", "events.outbox"),
             ("[node]\nname = \"x\"\n", "name"),
             (

@@ -9,9 +9,13 @@
 //! `[events] sync_ms` it `fdatasync`s what was written, for the machine's
 //! crash. A sync is a disk flush: on a 2-core VM one cost ~0.15 ms of
 //! CPU, and one every 10 ms was 60% more CPU per call at 200 calls/s
-//! (`BENCHMARKS.md`), hence the separate, longer interval. Publishing to the broker starts from the outbox
-//! (to come: until then, events stay there, readable with `sentiric
-//! events tail`).
+//! (`BENCHMARKS.md`), hence the separate, longer interval.
+//!
+//! With a broker configured, the publisher (`publisher.rs`) follows what
+//! was written, woken after each write, and sends back the broker's
+//! confirms ([`Msg::Confirmed`]), which move the outbox's watermark.
+//! Without one, events stay in the outbox, readable with `sentiric events
+//! tail`.
 //!
 //! A full outbox loses nothing: the events it refuses wait in memory, and
 //! [`Events::full`] tells the workers to answer new calls 503 until it
@@ -28,10 +32,25 @@ use prost::Message as _;
 use sentiric_events::outbox::{Outbox, OutboxConfig, OutboxError};
 use sentiric_events::v1;
 
+/// What reaches the events thread.
+#[derive(Debug)]
+// Nearly every message is an event: boxing it would add an allocation per
+// event on the workers' path to shrink the rare confirms.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Msg {
+    /// An event to write.
+    Event(v1::Event),
+    /// The broker confirmed these records.
+    Confirmed(Vec<u64>),
+    /// The publisher's connection dropped (for the log's sake; and the
+    /// publisher learns whether the thread is still there).
+    Ping,
+}
+
 /// A worker's handle on the events thread.
 #[derive(Debug, Clone)]
 pub(crate) struct Events {
-    tx: mpsc::Sender<v1::Event>,
+    tx: mpsc::Sender<Msg>,
     full: Arc<AtomicBool>,
     /// The sequence of this node run's own events.
     node_seq: Arc<AtomicU64>,
@@ -44,7 +63,7 @@ impl Events {
     pub(crate) fn emit(&self, event: v1::Event) {
         // The thread outlives the workers; a send fails only while the
         // process is exiting on an error already logged.
-        let _ = self.tx.send(event);
+        let _ = self.tx.send(Msg::Event(event));
     }
 
     /// A node event (no call), numbered in this run's order.
@@ -69,6 +88,7 @@ pub(crate) fn spawn(
     batch: Duration,
     sync: Duration,
     node: &str,
+    broker: Option<crate::publisher::BrokerConfig>,
 ) -> std::io::Result<(Events, std::thread::JoinHandle<()>)> {
     let mut cfg = OutboxConfig::new(&dir);
     cfg.max_bytes = max_bytes;
@@ -98,6 +118,21 @@ pub(crate) fn spawn(
     );
     let (tx, rx) = mpsc::channel();
     let full = Arc::new(AtomicBool::new(false));
+    // The publisher follows the outbox's files from the first event not
+    // confirmed; told after each write that there is more.
+    let written = Arc::new(tokio::sync::Notify::new());
+    match broker {
+        Some(b) => {
+            crate::publisher::spawn(
+                b,
+                dir.clone(),
+                outbox.watermark(),
+                tx.clone(),
+                Arc::clone(&written),
+            )?;
+        }
+        None => tracing::info!("no event broker configured: events stay in the outbox"),
+    }
     let events = Events {
         tx,
         full: Arc::clone(&full),
@@ -106,17 +141,18 @@ pub(crate) fn spawn(
     let node = node.to_string();
     let thread = std::thread::Builder::new()
         .name("sentiric-events".into())
-        .spawn(move || run(outbox, &rx, &full, batch, sync, &node))?;
+        .spawn(move || run(outbox, &rx, &full, batch, sync, &node, &written))?;
     Ok((events, thread))
 }
 
 fn run(
     mut outbox: Outbox,
-    rx: &mpsc::Receiver<v1::Event>,
+    rx: &mpsc::Receiver<Msg>,
     full: &AtomicBool,
     batch: Duration,
     sync: Duration,
     node: &str,
+    written: &tokio::sync::Notify,
 ) {
     let mut waiting: VecDeque<v1::Event> = VecDeque::new();
     let mut open = true;
@@ -129,9 +165,16 @@ fn run(
         // waiting wakes nobody: under load the workers wake it not at
         // all, and it wakes once a window.
         if waiting.is_empty() && idle {
-            match rx.recv() {
-                Ok(e) => waiting.push_back(e),
-                Err(_) => open = false,
+            // Idle with something not yet on disk: wake for the sync.
+            let m = if outbox.dirty() {
+                rx.recv_timeout(sync)
+            } else {
+                rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+            };
+            match m {
+                Ok(m) => take(m, &mut waiting, &mut outbox),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
             }
         }
         let before = waiting.len();
@@ -143,7 +186,7 @@ fn run(
         });
         loop {
             match rx.try_recv() {
-                Ok(e) => waiting.push_back(e),
+                Ok(m) => take(m, &mut waiting, &mut outbox),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     open = false;
@@ -170,8 +213,9 @@ fn run(
             }
         }
         if appended > 0 {
-            if let Err(e) = outbox.write() {
-                tracing::error!("event outbox: write: {e}");
+            match outbox.write() {
+                Ok(()) => written.notify_one(),
+                Err(e) => tracing::error!("event outbox: write: {e}"),
             }
         }
         // The last batch before exiting is synced too.
@@ -200,6 +244,21 @@ fn run(
             );
             return;
         }
+    }
+}
+
+/// An event joins the batch; confirms move the outbox's watermark.
+fn take(m: Msg, waiting: &mut VecDeque<v1::Event>, outbox: &mut Outbox) {
+    match m {
+        Msg::Event(e) => waiting.push_back(e),
+        Msg::Confirmed(seqs) => {
+            for seq in seqs {
+                if let Err(e) = outbox.confirm(seq) {
+                    tracing::warn!("event outbox: removing a confirmed segment: {e}");
+                }
+            }
+        }
+        Msg::Ping => {}
     }
 }
 
@@ -235,7 +294,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sentiric-events-full-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let ms = Duration::from_millis(5);
-        let (events, thread) = spawn(dir.clone(), 4096, ms, ms, "n1").unwrap();
+        let (events, thread) = spawn(dir.clone(), 4096, ms, ms, "n1", None).unwrap();
         assert!(!events.full());
         let mut k = 0u64;
         let end = std::time::Instant::now() + Duration::from_secs(5);

@@ -28,6 +28,7 @@ mod http;
 mod inbox;
 mod media;
 mod prompts;
+mod publisher;
 mod tcp;
 mod transcoding;
 mod voice;
@@ -317,6 +318,16 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         Duration::from_millis(config.events.batch_ms),
         Duration::from_millis(config.events.sync_ms),
         &config.node.id(),
+        config
+            .events
+            .broker
+            .clone()
+            .filter(|b| !b.is_empty())
+            .map(|uri| publisher::BrokerConfig {
+                uri,
+                exchange: config.events.exchange.clone(),
+                json: config.events.content_type == "json",
+            }),
     )?;
     // Each worker: a packet engine, its SIP sockets, its share of the
     // port pool, and an inbox for TCP and for datagrams other workers got

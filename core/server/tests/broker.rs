@@ -1,0 +1,303 @@
+//! Events published to a real RabbitMQ (`scripts/rabbitmq.sh`, started by
+//! the test command; its URL in `SENTIRIC_TEST_AMQP`): every call's
+//! events arrive on the fanout exchange in per-call order, and a broker
+//! outage delays them without losing any or slowing calls.
+//!
+//! The tests pause the shared broker, so they run one at a time.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::Switch;
+use lapin::options::{
+    BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Connection, ConnectionProperties, ExchangeKind};
+use prost::Message as _;
+use sentiric_events::v1;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The broker's URL, or `None` (the test is skipped) when the test
+/// command did not start one; with `SENTIRIC_REQUIRE_BROKER=1` a missing
+/// broker fails the test.
+fn broker() -> Option<String> {
+    match std::env::var("SENTIRIC_TEST_AMQP") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("SENTIRIC_REQUIRE_BROKER").as_deref() != Ok("1"),
+                "SENTIRIC_TEST_AMQP unset: start the broker with scripts/rabbitmq.sh start"
+            );
+            eprintln!("skipped: no broker (SENTIRIC_TEST_AMQP)");
+            None
+        }
+    }
+}
+
+fn rabbitmq(cmd: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/rabbitmq.sh");
+    let status = Command::new("bash").args([script, cmd]).status().unwrap();
+    assert!(status.success(), "rabbitmq.sh {cmd}");
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A durable queue bound to a fanout exchange of the test's own.
+fn bind(url: &str, exchange: &str, queue: &str) {
+    rt().block_on(async {
+        let conn = Connection::connect(url, ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.exchange_declare(
+            exchange.into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        ch.queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        ch.queue_bind(
+            queue.into(),
+            exchange.into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        let _ = conn.close(0, "bound".into()).await;
+    });
+}
+
+/// Takes messages off `queue` until `done` says the events so far are
+/// enough, or 20 s have passed; checks each message's properties.
+fn drain(url: &str, queue: &str, done: impl Fn(&[v1::Event]) -> bool) -> Vec<v1::Event> {
+    rt().block_on(async {
+        let conn = Connection::connect(url, ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        let mut got = Vec::new();
+        let end = Instant::now() + Duration::from_secs(20);
+        while !done(&got) && Instant::now() < end {
+            match ch
+                .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+                .await
+                .unwrap()
+            {
+                Some(m) => {
+                    let p = &m.delivery.properties;
+                    assert_eq!(
+                        p.content_type().as_ref().map(|c| c.as_str()),
+                        Some("application/x-protobuf")
+                    );
+                    assert_eq!(*p.delivery_mode(), Some(2), "persistent");
+                    assert_eq!(
+                        p.kind().as_ref().map(|c| c.as_str()),
+                        Some("sentiric.event.v1.Event")
+                    );
+                    let e = v1::Event::decode(m.delivery.data.as_slice()).expect("protobuf");
+                    assert_eq!(
+                        p.message_id().as_ref().map(|c| c.as_str()),
+                        Some(e.event_id.as_str())
+                    );
+                    got.push(e);
+                }
+                None => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        let _ = ch
+            .queue_delete(queue.into(), QueueDeleteOptions::default())
+            .await;
+        let _ = conn.close(0, "drained".into()).await;
+        got
+    })
+}
+
+fn start(url: &str, exchange: &str, min_port: u16) -> Switch {
+    Switch::start(
+        Some(&format!(
+            "[sip]\nlisten = \"127.0.0.1:0\"\n[rtp]\nip = \"127.0.0.1\"\n\
+             min_port = {min_port}\nmax_port = {}\n\
+             [[dialplan.rule]]\nuser = \"busy\"\naction = \"reject\"\ncode = 486\n\
+             [[dialplan.rule]]\nuser = \"600\"\naction = \"echo\"\n",
+            min_port + 199
+        )),
+        &[
+            ("SENTIRIC_EVENTS_BROKER", url),
+            ("SENTIRIC_EVENTS_EXCHANGE", exchange),
+        ],
+    )
+}
+
+/// `sentiric call` to the switch's echo test (or `busy`); the summary and
+/// how long the INVITE took to be answered.
+fn call(sw: &Switch, user: &str) -> (String, Duration) {
+    let t = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+        .args([
+            "call",
+            &format!("sip:{user}@{}", sw.addr),
+            "--duration",
+            "0.2",
+        ])
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        t.elapsed(),
+    )
+}
+
+/// Events by call, each call's in the order they came, duplicates (by
+/// `event_id`) dropped.
+fn by_call(events: &[v1::Event]) -> BTreeMap<String, Vec<v1::Event>> {
+    let mut seen = BTreeSet::new();
+    let mut calls: BTreeMap<String, Vec<v1::Event>> = BTreeMap::new();
+    for e in events {
+        if !e.call_id.is_empty() && seen.insert(e.event_id.clone()) {
+            calls.entry(e.call_id.clone()).or_default().push(e.clone());
+        }
+    }
+    calls
+}
+
+fn ended(events: &[v1::Event]) -> usize {
+    let ids: BTreeSet<&str> = events
+        .iter()
+        .filter(|e| matches!(e.body, Some(v1::event::Body::CallEnded(_))))
+        .map(|e| e.event_id.as_str())
+        .collect();
+    ids.len()
+}
+
+fn unique(tag: &str) -> (String, String) {
+    let n = std::process::id();
+    (
+        format!("sentiric.events.test-{tag}-{n}"),
+        format!("sentiric-test-{tag}-{n}"),
+    )
+}
+
+#[test]
+fn every_calls_events_arrive_on_the_exchange_in_order() {
+    let Some(url) = broker() else { return };
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (exchange, queue) = unique("order");
+    bind(&url, &exchange, &queue);
+    let sw = start(&url, &exchange, 29_400);
+    for user in ["600", "busy", "600"] {
+        call(&sw, user);
+    }
+    let got = drain(&url, &queue, |g| ended(g) >= 3);
+    let calls = by_call(&got);
+    assert_eq!(calls.len(), 3, "{calls:#?}");
+    for (call_id, evs) in &calls {
+        let seqs: Vec<u64> = evs.iter().map(|e| e.sequence).collect();
+        assert_eq!(
+            seqs,
+            (1..=evs.len() as u64).collect::<Vec<_>>(),
+            "{call_id}"
+        );
+        assert!(matches!(evs[0].body, Some(v1::event::Body::CallStarted(_))));
+        assert!(matches!(
+            evs.last().unwrap().body,
+            Some(v1::event::Body::CallEnded(_))
+        ));
+    }
+    assert!(got
+        .iter()
+        .any(|e| matches!(e.body, Some(v1::event::Body::NodeStarted(_)))));
+    // Confirmed: the outbox's watermark moves past every event.
+    let end = Instant::now() + Duration::from_secs(5);
+    let on_disk = sw.events().len();
+    let confirmed = || {
+        std::fs::read_to_string(sw.events.join("confirmed"))
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    while confirmed() < on_disk && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(confirmed(), on_disk, "every event written was confirmed");
+}
+
+#[test]
+fn a_broker_outage_delays_events_and_loses_none() {
+    let Some(url) = broker() else { return };
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (exchange, queue) = unique("outage");
+    bind(&url, &exchange, &queue);
+    let sw = start(&url, &exchange, 29_600);
+    let (first, up) = call(&sw, "600");
+    assert!(first.contains("\"status\":200"), "{first}");
+    rabbitmq("pause");
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        let (summary, took) = call(&sw, "600");
+        assert!(summary.contains("\"status\":200"), "calls go on: {summary}");
+        slowest = slowest.max(took);
+    }
+    // The switch noticed: its publisher is retrying.
+    assert!(
+        sw.wait_line("retrying", Duration::from_secs(10)).is_some(),
+        "{:#?}",
+        sw.log()
+    );
+    rabbitmq("resume");
+    let got = drain(&url, &queue, |g| ended(g) >= 6);
+    // The broker's password never reaches the log.
+    let password = url
+        .split('@')
+        .next()
+        .and_then(|s| s.rsplit(':').next())
+        .unwrap();
+    assert!(sw.lines(&format!(":{password}@")).is_empty());
+    let calls = by_call(&got);
+    assert_eq!(
+        calls.len(),
+        6,
+        "every call's events arrived: {}",
+        calls.len()
+    );
+    for (call_id, evs) in &calls {
+        let seqs: Vec<u64> = evs.iter().map(|e| e.sequence).collect();
+        assert_eq!(
+            seqs,
+            (1..=evs.len() as u64).collect::<Vec<_>>(),
+            "{call_id}"
+        );
+    }
+    // Calls did not wait for the broker (a call takes ~0.2 s of media).
+    assert!(
+        slowest < up + Duration::from_secs(1),
+        "{slowest:?} during the outage, {up:?} before"
+    );
+}
