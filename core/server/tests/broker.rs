@@ -301,3 +301,46 @@ fn a_broker_outage_delays_events_and_loses_none() {
         "{slowest:?} during the outage, {up:?} before"
     );
 }
+
+/// Killed with -9 while the broker is down, its events still in the
+/// outbox: the next start on the same outbox publishes them.
+#[test]
+fn events_left_by_a_killed_switch_are_published_by_the_next_start() {
+    let Some(url) = broker() else { return };
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (exchange, queue) = unique("crash");
+    bind(&url, &exchange, &queue);
+    let mut sw = start(&url, &exchange, 29_800);
+    rabbitmq("pause");
+    let (summary, _) = call(&sw, "600");
+    assert!(summary.contains("\"status\":200"), "{summary}");
+    let end = Instant::now() + Duration::from_secs(5);
+    while sw.events().len() < 5 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = sw.events();
+    sw.child.kill().unwrap();
+    sw.child.wait().unwrap();
+    let outbox = sw.events.with_extension("crashed");
+    let _ = std::fs::remove_dir_all(&outbox);
+    std::fs::rename(&sw.events, &outbox).unwrap();
+    drop(sw);
+    rabbitmq("resume");
+    let again = Switch::start_with_events(
+        Some(
+            "[sip]\nlisten = \"127.0.0.1:0\"\n[rtp]\nip = \"127.0.0.1\"\n\
+             min_port = 29800\nmax_port = 29999\n",
+        ),
+        &[
+            ("SENTIRIC_EVENTS_BROKER", url.as_str()),
+            ("SENTIRIC_EVENTS_EXCHANGE", exchange.as_str()),
+        ],
+        outbox,
+    );
+    let got = drain(&url, &queue, |g| ended(g) >= 1);
+    let ids: BTreeSet<&str> = got.iter().map(|e| e.event_id.as_str()).collect();
+    for e in left.iter().filter_map(|e| e["event_id"].as_str()) {
+        assert!(ids.contains(e), "{e} published after the restart");
+    }
+    drop(again);
+}
