@@ -27,6 +27,13 @@ if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
   need+=(rabbitmq-server)
   fresh_rabbitmq=1
 fi
+# PostgreSQL: the CDR store's database (a private cluster of its own,
+# scripts/postgres.sh).
+fresh_postgres=""
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  need+=(postgresql)
+  fresh_postgres=1
+fi
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -40,6 +47,16 @@ if [ -n "$fresh_rabbitmq" ]; then
   (service rabbitmq-server stop || true) >/dev/null 2>&1
   pkill -x epmd >/dev/null 2>&1 || true
 fi
+
+if [ -n "$fresh_postgres" ]; then
+  # The package may start a system cluster: the tests run their own.
+  (service postgresql stop || true) >/dev/null 2>&1
+fi
+
+log "PostgreSQL for the CDR tests"
+bash scripts/postgres.sh start
+SENTIRIC_TEST_POSTGRES=$(bash scripts/postgres.sh url)
+export SENTIRIC_TEST_POSTGRES SENTIRIC_REQUIRE_POSTGRES=1
 
 log "RabbitMQ for the event tests"
 bash scripts/rabbitmq.sh start
@@ -56,7 +73,7 @@ log "cargo test"
 # The SIPp tests fail here instead of skipping when SIPp is missing.
 export SENTIRIC_REQUIRE_SIPP=1
 results=$(mktemp)
-trap 'rm -f "$results"; bash scripts/rabbitmq.sh stop' EXIT
+trap 'rm -f "$results"; bash scripts/rabbitmq.sh stop; bash scripts/postgres.sh stop' EXIT
 cargo test --workspace --locked 2>&1 | tee "$results"
 
 if [ "${SENTIRIC_FUZZ_CHECK:-1}" = 1 ]; then

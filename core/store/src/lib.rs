@@ -1,0 +1,368 @@
+//! Call detail records: a call's events folded into one row.
+//!
+//! [`Store`] writes to PostgreSQL (`postgres://…`) or SQLite
+//! (`sqlite://FILE`) through sqlx's `Any` driver, the same SQL for both.
+//! [`Store::record`] takes a batch of events in one transaction: each
+//! event is kept by its `event_id` (a replayed or duplicated event is
+//! stored once), and a call's `CallEnded` folds the call's events
+//! ([`fold`]) into its CDR, inserted once per call. A consumer acks its
+//! messages only after `record` returns: nothing is acked that is not
+//! committed, and nothing committed twice yields a second row.
+//!
+//! Migrations (`migrations/*.sql`, compiled in) are applied by
+//! [`Store::open`] and recorded in `sentiric_migrations`.
+
+use prost::Message as _;
+use sentiric_events::v1::{self, event::Body};
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use sqlx::Row as _;
+
+/// The migrations, in order: (version, SQL).
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_cdr.sql"))];
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database refused or is unreachable.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A stored event no longer decodes.
+    #[error("stored event {0}: {1}")]
+    Decode(String, prost::DecodeError),
+}
+
+/// One call's record.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Cdr {
+    /// The caller's Call-ID.
+    pub call_id: String,
+    /// Minted at ingress; also in the call's logs and events.
+    pub trace_id: String,
+    /// The switch node that handled it.
+    pub node_id: String,
+    /// The caller.
+    pub from_uri: String,
+    /// The callee as the caller addressed it (To).
+    pub to_uri: String,
+    /// The INVITE's Request-URI.
+    pub request_uri: String,
+    /// ip:port the INVITE came from.
+    pub source: String,
+    /// `udp` or `tcp`.
+    pub transport: String,
+    /// When the INVITE arrived, Unix microseconds.
+    pub start_us: i64,
+    /// When the call was answered, if it was.
+    pub answer_us: Option<i64>,
+    /// When it ended.
+    pub end_us: i64,
+    /// From the INVITE to the end.
+    pub duration_ms: i64,
+    /// Answered seconds, rounded up.
+    pub billable_s: i64,
+    /// `ANSWERED`, `BUSY`, `NO ANSWER`, `CANCELLED`, `REJECTED` or `FAILED`.
+    pub disposition: String,
+    /// The switch's cause (`normal`, `busy`, …).
+    pub hangup_cause: String,
+    /// `caller`, `callee` or `switch`.
+    pub hangup_side: String,
+    /// The call's final SIP status.
+    pub sip_code: i64,
+    /// The codec each leg settled on (empty when unknown).
+    pub caller_codec: String,
+    /// See `caller_codec`.
+    pub callee_codec: String,
+    /// RTP from the caller, as the switch saw it.
+    pub caller_packets_received: i64,
+    /// Lost on the way from the caller.
+    pub caller_packets_lost: i64,
+    /// Interarrival jitter from the caller, µs.
+    pub caller_jitter_us: i64,
+    /// RTP from the callee.
+    pub callee_packets_received: i64,
+    /// Lost on the way from the callee.
+    pub callee_packets_lost: i64,
+    /// Interarrival jitter from the callee, µs.
+    pub callee_jitter_us: i64,
+    /// The route taken: the dialplan's action and its targets.
+    pub route: String,
+}
+
+/// A call's CDR from its events (any order; duplicates harmless), once
+/// they include its `CallEnded`.
+pub fn fold(events: &[v1::Event]) -> Option<Cdr> {
+    let mut sorted: Vec<&v1::Event> = events.iter().collect();
+    sorted.sort_by_key(|e| e.sequence);
+    let first = sorted.first()?;
+    let mut cdr = Cdr {
+        call_id: first.call_id.clone(),
+        trace_id: first.trace_id.clone(),
+        node_id: first.node_id.clone(),
+        start_us: first.time_unix_us,
+        ..Cdr::default()
+    };
+    let mut ended = false;
+    for e in sorted {
+        match &e.body {
+            Some(Body::CallStarted(s)) => {
+                cdr.start_us = e.time_unix_us;
+                cdr.from_uri.clone_from(&s.from_uri);
+                cdr.to_uri.clone_from(&s.to_uri);
+                cdr.request_uri.clone_from(&s.request_uri);
+                cdr.source.clone_from(&s.source);
+                cdr.transport.clone_from(&s.transport);
+            }
+            Some(Body::CallRouted(r)) => {
+                cdr.route = std::iter::once(r.action.as_str())
+                    .chain(r.targets.iter().map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+            }
+            Some(Body::CallAnswered(a)) => {
+                cdr.answer_us = Some(e.time_unix_us);
+                if let Some(c) = &a.codecs {
+                    cdr.caller_codec.clone_from(&c.caller);
+                    cdr.callee_codec.clone_from(&c.callee);
+                }
+            }
+            Some(Body::CallEnded(x)) => {
+                ended = true;
+                cdr.end_us = e.time_unix_us;
+                cdr.duration_ms = i64::try_from(x.duration_ms).unwrap_or(i64::MAX);
+                cdr.billable_s = i64::try_from(x.talk_ms.div_ceil(1000)).unwrap_or(i64::MAX);
+                cdr.hangup_cause.clone_from(&x.cause);
+                cdr.hangup_side = match v1::Side::try_from(x.side) {
+                    Ok(v1::Side::Caller) => "caller",
+                    Ok(v1::Side::Callee) => "callee",
+                    Ok(v1::Side::Switch) => "switch",
+                    _ => "",
+                }
+                .into();
+                cdr.sip_code = i64::from(x.sip_code);
+                if let Some(c) = &x.codecs {
+                    cdr.caller_codec.clone_from(&c.caller);
+                    cdr.callee_codec.clone_from(&c.callee);
+                }
+                let q = |q: &Option<v1::RtpQuality>| {
+                    q.as_ref().map_or((0, 0, 0), |q| {
+                        (
+                            i64::try_from(q.packets_received).unwrap_or(i64::MAX),
+                            i64::try_from(q.packets_lost).unwrap_or(i64::MAX),
+                            i64::from(q.jitter_us),
+                        )
+                    })
+                };
+                (
+                    cdr.caller_packets_received,
+                    cdr.caller_packets_lost,
+                    cdr.caller_jitter_us,
+                ) = q(&x.caller_rtp);
+                (
+                    cdr.callee_packets_received,
+                    cdr.callee_packets_lost,
+                    cdr.callee_jitter_us,
+                ) = q(&x.callee_rtp);
+            }
+            _ => {}
+        }
+    }
+    if !ended {
+        return None;
+    }
+    cdr.disposition = if cdr.answer_us.is_some() {
+        "ANSWERED"
+    } else {
+        match cdr.hangup_cause.as_str() {
+            "busy" => "BUSY",
+            "no_answer" => "NO ANSWER",
+            "cancelled" => "CANCELLED",
+            "failed" => "FAILED",
+            _ => "REJECTED",
+        }
+    }
+    .into();
+    Some(cdr)
+}
+
+/// CDRs in PostgreSQL or SQLite.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+const COLUMNS: &str = "call_id, trace_id, node_id, from_uri, to_uri, request_uri, source, \
+     transport, start_us, answer_us, end_us, duration_ms, billable_s, disposition, hangup_cause, \
+     hangup_side, sip_code, caller_codec, callee_codec, caller_packets_received, \
+     caller_packets_lost, caller_jitter_us, callee_packets_received, callee_packets_lost, \
+     callee_jitter_us, route";
+
+impl Store {
+    /// Connects to `url` and applies the migrations not yet applied.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        let store = Store { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS sentiric_migrations (version BIGINT PRIMARY KEY)")
+            .execute(&self.pool)
+            .await?;
+        for (version, sql) in MIGRATIONS {
+            let done: Option<i64> =
+                sqlx::query("SELECT version FROM sentiric_migrations WHERE version = $1")
+                    .bind(*version)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(|r| r.get::<i64, _>(0));
+            if done.is_some() {
+                continue;
+            }
+            let mut tx = self.pool.begin().await?;
+            for statement in sql.split(';').map(str::trim).filter(|s| {
+                s.lines()
+                    .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
+            }) {
+                sqlx::query(statement).execute(&mut *tx).await?;
+            }
+            sqlx::query(
+                "INSERT INTO sentiric_migrations (version) VALUES ($1) ON CONFLICT (version) DO NOTHING",
+            )
+            .bind(*version)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Stores a batch of events in one transaction and writes the CDR of
+    /// every call a `CallEnded` of the batch ends; returns the CDRs
+    /// written (a call's second `CallEnded`, replayed, writes none).
+    pub async fn record(&self, events: &[v1::Event]) -> Result<usize, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut ended = Vec::new();
+        for e in events.iter().filter(|e| !e.call_id.is_empty()) {
+            sqlx::query(
+                "INSERT INTO call_events (event_id, call_id, sequence, event) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (event_id) DO NOTHING",
+            )
+            .bind(e.event_id.as_str())
+            .bind(e.call_id.as_str())
+            .bind(i64::try_from(e.sequence).unwrap_or(i64::MAX))
+            .bind(e.encode_to_vec())
+            .execute(&mut *tx)
+            .await?;
+            if matches!(e.body, Some(Body::CallEnded(_))) && !ended.contains(&e.call_id) {
+                ended.push(e.call_id.clone());
+            }
+        }
+        let mut written = 0;
+        for call_id in ended {
+            let rows = sqlx::query("SELECT event_id, event FROM call_events WHERE call_id = $1")
+                .bind(call_id.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut call = Vec::with_capacity(rows.len());
+            for r in rows {
+                let id: String = r.get(0);
+                let bytes: Vec<u8> = r.get(1);
+                call.push(
+                    v1::Event::decode(bytes.as_slice()).map_err(|e| StoreError::Decode(id, e))?,
+                );
+            }
+            let Some(cdr) = fold(&call) else {
+                continue;
+            };
+            let placeholders = (1..=26)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let done = sqlx::query(&format!(
+                "INSERT INTO cdr ({COLUMNS}) VALUES ({placeholders}) ON CONFLICT (call_id) DO NOTHING"
+            ))
+            .bind(cdr.call_id)
+            .bind(cdr.trace_id)
+            .bind(cdr.node_id)
+            .bind(cdr.from_uri)
+            .bind(cdr.to_uri)
+            .bind(cdr.request_uri)
+            .bind(cdr.source)
+            .bind(cdr.transport)
+            .bind(cdr.start_us)
+            .bind(cdr.answer_us)
+            .bind(cdr.end_us)
+            .bind(cdr.duration_ms)
+            .bind(cdr.billable_s)
+            .bind(cdr.disposition)
+            .bind(cdr.hangup_cause)
+            .bind(cdr.hangup_side)
+            .bind(cdr.sip_code)
+            .bind(cdr.caller_codec)
+            .bind(cdr.callee_codec)
+            .bind(cdr.caller_packets_received)
+            .bind(cdr.caller_packets_lost)
+            .bind(cdr.caller_jitter_us)
+            .bind(cdr.callee_packets_received)
+            .bind(cdr.callee_packets_lost)
+            .bind(cdr.callee_jitter_us)
+            .bind(cdr.route)
+            .execute(&mut *tx)
+            .await?;
+            written += usize::try_from(done.rows_affected()).unwrap_or(0);
+        }
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    /// The CDRs of calls that ended at or after `since_us`, oldest first,
+    /// at most `limit`.
+    pub async fn recent(&self, since_us: i64, limit: i64) -> Result<Vec<Cdr>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM cdr WHERE end_us >= $1 ORDER BY end_us, call_id LIMIT $2"
+        ))
+        .bind(since_us)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Cdr {
+                call_id: r.get(0),
+                trace_id: r.get(1),
+                node_id: r.get(2),
+                from_uri: r.get(3),
+                to_uri: r.get(4),
+                request_uri: r.get(5),
+                source: r.get(6),
+                transport: r.get(7),
+                start_us: r.get(8),
+                answer_us: r.get(9),
+                end_us: r.get(10),
+                duration_ms: r.get(11),
+                billable_s: r.get(12),
+                disposition: r.get(13),
+                hangup_cause: r.get(14),
+                hangup_side: r.get(15),
+                sip_code: r.get(16),
+                caller_codec: r.get(17),
+                callee_codec: r.get(18),
+                caller_packets_received: r.get(19),
+                caller_packets_lost: r.get(20),
+                caller_jitter_us: r.get(21),
+                callee_packets_received: r.get(22),
+                callee_packets_lost: r.get(23),
+                callee_jitter_us: r.get(24),
+                route: r.get(25),
+            })
+            .collect())
+    }
+}
