@@ -47,11 +47,16 @@
 //! [node]
 //! id = ""                        # in every event; "" = the host name
 //!
+//! [cdr]                          # `sentiric cdr`, the consumer
+//! database = "sqlite://sentiric-cdr.db?mode=rwc"   # or postgres://…
+//! queue = "sentiric.cdr"         # bound to [events] exchange
+//! dead_letter = "sentiric.cdr.dead"  # what it cannot read goes here
+//!
 //! [dialplan]                     # see sentiric_engine::dialplan
 //! ```
 //!
-//! Every key of `[sip]`, `[rtp]`, `[limits]`, `[log]`, `[http]`, `[events]`
-//! and `[node]` can be set from the environment, over the file:
+//! Every key of `[sip]`, `[rtp]`, `[limits]`, `[log]`, `[http]`, `[events]`,
+//! `[node]` and `[cdr]` can be set from the environment, over the file:
 //! `SENTIRIC_SIP_LISTEN=127.0.0.1:5070`, `SENTIRIC_RTP_MIN_PORT=30000`,
 //! `SENTIRIC_LIMITS_MAX_CPS=200`, `SENTIRIC_EVENTS_OUTBOX=/var/lib/sentiric/events`.
 //!
@@ -91,6 +96,54 @@ pub(crate) struct Config {
     /// This switch node.
     #[serde(default)]
     pub(crate) node: NodeConfig,
+    /// The CDR consumer.
+    #[serde(default)]
+    pub(crate) cdr: CdrSection,
+}
+
+/// `[cdr]`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CdrSection {
+    /// The store: `postgres://…` or `sqlite://FILE?mode=rwc`.
+    #[serde(default = "default_cdr_database")]
+    pub(crate) database: String,
+    /// The consumer's durable queue.
+    #[serde(default = "default_cdr_queue")]
+    pub(crate) queue: String,
+    /// The dead-letter exchange and queue.
+    #[serde(default = "default_cdr_dead_letter")]
+    pub(crate) dead_letter: String,
+}
+
+impl std::fmt::Debug for CdrSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CdrSection")
+            .field("database", &crate::publisher::redacted(&self.database))
+            .field("queue", &self.queue)
+            .field("dead_letter", &self.dead_letter)
+            .finish()
+    }
+}
+
+impl Default for CdrSection {
+    fn default() -> Self {
+        CdrSection {
+            database: default_cdr_database(),
+            queue: default_cdr_queue(),
+            dead_letter: default_cdr_dead_letter(),
+        }
+    }
+}
+
+fn default_cdr_database() -> String {
+    "sqlite://sentiric-cdr.db?mode=rwc".into()
+}
+fn default_cdr_queue() -> String {
+    "sentiric.cdr".into()
+}
+fn default_cdr_dead_letter() -> String {
+    "sentiric.cdr.dead".into()
 }
 
 /// `[events]`.
@@ -428,10 +481,11 @@ impl Config {
             let lower = rest.to_ascii_lowercase();
             // Other SENTIRIC_* variables (the test and benchmark switches)
             // are not settings; a wrong key in a section is an error.
-            let Some((section, key)) = ["sip", "rtp", "limits", "log", "http", "events", "node"]
-                .iter()
-                .find_map(|s| Some((*s, lower.strip_prefix(s)?.strip_prefix('_')?)))
-            else {
+            let Some((section, key)) = [
+                "sip", "rtp", "limits", "log", "http", "events", "node", "cdr",
+            ]
+            .iter()
+            .find_map(|s| Some((*s, lower.strip_prefix(s)?.strip_prefix('_')?))) else {
                 continue;
             };
             // A number or boolean as TOML reads it, anything else a string.
@@ -522,6 +576,20 @@ impl Config {
                     crate::publisher::redacted(b)
                 )));
             }
+        }
+        if !(self.cdr.database.starts_with("postgres://")
+            || self.cdr.database.starts_with("postgresql://")
+            || self.cdr.database.starts_with("sqlite:"))
+        {
+            return Err(ConfigError(format!(
+                "cdr.database: {}: postgres://… or sqlite://FILE",
+                crate::publisher::redacted(&self.cdr.database)
+            )));
+        }
+        if self.cdr.queue.is_empty() || self.cdr.dead_letter.is_empty() {
+            return Err(ConfigError(
+                "cdr.queue, cdr.dead_letter: names are needed".into(),
+            ));
         }
         if self.events.exchange.is_empty() {
             return Err(ConfigError("events.exchange: a name is needed".into()));

@@ -22,6 +22,7 @@ use sentiric_io::ports::{PoolConfig, PortPool};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 mod call;
+mod cdr;
 mod config;
 mod events;
 mod http;
@@ -39,6 +40,8 @@ const USAGE: &str = "usage: sentiric run [--config FILE] [--listen ADDR]
        sentiric call URI [--play FILE.wav] [--record FILE.wav] [--dtmf 123#] [--duration S] [--bind IP]
                          [--codec pcmu|pcma|opus]
        sentiric events tail [--config FILE] [--dir DIR] [-n N]
+       sentiric cdr [--config FILE]
+       sentiric cdr list [--config FILE] [--since SECONDS] [-n N]
        sentiric --version";
 
 fn load(path: Option<&str>) -> Result<config::Checked, String> {
@@ -133,6 +136,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some("cdr") => match cdr_command(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sentiric cdr: {e}");
+                ExitCode::from(2)
+            }
+        },
         Some("--version") => {
             println!("sentiric {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -180,6 +190,44 @@ fn events_tail(args: &[String]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `sentiric cdr` (the consumer) and `sentiric cdr list`.
+fn cdr_command(args: &[String]) -> Result<(), String> {
+    let listing = args.first().map(String::as_str) == Some("list");
+    let args = if listing { &args[1..] } else { args };
+    let (mut config_path, mut since, mut n) = (None, 86_400u64, 1000i64);
+    let mut rest = args.iter();
+    while let Some(a) = rest.next() {
+        match (a.as_str(), rest.next()) {
+            ("--config", Some(v)) => config_path = Some(v.clone()),
+            ("--since", Some(v)) if listing => {
+                since = v.parse().map_err(|_| format!("--since: seconds: {v}"))?;
+            }
+            ("-n", Some(v)) if listing => n = v.parse().map_err(|_| format!("-n: {v}"))?,
+            _ => return Err(USAGE.into()),
+        }
+    }
+    let checked = load(config_path.as_deref())?;
+    let c = &checked.config;
+    if listing {
+        return cdr::list(&c.cdr.database, since, n);
+    }
+    init_logging(&c.log);
+    let broker = c
+        .events
+        .broker
+        .clone()
+        .filter(|b| !b.is_empty())
+        .ok_or("it reads the events exchange: set [events] broker (SENTIRIC_EVENTS_BROKER)")?;
+    cdr::run(&cdr::CdrConfig {
+        database: c.cdr.database.clone(),
+        broker,
+        exchange: c.events.exchange.clone(),
+        queue: c.cdr.queue.clone(),
+        dead_letter: c.cdr.dead_letter.clone(),
+    })
+    .map_err(|e| e.to_string())
 }
 
 /// Structured logs on standard error: readable text (colours on a
