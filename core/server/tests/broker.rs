@@ -13,12 +13,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::Switch;
-use lapin::options::{
-    BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
-};
+use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
-use lapin::{Connection, ConnectionProperties, ExchangeKind};
+use lapin::{Connection, ConnectionProperties};
 use prost::Message as _;
 use sentiric_events::v1;
 
@@ -47,31 +44,10 @@ fn rabbitmq(cmd: &str) {
     assert!(status.success(), "rabbitmq.sh {cmd}");
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// A durable queue bound to a fanout exchange of the test's own.
 fn bind(url: &str, exchange: &str, queue: &str) {
-    rt().block_on(async {
-        let conn = Connection::connect(url, ConnectionProperties::default())
-            .await
-            .unwrap();
-        let ch = conn.create_channel().await.unwrap();
-        ch.exchange_declare(
-            exchange.into(),
-            ExchangeKind::Fanout,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    common::rt().block_on(async {
+        let (conn, ch) = common::amqp_channel(url, exchange).await;
         ch.queue_declare(
             queue.into(),
             QueueDeclareOptions {
@@ -98,7 +74,7 @@ fn bind(url: &str, exchange: &str, queue: &str) {
 /// Takes messages off `queue` until `done` says the events so far are
 /// enough, or 20 s have passed; checks each message's properties.
 fn drain(url: &str, queue: &str, done: impl Fn(&[v1::Event]) -> bool) -> Vec<v1::Event> {
-    rt().block_on(async {
+    common::rt().block_on(async {
         let conn = Connection::connect(url, ConnectionProperties::default())
             .await
             .unwrap();

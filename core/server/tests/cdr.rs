@@ -15,11 +15,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::Switch;
-use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
 use prost::Message as _;
 use sentiric_events::v1;
 use serde_json::Value;
@@ -106,11 +104,7 @@ fn consumer(env: &[(&str, &str)], amqp: &str, queue: &str) -> Consumer {
             .unwrap(),
         log,
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    common::rt().block_on(async {
         let conn = Connection::connect(amqp, ConnectionProperties::default())
             .await
             .unwrap();
@@ -252,26 +246,8 @@ fn what_the_consumer_cannot_read_goes_to_the_dead_letter_queue() {
     let mut unknown =
         sentiric_events::new_event(v1::event::Body::NodeStarted(v1::NodeStarted::default()));
     unknown.schema_version = 99;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let dead = rt.block_on(async {
-        let conn = Connection::connect(&amqp, ConnectionProperties::default())
-            .await
-            .unwrap();
-        let ch = conn.create_channel().await.unwrap();
-        ch.exchange_declare(
-            n.exchange.as_str().into(),
-            ExchangeKind::Fanout,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let dead = common::rt().block_on(async {
+        let (_conn, ch) = common::amqp_channel(&amqp, &n.exchange).await;
         for body in [b"\xff\xff not protobuf".to_vec(), unknown.encode_to_vec()] {
             ch.basic_publish(
                 n.exchange.as_str().into(),

@@ -226,3 +226,32 @@ pub(crate) fn share_at(x: &[i16], freq: f64) -> f64 {
     }
     2.0 * (s * s + c * c) / (x.len() as f64 * e.max(1.0))
 }
+
+/// A current-thread tokio runtime for the tests' AMQP clients.
+pub(crate) fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A connection to the broker at `url` and a channel on which the durable
+/// fanout exchange `exchange` is declared (as the switch declares it).
+pub(crate) async fn amqp_channel(url: &str, exchange: &str) -> (lapin::Connection, lapin::Channel) {
+    let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.exchange_declare(
+        exchange.into(),
+        lapin::ExchangeKind::Fanout,
+        lapin::options::ExchangeDeclareOptions {
+            durable: true,
+            ..lapin::options::ExchangeDeclareOptions::default()
+        },
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    (conn, ch)
+}
