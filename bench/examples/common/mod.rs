@@ -66,8 +66,8 @@ impl Drop for Running {
 
 /// Starts `sentiric run` (`SENTIRIC_BIN`, else the release build) with
 /// SIP on an ephemeral loopback port, `config` (TOML, `[sip]` aside)
-/// written in `dir` and its event outbox in `dir/events`; returns it and
-/// the address it takes SIP on.
+/// written in `dir`, its event outbox in `dir/events` and its own CDR
+/// writer off; returns it and the address it takes SIP on.
 pub(crate) fn start_sentiric(dir: &Path, config: &str) -> (Running, SocketAddr) {
     let path = dir.join("sentiric.toml");
     std::fs::write(&path, format!("[sip]\nlisten = \"127.0.0.1:0\"\n{config}")).unwrap();
@@ -76,6 +76,14 @@ pub(crate) fn start_sentiric(dir: &Path, config: &str) -> (Running, SocketAddr) 
         .args(["run", "--config", path.to_str().unwrap()])
         .env("SENTIRIC_HTTP_LISTEN", "127.0.0.1:0")
         .env("SENTIRIC_EVENTS_OUTBOX", dir.join("events"))
+        // The switch against the peer, not its embedded SQLite CDR writer:
+        // a carrier runs `sentiric cdr` against PostgreSQL, a process of
+        // its own (BENCHMARKS.md measures the writer apart; set
+        // SENTIRIC_CDR_LOCAL=true to include it).
+        .env(
+            "SENTIRIC_CDR_LOCAL",
+            std::env::var("SENTIRIC_CDR_LOCAL").unwrap_or_else(|_| "false".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -47,8 +47,10 @@
 //! [node]
 //! id = ""                        # in every event; "" = the host name
 //!
-//! [cdr]                          # `sentiric cdr`, the consumer
+//! [cdr]                          # `sentiric cdr`, the consumer, and
+//!                                # the switch's own writer
 //! database = "sqlite://sentiric-cdr.db?mode=rwc"   # or postgres://…
+//! local = true                   # no broker: the switch writes its CDRs
 //! queue = "sentiric.cdr"         # bound to [events] exchange
 //! dead_letter = "sentiric.cdr.dead"  # what it cannot read goes here
 //!
@@ -114,6 +116,13 @@ pub(crate) struct CdrSection {
     /// The dead-letter exchange and queue.
     #[serde(default = "default_cdr_dead_letter")]
     pub(crate) dead_letter: String,
+    /// With no broker, the switch writes its own CDRs to `database`.
+    #[serde(default = "default_true")]
+    pub(crate) local: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl std::fmt::Debug for CdrSection {
@@ -122,6 +131,7 @@ impl std::fmt::Debug for CdrSection {
             .field("database", &crate::publisher::redacted(&self.database))
             .field("queue", &self.queue)
             .field("dead_letter", &self.dead_letter)
+            .field("local", &self.local)
             .finish()
     }
 }
@@ -132,6 +142,7 @@ impl Default for CdrSection {
             database: default_cdr_database(),
             queue: default_cdr_queue(),
             dead_letter: default_cdr_dead_letter(),
+            local: true,
         }
     }
 }

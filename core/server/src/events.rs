@@ -14,8 +14,9 @@
 //! With a broker configured, the publisher (`publisher.rs`) follows what
 //! was written, woken after each write, and sends back the broker's
 //! confirms ([`Msg::Confirmed`]), which move the outbox's watermark.
-//! Without one, events stay in the outbox, readable with `sentiric events
-//! tail`.
+//! Without one, the switch's own CDR writer (`local_cdr.rs`) does the
+//! same into `[cdr] database`. Either way the outbox holds what has not
+//! gone yet, readable with `sentiric events tail`.
 //!
 //! A full outbox loses nothing: the events it refuses wait in memory, and
 //! [`Events::full`] tells the workers to answer new calls 503 until it
@@ -31,6 +32,19 @@ use std::time::{Duration, Instant};
 use prost::Message as _;
 use sentiric_events::outbox::{Outbox, OutboxConfig, OutboxError};
 use sentiric_events::v1;
+
+/// Where the outbox's events go.
+#[derive(Debug)]
+pub(crate) enum Sink {
+    /// Published to the broker (`[events] broker`).
+    Broker(crate::publisher::BrokerConfig),
+    /// No broker: folded into CDRs by the switch itself, in this store
+    /// (`[cdr] database`; the embedded default).
+    LocalCdr(String),
+    /// Nowhere (`[cdr] local = false` and no broker): they stay in the
+    /// outbox, and nothing confirms them.
+    None,
+}
 
 /// What reaches the events thread.
 #[derive(Debug)]
@@ -88,7 +102,7 @@ pub(crate) fn spawn(
     batch: Duration,
     sync: Duration,
     node: &str,
-    broker: Option<crate::publisher::BrokerConfig>,
+    sink: Sink,
 ) -> std::io::Result<(Events, std::thread::JoinHandle<()>)> {
     let mut cfg = OutboxConfig::new(&dir);
     cfg.max_bytes = max_bytes;
@@ -121,8 +135,8 @@ pub(crate) fn spawn(
     // The publisher follows the outbox's files from the first event not
     // confirmed; told after each write that there is more.
     let written = Arc::new(tokio::sync::Notify::new());
-    match broker {
-        Some(b) => {
+    match sink {
+        Sink::Broker(b) => {
             crate::publisher::spawn(
                 b,
                 dir.clone(),
@@ -131,7 +145,16 @@ pub(crate) fn spawn(
                 Arc::clone(&written),
             )?;
         }
-        None => tracing::info!("no event broker configured: events stay in the outbox"),
+        Sink::LocalCdr(database) => {
+            crate::local_cdr::spawn(
+                database,
+                dir.clone(),
+                outbox.watermark(),
+                tx.clone(),
+                Arc::clone(&written),
+            )?;
+        }
+        Sink::None => tracing::info!("no event broker, no CDR writer: events stay in the outbox"),
     }
     let events = Events {
         tx,
@@ -294,7 +317,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sentiric-events-full-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let ms = Duration::from_millis(5);
-        let (events, thread) = spawn(dir.clone(), 4096, ms, ms, "n1", None).unwrap();
+        let (events, thread) = spawn(dir.clone(), 4096, ms, ms, "n1", Sink::None).unwrap();
         assert!(!events.full());
         let mut k = 0u64;
         let end = std::time::Instant::now() + Duration::from_secs(5);

@@ -27,6 +27,7 @@ mod config;
 mod events;
 mod http;
 mod inbox;
+mod local_cdr;
 mod media;
 mod prompts;
 mod publisher;
@@ -366,16 +367,15 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         Duration::from_millis(config.events.batch_ms),
         Duration::from_millis(config.events.sync_ms),
         &config.node.id(),
-        config
-            .events
-            .broker
-            .clone()
-            .filter(|b| !b.is_empty())
-            .map(|uri| publisher::BrokerConfig {
+        match config.events.broker.clone().filter(|b| !b.is_empty()) {
+            Some(uri) => events::Sink::Broker(publisher::BrokerConfig {
                 uri,
                 exchange: config.events.exchange.clone(),
                 json: config.events.content_type == "json",
             }),
+            None if config.cdr.local => events::Sink::LocalCdr(config.cdr.database.clone()),
+            None => events::Sink::None,
+        },
     )?;
     // Each worker: a packet engine, its SIP sockets, its share of the
     // port pool, and an inbox for TCP and for datagrams other workers got

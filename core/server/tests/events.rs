@@ -173,3 +173,53 @@ fn the_outbox_survives_a_kill_and_the_next_start_goes_on_after_it() {
     assert_eq!(&after[..before.len()], &before[..], "kept as it was");
     assert_eq!(kind(&after[before.len()]), "NodeStarted");
 }
+
+/// The embedded default: no broker, and the switch writes its calls' CDRs
+/// itself (SQLite, through the same store as `sentiric cdr`), then
+/// confirms the events it folded.
+#[test]
+fn with_no_broker_the_switch_writes_its_own_cdrs() {
+    let sw = Switch::start(Some(&config(30_600)), &[]);
+    let summary = call(&sw, "600");
+    assert!(summary.contains("\"status\":200"), "{summary}");
+    let all = events_until_ended(&sw, 1);
+    let call_id = all
+        .iter()
+        .find_map(|e| e["call_id"].as_str().filter(|c| !c.is_empty()))
+        .unwrap()
+        .to_string();
+    let db = format!("sqlite://{}/cdr.db?mode=rwc", sw.events.display());
+    let end = Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+            .args(["cdr", "list"])
+            .env("SENTIRIC_CDR_DATABASE", &db)
+            .output()
+            .unwrap();
+        let rows: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if !rows.is_empty() || Instant::now() > end {
+            break rows;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0]["call_id"], call_id.as_str());
+    assert_eq!(rows[0]["disposition"], "ANSWERED");
+    assert_eq!(rows[0]["node_id"], "test-node");
+    // Folded, then confirmed: the outbox's watermark passes the call's
+    // events.
+    let end = Instant::now() + Duration::from_secs(5);
+    let confirmed = || {
+        std::fs::read_to_string(sw.events.join("confirmed"))
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    while confirmed() < all.len() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(confirmed() >= all.len(), "{} of {}", confirmed(), all.len());
+}

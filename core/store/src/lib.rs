@@ -186,6 +186,17 @@ pub fn fold(events: &[v1::Event]) -> Option<Cdr> {
     Some(cdr)
 }
 
+/// `($1, $2), ($3, $4)`: `rows` tuples of `cols` numbered placeholders.
+fn values(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
+            format!("({})", row.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// CDRs in PostgreSQL or SQLite.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -202,11 +213,31 @@ impl Store {
     /// Connects to `url` and applies the migrations not yet applied.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
-        let pool = AnyPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(std::time::Duration::from_secs(2))
-            .connect(url)
-            .await?;
+        let sqlite = url.starts_with("sqlite:");
+        let mut options = AnyPoolOptions::new()
+            // SQLite has one writer at a time: one connection.
+            .max_connections(if sqlite { 1 } else { 4 })
+            .acquire_timeout(std::time::Duration::from_secs(2));
+        if sqlite {
+            // A write-ahead log, synced at checkpoints rather than at
+            // every commit: a fraction of the fsyncs of the default
+            // rollback journal. A process killed loses no committed
+            // transaction; a power loss can lose the last ones (the
+            // embedded default trades that for its cost; PostgreSQL is
+            // the store for a carrier).
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(url).await?;
         let store = Store { pool };
         store.migrate().await?;
         Ok(store)
@@ -248,75 +279,91 @@ impl Store {
     /// every call a `CallEnded` of the batch ends; returns the CDRs
     /// written (a call's second `CallEnded`, replayed, writes none).
     pub async fn record(&self, events: &[v1::Event]) -> Result<usize, StoreError> {
+        // Few statements a batch, whatever its size: each is a round trip
+        // (on SQLite, to sqlx's worker thread and back).
         let mut tx = self.pool.begin().await?;
-        let mut ended = Vec::new();
-        for e in events.iter().filter(|e| !e.call_id.is_empty()) {
-            sqlx::query(
-                "INSERT INTO call_events (event_id, call_id, sequence, event) VALUES ($1, $2, $3, $4) \
+        let calls: Vec<&v1::Event> = events.iter().filter(|e| !e.call_id.is_empty()).collect();
+        for chunk in calls.chunks(200) {
+            let sql = format!(
+                "INSERT INTO call_events (event_id, call_id, sequence, event) VALUES {} \
                  ON CONFLICT (event_id) DO NOTHING",
-            )
-            .bind(e.event_id.as_str())
-            .bind(e.call_id.as_str())
-            .bind(i64::try_from(e.sequence).unwrap_or(i64::MAX))
-            .bind(e.encode_to_vec())
-            .execute(&mut *tx)
-            .await?;
-            if matches!(e.body, Some(Body::CallEnded(_))) && !ended.contains(&e.call_id) {
-                ended.push(e.call_id.clone());
+                values(chunk.len(), 4)
+            );
+            let mut q = sqlx::query(&sql);
+            for e in chunk {
+                q = q
+                    .bind(e.event_id.as_str())
+                    .bind(e.call_id.as_str())
+                    .bind(i64::try_from(e.sequence).unwrap_or(i64::MAX))
+                    .bind(e.encode_to_vec());
             }
+            q.execute(&mut *tx).await?;
+        }
+        let mut ended: Vec<&str> = calls
+            .iter()
+            .filter(|e| matches!(e.body, Some(Body::CallEnded(_))))
+            .map(|e| e.call_id.as_str())
+            .collect();
+        ended.sort_unstable();
+        ended.dedup();
+        let mut cdrs = Vec::with_capacity(ended.len());
+        for chunk in ended.chunks(200) {
+            let sql = format!(
+                "SELECT call_id, event_id, event FROM call_events WHERE call_id IN {}",
+                values(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for call_id in chunk {
+                q = q.bind(*call_id);
+            }
+            let mut by_call: std::collections::BTreeMap<String, Vec<v1::Event>> =
+                std::collections::BTreeMap::new();
+            for r in q.fetch_all(&mut *tx).await? {
+                let (call_id, id, bytes): (String, String, Vec<u8>) =
+                    (r.get(0), r.get(1), r.get(2));
+                let e =
+                    v1::Event::decode(bytes.as_slice()).map_err(|e| StoreError::Decode(id, e))?;
+                by_call.entry(call_id).or_default().push(e);
+            }
+            cdrs.extend(by_call.values().filter_map(|evs| fold(evs)));
         }
         let mut written = 0;
-        for call_id in ended {
-            let rows = sqlx::query("SELECT event_id, event FROM call_events WHERE call_id = $1")
-                .bind(call_id.as_str())
-                .fetch_all(&mut *tx)
-                .await?;
-            let mut call = Vec::with_capacity(rows.len());
-            for r in rows {
-                let id: String = r.get(0);
-                let bytes: Vec<u8> = r.get(1);
-                call.push(
-                    v1::Event::decode(bytes.as_slice()).map_err(|e| StoreError::Decode(id, e))?,
-                );
+        for chunk in cdrs.chunks(50) {
+            let sql = format!(
+                "INSERT INTO cdr ({COLUMNS}) VALUES {} ON CONFLICT (call_id) DO NOTHING",
+                values(chunk.len(), 26)
+            );
+            let mut q = sqlx::query(&sql);
+            for c in chunk {
+                q = q
+                    .bind(c.call_id.clone())
+                    .bind(c.trace_id.clone())
+                    .bind(c.node_id.clone())
+                    .bind(c.from_uri.clone())
+                    .bind(c.to_uri.clone())
+                    .bind(c.request_uri.clone())
+                    .bind(c.source.clone())
+                    .bind(c.transport.clone())
+                    .bind(c.start_us)
+                    .bind(c.answer_us)
+                    .bind(c.end_us)
+                    .bind(c.duration_ms)
+                    .bind(c.billable_s)
+                    .bind(c.disposition.clone())
+                    .bind(c.hangup_cause.clone())
+                    .bind(c.hangup_side.clone())
+                    .bind(c.sip_code)
+                    .bind(c.caller_codec.clone())
+                    .bind(c.callee_codec.clone())
+                    .bind(c.caller_packets_received)
+                    .bind(c.caller_packets_lost)
+                    .bind(c.caller_jitter_us)
+                    .bind(c.callee_packets_received)
+                    .bind(c.callee_packets_lost)
+                    .bind(c.callee_jitter_us)
+                    .bind(c.route.clone());
             }
-            let Some(cdr) = fold(&call) else {
-                continue;
-            };
-            let placeholders = (1..=26)
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let done = sqlx::query(&format!(
-                "INSERT INTO cdr ({COLUMNS}) VALUES ({placeholders}) ON CONFLICT (call_id) DO NOTHING"
-            ))
-            .bind(cdr.call_id)
-            .bind(cdr.trace_id)
-            .bind(cdr.node_id)
-            .bind(cdr.from_uri)
-            .bind(cdr.to_uri)
-            .bind(cdr.request_uri)
-            .bind(cdr.source)
-            .bind(cdr.transport)
-            .bind(cdr.start_us)
-            .bind(cdr.answer_us)
-            .bind(cdr.end_us)
-            .bind(cdr.duration_ms)
-            .bind(cdr.billable_s)
-            .bind(cdr.disposition)
-            .bind(cdr.hangup_cause)
-            .bind(cdr.hangup_side)
-            .bind(cdr.sip_code)
-            .bind(cdr.caller_codec)
-            .bind(cdr.callee_codec)
-            .bind(cdr.caller_packets_received)
-            .bind(cdr.caller_packets_lost)
-            .bind(cdr.caller_jitter_us)
-            .bind(cdr.callee_packets_received)
-            .bind(cdr.callee_packets_lost)
-            .bind(cdr.callee_jitter_us)
-            .bind(cdr.route)
-            .execute(&mut *tx)
-            .await?;
+            let done = q.execute(&mut *tx).await?;
             written += usize::try_from(done.rows_affected()).unwrap_or(0);
         }
         tx.commit().await?;

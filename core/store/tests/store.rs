@@ -176,18 +176,44 @@ async fn idempotent_and_complete(url: &str) {
     );
 }
 
+/// A batch larger than the store's statements take at once (events,
+/// calls and CDRs go in chunks): every call gets its row.
+async fn many_calls_in_one_batch(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let tag = format!("m-{}-{:.8}", std::process::id(), url);
+    let batch: Vec<v1::Event> = (0..230)
+        .flat_map(|i| answered(&format!("{tag}-{i}")))
+        .collect();
+    assert_eq!(batch.len(), 1150);
+    assert_eq!(store.record(&batch).await.unwrap(), 230);
+    assert_eq!(store.record(&batch).await.unwrap(), 0);
+    let mine = store
+        .recent(0, 1_000_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.call_id.starts_with(&tag))
+        .count();
+    assert_eq!(mine, 230);
+}
+
 #[tokio::test]
 async fn sqlite_writes_one_row_per_call_whatever_the_replays() {
     let path = std::env::temp_dir().join(format!("sentiric-store-{}.db", std::process::id()));
     let _ = std::fs::remove_file(&path);
-    idempotent_and_complete(&format!("sqlite://{}?mode=rwc", path.display())).await;
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    idempotent_and_complete(&url).await;
+    many_calls_in_one_batch(&url).await;
     let _ = std::fs::remove_file(&path);
 }
 
 #[tokio::test]
 async fn postgres_writes_one_row_per_call_whatever_the_replays() {
     match std::env::var("SENTIRIC_TEST_POSTGRES") {
-        Ok(url) if !url.is_empty() => idempotent_and_complete(&url).await,
+        Ok(url) if !url.is_empty() => {
+            idempotent_and_complete(&url).await;
+            many_calls_in_one_batch(&url).await;
+        }
         _ => {
             assert!(
                 std::env::var("SENTIRIC_REQUIRE_POSTGRES").as_deref() != Ok("1"),

@@ -58,6 +58,10 @@ impl Switch {
             .env("SENTIRIC_SIP_LISTEN", "127.0.0.1:0")
             .env("SENTIRIC_HTTP_LISTEN", "127.0.0.1:0")
             .env("SENTIRIC_EVENTS_OUTBOX", &events)
+            .env(
+                "SENTIRIC_CDR_DATABASE",
+                format!("sqlite://{}/cdr.db?mode=rwc", events.display()),
+            )
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
