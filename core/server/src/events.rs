@@ -59,6 +59,10 @@ pub(crate) enum Msg {
     /// The publisher's connection dropped (for the log's sake; and the
     /// publisher learns whether the thread is still there).
     Ping,
+    /// The workers are gone: write what came, sync, and end (the
+    /// publisher or CDR writer, which hold senders too, end with the
+    /// process; what they had not sent waits in the outbox).
+    Stop,
 }
 
 /// A worker's handle on the events thread.
@@ -85,6 +89,11 @@ impl Events {
         let mut e = sentiric_events::unstamped(body);
         e.sequence = self.node_seq.fetch_add(1, Ordering::Relaxed) + 1;
         self.emit(e);
+    }
+
+    /// Tells the events thread to finish: the last thing `run` does.
+    pub(crate) fn stop(&self) {
+        let _ = self.tx.send(Msg::Stop);
     }
 
     /// The outbox is full: new calls are to be refused until it is not.
@@ -195,7 +204,7 @@ fn run(
                 rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
             };
             match m {
-                Ok(m) => take(m, &mut waiting, &mut outbox),
+                Ok(m) => open &= take(m, &mut waiting, &mut outbox),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
             }
@@ -209,7 +218,7 @@ fn run(
         });
         loop {
             match rx.try_recv() {
-                Ok(m) => take(m, &mut waiting, &mut outbox),
+                Ok(m) => open &= take(m, &mut waiting, &mut outbox),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     open = false;
@@ -271,7 +280,8 @@ fn run(
 }
 
 /// An event joins the batch; confirms move the outbox's watermark.
-fn take(m: Msg, waiting: &mut VecDeque<v1::Event>, outbox: &mut Outbox) {
+/// Returns `false` for [`Msg::Stop`].
+fn take(m: Msg, waiting: &mut VecDeque<v1::Event>, outbox: &mut Outbox) -> bool {
     match m {
         Msg::Event(e) => waiting.push_back(e),
         Msg::Confirmed(seqs) => {
@@ -282,7 +292,9 @@ fn take(m: Msg, waiting: &mut VecDeque<v1::Event>, outbox: &mut Outbox) {
             }
         }
         Msg::Ping => {}
+        Msg::Stop => return false,
     }
+    true
 }
 
 /// The action's name and targets, for `CallRouted`.

@@ -485,8 +485,9 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
             Err(_) => result = Err(std::io::Error::other("a worker panicked")),
         }
     }
-    // The workers' handles are gone with them: the events thread writes
-    // what they sent and ends.
+    // The workers are gone: the events thread writes what they sent,
+    // syncs, and ends.
+    events.stop();
     drop(events);
     if events_thread.join().is_err() {
         result = Err(std::io::Error::other("the events thread panicked"));
