@@ -279,6 +279,30 @@ fn run(
     }
 }
 
+/// Runs the future `task` makes on a thread of its own (`name`), on a
+/// current-thread tokio runtime: the publisher's and the CDR writer's.
+pub(crate) fn spawn_async<F, Fut>(
+    name: &str,
+    task: F,
+) -> std::io::Result<std::thread::JoinHandle<()>>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let label = name.to_string();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(task()),
+                Err(e) => tracing::error!("{label}: runtime: {e}"),
+            }
+        })
+}
+
 /// An event joins the batch; confirms move the outbox's watermark.
 /// Returns `false` for [`Msg::Stop`].
 fn take(m: Msg, waiting: &mut VecDeque<v1::Event>, outbox: &mut Outbox) -> bool {

@@ -33,21 +33,9 @@ pub(crate) fn spawn(
     confirmed: Sender<Msg>,
     written: Arc<Notify>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("sentiric-cdr".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!("CDR writer: runtime: {e}");
-                    return;
-                }
-            };
-            rt.block_on(run(&database, Tail::new(&dir, from), &confirmed, &written));
-        })
+    crate::events::spawn_async("sentiric-cdr", move || async move {
+        run(&database, Tail::new(&dir, from), &confirmed, &written).await;
+    })
 }
 
 async fn run(database: &str, mut tail: Tail, confirmed: &Sender<Msg>, written: &Notify) {

@@ -69,21 +69,9 @@ pub(crate) fn spawn(
     confirmed: Sender<Msg>,
     written: Arc<Notify>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("sentiric-publish".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!("event publisher: runtime: {e}");
-                    return;
-                }
-            };
-            rt.block_on(run(cfg, Tail::new(&dir, from), confirmed, &written));
-        })
+    crate::events::spawn_async("sentiric-publish", move || async move {
+        run(cfg, Tail::new(&dir, from), confirmed, &written).await;
+    })
 }
 
 async fn run(cfg: BrokerConfig, mut tail: Tail, confirmed: Sender<Msg>, written: &Notify) {
