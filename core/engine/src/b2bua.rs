@@ -220,6 +220,8 @@ pub enum Event {
         user: Option<String>,
         /// The From URI.
         from_uri: String,
+        /// The To URI (the callee as the caller addressed it).
+        to_uri: String,
         /// Its user part.
         from_user: Option<String>,
         /// Where the INVITE came from.
@@ -395,6 +397,9 @@ struct Call {
     ring_deadline: Option<Instant>,
     /// The provisional codes A was sent so far ([`Event::Ringing`]).
     rang: Vec<u16>,
+    /// The codec each leg settled on, from the SDP that answered it
+    /// (`PCMU/8000`; [`B2bua::codecs`]).
+    codecs: (Option<String>, Option<String>),
     /// The relayed 2xx, retransmitted until A's ACK (§13.3.1.4).
     a_answer: Option<(Vec<u8>, Instant, Duration, Instant)>,
     answered: bool,
@@ -627,6 +632,14 @@ impl<M: MediaPlane> B2bua<M> {
     /// account for (its event outbox is full).
     pub fn hold_new_calls(&mut self, on: bool) {
         self.holding = on;
+    }
+
+    /// The codec each leg of `call` settled on, caller's then callee's
+    /// (a leg the switch answers itself, or not yet answered: `None`).
+    pub fn codecs(&self, call: CallRef) -> (Option<&str>, Option<&str>) {
+        self.calls.get(&call).map_or((None, None), |c| {
+            (c.codecs.0.as_deref(), c.codecs.1.as_deref())
+        })
     }
 
     /// Stops taking calls: new INVITEs get 503 with Retry-After, calls up
@@ -979,6 +992,7 @@ impl<M: MediaPlane> B2bua<M> {
             request_uri: req.uri_str().to_string(),
             user: uri.as_ref().and_then(Uri::user).map(str::to_string),
             from_uri: req.from().uri_str().to_string(),
+            to_uri: req.to().uri_str().to_string(),
             from_user: from.as_ref().and_then(Uri::user).map(str::to_string),
             source,
             transport,
@@ -1004,6 +1018,7 @@ impl<M: MediaPlane> B2bua<M> {
                 ring_timeout: Duration::from_secs(60),
                 ring_deadline: None,
                 rang: Vec::new(),
+                codecs: (None, None),
                 a_answer: None,
                 answered: false,
                 end_by: None,
@@ -1905,6 +1920,9 @@ impl<M: MediaPlane> B2bua<M> {
                 }
                 c.ring_deadline = None;
                 c.answered = true;
+                if let Some(codec) = first_codec(resp.body) {
+                    c.codecs.1 = Some(codec);
+                }
                 c.b_timer = b_session_timer(now, resp);
                 // A late offer's answer comes in A's ACK: B's ACK waits.
                 let late = c.late_offer && !resp.body.is_empty();
@@ -2234,6 +2252,9 @@ impl<M: MediaPlane> B2bua<M> {
             });
         }
         if (200..300).contains(&status) {
+            if let Some(codec) = sdp.and_then(first_codec) {
+                c.codecs.0 = Some(codec);
+            }
             c.state = State::Answered;
             c.answered = true;
             c.end_by = self.cfg.max_call_duration.map(|d| now + d);
@@ -2510,6 +2531,26 @@ impl<M: MediaPlane> B2bua<M> {
         }
         next.into_iter().chain(self.layer.poll_timeout()).min()
     }
+}
+
+/// The first format of an SDP's first media line, as `NAME/RATE`
+/// (`PCMU/8000`, `opus/48000/2`): the codec a leg settled on when the SDP
+/// is the answer.
+fn first_codec(sdp: &[u8]) -> Option<String> {
+    let sdp = sentiric_sdp::SessionDescription::parse(sdp).ok()?;
+    let m = sdp.media.first()?;
+    let pt = m.payload_types().next()?;
+    Some(match (m.rtpmap(pt), pt) {
+        (Some(r), _) => match r.channels {
+            Some(ch) if ch > 1 => format!("{}/{}/{ch}", r.encoding, r.clock_rate),
+            _ => format!("{}/{}", r.encoding, r.clock_rate),
+        },
+        (None, 0) => "PCMU/8000".into(),
+        (None, 8) => "PCMA/8000".into(),
+        (None, 9) => "G722/8000".into(),
+        (None, 18) => "G729/8000".into(),
+        (None, pt) => pt.to_string(),
+    })
 }
 
 /// The shortest session interval the switch accepts (RFC 4028 §5: 90 s

@@ -385,6 +385,8 @@ fn a_bridged_call_from_invite_to_bye() {
             Event::Answered { call }
         ]
     );
+    // Both legs settled on the first format of the SDP that answered them.
+    assert_eq!(net.b2b.codecs(call), (Some("PCMU/8000"), Some("PCMU/8000")));
 
     // Alice hangs up: 200 to her, BYE to Bob in Bob's dialog.
     let sent = net.send(ALICE, &a_request("BYE", &a_tag, 11, "a3"));

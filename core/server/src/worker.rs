@@ -368,6 +368,8 @@ struct CallInfo {
     answered: Option<Instant>,
     /// The sequence number of the call's last event.
     seq: u64,
+    /// The codecs the legs settled on, as of the answer.
+    codecs: Option<v1::Codecs>,
 }
 
 impl CallInfo {
@@ -413,7 +415,7 @@ impl CallInfo {
             talk_ms: self
                 .answered
                 .map_or(0, |a| ms(now.saturating_duration_since(a))),
-            codecs: None,
+            codecs: self.codecs.clone(),
             caller_rtp,
             callee_rtp,
         })
@@ -832,6 +834,7 @@ pub(crate) fn run(
                     request_uri,
                     user,
                     from_uri,
+                    to_uri,
                     from_user,
                     source,
                     transport,
@@ -859,12 +862,13 @@ pub(crate) fn run(
                         started: now,
                         answered: None,
                         seq: 0,
+                        codecs: None,
                     };
                     info.emit(
                         &events,
                         Body::CallStarted(v1::CallStarted {
                             from_uri,
-                            to_uri: String::new(),
+                            to_uri,
                             request_uri,
                             source: source.to_string(),
                             transport: transport.to_string(),
@@ -896,12 +900,17 @@ pub(crate) fn run(
                         let setup = now.saturating_duration_since(info.started);
                         m.setup.record(setup.as_secs_f64());
                         info.answered = Some(now);
+                        let (caller, callee) = b2b.codecs(call);
+                        info.codecs = Some(v1::Codecs {
+                            caller: caller.unwrap_or_default().into(),
+                            callee: callee.unwrap_or_default().into(),
+                        });
                         info.emit(
                             &events,
                             Body::CallAnswered(v1::CallAnswered {
                                 answered_by: String::new(),
                                 setup_ms: u64::try_from(setup.as_millis()).unwrap_or(u64::MAX),
-                                codecs: None,
+                                codecs: info.codecs.clone(),
                             }),
                         );
                     }

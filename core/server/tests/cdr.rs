@@ -225,6 +225,7 @@ fn calls_become_one_cdr_row_each() {
         assert!(r["answer_us"].as_i64().unwrap() >= r["start_us"].as_i64().unwrap());
         assert!(r["request_uri"].as_str().unwrap().starts_with("sip:600@"));
         assert_eq!(r["route"], "echo");
+        assert_eq!(r["caller_codec"], "PCMU/8000");
         assert_eq!(r["hangup_side"], "caller");
         assert!(r["caller_packets_received"].as_i64().unwrap() >= 50, "{r}");
         assert_eq!(r["trace_id"].as_str().unwrap().len(), 32);

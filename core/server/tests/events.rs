@@ -111,10 +111,12 @@ fn a_call_leaves_its_events_in_order_in_the_outbox() {
         .filter(|e| e["call_id"] == ids[0].as_str())
         .collect();
     let started = &answered[0]["body"]["CallStarted"];
-    assert!(started["request_uri"]
-        .as_str()
-        .unwrap()
-        .starts_with("sip:600@"));
+    for uri in ["request_uri", "to_uri"] {
+        assert!(
+            started[uri].as_str().unwrap().starts_with("sip:600@"),
+            "{started}"
+        );
+    }
     assert!(started["source"]
         .as_str()
         .unwrap()
@@ -122,6 +124,10 @@ fn a_call_leaves_its_events_in_order_in_the_outbox() {
     assert_eq!(started["transport"], "udp");
     assert_eq!(answered[1]["body"]["CallRouted"]["action"], "echo");
     let ended = &answered[3]["body"]["CallEnded"];
+    // The switch answered the echo test itself: the caller's codec only.
+    assert_eq!(ended["codecs"]["caller"], "PCMU/8000", "{ended}");
+    assert_eq!(ended["codecs"]["callee"], "");
+    assert_eq!(answered[2]["body"]["CallAnswered"]["codecs"], ended["codecs"]);
     assert_eq!(ended["cause"], "normal");
     assert_eq!(ended["sip_code"], 200);
     // The caller hung up after about a second of echo.
