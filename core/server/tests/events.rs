@@ -127,7 +127,10 @@ fn a_call_leaves_its_events_in_order_in_the_outbox() {
     // The switch answered the echo test itself: the caller's codec only.
     assert_eq!(ended["codecs"]["caller"], "PCMU/8000", "{ended}");
     assert_eq!(ended["codecs"]["callee"], "");
-    assert_eq!(answered[2]["body"]["CallAnswered"]["codecs"], ended["codecs"]);
+    assert_eq!(
+        answered[2]["body"]["CallAnswered"]["codecs"],
+        ended["codecs"]
+    );
     assert_eq!(ended["cause"], "normal");
     assert_eq!(ended["sip_code"], 200);
     // The caller hung up after about a second of echo.
