@@ -39,7 +39,7 @@
 //! batch_ms = 50                  # events written together (one write)
 //! sync_ms = 200                  # and synced to disk at most this often
 //! # broker: better from SENTIRIC_EVENTS_BROKER, it holds a password;
-//! # unset: events stay in the outbox
+//! # unset: the switch writes its own CDRs ([cdr] local)
 //! broker = "amqp://user:password@127.0.0.1:5672/%2f"
 //! exchange = "sentiric.events"   # a durable fanout exchange
 //! content_type = "protobuf"      # or "json"
