@@ -56,8 +56,8 @@ pub(crate) enum Msg {
     Event(v1::Event),
     /// The broker confirmed these records.
     Confirmed(Vec<u64>),
-    /// The publisher's connection dropped (for the log's sake; and the
-    /// publisher learns whether the thread is still there).
+    /// Nothing to do: the publisher, reconnecting, learns from the send
+    /// whether the events thread is still there.
     Ping,
     /// The workers are gone: write what came, sync, and end (the
     /// publisher or CDR writer, which hold senders too, end with the
@@ -102,9 +102,10 @@ impl Events {
     }
 }
 
-/// Opens the outbox in `dir` (its unconfirmed events kept for the
-/// publisher) and starts the events thread. It ends once every
-/// [`Events`] handle is dropped and what they sent is written.
+/// Opens the outbox in `dir` (its unconfirmed events kept for the sink)
+/// and starts the events thread and the sink's. The events thread ends
+/// on [`Events::stop`] (or once every sender is gone), after writing and
+/// syncing what it was sent.
 pub(crate) fn spawn(
     dir: PathBuf,
     max_bytes: u64,
@@ -209,7 +210,6 @@ fn run(
                 Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
             }
         }
-        let before = waiting.len();
         std::thread::sleep(if waiting.is_empty() || !full.load(Ordering::Relaxed) {
             batch
         } else {
@@ -226,7 +226,8 @@ fn run(
                 }
             }
         }
-        idle = waiting.len() == before && before == 0;
+        // Nothing came in this window (confirms aside): block next time.
+        idle = waiting.is_empty();
         let mut appended = 0usize;
         while let Some(e) = waiting.front_mut() {
             e.node_id.clear();

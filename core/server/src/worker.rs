@@ -1280,11 +1280,15 @@ pub(crate) fn run(
         (relayed, dropped) = (turn.relayed, turn.dropped);
         m.turn.record(now.elapsed().as_secs_f64());
         // Every worker adds its change: the gauge is the process's total.
-        workers[index].load.calls.store(
-            u32::try_from(b2b.calls()).unwrap_or(u32::MAX),
-            Ordering::Relaxed,
-        );
         let up = b2b.calls() as f64;
+        if up != calls_up {
+            // For the others to read (NodeDraining's count): written when
+            // it changes, not every turn.
+            workers[index].load.calls.store(
+                u32::try_from(b2b.calls()).unwrap_or(u32::MAX),
+                Ordering::Relaxed,
+            );
+        }
         m.calls_active.increment(up - calls_up);
         calls_up = up;
         if now >= next_gauges {
