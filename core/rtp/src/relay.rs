@@ -14,10 +14,16 @@
 //!   to it changes source (a re-INVITE on the other side, a prompt played
 //!   between two streams). [`StreamRewriter`] maps every input stream onto
 //!   one output stream and marks the switch.
+//! * **DTMF seen in passing.** A leg told its `telephone-event` format
+//!   ([`Relay::telephone_event`]) has its RFC 4733 packets read as they
+//!   are relayed; each digit it sends is reported once, when it ends
+//!   ([`Relay::take_digits`]), for the call's events. The packets go on
+//!   untouched.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
+use crate::dtmf::{DtmfDetector, DtmfEvent};
 use crate::packet::{self, RtpError, RtpPacket, FIXED_HEADER_LEN};
 use crate::stats::ReceiverStats;
 
@@ -314,19 +320,46 @@ struct RelayLeg<K> {
     /// first accepted packet.
     stats: Option<ReceiverStats>,
     clock_rate: u32,
+    /// The leg's `telephone-event` format and the digits in its stream.
+    dtmf: Option<(TelephoneEvent, DtmfDetector)>,
 }
 
-impl<K> RelayLeg<K> {
-    /// Parses and source-checks a packet arriving on this leg and counts
-    /// it in the leg's statistics; its header fields for the rewrite.
-    fn admit(&mut self, from: SocketAddr, buf: &[u8], now: Instant) -> Result<Fields, RelayDrop> {
+impl<K: Copy> RelayLeg<K> {
+    /// Parses and source-checks a packet arriving on this leg (`key`) and
+    /// counts it in the leg's statistics; its header fields for the
+    /// rewrite. A digit it ends goes to `digits`.
+    fn admit(
+        &mut self,
+        key: K,
+        from: SocketAddr,
+        buf: &[u8],
+        now: Instant,
+        digits: &mut Vec<Digit<K>>,
+    ) -> Result<Fields, RelayDrop> {
         // One parse per packet serves the source check and the rewrite.
-        let fields = match RtpPacket::parse(buf) {
-            Ok(p) => Fields::of(&p),
+        let p = match RtpPacket::parse(buf) {
+            Ok(p) => p,
             Err(e) => return Err(RelayDrop::Filtered(self.filter.invalid(e))),
         };
+        let fields = Fields::of(&p);
         if let Verdict::Drop(d) = self.filter.check_source(from, buf.len()) {
             return Err(RelayDrop::Filtered(d));
+        }
+        if let Some((te, detector)) = self.dtmf.as_mut().filter(|(te, _)| te.pt == fields.pt) {
+            for ev in detector.on_packet(fields.ts, p.payload()) {
+                if let DtmfEvent::End {
+                    event, duration, ..
+                } = ev
+                {
+                    digits.push(Digit {
+                        key,
+                        event,
+                        duration: std::time::Duration::from_micros(
+                            u64::from(duration) * 1_000_000 / u64::from(te.clock_rate.max(1)),
+                        ),
+                    });
+                }
+            }
         }
         let clock_rate = self.clock_rate;
         self.stats
@@ -352,6 +385,27 @@ pub struct LegQuality {
     pub jitter: std::time::Duration,
 }
 
+/// The `telephone-event` format (RFC 4733) of what a leg sends: its
+/// payload type and clock rate, from the leg's SDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TelephoneEvent {
+    /// The payload type.
+    pub pt: u8,
+    /// The clock rate of its timestamps and durations.
+    pub clock_rate: u32,
+}
+
+/// A DTMF digit a leg sent, reported as its event ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digit<K> {
+    /// The leg it arrived on.
+    pub key: K,
+    /// The RFC 4733 event code (see [`crate::dtmf::event_char`]).
+    pub event: u8,
+    /// How long it was held.
+    pub duration: std::time::Duration,
+}
+
 /// The relay of one data-plane worker: bridged pairs of legs, each leg
 /// known by the key of the switch's socket facing it (`K`: a socket token,
 /// a port). Sans-IO: the worker's engine gives it packets and sends what
@@ -359,12 +413,15 @@ pub struct LegQuality {
 #[derive(Debug, Clone)]
 pub struct Relay<K> {
     legs: std::collections::HashMap<K, RelayLeg<K>>,
+    /// Digits ended since the last [`Relay::take_digits`].
+    digits: Vec<Digit<K>>,
 }
 
 impl<K> Default for Relay<K> {
     fn default() -> Self {
         Relay {
             legs: std::collections::HashMap::new(),
+            digits: Vec::new(),
         }
     }
 }
@@ -398,6 +455,7 @@ impl<K: Copy + Eq + std::hash::Hash> Relay<K> {
                 to_peer: StreamRewriter::new(b.ssrc, clock_rate),
                 stats: None,
                 clock_rate,
+                dtmf: None,
             },
         );
         self.legs.insert(
@@ -408,6 +466,7 @@ impl<K: Copy + Eq + std::hash::Hash> Relay<K> {
                 to_peer: StreamRewriter::new(a.ssrc, clock_rate),
                 stats: None,
                 clock_rate,
+                dtmf: None,
             },
         );
     }
@@ -430,6 +489,31 @@ impl<K: Copy + Eq + std::hash::Hash> Relay<K> {
             }
             None => false,
         }
+    }
+
+    /// The `telephone-event` format the leg on `key` sends its digits in
+    /// (`None`: none, its digits are not watched). `false` when `key` is
+    /// not bridged.
+    pub fn telephone_event(&mut self, key: K, te: Option<TelephoneEvent>) -> bool {
+        match self.legs.get_mut(&key) {
+            Some(leg) => {
+                if leg.dtmf.as_ref().map(|d| d.0) != te {
+                    leg.dtmf = te.map(|te| (te, DtmfDetector::new()));
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The digits legs sent since the last call, in order.
+    pub fn take_digits(&mut self) -> std::vec::Drain<'_, Digit<K>> {
+        self.digits.drain(..)
+    }
+
+    /// `true` when a digit waits for [`Relay::take_digits`].
+    pub fn has_digits(&self) -> bool {
+        !self.digits.is_empty()
     }
 
     /// Number of legs (twice the bridges).
@@ -468,7 +552,7 @@ impl<K: Copy + Eq + std::hash::Hash> Relay<K> {
         now: Instant,
     ) -> Result<(K, SocketAddr), RelayDrop> {
         let leg = self.legs.get_mut(&key).ok_or(RelayDrop::UnknownLeg)?;
-        let fields = leg.admit(from, buf, now)?;
+        let fields = leg.admit(key, from, buf, now, &mut self.digits)?;
         leg.to_peer.apply(buf, fields, now);
         let peer = leg.peer;
         self.destination(peer)
@@ -487,7 +571,7 @@ impl<K: Copy + Eq + std::hash::Hash> Relay<K> {
         now: Instant,
     ) -> Result<(K, SocketAddr), RelayDrop> {
         let leg = self.legs.get_mut(&key).ok_or(RelayDrop::UnknownLeg)?;
-        leg.admit(from, buf, now)?;
+        leg.admit(key, from, buf, now, &mut self.digits)?;
         let peer = leg.peer;
         self.destination(peer)
     }
@@ -634,6 +718,87 @@ mod tests {
             v.iter().map(|x| x.3).collect::<Vec<_>>(),
             [true, false, false, false, false, true, false, false, false, false]
         );
+    }
+
+    #[test]
+    fn digits_a_leg_sends_are_reported_once_as_they_end() {
+        use crate::dtmf::DtmfSender;
+        let t0 = Instant::now();
+        let mut r = Relay::new();
+        let leg = |key, port| LegSpec {
+            key,
+            sdp_addr: Some(SocketAddr::from(([127, 0, 0, 2], port))),
+            ssrc: key,
+        };
+        r.bridge(leg(1u32, 4000), leg(2, 4002), LatchPolicy::AnySource, 8000);
+        let te = TelephoneEvent {
+            pt: 101,
+            clock_rate: 8000,
+        };
+        assert!(r.telephone_event(1, Some(te)));
+        assert!(!r.telephone_event(9, Some(te)), "not bridged");
+        let from = addr("127.0.0.2:4000");
+        let mut seq = 0u16;
+        let mut send = |r: &mut Relay<u32>, pt: u8, ts: u32, payload: &[u8]| {
+            seq += 1;
+            let mut v = Vec::new();
+            RtpHeader {
+                marker: false,
+                payload_type: pt,
+                sequence: seq,
+                timestamp: ts,
+                ssrc: 7,
+            }
+            .write(payload, &mut v);
+            // Relayed untouched but for the header's rewrite.
+            assert_eq!(r.on_rtp(1, from, &mut v, t0).map(|x| x.0), Ok(2));
+            assert_eq!(&v[12..], payload);
+        };
+        send(&mut r, 0, 0, &[0xff; 160]);
+        // '5' for 800 ticks (100 ms), its end sent three times, then '#'.
+        for (event, ts) in [(5u8, 160u32), (11, 2000)] {
+            for p in DtmfSender::new(event, ts, 800, 160, 10) {
+                send(&mut r, 101, p.timestamp, &p.payload);
+            }
+        }
+        // The same packets on the leg not told of its format: not read.
+        for p in DtmfSender::new(1, 5000, 800, 160, 10) {
+            let mut v = Vec::new();
+            RtpHeader {
+                marker: false,
+                payload_type: 101,
+                sequence: 1,
+                timestamp: p.timestamp,
+                ssrc: 8,
+            }
+            .write(&p.payload, &mut v);
+            let _ = r.on_rtp(2, addr("127.0.0.2:4002"), &mut v, t0);
+        }
+        assert!(r.has_digits());
+        let got: Vec<Digit<u32>> = r.take_digits().collect();
+        let ms100 = std::time::Duration::from_millis(100);
+        assert_eq!(
+            got,
+            [
+                Digit {
+                    key: 1,
+                    event: 5,
+                    duration: ms100
+                },
+                Digit {
+                    key: 1,
+                    event: 11,
+                    duration: ms100
+                }
+            ]
+        );
+        assert!(!r.has_digits());
+        // Told of no format any more: nothing.
+        r.telephone_event(1, None);
+        for p in DtmfSender::new(3, 9000, 800, 160, 10) {
+            send(&mut r, 101, p.timestamp, &p.payload);
+        }
+        assert!(!r.has_digits());
     }
 
     #[test]

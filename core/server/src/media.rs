@@ -26,6 +26,7 @@ use sentiric_media::g711::Law;
 use std::sync::Arc;
 
 use sentiric_media::wav::Wav;
+use sentiric_rtp::relay::TelephoneEvent;
 use sentiric_sdp::SessionDescription;
 
 use crate::prompts::Prompts;
@@ -61,6 +62,8 @@ pub(crate) enum Instruction {
         leg: Leg,
         /// Its media address, when the SDP named a usable one.
         peer: Option<SocketAddr>,
+        /// The format its digits come in, when the SDP named one.
+        dtmf: Option<TelephoneEvent>,
     },
     /// Send what arrives on `socket` back to where it came from (the
     /// echo test); `peer` is where the caller's SDP said it receives.
@@ -71,6 +74,8 @@ pub(crate) enum Instruction {
         socket: RtpSocket,
         /// The caller's media address.
         peer: Option<SocketAddr>,
+        /// The format the caller's digits come in.
+        dtmf: Option<TelephoneEvent>,
     },
     /// Play `wav` on `socket` to `peer` in `voice` (payload type `pt`), then
     /// tell the B2BUA to hang up.
@@ -271,6 +276,20 @@ fn voice_choice(sdp: &SessionDescription<'_>, opus: bool) -> Option<(Voice, u8)>
     })
 }
 
+/// The `telephone-event` format stream 0 of `sdp` names (RFC 4733 §7):
+/// the payload type its sender's digits come in.
+fn telephone_event(sdp: &SessionDescription<'_>) -> Option<TelephoneEvent> {
+    let m = sdp.media.first()?;
+    m.payload_types().find_map(|pt| {
+        m.rtpmap(pt)
+            .filter(|r| r.encoding.eq_ignore_ascii_case("telephone-event"))
+            .map(|r| TelephoneEvent {
+                pt,
+                clock_rate: r.clock_rate,
+            })
+    })
+}
+
 /// The media address stream 0 of `sdp` names: its connection address and
 /// port, if both are usable.
 fn media_addr(sdp: &SessionDescription<'_>) -> Option<SocketAddr> {
@@ -333,6 +352,7 @@ impl MediaPlane for Media {
             call,
             leg: from,
             peer: media_addr(sdp),
+            dtmf: telephone_event(sdp),
         });
         let mut out = vec![None; sdp.media.len()];
         out[0] = Some(facing);
@@ -347,8 +367,14 @@ impl MediaPlane for Media {
         call: CallRef,
         sdp: &SessionDescription<'_>,
     ) -> Result<MediaEndpoint, MediaError> {
+        let dtmf = telephone_event(sdp);
         self.local(call, sdp, |socket, peer, _| {
-            Some(Instruction::Echo { call, socket, peer })
+            Some(Instruction::Echo {
+                call,
+                socket,
+                peer,
+                dtmf,
+            })
         })
     }
 

@@ -26,8 +26,9 @@ use sentiric_events::v1::{self, event::Body};
 use sentiric_io::{Engine, Outbox, PacketHandler, Token};
 use sentiric_media::mixer::MixMinus;
 use sentiric_media::wav::WavPlayer;
+use sentiric_rtp::dtmf::event_char;
 use sentiric_rtp::packet::{RtpHeader, RtpPacket};
-use sentiric_rtp::relay::{LatchPolicy, LegSpec, Relay};
+use sentiric_rtp::relay::{LatchPolicy, LegSpec, Relay, TelephoneEvent};
 use sentiric_sip::build::stateless_response;
 use sentiric_sip::{Disposition, Message};
 
@@ -354,6 +355,9 @@ struct CallMedia {
     b: Option<Token>,
     peer_a: Option<SocketAddr>,
     peer_b: Option<SocketAddr>,
+    /// The format each leg's SDP gave its digits.
+    dtmf_a: Option<TelephoneEvent>,
+    dtmf_b: Option<TelephoneEvent>,
     bridged: bool,
 }
 
@@ -731,6 +735,34 @@ pub(crate) fn run(
             .clamp(Duration::from_millis(1), Duration::from_secs(1));
         engine.poll(Some(wait), &mut turn)?;
         let now = Instant::now();
+        if turn.relay.has_digits() {
+            for d in turn.relay.take_digits() {
+                // Digits are rare: the call found by its sockets.
+                let Some((call, side)) = calls.iter().find_map(|(call, c)| {
+                    let side = if c.a == Some(d.key) {
+                        v1::Side::Caller
+                    } else if c.b == Some(d.key) {
+                        v1::Side::Callee
+                    } else {
+                        return None;
+                    };
+                    Some((*call, side))
+                }) else {
+                    continue;
+                };
+                if let (Some(info), Some(digit)) = (ids.get_mut(&call), event_char(d.event)) {
+                    info.emit(
+                        &events,
+                        Body::DtmfReceived(v1::DtmfReceived {
+                            side: side.into(),
+                            digit: digit.into(),
+                            duration_ms: u32::try_from(d.duration.as_millis()).unwrap_or(u32::MAX),
+                            method: "rfc4733".into(),
+                        }),
+                    );
+                }
+            }
+        }
         while let Ok(ev) = inbox.try_recv() {
             match ev {
                 Inbound::Opened(peer, tx) => {
@@ -982,11 +1014,16 @@ pub(crate) fn run(
                         Leg::B => c.b = Some(token),
                     }
                 }
-                Instruction::Expect { call, leg, peer } => {
+                Instruction::Expect {
+                    call,
+                    leg,
+                    peer,
+                    dtmf,
+                } => {
                     let c = calls.entry(call).or_default();
                     match leg {
-                        Leg::A => c.peer_a = peer,
-                        Leg::B => c.peer_b = peer,
+                        Leg::A => (c.peer_a, c.dtmf_a) = (peer, dtmf),
+                        Leg::B => (c.peer_b, c.dtmf_b) = (peer, dtmf),
                     }
                     let (Some(a), Some(b)) = (c.a, c.b) else {
                         continue;
@@ -994,6 +1031,7 @@ pub(crate) fn run(
                     if c.bridged {
                         let key = if leg == Leg::A { a } else { b };
                         turn.relay.renegotiate(key, peer);
+                        turn.relay.telephone_event(key, dtmf);
                     } else {
                         let ssrc = (ssrc_seed ^ call.0.wrapping_mul(0x9e37_79b9)) as u32;
                         turn.relay.bridge(
@@ -1010,10 +1048,17 @@ pub(crate) fn run(
                             LatchPolicy::AnySource,
                             8000,
                         );
+                        turn.relay.telephone_event(a, c.dtmf_a);
+                        turn.relay.telephone_event(b, c.dtmf_b);
                         c.bridged = true;
                     }
                 }
-                Instruction::Echo { call, socket, peer } => {
+                Instruction::Echo {
+                    call,
+                    socket,
+                    peer,
+                    dtmf,
+                } => {
                     let token = rtp_token!(socket, call);
                     // A leg bridged to itself: what arrives goes back to
                     // the latched source, under the switch's SSRC.
@@ -1023,6 +1068,7 @@ pub(crate) fn run(
                         ssrc: (ssrc_seed ^ call.0.wrapping_mul(0x9e37_79b9)) as u32,
                     };
                     turn.relay.bridge(leg, leg, LatchPolicy::AnySource, 8000);
+                    turn.relay.telephone_event(token, dtmf);
                     let c = calls.entry(call).or_default();
                     c.a = Some(token);
                     c.bridged = true;

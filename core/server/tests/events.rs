@@ -20,8 +20,9 @@ fn config(min_port: u16) -> String {
     )
 }
 
-/// `sentiric call` to `user` on the switch; its JSON summary.
-fn call(sw: &Switch, user: &str) -> String {
+/// `sentiric call` to `user` on the switch, with `extra` arguments; its
+/// JSON summary.
+fn call_with(sw: &Switch, user: &str, extra: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
         .args([
             "call",
@@ -29,9 +30,15 @@ fn call(sw: &Switch, user: &str) -> String {
             "--duration",
             "1",
         ])
+        .args(extra)
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `sentiric call` to `user` on the switch; its JSON summary.
+fn call(sw: &Switch, user: &str) -> String {
+    call_with(sw, user, &[])
 }
 
 /// The outbox's events once `calls` calls have ended (or 3 s have passed).
@@ -60,7 +67,8 @@ fn kind(e: &Value) -> String {
 #[test]
 fn a_call_leaves_its_events_in_order_in_the_outbox() {
     let sw = Switch::start(Some(&config(29_000)), &[]);
-    let summary = call(&sw, "600");
+    // Two digits sent as RFC 4733 events on the way.
+    let summary = call_with(&sw, "600", &["--dtmf", "4#"]);
     assert!(summary.contains("\"status\":200"), "{summary}");
     let busy = call(&sw, "busy");
     assert!(busy.contains("\"status\":486"), "{busy}");
@@ -82,7 +90,14 @@ fn a_call_leaves_its_events_in_order_in_the_outbox() {
     ids.dedup();
     assert_eq!(ids.len(), 2, "two calls: {ids:?}");
     for (call_id, expected) in ids.iter().zip([
-        &["CallStarted", "CallRouted", "CallAnswered", "CallEnded"][..],
+        &[
+            "CallStarted",
+            "CallRouted",
+            "CallAnswered",
+            "DtmfReceived",
+            "DtmfReceived",
+            "CallEnded",
+        ][..],
         &["CallStarted", "CallRouted", "CallEnded"][..],
     ]) {
         let evs: Vec<&Value> = all
@@ -123,7 +138,15 @@ fn a_call_leaves_its_events_in_order_in_the_outbox() {
         .starts_with("127.0.0.1:"));
     assert_eq!(started["transport"], "udp");
     assert_eq!(answered[1]["body"]["CallRouted"]["action"], "echo");
-    let ended = &answered[3]["body"]["CallEnded"];
+    for (e, digit) in answered[3..5].iter().zip(["4", "#"]) {
+        let d = &e["body"]["DtmfReceived"];
+        assert_eq!(d["digit"], digit, "{d}");
+        assert_eq!(d["side"], 1, "from the caller: {d}");
+        assert_eq!(d["method"], "rfc4733");
+        // 100 ms tones on an 8 kHz clock.
+        assert_eq!(d["duration_ms"], 100, "{d}");
+    }
+    let ended = &answered[5]["body"]["CallEnded"];
     // The switch answered the echo test itself: the caller's codec only.
     assert_eq!(ended["codecs"]["caller"], "PCMU/8000", "{ended}");
     assert_eq!(ended["codecs"]["callee"], "");
