@@ -9,7 +9,9 @@ fn main() -> std::io::Result<()> {
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc);
     // JSON for people (`sentiric events tail`) and for the JSON content
-    // type; protobuf on the wire by default.
-    config.type_attribute(".", "#[derive(serde::Serialize)]");
+    // type, read back by `sentiric cdr`; protobuf on the wire by default.
+    // A field a JSON producer leaves out takes its protobuf default.
+    config.type_attribute(".", "#[derive(serde::Serialize, serde::Deserialize)]");
+    config.message_attribute(".", "#[serde(default)]");
     config.compile_protos(&[file], &[proto_root])
 }

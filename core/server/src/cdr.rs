@@ -4,7 +4,8 @@
 //! The consumer binds a durable queue (`[cdr] queue`, `sentiric.cdr`) to
 //! the events exchange, with a dead-letter exchange and queue
 //! (`[cdr] dead_letter`, `sentiric.cdr.dead`) for what it cannot read: an
-//! event that does not decode, or of a `schema_version` it does not know,
+//! event that does not decode (as protobuf, or as JSON when its content
+//! type says `application/json`), or of a `schema_version` it does not know,
 //! is rejected there with a log line, never dropped silently. It takes
 //! events in batches (what has arrived within 20 ms of the first, up to
 //! 200), writes each batch with [`sentiric_store::Store::record`] in one
@@ -255,10 +256,11 @@ fn read(d: &Delivery) -> Result<v1::Event, String> {
         .content_type()
         .as_ref()
         .is_some_and(|c| c.as_str() == "application/json");
-    if json {
-        return Err("JSON events are for other consumers; this one reads protobuf".into());
-    }
-    let e = v1::Event::decode(d.data.as_slice()).map_err(|e| format!("not an event: {e}"))?;
+    let e = if json {
+        serde_json::from_slice::<v1::Event>(&d.data).map_err(|e| format!("not an event: {e}"))?
+    } else {
+        v1::Event::decode(d.data.as_slice()).map_err(|e| format!("not an event: {e}"))?
+    };
     if e.schema_version != sentiric_events::SCHEMA_VERSION {
         return Err(format!(
             "schema_version {} (this consumer reads {})",

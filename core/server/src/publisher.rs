@@ -295,6 +295,13 @@ mod tests {
         let (body, props) = message(&cfg, &record);
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["event_id"], e.event_id.as_str());
+        // Read back whole (as `sentiric cdr` reads it); a field left out
+        // takes its default.
+        assert_eq!(serde_json::from_slice::<v1::Event>(&body).unwrap(), e);
+        let mut short = v.clone();
+        short.as_object_mut().unwrap().remove("trace_id");
+        let read: v1::Event = serde_json::from_value(short).unwrap();
+        assert_eq!((read.trace_id.as_str(), read.body), ("", e.body.clone()));
         assert_eq!(
             props.content_type().as_ref().map(|c| c.as_str()),
             Some("application/json")

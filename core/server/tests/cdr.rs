@@ -238,7 +238,7 @@ fn calls_become_one_cdr_row_each() {
 }
 
 #[test]
-fn what_the_consumer_cannot_read_goes_to_the_dead_letter_queue() {
+fn what_the_consumer_cannot_read_goes_to_the_dead_letter_queue_and_json_is_read() {
     let Some((amqp, pg)) = services() else { return };
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let n = names("dead");
@@ -249,13 +249,19 @@ fn what_the_consumer_cannot_read_goes_to_the_dead_letter_queue() {
     unknown.schema_version = 99;
     let dead = common::rt().block_on(async {
         let (_conn, ch) = common::amqp_channel(&amqp, &n.exchange).await;
-        for body in [b"\xff\xff not protobuf".to_vec(), unknown.encode_to_vec()] {
+        let json = serde_json::to_vec(&unknown).unwrap();
+        for (body, kind) in [
+            (b"\xff\xff not protobuf".to_vec(), "application/x-protobuf"),
+            (unknown.encode_to_vec(), "application/x-protobuf"),
+            (json[..json.len() / 2].to_vec(), "application/json"),
+            (json, "application/json"),
+        ] {
             ch.basic_publish(
                 n.exchange.as_str().into(),
                 "".into(),
                 BasicPublishOptions::default(),
                 &body,
-                BasicProperties::default().with_content_type("application/x-protobuf".into()),
+                BasicProperties::default().with_content_type(kind.into()),
             )
             .await
             .unwrap()
@@ -264,7 +270,7 @@ fn what_the_consumer_cannot_read_goes_to_the_dead_letter_queue() {
         }
         let mut dead = Vec::new();
         let end = Instant::now() + Duration::from_secs(10);
-        while dead.len() < 2 && Instant::now() < end {
+        while dead.len() < 4 && Instant::now() < end {
             match ch
                 .basic_get(n.dead.as_str().into(), BasicGetOptions { no_ack: true })
                 .await
@@ -276,15 +282,18 @@ fn what_the_consumer_cannot_read_goes_to_the_dead_letter_queue() {
         }
         dead
     });
-    assert_eq!(dead.len(), 2, "both rejected to the dead-letter queue");
+    assert_eq!(dead.len(), 4, "all rejected to the dead-letter queue");
     assert_eq!(
         c.log().matches("dead-letter queue").count(),
-        2,
+        4,
         "{}",
         c.log()
     );
     assert!(dead.iter().any(|d| d.starts_with(b"\xff\xff")));
-    // The consumer goes on: a call still becomes its CDR.
+    // The consumer goes on: a call still becomes its CDR, here from a
+    // switch publishing JSON.
+    let mut env = env;
+    env.push(("SENTIRIC_EVENTS_CONTENT_TYPE", "json"));
     let sw = switch(&env, 30_200);
     call(&sw, "busy");
     let calls = ended_calls(&sw, 1);
