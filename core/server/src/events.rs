@@ -188,6 +188,11 @@ fn run(
     written: &tokio::sync::Notify,
 ) {
     let mut waiting: VecDeque<v1::Event> = VecDeque::new();
+    let written_total = metrics::counter!("sentiric_events_written_total");
+    let confirmed_total = metrics::counter!("sentiric_events_confirmed_total");
+    let pending = metrics::gauge!("sentiric_events_outbox_pending");
+    let outbox_bytes = metrics::gauge!("sentiric_events_outbox_bytes");
+    let full_gauge = metrics::gauge!("sentiric_events_outbox_full");
     let mut open = true;
     let mut synced = Instant::now();
     let mut idle = true;
@@ -205,7 +210,7 @@ fn run(
                 rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
             };
             match m {
-                Ok(m) => open &= take(m, &mut waiting, &mut outbox),
+                Ok(m) => open &= take(m, &mut waiting, &mut outbox, &confirmed_total),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
             }
@@ -218,7 +223,7 @@ fn run(
         });
         loop {
             match rx.try_recv() {
-                Ok(m) => open &= take(m, &mut waiting, &mut outbox),
+                Ok(m) => open &= take(m, &mut waiting, &mut outbox, &confirmed_total),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     open = false;
@@ -246,6 +251,7 @@ fn run(
             }
         }
         if appended > 0 {
+            written_total.increment(appended as u64);
             match outbox.write() {
                 Ok(()) => written.notify_one(),
                 Err(e) => tracing::error!("event outbox: write: {e}"),
@@ -259,6 +265,9 @@ fn run(
             synced = Instant::now();
         }
         let now_full = !waiting.is_empty();
+        pending.set(outbox.len() as f64 + waiting.len() as f64);
+        outbox_bytes.set(outbox.bytes() as f64);
+        full_gauge.set(if now_full { 1.0 } else { 0.0 });
         if full.swap(now_full, Ordering::Relaxed) != now_full {
             if now_full {
                 tracing::warn!(
@@ -306,10 +315,16 @@ where
 
 /// An event joins the batch; confirms move the outbox's watermark.
 /// Returns `false` for [`Msg::Stop`].
-fn take(m: Msg, waiting: &mut VecDeque<v1::Event>, outbox: &mut Outbox) -> bool {
+fn take(
+    m: Msg,
+    waiting: &mut VecDeque<v1::Event>,
+    outbox: &mut Outbox,
+    confirmed: &metrics::Counter,
+) -> bool {
     match m {
         Msg::Event(e) => waiting.push_back(e),
         Msg::Confirmed(seqs) => {
+            confirmed.increment(seqs.len() as u64);
             for seq in seqs {
                 if let Err(e) = outbox.confirm(seq) {
                     tracing::warn!("event outbox: removing a confirmed segment: {e}");

@@ -80,7 +80,9 @@ async fn run(cfg: BrokerConfig, mut tail: Tail, confirmed: Sender<Msg>, written:
     // published again first.
     let mut again: VecDeque<Record> = VecDeque::new();
     let mut backoff = Duration::from_millis(500);
+    let up = metrics::gauge!("sentiric_events_broker_connected");
     loop {
+        up.set(0.0);
         let channel = match connect(&cfg).await {
             Ok(c) => c,
             Err(e) => {
@@ -96,6 +98,7 @@ async fn run(cfg: BrokerConfig, mut tail: Tail, confirmed: Sender<Msg>, written:
         };
         tracing::info!(broker, exchange = %cfg.exchange, "event broker {broker}: publishing");
         backoff = Duration::from_millis(500);
+        up.set(1.0);
         let lost = publish(&cfg, &channel.1, &mut tail, &mut again, &confirmed, written).await;
         tracing::warn!(
             broker,

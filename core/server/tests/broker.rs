@@ -241,14 +241,29 @@ fn a_broker_outage_delays_events_and_loses_none() {
         assert!(summary.contains("\"status\":200"), "calls go on: {summary}");
         slowest = slowest.max(took);
     }
-    // The switch noticed: its publisher is retrying.
+    // The switch noticed: its publisher is retrying, and says so on
+    // /metrics with the events waiting.
     assert!(
         sw.wait_line("retrying", Duration::from_secs(10)).is_some(),
         "{:#?}",
         sw.log()
     );
+    assert_eq!(sw.metric("sentiric_events_broker_connected"), Some(0.0));
+    // Four events a call, the last call's end perhaps not yet taken in.
+    let pending = sw.metric("sentiric_events_outbox_pending");
+    assert!(pending >= Some(4.0 * 4.0 + 3.0), "{pending:?}");
     rabbitmq("resume");
     let got = drain(&url, &queue, |g| ended(g) >= 6);
+    assert_eq!(sw.metric("sentiric_events_broker_connected"), Some(1.0));
+    let end = Instant::now() + Duration::from_secs(5);
+    while sw.metric("sentiric_events_outbox_pending") != Some(0.0) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(sw.metric("sentiric_events_outbox_pending"), Some(0.0));
+    assert_eq!(
+        sw.metric("sentiric_events_confirmed_total"),
+        sw.metric("sentiric_events_written_total")
+    );
     // The broker's password never reaches the log.
     let password = url
         .split('@')

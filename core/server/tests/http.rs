@@ -2,8 +2,7 @@
 //! /readyz (503 once draining), /metrics in Prometheus text with the SIP,
 //! call and engine series, and the bearer token when one is set.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
 use std::time::Duration;
 
@@ -26,41 +25,12 @@ fn start(token: Option<&str>) -> Switch {
         env.push(("SENTIRIC_HTTP_TOKEN", t));
     }
     let sw = common::Switch::start(None, &env);
-    let line = sw
-        .wait_line("http://", Duration::from_secs(5))
-        .expect("the HTTP address logged");
-    let http = line
-        .split("http://")
-        .nth(1)
-        .and_then(|a| a.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("{line}"));
+    let http = sw.http();
     let sip = sw.addr;
     Switch { sw, sip, http }
 }
 
-/// GET `path`; the status and body.
-fn get(http: SocketAddr, path: &str, auth: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(http).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let auth = auth
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: test\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
-}
+use common::http_get as get;
 
 fn invite(sock: &UdpSocket, sip: SocketAddr, user: &str, call_id: &str, with_sdp: bool) -> String {
     let me = sock.local_addr().unwrap();

@@ -10,6 +10,30 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// GET `path` from `http`; the status and body.
+pub(crate) fn http_get(http: SocketAddr, path: &str, auth: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let auth = auth
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: test\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
 /// A running switch.
 pub(crate) struct Switch {
     pub(crate) child: Child,
@@ -109,6 +133,26 @@ impl Switch {
             config: path,
             events,
         }
+    }
+
+    /// Where it serves HTTP (health, metrics), as it logs it.
+    pub(crate) fn http(&self) -> SocketAddr {
+        let line = self
+            .wait_line("http://", Duration::from_secs(5))
+            .expect("the HTTP address logged");
+        line.split("http://")
+            .nth(1)
+            .and_then(|a| a.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"))
+    }
+
+    /// The value of the metric `name` (a series without labels) on its
+    /// `/metrics`.
+    pub(crate) fn metric(&self, name: &str) -> Option<f64> {
+        let (_, body) = http_get(self.http(), "/metrics", None);
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
     }
 
     /// The events in its outbox, as `sentiric events tail` prints them.
