@@ -8,6 +8,10 @@
 #   scripts/postgres.sh start    create it if need be, start it, make the database
 #   scripts/postgres.sh stop     stop it (also: an outage)
 #   scripts/postgres.sh url      the URL of the tests' database
+#   scripts/postgres.sh psql …   psql on the tests' database
+#
+# fsync is off (the tests' data is scratch); SENTIRIC_POSTGRES_FSYNC=on at
+# start for a benchmark that writes as production does.
 set -euo pipefail
 
 base=${SENTIRIC_POSTGRES_DIR:-/tmp/sentiric-postgres}
@@ -27,7 +31,7 @@ case "${1:-}" in
     fi
     if ! pg pg_ctl -D "$base/data" status >/dev/null 2>&1; then
       pg pg_ctl -D "$base/data" -l "$base/log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $base -c fsync=off" start >/dev/null
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $base -c fsync=${SENTIRIC_POSTGRES_FSYNC:-off}" start >/dev/null
     fi
     if ! pg psql -h 127.0.0.1 -p "$port" -U postgres -tAc \
       "select 1 from pg_database where datname='$db'" | grep -q 1; then
@@ -36,5 +40,6 @@ case "${1:-}" in
     ;;
   stop) pg pg_ctl -D "$base/data" -m fast -w stop >/dev/null 2>&1 || true ;;
   url) echo "postgres://postgres@127.0.0.1:$port/$db" ;;
-  *) sed -n '2,11p' "$0" >&2; exit 2 ;;
+  psql) pg psql -h 127.0.0.1 -p "$port" -U postgres -d "$db" "${@:2}" ;;
+  *) sed -n '2,15p' "$0" >&2; exit 2 ;;
 esac

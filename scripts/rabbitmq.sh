@@ -9,6 +9,7 @@
 #   scripts/rabbitmq.sh pause    stop the broker, keep the node (an outage)
 #   scripts/rabbitmq.sh resume   start the broker again
 #   scripts/rabbitmq.sh url      the AMQP URL of the tests' vhost
+#   scripts/rabbitmq.sh queues   the vhost's queues: name, messages
 set -euo pipefail
 
 base=${SENTIRIC_RABBITMQ_DIR:-/tmp/sentiric-rabbitmq}
@@ -58,5 +59,6 @@ CONF
   pause) ctl stop_app >/dev/null ;;
   resume) ctl start_app >/dev/null ;;
   url) echo "amqp://guest:guest@127.0.0.1:25682/$vhost" ;;
+  queues) ctl list_queues -p "$vhost" name messages ;;
   *) sed -n '2,13p' "$0" >&2; exit 2 ;;
 esac

@@ -144,41 +144,38 @@ async fn publish(
     // wakes it).
     let mut acked: Vec<u64> = Vec::new();
     loop {
-        // Fill the window: events to publish again first, then new ones.
-        while window.len() < WINDOW {
-            let record = match again.pop_front() {
-                Some(r) => r,
-                None => match tail.read(WINDOW - window.len()) {
-                    Ok(mut rs) if !rs.is_empty() => {
-                        let first = rs.remove(0);
-                        again.extend(rs);
-                        first
-                    }
+        // Fill the window when half of it is confirmed: events to publish
+        // again first, then new ones, as one burst.
+        if window.len() <= WINDOW / 2 {
+            let mut burst: Vec<Record> = Vec::new();
+            while window.len() + burst.len() < WINDOW {
+                if let Some(r) = again.pop_front() {
+                    burst.push(r);
+                    continue;
+                }
+                match tail.read(WINDOW - window.len() - burst.len()) {
+                    Ok(rs) if !rs.is_empty() => burst.extend(rs),
                     Ok(_) => break,
                     Err(e) => {
+                        again.extend(burst);
                         requeue(window, again);
                         let _ = confirmed.send(Msg::Confirmed(acked));
                         return format!("reading the outbox: {e}");
                     }
-                },
-            };
-            let (body, props) = message(cfg, &record);
-            match channel
-                .basic_publish(
-                    cfg.exchange.as_str().into(),
-                    "".into(),
-                    BasicPublishOptions::default(),
-                    &body,
-                    props,
-                )
-                .await
-            {
-                Ok(confirm) => window.push_back((record, confirm)),
-                Err(e) => {
-                    again.push_front(record);
-                    requeue(window, again);
-                    let _ = confirmed.send(Msg::Confirmed(acked));
-                    return e.to_string();
+                }
+            }
+            let published = publish_burst(cfg, channel, &burst).await;
+            let mut records = burst.into_iter();
+            for (record, result) in records.by_ref().zip(published) {
+                match result {
+                    Ok(confirm) => window.push_back((record, confirm)),
+                    Err(e) => {
+                        again.push_front(record);
+                        again.extend(records);
+                        requeue(window, again);
+                        let _ = confirmed.send(Msg::Confirmed(acked));
+                        return e.to_string();
+                    }
                 }
             }
         }
@@ -193,6 +190,11 @@ async fn publish(
                 return "the events thread is gone".into();
             }
             let _ = tokio::time::timeout(Duration::from_secs(1), written.notified()).await;
+            // A connection the broker closed while nothing was sent is
+            // noticed here, within a second, not at the next event.
+            if !channel.status().connected() {
+                return "the broker closed the connection".into();
+            }
             continue;
         };
         match confirm.await {
@@ -221,6 +223,58 @@ async fn publish(
             }
         }
     }
+}
+
+/// Publishes `records` together: each `basic_publish` is polled once in
+/// order (which queues its frames and takes its confirm's delivery tag,
+/// so the broker gets them in order), then all are awaited at once. lapin
+/// hands each publish to its I/O thread and waits for it to be written;
+/// one at a time, that was two thread switches per event, a burst shares
+/// them.
+async fn publish_burst(
+    cfg: &BrokerConfig,
+    channel: &lapin::Channel,
+    records: &[Record],
+) -> Vec<Result<lapin::PublisherConfirm, lapin::Error>> {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::Poll;
+    let messages: Vec<(Vec<u8>, BasicProperties)> =
+        records.iter().map(|r| message(cfg, r)).collect();
+    type Publish<'a> =
+        Pin<Box<dyn Future<Output = Result<lapin::PublisherConfirm, lapin::Error>> + 'a>>;
+    let mut pending: Vec<Publish<'_>> = messages
+        .iter()
+        .map(|(body, props)| -> Publish<'_> {
+            Box::pin(channel.basic_publish(
+                cfg.exchange.as_str().into(),
+                "".into(),
+                BasicPublishOptions::default(),
+                body,
+                props.clone(),
+            ))
+        })
+        .collect();
+    let mut done: Vec<Option<Result<lapin::PublisherConfirm, lapin::Error>>> =
+        (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut waiting = false;
+        for (f, out) in pending.iter_mut().zip(done.iter_mut()) {
+            if out.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(r) => *out = Some(r),
+                    Poll::Pending => waiting = true,
+                }
+            }
+        }
+        if waiting {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    done.into_iter().flatten().collect()
 }
 
 /// Puts the window's unconfirmed events back in front of `again`, in order.
