@@ -29,14 +29,17 @@
 //!    (127.0.0.63, microsecond timestamps: SIPp's are whole
 //!    milliseconds, coarser than the difference sought) to a SIPp UAS
 //!    (127.0.0.61), in `rounds` rounds (default 6) of `calls` calls
-//!    (default 2,000), alternately with the broker up and paused
-//!    (`rabbitmqctl stop_app`: the switch's publisher loses its
-//!    connection and retries; events wait in the outbox). After each
+//!    (default 2,000), with the broker up and paused in the order up,
+//!    down, down, up, up, down … (`rabbitmqctl stop_app`: the switch's
+//!    publisher loses its connection and retries; events wait in the
+//!    outbox). After each
 //!    outage the next round waits until the outbox has drained, so no
 //!    round with the broker up pays for the backlog. A warm-up round
 //!    comes first. Prints the setup delay (INVITE to 180, RFC 6076 SRD,
 //!    and INVITE to 200) p50 and p99 per round and pooled per state, and
-//!    the ratio down / up.
+//!    the ratio down / up, pooled and for each pair of rounds side by
+//!    side (their median), and the CPU per call of the switch's busiest
+//!    threads in each round.
 //!
 //! The run binds only loopback addresses.
 
@@ -52,7 +55,7 @@ use sentiric_events::outbox::{Outbox, OutboxConfig};
 use sentiric_events::v1::{self, event::Body};
 
 mod common;
-use common::{cpu_ns, tree, Running};
+use common::{cpu_ns, thread_cpu_ns, tree, Running};
 
 const UAS: &str = "127.0.0.61:5100";
 const UAC: &str = "127.0.0.63:5102";
@@ -548,8 +551,12 @@ fn setup_up_and_down(dir: &Path, amqp: &str, cps: u32, calls: usize, rounds: usi
     let warm = uac(&sock, switch, 0, calls.min(1000), cps, hold);
     out += &format!("warm-up: failed={}\n", warm.failed);
     let (mut up, mut down) = (Round::default(), Round::default());
+    // Each round's SRD p99, in order: up, down, up, down …
+    let mut p99s: Vec<u64> = Vec::new();
     for r in 1..=rounds {
-        let broker_up = r % 2 == 1;
+        // Up, down, down, up, up, down …: a drift of the machine over
+        // the run weighs on both alike.
+        let broker_up = matches!(r % 4, 1 | 0);
         if broker_up {
             script("rabbitmq", &["resume"], &[]);
             // The backlog of the outage published before the round.
@@ -567,11 +574,27 @@ fn setup_up_and_down(dir: &Path, amqp: &str, cps: u32, calls: usize, rounds: usi
         }
         std::thread::sleep(Duration::from_millis(1500));
         let cpu0 = cpu_ns(&tree(sw.0.id()));
+        let threads0 = thread_cpu_ns(sw.0.id());
         let round = uac(&sock, switch, r, calls, cps, hold);
         let cpu = cpu_ns(&tree(sw.0.id())) - cpu0;
+        // Where it went, per thread (µs a call), the busiest first.
+        let mut threads: Vec<(String, u64)> = thread_cpu_ns(sw.0.id())
+            .into_iter()
+            .map(|(name, ns)| {
+                let before = threads0.get(&name).copied().unwrap_or(0);
+                (name, ns.saturating_sub(before))
+            })
+            .filter(|(_, ns)| *ns > 0)
+            .collect();
+        threads.sort_by_key(|(_, ns)| std::cmp::Reverse(*ns));
+        let threads: Vec<String> = threads
+            .iter()
+            .take(6)
+            .map(|(name, ns)| format!("{name}={:.1}", *ns as f64 / 1000.0 / calls as f64))
+            .collect();
         let pending = metric("sentiric_events_outbox_pending").unwrap_or(-1.0);
         out += &format!(
-            "round {r} broker={} failed={} srd_us_p50={} p99={} answer_us_p50={} p99={} cpu_us_per_call={:.1} outbox_pending={pending}\n",
+            "round {r} broker={} failed={} srd_us_p50={} p99={} answer_us_p50={} p99={} cpu_us_per_call={:.1} outbox_pending={pending}\n  threads_us_per_call: {}\n",
             if broker_up { "up" } else { "down" },
             round.failed,
             pct(&round.srd, 0.5),
@@ -579,7 +602,9 @@ fn setup_up_and_down(dir: &Path, amqp: &str, cps: u32, calls: usize, rounds: usi
             pct(&round.answer, 0.5),
             pct(&round.answer, 0.99),
             cpu as f64 / 1000.0 / calls as f64,
+            threads.join(" "),
         );
+        p99s.push(pct(&round.srd, 0.99));
         let pool = if broker_up { &mut up } else { &mut down };
         pool.srd.extend(round.srd);
         pool.answer.extend(round.answer);
@@ -606,6 +631,26 @@ fn setup_up_and_down(dir: &Path, amqp: &str, cps: u32, calls: usize, rounds: usi
         ratio(pct(&down.srd, 0.99), pct(&up.srd, 0.99)),
         ratio(pct(&down.answer, 0.99), pct(&up.answer, 0.99)),
     );
+    // Each outage against the round beside it (up-down, down-up …).
+    let mut pairs: Vec<f64> = p99s
+        .chunks_exact(2)
+        .enumerate()
+        .map(|(k, p)| {
+            if k % 2 == 0 {
+                ratio(p[1], p[0])
+            } else {
+                ratio(p[0], p[1])
+            }
+        })
+        .collect();
+    pairs.sort_by(f64::total_cmp);
+    if let (Some(lo), Some(hi)) = (pairs.first(), pairs.last()) {
+        out += &format!(
+            "\npairwise down/up srd p99: median={:.3} range={lo:.3}-{hi:.3} pairs={}",
+            pairs[pairs.len() / 2],
+            pairs.len()
+        );
+    }
     drop(sw);
     out
 }

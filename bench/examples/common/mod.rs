@@ -47,6 +47,25 @@ pub(crate) fn cpu_ns(pids: &[u32]) -> u64 {
         .sum()
 }
 
+/// CPU nanoseconds of each thread of process `pid`, summed by thread
+/// name.
+pub(crate) fn thread_cpu_ns(pid: u32) -> std::collections::BTreeMap<String, u64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        let ns = std::fs::read_to_string(t.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        *by_name.entry(name.trim().to_string()).or_insert(0) += ns;
+    }
+    by_name
+}
+
 pub(crate) struct Running(pub(crate) Child);
 
 impl Drop for Running {

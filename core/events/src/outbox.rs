@@ -424,6 +424,8 @@ pub struct Tail {
     /// a read of one record never moves the whole segment).
     buf: Vec<u8>,
     start: usize,
+    /// When the directory was last scanned for a later segment.
+    scanned: Option<std::time::Instant>,
     /// The next record's number wanted.
     next: u64,
 }
@@ -436,6 +438,7 @@ impl Tail {
             current: None,
             buf: Vec::new(),
             start: 0,
+            scanned: None,
             next: from,
         }
     }
@@ -494,8 +497,23 @@ impl Tail {
                 return Ok(out);
             }
             // Read to its end: a later segment means this one is complete.
-            let seg = *seg;
-            match segments_in(&self.dir)?.into_iter().find(|f| *f > seg) {
+            // The writer names the next one after the record that follows
+            // (one stat); a whole scan of the directory, for segments
+            // after a damaged one, at most once a second (a scan per read
+            // was most of a trickle's cost).
+            let (seg, follows) = (*seg, *seg + *passed);
+            let later = if follows > seg && segment_path(&self.dir, follows).exists() {
+                Some(follows)
+            } else if self
+                .scanned
+                .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1))
+            {
+                self.scanned = Some(std::time::Instant::now());
+                segments_in(&self.dir)?.into_iter().find(|f| *f > seg)
+            } else {
+                None
+            };
+            match later {
                 Some(later) => {
                     self.next = self.next.max(later);
                     self.current = None;
@@ -890,6 +908,14 @@ mod tests {
             r.pending.iter().map(|p| p.seq).collect::<Vec<_>>(),
             [0, 2, 3]
         );
+        // A tail reads past it too, into the next segment.
+        let got: Vec<u64> = Tail::new(&d.0, 0)
+            .read(10)
+            .unwrap()
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(got, [0, 2, 3]);
         // The lost record does not hold the watermark back.
         for seq in [3, 0, 2] {
             o.confirm(seq).unwrap();
