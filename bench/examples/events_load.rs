@@ -24,6 +24,7 @@
 //! 2. **CDRs.** `sentiric cdr` is started on that queue: the time until
 //!    PostgreSQL holds every call's CDR gives CDRs (and events) per
 //!    second, and its CPU the cost per CDR (PostgreSQL's own aside).
+//!    The run's rows are deleted after.
 //! 3. **Call setup, broker up and down.** A switch with a broker bridges
 //!    calls at `cps` (default 200) from this harness's own UAC
 //!    (127.0.0.63, microsecond timestamps: SIPp's are whole
@@ -261,6 +262,20 @@ fn publish_and_cdrs(dir: &Path, amqp: &str, pg: &str, events: usize) -> String {
     .expect("every CDR written within 15 minutes");
     let cdr_cpu = cpu_ns(&cpids) - ccpu0;
     drop(c);
+    // The run's rows go: the tests' `sentiric cdr list` reads the
+    // latest rows of the same database.
+    script(
+        "postgres",
+        &[
+            "psql",
+            "-tAc",
+            &format!(
+                "delete from cdr where call_id like '{tag}-%'; \
+                 delete from call_events where call_id like '{tag}-%'"
+            ),
+        ],
+        &[],
+    );
     format!(
         "publish: events={events} bytes_per_event={} seconds={:.2} events_per_s={:.0} switch_cpu_us_per_event={:.1} queued={in_queue}\n\
          cdr: calls={calls} seconds={:.2} cdrs_per_s={:.0} events_per_s={:.0} consumer_cpu_us_per_cdr={:.1}",

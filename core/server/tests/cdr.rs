@@ -166,7 +166,7 @@ fn cdrs(env: &[(&str, &str)], calls: &BTreeSet<String>, wait: Duration) -> Vec<V
     let end = Instant::now() + wait;
     loop {
         let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
-            .args(["cdr", "list", "--since", "3600"])
+            .args(["cdr", "list", "--since", "3600", "-n", "10000"])
             .envs(env.iter().copied())
             .output()
             .unwrap();
