@@ -56,9 +56,8 @@ use sentiric_events::outbox::{Outbox, OutboxConfig};
 use sentiric_events::v1::{self, event::Body};
 
 mod common;
-use common::{cpu_ns, thread_cpu_ns, tree, Running};
+use common::{cpu_ns, thread_cpu_ns, tree, Running, UAS};
 
-const UAS: &str = "127.0.0.61:5100";
 const UAC: &str = "127.0.0.63:5102";
 const HTTP: &str = "127.0.0.1:9161";
 
@@ -505,25 +504,7 @@ fn pct(v: &[u64], p: f64) -> u64 {
 
 /// Phase 3; returns its summary lines.
 fn setup_up_and_down(dir: &Path, amqp: &str, cps: u32, calls: usize, rounds: usize) -> String {
-    let _uas = Running(
-        Command::new("sipp")
-            .current_dir(dir)
-            .args([
-                "-sn",
-                "uas",
-                "-i",
-                "127.0.0.61",
-                "-p",
-                "5100",
-                "-mp",
-                "40000",
-                "-nostdin",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp (Debian package sip-tester) runs"),
-    );
+    let _uas = common::sipp_uas(dir);
     // An exchange of its own with no queue: the broker confirms and
     // drops, nothing piles up.
     let env = vec![

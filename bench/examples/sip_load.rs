@@ -52,9 +52,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{cpu_ns, tree, Running};
-
-const UAS: &str = "127.0.0.61:5100";
+use common::{cpu_ns, tree, Running, UAS};
 
 /// Proportional set size of `pids` in KiB.
 fn pss_kib(pids: &[u32]) -> u64 {
@@ -151,25 +149,7 @@ fn main() {
     let warm = args.next().as_deref() == Some("warm");
     let dir = scratch();
 
-    let _uas = Running(
-        Command::new("sipp")
-            .current_dir(&dir)
-            .args([
-                "-sn",
-                "uas",
-                "-i",
-                "127.0.0.61",
-                "-p",
-                "5100",
-                "-mp",
-                "40000",
-                "-nostdin",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp (Debian package sip-tester) runs"),
-    );
+    let _uas = common::sipp_uas(&dir);
     let (element, addr) = start(&target, &dir, cps);
     std::thread::sleep(Duration::from_millis(300));
     let pids = tree(element.0.id());

@@ -66,6 +66,33 @@ pub(crate) fn thread_cpu_ns(pid: u32) -> std::collections::BTreeMap<String, u64>
     by_name
 }
 
+/// Where the harnesses' SIPp UAS answers.
+pub(crate) const UAS: &str = "127.0.0.61:5100";
+
+/// A SIPp UAS on [`UAS`] (its media ports from 40000, apart from the
+/// switch's), answering every INVITE, working in `dir`.
+pub(crate) fn sipp_uas(dir: &Path) -> Running {
+    Running(
+        Command::new("sipp")
+            .current_dir(dir)
+            .args([
+                "-sn",
+                "uas",
+                "-i",
+                "127.0.0.61",
+                "-p",
+                "5100",
+                "-mp",
+                "40000",
+                "-nostdin",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp (Debian package sip-tester) runs"),
+    )
+}
+
 pub(crate) struct Running(pub(crate) Child);
 
 impl Drop for Running {

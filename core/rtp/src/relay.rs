@@ -597,17 +597,21 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn pkt(ssrc: u32, seq: u16, ts: u32) -> Vec<u8> {
+    fn rtp(pt: u8, ssrc: u32, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
         let mut v = Vec::new();
         RtpHeader {
             marker: false,
-            payload_type: 0,
+            payload_type: pt,
             sequence: seq,
             timestamp: ts,
             ssrc,
         }
-        .write(&[0xff; 160], &mut v);
+        .write(payload, &mut v);
         v
+    }
+
+    fn pkt(ssrc: u32, seq: u16, ts: u32) -> Vec<u8> {
+        rtp(0, ssrc, seq, ts, &[0xff; 160])
     }
 
     #[test]
@@ -741,15 +745,7 @@ mod tests {
         let mut seq = 0u16;
         let mut send = |r: &mut Relay<u32>, pt: u8, ts: u32, payload: &[u8]| {
             seq += 1;
-            let mut v = Vec::new();
-            RtpHeader {
-                marker: false,
-                payload_type: pt,
-                sequence: seq,
-                timestamp: ts,
-                ssrc: 7,
-            }
-            .write(payload, &mut v);
+            let mut v = rtp(pt, 7, seq, ts, payload);
             // Relayed untouched but for the header's rewrite.
             assert_eq!(r.on_rtp(1, from, &mut v, t0).map(|x| x.0), Ok(2));
             assert_eq!(&v[12..], payload);
@@ -763,15 +759,7 @@ mod tests {
         }
         // The same packets on the leg not told of its format: not read.
         for p in DtmfSender::new(1, 5000, 800, 160, 10) {
-            let mut v = Vec::new();
-            RtpHeader {
-                marker: false,
-                payload_type: 101,
-                sequence: 1,
-                timestamp: p.timestamp,
-                ssrc: 8,
-            }
-            .write(&p.payload, &mut v);
+            let mut v = rtp(101, 8, 1, p.timestamp, &p.payload);
             let _ = r.on_rtp(2, addr("127.0.0.2:4002"), &mut v, t0);
         }
         assert!(r.has_digits());
