@@ -1,0 +1,15 @@
+//! Generates the contract's types from `proto/sentiric/plugin/v1/plugin.proto`
+//! with a vendored `protoc`, so a build needs nothing installed.
+
+fn main() -> std::io::Result<()> {
+    let proto_root = "../proto";
+    let file = "../proto/sentiric/plugin/v1/plugin.proto";
+    println!("cargo:rerun-if-changed={file}");
+    let protoc = protoc_bin_vendored::protoc_bin_path().map_err(std::io::Error::other)?;
+    let mut config = prost_build::Config::new();
+    config.protoc_executable(protoc);
+    // An agent's stream is mostly audio frames: its rare first message
+    // (the whole call) boxed, so every frame is not its size.
+    config.boxed(".sentiric.plugin.v1.CallInput.input.start");
+    config.compile_protos(&[file], &[proto_root])
+}

@@ -1,0 +1,197 @@
+//! The switch's side of the [ABI](crate::abi): loading a plugin library,
+//! refusing one of another ABI version, and calling it.
+//!
+//! [`Library::open`] loads the file and checks its version before
+//! anything else of it is used; [`Library::init`] makes the plugin from
+//! its configuration; [`Library::route`] asks it for a decision, checked
+//! with [`check_decision`](crate::check_decision). Every failure is a
+//! [`CallError`]: a panic in the plugin comes back as
+//! [`CallError::Panicked`], and the switch goes on.
+
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+
+use crate::abi::{self, Buffer};
+use crate::{check_decision, v1, InvalidDecision};
+
+type AbiVersionFn = unsafe extern "C" fn() -> u32;
+type CallFn = unsafe extern "C" fn(u32, *const u8, usize, *mut Buffer) -> i32;
+type FreeFn = unsafe extern "C" fn(Buffer);
+
+/// Why a library could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file could not be loaded as a shared library.
+    #[error("{path}: {error}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// What the dynamic loader said.
+        error: String,
+    },
+    /// It has no `sentiric_plugin_abi_version`: not a Sentiric plugin.
+    #[error("{0}: not a Sentiric plugin (no sentiric_plugin_abi_version)")]
+    NotAPlugin(PathBuf),
+    /// It speaks another ABI version.
+    #[error("{path}: plugin ABI version {found}, this switch speaks {expected}; rebuild the plugin against this switch's sentiric-plugin-sdk")]
+    AbiMismatch {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: u32,
+        /// Ours.
+        expected: u32,
+    },
+    /// It lacks one of the ABI's functions.
+    #[error("{path}: no {symbol}")]
+    Missing {
+        /// The file.
+        path: PathBuf,
+        /// The function.
+        symbol: &'static str,
+    },
+}
+
+/// Why a call into a plugin failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The plugin panicked; the panic was caught in the plugin.
+    #[error("plugin panicked: {0}")]
+    Panicked(String),
+    /// The plugin returned an error.
+    #[error("plugin error: {0}")]
+    Failed(String),
+    /// The plugin's answer did not decode.
+    #[error("plugin answer does not decode: {0}")]
+    BadReply(String),
+    /// The plugin's decision cannot be carried out.
+    #[error("plugin decision refused: {0}")]
+    Invalid(InvalidDecision),
+    /// The plugin refused the request, the method, or was not initialised
+    /// (the ABI status and the plugin's message).
+    #[error("plugin refused the call (status {0}): {1}")]
+    Refused(i32, String),
+}
+
+/// A loaded plugin library.
+#[derive(Debug)]
+pub struct Library {
+    path: PathBuf,
+    call: CallFn,
+    free: FreeFn,
+    // Last: the functions above point into it, and it is unloaded when
+    // dropped.
+    _lib: libloading::Library,
+}
+
+impl Library {
+    /// Loads the library at `path` and checks its ABI version.
+    ///
+    /// Loading runs the library's initialisers: the plugin directory is
+    /// code the switch trusts, as its own binary.
+    pub fn open(path: &Path) -> Result<Library, LoadError> {
+        // SAFETY: loading a library runs its initialisers; the plugin
+        // directory holds code the operator installed for the switch to
+        // run (as trusted as the binary). Nothing else of it is used
+        // before its ABI version is checked.
+        let lib = unsafe { libloading::Library::new(path) }.map_err(|e| LoadError::Open {
+            path: path.to_path_buf(),
+            error: e.to_string(),
+        })?;
+        // SAFETY: the symbol is looked up with the ABI's signature for it;
+        // a library that exports the name with another one is not a
+        // plugin of any version of this ABI.
+        let version = unsafe { lib.get::<AbiVersionFn>(b"sentiric_plugin_abi_version\0") }
+            .map_err(|_| LoadError::NotAPlugin(path.to_path_buf()))?;
+        // SAFETY: the function takes nothing and returns a number (the
+        // ABI's first function, the same in every version).
+        let found = unsafe { version() };
+        if found != abi::ABI_VERSION {
+            return Err(LoadError::AbiMismatch {
+                path: path.to_path_buf(),
+                found,
+                expected: abi::ABI_VERSION,
+            });
+        }
+        let missing = |symbol| LoadError::Missing {
+            path: path.to_path_buf(),
+            symbol,
+        };
+        // SAFETY: version 1 of the ABI gives these names these signatures;
+        // the pointers are kept no longer than `lib` (same struct, dropped
+        // after them).
+        let call = unsafe { lib.get::<CallFn>(b"sentiric_plugin_call\0") }
+            .map(|s| *s)
+            .map_err(|_| missing("sentiric_plugin_call"))?;
+        // SAFETY: as above.
+        let free = unsafe { lib.get::<FreeFn>(b"sentiric_plugin_free\0") }
+            .map(|s| *s)
+            .map_err(|_| missing("sentiric_plugin_free"))?;
+        Ok(Library {
+            path: path.to_path_buf(),
+            call,
+            free,
+            _lib: lib,
+        })
+    }
+
+    /// The file it was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The plugin's name and version (before [`Library::init`]).
+    pub fn info(&self) -> Result<v1::PluginInfo, CallError> {
+        let reply = self.invoke(abi::METHOD_INFO, &[])?;
+        v1::PluginInfo::decode(reply.as_slice()).map_err(|e| CallError::BadReply(e.to_string()))
+    }
+
+    /// Makes the plugin from `config` (once; later calls return its info
+    /// again); what it says of itself.
+    pub fn init(&self, config: &str) -> Result<v1::PluginInfo, CallError> {
+        let reply = self.invoke(abi::METHOD_INIT, config.as_bytes())?;
+        v1::PluginInfo::decode(reply.as_slice()).map_err(|e| CallError::BadReply(e.to_string()))
+    }
+
+    /// The plugin's decision for `request`, checked.
+    pub fn route(&self, request: &v1::RouteRequest) -> Result<v1::RouteDecision, CallError> {
+        let reply = self.invoke(abi::METHOD_ROUTE, &request.encode_to_vec())?;
+        let decision = v1::RouteDecision::decode(reply.as_slice())
+            .map_err(|e| CallError::BadReply(e.to_string()))?;
+        check_decision(&decision).map_err(CallError::Invalid)?;
+        Ok(decision)
+    }
+
+    /// One call through the ABI: the reply's bytes, or the error.
+    fn invoke(&self, method: u32, input: &[u8]) -> Result<Vec<u8>, CallError> {
+        let mut out = Buffer::empty();
+        // SAFETY: `input` is readable for its length and `out` writable
+        // for the call, as the ABI asks; the library stays loaded while
+        // `self` lives.
+        let status = unsafe { (self.call)(method, input.as_ptr(), input.len(), &mut out) };
+        let bytes = if out.ptr.is_null() || out.len == 0 {
+            Vec::new()
+        } else {
+            // SAFETY: on return the plugin has written a buffer of `len`
+            // initialised bytes at `ptr`, valid until freed below.
+            unsafe { std::slice::from_raw_parts(out.ptr, out.len) }.to_vec()
+        };
+        // SAFETY: the buffer is the plugin's, from this call, freed once
+        // by the library that allocated it.
+        unsafe { (self.free)(out) };
+        let message = || {
+            v1::PluginError::decode(bytes.as_slice())
+                .map(|e| e.message)
+                .unwrap_or_default()
+        };
+        match status {
+            abi::OK => Ok(bytes),
+            abi::PANICKED => Err(CallError::Panicked(message())),
+            abi::FAILED => Err(CallError::Failed(message())),
+            other => Err(CallError::Refused(other, message())),
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! The Sentiric plugin contract for Rust authors.
+//!
+//! The contract is written once, in `proto/sentiric/plugin/v1/plugin.proto`:
+//! a dialplan's `Route`, an agent's `Converse`, speech to text and text to
+//! speech. This crate has its messages as Rust types ([`v1`]), the
+//! services as traits ([`Dialplan`], with the agent and speech traits to
+//! follow), and two ways to ship an implementation:
+//!
+//! * **In process**: [`export_plugin!`] makes the crate a `cdylib` the
+//!   switch loads from its plugin directory. The library exports three C
+//!   functions ([`abi`]): its ABI version, one entry point that takes a
+//!   method number and a protobuf message and returns one, and the free
+//!   of what it returned. A panic in the plugin is caught at that
+//!   boundary and comes back as an error: that call fails, the switch
+//!   goes on. Build the plugin with `panic = "unwind"` (the default);
+//!   with `panic = "abort"` a panic ends the switch.
+//! * **As a sidecar**: the same trait served over gRPC with mTLS (to come).
+//!
+//! ```ignore
+//! use sentiric_plugin_sdk::{export_plugin, v1, Dialplan, Plugin, PluginError};
+//!
+//! struct AllToOne(String);
+//!
+//! impl Plugin for AllToOne {
+//!     fn new(config: &str) -> Result<Self, PluginError> {
+//!         Ok(AllToOne(config.trim().to_string()))
+//!     }
+//!     fn dialplan(&self) -> Option<&dyn Dialplan> {
+//!         Some(self)
+//!     }
+//! }
+//!
+//! impl Dialplan for AllToOne {
+//!     fn route(&self, _: &v1::RouteRequest) -> Result<v1::RouteDecision, PluginError> {
+//!         Ok(sentiric_plugin_sdk::bridge([self.0.clone()]))
+//!     }
+//! }
+//!
+//! export_plugin!(AllToOne);
+//! ```
+//!
+//! [`check_decision`] is what the switch holds every decision to, whichever
+//! way the plugin runs: a decision it refuses is the plugin's error.
+
+/// The contract's messages, generated from `plugin.proto`.
+#[allow(missing_docs, clippy::doc_lazy_continuation, unreachable_pub)]
+pub mod v1 {
+    include!(concat!(env!("OUT_DIR"), "/sentiric.plugin.v1.rs"));
+}
+
+#[allow(unsafe_code)]
+pub mod abi;
+#[cfg(feature = "host")]
+#[allow(unsafe_code)]
+pub mod host;
+
+use v1::route_decision::Action;
+
+/// A plugin's own error: the call fails with it (the switch logs it and
+/// applies the plugin's fallback).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PluginError(pub String);
+
+impl PluginError {
+    /// An error saying `message`.
+    pub fn new(message: impl Into<String>) -> PluginError {
+        PluginError(message.into())
+    }
+}
+
+/// Decides what happens to a new call.
+///
+/// Called on the switch's data-plane thread for in-process plugins: it
+/// must answer within the dialplan's deadline (50 ms by default), and
+/// should in microseconds. Blocking IO belongs in a sidecar.
+pub trait Dialplan: Send + Sync {
+    /// The decision for the call `request` describes.
+    fn route(&self, request: &v1::RouteRequest) -> Result<v1::RouteDecision, PluginError>;
+}
+
+/// A plugin: made once from its configuration when the switch loads it,
+/// then asked for the services it implements.
+pub trait Plugin: Send + Sync + 'static {
+    /// The plugin, from the configuration text the switch's config gives
+    /// it (`[[plugin]] config`; empty when none).
+    fn new(config: &str) -> Result<Self, PluginError>
+    where
+        Self: Sized;
+
+    /// Its dialplan, if it is one.
+    fn dialplan(&self) -> Option<&dyn Dialplan> {
+        None
+    }
+}
+
+/// A decision that bridges to `targets`, in order.
+pub fn bridge<S: Into<String>>(targets: impl IntoIterator<Item = S>) -> v1::RouteDecision {
+    v1::RouteDecision {
+        action: Some(Action::Bridge(v1::Bridge {
+            targets: targets.into_iter().map(Into::into).collect(),
+            ..v1::Bridge::default()
+        })),
+        ..v1::RouteDecision::default()
+    }
+}
+
+/// A decision that refuses the call with `code` (400–699).
+pub fn reject(code: u32, reason: impl Into<String>) -> v1::RouteDecision {
+    v1::RouteDecision {
+        action: Some(Action::Reject(v1::Reject {
+            code,
+            reason: reason.into(),
+        })),
+        ..v1::RouteDecision::default()
+    }
+}
+
+/// Most bridge targets or redirect contacts a decision may name.
+pub const MAX_TARGETS: usize = 16;
+/// Most headers to add, and most CDR tags.
+pub const MAX_ENTRIES: usize = 32;
+/// Longest URI, header value or tag value, in bytes.
+pub const MAX_VALUE: usize = 1024;
+
+/// Why a decision cannot be carried out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidDecision {
+    /// It names no action.
+    #[error("no action")]
+    NoAction,
+    /// A reject code outside 400–699.
+    #[error("reject code {0} is not 400-699")]
+    RejectCode(u32),
+    /// A redirect code outside 300–399.
+    #[error("redirect code {0} is not 300-399")]
+    RedirectCode(u32),
+    /// A bridge, or a redirect, with no target or too many.
+    #[error("{0} targets (1 to {MAX_TARGETS})")]
+    Targets(usize),
+    /// A target that is not a SIP URI one can send to.
+    #[error("target {0:?} is not a sip: or sips: URI")]
+    Target(String),
+    /// An application without what it needs (a prompt, a room, an agent).
+    #[error("{0} without a name")]
+    Unnamed(&'static str),
+    /// A header or tag name that is not a token, a value with a line
+    /// break, or too many or too long.
+    #[error("{0}")]
+    Field(String),
+}
+
+/// Checks `decision` the way the switch does before it acts on it.
+pub fn check_decision(decision: &v1::RouteDecision) -> Result<(), InvalidDecision> {
+    use v1::answer::App;
+    match decision.action.as_ref().ok_or(InvalidDecision::NoAction)? {
+        Action::Bridge(b) => check_targets(&b.targets)?,
+        Action::Reject(r) if !(400..=699).contains(&r.code) => {
+            return Err(InvalidDecision::RejectCode(r.code))
+        }
+        Action::Reject(r) => check_value("reason", &r.reason)?,
+        Action::Redirect(r) if r.code != 0 && !(300..=399).contains(&r.code) => {
+            return Err(InvalidDecision::RedirectCode(r.code))
+        }
+        Action::Redirect(r) => check_targets(&r.contacts)?,
+        Action::Answer(a) => match a.app.as_ref().ok_or(InvalidDecision::NoAction)? {
+            App::Echo(_) => {}
+            App::Play(p) if p.prompt.is_empty() => return Err(InvalidDecision::Unnamed("play")),
+            App::Play(p) => {
+                if let Some(b) = &p.then_bridge {
+                    check_targets(&b.targets)?;
+                }
+            }
+            App::Conference(c) if c.room.is_empty() => {
+                return Err(InvalidDecision::Unnamed("conference"))
+            }
+            App::Conference(_) => {}
+            App::Agent(a) if a.plugin.is_empty() => return Err(InvalidDecision::Unnamed("agent")),
+            App::Agent(_) => {}
+        },
+    }
+    for (what, map) in [
+        ("header", &decision.add_headers),
+        ("CDR tag", &decision.cdr_tags),
+    ] {
+        if map.len() > MAX_ENTRIES {
+            return Err(InvalidDecision::Field(format!(
+                "{} {what}s (at most {MAX_ENTRIES})",
+                map.len()
+            )));
+        }
+        for (name, value) in map {
+            let token = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b));
+            if !token {
+                return Err(InvalidDecision::Field(format!(
+                    "{what} name {name:?} is not a token"
+                )));
+            }
+            check_value(what, value)?;
+        }
+    }
+    check_value("rule", &decision.rule)
+}
+
+fn check_targets(targets: &[String]) -> Result<(), InvalidDecision> {
+    if targets.is_empty() || targets.len() > MAX_TARGETS {
+        return Err(InvalidDecision::Targets(targets.len()));
+    }
+    for t in targets {
+        let lower = t.get(..5).map(str::to_ascii_lowercase);
+        let sip = lower.as_deref() == Some("sips:")
+            || lower.as_deref().is_some_and(|l| l.starts_with("sip:"));
+        let host = t.split_once(':').map_or("", |(_, rest)| rest);
+        if !sip
+            || host.is_empty()
+            || t.len() > MAX_VALUE
+            || t.bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return Err(InvalidDecision::Target(t.clone()));
+        }
+    }
+    Ok(())
+}
+
+fn check_value(what: &str, value: &str) -> Result<(), InvalidDecision> {
+    if value.len() > MAX_VALUE || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(InvalidDecision::Field(format!(
+            "{what} value too long or with a line break"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_the_switch_can_carry_out_pass() {
+        for d in [
+            bridge(["sip:a@127.0.0.1:5060", "sips:b@example.invalid"]),
+            reject(486, "Busy Here"),
+            reject(699, ""),
+            v1::RouteDecision {
+                action: Some(Action::Redirect(v1::Redirect {
+                    code: 0,
+                    contacts: vec!["sip:x@127.0.0.1".into()],
+                })),
+                ..v1::RouteDecision::default()
+            },
+        ] {
+            assert_eq!(check_decision(&d), Ok(()), "{d:?}");
+        }
+        let mut d = bridge(["sip:a@127.0.0.1"]);
+        d.add_headers.insert("X-Route".into(), "berlin".into());
+        d.cdr_tags.insert("account".into(), "42".into());
+        assert_eq!(check_decision(&d), Ok(()));
+    }
+
+    #[test]
+    fn malformed_and_out_of_range_decisions_are_refused() {
+        let mut header = bridge(["sip:a@127.0.0.1"]);
+        header
+            .add_headers
+            .insert("X-A".into(), "1\r\nVia: injected".into());
+        let mut name = bridge(["sip:a@127.0.0.1"]);
+        name.cdr_tags.insert("bad name".into(), "1".into());
+        let many = bridge((0..17).map(|i| format!("sip:{i}@127.0.0.1")));
+        let cases = [
+            (v1::RouteDecision::default(), InvalidDecision::NoAction),
+            (reject(700, ""), InvalidDecision::RejectCode(700)),
+            (reject(200, ""), InvalidDecision::RejectCode(200)),
+            (bridge(Vec::<String>::new()), InvalidDecision::Targets(0)),
+            (many, InvalidDecision::Targets(17)),
+            (
+                bridge(["http://a"]),
+                InvalidDecision::Target("http://a".into()),
+            ),
+            (bridge(["sip:"]), InvalidDecision::Target("sip:".into())),
+            (
+                bridge(["sip:a@b c"]),
+                InvalidDecision::Target("sip:a@b c".into()),
+            ),
+            (
+                v1::RouteDecision {
+                    action: Some(Action::Redirect(v1::Redirect {
+                        code: 404,
+                        contacts: vec!["sip:x@y".into()],
+                    })),
+                    ..v1::RouteDecision::default()
+                },
+                InvalidDecision::RedirectCode(404),
+            ),
+            (
+                v1::RouteDecision {
+                    action: Some(Action::Answer(v1::Answer {
+                        app: Some(v1::answer::App::Play(v1::Play::default())),
+                    })),
+                    ..v1::RouteDecision::default()
+                },
+                InvalidDecision::Unnamed("play"),
+            ),
+        ];
+        for (d, why) in cases {
+            assert_eq!(check_decision(&d), Err(why), "{d:?}");
+        }
+        assert!(matches!(
+            check_decision(&header),
+            Err(InvalidDecision::Field(_))
+        ));
+        assert!(matches!(
+            check_decision(&name),
+            Err(InvalidDecision::Field(_))
+        ));
+    }
+}

@@ -1,0 +1,141 @@
+//! The host side of the ABI against real libraries: the example prefix
+//! dialplan and the faulty fixture plugin (built as cdylibs alongside this
+//! test), and shared objects compiled here with the C compiler that speak
+//! another ABI version or none.
+
+#![cfg(feature = "host")]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use sentiric_plugin_sdk::host::{CallError, Library, LoadError};
+use sentiric_plugin_sdk::v1::route_decision::Action;
+use sentiric_plugin_sdk::{abi, v1, InvalidDecision};
+
+/// A plugin library cargo built for this test (`lib<name>.so`).
+fn built(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    let file = format!("lib{name}.so");
+    [deps.join(&file), deps.parent().unwrap().join(&file)]
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{file} not built next to {}", exe.display()))
+}
+
+/// `source` compiled as a shared object named `name`.
+fn compiled_c(name: &str, source: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sentiric-host-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let c = dir.join(format!("{name}.c"));
+    std::fs::write(&c, source).unwrap();
+    let so = dir.join(format!("lib{name}.so"));
+    let out = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&so)
+        .arg(&c)
+        .output()
+        .expect("a C compiler (cc)");
+    assert!(out.status.success(), "{out:?}");
+    so
+}
+
+fn request(user: &str) -> v1::RouteRequest {
+    v1::RouteRequest {
+        call_id: "c1".into(),
+        user: user.into(),
+        request_uri: format!("sip:{user}@127.0.0.1"),
+        // 2026-12-01 10:00 UTC.
+        time_unix_us: (1_764_547_200 + 10 * 3600) * 1_000_000,
+        ..v1::RouteRequest::default()
+    }
+}
+
+#[test]
+fn the_example_dialplan_routes_through_the_abi() {
+    let lib = Library::open(&built("sentiric_plugin_prefix_dialplan")).unwrap();
+    let before = lib.info().unwrap();
+    assert_eq!(before.name, "sentiric-plugin-prefix-dialplan");
+    assert!(before.services.is_empty());
+    let info = lib
+        .init(
+            "[[route]]\nprefix = \"+49\"\ntargets = [\"sip:de@127.0.0.1:5070\"]\nhours = \"08:00-18:00\"\n\
+             [default]\ncode = 404\n",
+        )
+        .unwrap();
+    assert_eq!(info.name, "sentiric-plugin-prefix-dialplan");
+    assert_eq!(info.services, ["dialplan"]);
+    let d = lib.route(&request("+4930123")).unwrap();
+    match d.action {
+        Some(Action::Bridge(b)) => assert_eq!(b.targets, ["sip:de@127.0.0.1:5070"]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(d.rule, "prefix +49");
+    let d = lib.route(&request("0800")).unwrap();
+    assert!(matches!(
+        d.action,
+        Some(Action::Reject(v1::Reject { code: 404, .. }))
+    ));
+}
+
+#[test]
+fn a_misbehaving_plugin_fails_the_call_and_stays_usable() {
+    let lib = Library::open(&built("sentiric_plugin_faulty")).unwrap();
+    // Before init: refused, not crashed.
+    assert!(matches!(
+        lib.route(&request("x")),
+        Err(CallError::Refused(abi::NOT_INITIALISED, _))
+    ));
+    lib.init("sip:ok@127.0.0.1:5070").unwrap();
+    match lib.route(&request("panic")) {
+        Err(CallError::Panicked(m)) => assert!(m.contains("asked to panic"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        lib.route(&request("error")),
+        Err(CallError::Failed("asked to fail".into()))
+    );
+    assert_eq!(
+        lib.route(&request("bad-code")),
+        Err(CallError::Invalid(InvalidDecision::RejectCode(700)))
+    );
+    assert_eq!(
+        lib.route(&request("no-targets")),
+        Err(CallError::Invalid(InvalidDecision::Targets(0)))
+    );
+    assert!(matches!(
+        lib.route(&request("header-injection")),
+        Err(CallError::Invalid(InvalidDecision::Field(_)))
+    ));
+    // After all that, it still answers.
+    let d = lib.route(&request("someone")).unwrap();
+    assert!(matches!(d.action, Some(Action::Bridge(_))));
+}
+
+#[test]
+fn libraries_of_another_abi_or_none_are_refused_when_loaded() {
+    let other = compiled_c(
+        "sentiric_abi_999",
+        "unsigned int sentiric_plugin_abi_version(void) { return 999; }\n",
+    );
+    match Library::open(&other) {
+        Err(
+            e @ LoadError::AbiMismatch {
+                found: 999,
+                expected: abi::ABI_VERSION,
+                ..
+            },
+        ) => assert!(e.to_string().contains("rebuild the plugin"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    let none = compiled_c("not_a_plugin", "int nothing(void) { return 0; }\n");
+    assert!(matches!(
+        Library::open(&none),
+        Err(LoadError::NotAPlugin(_))
+    ));
+    let missing = std::env::temp_dir().join("sentiric-no-such-plugin.so");
+    assert!(matches!(
+        Library::open(&missing),
+        Err(LoadError::Open { .. })
+    ));
+}
