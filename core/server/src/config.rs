@@ -55,6 +55,10 @@
 //! dead_letter = "sentiric.cdr.dead"  # what it cannot read goes here
 //!
 //! [dialplan]                     # see sentiric_engine::dialplan
+//!
+//! [plugins]                      # see plugins.rs
+//! dir = "/usr/lib/sentiric/plugins"
+//! dialplan = "sentiric-plugin-prefix-dialplan"
 //! ```
 //!
 //! Every key of `[sip]`, `[rtp]`, `[limits]`, `[log]`, `[http]`, `[events]`,
@@ -101,6 +105,9 @@ pub(crate) struct Config {
     /// The CDR consumer.
     #[serde(default)]
     pub(crate) cdr: CdrSection,
+    /// In-process plugins.
+    #[serde(default)]
+    pub(crate) plugins: crate::plugins::PluginsConfig,
 }
 
 /// `[cdr]`.
@@ -631,6 +638,7 @@ impl Config {
                     .into(),
             ));
         }
+        self.plugins.check().map_err(ConfigError)?;
         let dialplan = match &self.dialplan {
             Some(d) if !d.rules.is_empty() || d.default.is_some() => {
                 StaticDialplan::from_config(d).map_err(|e| ConfigError(e.to_string()))?

@@ -29,6 +29,7 @@ mod http;
 mod inbox;
 mod local_cdr;
 mod media;
+mod plugins;
 mod prompts;
 mod publisher;
 mod tcp;
@@ -353,6 +354,10 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| std::io::Error::other(format!("metrics: {e}")))?;
+    // Plugins after the metrics (the dialplan host's are made with it).
+    let loaded = plugins::load(&config.plugins);
+    let plugin_dialplan = plugins::PluginDialplan::from(&config.plugins, &loaded)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let status = Arc::new(http::Status::default());
     let http_addr = http::spawn(
         config.http.listen,
@@ -449,6 +454,7 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
             workers: inboxes.clone(),
             keep_calls_below: config.sip.keep_calls_below,
             dialplan: dialplan.clone(),
+            plugin_dialplan: plugin_dialplan.clone(),
             max_calls: config.limits.max_calls.map(share),
             max_cps: config
                 .limits

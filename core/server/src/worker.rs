@@ -451,6 +451,9 @@ pub(crate) struct Settings {
     pub(crate) keep_calls_below: f64,
     /// Routing.
     pub(crate) dialplan: StaticDialplan,
+    /// A dialplan plugin calls are routed through first (`dialplan` its
+    /// fallback).
+    pub(crate) plugin_dialplan: Option<Arc<crate::plugins::PluginDialplan>>,
     /// Most calls at once.
     pub(crate) max_calls: Option<usize>,
     /// Most new calls per second.
@@ -652,6 +655,7 @@ pub(crate) fn run(
         workers,
         keep_calls_below,
         dialplan,
+        plugin_dialplan,
         max_calls,
         max_cps,
         max_call_duration,
@@ -872,14 +876,21 @@ pub(crate) fn run(
                     transport,
                 } => {
                     let trace_id = format!("{:016x}{:016x}", random_u64(), random_u64());
-                    let action = dialplan.route(&RouteRequest {
+                    let request = RouteRequest {
                         request_uri: &request_uri,
                         user: user.as_deref(),
                         from_uri: &from_uri,
                         from_user: from_user.as_deref(),
                         source,
                         transport,
-                    });
+                    };
+                    let (action, rule) = match &plugin_dialplan {
+                        Some(p) => p.route(
+                            &crate::plugins::request(&request, &call_id, &trace_id, &to_uri),
+                            || dialplan.route(&request),
+                        ),
+                        None => (dialplan.route(&request), String::new()),
+                    };
                     tracing::debug!(
                         call = call.0,
                         %call_id,
@@ -906,7 +917,9 @@ pub(crate) fn run(
                             transport: transport.to_string(),
                         }),
                     );
-                    info.emit(&events, Body::CallRouted(crate::events::routed(&action)));
+                    let mut routed = crate::events::routed(&action);
+                    routed.rule = rule;
+                    info.emit(&events, Body::CallRouted(routed));
                     ids.insert(call, info);
                     b2b.route(now, call, action);
                 }

@@ -1,0 +1,406 @@
+//! In-process plugins: every library in `[plugins] dir` loaded at
+//! start-up through the plugin SDK's host ([`sentiric_plugin_sdk::host`]),
+//! and the dialplan host that routes calls through one of them.
+//!
+//! ```toml
+//! [plugins]
+//! dir = "/usr/lib/sentiric/plugins"   # every *.so here is loaded
+//! dialplan = "sentiric-plugin-prefix-dialplan"   # route through it
+//! on_failure = "fallback"    # its error: the [dialplan] rules decide;
+//!                            # "reject": 503
+//! deadline_ms = 50           # longer is counted and logged
+//!
+//! [plugins.config]           # each plugin's configuration, by name
+//! sentiric-plugin-prefix-dialplan = '''
+//! [[route]]
+//! prefix = "+49"
+//! targets = ["sip:de@10.0.0.5"]
+//! '''
+//! ```
+//!
+//! A library that is not a plugin, speaks another ABI version or fails
+//! its init is refused with an error in the log and the switch starts
+//! without it; a `dialplan` that did not load stops the start. Per call:
+//! a decision the switch cannot carry out (see
+//! [`sentiric_plugin_sdk::check_decision`]) or a plugin error takes the
+//! `on_failure` path; a panic (caught in the plugin) fails that call with
+//! 500. An in-process plugin runs on the worker's thread and cannot be
+//! preempted: one slower than its deadline is counted
+//! (`sentiric_plugin_timeouts_total`) and logged, and its decision used.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sentiric_engine::dialplan::{Action, AfterPlay, Bridge, Fork};
+use sentiric_plugin_sdk::host::{CallError, Library};
+use sentiric_plugin_sdk::v1;
+use serde::Deserialize;
+
+/// `[plugins]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PluginsConfig {
+    /// Where the plugin libraries are; unset: none.
+    #[serde(default)]
+    pub(crate) dir: Option<PathBuf>,
+    /// The plugin calls are routed through; unset: the `[dialplan]` rules.
+    #[serde(default)]
+    pub(crate) dialplan: Option<String>,
+    /// `fallback` (the `[dialplan]` rules) or `reject` (503) when the
+    /// dialplan plugin fails.
+    #[serde(default = "default_on_failure")]
+    pub(crate) on_failure: String,
+    /// A dialplan call longer than this is counted and logged.
+    #[serde(default = "default_deadline_ms")]
+    pub(crate) deadline_ms: u64,
+    /// Each plugin's configuration text, by its name.
+    #[serde(default)]
+    pub(crate) config: BTreeMap<String, String>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            dir: None,
+            dialplan: None,
+            on_failure: default_on_failure(),
+            deadline_ms: default_deadline_ms(),
+            config: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_on_failure() -> String {
+    "fallback".into()
+}
+
+fn default_deadline_ms() -> u64 {
+    50
+}
+
+impl PluginsConfig {
+    /// What is wrong with it, if anything.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if !matches!(self.on_failure.as_str(), "fallback" | "reject") {
+            return Err(format!(
+                "plugins.on_failure: {:?}: fallback or reject",
+                self.on_failure
+            ));
+        }
+        if !(1..=10_000).contains(&self.deadline_ms) {
+            return Err(format!(
+                "plugins.deadline_ms: {}: 1 to 10000",
+                self.deadline_ms
+            ));
+        }
+        if self.dialplan.is_some() && self.dir.is_none() {
+            return Err("plugins.dialplan: needs plugins.dir".into());
+        }
+        Ok(())
+    }
+}
+
+/// A plugin library loaded and made.
+pub(crate) struct Loaded {
+    /// What it says of itself.
+    pub(crate) info: v1::PluginInfo,
+    pub(crate) lib: Arc<Library>,
+}
+
+/// Loads every `*.so` in `cfg.dir` (in name order) and makes each plugin
+/// from its configuration; what failed is logged and left out.
+pub(crate) fn load(cfg: &PluginsConfig) -> Vec<Loaded> {
+    let Some(dir) = &cfg.dir else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "so"))
+            .collect(),
+        Err(e) => {
+            tracing::error!("plugins.dir {}: {e}; no plugins loaded", dir.display());
+            return Vec::new();
+        }
+    };
+    paths.sort();
+    paths.iter().filter_map(|p| load_one(cfg, p)).collect()
+}
+
+fn load_one(cfg: &PluginsConfig, path: &Path) -> Option<Loaded> {
+    let lib = match Library::open(path) {
+        Ok(lib) => lib,
+        Err(e) => {
+            tracing::error!("plugin refused: {e}");
+            return None;
+        }
+    };
+    let made = lib.info().and_then(|info| {
+        let config = cfg.config.get(&info.name).map_or("", String::as_str);
+        lib.init(config)
+    });
+    match made {
+        Ok(info) => {
+            tracing::info!(
+                plugin = %info.name,
+                version = %info.version,
+                path = %path.display(),
+                "plugin {} {} loaded from {}: {}",
+                info.name,
+                info.version,
+                path.display(),
+                info.services.join(", ")
+            );
+            Some(Loaded {
+                info,
+                lib: Arc::new(lib),
+            })
+        }
+        Err(e) => {
+            tracing::error!("plugin {}: {e}; not loaded", path.display());
+            None
+        }
+    }
+}
+
+/// Calls routed through a dialplan plugin.
+pub(crate) struct PluginDialplan {
+    name: String,
+    lib: Arc<Library>,
+    reject_on_failure: bool,
+    deadline: Duration,
+    ok: metrics::Counter,
+    errors: metrics::Counter,
+    panics: metrics::Counter,
+    timeouts: metrics::Counter,
+    latency: metrics::Histogram,
+}
+
+impl PluginDialplan {
+    /// The dialplan `cfg` names among `loaded`; `Ok(None)` when it names
+    /// none, an error when it names one that did not load as a dialplan.
+    pub(crate) fn from(
+        cfg: &PluginsConfig,
+        loaded: &[Loaded],
+    ) -> Result<Option<Arc<PluginDialplan>>, String> {
+        let Some(name) = &cfg.dialplan else {
+            return Ok(None);
+        };
+        let l = loaded
+            .iter()
+            .find(|l| &l.info.name == name && l.info.services.iter().any(|s| s == "dialplan"))
+            .ok_or_else(|| {
+                format!(
+                    "plugins.dialplan: {name:?} is not a dialplan plugin loaded from plugins.dir"
+                )
+            })?;
+        let label = |result: &'static str| metrics::counter!("sentiric_plugin_calls_total", "plugin" => name.clone(), "result" => result);
+        Ok(Some(Arc::new(PluginDialplan {
+            name: name.clone(),
+            lib: Arc::clone(&l.lib),
+            reject_on_failure: cfg.on_failure == "reject",
+            deadline: Duration::from_millis(cfg.deadline_ms),
+            ok: label("ok"),
+            errors: label("error"),
+            panics: label("panic"),
+            timeouts: metrics::counter!("sentiric_plugin_timeouts_total", "plugin" => name.clone()),
+            latency: metrics::histogram!("sentiric_plugin_call_seconds", "plugin" => name.clone()),
+        })))
+    }
+
+    /// The action for the call `request` describes, and the rule that
+    /// chose it; `fallback` decides when the plugin fails and
+    /// `on_failure` says so.
+    pub(crate) fn route(
+        &self,
+        request: &v1::RouteRequest,
+        fallback: impl FnOnce() -> Action,
+    ) -> (Action, String) {
+        let t0 = Instant::now();
+        let result = self.lib.route(request);
+        let took = t0.elapsed();
+        self.latency.record(took.as_secs_f64());
+        if took > self.deadline {
+            self.timeouts.increment(1);
+            tracing::warn!(
+                plugin = %self.name,
+                call_id = %request.call_id,
+                trace_id = %request.trace_id,
+                "dialplan plugin {} took {} ms (deadline {} ms)",
+                self.name,
+                took.as_millis(),
+                self.deadline.as_millis()
+            );
+        }
+        let why = match result.map_err(|e| (e.clone(), e.to_string())) {
+            Ok(d) => match action(&d) {
+                Ok(a) => {
+                    self.ok.increment(1);
+                    return (a, d.rule);
+                }
+                Err(why) => why,
+            },
+            Err((CallError::Panicked(_), why)) => {
+                self.panics.increment(1);
+                tracing::error!(
+                    plugin = %self.name,
+                    call_id = %request.call_id,
+                    trace_id = %request.trace_id,
+                    "dialplan plugin {}: {why}; the call fails with 500",
+                    self.name
+                );
+                return (
+                    Action::Reject {
+                        code: 500,
+                        reason: "Plugin Failure".into(),
+                    },
+                    format!("plugin {} panicked", self.name),
+                );
+            }
+            Err((_, why)) => why,
+        };
+        self.errors.increment(1);
+        let (path, action, rule) = if self.reject_on_failure {
+            (
+                "503",
+                Action::Reject {
+                    code: 503,
+                    reason: "Service Unavailable".into(),
+                },
+                format!("plugin {} failed", self.name),
+            )
+        } else {
+            (
+                "the [dialplan] rules decide",
+                fallback(),
+                format!("plugin {} failed: fallback", self.name),
+            )
+        };
+        tracing::warn!(
+            plugin = %self.name,
+            call_id = %request.call_id,
+            trace_id = %request.trace_id,
+            "dialplan plugin {}: {why}; {path}",
+            self.name
+        );
+        (action, rule)
+    }
+}
+
+/// The contract's request for the call the engine's `request` describes.
+pub(crate) fn request(
+    request: &sentiric_engine::dialplan::RouteRequest<'_>,
+    call_id: &str,
+    trace_id: &str,
+    to_uri: &str,
+) -> v1::RouteRequest {
+    v1::RouteRequest {
+        call_id: call_id.into(),
+        trace_id: trace_id.into(),
+        from_uri: request.from_uri.into(),
+        to_uri: to_uri.into(),
+        request_uri: request.request_uri.into(),
+        user: request.user.unwrap_or_default().into(),
+        from_user: request.from_user.unwrap_or_default().into(),
+        headers: Default::default(),
+        source: request.source.to_string(),
+        transport: request.transport.to_string(),
+        time_unix_us: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+    }
+}
+
+/// The engine's action for a checked decision; what the switch cannot do
+/// yet is the plugin's error.
+fn action(d: &v1::RouteDecision) -> Result<Action, String> {
+    use v1::answer::App;
+    use v1::route_decision::Action as A;
+    let bridge = |b: &v1::Bridge| Bridge {
+        targets: b.targets.clone(),
+        fork: Fork::Serial,
+        ring_timeout: match b.ring_timeout_ms {
+            0 => Duration::from_secs(30),
+            ms => Duration::from_millis(u64::from(ms)),
+        },
+    };
+    if !d.add_headers.is_empty() {
+        return Err("add_headers: not supported by this switch yet".into());
+    }
+    match d.action.as_ref() {
+        Some(A::Bridge(b)) => Ok(Action::Bridge(bridge(b))),
+        Some(A::Reject(r)) => Ok(Action::Reject {
+            code: u16::try_from(r.code).map_err(|_| format!("reject code {}", r.code))?,
+            reason: r.reason.clone(),
+        }),
+        Some(A::Answer(v1::Answer { app: Some(app) })) => match app {
+            App::Echo(_) => Ok(Action::Echo),
+            App::Play(p) => Ok(Action::Play {
+                prompt: p.prompt.clone(),
+                then: match &p.then_bridge {
+                    Some(b) => AfterPlay::Continue(Box::new(Action::Bridge(bridge(b)))),
+                    None => AfterPlay::Hangup,
+                },
+            }),
+            App::Conference(c) => Ok(Action::Conference {
+                room: c.room.clone(),
+            }),
+            App::Agent(_) => Err("agent: not supported by this switch yet".into()),
+        },
+        Some(A::Redirect(_)) => Err("redirect: not supported by this switch yet".into()),
+        Some(A::Answer(_)) | None => Err("no action".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_become_the_engines_actions() {
+        let d = sentiric_plugin_sdk::bridge(["sip:a@127.0.0.1"]);
+        assert_eq!(
+            action(&d),
+            Ok(Action::Bridge(Bridge {
+                targets: vec!["sip:a@127.0.0.1".into()],
+                fork: Fork::Serial,
+                ring_timeout: Duration::from_secs(30),
+            }))
+        );
+        assert_eq!(
+            action(&sentiric_plugin_sdk::reject(486, "Busy")),
+            Ok(Action::Reject {
+                code: 486,
+                reason: "Busy".into()
+            })
+        );
+        let mut headers = sentiric_plugin_sdk::bridge(["sip:a@127.0.0.1"]);
+        headers.add_headers.insert("X-A".into(), "1".into());
+        assert!(action(&headers).is_err());
+    }
+
+    #[test]
+    fn the_section_is_checked() {
+        let ok = PluginsConfig::default();
+        assert_eq!(ok.check(), Ok(()));
+        for bad in [
+            PluginsConfig {
+                on_failure: "maybe".into(),
+                ..PluginsConfig::default()
+            },
+            PluginsConfig {
+                deadline_ms: 0,
+                ..PluginsConfig::default()
+            },
+            PluginsConfig {
+                dialplan: Some("x".into()),
+                ..PluginsConfig::default()
+            },
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
+    }
+}

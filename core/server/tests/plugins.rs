@@ -1,0 +1,226 @@
+//! In-process plugins in a running switch: calls placed with `sentiric
+//! call` routed by the example prefix dialplan (loaded from a plugin
+//! directory as a cdylib) to a second switch's echo test; a plugin that
+//! panics (the call gets 500, the switch goes on), fails or answers out of
+//! range (the `[dialplan]` rules decide, or 503); and a library of another
+//! ABI version refused with a log line while the switch starts.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::Switch;
+use serde_json::Value;
+
+/// A plugin library cargo built for these tests (`lib<name>.so`).
+fn built(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    let file = format!("lib{name}.so");
+    [deps.join(&file), deps.parent().unwrap().join(&file)]
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{file} not built next to {}", exe.display()))
+}
+
+/// A plugin directory: both test plugins, a library of ABI version 999
+/// (compiled here) and a file that is not a library.
+fn plugin_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sentiric-plugins-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["sentiric_plugin_prefix_dialplan", "sentiric_plugin_faulty"] {
+        std::fs::copy(built(name), dir.join(format!("lib{name}.so"))).unwrap();
+    }
+    let c = dir.join("old.c");
+    std::fs::write(
+        &c,
+        "unsigned int sentiric_plugin_abi_version(void) { return 999; }\n",
+    )
+    .unwrap();
+    let out = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(dir.join("libold_plugin.so"))
+        .arg(&c)
+        .output()
+        .expect("a C compiler (cc)");
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(dir.join("README"), "not a library").unwrap();
+    dir
+}
+
+fn rtp(min_port: u16) -> String {
+    format!(
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[rtp]\nip = \"127.0.0.1\"\nmin_port = {min_port}\nmax_port = {}\n",
+        min_port + 199
+    )
+}
+
+/// A switch routing through the plugin `dialplan` of `dir`, with
+/// `config` for it, `on_failure`, and rules (`[dialplan]`, fallback).
+fn with_plugin(
+    dir: &Path,
+    min_port: u16,
+    dialplan: &str,
+    config: &str,
+    on_failure: &str,
+    rules: &str,
+) -> Switch {
+    Switch::start(
+        Some(&format!(
+            "{}{rules}[plugins]\ndir = \"{}\"\ndialplan = \"{dialplan}\"\non_failure = \"{on_failure}\"\n\
+             [plugins.config]\n{dialplan} = '''\n{config}'''\n",
+            rtp(min_port),
+            dir.display()
+        )),
+        &[],
+    )
+}
+
+/// `sentiric call sip:USER@switch`: its final status.
+fn call(sw: &Switch, user: &str) -> u64 {
+    let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+        .args([
+            "call",
+            &format!("sip:{user}@{}", sw.addr),
+            "--duration",
+            "0.5",
+        ])
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(summary.trim())
+        .unwrap_or_else(|_| panic!("{summary} {}", String::from_utf8_lossy(&out.stderr)));
+    v["status"].as_u64().unwrap_or(0)
+}
+
+/// The CallRouted events of the switch's calls, in order.
+fn routed(sw: &Switch, calls: usize) -> Vec<Value> {
+    let end = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let r: Vec<Value> = sw
+            .events()
+            .into_iter()
+            .filter_map(|e| e["body"].get("CallRouted").cloned())
+            .collect();
+        if r.len() >= calls || std::time::Instant::now() > end {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_prefix_plugin_routes_calls_through_the_switch() {
+    let dir = plugin_dir("prefix");
+    // The callee: another switch's echo test (the demo dialplan's 600).
+    let callee = Switch::start(Some(&rtp(30_800)), &[]);
+    let config = format!(
+        "[[route]]\nprefix = \"+4930\"\ntargets = [\"sip:600@{}\"]\n[default]\ncode = 404\n",
+        callee.addr
+    );
+    let sw = with_plugin(
+        &dir,
+        31_000,
+        "sentiric-plugin-prefix-dialplan",
+        &config,
+        "fallback",
+        "",
+    );
+    // The other libraries: one refused for its ABI, the fixture loaded
+    // (not the dialplan), the README not tried.
+    assert!(
+        sw.wait_line("plugin ABI version 999", Duration::from_secs(5))
+            .is_some(),
+        "{:#?}",
+        sw.log()
+    );
+    assert_eq!(sw.lines("plugin sentiric-plugin-faulty").len(), 1);
+    assert!(sw.lines("README").is_empty());
+
+    assert_eq!(call(&sw, "+4930123"), 200, "bridged to the echo test");
+    assert_eq!(call(&sw, "0800"), 404, "the plugin's default");
+    let r = routed(&sw, 2);
+    assert_eq!(r[0]["action"], "bridge", "{r:#?}");
+    assert_eq!(r[0]["rule"], "prefix +4930");
+    assert_eq!(r[0]["targets"][0], format!("sip:600@{}", callee.addr));
+    assert_eq!(
+        (r[1]["action"].as_str(), r[1]["rule"].as_str()),
+        (Some("reject"), Some("default"))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_plugin_that_panics_fails_its_call_and_one_that_errs_falls_back() {
+    let dir = plugin_dir("faulty");
+    let callee = Switch::start(Some(&rtp(31_200)), &[]);
+    // Fallback rules: everything is busy (a code the plugin never gives).
+    let sw = with_plugin(
+        &dir,
+        31_400,
+        "sentiric-plugin-faulty",
+        &format!("sip:600@{}\n", callee.addr),
+        "fallback",
+        "[dialplan.default]\naction = \"reject\"\ncode = 486\n",
+    );
+    assert_eq!(call(&sw, "panic"), 500);
+    assert_eq!(
+        call(&sw, "someone"),
+        200,
+        "the switch goes on after a panic"
+    );
+    for user in ["error", "bad-code", "no-targets", "header-injection"] {
+        assert_eq!(call(&sw, user), 486, "{user}: the rules decide");
+    }
+    assert!(!sw.lines("panicked: asked to panic").is_empty());
+    assert!(!sw.lines("reject code 700 is not 400-699").is_empty());
+    let metrics = common::http_get(sw.http(), "/metrics", None).1;
+    for (result, n) in [("ok", 1), ("panic", 1), ("error", 4)] {
+        let line = format!(
+            "sentiric_plugin_calls_total{{plugin=\"sentiric-plugin-faulty\",result=\"{result}\"}} {n}"
+        );
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
+
+    // Fail closed: 503.
+    let closed = with_plugin(
+        &dir,
+        31_600,
+        "sentiric-plugin-faulty",
+        &format!("sip:600@{}\n", callee.addr),
+        "reject",
+        "",
+    );
+    assert_eq!(call(&closed, "error"), 503);
+    assert_eq!(call(&closed, "panic"), 500);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_dialplan_plugin_that_is_not_there_stops_the_start() {
+    let dir = std::env::temp_dir().join(format!("sentiric-plugins-none-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("s.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}[plugins]\ndir = \"{}\"\ndialplan = \"nope\"\n",
+            rtp(31_800),
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .env("SENTIRIC_HTTP_LISTEN", "127.0.0.1:0")
+        .env("SENTIRIC_EVENTS_OUTBOX", dir.join("events"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"nope\" is not a dialplan plugin"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
