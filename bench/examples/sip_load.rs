@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo build --release --bin sentiric -p sentiric-server
-//! cargo run --release -p sentiric-bench --example sip_load -- <sentiric|kamailio> <cps> <calls> <hold_ms> [warm]
+//! cargo run --release -p sentiric-bench --example sip_load -- <sentiric|sentiric-plugin|kamailio> <cps> <calls> <hold_ms> [warm]
 //! ```
 //!
 //! With `warm`, the same calls run once before the measured ones, and the
@@ -31,6 +31,9 @@
 //!   these calls last a second and carry no RTP, so at thousands of calls
 //!   per second the quarantine, not the calls, would hold most of the
 //!   range.
+//! * **sentiric-plugin** is the same, routed by the example prefix
+//!   dialplan loaded in process as a cdylib (`cargo build --release -p
+//!   sentiric-plugin-prefix-dialplan` first) instead of the built-in rule.
 //! * **kamailio** (Debian `kamailio` 5.6) runs `bench/kamailio/proxy.cfg`:
 //!   a stateful proxy (tm, record-route) with two worker processes, no
 //!   media.
@@ -79,15 +82,36 @@ fn scratch() -> PathBuf {
 /// Starts the element; returns it and the address it listens on.
 fn start(target: &str, dir: &Path, cps: u32) -> (Running, String) {
     match target {
-        "sentiric" => {
+        "sentiric" | "sentiric-plugin" => {
             let max_port = 10_000 + (cps * 40).clamp(4_000, 22_767);
-            let (child, addr) = common::start_sentiric(
-                dir,
-                &format!(
-                    "[rtp]\nip = \"127.0.0.1\"\nmin_port = 10000\nmax_port = {max_port}\nquarantine_ms = 500\n\
-                     [[dialplan.rule]]\nuser = \"uas\"\naction = \"bridge\"\ntargets = [\"sip:uas@{UAS}\"]\n"
-                ),
+            let rtp = format!(
+                "[rtp]\nip = \"127.0.0.1\"\nmin_port = 10000\nmax_port = {max_port}\nquarantine_ms = 500\n"
             );
+            let routing = if target == "sentiric" {
+                format!(
+                    "[[dialplan.rule]]\nuser = \"uas\"\naction = \"bridge\"\ntargets = [\"sip:uas@{UAS}\"]\n"
+                )
+            } else {
+                // The same route from the example prefix dialplan, in
+                // process (the release cdylib, copied into a plugin
+                // directory of the run's own).
+                let plugins = dir.join("plugins");
+                std::fs::create_dir_all(&plugins).unwrap();
+                let lib = "libsentiric_plugin_prefix_dialplan.so";
+                std::fs::copy(Path::new("target/release").join(lib), plugins.join(lib))
+                    .expect("cargo build --release -p sentiric-plugin-prefix-dialplan");
+                // Its fallback rule as a carrier would have one (and no
+                // demo dialplan, whose conference room changes how calls
+                // are placed on workers).
+                format!(
+                    "[dialplan.default]\naction = \"reject\"\ncode = 503\n\
+                     [plugins]\ndir = \"{}\"\ndialplan = \"sentiric-plugin-prefix-dialplan\"\n\
+                     [plugins.config]\nsentiric-plugin-prefix-dialplan = '''\n\
+                     [[route]]\nprefix = \"uas\"\ntargets = [\"sip:uas@{UAS}\"]\n'''\n",
+                    plugins.display()
+                )
+            };
+            let (child, addr) = common::start_sentiric(dir, &format!("{rtp}{routing}"));
             (child, addr.to_string())
         }
         "kamailio" => {
@@ -121,7 +145,7 @@ fn start(target: &str, dir: &Path, cps: u32) -> (Running, String) {
             (Running(child), addr)
         }
         other => {
-            eprintln!("unknown target {other}: sentiric or kamailio");
+            eprintln!("unknown target {other}: sentiric, sentiric-plugin or kamailio");
             std::process::exit(2);
         }
     }

@@ -1,0 +1,133 @@
+//! What routing a call costs: the built-in `[dialplan]` rules against the
+//! same routes in the example prefix dialplan loaded as a cdylib plugin,
+//! in the same run, per call as the switch's worker makes it.
+//!
+//! ```text
+//! cargo build --release -p sentiric-plugin-prefix-dialplan
+//! cargo run --release -p sentiric-bench --example route_cost -- [calls] [rounds]
+//! ```
+//!
+//! Each call is timed on its own (`Instant` around it; its own cost,
+//! ~20 ns, is in both figures). The plugin's figure is the whole path the
+//! worker takes: the contract's request built from the call (strings
+//! copied), encoded, the plugin's decode, decision and encode, the
+//! host's decode and `check_decision`. Rounds alternate built-in and
+//! plugin; the figures are the medians of the rounds' p50 and p99.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use sentiric_engine::dialplan::{
+    Dialplan, DialplanConfig, RouteRequest, StaticDialplan, Transport,
+};
+use sentiric_plugin_sdk::host::Library;
+use sentiric_plugin_sdk::v1;
+
+const RULES: &str = r#"
+[[rule]]
+user_prefix = "+4930"
+action = "bridge"
+targets = ["sip:berlin@127.0.0.1:5070"]
+[[rule]]
+user_prefix = "+49"
+action = "bridge"
+targets = ["sip:de@127.0.0.1:5071"]
+[[rule]]
+user_prefix = "+1"
+action = "bridge"
+targets = ["sip:us@127.0.0.1:5072"]
+[default]
+action = "reject"
+code = 404
+"#;
+
+const PLUGIN: &str = r#"
+[[route]]
+prefix = "+4930"
+targets = ["sip:berlin@127.0.0.1:5070"]
+[[route]]
+prefix = "+49"
+targets = ["sip:de@127.0.0.1:5071"]
+[[route]]
+prefix = "+1"
+targets = ["sip:us@127.0.0.1:5072"]
+[default]
+code = 404
+"#;
+
+fn pct(v: &mut [u64], p: f64) -> u64 {
+    v.sort_unstable();
+    v[((v.len() - 1) as f64 * p) as usize]
+}
+
+fn median(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let calls: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(7);
+    let rules: DialplanConfig = toml::from_str(RULES).unwrap();
+    let builtin = StaticDialplan::from_config(&rules).unwrap();
+    let path = std::env::var("SENTIRIC_PLUGIN")
+        .unwrap_or_else(|_| "target/release/libsentiric_plugin_prefix_dialplan.so".into());
+    let lib = Library::open(std::path::Path::new(&path)).unwrap_or_else(|e| {
+        panic!("{e} (cargo build --release -p sentiric-plugin-prefix-dialplan)")
+    });
+    lib.init(PLUGIN).unwrap();
+
+    let source: SocketAddr = "127.0.0.62:5060".parse().unwrap();
+    let users = ["+49301234567", "+49891234567", "+15551234567", "0800123456"];
+    let uris: Vec<String> = users.iter().map(|u| format!("sip:{u}@127.0.0.1")).collect();
+    let request = |i: usize| RouteRequest {
+        request_uri: &uris[i % users.len()],
+        user: Some(users[i % users.len()]),
+        from_uri: "sip:+4930999@127.0.0.62",
+        from_user: Some("+4930999"),
+        source,
+        transport: Transport::Udp,
+    };
+    let (mut b50, mut b99, mut p50, mut p99) = (vec![], vec![], vec![], vec![]);
+    let mut times = vec![0u64; calls];
+    for _ in 0..rounds {
+        for (i, t) in times.iter_mut().enumerate() {
+            let r = request(i);
+            let t0 = Instant::now();
+            std::hint::black_box(builtin.route(std::hint::black_box(&r)));
+            *t = t0.elapsed().as_nanos() as u64;
+        }
+        b50.push(pct(&mut times, 0.5));
+        b99.push(pct(&mut times, 0.99));
+        for (i, t) in times.iter_mut().enumerate() {
+            let r = request(i);
+            let t0 = Instant::now();
+            // As the worker builds it (plugins::request).
+            let req = v1::RouteRequest {
+                call_id: "a84b4c76e66710@127.0.0.62".into(),
+                trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
+                from_uri: r.from_uri.into(),
+                to_uri: r.request_uri.into(),
+                request_uri: r.request_uri.into(),
+                user: r.user.unwrap_or_default().into(),
+                from_user: r.from_user.unwrap_or_default().into(),
+                headers: Default::default(),
+                source: r.source.to_string(),
+                transport: r.transport.to_string(),
+                time_unix_us: 1_764_547_200_000_000,
+            };
+            std::hint::black_box(lib.route(std::hint::black_box(&req)).unwrap());
+            *t = t0.elapsed().as_nanos() as u64;
+        }
+        p50.push(pct(&mut times, 0.5));
+        p99.push(pct(&mut times, 0.99));
+    }
+    let (b50, b99, p50, p99) = (median(b50), median(b99), median(p50), median(p99));
+    println!(
+        "calls={calls} rounds={rounds} builtin_ns_p50={b50} p99={b99} cdylib_ns_p50={p50} p99={p99} \
+         cdylib_over_builtin_ns_p50={} p99={}",
+        p50.saturating_sub(b50),
+        p99.saturating_sub(b99)
+    );
+}
