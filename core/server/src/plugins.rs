@@ -9,6 +9,8 @@
 //! on_failure = "fallback"    # its error: the [dialplan] rules decide;
 //!                            # "reject": 503
 //! deadline_ms = 50           # longer is counted and logged
+//! breaker_failures = 5       # failures in a row that open its circuit
+//! breaker_cooldown_ms = 5000 # open this long, then one call tries it
 //!
 //! [plugins.config]           # each plugin's configuration, by name
 //! sentiric-plugin-prefix-dialplan = '''
@@ -27,9 +29,14 @@
 //! 500. An in-process plugin runs on the worker's thread and cannot be
 //! preempted: one slower than its deadline is counted
 //! (`sentiric_plugin_timeouts_total`) and logged, and its decision used.
+//! Failures and panics in a row open the plugin's circuit ([`Breaker`]):
+//! for a cooldown calls take the `on_failure` path without it (counted
+//! as `skipped`, `sentiric_plugin_circuit_open` says so), then one call
+//! tries it again.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,6 +62,14 @@ pub(crate) struct PluginsConfig {
     /// A dialplan call longer than this is counted and logged.
     #[serde(default = "default_deadline_ms")]
     pub(crate) deadline_ms: u64,
+    /// This many failures in a row open the plugin's circuit: calls take
+    /// the `on_failure` path without asking it.
+    #[serde(default = "default_breaker_failures")]
+    pub(crate) breaker_failures: u32,
+    /// How long an open circuit stays open before one call tries the
+    /// plugin again.
+    #[serde(default = "default_breaker_cooldown_ms")]
+    pub(crate) breaker_cooldown_ms: u64,
     /// Each plugin's configuration text, by its name.
     #[serde(default)]
     pub(crate) config: BTreeMap<String, String>,
@@ -67,6 +82,8 @@ impl Default for PluginsConfig {
             dialplan: None,
             on_failure: default_on_failure(),
             deadline_ms: default_deadline_ms(),
+            breaker_failures: default_breaker_failures(),
+            breaker_cooldown_ms: default_breaker_cooldown_ms(),
             config: BTreeMap::new(),
         }
     }
@@ -78,6 +95,14 @@ fn default_on_failure() -> String {
 
 fn default_deadline_ms() -> u64 {
     50
+}
+
+fn default_breaker_failures() -> u32 {
+    5
+}
+
+fn default_breaker_cooldown_ms() -> u64 {
+    5000
 }
 
 impl PluginsConfig {
@@ -94,6 +119,12 @@ impl PluginsConfig {
                 "plugins.deadline_ms: {}: 1 to 10000",
                 self.deadline_ms
             ));
+        }
+        if self.breaker_failures == 0 || !(1..=3_600_000).contains(&self.breaker_cooldown_ms) {
+            return Err(
+                "plugins.breaker_failures: at least 1; plugins.breaker_cooldown_ms: 1 to 3600000"
+                    .into(),
+            );
         }
         if self.dialplan.is_some() && self.dir.is_none() {
             return Err("plugins.dialplan: needs plugins.dir".into());
@@ -166,13 +197,102 @@ fn load_one(cfg: &PluginsConfig, path: &Path) -> Option<Loaded> {
     }
 }
 
+/// A plugin's circuit breaker, shared by the workers: `failures` in a
+/// row open it; open, calls do not reach the plugin for `cooldown`; then
+/// one call tries it (half open): its success closes the circuit, its
+/// failure opens it again. Times are milliseconds on the caller's clock.
+#[derive(Debug)]
+pub(crate) struct Breaker {
+    failures: u32,
+    cooldown_ms: u64,
+    in_a_row: AtomicU32,
+    /// When it may be tried again; 0: closed.
+    open_until_ms: AtomicU64,
+    /// The half-open call is out.
+    probing: AtomicBool,
+}
+
+/// What the breaker says of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gate {
+    /// Ask the plugin.
+    Call,
+    /// Ask it: the one call after a cooldown.
+    Probe,
+    /// Do not: the circuit is open.
+    Skip,
+}
+
+impl Breaker {
+    pub(crate) fn new(failures: u32, cooldown_ms: u64) -> Breaker {
+        Breaker {
+            failures: failures.max(1),
+            cooldown_ms,
+            in_a_row: AtomicU32::new(0),
+            open_until_ms: AtomicU64::new(0),
+            probing: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether a call at `now_ms` goes to the plugin.
+    pub(crate) fn gate(&self, now_ms: u64) -> Gate {
+        let until = self.open_until_ms.load(Ordering::Acquire);
+        if until == 0 {
+            Gate::Call
+        } else if now_ms < until {
+            Gate::Skip
+        } else if self
+            .probing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            Gate::Probe
+        } else {
+            Gate::Skip
+        }
+    }
+
+    /// How the call `gate` let through went; `true` when this opened the
+    /// circuit.
+    pub(crate) fn record(&self, gate: Gate, ok: bool, now_ms: u64) -> bool {
+        if ok {
+            self.in_a_row.store(0, Ordering::Release);
+            if gate == Gate::Probe || self.open_until_ms.load(Ordering::Acquire) != 0 {
+                self.open_until_ms.store(0, Ordering::Release);
+                self.probing.store(false, Ordering::Release);
+            }
+            return false;
+        }
+        let n = self.in_a_row.fetch_add(1, Ordering::AcqRel) + 1;
+        if gate == Gate::Probe || n >= self.failures {
+            let was = self.open_until_ms.swap(
+                now_ms.saturating_add(self.cooldown_ms).max(1),
+                Ordering::AcqRel,
+            );
+            self.probing.store(false, Ordering::Release);
+            return was == 0 || gate == Gate::Probe;
+        }
+        false
+    }
+
+    /// The circuit is open (or half open).
+    pub(crate) fn is_open(&self) -> bool {
+        self.open_until_ms.load(Ordering::Acquire) != 0
+    }
+}
+
 /// Calls routed through a dialplan plugin.
 pub(crate) struct PluginDialplan {
     name: String,
     lib: Arc<Library>,
     reject_on_failure: bool,
     deadline: Duration,
+    breaker: Breaker,
+    /// The breaker's clock.
+    epoch: Instant,
     ok: metrics::Counter,
+    skipped: metrics::Counter,
+    circuit_open: metrics::Gauge,
     errors: metrics::Counter,
     panics: metrics::Counter,
     timeouts: metrics::Counter,
@@ -203,7 +323,11 @@ impl PluginDialplan {
             lib: Arc::clone(&l.lib),
             reject_on_failure: cfg.on_failure == "reject",
             deadline: Duration::from_millis(cfg.deadline_ms),
+            breaker: Breaker::new(cfg.breaker_failures, cfg.breaker_cooldown_ms),
+            epoch: Instant::now(),
             ok: label("ok"),
+            skipped: label("skipped"),
+            circuit_open: metrics::gauge!("sentiric_plugin_circuit_open", "plugin" => name.clone()),
             errors: label("error"),
             panics: label("panic"),
             timeouts: metrics::counter!("sentiric_plugin_timeouts_total", "plugin" => name.clone()),
@@ -220,8 +344,30 @@ impl PluginDialplan {
         fallback: impl FnOnce() -> Action,
     ) -> (Action, String) {
         let t0 = Instant::now();
+        let now_ms =
+            u64::try_from(t0.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX);
+        let gate = self.breaker.gate(now_ms);
+        if gate == Gate::Skip {
+            self.skipped.increment(1);
+            return self.failed(request, "circuit open".into(), fallback);
+        }
         let result = self.lib.route(request);
         let took = t0.elapsed();
+        let ok = matches!(&result, Ok(d) if action(d).is_ok());
+        if self.breaker.record(gate, ok, now_ms) {
+            tracing::error!(
+                plugin = %self.name,
+                "dialplan plugin {}: circuit open after {} failures in a row; \
+                 calls take the on_failure path for {} ms, then one tries it again",
+                self.name,
+                self.breaker.failures,
+                self.breaker.cooldown_ms
+            );
+        } else if ok && gate == Gate::Probe {
+            tracing::info!(plugin = %self.name, "dialplan plugin {}: circuit closed", self.name);
+        }
+        self.circuit_open
+            .set(if self.breaker.is_open() { 1.0 } else { 0.0 });
         self.latency.record(took.as_secs_f64());
         if took > self.deadline {
             self.timeouts.increment(1);
@@ -263,6 +409,16 @@ impl PluginDialplan {
             Err((_, why)) => why,
         };
         self.errors.increment(1);
+        self.failed(request, why, fallback)
+    }
+
+    /// The `on_failure` path, logged with why.
+    fn failed(
+        &self,
+        request: &v1::RouteRequest,
+        why: String,
+        fallback: impl FnOnce() -> Action,
+    ) -> (Action, String) {
         let (path, action, rule) = if self.reject_on_failure {
             (
                 "503",
@@ -383,6 +539,34 @@ mod tests {
     }
 
     #[test]
+    fn the_breaker_opens_after_failures_in_a_row_and_a_probe_closes_it() {
+        let b = Breaker::new(3, 1000);
+        assert_eq!(b.gate(0), Gate::Call);
+        // Two failures, a success: the count starts again.
+        for _ in 0..2 {
+            assert!(!b.record(Gate::Call, false, 0));
+        }
+        assert!(!b.record(Gate::Call, true, 0));
+        for _ in 0..2 {
+            assert!(!b.record(Gate::Call, false, 10));
+        }
+        assert!(b.record(Gate::Call, false, 10), "the third opens it");
+        assert!(b.is_open());
+        assert_eq!(b.gate(500), Gate::Skip);
+        // After the cooldown one call probes, the others still skip.
+        assert_eq!(b.gate(1010), Gate::Probe);
+        assert_eq!(b.gate(1011), Gate::Skip);
+        // The probe fails: open again for a cooldown.
+        assert!(b.record(Gate::Probe, false, 1020));
+        assert_eq!(b.gate(1500), Gate::Skip);
+        assert_eq!(b.gate(2020), Gate::Probe);
+        // It succeeds: closed.
+        assert!(!b.record(Gate::Probe, true, 2021));
+        assert!(!b.is_open());
+        assert_eq!(b.gate(2022), Gate::Call);
+    }
+
+    #[test]
     fn the_section_is_checked() {
         let ok = PluginsConfig::default();
         assert_eq!(ok.check(), Ok(()));
@@ -397,6 +581,10 @@ mod tests {
             },
             PluginsConfig {
                 dialplan: Some("x".into()),
+                ..PluginsConfig::default()
+            },
+            PluginsConfig {
+                breaker_failures: 0,
                 ..PluginsConfig::default()
             },
         ] {

@@ -2,7 +2,8 @@
 //! call` routed by the example prefix dialplan (loaded from a plugin
 //! directory as a cdylib) to a second switch's echo test; a plugin that
 //! panics (the call gets 500, the switch goes on), fails or answers out of
-//! range (the `[dialplan]` rules decide, or 503); and a library of another
+//! range (the `[dialplan]` rules decide, or 503), failing in a row (its
+//! circuit opens, then closes after a cooldown); and a library of another
 //! ABI version refused with a log line while the switch starts.
 
 mod common;
@@ -59,7 +60,8 @@ fn rtp(min_port: u16) -> String {
 }
 
 /// A switch routing through the plugin `dialplan` of `dir`, with
-/// `config` for it, `on_failure`, and rules (`[dialplan]`, fallback).
+/// `config` for it, `on_failure` (and more `[plugins]` keys after it),
+/// and rules (`[dialplan]`, fallback).
 fn with_plugin(
     dir: &Path,
     min_port: u16,
@@ -70,7 +72,7 @@ fn with_plugin(
 ) -> Switch {
     Switch::start(
         Some(&format!(
-            "{}{rules}[plugins]\ndir = \"{}\"\ndialplan = \"{dialplan}\"\non_failure = \"{on_failure}\"\n\
+            "{}{rules}[plugins]\ndir = \"{}\"\ndialplan = \"{dialplan}\"\non_failure = {on_failure}\n\
              [plugins.config]\n{dialplan} = '''\n{config}'''\n",
             rtp(min_port),
             dir.display()
@@ -126,7 +128,7 @@ fn the_prefix_plugin_routes_calls_through_the_switch() {
         31_000,
         "sentiric-plugin-prefix-dialplan",
         &config,
-        "fallback",
+        "\"fallback\"",
         "",
     );
     // The other libraries: one refused for its ABI, the fixture loaded
@@ -163,7 +165,7 @@ fn a_plugin_that_panics_fails_its_call_and_one_that_errs_falls_back() {
         31_400,
         "sentiric-plugin-faulty",
         &format!("sip:600@{}\n", callee.addr),
-        "fallback",
+        "\"fallback\"",
         "[dialplan.default]\naction = \"reject\"\ncode = 486\n",
     );
     assert_eq!(call(&sw, "panic"), 500);
@@ -191,11 +193,43 @@ fn a_plugin_that_panics_fails_its_call_and_one_that_errs_falls_back() {
         31_600,
         "sentiric-plugin-faulty",
         &format!("sip:600@{}\n", callee.addr),
-        "reject",
+        "\"reject\"",
         "",
     );
     assert_eq!(call(&closed, "error"), 503);
     assert_eq!(call(&closed, "panic"), 500);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn failures_in_a_row_open_the_circuit_and_a_call_after_the_cooldown_closes_it() {
+    let dir = plugin_dir("breaker");
+    let callee = Switch::start(Some(&rtp(32_000)), &[]);
+    let sw = with_plugin(
+        &dir,
+        32_200,
+        "sentiric-plugin-faulty",
+        &format!("sip:600@{}\n", callee.addr),
+        "\"fallback\"\nbreaker_failures = 3\nbreaker_cooldown_ms = 1500",
+        "[dialplan.default]\naction = \"reject\"\ncode = 486\n",
+    );
+    assert_eq!(call(&sw, "someone"), 200);
+    for _ in 0..3 {
+        assert_eq!(call(&sw, "error"), 486);
+    }
+    assert!(!sw.lines("circuit open after 3 failures").is_empty());
+    // Open: a call the plugin would bridge takes the fallback.
+    assert_eq!(call(&sw, "someone"), 486, "the circuit is open");
+    let metrics = common::http_get(sw.http(), "/metrics", None).1;
+    assert!(
+        metrics.contains("sentiric_plugin_circuit_open{plugin=\"sentiric-plugin-faulty\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("result=\"skipped\"} 1"), "{metrics}");
+    std::thread::sleep(Duration::from_millis(1600));
+    assert_eq!(call(&sw, "someone"), 200, "the probe closes it");
+    assert!(!sw.lines("circuit closed").is_empty());
+    assert_eq!(call(&sw, "someone"), 200);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
