@@ -11,5 +11,13 @@ fn main() -> std::io::Result<()> {
     // An agent's stream is mostly audio frames: its rare first message
     // (the whole call) boxed, so every frame is not its size.
     config.boxed(".sentiric.plugin.v1.CallInput.input.start");
-    config.compile_protos(&[file], &[proto_root])
+    if std::env::var_os("CARGO_FEATURE_SIDECAR").is_some() {
+        // The services too, as tonic servers and clients.
+        tonic_prost_build::configure()
+            .build_server(true)
+            .build_client(true)
+            .compile_with_config(config, &[file], &[proto_root])
+    } else {
+        config.compile_protos(&[file], &[proto_root])
+    }
 }

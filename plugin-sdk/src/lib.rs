@@ -14,7 +14,9 @@
 //!   boundary and comes back as an error: that call fails, the switch
 //!   goes on. Build the plugin with `panic = "unwind"` (the default);
 //!   with `panic = "abort"` a panic ends the switch.
-//! * **As a sidecar**: the same trait served over gRPC with mTLS (to come).
+//! * **As a sidecar** (feature `sidecar`): the same trait served over
+//!   gRPC with mTLS ([`sidecar::serve`]), and the client the switch
+//!   reaches it with; [`certs`] makes a development CA and certificates.
 //!
 //! ```ignore
 //! use sentiric_plugin_sdk::{export_plugin, v1, Dialplan, Plugin, PluginError};
@@ -50,9 +52,13 @@ pub mod v1 {
 
 #[allow(unsafe_code)]
 pub mod abi;
+#[cfg(feature = "sidecar")]
+pub mod certs;
 #[cfg(feature = "host")]
 #[allow(unsafe_code)]
 pub mod host;
+#[cfg(feature = "sidecar")]
+pub mod sidecar;
 
 use v1::route_decision::Action;
 

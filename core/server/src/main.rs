@@ -44,6 +44,7 @@ const USAGE: &str = "usage: sentiric run [--config FILE] [--listen ADDR]
        sentiric events tail [--config FILE] [--dir DIR] [-n N]
        sentiric cdr [--config FILE]
        sentiric cdr list [--config FILE] [--since SECONDS] [-n N]
+       sentiric certs init DIR
        sentiric --version";
 
 fn load(path: Option<&str>) -> Result<config::Checked, String> {
@@ -145,6 +146,22 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Some("certs") if args.get(1).map(String::as_str) == Some("init") && args.len() == 3 => {
+            // A development CA, a sidecar (server) and a switch (client)
+            // certificate for mTLS with plugin sidecars.
+            match sentiric_plugin_sdk::certs::init(std::path::Path::new(&args[2])) {
+                Ok(files) => {
+                    for f in files {
+                        println!("{}", f.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sentiric certs init: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some("--version") => {
             println!("sentiric {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

@@ -258,3 +258,38 @@ fn a_dialplan_plugin_that_is_not_there_stops_the_start() {
     assert!(err.contains("\"nope\" is not a dialplan plugin"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn certs_init_makes_a_ca_and_both_sides_certificates_once() {
+    let dir = std::env::temp_dir().join(format!("sentiric-certs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_sentiric"))
+            .args(["certs", "init", dir.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(out.status.success(), "{out:?}");
+    for f in [
+        "ca.pem",
+        "ca-key.pem",
+        "sidecar.pem",
+        "sidecar-key.pem",
+        "switch.pem",
+        "switch-key.pem",
+    ] {
+        let text = std::fs::read_to_string(dir.join(f)).unwrap();
+        assert!(text.starts_with("-----BEGIN "), "{f}");
+        if f.ends_with("-key.pem") {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join(f)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{f}: {mode:o}");
+        }
+    }
+    // Never over a CA already there.
+    let again = run();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already there"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

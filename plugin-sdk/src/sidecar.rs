@@ -1,0 +1,292 @@
+//! A plugin as a gRPC sidecar over mTLS, and the client the switch
+//! reaches one with.
+//!
+//! [`serve`] runs a [`Plugin`]'s services (the dialplan, so far) on a
+//! TCP address. The sidecar accepts TLS itself: TLS 1.3 only, a client
+//! certificate required and verified against the configured CA, so a
+//! client without one, with one from another CA, or with an expired one
+//! is refused at the handshake, and every refusal is logged (`tracing`,
+//! with the peer's address). What passes is served by tonic over HTTP/2.
+//! A panic in the plugin fails that request (`INTERNAL`), not the
+//! sidecar.
+//!
+//! [`DialplanClient`] is the other side: TLS with the switch's client
+//! certificate, a deadline per call, and the decision checked with
+//! [`check_decision`](crate::check_decision) as an in-process plugin's.
+//!
+//! rustls runs on ring, the one crypto provider of the whole tree.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+use crate::{check_decision, v1, InvalidDecision, Plugin};
+
+/// PEM text of the CA the other side's certificate must chain to, and of
+/// this side's own certificate and key.
+#[derive(Clone)]
+pub struct Tls {
+    /// The CA, PEM.
+    pub ca: String,
+    /// This side's certificate, PEM.
+    pub cert: String,
+    /// Its private key, PEM.
+    pub key: String,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("Tls").finish_non_exhaustive()
+    }
+}
+
+impl Tls {
+    /// Reads the three PEM files.
+    pub fn from_files(
+        ca: &std::path::Path,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> std::io::Result<Tls> {
+        let read = |p: &std::path::Path| {
+            std::fs::read_to_string(p)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+        };
+        Ok(Tls {
+            ca: read(ca)?,
+            cert: read(cert)?,
+            key: read(key)?,
+        })
+    }
+}
+
+/// Why a sidecar could not start or a call to one failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SidecarError {
+    /// The certificates or keys given do not load.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    /// Binding, accepting or connecting failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The gRPC transport failed (connection refused or lost, handshake
+    /// refused).
+    #[error("transport: {0}")]
+    Transport(String),
+    /// No answer within the deadline.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The sidecar answered with an error status.
+    #[error("sidecar: {0}: {1}")]
+    Status(tonic::Code, String),
+    /// Its decision cannot be carried out.
+    #[error("decision refused: {0}")]
+    Invalid(InvalidDecision),
+}
+
+fn server_config(tls: &Tls) -> Result<rustls::ServerConfig, SidecarError> {
+    let bad = |what: &str, e: String| SidecarError::Tls(format!("{what}: {e}"));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(tls.ca.as_bytes()) {
+        roots
+            .add(c.map_err(|e| bad("CA", e.to_string()))?)
+            .map_err(|e| bad("CA", e.to_string()))?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| bad("client verifier", e.to_string()))?;
+    let certs = CertificateDer::pem_slice_iter(tls.cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("certificate", e.to_string()))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(tls.key.as_bytes()).map_err(|e| bad("key", e.to_string()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| bad("TLS 1.3", e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| bad("certificate and key", e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+/// The dialplan service over the plugin.
+struct DialplanService<P> {
+    plugin: Arc<P>,
+}
+
+#[tonic::async_trait]
+impl<P: Plugin> v1::dialplan_server::Dialplan for DialplanService<P> {
+    async fn route(
+        &self,
+        request: tonic::Request<v1::RouteRequest>,
+    ) -> Result<tonic::Response<v1::RouteDecision>, tonic::Status> {
+        if self.plugin.dialplan().is_none() {
+            return Err(tonic::Status::unimplemented("not a dialplan"));
+        }
+        // The plugin's code is synchronous and may block: on the blocking
+        // pool, not on the threads that serve connections.
+        let plugin = Arc::clone(&self.plugin);
+        let request = request.into_inner();
+        let decided = tokio::task::spawn_blocking(move || {
+            catch_unwind(AssertUnwindSafe(|| {
+                plugin.dialplan().map(|d| d.route(&request))
+            }))
+        })
+        .await;
+        match decided {
+            Ok(Ok(Some(Ok(d)))) => Ok(tonic::Response::new(d)),
+            Ok(Ok(Some(Err(e)))) => Err(tonic::Status::internal(e.0)),
+            Ok(Ok(None)) => Err(tonic::Status::unimplemented("not a dialplan")),
+            Ok(Err(_)) | Err(_) => Err(tonic::Status::internal("the plugin panicked")),
+        }
+    }
+}
+
+/// Accepted TLS connections, as tonic's incoming stream.
+struct Incoming(
+    tokio::sync::mpsc::Receiver<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
+);
+
+impl futures_core::Stream for Incoming {
+    type Item = Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|s| s.map(Ok))
+    }
+}
+
+/// Serves `plugin`'s services on `listener` with mTLS until `shutdown`
+/// completes.
+pub async fn serve<P: Plugin>(
+    plugin: P,
+    listener: tokio::net::TcpListener,
+    tls: &Tls,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), SidecarError> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config(tls)?));
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let accepting = tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("sidecar: accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(stream).await;
+                    }
+                    Ok(Err(e)) => tracing::warn!(
+                        %peer,
+                        "sidecar: TLS handshake with {peer} refused: {e}"
+                    ),
+                    Err(_) => tracing::warn!(%peer, "sidecar: TLS handshake with {peer} timed out"),
+                }
+            });
+        }
+    });
+    let service = v1::dialplan_server::DialplanServer::new(DialplanService {
+        plugin: Arc::new(plugin),
+    });
+    let served = tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(Incoming(rx), shutdown)
+        .await;
+    accepting.abort();
+    served.map_err(|e| SidecarError::Transport(e.to_string()))
+}
+
+/// The switch's side of a dialplan sidecar.
+#[derive(Debug, Clone)]
+pub struct DialplanClient {
+    inner: v1::dialplan_client::DialplanClient<tonic::transport::Channel>,
+}
+
+impl DialplanClient {
+    /// Connects to `addr` (the sidecar's certificate must name
+    /// `server_name`) with the switch's certificate from `tls`.
+    pub async fn connect(
+        addr: SocketAddr,
+        server_name: &str,
+        tls: &Tls,
+        connect_timeout: Duration,
+    ) -> Result<DialplanClient, SidecarError> {
+        let config = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&tls.ca))
+            .identity(Identity::from_pem(&tls.cert, &tls.key))
+            .domain_name(server_name);
+        let channel = Endpoint::from_shared(format!("https://{addr}"))
+            .map_err(|e| SidecarError::Transport(e.to_string()))?
+            .connect_timeout(connect_timeout)
+            .tls_config(config)
+            .map_err(|e| SidecarError::Tls(e.to_string()))?
+            .connect()
+            .await
+            .map_err(|e| SidecarError::Transport(transport_error(&e)))?;
+        Ok(DialplanClient {
+            inner: v1::dialplan_client::DialplanClient::new(channel),
+        })
+    }
+
+    /// The sidecar's decision for `request` within `deadline`, checked.
+    pub async fn route(
+        &mut self,
+        request: v1::RouteRequest,
+        deadline: Duration,
+    ) -> Result<v1::RouteDecision, SidecarError> {
+        let mut req = tonic::Request::new(request);
+        req.set_timeout(deadline);
+        let answer = tokio::time::timeout(deadline, self.inner.route(req))
+            .await
+            .map_err(|_| SidecarError::Timeout(deadline))?;
+        let decision = match answer {
+            Ok(r) => r.into_inner(),
+            // The client's own timer says Cancelled, the server's
+            // DeadlineExceeded.
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+                ) =>
+            {
+                return Err(SidecarError::Timeout(deadline))
+            }
+            Err(s) => return Err(SidecarError::Status(s.code(), s.message().to_string())),
+        };
+        check_decision(&decision).map_err(SidecarError::Invalid)?;
+        Ok(decision)
+    }
+}
+
+/// A transport error with its causes (tonic's own says only "transport
+/// error").
+fn transport_error(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
