@@ -256,18 +256,18 @@ impl DialplanClient {
     ) -> Result<v1::RouteDecision, SidecarError> {
         let mut req = tonic::Request::new(request);
         req.set_timeout(deadline);
+        let t0 = tokio::time::Instant::now();
         let answer = tokio::time::timeout(deadline, self.inner.route(req))
             .await
             .map_err(|_| SidecarError::Timeout(deadline))?;
         let decision = match answer {
             Ok(r) => r.into_inner(),
-            // The client's own timer says Cancelled, the server's
-            // DeadlineExceeded.
+            // The server's timer says DeadlineExceeded, the client's own
+            // Cancelled (as does a connection the server refused, before
+            // the deadline).
             Err(s)
-                if matches!(
-                    s.code(),
-                    tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
-                ) =>
+                if s.code() == tonic::Code::DeadlineExceeded
+                    || (s.code() == tonic::Code::Cancelled && t0.elapsed() >= deadline) =>
             {
                 return Err(SidecarError::Timeout(deadline))
             }

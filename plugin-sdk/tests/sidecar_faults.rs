@@ -36,7 +36,8 @@ async fn a_stalled_sidecar_is_cut_off_at_the_deadline_and_a_panic_fails_one_requ
         matches!(answer, Err(SidecarError::Timeout(_))),
         "{answer:?}"
     );
-    assert!(took < deadline + Duration::from_millis(100), "{took:?}");
+    // Well before the plugin's 300 ms stall ends.
+    assert!(took < deadline + Duration::from_millis(150), "{took:?}");
     match client
         .route(request("panic", 9), Duration::from_secs(2))
         .await
