@@ -5,23 +5,15 @@
 
 #![cfg(feature = "host")]
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
+use common::built;
 use sentiric_plugin_sdk::host::{CallError, Library, LoadError};
 use sentiric_plugin_sdk::v1::route_decision::Action;
 use sentiric_plugin_sdk::{abi, v1, InvalidDecision};
-
-/// A plugin library cargo built for this test (`lib<name>.so`).
-fn built(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    let file = format!("lib{name}.so");
-    [deps.join(&file), deps.parent().unwrap().join(&file)]
-        .into_iter()
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("{file} not built next to {}", exe.display()))
-}
 
 /// `source` compiled as a shared object named `name`.
 fn compiled_c(name: &str, source: &str) -> PathBuf {

@@ -1,16 +1,20 @@
-//! What the sidecar tests share: development certificates, the
-//! sidecars' log, a sidecar on a loopback port, requests.
+//! What the plugin tests share: the plugin libraries cargo built, and for
+//! the sidecar tests development certificates, the sidecars' log, a
+//! sidecar on a loopback port, requests.
 // Each test file uses part of this.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
+#[cfg(feature = "sidecar")]
 use std::sync::{Arc, Mutex, OnceLock};
 
+#[cfg(feature = "sidecar")]
 use sentiric_plugin_sdk::certs::{Ca, Role};
+#[cfg(feature = "sidecar")]
 use sentiric_plugin_sdk::sidecar::{self, Tls};
-use sentiric_plugin_sdk::{v1, Plugin};
+use sentiric_plugin_sdk::v1;
 
+#[cfg(feature = "sidecar")]
 /// What the sidecars log, for the refusal checks.
 pub(crate) fn log() -> Arc<Mutex<Vec<u8>>> {
     static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
@@ -27,8 +31,10 @@ pub(crate) fn log() -> Arc<Mutex<Vec<u8>>> {
     .clone()
 }
 
+#[cfg(feature = "sidecar")]
 pub(crate) struct Writer(Arc<Mutex<Vec<u8>>>);
 
+#[cfg(feature = "sidecar")]
 impl std::io::Write for Writer {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(b);
@@ -39,17 +45,20 @@ impl std::io::Write for Writer {
     }
 }
 
+#[cfg(feature = "sidecar")]
 pub(crate) fn logged(needle: &str) -> usize {
     String::from_utf8_lossy(&log().lock().unwrap())
         .matches(needle)
         .count()
 }
 
+#[cfg(feature = "sidecar")]
 pub(crate) struct Certs {
     pub(crate) sidecar: Tls,
     pub(crate) switch: Tls,
 }
 
+#[cfg(feature = "sidecar")]
 pub(crate) fn certs(ca: &Ca) -> Certs {
     let s = ca.issue(Role::Sidecar, "sidecar", &[], false).unwrap();
     let c = ca.issue(Role::Switch, "switch", &[], false).unwrap();
@@ -67,8 +76,12 @@ pub(crate) fn certs(ca: &Ca) -> Certs {
     }
 }
 
+#[cfg(feature = "sidecar")]
 /// Serves `plugin` on a loopback port; its address.
-pub(crate) async fn start<P: Plugin>(plugin: P, tls: &Tls) -> SocketAddr {
+pub(crate) async fn start<P: sentiric_plugin_sdk::Plugin>(
+    plugin: P,
+    tls: &Tls,
+) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let tls = tls.clone();
