@@ -98,6 +98,15 @@ pub trait Plugin: Send + Sync + 'static {
     fn dialplan(&self) -> Option<&dyn Dialplan> {
         None
     }
+
+    /// Whether a call into it may block (IO, locks held long, sleeps).
+    /// A sidecar runs such a plugin's calls on a pool of threads of their
+    /// own; one that never blocks (`false`: pure computation over its
+    /// configuration) is called on the thread that serves the request,
+    /// which saves two thread switches a call.
+    fn may_block(&self) -> bool {
+        true
+    }
 }
 
 /// A decision that bridges to `targets`, in order.

@@ -7,8 +7,9 @@
 //! client without one, with one from another CA, or with an expired one
 //! is refused at the handshake, and every refusal is logged (`tracing`,
 //! with the peer's address). What passes is served by tonic over HTTP/2.
-//! A panic in the plugin fails that request (`INTERNAL`), not the
-//! sidecar.
+//! A plugin's code runs on tokio's blocking pool unless it says it never
+//! blocks ([`Plugin::may_block`]). A panic in the plugin fails that
+//! request (`INTERNAL`), not the sidecar.
 //!
 //! [`DialplanClient`] is the other side: TLS with the switch's client
 //! certificate, a deadline per call, and the decision checked with
@@ -138,16 +139,22 @@ impl<P: Plugin> v1::dialplan_server::Dialplan for DialplanService<P> {
         if self.plugin.dialplan().is_none() {
             return Err(tonic::Status::unimplemented("not a dialplan"));
         }
-        // The plugin's code is synchronous and may block: on the blocking
-        // pool, not on the threads that serve connections.
+        // The plugin's code is synchronous: one that may block runs on
+        // the blocking pool, not on the threads that serve connections;
+        // one that says it never blocks runs here (a thread hop each way
+        // less: p99 on loopback about half).
         let plugin = Arc::clone(&self.plugin);
         let request = request.into_inner();
-        let decided = tokio::task::spawn_blocking(move || {
+        let decide = move || {
             catch_unwind(AssertUnwindSafe(|| {
                 plugin.dialplan().map(|d| d.route(&request))
             }))
-        })
-        .await;
+        };
+        let decided = if self.plugin.may_block() {
+            tokio::task::spawn_blocking(decide).await
+        } else {
+            Ok(decide())
+        };
         match decided {
             Ok(Ok(Some(Ok(d)))) => Ok(tonic::Response::new(d)),
             Ok(Ok(Some(Err(e)))) => Err(tonic::Status::internal(e.0)),

@@ -169,6 +169,11 @@ impl Plugin for PrefixDialplan {
     fn dialplan(&self) -> Option<&dyn Dialplan> {
         Some(self)
     }
+
+    /// A lookup in memory: never blocks.
+    fn may_block(&self) -> bool {
+        false
+    }
 }
 
 impl Dialplan for PrefixDialplan {
