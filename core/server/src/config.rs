@@ -62,9 +62,11 @@
 //! ```
 //!
 //! Every key of `[sip]`, `[rtp]`, `[limits]`, `[log]`, `[http]`, `[events]`,
-//! `[node]` and `[cdr]` can be set from the environment, over the file:
+//! `[node]`, `[cdr]` and `[plugins]` (its `config` table aside) can be set
+//! from the environment, over the file:
 //! `SENTIRIC_SIP_LISTEN=127.0.0.1:5070`, `SENTIRIC_RTP_MIN_PORT=30000`,
-//! `SENTIRIC_LIMITS_MAX_CPS=200`, `SENTIRIC_EVENTS_OUTBOX=/var/lib/sentiric/events`.
+//! `SENTIRIC_LIMITS_MAX_CPS=200`, `SENTIRIC_EVENTS_OUTBOX=/var/lib/sentiric/events`,
+//! `SENTIRIC_PLUGINS_ON_FAILURE=reject`.
 //!
 //! With no `[dialplan]` rules the demo dialplan runs: 600 echo, 700 an
 //! announcement, 800 a conference room, anything else 404.
@@ -500,7 +502,7 @@ impl Config {
             // Other SENTIRIC_* variables (the test and benchmark switches)
             // are not settings; a wrong key in a section is an error.
             let Some((section, key)) = [
-                "sip", "rtp", "limits", "log", "http", "events", "node", "cdr",
+                "sip", "rtp", "limits", "log", "http", "events", "node", "cdr", "plugins",
             ]
             .iter()
             .find_map(|s| Some((*s, lower.strip_prefix(s)?.strip_prefix('_')?))) else {
@@ -675,6 +677,8 @@ mod tests {
             ("SENTIRIC_LIMITS_MAX_CPS", "50"),
             ("SENTIRIC_SIP_WORKERS", "3"),
             ("SENTIRIC_SIP_KEEP_CALLS_BELOW", "0.25"),
+            ("SENTIRIC_PLUGINS_ON_FAILURE", "reject"),
+            ("SENTIRIC_PLUGINS_DEADLINE_MS", "20"),
             ("PATH", "/usr/bin"),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()));
@@ -688,6 +692,13 @@ mod tests {
         assert_eq!(
             (c.config.sip.workers, c.config.sip.keep_calls_below),
             (3, 0.25)
+        );
+        assert_eq!(
+            (
+                c.config.plugins.on_failure.as_str(),
+                c.config.plugins.deadline_ms
+            ),
+            ("reject", 20)
         );
         let bad = [("SENTIRIC_RTP_MIN_PROT".to_string(), "1".to_string())];
         let e = Config::parse_with_env("", bad.into_iter()).unwrap_err().0;
