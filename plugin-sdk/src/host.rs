@@ -145,53 +145,53 @@ impl Library {
 
     /// The plugin's name and version (before [`Library::init`]).
     pub fn info(&self) -> Result<v1::PluginInfo, CallError> {
-        let reply = self.invoke(abi::METHOD_INFO, &[])?;
-        v1::PluginInfo::decode(reply.as_slice()).map_err(|e| CallError::BadReply(e.to_string()))
+        self.invoke(abi::METHOD_INFO, &[])
     }
 
     /// Makes the plugin from `config` (once; later calls return its info
     /// again); what it says of itself.
     pub fn init(&self, config: &str) -> Result<v1::PluginInfo, CallError> {
-        let reply = self.invoke(abi::METHOD_INIT, config.as_bytes())?;
-        v1::PluginInfo::decode(reply.as_slice()).map_err(|e| CallError::BadReply(e.to_string()))
+        self.invoke(abi::METHOD_INIT, config.as_bytes())
     }
 
     /// The plugin's decision for `request`, checked.
     pub fn route(&self, request: &v1::RouteRequest) -> Result<v1::RouteDecision, CallError> {
-        let reply = self.invoke(abi::METHOD_ROUTE, &request.encode_to_vec())?;
-        let decision = v1::RouteDecision::decode(reply.as_slice())
-            .map_err(|e| CallError::BadReply(e.to_string()))?;
+        let decision: v1::RouteDecision =
+            self.invoke(abi::METHOD_ROUTE, &request.encode_to_vec())?;
         check_decision(&decision).map_err(CallError::Invalid)?;
         Ok(decision)
     }
 
-    /// One call through the ABI: the reply's bytes, or the error.
-    fn invoke(&self, method: u32, input: &[u8]) -> Result<Vec<u8>, CallError> {
+    /// One call through the ABI: the reply decoded from the plugin's
+    /// buffer (before it is freed: no copy), or the error.
+    fn invoke<T: Message + Default>(&self, method: u32, input: &[u8]) -> Result<T, CallError> {
         let mut out = Buffer::empty();
         // SAFETY: `input` is readable for its length and `out` writable
         // for the call, as the ABI asks; the library stays loaded while
         // `self` lives.
         let status = unsafe { (self.call)(method, input.as_ptr(), input.len(), &mut out) };
-        let bytes = if out.ptr.is_null() || out.len == 0 {
-            Vec::new()
+        let bytes: &[u8] = if out.ptr.is_null() || out.len == 0 {
+            &[]
         } else {
             // SAFETY: on return the plugin has written a buffer of `len`
-            // initialised bytes at `ptr`, valid until freed below.
-            unsafe { std::slice::from_raw_parts(out.ptr, out.len) }.to_vec()
+            // initialised bytes at `ptr`, valid until freed below; the
+            // slice is not used after that.
+            unsafe { std::slice::from_raw_parts(out.ptr, out.len) }
         };
-        // SAFETY: the buffer is the plugin's, from this call, freed once
-        // by the library that allocated it.
-        unsafe { (self.free)(out) };
         let message = || {
-            v1::PluginError::decode(bytes.as_slice())
+            v1::PluginError::decode(bytes)
                 .map(|e| e.message)
                 .unwrap_or_default()
         };
-        match status {
-            abi::OK => Ok(bytes),
+        let result = match status {
+            abi::OK => T::decode(bytes).map_err(|e| CallError::BadReply(e.to_string())),
             abi::PANICKED => Err(CallError::Panicked(message())),
             abi::FAILED => Err(CallError::Failed(message())),
             other => Err(CallError::Refused(other, message())),
-        }
+        };
+        // SAFETY: the buffer is the plugin's, from this call, freed once
+        // by the library that allocated it; nothing borrows it now.
+        unsafe { (self.free)(out) };
+        result
     }
 }

@@ -351,9 +351,14 @@ impl PluginDialplan {
             self.skipped.increment(1);
             return self.failed(request, "circuit open".into(), fallback);
         }
-        let result = self.lib.route(request);
+        // The engine's action and the rule, or whether the plugin
+        // panicked and why it failed.
+        let decided = match self.lib.route(request) {
+            Ok(d) => action(&d).map(|a| (a, d.rule)).map_err(|why| (false, why)),
+            Err(e) => Err((matches!(e, CallError::Panicked(_)), e.to_string())),
+        };
         let took = t0.elapsed();
-        let ok = matches!(&result, Ok(d) if action(d).is_ok());
+        let ok = decided.is_ok();
         if self.breaker.record(gate, ok, now_ms) {
             tracing::error!(
                 plugin = %self.name,
@@ -381,15 +386,12 @@ impl PluginDialplan {
                 self.deadline.as_millis()
             );
         }
-        let why = match result.map_err(|e| (e.clone(), e.to_string())) {
-            Ok(d) => match action(&d) {
-                Ok(a) => {
-                    self.ok.increment(1);
-                    return (a, d.rule);
-                }
-                Err(why) => why,
-            },
-            Err((CallError::Panicked(_), why)) => {
+        let why = match decided {
+            Ok(routed) => {
+                self.ok.increment(1);
+                return routed;
+            }
+            Err((true, why)) => {
                 self.panics.increment(1);
                 tracing::error!(
                     plugin = %self.name,
@@ -406,7 +408,7 @@ impl PluginDialplan {
                     format!("plugin {} panicked", self.name),
                 );
             }
-            Err((_, why)) => why,
+            Err((false, why)) => why,
         };
         self.errors.increment(1);
         self.failed(request, why, fallback)

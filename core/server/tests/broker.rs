@@ -118,13 +118,7 @@ fn drain(url: &str, queue: &str, done: impl Fn(&[v1::Event]) -> bool) -> Vec<v1:
 
 fn start(url: &str, exchange: &str, min_port: u16) -> Switch {
     Switch::start(
-        Some(&format!(
-            "[sip]\nlisten = \"127.0.0.1:0\"\n[rtp]\nip = \"127.0.0.1\"\n\
-             min_port = {min_port}\nmax_port = {}\n\
-             [[dialplan.rule]]\nuser = \"busy\"\naction = \"reject\"\ncode = 486\n\
-             [[dialplan.rule]]\nuser = \"600\"\naction = \"echo\"\n",
-            min_port + 199
-        )),
+        Some(&common::echo_and_busy(min_port)),
         &[
             ("SENTIRIC_EVENTS_BROKER", url),
             ("SENTIRIC_EVENTS_EXCHANGE", exchange),

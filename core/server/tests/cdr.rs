@@ -136,16 +136,7 @@ fn consumer(env: &[(&str, &str)], amqp: &str, queue: &str) -> Consumer {
 }
 
 fn switch(env: &[(&str, &str)], min_port: u16) -> Switch {
-    Switch::start(
-        Some(&format!(
-            "[sip]\nlisten = \"127.0.0.1:0\"\n[rtp]\nip = \"127.0.0.1\"\n\
-             min_port = {min_port}\nmax_port = {}\n\
-             [[dialplan.rule]]\nuser = \"busy\"\naction = \"reject\"\ncode = 486\n\
-             [[dialplan.rule]]\nuser = \"600\"\naction = \"echo\"\n",
-            min_port + 199
-        )),
-        env,
-    )
+    Switch::start(Some(&common::echo_and_busy(min_port)), env)
 }
 
 fn call(sw: &Switch, user: &str) {

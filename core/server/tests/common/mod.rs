@@ -34,6 +34,18 @@ pub(crate) fn http_get(http: SocketAddr, path: &str, auth: Option<&str>) -> (u16
     (status, body)
 }
 
+/// A config on loopback with 200 RTP ports from `min_port`, 600 the echo
+/// test and `busy` refused with 486.
+pub(crate) fn echo_and_busy(min_port: u16) -> String {
+    format!(
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[rtp]\nip = \"127.0.0.1\"\n\
+         min_port = {min_port}\nmax_port = {}\n\
+         [[dialplan.rule]]\nuser = \"busy\"\naction = \"reject\"\ncode = 486\n\
+         [[dialplan.rule]]\nuser = \"600\"\naction = \"echo\"\n",
+        min_port + 199
+    )
+}
+
 /// A running switch.
 pub(crate) struct Switch {
     pub(crate) child: Child,
