@@ -90,9 +90,23 @@ pub enum SidecarError {
     /// The sidecar answered with an error status.
     #[error("sidecar: {0}: {1}")]
     Status(tonic::Code, String),
+    /// The plugin refused its configuration.
+    #[error("plugin: {0}")]
+    Init(String),
     /// Its decision cannot be carried out.
     #[error("decision refused: {0}")]
     Invalid(InvalidDecision),
+}
+
+impl SidecarError {
+    /// The sidecar could not be reached: the connection was refused or
+    /// lost (a client should open another), not a slow or wrong answer.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            SidecarError::Transport(_) | SidecarError::Status(tonic::Code::Unavailable, _)
+        )
+    }
 }
 
 fn server_config(tls: &Tls) -> Result<rustls::ServerConfig, SidecarError> {
@@ -238,15 +252,7 @@ impl DialplanClient {
         tls: &Tls,
         connect_timeout: Duration,
     ) -> Result<DialplanClient, SidecarError> {
-        let config = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(&tls.ca))
-            .identity(Identity::from_pem(&tls.cert, &tls.key))
-            .domain_name(server_name);
-        let channel = Endpoint::from_shared(format!("https://{addr}"))
-            .map_err(|e| SidecarError::Transport(e.to_string()))?
-            .connect_timeout(connect_timeout)
-            .tls_config(config)
-            .map_err(|e| SidecarError::Tls(e.to_string()))?
+        let channel = endpoint(addr, server_name, tls, connect_timeout)?
             .connect()
             .await
             .map_err(|e| SidecarError::Transport(transport_error(&e)))?;
@@ -285,6 +291,32 @@ impl DialplanClient {
     }
 }
 
+/// The endpoint for a sidecar at `addr`: TLS with the switch's
+/// certificate, the sidecar's verified against the CA and `server_name`.
+fn endpoint(
+    addr: SocketAddr,
+    server_name: &str,
+    tls: &Tls,
+    connect_timeout: Duration,
+) -> Result<Endpoint, SidecarError> {
+    let config = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&tls.ca))
+        .identity(Identity::from_pem(&tls.cert, &tls.key))
+        .domain_name(server_name);
+    Endpoint::from_shared(format!("https://{addr}"))
+        .map_err(|e| SidecarError::Transport(e.to_string()))?
+        .connect_timeout(connect_timeout)
+        .tls_config(config)
+        .map_err(|e| SidecarError::Tls(e.to_string()))
+}
+
+/// Makes ring the process's default rustls crypto provider, for whatever
+/// builds a TLS configuration without naming one. The switch and
+/// sidecars call it once at start-up; a second call changes nothing.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A transport error with its causes (tonic's own says only "transport
 /// error").
 fn transport_error(e: &dyn std::error::Error) -> String {
@@ -296,4 +328,160 @@ fn transport_error(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// What a sidecar binary is started with:
+///
+/// ```text
+/// --listen ADDR      where it serves (e.g. 127.0.0.1:7443)
+/// --certs DIR        ca.pem, sidecar.pem, sidecar-key.pem (as
+///                    `sentiric certs init DIR` makes them), or:
+/// --ca FILE --cert FILE --key FILE
+/// --config FILE      the plugin's configuration (optional)
+/// ```
+#[derive(Debug, Clone)]
+pub struct Args {
+    /// Where it serves.
+    pub listen: SocketAddr,
+    /// Its certificate and key, and the CA clients' must chain to.
+    pub tls: Tls,
+    /// The plugin's configuration text (empty without `--config`).
+    pub config: String,
+}
+
+impl Args {
+    /// Parses `args` (the program's name left out).
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
+        let mut args = args.into_iter();
+        let (mut listen, mut certs, mut config) = (None, None, None);
+        let (mut ca, mut cert, mut key) = (None, None, None);
+        while let Some(flag) = args.next() {
+            let value = args
+                .next()
+                .ok_or_else(|| format!("{flag}: needs a value"))?;
+            let path = std::path::PathBuf::from(&value);
+            match flag.as_str() {
+                "--listen" => {
+                    listen = Some(
+                        value
+                            .parse::<SocketAddr>()
+                            .map_err(|e| format!("--listen {value}: {e}"))?,
+                    )
+                }
+                "--certs" => certs = Some(path),
+                "--ca" => ca = Some(path),
+                "--cert" => cert = Some(path),
+                "--key" => key = Some(path),
+                "--config" => config = Some(path),
+                other => return Err(format!("{other}: unknown option")),
+            }
+        }
+        let listen = listen.ok_or("--listen ADDR is needed")?;
+        let pick = |own: Option<std::path::PathBuf>, file: &str| {
+            own.or_else(|| certs.as_ref().map(|d| d.join(file)))
+        };
+        let (Some(ca), Some(cert), Some(key)) = (
+            pick(ca, "ca.pem"),
+            pick(cert, "sidecar.pem"),
+            pick(key, "sidecar-key.pem"),
+        ) else {
+            return Err("--certs DIR, or --ca, --cert and --key, are needed".into());
+        };
+        let tls = Tls::from_files(&ca, &cert, &key).map_err(|e| e.to_string())?;
+        let config = match config {
+            Some(p) => std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?,
+            None => String::new(),
+        };
+        Ok(Args {
+            listen,
+            tls,
+            config,
+        })
+    }
+}
+
+/// A sidecar binary's whole `main`: parses [`Args`] from the command
+/// line, logs to standard error, makes the plugin from its configuration
+/// and serves it until SIGTERM or SIGINT.
+///
+/// ```no_run
+/// # struct MyPlugin;
+/// # impl sentiric_plugin_sdk::Plugin for MyPlugin {
+/// #     fn new(_: &str) -> Result<Self, sentiric_plugin_sdk::PluginError> { Ok(MyPlugin) }
+/// # }
+/// fn main() -> std::process::ExitCode {
+///     sentiric_plugin_sdk::sidecar::main::<MyPlugin>(env!("CARGO_PKG_NAME"))
+/// }
+/// ```
+pub fn main<P: Plugin>(name: &str) -> std::process::ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .try_init();
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match run::<P>(name, args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("sidecar: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// How long a stopping sidecar waits for the calls it is serving (and
+/// its clients' goodbyes) before it exits anyway.
+pub const DRAIN: Duration = Duration::from_secs(5);
+
+/// Makes the plugin `name` from `args.config` and serves it on
+/// `args.listen` until SIGTERM or SIGINT, then lets the calls being
+/// served finish ([`DRAIN`] at most). Once it listens, standard output
+/// gets one line: `sidecar NAME listening on ADDR`.
+pub fn run<P: Plugin>(name: &str, args: Args) -> Result<(), SidecarError> {
+    install_crypto_provider();
+    let plugin = P::new(&args.config).map_err(|e| SidecarError::Init(e.0))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("sidecar")
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        let addr = listener.local_addr()?;
+        tracing::info!("sidecar {name} listening on {addr} (mTLS)");
+        println!("sidecar {name} listening on {addr}");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut serving = tokio::spawn(async move {
+            serve(plugin, listener, &args.tls, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        let served = tokio::select! {
+            served = &mut serving => Some(served),
+            _ = term.recv() => None,
+            _ = tokio::signal::ctrl_c() => None,
+        };
+        let served = match served {
+            Some(served) => served,
+            None => {
+                tracing::info!("sidecar {name}: stopping ({} s at most)", DRAIN.as_secs());
+                let _ = stop.send(());
+                match tokio::time::timeout(DRAIN, &mut serving).await {
+                    Ok(served) => served,
+                    Err(_) => {
+                        tracing::warn!("sidecar {name}: connections still open; exiting");
+                        serving.abort();
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        served.map_err(|e| SidecarError::Io(std::io::Error::other(e)))?
+    })
 }

@@ -1037,6 +1037,14 @@ impl<M: MediaPlane> B2bua<M> {
         );
     }
 
+    /// `call` waits for the dialplan's decision ([`B2bua::route`]); not
+    /// once it has ended (a CANCEL meanwhile).
+    pub fn is_routing(&self, call: CallRef) -> bool {
+        self.calls
+            .get(&call)
+            .is_some_and(|c| c.state == State::Routing)
+    }
+
     /// The dialplan decided what `call` does.
     pub fn route(&mut self, now: Instant, call: CallRef, action: Action) {
         let Some(c) = self.calls.get_mut(&call) else {

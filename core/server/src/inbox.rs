@@ -1,6 +1,7 @@
 //! What reaches a data-plane worker from outside its packet engine: the
-//! TCP side's connections and messages, and SIP datagrams another worker
-//! received for one of this worker's calls. Each event goes over a
+//! TCP side's connections and messages, SIP datagrams another worker
+//! received for one of this worker's calls, and dialplan sidecars'
+//! answers. Each event goes over a
 //! channel, followed by a datagram to the worker's wake socket so that
 //! its wait ends at once.
 
@@ -22,6 +23,8 @@ pub(crate) enum Inbound {
     /// A SIP datagram from `SocketAddr` that another worker received and
     /// this one owns (its token names this worker).
     Datagram(SocketAddr, Vec<u8>),
+    /// A dialplan sidecar's answer for one of this worker's calls.
+    Routed(Box<crate::plugins::Reply>),
 }
 
 /// How busy a worker is, as it says once a second, for the others to

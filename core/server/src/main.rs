@@ -314,6 +314,9 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         backend,
         prompts,
     } = checked;
+    // One crypto provider for every TLS configuration in the process
+    // (sidecars' mTLS, the broker's TLS): ring.
+    sentiric_plugin_sdk::sidecar::install_crypto_provider();
     let cpus = sentiric_io::affinity::allowed_cpus().unwrap_or_default();
     let workers = match config.sip.workers {
         0 => cpus.len().max(1),

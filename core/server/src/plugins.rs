@@ -1,6 +1,7 @@
-//! In-process plugins: every library in `[plugins] dir` loaded at
-//! start-up through the plugin SDK's host ([`sentiric_plugin_sdk::host`]),
-//! and the dialplan host that routes calls through one of them.
+//! Plugins: every library in `[plugins] dir` loaded at start-up through
+//! the plugin SDK's host ([`sentiric_plugin_sdk::host`]), dialplan
+//! sidecars reached over mTLS ([`sentiric_plugin_sdk::sidecar`]), and the
+//! dialplan host that routes calls through either.
 //!
 //! ```toml
 //! [plugins]
@@ -8,7 +9,8 @@
 //! dialplan = "sentiric-plugin-prefix-dialplan"   # route through it
 //! on_failure = "fallback"    # its error: the [dialplan] rules decide;
 //!                            # "reject": 503
-//! deadline_ms = 50           # longer is counted and logged
+//! deadline_ms = 50           # in process: longer is counted and logged;
+//!                            # a sidecar: no answer by then is a failure
 //! breaker_failures = 5       # failures in a row that open its circuit
 //! breaker_cooldown_ms = 5000 # open this long, then one call tries it
 //!
@@ -18,6 +20,12 @@
 //! prefix = "+49"
 //! targets = ["sip:de@10.0.0.5"]
 //! '''
+//!
+//! [plugins.sidecars.routing]  # `dialplan = "routing"` asks this one
+//! address = "10.0.0.9:7443"
+//! server_name = "localhost"   # the name its certificate carries
+//! certs = "/etc/sentiric/certs"   # ca.pem, switch.pem, switch-key.pem
+//! max_in_flight = 256         # calls waiting on it at once, at most
 //! ```
 //!
 //! A library that is not a plugin, speaks another ABI version or fails
@@ -29,21 +37,36 @@
 //! 500. An in-process plugin runs on the worker's thread and cannot be
 //! preempted: one slower than its deadline is counted
 //! (`sentiric_plugin_timeouts_total`) and logged, and its decision used.
+//!
+//! A sidecar is asked from a runtime of the host's own: the worker goes
+//! on with other calls, and the answer (or the deadline's failure) comes
+//! back to it through its inbox ([`Inbound::Routed`]); the call waits in
+//! the engine's routing state meanwhile (a CANCEL ends it as usual). The
+//! connection is opened at start-up and, once lost, again by a task of
+//! its own, never by a call; while there is none, calls fail at once.
+//! Beyond `max_in_flight` calls waiting, a call takes the `on_failure`
+//! path without asking (counted as `busy`).
+//!
 //! Failures and panics in a row open the plugin's circuit ([`Breaker`]):
 //! for a cooldown calls take the `on_failure` path without it (counted
 //! as `skipped`, `sentiric_plugin_circuit_open` says so), then one call
 //! tries it again.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sentiric_engine::b2bua::CallRef;
 use sentiric_engine::dialplan::{Action, AfterPlay, Bridge, Fork};
 use sentiric_plugin_sdk::host::{CallError, Library};
+use sentiric_plugin_sdk::sidecar::{DialplanClient, SidecarError, Tls};
 use sentiric_plugin_sdk::v1;
 use serde::Deserialize;
+
+use crate::inbox::{Inbound, Inbox};
 
 /// `[plugins]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -73,6 +96,69 @@ pub(crate) struct PluginsConfig {
     /// Each plugin's configuration text, by its name.
     #[serde(default)]
     pub(crate) config: BTreeMap<String, String>,
+    /// Plugins served as gRPC sidecars, by the name `dialplan` gives.
+    #[serde(default)]
+    pub(crate) sidecars: BTreeMap<String, SidecarConfig>,
+}
+
+/// `[plugins.sidecars.NAME]`: where a sidecar listens and the
+/// certificates the switch reaches it with (mTLS).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SidecarConfig {
+    /// Its address.
+    pub(crate) address: SocketAddr,
+    /// The name its certificate must carry.
+    #[serde(default = "default_server_name")]
+    pub(crate) server_name: String,
+    /// A directory as `sentiric certs init` makes it: `ca.pem`,
+    /// `switch.pem`, `switch-key.pem`; `ca`, `cert` and `key` name the
+    /// files one by one instead (or override one of these).
+    #[serde(default)]
+    pub(crate) certs: Option<PathBuf>,
+    #[serde(default)]
+    pub(crate) ca: Option<PathBuf>,
+    #[serde(default)]
+    pub(crate) cert: Option<PathBuf>,
+    #[serde(default)]
+    pub(crate) key: Option<PathBuf>,
+    /// Most calls waiting on it at once; beyond, a call takes the
+    /// `on_failure` path without asking it.
+    #[serde(default = "default_max_in_flight")]
+    pub(crate) max_in_flight: usize,
+    /// How long opening a connection to it may take.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub(crate) connect_timeout_ms: u64,
+}
+
+fn default_server_name() -> String {
+    "localhost".into()
+}
+
+fn default_max_in_flight() -> usize {
+    256
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    1000
+}
+
+impl SidecarConfig {
+    /// The CA, the switch's certificate and its key.
+    fn paths(&self) -> Result<[PathBuf; 3], String> {
+        let pick = |own: &Option<PathBuf>, file: &str| {
+            own.clone()
+                .or_else(|| self.certs.as_ref().map(|d| d.join(file)))
+        };
+        match (
+            pick(&self.ca, "ca.pem"),
+            pick(&self.cert, "switch.pem"),
+            pick(&self.key, "switch-key.pem"),
+        ) {
+            (Some(ca), Some(cert), Some(key)) => Ok([ca, cert, key]),
+            _ => Err("certs (a directory), or ca, cert and key".into()),
+        }
+    }
 }
 
 impl Default for PluginsConfig {
@@ -85,6 +171,7 @@ impl Default for PluginsConfig {
             breaker_failures: default_breaker_failures(),
             breaker_cooldown_ms: default_breaker_cooldown_ms(),
             config: BTreeMap::new(),
+            sidecars: BTreeMap::new(),
         }
     }
 }
@@ -126,8 +213,22 @@ impl PluginsConfig {
                     .into(),
             );
         }
-        if self.dialplan.is_some() && self.dir.is_none() {
-            return Err("plugins.dialplan: needs plugins.dir".into());
+        for (name, s) in &self.sidecars {
+            s.paths()
+                .map_err(|e| format!("plugins.sidecars.{name}: {e}"))?;
+            if s.max_in_flight == 0 || !(1..=60_000).contains(&s.connect_timeout_ms) {
+                return Err(format!(
+                    "plugins.sidecars.{name}: max_in_flight at least 1, \
+                     connect_timeout_ms 1 to 60000"
+                ));
+            }
+        }
+        if let Some(d) = &self.dialplan {
+            if self.dir.is_none() && !self.sidecars.contains_key(d) {
+                return Err(format!(
+                    "plugins.dialplan: {d:?} needs plugins.dir, or plugins.sidecars.{d}"
+                ));
+            }
         }
         Ok(())
     }
@@ -275,16 +376,22 @@ impl Breaker {
         false
     }
 
+    /// The probe `gate` let through was not made: the next call may
+    /// probe.
+    pub(crate) fn forget_probe(&self) {
+        self.probing.store(false, Ordering::Release);
+    }
+
     /// The circuit is open (or half open).
     pub(crate) fn is_open(&self) -> bool {
         self.open_until_ms.load(Ordering::Acquire) != 0
     }
 }
 
-/// Calls routed through a dialplan plugin.
+/// Calls routed through a dialplan plugin, in process or a sidecar.
 pub(crate) struct PluginDialplan {
     name: String,
-    lib: Arc<Library>,
+    backend: Backend,
     reject_on_failure: bool,
     deadline: Duration,
     breaker: Breaker,
@@ -292,6 +399,7 @@ pub(crate) struct PluginDialplan {
     epoch: Instant,
     ok: metrics::Counter,
     skipped: metrics::Counter,
+    busy: metrics::Counter,
     circuit_open: metrics::Gauge,
     errors: metrics::Counter,
     panics: metrics::Counter,
@@ -299,9 +407,131 @@ pub(crate) struct PluginDialplan {
     latency: metrics::Histogram,
 }
 
+/// Where the dialplan runs.
+enum Backend {
+    /// A library in the switch, called on the worker's thread.
+    Library(Arc<Library>),
+    /// A sidecar, asked from the host's own runtime; the answer reaches
+    /// the worker through its inbox.
+    Sidecar(Sidecar),
+}
+
+/// A dialplan sidecar's connection and what bounds the calls waiting
+/// on it.
+struct Sidecar {
+    link: Arc<Link>,
+    /// Its connections and calls (a thread of its own).
+    runtime: tokio::runtime::Runtime,
+    /// Calls waiting on it, and the most there may be.
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: usize,
+    /// Sends the wake datagrams of answers posted to the workers.
+    waker: Arc<std::net::UdpSocket>,
+}
+
+/// The connection to a sidecar, kept open by a task of its own: opened
+/// at start-up and again whenever a call finds it lost, so that no call
+/// waits for a TCP and TLS handshake (while there is none, calls fail at
+/// once and take the `on_failure` path).
+struct Link {
+    /// The client, and how many connections were made before it.
+    client: std::sync::Mutex<(u64, Option<DialplanClient>)>,
+    lost: tokio::sync::Notify,
+}
+
+impl Link {
+    /// The client and its generation, if connected.
+    fn get(&self) -> Option<(u64, DialplanClient)> {
+        let guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        guard.1.clone().map(|c| (guard.0, c))
+    }
+
+    /// The connection of generation `generation` is lost: the keeper
+    /// opens another.
+    fn lose(&self, generation: u64) {
+        let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.0 == generation && guard.1.take().is_some() {
+            self.lost.notify_one();
+        }
+    }
+
+    /// Keeps the connection open: connects when there is none, retrying
+    /// with a backoff up to a second.
+    async fn keep(self: Arc<Link>, name: String, cfg: SidecarConfig, tls: Tls) {
+        let timeout = Duration::from_millis(cfg.connect_timeout_ms);
+        let mut backoff = Duration::from_millis(50);
+        let mut failing = false;
+        loop {
+            match DialplanClient::connect(cfg.address, &cfg.server_name, &tls, timeout).await {
+                Ok(c) => {
+                    {
+                        let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
+                        guard.0 += 1;
+                        guard.1 = Some(c);
+                    }
+                    tracing::info!(
+                        plugin = %name,
+                        "dialplan sidecar {name}: connected to {}",
+                        cfg.address
+                    );
+                    (backoff, failing) = (Duration::from_millis(50), false);
+                    self.lost.notified().await;
+                    tracing::warn!(
+                        plugin = %name,
+                        "dialplan sidecar {name}: connection to {} lost; reconnecting",
+                        cfg.address
+                    );
+                }
+                Err(e) => {
+                    // Once an outage, not every retry.
+                    if !failing {
+                        tracing::warn!(
+                            plugin = %name,
+                            "dialplan sidecar {name}: cannot connect to {}: {e}; retrying",
+                            cfg.address
+                        );
+                        failing = true;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+}
+
+/// How routing a call began.
+pub(crate) enum Begun {
+    /// Decided already (in process, or the circuit is open, or the
+    /// sidecar has too many calls waiting).
+    Decided(Action, String),
+    /// A sidecar was asked: its [`Reply`] comes to the worker's inbox.
+    Asked,
+}
+
+/// A sidecar's answer for a call, for the worker that asked.
+pub(crate) struct Reply {
+    pub(crate) call: CallRef,
+    call_id: String,
+    trace_id: String,
+    gate: Gate,
+    t0: Instant,
+    result: Result<v1::RouteDecision, SidecarError>,
+}
+
+/// Why a plugin gave no decision to carry out.
+struct Failure {
+    /// It panicked (in process): the call fails with 500.
+    panicked: bool,
+    /// It gave none within its deadline (a sidecar).
+    timed_out: bool,
+    why: String,
+}
+
 impl PluginDialplan {
-    /// The dialplan `cfg` names among `loaded`; `Ok(None)` when it names
-    /// none, an error when it names one that did not load as a dialplan.
+    /// The dialplan `cfg` names, a sidecar among `cfg.sidecars` or a
+    /// library among `loaded`; `Ok(None)` when it names none, an error
+    /// when it names one that did not load as a dialplan.
     pub(crate) fn from(
         cfg: &PluginsConfig,
         loaded: &[Loaded],
@@ -309,24 +539,34 @@ impl PluginDialplan {
         let Some(name) = &cfg.dialplan else {
             return Ok(None);
         };
-        let l = loaded
-            .iter()
-            .find(|l| &l.info.name == name && l.info.services.iter().any(|s| s == "dialplan"))
-            .ok_or_else(|| {
-                format!(
-                    "plugins.dialplan: {name:?} is not a dialplan plugin loaded from plugins.dir"
-                )
-            })?;
+        let backend = match cfg.sidecars.get(name) {
+            Some(s) => Backend::Sidecar(Sidecar::new(name, s)?),
+            None => {
+                let l = loaded
+                    .iter()
+                    .find(|l| {
+                        &l.info.name == name && l.info.services.iter().any(|s| s == "dialplan")
+                    })
+                    .ok_or_else(|| {
+                        format!(
+                            "plugins.dialplan: {name:?} is not a dialplan plugin loaded from \
+                             plugins.dir, nor a sidecar in plugins.sidecars"
+                        )
+                    })?;
+                Backend::Library(Arc::clone(&l.lib))
+            }
+        };
         let label = |result: &'static str| metrics::counter!("sentiric_plugin_calls_total", "plugin" => name.clone(), "result" => result);
         Ok(Some(Arc::new(PluginDialplan {
             name: name.clone(),
-            lib: Arc::clone(&l.lib),
+            backend,
             reject_on_failure: cfg.on_failure == "reject",
             deadline: Duration::from_millis(cfg.deadline_ms),
             breaker: Breaker::new(cfg.breaker_failures, cfg.breaker_cooldown_ms),
             epoch: Instant::now(),
             ok: label("ok"),
             skipped: label("skipped"),
+            busy: label("busy"),
             circuit_open: metrics::gauge!("sentiric_plugin_circuit_open", "plugin" => name.clone()),
             errors: label("error"),
             panics: label("panic"),
@@ -335,31 +575,143 @@ impl PluginDialplan {
         })))
     }
 
-    /// The action for the call `request` describes, and the rule that
-    /// chose it; `fallback` decides when the plugin fails and
-    /// `on_failure` says so.
-    pub(crate) fn route(
+    /// Begins routing the call `request` describes: a library decides at
+    /// once; a sidecar is asked, and its answer is posted to `worker`'s
+    /// inbox for [`finish`](Self::finish). `fallback` decides at once
+    /// when the plugin is not asked and `on_failure` says so.
+    pub(crate) fn begin(
         &self,
-        request: &v1::RouteRequest,
+        call: CallRef,
+        request: v1::RouteRequest,
+        worker: &Inbox,
         fallback: impl FnOnce() -> Action,
-    ) -> (Action, String) {
+    ) -> Begun {
         let t0 = Instant::now();
-        let now_ms =
-            u64::try_from(t0.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX);
-        let gate = self.breaker.gate(now_ms);
+        let gate = self.breaker.gate(self.millis(t0));
         if gate == Gate::Skip {
             self.skipped.increment(1);
-            return self.failed(request, "circuit open".into(), fallback);
+            let (action, rule) = self.failed(&request, "circuit open".into(), fallback);
+            return Begun::Decided(action, rule);
         }
-        // The engine's action and the rule, or whether the plugin
-        // panicked and why it failed.
-        let decided = match self.lib.route(request) {
-            Ok(d) => action(&d).map(|a| (a, d.rule)).map_err(|why| (false, why)),
-            Err(e) => Err((matches!(e, CallError::Panicked(_)), e.to_string())),
-        };
+        match &self.backend {
+            Backend::Library(lib) => {
+                let decided = lib.route(&request).map_err(|e| Failure {
+                    panicked: matches!(e, CallError::Panicked(_)),
+                    timed_out: false,
+                    why: e.to_string(),
+                });
+                let (action, rule) = self.settle(
+                    &request.call_id,
+                    &request.trace_id,
+                    gate,
+                    t0,
+                    decided,
+                    fallback,
+                );
+                Begun::Decided(action, rule)
+            }
+            Backend::Sidecar(s) => {
+                if s.in_flight.fetch_add(1, Ordering::AcqRel) >= s.max_in_flight {
+                    s.in_flight.fetch_sub(1, Ordering::AcqRel);
+                    // Not the plugin's failure: the breaker is not told,
+                    // and a probe it let through is let go.
+                    if gate == Gate::Probe {
+                        self.breaker.forget_probe();
+                    }
+                    self.busy.increment(1);
+                    let why = format!("{} calls waiting on it", s.max_in_flight);
+                    let (action, rule) = self.failed(&request, why, fallback);
+                    return Begun::Decided(action, rule);
+                }
+                let Some((generation, mut client)) = s.link.get() else {
+                    s.in_flight.fetch_sub(1, Ordering::AcqRel);
+                    let failed = Err(Failure {
+                        panicked: false,
+                        timed_out: false,
+                        why: "not connected".into(),
+                    });
+                    let (call_id, trace_id) = (&request.call_id, &request.trace_id);
+                    let (action, rule) = self.settle(call_id, trace_id, gate, t0, failed, fallback);
+                    return Begun::Decided(action, rule);
+                };
+                let (in_flight, waker, worker, link) = (
+                    Arc::clone(&s.in_flight),
+                    Arc::clone(&s.waker),
+                    worker.clone(),
+                    Arc::clone(&s.link),
+                );
+                let deadline = self.deadline;
+                s.runtime.spawn(async move {
+                    let (call_id, trace_id) = (request.call_id.clone(), request.trace_id.clone());
+                    let result = client.route(request, deadline).await;
+                    in_flight.fetch_sub(1, Ordering::AcqRel);
+                    if result.as_ref().is_err_and(SidecarError::is_unreachable) {
+                        link.lose(generation);
+                    }
+                    let reply = Reply {
+                        call,
+                        call_id,
+                        trace_id,
+                        gate,
+                        t0,
+                        result,
+                    };
+                    worker.post(&waker, Inbound::Routed(Box::new(reply)));
+                });
+                Begun::Asked
+            }
+        }
+    }
+
+    /// The action for a sidecar's `reply`, and the rule that chose it;
+    /// `fallback` decides when it failed and `on_failure` says so.
+    pub(crate) fn finish(
+        &self,
+        reply: Reply,
+        fallback: impl FnOnce() -> Action,
+    ) -> (Action, String) {
+        let decided = reply.result.map_err(|e| Failure {
+            panicked: false,
+            timed_out: matches!(e, SidecarError::Timeout(_)),
+            why: e.to_string(),
+        });
+        self.settle(
+            &reply.call_id,
+            &reply.trace_id,
+            reply.gate,
+            reply.t0,
+            decided,
+            fallback,
+        )
+    }
+
+    /// Milliseconds on the breaker's clock.
+    fn millis(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Counts and logs how a call the breaker let through went, and makes
+    /// the plugin's decision (or the `on_failure` path) the action.
+    fn settle(
+        &self,
+        call_id: &str,
+        trace_id: &str,
+        gate: Gate,
+        t0: Instant,
+        decided: Result<v1::RouteDecision, Failure>,
+        fallback: impl FnOnce() -> Action,
+    ) -> (Action, String) {
         let took = t0.elapsed();
+        // A decision the switch cannot carry out is the plugin's error.
+        let decided = decided.and_then(|d| {
+            action(&d).map(|a| (a, d.rule)).map_err(|why| Failure {
+                panicked: false,
+                timed_out: false,
+                why,
+            })
+        });
         let ok = decided.is_ok();
-        if self.breaker.record(gate, ok, now_ms) {
+        if self.breaker.record(gate, ok, self.millis(Instant::now())) {
             tracing::error!(
                 plugin = %self.name,
                 "dialplan plugin {}: circuit open after {} failures in a row; \
@@ -374,50 +726,62 @@ impl PluginDialplan {
         self.circuit_open
             .set(if self.breaker.is_open() { 1.0 } else { 0.0 });
         self.latency.record(took.as_secs_f64());
-        if took > self.deadline {
+        let timed_out = decided.as_ref().is_err_and(|f| f.timed_out);
+        if took > self.deadline || timed_out {
             self.timeouts.increment(1);
             tracing::warn!(
                 plugin = %self.name,
-                call_id = %request.call_id,
-                trace_id = %request.trace_id,
+                call_id,
+                trace_id,
                 "dialplan plugin {} took {} ms (deadline {} ms)",
                 self.name,
                 took.as_millis(),
                 self.deadline.as_millis()
             );
         }
-        let why = match decided {
+        let failure = match decided {
             Ok(routed) => {
                 self.ok.increment(1);
                 return routed;
             }
-            Err((true, why)) => {
-                self.panics.increment(1);
-                tracing::error!(
-                    plugin = %self.name,
-                    call_id = %request.call_id,
-                    trace_id = %request.trace_id,
-                    "dialplan plugin {}: {why}; the call fails with 500",
-                    self.name
-                );
-                return (
-                    Action::Reject {
-                        code: 500,
-                        reason: "Plugin Failure".into(),
-                    },
-                    format!("plugin {} panicked", self.name),
-                );
-            }
-            Err((false, why)) => why,
+            Err(f) => f,
         };
+        if failure.panicked {
+            self.panics.increment(1);
+            tracing::error!(
+                plugin = %self.name,
+                call_id,
+                trace_id,
+                "dialplan plugin {}: {}; the call fails with 500",
+                self.name,
+                failure.why
+            );
+            return (
+                Action::Reject {
+                    code: 500,
+                    reason: "Plugin Failure".into(),
+                },
+                format!("plugin {} panicked", self.name),
+            );
+        }
         self.errors.increment(1);
-        self.failed(request, why, fallback)
+        self.failed_call(call_id, trace_id, failure.why, fallback)
     }
 
     /// The `on_failure` path, logged with why.
     fn failed(
         &self,
         request: &v1::RouteRequest,
+        why: String,
+        fallback: impl FnOnce() -> Action,
+    ) -> (Action, String) {
+        self.failed_call(&request.call_id, &request.trace_id, why, fallback)
+    }
+
+    fn failed_call(
+        &self,
+        call_id: &str,
+        trace_id: &str,
         why: String,
         fallback: impl FnOnce() -> Action,
     ) -> (Action, String) {
@@ -439,12 +803,48 @@ impl PluginDialplan {
         };
         tracing::warn!(
             plugin = %self.name,
-            call_id = %request.call_id,
-            trace_id = %request.trace_id,
+            call_id,
+            trace_id,
             "dialplan plugin {}: {why}; {path}",
             self.name
         );
         (action, rule)
+    }
+}
+
+impl Sidecar {
+    /// The sidecar `cfg` describes, on a runtime of its own that opens
+    /// the connection and keeps it open.
+    fn new(name: &str, cfg: &SidecarConfig) -> Result<Sidecar, String> {
+        let bad = |e: String| format!("plugins.sidecars.{name}: {e}");
+        let [ca, cert, key] = cfg.paths().map_err(bad)?;
+        let tls = Tls::from_files(&ca, &cert, &key).map_err(|e| bad(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(format!("sentiric-sidecar-{name}"))
+            .enable_all()
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+        let link = Arc::new(Link {
+            client: std::sync::Mutex::new((0, None)),
+            lost: tokio::sync::Notify::new(),
+        });
+        runtime.spawn(Arc::clone(&link).keep(name.to_string(), cfg.clone(), tls));
+        let waker = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| bad(e.to_string()))?;
+        tracing::info!(
+            plugin = name,
+            address = %cfg.address,
+            "dialplan sidecar {name} at {} (mTLS, {} calls at most waiting)",
+            cfg.address,
+            cfg.max_in_flight
+        );
+        Ok(Sidecar {
+            link,
+            runtime,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            max_in_flight: cfg.max_in_flight,
+            waker: Arc::new(waker),
+        })
     }
 }
 
@@ -568,6 +968,19 @@ mod tests {
         assert_eq!(b.gate(2022), Gate::Call);
     }
 
+    fn sidecar(certs: Option<PathBuf>) -> SidecarConfig {
+        SidecarConfig {
+            address: "127.0.0.1:7443".parse().unwrap(),
+            server_name: default_server_name(),
+            certs,
+            ca: None,
+            cert: None,
+            key: None,
+            max_in_flight: 8,
+            connect_timeout_ms: 100,
+        }
+    }
+
     #[test]
     fn the_section_is_checked() {
         let ok = PluginsConfig::default();
@@ -589,8 +1002,23 @@ mod tests {
                 breaker_failures: 0,
                 ..PluginsConfig::default()
             },
+            PluginsConfig {
+                sidecars: [("s".into(), sidecar(None))].into(),
+                ..PluginsConfig::default()
+            },
         ] {
             assert!(bad.check().is_err(), "{bad:?}");
         }
+        // A dialplan sidecar needs no plugin directory.
+        let remote = PluginsConfig {
+            dialplan: Some("s".into()),
+            sidecars: [("s".into(), sidecar(Some("/etc/sentiric/certs".into())))].into(),
+            ..PluginsConfig::default()
+        };
+        assert_eq!(remote.check(), Ok(()));
+        assert_eq!(
+            remote.sidecars["s"].paths().unwrap()[1],
+            PathBuf::from("/etc/sentiric/certs/switch.pem")
+        );
     }
 }

@@ -35,6 +35,7 @@ use sentiric_sip::{Disposition, Message};
 use crate::events::Events;
 use crate::inbox::{Inbound, Inbox};
 use crate::media::{Instruction, Media, RtpSocket};
+use crate::plugins::Begun;
 use crate::transcoding::Transcoded;
 use crate::voice::{Coder, Voice};
 
@@ -426,6 +427,55 @@ impl CallInfo {
     }
 }
 
+/// A call waiting for a dialplan sidecar's answer: what the `[dialplan]`
+/// rules need if it fails.
+struct Asking {
+    request_uri: String,
+    user: Option<String>,
+    from_uri: String,
+    from_user: Option<String>,
+    source: SocketAddr,
+    transport: Transport,
+}
+
+impl Asking {
+    fn request(&self) -> RouteRequest<'_> {
+        RouteRequest {
+            request_uri: &self.request_uri,
+            user: self.user.as_deref(),
+            from_uri: &self.from_uri,
+            from_user: self.from_user.as_deref(),
+            source: self.source,
+            transport: self.transport,
+        }
+    }
+}
+
+/// The dialplan decided `action` for `call` (`rule` chose it): said in
+/// the log and the call's events, and done.
+fn routed(
+    b2b: &mut B2bua<Media>,
+    ids: &mut HashMap<CallRef, CallInfo>,
+    events: &Events,
+    now: Instant,
+    call: CallRef,
+    action: sentiric_engine::dialplan::Action,
+    rule: String,
+) {
+    if let Some(info) = ids.get_mut(&call) {
+        tracing::debug!(
+            call = call.0,
+            call_id = %info.call_id,
+            trace_id = %info.trace_id,
+            "call routed: {action:?}"
+        );
+        let mut routed = crate::events::routed(&action);
+        routed.rule = rule;
+        info.emit(events, Body::CallRouted(routed));
+    }
+    b2b.route(now, call, action);
+}
+
 /// A call's Call-ID and trace id for its log lines.
 fn ids_of(ids: &HashMap<CallRef, CallInfo>, call: CallRef) -> (&str, &str) {
     ids.get(&call)
@@ -707,6 +757,8 @@ pub(crate) fn run(
     // Each call's Call-ID (A leg), the trace id minted at ingress, and
     // when it was routed.
     let mut ids: HashMap<CallRef, CallInfo> = HashMap::new();
+    // Calls waiting for a dialplan sidecar's answer.
+    let mut asked: HashMap<CallRef, Asking> = HashMap::new();
     let (mut relayed, mut dropped) = (0u64, 0u64);
     let mut next_gauges = Instant::now();
     let mut m = Metrics::new();
@@ -788,6 +840,18 @@ pub(crate) fn run(
                 }
                 Inbound::Datagram(peer, bytes) => {
                     turn.inbox.push((bytes, peer, Transport::Udp, true))
+                }
+                Inbound::Routed(reply) => {
+                    let (Some(p), Some(asking)) = (&plugin_dialplan, asked.remove(&reply.call))
+                    else {
+                        continue;
+                    };
+                    let call = reply.call;
+                    let (action, rule) = p.finish(*reply, || dialplan.route(&asking.request()));
+                    // A call that ended meanwhile (CANCEL) is gone.
+                    if b2b.is_routing(call) {
+                        routed(&mut b2b, &mut ids, &events, now, call, action, rule);
+                    }
                 }
             }
         }
@@ -876,29 +940,6 @@ pub(crate) fn run(
                     transport,
                 } => {
                     let trace_id = format!("{:016x}{:016x}", random_u64(), random_u64());
-                    let request = RouteRequest {
-                        request_uri: &request_uri,
-                        user: user.as_deref(),
-                        from_uri: &from_uri,
-                        from_user: from_user.as_deref(),
-                        source,
-                        transport,
-                    };
-                    let (action, rule) = match &plugin_dialplan {
-                        Some(p) => p.route(
-                            &crate::plugins::request(&request, &call_id, &trace_id, &to_uri),
-                            || dialplan.route(&request),
-                        ),
-                        None => (dialplan.route(&request), String::new()),
-                    };
-                    tracing::debug!(
-                        call = call.0,
-                        %call_id,
-                        %trace_id,
-                        %request_uri,
-                        %source,
-                        "call routed: {action:?}"
-                    );
                     let mut info = CallInfo {
                         call_id,
                         trace_id,
@@ -910,18 +951,48 @@ pub(crate) fn run(
                     info.emit(
                         &events,
                         Body::CallStarted(v1::CallStarted {
-                            from_uri,
-                            to_uri,
-                            request_uri,
+                            from_uri: from_uri.clone(),
+                            to_uri: to_uri.clone(),
+                            request_uri: request_uri.clone(),
                             source: source.to_string(),
                             transport: transport.to_string(),
                         }),
                     );
-                    let mut routed = crate::events::routed(&action);
-                    routed.rule = rule;
-                    info.emit(&events, Body::CallRouted(routed));
+                    let asking = Asking {
+                        request_uri,
+                        user,
+                        from_uri,
+                        from_user,
+                        source,
+                        transport,
+                    };
+                    let decided = match &plugin_dialplan {
+                        Some(p) => match p.begin(
+                            call,
+                            crate::plugins::request(
+                                &asking.request(),
+                                &info.call_id,
+                                &info.trace_id,
+                                &to_uri,
+                            ),
+                            &workers[index],
+                            || dialplan.route(&asking.request()),
+                        ) {
+                            Begun::Decided(action, rule) => Some((action, rule)),
+                            Begun::Asked => None,
+                        },
+                        None => Some((dialplan.route(&asking.request()), String::new())),
+                    };
                     ids.insert(call, info);
-                    b2b.route(now, call, action);
+                    match decided {
+                        Some((action, rule)) => {
+                            routed(&mut b2b, &mut ids, &events, now, call, action, rule);
+                        }
+                        // The call waits for the sidecar's answer.
+                        None => {
+                            asked.insert(call, asking);
+                        }
+                    }
                 }
                 Event::Ringing {
                     call,

@@ -12,19 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::Switch;
-use serde_json::Value;
-
-/// A plugin library cargo built for these tests (`lib<name>.so`).
-fn built(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    let file = format!("lib{name}.so");
-    [deps.join(&file), deps.parent().unwrap().join(&file)]
-        .into_iter()
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("{file} not built next to {}", exe.display()))
-}
+use common::{built, call, routed, rtp, Switch};
 
 /// A plugin directory: both test plugins, a library of ABI version 999
 /// (compiled here) and a file that is not a library.
@@ -52,13 +40,6 @@ fn plugin_dir(tag: &str) -> PathBuf {
     dir
 }
 
-fn rtp(min_port: u16) -> String {
-    format!(
-        "[sip]\nlisten = \"127.0.0.1:0\"\n[rtp]\nip = \"127.0.0.1\"\nmin_port = {min_port}\nmax_port = {}\n",
-        min_port + 199
-    )
-}
-
 /// A switch routing through the plugin `dialplan` of `dir`, with
 /// `config` for it, `on_failure` (and more `[plugins]` keys after it),
 /// and rules (`[dialplan]`, fallback).
@@ -79,39 +60,6 @@ fn with_plugin(
         )),
         &[],
     )
-}
-
-/// `sentiric call sip:USER@switch`: its final status.
-fn call(sw: &Switch, user: &str) -> u64 {
-    let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
-        .args([
-            "call",
-            &format!("sip:{user}@{}", sw.addr),
-            "--duration",
-            "0.5",
-        ])
-        .output()
-        .unwrap();
-    let summary = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(summary.trim())
-        .unwrap_or_else(|_| panic!("{summary} {}", String::from_utf8_lossy(&out.stderr)));
-    v["status"].as_u64().unwrap_or(0)
-}
-
-/// The CallRouted events of the switch's calls, in order.
-fn routed(sw: &Switch, calls: usize) -> Vec<Value> {
-    let end = std::time::Instant::now() + Duration::from_secs(3);
-    loop {
-        let r: Vec<Value> = sw
-            .events()
-            .into_iter()
-            .filter_map(|e| e["body"].get("CallRouted").cloned())
-            .collect();
-        if r.len() >= calls || std::time::Instant::now() > end {
-            return r;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -315,3 +315,55 @@ pub(crate) async fn amqp_channel(url: &str, exchange: &str) -> (lapin::Connectio
     .unwrap();
     (conn, ch)
 }
+
+/// A plugin library cargo built for these tests (`lib<name>.so`).
+pub(crate) fn built(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    let file = format!("lib{name}.so");
+    [deps.join(&file), deps.parent().unwrap().join(&file)]
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{file} not built next to {}", exe.display()))
+}
+
+/// SIP on an ephemeral loopback port, 200 RTP ports from `min_port`.
+pub(crate) fn rtp(min_port: u16) -> String {
+    format!(
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[rtp]\nip = \"127.0.0.1\"\nmin_port = {min_port}\nmax_port = {}\n",
+        min_port + 199
+    )
+}
+
+/// `sentiric call sip:USER@switch`: its final status.
+pub(crate) fn call(sw: &Switch, user: &str) -> u64 {
+    let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+        .args([
+            "call",
+            &format!("sip:{user}@{}", sw.addr),
+            "--duration",
+            "0.5",
+        ])
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(summary.trim())
+        .unwrap_or_else(|_| panic!("{summary} {}", String::from_utf8_lossy(&out.stderr)));
+    v["status"].as_u64().unwrap_or(0)
+}
+
+/// The CallRouted events of the switch's calls, in order.
+pub(crate) fn routed(sw: &Switch, calls: usize) -> Vec<serde_json::Value> {
+    let end = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let r: Vec<serde_json::Value> = sw
+            .events()
+            .into_iter()
+            .filter_map(|e| e["body"].get("CallRouted").cloned())
+            .collect();
+        if r.len() >= calls || std::time::Instant::now() > end {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

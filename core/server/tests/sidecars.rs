@@ -1,0 +1,292 @@
+//! Dialplan sidecars in a running switch: the example prefix dialplan as
+//! a sidecar process (this test binary run again, serving the plugin
+//! with the SDK's `sidecar::run` over mTLS) gives the same decisions over
+//! SIP calls as the same plugin loaded as a cdylib; a sidecar that stalls
+//! past the deadline gives the call its fallback within the deadline; one
+//! that is killed opens the circuit (calls fall back) and the circuit
+//! closes once it is back.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{built, call, routed, rtp, Switch};
+use sentiric_plugin_prefix_dialplan::PrefixDialplan;
+use sentiric_plugin_sdk::{v1, Dialplan, Plugin, PluginError};
+
+/// The prefix dialplan, except that the user `stall` takes 300 ms.
+struct Slow(PrefixDialplan);
+
+impl Plugin for Slow {
+    fn new(config: &str) -> Result<Self, PluginError> {
+        PrefixDialplan::new(config).map(Slow)
+    }
+
+    fn dialplan(&self) -> Option<&dyn Dialplan> {
+        Some(self)
+    }
+}
+
+impl Dialplan for Slow {
+    fn route(&self, request: &v1::RouteRequest) -> Result<v1::RouteDecision, PluginError> {
+        if request.user == "stall" {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        self.0.dialplan().expect("a dialplan").route(request)
+    }
+}
+
+/// Not a test: the sidecar process the tests start (this binary again,
+/// with its arguments in `SENTIRIC_TEST_SIDECAR`).
+#[test]
+#[ignore = "the sidecar process the other tests start"]
+fn sidecar_process() {
+    let Ok(args) = std::env::var("SENTIRIC_TEST_SIDECAR") else {
+        return;
+    };
+    let args = sentiric_plugin_sdk::sidecar::Args::parse(args.split(' ').map(String::from))
+        .expect("sidecar arguments");
+    sentiric_plugin_sdk::sidecar::run::<Slow>("test-prefix", args).expect("the sidecar serves");
+}
+
+/// A sidecar process serving [`Slow`] with `config` on `listen`, with
+/// the certificates in `certs`.
+struct Sidecar {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Sidecar {
+    fn start(listen: &str, certs: &Path, config: &Path) -> Sidecar {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["sidecar_process", "--exact", "--ignored", "--nocapture"])
+            .env(
+                "SENTIRIC_TEST_SIDECAR",
+                format!(
+                    "--listen {listen} --certs {} --config {}",
+                    certs.display(),
+                    config.display()
+                ),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let addr = out
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.split("listening on ").nth(1)?.trim().parse().ok())
+            .expect("the sidecar says where it listens");
+        Sidecar { child, addr }
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory with development certificates (`sentiric certs init`)
+/// and the dialplan's configuration.
+fn setup(tag: &str, config: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sentiric-sidecars-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+        .args(["certs", "init"])
+        .arg(dir.join("certs"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(dir.join("routes.toml"), config).unwrap();
+    dir
+}
+
+/// A switch routing through the sidecar at `addr` (`more` more
+/// `[plugins]` keys), the `[dialplan]` rules refusing with 486 as the
+/// fallback.
+fn with_sidecar(min_port: u16, dir: &Path, addr: SocketAddr, more: &str) -> Switch {
+    Switch::start(
+        Some(&format!(
+            "{}[dialplan.default]\naction = \"reject\"\ncode = 486\n\
+             [plugins]\ndialplan = \"prefix\"\n{more}\n\
+             [plugins.sidecars.prefix]\naddress = \"{addr}\"\ncerts = \"{}\"\n",
+            rtp(min_port),
+            dir.join("certs").display()
+        )),
+        &[],
+    )
+}
+
+/// Routes: +4930 to the echo test of `callee`, +49 to a user it does not
+/// have, +44 always closed, else 404.
+fn routes(callee: SocketAddr) -> String {
+    format!(
+        "[[route]]\nprefix = \"+4930\"\ntargets = [\"sip:600@{callee}\"]\n\
+         [[route]]\nprefix = \"+49\"\ntargets = [\"sip:nobody@{callee}\"]\n\
+         [[route]]\nprefix = \"+44\"\ntargets = [\"sip:600@{callee}\"]\nhours = \"00:00-00:00\"\n\
+         [default]\ncode = 404\n"
+    )
+}
+
+#[test]
+fn the_prefix_plugin_decides_alike_as_cdylib_and_as_sidecar() {
+    let callee = Switch::start(Some(&rtp(29_000)), &[]);
+    let dir = setup("alike", &routes(callee.addr));
+    let sidecar = Sidecar::start("127.0.0.1:0", &dir.join("certs"), &dir.join("routes.toml"));
+    let remote = with_sidecar(29_200, &dir, sidecar.addr, "");
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let lib = "libsentiric_plugin_prefix_dialplan.so";
+    std::fs::copy(built("sentiric_plugin_prefix_dialplan"), plugins.join(lib)).unwrap();
+    let local = Switch::start(
+        Some(&format!(
+            "{}[plugins]\ndir = \"{}\"\ndialplan = \"sentiric-plugin-prefix-dialplan\"\n\
+             [plugins.config]\nsentiric-plugin-prefix-dialplan = '''\n{}'''\n",
+            rtp(29_400),
+            plugins.display(),
+            routes(callee.addr)
+        )),
+        &[],
+    );
+    let users = ["+4930123", "+4912", "+44207", "0800", "+493077"];
+    let statuses = |sw: &Switch| users.map(|u| call(sw, u));
+    let (by_sidecar, by_cdylib) = (statuses(&remote), statuses(&local));
+    assert_eq!(by_sidecar, by_cdylib);
+    assert_eq!(by_sidecar[0], 200, "bridged to the echo test");
+    assert_eq!(by_sidecar[2], 480, "closed");
+    assert_eq!(by_sidecar[3], 404, "the default");
+    // The decisions as the events tell them: action, targets, rule.
+    let decisions = |sw: &Switch| {
+        routed(sw, users.len())
+            .into_iter()
+            .map(|r| (r["action"].clone(), r["targets"].clone(), r["rule"].clone()))
+            .collect::<Vec<_>>()
+    };
+    let remote_decisions = decisions(&remote);
+    assert_eq!(remote_decisions.len(), users.len());
+    assert_eq!(remote_decisions, decisions(&local));
+    assert_eq!(remote_decisions[1].2, "prefix +49");
+    assert_eq!(
+        remote.metric("sentiric_plugin_calls_total{plugin=\"prefix\",result=\"ok\"}"),
+        Some(users.len() as f64)
+    );
+    drop(sidecar);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Microseconds from a call's CallStarted to its CallRouted, by call.
+fn routing_us(sw: &Switch) -> Vec<i64> {
+    let events = sw.events();
+    let at = |body: &str, call_id: &str| {
+        events.iter().find_map(|e| {
+            (e["call_id"] == call_id && e["body"].get(body).is_some())
+                .then(|| e["time_unix_us"].as_i64().unwrap())
+        })
+    };
+    let mut ids: Vec<&str> = events
+        .iter()
+        .filter(|e| e["body"].get("CallStarted").is_some())
+        .filter_map(|e| e["call_id"].as_str())
+        .collect();
+    ids.dedup();
+    ids.into_iter()
+        .map(|id| at("CallRouted", id).expect("routed") - at("CallStarted", id).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_stalled_sidecar_gives_the_call_its_fallback_within_the_deadline() {
+    let callee = Switch::start(Some(&rtp(29_600)), &[]);
+    let dir = setup("stall", &routes(callee.addr));
+    let sidecar = Sidecar::start("127.0.0.1:0", &dir.join("certs"), &dir.join("routes.toml"));
+    let sw = with_sidecar(29_800, &dir, sidecar.addr, "deadline_ms = 50");
+    assert_eq!(call(&sw, "+4930123"), 200);
+    assert_eq!(call(&sw, "stall"), 486, "the fallback rules");
+    assert_eq!(call(&sw, "+4930123"), 200, "the sidecar serves on");
+    let took = routing_us(&sw);
+    assert_eq!(took.len(), 3, "{took:?}");
+    // The deadline, and a margin for this busy machine.
+    assert!(
+        (50_000..150_000).contains(&took[1]),
+        "routed after {} µs",
+        took[1]
+    );
+    assert!(
+        !sw.lines("no answer within 50ms").is_empty(),
+        "{:#?}",
+        sw.log()
+    );
+    assert_eq!(
+        sw.metric("sentiric_plugin_timeouts_total{plugin=\"prefix\"}"),
+        Some(1.0)
+    );
+    drop(sidecar);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_killed_sidecar_opens_the_circuit_which_closes_when_it_is_back() {
+    let callee = Switch::start(Some(&rtp(30_000)), &[]);
+    let dir = setup("crash", &routes(callee.addr));
+    let (certs, config) = (dir.join("certs"), dir.join("routes.toml"));
+    let sidecar = Sidecar::start("127.0.0.1:0", &certs, &config);
+    let addr = sidecar.addr;
+    let sw = with_sidecar(
+        30_200,
+        &dir,
+        addr,
+        "breaker_failures = 2\nbreaker_cooldown_ms = 1000",
+    );
+    assert_eq!(call(&sw, "+4930123"), 200);
+    // SIGKILL: the connection drops, the next connections are refused.
+    drop(sidecar);
+    for _ in 0..2 {
+        assert_eq!(call(&sw, "+4930123"), 486, "the fallback rules");
+    }
+    assert!(
+        sw.wait_line("circuit open after 2 failures", Duration::from_secs(2))
+            .is_some(),
+        "{:#?}",
+        sw.log()
+    );
+    assert_eq!(call(&sw, "+4930123"), 486, "open: the sidecar not asked");
+    assert_eq!(
+        sw.metric("sentiric_plugin_calls_total{plugin=\"prefix\",result=\"skipped\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sw.metric("sentiric_plugin_circuit_open{plugin=\"prefix\"}"),
+        Some(1.0)
+    );
+    // Back on the same address; after the cooldown a call tries it.
+    let back = Sidecar::start(&addr.to_string(), &certs, &config);
+    let connected = |n| sw.lines("dialplan sidecar prefix: connected").len() >= n;
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    while !connected(2) && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(connected(2), "connected again: {:#?}", sw.log());
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        call(&sw, "+4930123"),
+        200,
+        "the probe reaches it: {:#?}",
+        sw.log()
+    );
+    assert!(!sw.lines("circuit closed").is_empty());
+    assert_eq!(call(&sw, "+4930123"), 200);
+    assert_eq!(
+        sw.metric("sentiric_plugin_circuit_open{plugin=\"prefix\"}"),
+        Some(0.0)
+    );
+    drop(back);
+    let _ = std::fs::remove_dir_all(&dir);
+}
