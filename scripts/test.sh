@@ -53,6 +53,12 @@ if [ -n "$fresh_postgres" ]; then
   (service postgresql stop || true) >/dev/null 2>&1
 fi
 
+log "Python for the example sidecars"
+# grpcio and grpcio-tools in a virtual environment (target/python): the
+# Python dialplan sidecar and its tests.
+SENTIRIC_PYTHON=$(bash scripts/python.sh)
+export SENTIRIC_PYTHON
+
 log "PostgreSQL for the CDR tests"
 bash scripts/postgres.sh start
 SENTIRIC_TEST_POSTGRES=$(bash scripts/postgres.sh url)
@@ -75,6 +81,14 @@ export SENTIRIC_REQUIRE_SIPP=1
 results=$(mktemp)
 trap 'rm -f "$results"; bash scripts/rabbitmq.sh stop; bash scripts/postgres.sh stop' EXIT
 cargo test --workspace --locked 2>&1 | tee "$results"
+
+log "Python sidecar tests"
+py=$(mktemp)
+(cd plugins/python-dialplan && SENTIRIC_BIN=../../target/debug/sentiric \
+  "$SENTIRIC_PYTHON" -m unittest -v test_sidecar.py) 2>&1 | tee "$py"
+# Counted in the closing line as cargo's are.
+awk '/^Ran [0-9]+ test/ { printf "test result: ok. %d passed; 0 failed;\n", $2 }' "$py" >> "$results"
+rm -f "$py"
 
 if [ "${SENTIRIC_FUZZ_CHECK:-1}" = 1 ]; then
   log "fuzz targets build (stable toolchain, no instrumentation)"

@@ -4,7 +4,8 @@
 //! SIP calls as the same plugin loaded as a cdylib; a sidecar that stalls
 //! past the deadline gives the call its fallback within the deadline; one
 //! that is killed opens the circuit (calls fall back) and the circuit
-//! closes once it is back.
+//! closes once it is back; the Python example sidecar (grpcio) routes
+//! calls through the switch as well.
 
 mod common;
 
@@ -61,9 +62,10 @@ struct Sidecar {
 }
 
 impl Sidecar {
+    /// This binary as the sidecar process.
     fn start(listen: &str, certs: &Path, config: &Path) -> Sidecar {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["sidecar_process", "--exact", "--ignored", "--nocapture"])
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args(["sidecar_process", "--exact", "--ignored", "--nocapture"])
             .env(
                 "SENTIRIC_TEST_SIDECAR",
                 format!(
@@ -71,17 +73,24 @@ impl Sidecar {
                     certs.display(),
                     config.display()
                 ),
-            )
+            );
+        Sidecar::spawn(cmd)
+    }
+
+    /// `cmd` as the sidecar process: it says where it listens on its
+    /// standard output.
+    fn spawn(mut cmd: Command) -> Sidecar {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
         let out = BufReader::new(child.stdout.take().unwrap());
         let addr = out
             .lines()
             .map_while(Result::ok)
             .find_map(|l| l.split("listening on ").nth(1)?.trim().parse().ok())
-            .expect("the sidecar says where it listens");
+            .unwrap_or_else(|| panic!("{cmd:?} says where it listens"));
         Sidecar { child, addr }
     }
 }
@@ -288,5 +297,61 @@ fn a_killed_sidecar_opens_the_circuit_which_closes_when_it_is_back() {
         Some(0.0)
     );
     drop(back);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The Python the example sidecar runs on: `SENTIRIC_PYTHON`, or the
+/// virtual environment `scripts/python.sh` makes (grpcio, grpcio-tools).
+fn python() -> PathBuf {
+    let python = std::env::var_os("SENTIRIC_PYTHON").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/python/bin/python"),
+        PathBuf::from,
+    );
+    assert!(
+        python.exists(),
+        "{}: no Python with grpcio; make it with `bash scripts/python.sh`",
+        python.display()
+    );
+    python
+}
+
+#[test]
+fn the_python_sidecar_routes_calls_through_the_switch() {
+    let callee = Switch::start(Some(&rtp(30_400)), &[]);
+    let dir = setup(
+        "python",
+        &format!(
+            "[[route]]\nprefix = \"+4930\"\ntargets = [\"sip:600@{}\"]\n\
+             [[route]]\nprefix = \"+1900\"\nreject = 403\n\
+             [[route]]\nprefix = \"600\"\nanswer = \"echo\"\n\
+             [default]\ncode = 484\n",
+            callee.addr
+        ),
+    );
+    let mut cmd = Command::new(python());
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/python-dialplan/sidecar.py"))
+        .args(["--listen", "127.0.0.1:0", "--certs"])
+        .arg(dir.join("certs"))
+        .arg("--config")
+        .arg(dir.join("routes.toml"));
+    let sidecar = Sidecar::spawn(cmd);
+    let sw = with_sidecar(30_600, &dir, sidecar.addr, "");
+    let users = ["+4930123", "+1900555", "600", "0800"];
+    assert_eq!(users.map(|u| call(&sw, u)), [200, 403, 200, 484]);
+    let rules: Vec<_> = routed(&sw, users.len())
+        .into_iter()
+        .map(|r| (r["action"].clone(), r["rule"].clone()))
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            ("bridge", "prefix +4930"),
+            ("reject", "prefix +1900"),
+            ("echo", "prefix 600"),
+            ("reject", "default"),
+        ]
+        .map(|(a, r)| (serde_json::json!(a), serde_json::json!(r)))
+    );
+    drop(sidecar);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The Python the example sidecars and their tests run on: a virtual
+# environment in target/python with every plugins/*/requirements.txt,
+# made (or brought up to date) when needed. Prints its python's path.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv=$root/target/python
+reqs=$(cat "$root"/plugins/*/requirements.txt | grep -v '^\s*#' | sort -u)
+stamp=$venv/.requirements
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$reqs" ]; then
+  if ! python3 -m venv --help >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-venv >&2
+  fi
+  rm -rf "$venv"
+  python3 -m venv "$venv" >&2
+  printf '%s\n' "$reqs" > "$venv/requirements.txt"
+  "$venv/bin/pip" install -q -r "$venv/requirements.txt" >&2
+  printf '%s\n' "$reqs" > "$stamp"
+fi
+echo "$venv/bin/python"
