@@ -3,7 +3,7 @@
 //! The contract is written once, in `proto/sentiric/plugin/v1/plugin.proto`:
 //! a dialplan's `Route`, an agent's `Converse`, speech to text and text to
 //! speech. This crate has its messages as Rust types ([`v1`]), the
-//! services as traits ([`Dialplan`], with the agent and speech traits to
+//! services as traits ([`Dialplan`], [`Agent`]; the speech traits to
 //! follow), and two ways to ship an implementation:
 //!
 //! * **In process**: [`export_plugin!`] makes the crate a `cdylib` the
@@ -85,6 +85,31 @@ pub trait Dialplan: Send + Sync {
     fn route(&self, request: &v1::RouteRequest) -> Result<v1::RouteDecision, PluginError>;
 }
 
+/// Holds conversations on live calls: the switch's `Converse` stream.
+///
+/// For each call routed to the agent, [`Agent::start`] makes a
+/// [`Conversation`] from the call and the route's parameters; the
+/// conversation is then told every input (the caller's audio as 20 ms
+/// frames of 16 kHz PCM, DTMF, speech start and stop, plays done, the
+/// end) and answers each with the actions it causes (audio to play,
+/// stop, hang up, transfer, DTMF, CDR tags), in order.
+pub trait Agent: Send + Sync {
+    /// A conversation for the call `start` describes.
+    fn start(&self, start: &v1::ConverseStart) -> Result<Box<dyn Conversation>, PluginError>;
+}
+
+/// One call's conversation with an [`Agent`].
+pub trait Conversation: Send {
+    /// What the agent does on `input`: actions pushed to `actions`, in
+    /// the order the switch carries them out. An error ends the
+    /// conversation (the switch applies the route's failure path).
+    fn input(
+        &mut self,
+        input: v1::call_input::Input,
+        actions: &mut Vec<v1::CallAction>,
+    ) -> Result<(), PluginError>;
+}
+
 /// A plugin: made once from its configuration when the switch loads it,
 /// then asked for the services it implements.
 pub trait Plugin: Send + Sync + 'static {
@@ -96,6 +121,11 @@ pub trait Plugin: Send + Sync + 'static {
 
     /// Its dialplan, if it is one.
     fn dialplan(&self) -> Option<&dyn Dialplan> {
+        None
+    }
+
+    /// Its agent, if it is one (served by sidecars so far).
+    fn agent(&self) -> Option<&dyn Agent> {
         None
     }
 

@@ -1,7 +1,7 @@
 //! A plugin as a gRPC sidecar over mTLS, and the client the switch
 //! reaches one with.
 //!
-//! [`serve`] runs a [`Plugin`]'s services (the dialplan, so far) on a
+//! [`serve`] runs a [`Plugin`]'s services (its dialplan and agent) on a
 //! TCP address. The sidecar accepts TLS itself: TLS 1.3 only, a client
 //! certificate required and verified against the configured CA, so a
 //! client without one, with one from another CA, or with an expired one
@@ -31,6 +31,10 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use crate::{check_decision, v1, InvalidDecision, Plugin};
+
+/// The gRPC crate the sidecars and clients are built on, for the
+/// contract's generated clients and servers (`v1::agent_client` …).
+pub use tonic;
 
 /// PEM text of the CA the other side's certificate must chain to, and of
 /// this side's own certificate and key.
@@ -159,35 +163,111 @@ impl<P: Plugin> v1::dialplan_server::Dialplan for DialplanService<P> {
         // less: p99 on loopback about half).
         let plugin = Arc::clone(&self.plugin);
         let request = request.into_inner();
-        let decide = move || {
-            catch_unwind(AssertUnwindSafe(|| {
-                plugin.dialplan().map(|d| d.route(&request))
-            }))
-        };
-        let decided = if self.plugin.may_block() {
-            tokio::task::spawn_blocking(decide).await
-        } else {
-            Ok(decide())
-        };
+        let decided = plugin_code(self.plugin.may_block(), move || {
+            plugin.dialplan().map(|d| d.route(&request))
+        })
+        .await?;
         match decided {
-            Ok(Ok(Some(Ok(d)))) => Ok(tonic::Response::new(d)),
-            Ok(Ok(Some(Err(e)))) => Err(tonic::Status::internal(e.0)),
-            Ok(Ok(None)) => Err(tonic::Status::unimplemented("not a dialplan")),
-            Ok(Err(_)) | Err(_) => Err(tonic::Status::internal("the plugin panicked")),
+            Some(Ok(d)) => Ok(tonic::Response::new(d)),
+            Some(Err(e)) => Err(tonic::Status::internal(e.0)),
+            None => Err(tonic::Status::unimplemented("not a dialplan")),
         }
     }
 }
 
-/// Accepted TLS connections, as tonic's incoming stream.
-struct Incoming(
-    tokio::sync::mpsc::Receiver<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
-);
+/// A channel's receiving end as a stream: accepted TLS connections for
+/// tonic's incoming, an agent's actions for its response.
+struct Received<T>(tokio::sync::mpsc::Receiver<T>);
 
-impl futures_core::Stream for Incoming {
-    type Item = Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>;
+impl<T> futures_core::Stream for Received<T> {
+    type Item = T;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx).map(|s| s.map(Ok))
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// The agent service over the plugin: one [`Conversation`] a stream.
+struct AgentService<P> {
+    plugin: Arc<P>,
+}
+
+/// Runs `f` (plugin code) where the plugin says it may: on the blocking
+/// pool, or here; a panic is an error.
+async fn plugin_code<T: Send + 'static>(
+    may_block: bool,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tonic::Status> {
+    let caught = move || catch_unwind(AssertUnwindSafe(f));
+    let ran = if may_block {
+        tokio::task::spawn_blocking(caught)
+            .await
+            .map_err(|_| tonic::Status::internal("the plugin panicked"))?
+    } else {
+        caught()
+    };
+    ran.map_err(|_| tonic::Status::internal("the plugin panicked"))
+}
+
+#[tonic::async_trait]
+impl<P: Plugin> v1::agent_server::Agent for AgentService<P> {
+    type ConverseStream = Received<Result<v1::CallAction, tonic::Status>>;
+
+    async fn converse(
+        &self,
+        request: tonic::Request<tonic::Streaming<v1::CallInput>>,
+    ) -> Result<tonic::Response<Self::ConverseStream>, tonic::Status> {
+        if self.plugin.agent().is_none() {
+            return Err(tonic::Status::unimplemented("not an agent"));
+        }
+        let mut inputs = request.into_inner();
+        let Some(v1::call_input::Input::Start(start)) =
+            inputs.message().await?.and_then(|m| m.input)
+        else {
+            return Err(tonic::Status::invalid_argument(
+                "the first input must be start",
+            ));
+        };
+        let (plugin, may_block) = (Arc::clone(&self.plugin), self.plugin.may_block());
+        let mut conversation =
+            plugin_code(may_block, move || plugin.agent().map(|a| a.start(&start)))
+                .await?
+                .ok_or_else(|| tonic::Status::unimplemented("not an agent"))?
+                .map_err(|e| tonic::Status::failed_precondition(e.0))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            // Until the switch closes its side, an error, or the switch
+            // stops listening.
+            while let Ok(Some(msg)) = inputs.message().await {
+                let Some(input) = msg.input else {
+                    continue;
+                };
+                let ran = plugin_code(may_block, move || {
+                    let mut actions = Vec::new();
+                    let r = conversation.input(input, &mut actions);
+                    (conversation, r, actions)
+                })
+                .await;
+                let (back, result, actions) = match ran {
+                    Ok(r) => r,
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                };
+                conversation = back;
+                for a in actions {
+                    if tx.send(Ok(a)).await.is_err() {
+                        return;
+                    }
+                }
+                if let Err(e) = result {
+                    let _ = tx.send(Err(tonic::Status::internal(e.0))).await;
+                    return;
+                }
+            }
+        });
+        Ok(tonic::Response::new(Received(rx)))
     }
 }
 
@@ -215,7 +295,7 @@ pub async fn serve<P: Plugin>(
             tokio::spawn(async move {
                 match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        let _ = tx.send(stream).await;
+                        let _ = tx.send(Ok::<_, std::io::Error>(stream)).await;
                     }
                     Ok(Err(e)) => tracing::warn!(
                         %peer,
@@ -226,12 +306,15 @@ pub async fn serve<P: Plugin>(
             });
         }
     });
-    let service = v1::dialplan_server::DialplanServer::new(DialplanService {
-        plugin: Arc::new(plugin),
+    let plugin = Arc::new(plugin);
+    let dialplan = v1::dialplan_server::DialplanServer::new(DialplanService {
+        plugin: Arc::clone(&plugin),
     });
+    let agent = v1::agent_server::AgentServer::new(AgentService { plugin });
     let served = tonic::transport::Server::builder()
-        .add_service(service)
-        .serve_with_incoming_shutdown(Incoming(rx), shutdown)
+        .add_service(dialplan)
+        .add_service(agent)
+        .serve_with_incoming_shutdown(Received(rx), shutdown)
         .await;
     accepting.abort();
     served.map_err(|e| SidecarError::Transport(e.to_string()))
@@ -252,10 +335,7 @@ impl DialplanClient {
         tls: &Tls,
         connect_timeout: Duration,
     ) -> Result<DialplanClient, SidecarError> {
-        let channel = endpoint(addr, server_name, tls, connect_timeout)?
-            .connect()
-            .await
-            .map_err(|e| SidecarError::Transport(transport_error(&e)))?;
+        let channel = channel(addr, server_name, tls, connect_timeout).await?;
         Ok(DialplanClient {
             inner: v1::dialplan_client::DialplanClient::new(channel),
         })
@@ -289,6 +369,21 @@ impl DialplanClient {
         check_decision(&decision).map_err(SidecarError::Invalid)?;
         Ok(decision)
     }
+}
+
+/// A connection to the sidecar at `addr` (its certificate must name
+/// `server_name`) with this side's certificate from `tls`, for any of the
+/// contract's clients (`v1::agent_client::AgentClient::new(channel)`).
+pub async fn channel(
+    addr: SocketAddr,
+    server_name: &str,
+    tls: &Tls,
+    connect_timeout: Duration,
+) -> Result<tonic::transport::Channel, SidecarError> {
+    endpoint(addr, server_name, tls, connect_timeout)?
+        .connect()
+        .await
+        .map_err(|e| SidecarError::Transport(transport_error(&e)))
 }
 
 /// The endpoint for a sidecar at `addr`: TLS with the switch's

@@ -1,0 +1,122 @@
+//! The echo agent as a sidecar process: a conversation over gRPC with
+//! mTLS gets every frame of audio back as a play, `#` hangs up, and a
+//! stream that does not start with `start` is refused.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use sentiric_plugin_sdk::sidecar::{channel, tonic, Tls};
+use sentiric_plugin_sdk::v1::{self, call_action::Action, call_input::Input};
+
+struct Sidecar(Child, SocketAddr);
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(certs: &std::path::Path) -> Sidecar {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sentiric-echo-agent-sidecar"))
+        .args(["--listen", "127.0.0.1:0", "--certs"])
+        .arg(certs)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.rsplit(' ').next().unwrap().trim().parse().unwrap();
+    Sidecar(child, addr)
+}
+
+/// The inputs as the request's stream.
+fn stream(
+    inputs: Vec<v1::CallInput>,
+) -> impl tonic::codegen::tokio_stream::Stream<Item = v1::CallInput> {
+    tonic::codegen::tokio_stream::iter(inputs)
+}
+
+fn input(i: Input) -> v1::CallInput {
+    v1::CallInput { input: Some(i) }
+}
+
+/// 20 ms at 16 kHz: 320 samples, frame `n` a ramp of its own.
+fn frame(n: u64) -> Vec<u8> {
+    (0..320u16)
+        .flat_map(|i| (i as i16 * 7 + n as i16).to_le_bytes())
+        .collect()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_echo_agent_plays_the_callers_audio_back() {
+    let dir = std::env::temp_dir().join(format!("sentiric-echo-agent-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let certs = dir.join("certs");
+    sentiric_plugin_sdk::certs::init(&certs).unwrap();
+    let sidecar = start(&certs);
+    let tls = Tls::from_files(
+        &certs.join("ca.pem"),
+        &certs.join("switch.pem"),
+        &certs.join("switch-key.pem"),
+    )
+    .unwrap();
+    let ch = channel(sidecar.1, "localhost", &tls, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let mut agent = v1::agent_client::AgentClient::new(ch);
+
+    // A call: start, five frames, a digit it ignores, then `#`.
+    let mut inputs = vec![input(Input::Start(Box::default()))];
+    inputs.extend((0..5).map(|n| {
+        input(Input::Audio(v1::AudioFrame {
+            pcm: frame(n),
+            time_ms: n * 20,
+        }))
+    }));
+    for digit in ["5", "#"] {
+        inputs.push(input(Input::Dtmf(v1::Dtmf {
+            digit: digit.into(),
+            duration_ms: 100,
+        })));
+    }
+    let mut actions = agent.converse(stream(inputs)).await.unwrap().into_inner();
+    let mut got = Vec::new();
+    while let Some(a) = tokio::time::timeout(Duration::from_secs(5), actions.message())
+        .await
+        .expect("the agent answers")
+        .unwrap()
+    {
+        got.push(a.action.unwrap());
+        if got.len() == 6 {
+            break;
+        }
+    }
+    for (n, a) in got[..5].iter().enumerate() {
+        match a {
+            Action::Play(p) => {
+                assert_eq!((p.id.as_str(), p.last), ("echo", false));
+                assert_eq!(p.pcm, frame(n as u64), "frame {n} back as it came");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(matches!(&got[5], Action::HangUp(_)), "{:?}", got[5]);
+
+    // Audio before start: refused.
+    let refused = agent
+        .converse(stream(vec![input(Input::Audio(v1::AudioFrame {
+            pcm: frame(0),
+            time_ms: 0,
+        }))]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+
+    let _ = std::fs::remove_dir_all(&dir);
+}
