@@ -142,6 +142,7 @@ fn call_events(tag: &str, i: usize) -> [v1::Event; 4] {
             action: "bridge".into(),
             targets: vec![format!("sip:uas@{UAS}")],
             rule: "trunk".into(),
+            ..v1::CallRouted::default()
         }),
         Body::CallAnswered(v1::CallAnswered {
             answered_by: String::new(),

@@ -246,11 +246,47 @@ pub fn check_decision(decision: &v1::RouteDecision) -> Result<(), InvalidDecisio
                     "{what} name {name:?} is not a token"
                 )));
             }
+            if what == "header" && SWITCH_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+                return Err(InvalidDecision::Field(format!(
+                    "header {name} is the switch's own"
+                )));
+            }
             check_value(what, value)?;
         }
     }
     check_value("rule", &decision.rule)
 }
+
+/// Headers the switch writes in its INVITEs itself (long and compact
+/// forms): a decision may not add them.
+const SWITCH_HEADERS: &[&str] = &[
+    "Via",
+    "v",
+    "From",
+    "f",
+    "To",
+    "t",
+    "Call-ID",
+    "i",
+    "CSeq",
+    "Contact",
+    "m",
+    "Max-Forwards",
+    "Content-Length",
+    "l",
+    "Content-Type",
+    "c",
+    "Route",
+    "Record-Route",
+    "Allow",
+    "Supported",
+    "k",
+    "Require",
+    "Proxy-Require",
+    "Session-Expires",
+    "x",
+    "Min-SE",
+];
 
 fn check_targets(targets: &[String]) -> Result<(), InvalidDecision> {
     if targets.is_empty() || targets.len() > MAX_TARGETS {
@@ -359,6 +395,16 @@ mod tests {
             check_decision(&header),
             Err(InvalidDecision::Field(_))
         ));
+        for owned in ["Via", "call-id", "CONTACT", "m"] {
+            let mut d = bridge(["sip:a@127.0.0.1"]);
+            d.add_headers.insert(owned.into(), "x".into());
+            assert_eq!(
+                check_decision(&d),
+                Err(InvalidDecision::Field(format!(
+                    "header {owned} is the switch's own"
+                ))),
+            );
+        }
         assert!(matches!(
             check_decision(&name),
             Err(InvalidDecision::Field(_))

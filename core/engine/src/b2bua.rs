@@ -392,6 +392,8 @@ struct Call {
     /// The best failure heard from a fork so far (RFC 3261 §16.7).
     best_failure: Option<(u16, String)>,
     targets: Vec<String>,
+    /// Headers the dialplan adds to each INVITE to a target.
+    headers: Vec<(String, String)>,
     next_target: usize,
     ring_timeout: Duration,
     ring_deadline: Option<Instant>,
@@ -1014,6 +1016,7 @@ impl<M: MediaPlane> B2bua<M> {
                 forks: Vec::new(),
                 best_failure: None,
                 targets: Vec::new(),
+                headers: Vec::new(),
                 next_target: 0,
                 ring_timeout: Duration::from_secs(60),
                 ring_deadline: None,
@@ -1067,10 +1070,12 @@ impl<M: MediaPlane> B2bua<M> {
             Action::Bridge(b) if b.fork == Fork::Serial || b.targets.len() == 1 => {
                 c.targets = b.targets;
                 c.ring_timeout = b.ring_timeout;
+                c.headers = b.headers;
                 self.try_next_target(now, call, 480);
             }
             Action::Bridge(b) => {
                 c.ring_timeout = b.ring_timeout;
+                c.headers = b.headers;
                 let mut failure = None;
                 for target in &b.targets {
                     if let Err(e) = self.invite_b(now, call, target, true) {
@@ -1084,6 +1089,7 @@ impl<M: MediaPlane> B2bua<M> {
                 }
             }
             Action::Reject { code, reason } => self.fail_a(now, call, code, &reason),
+            Action::Redirect { code, contacts } => self.redirect_a(now, call, code, &contacts),
             Action::Echo => self.answer_locally(now, call, Local::Echo),
             Action::Play {
                 prompt,
@@ -1223,6 +1229,11 @@ impl<M: MediaPlane> B2bua<M> {
             .header(HeaderName::Allow, ALLOW)
             .header(HeaderName::Supported, "timer");
         b.push_header("CSeq", "1 INVITE");
+        if let Some(c) = self.calls.get(&call) {
+            for (name, value) in &c.headers {
+                b.push_header(name, value);
+            }
+        }
         let bytes = match &body {
             Some(sdp) => b.body(Some("application/sdp"), sdp),
             None => b.finish(),
@@ -1322,6 +1333,33 @@ impl<M: MediaPlane> B2bua<M> {
             }
         }
         self.end(call, status, None);
+    }
+
+    /// Sends A elsewhere (RFC 3261 §21.3): `code` (3xx) with a Contact
+    /// for each of `contacts`, and the call ends.
+    fn redirect_a(&mut self, now: Instant, call: CallRef, code: u16, contacts: &[String]) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let (tx, tag, invite) = (c.a_tx, c.a_tag.clone(), c.a_invite.clone());
+        let reason = match code {
+            300 => "Multiple Choices",
+            301 => "Moved Permanently",
+            302 => "Moved Temporarily",
+            305 => "Use Proxy",
+            380 => "Alternative Service",
+            _ => "Redirection",
+        };
+        if let Ok(msg) = Message::parse(&invite) {
+            if let Some(req) = msg.as_request() {
+                let mut b = response_to(req, code, reason, Some(&tag));
+                for uri in contacts {
+                    b = b.header(HeaderName::Contact, &format!("<{uri}>"));
+                }
+                self.respond(now, tx, b.finish());
+            }
+        }
+        self.end(call, code, None);
     }
 
     fn end(&mut self, call: CallRef, status: u16, by: Option<Leg>) {

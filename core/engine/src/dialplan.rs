@@ -109,6 +109,9 @@ pub struct Bridge {
     pub fork: Fork,
     /// How long a target may ring before it counts as no answer.
     pub ring_timeout: Duration,
+    /// Headers added to each INVITE to a target (names are tokens the
+    /// switch does not set itself; values without line breaks).
+    pub headers: Vec<(String, String)>,
 }
 
 /// What follows a prompt.
@@ -139,6 +142,13 @@ pub enum Action {
     Conference {
         /// The room's name.
         room: String,
+    },
+    /// Send the caller elsewhere: a 3xx with a Contact for each URI.
+    Redirect {
+        /// The status code, 300–399.
+        code: u16,
+        /// Where to, in order of preference.
+        contacts: Vec<String>,
     },
     /// Refuse the call with a final response.
     Reject {
@@ -648,6 +658,7 @@ impl StaticDialplan {
                 targets: targets.iter().map(|t| fill(t, r)).collect(),
                 fork: *fork,
                 ring_timeout: *ring_timeout,
+                headers: Vec::new(),
             }),
             Template::Echo => Action::Echo,
             Template::Play {

@@ -249,6 +249,7 @@ impl Net {
                 targets: targets.iter().map(|t| t.to_string()).collect(),
                 fork: Fork::Serial,
                 ring_timeout: ring,
+                headers: Vec::new(),
             }),
         );
         self.sent()
@@ -1133,6 +1134,7 @@ fn parallel_forking_first_answer_wins_the_others_are_cancelled() {
             ],
             fork: Fork::Parallel,
             ring_timeout: Duration::from_secs(30),
+            headers: Vec::new(),
         }),
     );
     let sent = net.sent();
@@ -1191,6 +1193,7 @@ fn parallel_forking_all_fail_the_best_failure_wins() {
             ],
             fork: Fork::Parallel,
             ring_timeout: Duration::from_secs(30),
+            headers: Vec::new(),
         }),
     );
     let sent = net.sent();
@@ -1348,6 +1351,7 @@ fn a_prompt_in_early_media_then_a_bridge_keeps_the_callers_media() {
             targets: vec!["sip:bob@127.0.0.3:5070".into()],
             fork: Fork::Serial,
             ring_timeout: Duration::from_secs(30),
+            headers: Vec::new(),
         }),
     );
     // The prompt is over: Bob is called with Alice's offer.

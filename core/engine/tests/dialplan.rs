@@ -94,6 +94,7 @@ fn rules_match_in_order_and_fill_templates() {
             ],
             fork: Fork::Serial,
             ring_timeout: Duration::from_secs(30),
+            headers: Vec::new(),
         })
     );
     // Too short for the regex: on to the default.

@@ -352,11 +352,12 @@ pub(crate) fn routed(action: &sentiric_engine::dialplan::Action) -> v1::CallRout
         }
         Action::Conference { room } => ("conference", vec![room.clone()]),
         Action::Reject { code, .. } => ("reject", vec![code.to_string()]),
+        Action::Redirect { contacts, .. } => ("redirect", contacts.clone()),
     };
     v1::CallRouted {
         action: name.into(),
         targets,
-        rule: String::new(),
+        ..v1::CallRouted::default()
     }
 }
 

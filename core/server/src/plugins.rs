@@ -500,11 +500,31 @@ impl Link {
     }
 }
 
+/// What the dialplan decided for a call: the action, the rule that chose
+/// it, and the tags for the call's CDR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Decision {
+    pub(crate) action: Action,
+    pub(crate) rule: String,
+    pub(crate) tags: std::collections::HashMap<String, String>,
+}
+
+impl Decision {
+    /// `action` chosen by `rule`, without tags.
+    pub(crate) fn new(action: Action, rule: String) -> Decision {
+        Decision {
+            action,
+            rule,
+            tags: Default::default(),
+        }
+    }
+}
+
 /// How routing a call began.
 pub(crate) enum Begun {
     /// Decided already (in process, or the circuit is open, or the
     /// sidecar has too many calls waiting).
-    Decided(Action, String),
+    Decided(Decision),
     /// A sidecar was asked: its [`Reply`] comes to the worker's inbox.
     Asked,
 }
@@ -590,8 +610,7 @@ impl PluginDialplan {
         let gate = self.breaker.gate(self.millis(t0));
         if gate == Gate::Skip {
             self.skipped.increment(1);
-            let (action, rule) = self.failed(&request, "circuit open".into(), fallback);
-            return Begun::Decided(action, rule);
+            return Begun::Decided(self.failed(&request, "circuit open".into(), fallback));
         }
         match &self.backend {
             Backend::Library(lib) => {
@@ -600,15 +619,14 @@ impl PluginDialplan {
                     timed_out: false,
                     why: e.to_string(),
                 });
-                let (action, rule) = self.settle(
+                Begun::Decided(self.settle(
                     &request.call_id,
                     &request.trace_id,
                     gate,
                     t0,
                     decided,
                     fallback,
-                );
-                Begun::Decided(action, rule)
+                ))
             }
             Backend::Sidecar(s) => {
                 if s.in_flight.fetch_add(1, Ordering::AcqRel) >= s.max_in_flight {
@@ -620,8 +638,7 @@ impl PluginDialplan {
                     }
                     self.busy.increment(1);
                     let why = format!("{} calls waiting on it", s.max_in_flight);
-                    let (action, rule) = self.failed(&request, why, fallback);
-                    return Begun::Decided(action, rule);
+                    return Begun::Decided(self.failed(&request, why, fallback));
                 }
                 let Some((generation, mut client)) = s.link.get() else {
                     s.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -631,8 +648,8 @@ impl PluginDialplan {
                         why: "not connected".into(),
                     });
                     let (call_id, trace_id) = (&request.call_id, &request.trace_id);
-                    let (action, rule) = self.settle(call_id, trace_id, gate, t0, failed, fallback);
-                    return Begun::Decided(action, rule);
+                    let decision = self.settle(call_id, trace_id, gate, t0, failed, fallback);
+                    return Begun::Decided(decision);
                 };
                 let (in_flight, waker, worker, link) = (
                     Arc::clone(&s.in_flight),
@@ -665,11 +682,7 @@ impl PluginDialplan {
 
     /// The action for a sidecar's `reply`, and the rule that chose it;
     /// `fallback` decides when it failed and `on_failure` says so.
-    pub(crate) fn finish(
-        &self,
-        reply: Reply,
-        fallback: impl FnOnce() -> Action,
-    ) -> (Action, String) {
+    pub(crate) fn finish(&self, reply: Reply, fallback: impl FnOnce() -> Action) -> Decision {
         let decided = reply.result.map_err(|e| Failure {
             panicked: false,
             timed_out: matches!(e, SidecarError::Timeout(_)),
@@ -700,11 +713,11 @@ impl PluginDialplan {
         t0: Instant,
         decided: Result<v1::RouteDecision, Failure>,
         fallback: impl FnOnce() -> Action,
-    ) -> (Action, String) {
+    ) -> Decision {
         let took = t0.elapsed();
         // A decision the switch cannot carry out is the plugin's error.
         let decided = decided.and_then(|d| {
-            action(&d).map(|a| (a, d.rule)).map_err(|why| Failure {
+            decision(d).map_err(|why| Failure {
                 panicked: false,
                 timed_out: false,
                 why,
@@ -756,7 +769,7 @@ impl PluginDialplan {
                 self.name,
                 failure.why
             );
-            return (
+            return Decision::new(
                 Action::Reject {
                     code: 500,
                     reason: "Plugin Failure".into(),
@@ -774,7 +787,7 @@ impl PluginDialplan {
         request: &v1::RouteRequest,
         why: String,
         fallback: impl FnOnce() -> Action,
-    ) -> (Action, String) {
+    ) -> Decision {
         self.failed_call(&request.call_id, &request.trace_id, why, fallback)
     }
 
@@ -784,7 +797,7 @@ impl PluginDialplan {
         trace_id: &str,
         why: String,
         fallback: impl FnOnce() -> Action,
-    ) -> (Action, String) {
+    ) -> Decision {
         let (path, action, rule) = if self.reject_on_failure {
             (
                 "503",
@@ -808,7 +821,7 @@ impl PluginDialplan {
             "dialplan plugin {}: {why}; {path}",
             self.name
         );
-        (action, rule)
+        Decision::new(action, rule)
     }
 }
 
@@ -872,45 +885,54 @@ pub(crate) fn request(
     }
 }
 
-/// The engine's action for a checked decision; what the switch cannot do
-/// yet is the plugin's error.
-fn action(d: &v1::RouteDecision) -> Result<Action, String> {
+/// The engine's action for a checked decision, with its rule and tags;
+/// what the switch cannot do yet is the plugin's error.
+fn decision(d: v1::RouteDecision) -> Result<Decision, String> {
     use v1::answer::App;
     use v1::route_decision::Action as A;
-    let bridge = |b: &v1::Bridge| Bridge {
-        targets: b.targets.clone(),
+    // Sorted: the INVITE says them in the same order every call.
+    let headers: BTreeMap<String, String> = d.add_headers.into_iter().collect();
+    let bridge = |b: v1::Bridge| Bridge {
+        targets: b.targets,
         fork: Fork::Serial,
         ring_timeout: match b.ring_timeout_ms {
             0 => Duration::from_secs(30),
             ms => Duration::from_millis(u64::from(ms)),
         },
+        headers: headers.clone().into_iter().collect(),
     };
-    if !d.add_headers.is_empty() {
-        return Err("add_headers: not supported by this switch yet".into());
-    }
-    match d.action.as_ref() {
-        Some(A::Bridge(b)) => Ok(Action::Bridge(bridge(b))),
-        Some(A::Reject(r)) => Ok(Action::Reject {
+    let action = match d.action {
+        Some(A::Bridge(b)) => Action::Bridge(bridge(b)),
+        Some(A::Reject(r)) => Action::Reject {
             code: u16::try_from(r.code).map_err(|_| format!("reject code {}", r.code))?,
-            reason: r.reason.clone(),
-        }),
+            reason: r.reason,
+        },
+        Some(A::Redirect(r)) => Action::Redirect {
+            code: match r.code {
+                0 => 302,
+                c => u16::try_from(c).map_err(|_| format!("redirect code {c}"))?,
+            },
+            contacts: r.contacts,
+        },
         Some(A::Answer(v1::Answer { app: Some(app) })) => match app {
-            App::Echo(_) => Ok(Action::Echo),
-            App::Play(p) => Ok(Action::Play {
-                prompt: p.prompt.clone(),
-                then: match &p.then_bridge {
+            App::Echo(_) => Action::Echo,
+            App::Play(p) => Action::Play {
+                prompt: p.prompt,
+                then: match p.then_bridge {
                     Some(b) => AfterPlay::Continue(Box::new(Action::Bridge(bridge(b)))),
                     None => AfterPlay::Hangup,
                 },
-            }),
-            App::Conference(c) => Ok(Action::Conference {
-                room: c.room.clone(),
-            }),
-            App::Agent(_) => Err("agent: not supported by this switch yet".into()),
+            },
+            App::Conference(c) => Action::Conference { room: c.room },
+            App::Agent(_) => return Err("agent: not supported by this switch yet".into()),
         },
-        Some(A::Redirect(_)) => Err("redirect: not supported by this switch yet".into()),
-        Some(A::Answer(_)) | None => Err("no action".into()),
-    }
+        Some(A::Answer(_)) | None => return Err("no action".into()),
+    };
+    Ok(Decision {
+        action,
+        rule: d.rule,
+        tags: d.cdr_tags.into_iter().collect(),
+    })
 }
 
 #[cfg(test)]
@@ -919,25 +941,53 @@ mod tests {
 
     #[test]
     fn decisions_become_the_engines_actions() {
-        let d = sentiric_plugin_sdk::bridge(["sip:a@127.0.0.1"]);
+        let mut d = sentiric_plugin_sdk::bridge(["sip:a@127.0.0.1"]);
+        d.add_headers.insert("X-B".into(), "2".into());
+        d.add_headers.insert("X-A".into(), "1".into());
+        d.cdr_tags.insert("account".into(), "42".into());
+        d.rule = "r".into();
+        let got = decision(d).unwrap();
         assert_eq!(
-            action(&d),
-            Ok(Action::Bridge(Bridge {
+            got.action,
+            Action::Bridge(Bridge {
                 targets: vec!["sip:a@127.0.0.1".into()],
                 fork: Fork::Serial,
                 ring_timeout: Duration::from_secs(30),
-            }))
+                headers: vec![("X-A".into(), "1".into()), ("X-B".into(), "2".into())],
+            })
         );
         assert_eq!(
-            action(&sentiric_plugin_sdk::reject(486, "Busy")),
+            (got.rule.as_str(), got.tags["account"].as_str()),
+            ("r", "42")
+        );
+        assert_eq!(
+            decision(sentiric_plugin_sdk::reject(486, "Busy")).map(|d| d.action),
             Ok(Action::Reject {
                 code: 486,
                 reason: "Busy".into()
             })
         );
-        let mut headers = sentiric_plugin_sdk::bridge(["sip:a@127.0.0.1"]);
-        headers.add_headers.insert("X-A".into(), "1".into());
-        assert!(action(&headers).is_err());
+        let redirect = v1::RouteDecision {
+            action: Some(v1::route_decision::Action::Redirect(v1::Redirect {
+                code: 0,
+                contacts: vec!["sip:b@127.0.0.2".into()],
+            })),
+            ..v1::RouteDecision::default()
+        };
+        assert_eq!(
+            decision(redirect).map(|d| d.action),
+            Ok(Action::Redirect {
+                code: 302,
+                contacts: vec!["sip:b@127.0.0.2".into()]
+            })
+        );
+        let agent = v1::RouteDecision {
+            action: Some(v1::route_decision::Action::Answer(v1::Answer {
+                app: Some(v1::answer::App::Agent(v1::ConnectAgent::default())),
+            })),
+            ..v1::RouteDecision::default()
+        };
+        assert!(decision(agent).is_err(), "not yet");
     }
 
     #[test]

@@ -35,7 +35,7 @@ use sentiric_sip::{Disposition, Message};
 use crate::events::Events;
 use crate::inbox::{Inbound, Inbox};
 use crate::media::{Instruction, Media, RtpSocket};
-use crate::plugins::Begun;
+use crate::plugins::{Begun, Decision};
 use crate::transcoding::Transcoded;
 use crate::voice::{Coder, Voice};
 
@@ -408,6 +408,7 @@ impl CallInfo {
             (486 | 600, _) => "busy",
             (408 | 480, _) => "no_answer",
             (487, _) => "cancelled",
+            (300..=399, _) => "redirected",
             (500..=599, _) => "failed",
             _ => "rejected",
         };
@@ -451,17 +452,17 @@ impl Asking {
     }
 }
 
-/// The dialplan decided `action` for `call` (`rule` chose it): said in
-/// the log and the call's events, and done.
+/// The dialplan's `decision` for `call`: said in the log and the call's
+/// events (its tags go to the CDR), and done.
 fn routed(
     b2b: &mut B2bua<Media>,
     ids: &mut HashMap<CallRef, CallInfo>,
     events: &Events,
     now: Instant,
     call: CallRef,
-    action: sentiric_engine::dialplan::Action,
-    rule: String,
+    decision: Decision,
 ) {
+    let Decision { action, rule, tags } = decision;
     if let Some(info) = ids.get_mut(&call) {
         tracing::debug!(
             call = call.0,
@@ -471,6 +472,7 @@ fn routed(
         );
         let mut routed = crate::events::routed(&action);
         routed.rule = rule;
+        routed.tags = tags;
         info.emit(events, Body::CallRouted(routed));
     }
     b2b.route(now, call, action);
@@ -847,10 +849,10 @@ pub(crate) fn run(
                         continue;
                     };
                     let call = reply.call;
-                    let (action, rule) = p.finish(*reply, || dialplan.route(&asking.request()));
+                    let decision = p.finish(*reply, || dialplan.route(&asking.request()));
                     // A call that ended meanwhile (CANCEL) is gone.
                     if b2b.is_routing(call) {
-                        routed(&mut b2b, &mut ids, &events, now, call, action, rule);
+                        routed(&mut b2b, &mut ids, &events, now, call, decision);
                     }
                 }
             }
@@ -978,16 +980,17 @@ pub(crate) fn run(
                             &workers[index],
                             || dialplan.route(&asking.request()),
                         ) {
-                            Begun::Decided(action, rule) => Some((action, rule)),
+                            Begun::Decided(decision) => Some(decision),
                             Begun::Asked => None,
                         },
-                        None => Some((dialplan.route(&asking.request()), String::new())),
+                        None => Some(Decision::new(
+                            dialplan.route(&asking.request()),
+                            String::new(),
+                        )),
                     };
                     ids.insert(call, info);
                     match decided {
-                        Some((action, rule)) => {
-                            routed(&mut b2b, &mut ids, &events, now, call, action, rule);
-                        }
+                        Some(decision) => routed(&mut b2b, &mut ids, &events, now, call, decision),
                         // The call waits for the sidecar's answer.
                         None => {
                             asked.insert(call, asking);

@@ -19,7 +19,9 @@ use common::{built, call, routed, rtp, Switch};
 use sentiric_plugin_prefix_dialplan::PrefixDialplan;
 use sentiric_plugin_sdk::{v1, Dialplan, Plugin, PluginError};
 
-/// The prefix dialplan, except that the user `stall` takes 300 ms.
+/// The prefix dialplan, except that the user `stall` takes 300 ms, the
+/// user `redirect` is sent to `sip:moved@127.0.0.9` with a 301, and the
+/// INVITEs of users starting `hdr` carry `X-Route: RULE`.
 struct Slow(PrefixDialplan);
 
 impl Plugin for Slow {
@@ -37,7 +39,21 @@ impl Dialplan for Slow {
         if request.user == "stall" {
             std::thread::sleep(Duration::from_millis(300));
         }
-        self.0.dialplan().expect("a dialplan").route(request)
+        if request.user == "redirect" {
+            return Ok(v1::RouteDecision {
+                action: Some(v1::route_decision::Action::Redirect(v1::Redirect {
+                    code: 301,
+                    contacts: vec!["sip:moved@127.0.0.9".into()],
+                })),
+                rule: "moved".into(),
+                ..v1::RouteDecision::default()
+            });
+        }
+        let mut d = self.0.dialplan().expect("a dialplan").route(request)?;
+        if request.user.starts_with("hdr") {
+            d.add_headers.insert("X-Route".into(), d.rule.clone());
+        }
+        Ok(d)
     }
 }
 
@@ -352,6 +368,73 @@ fn the_python_sidecar_routes_calls_through_the_switch() {
         ]
         .map(|(a, r)| (serde_json::json!(a), serde_json::json!(r)))
     );
+    drop(sidecar);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_decisions_headers_tags_and_redirect_reach_the_invite_cdr_and_caller() {
+    // The target: a bare UDP socket that reads the INVITE and refuses it.
+    let target = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    target
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let dir = setup(
+        "headers",
+        &format!(
+            "[[route]]\nprefix = \"hdr\"\ntargets = [\"sip:hdr@{}\"]\n[default]\ncode = 404\n",
+            target.local_addr().unwrap()
+        ),
+    );
+    let sidecar = Sidecar::start("127.0.0.1:0", &dir.join("certs"), &dir.join("routes.toml"));
+    let sw = std::sync::Arc::new(with_sidecar(30_800, &dir, sidecar.addr, ""));
+    let caller = {
+        let sw = std::sync::Arc::clone(&sw);
+        std::thread::spawn(move || call(&sw, "hdr1"))
+    };
+    let mut buf = [0u8; 4096];
+    let (n, from) = target.recv_from(&mut buf).expect("the INVITE");
+    let invite = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(invite.starts_with("INVITE sip:hdr@"), "{invite}");
+    assert!(invite.contains("\r\nX-Route: prefix hdr\r\n"), "{invite}");
+    // 486, with the INVITE's dialog and transaction headers.
+    let mut busy = String::from("SIP/2.0 486 Busy Here\r\n");
+    for l in invite.lines() {
+        let name = l.split(':').next().unwrap_or("").to_ascii_lowercase();
+        match name.as_str() {
+            "via" | "from" | "call-id" | "cseq" => busy.push_str(&format!("{l}\r\n")),
+            "to" => busy.push_str(&format!("{l};tag=busy1\r\n")),
+            _ => {}
+        }
+    }
+    busy.push_str("Content-Length: 0\r\n\r\n");
+    target.send_to(busy.as_bytes(), from).unwrap();
+    assert_eq!(caller.join().unwrap(), 486);
+    assert_eq!(call(&sw, "redirect"), 301);
+
+    // The CDRs (the switch's own SQLite): the tag, the redirect.
+    let db = format!("sqlite://{}/cdr.db?mode=rwc", sw.events.display());
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    let rows = loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+            .args(["cdr", "list", "--since", "3600"])
+            .env("SENTIRIC_CDR_DATABASE", &db)
+            .output()
+            .unwrap();
+        let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if rows.len() >= 2 || std::time::Instant::now() > end {
+            break rows;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    let by = |code: i64| rows.iter().find(|r| r["sip_code"] == code).unwrap();
+    assert_eq!(by(486)["tags"], r#"{"route_prefix":"hdr"}"#);
+    assert_eq!(by(301)["disposition"], "REDIRECTED");
+    assert_eq!(by(301)["route"], "redirect sip:moved@127.0.0.9");
     drop(sidecar);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -19,7 +19,10 @@ use sqlx::AnyPool;
 use sqlx::Row as _;
 
 /// The migrations, in order: (version, SQL).
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_cdr.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_cdr.sql")),
+    (2, include_str!("../migrations/0002_cdr_tags.sql")),
+];
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +91,8 @@ pub struct Cdr {
     pub callee_jitter_us: i64,
     /// The route taken: the dialplan's action and its targets.
     pub route: String,
+    /// The tags the dialplan set: a JSON object, keys sorted.
+    pub tags: String,
 }
 
 /// A call's CDR from its events (any order; duplicates harmless), once
@@ -104,6 +109,7 @@ pub fn fold(events: &[v1::Event]) -> Option<Cdr> {
         ..Cdr::default()
     };
     let mut ended = false;
+    let mut tags = std::collections::BTreeMap::new();
     for e in sorted {
         match &e.body {
             Some(Body::CallStarted(s)) => {
@@ -119,6 +125,7 @@ pub fn fold(events: &[v1::Event]) -> Option<Cdr> {
                     .chain(r.targets.iter().map(String::as_str))
                     .collect::<Vec<_>>()
                     .join(" ");
+                tags.extend(r.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             }
             Some(Body::CallAnswered(a)) => {
                 cdr.answer_us = Some(e.time_unix_us);
@@ -171,6 +178,7 @@ pub fn fold(events: &[v1::Event]) -> Option<Cdr> {
     if !ended {
         return None;
     }
+    cdr.tags = serde_json::to_string(&tags).unwrap_or_else(|_| "{}".into());
     cdr.disposition = if cdr.answer_us.is_some() {
         "ANSWERED"
     } else {
@@ -179,6 +187,7 @@ pub fn fold(events: &[v1::Event]) -> Option<Cdr> {
             "no_answer" => "NO ANSWER",
             "cancelled" => "CANCELLED",
             "failed" => "FAILED",
+            "redirected" => "REDIRECTED",
             _ => "REJECTED",
         }
     }
@@ -207,7 +216,7 @@ const COLUMNS: &str = "call_id, trace_id, node_id, from_uri, to_uri, request_uri
      transport, start_us, answer_us, end_us, duration_ms, billable_s, disposition, hangup_cause, \
      hangup_side, sip_code, caller_codec, callee_codec, caller_packets_received, \
      caller_packets_lost, caller_jitter_us, callee_packets_received, callee_packets_lost, \
-     callee_jitter_us, route";
+     callee_jitter_us, route, tags";
 
 impl Store {
     /// Connects to `url` and applies the migrations not yet applied.
@@ -331,7 +340,7 @@ impl Store {
         for chunk in cdrs.chunks(50) {
             let sql = format!(
                 "INSERT INTO cdr ({COLUMNS}) VALUES {} ON CONFLICT (call_id) DO NOTHING",
-                values(chunk.len(), 26)
+                values(chunk.len(), 27)
             );
             let mut q = sqlx::query(&sql);
             for c in chunk {
@@ -361,7 +370,8 @@ impl Store {
                     .bind(c.callee_packets_received)
                     .bind(c.callee_packets_lost)
                     .bind(c.callee_jitter_us)
-                    .bind(c.route.clone());
+                    .bind(c.route.clone())
+                    .bind(c.tags.clone());
             }
             let done = q.execute(&mut *tx).await?;
             written += usize::try_from(done.rows_affected()).unwrap_or(0);
@@ -409,6 +419,7 @@ impl Store {
                 callee_packets_lost: r.get(23),
                 callee_jitter_us: r.get(24),
                 route: r.get(25),
+                tags: r.get(26),
             })
             .collect())
     }

@@ -39,6 +39,7 @@ fn answered(call: &str) -> Vec<v1::Event> {
                 action: "bridge".into(),
                 targets: vec!["sip:bob@127.0.0.3".into()],
                 rule: String::new(),
+                tags: [("account".to_string(), "42".to_string())].into(),
             }),
         ),
         event(
@@ -131,6 +132,7 @@ fn a_calls_events_fold_into_its_record() {
         (125, 1, 900)
     );
     assert_eq!(cdr.route, "bridge sip:bob@127.0.0.3");
+    assert_eq!(cdr.tags, r#"{"account":"42"}"#);
     let b = fold(&busy("c2")).unwrap();
     assert_eq!(
         (b.disposition.as_str(), b.sip_code, b.billable_s),
