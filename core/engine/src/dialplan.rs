@@ -631,6 +631,11 @@ impl StaticDialplan {
             .collect()
     }
 
+    /// How many rules it has (the default aside).
+    pub fn rules_len(&self) -> usize {
+        self.rules.len()
+    }
+
     /// The name of the rule that takes `request`, or `None` for the default.
     pub fn matching_rule(&self, request: &RouteRequest<'_>) -> Option<&str> {
         self.rules

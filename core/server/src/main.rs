@@ -92,7 +92,7 @@ fn main() -> ExitCode {
                 checked.config.sip.listen = l;
             }
             init_logging(&checked.config.log);
-            match run(checked) {
+            match run(checked, config_path) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("sentiric: {e}");
@@ -307,7 +307,54 @@ fn bind_sip(
     }
 }
 
-fn run(checked: config::Checked) -> std::io::Result<()> {
+/// On each SIGHUP (a thread of its own): reads the config file at `path`
+/// again and replaces the dialplan `router` holds with its `[dialplan]`
+/// rules and `[plugins]` (every library loaded again, the dialplan
+/// plugin or sidecar made again). A config that does not check, a
+/// dialplan plugin that does not load, or a rule playing a prompt not
+/// loaded at start is refused with an error in the log, and the running
+/// dialplan stays. Other sections take a restart.
+fn reload_on_sighup(
+    path: Option<String>,
+    router: Arc<plugins::Router>,
+    prompts: prompts::Prompts,
+) -> std::io::Result<()> {
+    use std::io::Read;
+    let (mut read, write) = std::os::unix::net::UnixStream::pair()?;
+    signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, write)?;
+    std::thread::Builder::new()
+        .name("sentiric-reload".into())
+        .spawn(move || {
+            let mut byte = [0u8; 1];
+            while read.read(&mut byte).is_ok_and(|n| n > 0) {
+                let reloaded = load(path.as_deref()).and_then(|checked| {
+                    if let Some(p) = checked.dialplan.prompts().into_iter().find(|p| !prompts.contains_key(*p)) {
+                        return Err(format!("dialplan prompt {p:?} is new: prompts load at start (restart)"));
+                    }
+                    let loaded = plugins::load(&checked.config.plugins);
+                    let rules = checked.dialplan.rules_len();
+                    plugins::PluginDialplan::from(&checked.config.plugins, &loaded, checked.dialplan)
+                        .map(|host| (host, rules, loaded.len()))
+                });
+                match reloaded {
+                    Ok((host, rules, libraries)) => {
+                        tracing::info!(
+                            dialplan = host.name(),
+                            "SIGHUP: reloaded: dialplan {} ({rules} rules as its fallback), {libraries} plugin libraries",
+                            host.name()
+                        );
+                        router.replace(host);
+                    }
+                    Err(e) => tracing::error!("SIGHUP: reload refused, the running dialplan stays: {e}"),
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// Runs the switch `checked` describes until it has drained; SIGHUP
+/// reads `config_path` again for its `[dialplan]` and `[plugins]`.
+fn run(checked: config::Checked, config_path: Option<String>) -> std::io::Result<()> {
     let config::Checked {
         config,
         dialplan,
@@ -376,8 +423,10 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         .map_err(|e| std::io::Error::other(format!("metrics: {e}")))?;
     // Plugins after the metrics (the dialplan host's are made with it).
     let loaded = plugins::load(&config.plugins);
-    let plugin_dialplan = plugins::PluginDialplan::from(&config.plugins, &loaded)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let router = Arc::new(plugins::Router::new(
+        plugins::PluginDialplan::from(&config.plugins, &loaded, dialplan)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+    ));
     let status = Arc::new(http::Status::default());
     let http_addr = http::spawn(
         config.http.listen,
@@ -465,6 +514,8 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
         signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop))?;
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
+    // SIGHUP: the dialplan and plugins again, from the config file.
+    reload_on_sighup(config_path, Arc::clone(&router), prompts.clone())?;
     // Limits are shared out: each worker takes its part.
     let share = |n: usize| n.div_ceil(workers);
     let mut threads = Vec::new();
@@ -473,8 +524,7 @@ fn run(checked: config::Checked) -> std::io::Result<()> {
             index: i,
             workers: inboxes.clone(),
             keep_calls_below: config.sip.keep_calls_below,
-            dialplan: dialplan.clone(),
-            plugin_dialplan: plugin_dialplan.clone(),
+            router: Arc::clone(&router),
             max_calls: config.limits.max_calls.map(share),
             max_cps: config
                 .limits

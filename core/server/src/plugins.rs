@@ -60,7 +60,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sentiric_engine::b2bua::CallRef;
-use sentiric_engine::dialplan::{Action, AfterPlay, Bridge, Fork};
+use sentiric_engine::dialplan::{
+    Action, AfterPlay, Bridge, Dialplan, Fork, RouteRequest, StaticDialplan,
+};
 use sentiric_plugin_sdk::host::{CallError, Library};
 use sentiric_plugin_sdk::sidecar::{DialplanClient, SidecarError, Tls};
 use sentiric_plugin_sdk::v1;
@@ -388,10 +390,19 @@ impl Breaker {
     }
 }
 
-/// Calls routed through a dialplan plugin, in process or a sidecar.
+/// The name of the built-in dialplan (the `[dialplan]` rules) as a
+/// plugin: `[plugins] dialplan` unset or this.
+pub(crate) const BUILTIN: &str = "static";
+
+/// Calls routed through a dialplan: the built-in `[dialplan]` rules, a
+/// library in process or a sidecar, each behind the same host (metrics,
+/// deadline, breaker, `on_failure`).
 pub(crate) struct PluginDialplan {
     name: String,
     backend: Backend,
+    /// The `[dialplan]` rules: the built-in dialplan, and every plugin's
+    /// fallback.
+    rules: StaticDialplan,
     reject_on_failure: bool,
     deadline: Duration,
     breaker: Breaker,
@@ -409,6 +420,8 @@ pub(crate) struct PluginDialplan {
 
 /// Where the dialplan runs.
 enum Backend {
+    /// The `[dialplan]` rules, compiled into the switch.
+    Builtin,
     /// A library in the switch, called on the worker's thread.
     Library(Arc<Library>),
     /// A sidecar, asked from the host's own runtime; the answer reaches
@@ -420,8 +433,9 @@ enum Backend {
 /// on it.
 struct Sidecar {
     link: Arc<Link>,
-    /// Its connections and calls (a thread of its own).
-    runtime: tokio::runtime::Runtime,
+    /// Its connections and calls (a thread of its own); taken when it is
+    /// dropped.
+    runtime: Option<tokio::runtime::Runtime>,
     /// Calls waiting on it, and the most there may be.
     in_flight: Arc<AtomicUsize>,
     max_in_flight: usize,
@@ -549,23 +563,24 @@ struct Failure {
 }
 
 impl PluginDialplan {
-    /// The dialplan `cfg` names, a sidecar among `cfg.sidecars` or a
-    /// library among `loaded`; `Ok(None)` when it names none, an error
-    /// when it names one that did not load as a dialplan.
+    /// The dialplan `cfg` names: a sidecar among `cfg.sidecars`, a
+    /// library among `loaded`, or the built-in `rules` (unset or
+    /// [`BUILTIN`]); an error when it names one that did not load as a
+    /// dialplan.
     pub(crate) fn from(
         cfg: &PluginsConfig,
         loaded: &[Loaded],
-    ) -> Result<Option<Arc<PluginDialplan>>, String> {
-        let Some(name) = &cfg.dialplan else {
-            return Ok(None);
-        };
+        rules: StaticDialplan,
+    ) -> Result<PluginDialplan, String> {
+        let name = cfg.dialplan.as_deref().unwrap_or(BUILTIN);
         let backend = match cfg.sidecars.get(name) {
+            _ if name == BUILTIN => Backend::Builtin,
             Some(s) => Backend::Sidecar(Sidecar::new(name, s)?),
             None => {
                 let l = loaded
                     .iter()
                     .find(|l| {
-                        &l.info.name == name && l.info.services.iter().any(|s| s == "dialplan")
+                        l.info.name == name && l.info.services.iter().any(|s| s == "dialplan")
                     })
                     .ok_or_else(|| {
                         format!(
@@ -576,10 +591,12 @@ impl PluginDialplan {
                 Backend::Library(Arc::clone(&l.lib))
             }
         };
+        let name = name.to_string();
         let label = |result: &'static str| metrics::counter!("sentiric_plugin_calls_total", "plugin" => name.clone(), "result" => result);
-        Ok(Some(Arc::new(PluginDialplan {
+        Ok(PluginDialplan {
             name: name.clone(),
             backend,
+            rules,
             reject_on_failure: cfg.on_failure == "reject",
             deadline: Duration::from_millis(cfg.deadline_ms),
             breaker: Breaker::new(cfg.breaker_failures, cfg.breaker_cooldown_ms),
@@ -592,41 +609,59 @@ impl PluginDialplan {
             panics: label("panic"),
             timeouts: metrics::counter!("sentiric_plugin_timeouts_total", "plugin" => name.clone()),
             latency: metrics::histogram!("sentiric_plugin_call_seconds", "plugin" => name.clone()),
-        })))
+        })
     }
 
-    /// Begins routing the call `request` describes: a library decides at
+    /// The `[dialplan]` rules it falls back on.
+    pub(crate) fn rules(&self) -> &StaticDialplan {
+        &self.rules
+    }
+
+    /// Its name (`static` for the built-in rules).
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Begins routing the call `request` describes (`ids`: its Call-ID,
+    /// trace id and To URI): the built-in rules and a library decide at
     /// once; a sidecar is asked, and its answer is posted to `worker`'s
-    /// inbox for [`finish`](Self::finish). `fallback` decides at once
-    /// when the plugin is not asked and `on_failure` says so.
+    /// inbox for [`finish`](Self::finish). The `[dialplan]` rules decide
+    /// at once when the plugin is not asked and `on_failure` says so.
     pub(crate) fn begin(
         &self,
         call: CallRef,
-        request: v1::RouteRequest,
+        request: &RouteRequest<'_>,
+        ids: [&str; 3],
         worker: &Inbox,
-        fallback: impl FnOnce() -> Action,
     ) -> Begun {
+        let fallback = || self.rules.route(request);
+        let [call_id, trace_id, _] = ids;
+        if let Backend::Builtin = self.backend {
+            // Cannot fail: counted, no breaker.
+            let t0 = Instant::now();
+            let action = self.rules.route(request);
+            let rule = self.rules.matching_rule(request).unwrap_or_default();
+            self.latency.record(t0.elapsed().as_secs_f64());
+            self.ok.increment(1);
+            return Begun::Decided(Decision::new(action, rule.to_string()));
+        }
         let t0 = Instant::now();
         let gate = self.breaker.gate(self.millis(t0));
         if gate == Gate::Skip {
             self.skipped.increment(1);
-            return Begun::Decided(self.failed(&request, "circuit open".into(), fallback));
+            return Begun::Decided(self.failed(call_id, trace_id, "circuit open".into(), fallback));
         }
+        let [call_id, trace_id, to_uri] = ids;
+        let v1_request = self::request(request, call_id, trace_id, to_uri);
         match &self.backend {
+            Backend::Builtin => unreachable!("decided above"),
             Backend::Library(lib) => {
-                let decided = lib.route(&request).map_err(|e| Failure {
+                let decided = lib.route(&v1_request).map_err(|e| Failure {
                     panicked: matches!(e, CallError::Panicked(_)),
                     timed_out: false,
                     why: e.to_string(),
                 });
-                Begun::Decided(self.settle(
-                    &request.call_id,
-                    &request.trace_id,
-                    gate,
-                    t0,
-                    decided,
-                    fallback,
-                ))
+                Begun::Decided(self.settle(call_id, trace_id, gate, t0, decided, fallback))
             }
             Backend::Sidecar(s) => {
                 if s.in_flight.fetch_add(1, Ordering::AcqRel) >= s.max_in_flight {
@@ -638,7 +673,7 @@ impl PluginDialplan {
                     }
                     self.busy.increment(1);
                     let why = format!("{} calls waiting on it", s.max_in_flight);
-                    return Begun::Decided(self.failed(&request, why, fallback));
+                    return Begun::Decided(self.failed(call_id, trace_id, why, fallback));
                 }
                 let Some((generation, mut client)) = s.link.get() else {
                     s.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -647,7 +682,6 @@ impl PluginDialplan {
                         timed_out: false,
                         why: "not connected".into(),
                     });
-                    let (call_id, trace_id) = (&request.call_id, &request.trace_id);
                     let decision = self.settle(call_id, trace_id, gate, t0, failed, fallback);
                     return Begun::Decided(decision);
                 };
@@ -658,7 +692,8 @@ impl PluginDialplan {
                     Arc::clone(&s.link),
                 );
                 let deadline = self.deadline;
-                s.runtime.spawn(async move {
+                let request = v1_request;
+                s.runtime().spawn(async move {
                     let (call_id, trace_id) = (request.call_id.clone(), request.trace_id.clone());
                     let result = client.route(request, deadline).await;
                     in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -680,9 +715,11 @@ impl PluginDialplan {
         }
     }
 
-    /// The action for a sidecar's `reply`, and the rule that chose it;
-    /// `fallback` decides when it failed and `on_failure` says so.
-    pub(crate) fn finish(&self, reply: Reply, fallback: impl FnOnce() -> Action) -> Decision {
+    /// The decision for a sidecar's `reply` on the call `request`
+    /// describes; the `[dialplan]` rules decide when it failed and
+    /// `on_failure` says so.
+    pub(crate) fn finish(&self, reply: Reply, request: &RouteRequest<'_>) -> Decision {
+        let fallback = || self.rules.route(request);
         let decided = reply.result.map_err(|e| Failure {
             panicked: false,
             timed_out: matches!(e, SidecarError::Timeout(_)),
@@ -778,20 +815,11 @@ impl PluginDialplan {
             );
         }
         self.errors.increment(1);
-        self.failed_call(call_id, trace_id, failure.why, fallback)
+        self.failed(call_id, trace_id, failure.why, fallback)
     }
 
     /// The `on_failure` path, logged with why.
     fn failed(
-        &self,
-        request: &v1::RouteRequest,
-        why: String,
-        fallback: impl FnOnce() -> Action,
-    ) -> Decision {
-        self.failed_call(&request.call_id, &request.trace_id, why, fallback)
-    }
-
-    fn failed_call(
         &self,
         call_id: &str,
         trace_id: &str,
@@ -825,7 +853,55 @@ impl PluginDialplan {
     }
 }
 
+/// The dialplan the workers route with, replaced whole on SIGHUP: each
+/// worker takes the new one at its next turn (one atomic load a turn).
+pub(crate) struct Router {
+    current: std::sync::Mutex<Arc<PluginDialplan>>,
+    generation: AtomicU64,
+}
+
+impl Router {
+    pub(crate) fn new(host: PluginDialplan) -> Router {
+        Router {
+            current: std::sync::Mutex::new(Arc::new(host)),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// Changes each time the dialplan is replaced.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The dialplan now, and its generation.
+    pub(crate) fn current(&self) -> (u64, Arc<PluginDialplan>) {
+        let host = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        (self.generation(), Arc::clone(&host))
+    }
+
+    /// Makes `host` the dialplan of the calls to come.
+    pub(crate) fn replace(&self, host: PluginDialplan) {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        *current = Arc::new(host);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl Drop for Sidecar {
+    /// A dialplan replaced (SIGHUP) goes without waiting for its tasks:
+    /// its calls' answers still reach the workers, or are dropped.
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 impl Sidecar {
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime.as_ref().expect("taken only when dropped")
+    }
+
     /// The sidecar `cfg` describes, on a runtime of its own that opens
     /// the connection and keeps it open.
     fn new(name: &str, cfg: &SidecarConfig) -> Result<Sidecar, String> {
@@ -853,7 +929,7 @@ impl Sidecar {
         );
         Ok(Sidecar {
             link,
-            runtime,
+            runtime: Some(runtime),
             in_flight: Arc::new(AtomicUsize::new(0)),
             max_in_flight: cfg.max_in_flight,
             waker: Arc::new(waker),
@@ -862,8 +938,8 @@ impl Sidecar {
 }
 
 /// The contract's request for the call the engine's `request` describes.
-pub(crate) fn request(
-    request: &sentiric_engine::dialplan::RouteRequest<'_>,
+fn request(
+    request: &RouteRequest<'_>,
     call_id: &str,
     trace_id: &str,
     to_uri: &str,

@@ -501,11 +501,8 @@ pub(crate) struct Settings {
     pub(crate) workers: Vec<Inbox>,
     /// A worker keeps new calls below this share of its core.
     pub(crate) keep_calls_below: f64,
-    /// Routing.
-    pub(crate) dialplan: StaticDialplan,
-    /// A dialplan plugin calls are routed through first (`dialplan` its
-    /// fallback).
-    pub(crate) plugin_dialplan: Option<Arc<crate::plugins::PluginDialplan>>,
+    /// Routing: the dialplan now (replaced on SIGHUP).
+    pub(crate) router: Arc<crate::plugins::Router>,
     /// Most calls at once.
     pub(crate) max_calls: Option<usize>,
     /// Most new calls per second.
@@ -565,27 +562,19 @@ struct Placement {
     turn: usize,
     /// New calls handed to another worker: Call-ID → worker, and when.
     placed: HashMap<String, (usize, Instant)>,
-    /// Whether the dialplan has conference rooms to place.
-    rooms: bool,
     /// The port pool, a partition per worker: a worker whose share runs
     /// low takes no new calls.
     pool: Arc<sentiric_io::ports::PortPool>,
 }
 
 impl Placement {
-    fn new(
-        index: usize,
-        keep_below: f64,
-        dialplan: &StaticDialplan,
-        pool: Arc<sentiric_io::ports::PortPool>,
-    ) -> Placement {
+    fn new(index: usize, keep_below: f64, pool: Arc<sentiric_io::ports::PortPool>) -> Placement {
         Placement {
             pool,
             index,
             keep_below: (keep_below * 1000.0) as u32,
             turn: 0,
             placed: HashMap::new(),
-            rooms: dialplan.has_conference(),
         }
     }
 
@@ -612,7 +601,7 @@ impl Placement {
         if !invite {
             return None;
         }
-        if self.rooms {
+        if dialplan.has_conference() {
             let uri = req.uri().ok();
             let from = req.from().uri().ok();
             let action = dialplan.route(&RouteRequest {
@@ -706,8 +695,7 @@ pub(crate) fn run(
         index,
         workers,
         keep_calls_below,
-        dialplan,
-        plugin_dialplan,
+        router,
         max_calls,
         max_cps,
         max_call_duration,
@@ -723,7 +711,8 @@ pub(crate) fn run(
     // What waits for a TCP connection being opened, by target.
     let mut connecting: HashMap<SocketAddr, Vec<Arc<[u8]>>> = HashMap::new();
     let mut conns = Connections::new();
-    let mut placement = Placement::new(index, keep_calls_below, &dialplan, media.pool());
+    let (mut generation, mut host) = router.current();
+    let mut placement = Placement::new(index, keep_calls_below, media.pool());
     let mut last_cpu = sentiric_io::affinity::thread_cpu_time().unwrap_or_default();
     status.ready.store(true, Ordering::Relaxed);
     let local = sip.local_addr()?;
@@ -793,6 +782,10 @@ pub(crate) fn run(
             .clamp(Duration::from_millis(1), Duration::from_secs(1));
         engine.poll(Some(wait), &mut turn)?;
         let now = Instant::now();
+        // A dialplan reloaded (SIGHUP): the calls to come take it.
+        if router.generation() != generation {
+            (generation, host) = router.current();
+        }
         if turn.relay.has_digits() {
             for d in turn.relay.take_digits() {
                 // Digits are rare: the call found by its sockets.
@@ -844,12 +837,11 @@ pub(crate) fn run(
                     turn.inbox.push((bytes, peer, Transport::Udp, true))
                 }
                 Inbound::Routed(reply) => {
-                    let (Some(p), Some(asking)) = (&plugin_dialplan, asked.remove(&reply.call))
-                    else {
+                    let Some(asking) = asked.remove(&reply.call) else {
                         continue;
                     };
                     let call = reply.call;
-                    let decision = p.finish(*reply, || dialplan.route(&asking.request()));
+                    let decision = host.finish(*reply, &asking.request());
                     // A call that ended meanwhile (CANCEL) is gone.
                     if b2b.is_routing(call) {
                         routed(&mut b2b, &mut ids, &events, now, call, decision);
@@ -866,7 +858,7 @@ pub(crate) fn run(
                     // another worker is home to: over there.
                     if workers.len() > 1 && transport == Transport::Udp && !passed_here {
                         let home = owner_of(&msg)
-                            .or_else(|| placement.home(&workers, &dialplan, &msg, from, now));
+                            .or_else(|| placement.home(&workers, host.rules(), &msg, from, now));
                         // A worker that has drained and gone leaves its
                         // share to the others.
                         let passed = home
@@ -968,25 +960,14 @@ pub(crate) fn run(
                         source,
                         transport,
                     };
-                    let decided = match &plugin_dialplan {
-                        Some(p) => match p.begin(
-                            call,
-                            crate::plugins::request(
-                                &asking.request(),
-                                &info.call_id,
-                                &info.trace_id,
-                                &to_uri,
-                            ),
-                            &workers[index],
-                            || dialplan.route(&asking.request()),
-                        ) {
-                            Begun::Decided(decision) => Some(decision),
-                            Begun::Asked => None,
-                        },
-                        None => Some(Decision::new(
-                            dialplan.route(&asking.request()),
-                            String::new(),
-                        )),
+                    let decided = match host.begin(
+                        call,
+                        &asking.request(),
+                        [&info.call_id, &info.trace_id, &to_uri],
+                        &workers[index],
+                    ) {
+                        Begun::Decided(decision) => Some(decision),
+                        Begun::Asked => None,
                     };
                     ids.insert(call, info);
                     match decided {

@@ -241,3 +241,52 @@ fn certs_init_makes_a_ca_and_both_sides_certificates_once() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already there"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sighup_reloads_the_rules_and_the_plugins_and_refuses_a_broken_config() {
+    let dir = plugin_dir("reload");
+    let rules = |code: u16| {
+        format!(
+            "{}[dialplan.default]\naction = \"reject\"\ncode = {code}\n",
+            rtp(32_400)
+        )
+    };
+    let sw = Switch::start(Some(&rules(486)), &[]);
+    assert_eq!(call(&sw, "someone"), 486, "the built-in rules");
+    let reload = |text: &str, line: &str| {
+        std::fs::write(sw.config_file(), text).unwrap();
+        sw.signal("HUP");
+        assert!(
+            sw.wait_lines(line, 1, Duration::from_secs(5)),
+            "{line}: {:#?}",
+            sw.log()
+        );
+    };
+    reload(&rules(403), "SIGHUP: reloaded: dialplan static");
+    assert_eq!(call(&sw, "someone"), 403, "the new rules");
+    // The prefix plugin from the directory, its default 480.
+    reload(
+        &format!(
+            "{}[plugins]\ndir = \"{}\"\ndialplan = \"sentiric-plugin-prefix-dialplan\"\n\
+             [plugins.config]\nsentiric-plugin-prefix-dialplan = '''\n[default]\ncode = 480\n'''\n",
+            rules(403),
+            dir.display()
+        ),
+        "SIGHUP: reloaded: dialplan sentiric-plugin-prefix-dialplan",
+    );
+    assert_eq!(call(&sw, "someone"), 480, "the plugin decides");
+    // A config that does not check: refused, the plugin stays.
+    reload(
+        "[dialplan.default]\naction = \"nope\"\n",
+        "SIGHUP: reload refused",
+    );
+    assert_eq!(call(&sw, "someone"), 480);
+    let metrics = common::http_get(sw.http(), "/metrics", None).1;
+    for line in [
+        "sentiric_plugin_calls_total{plugin=\"static\",result=\"ok\"} 2",
+        "sentiric_plugin_calls_total{plugin=\"sentiric-plugin-prefix-dialplan\",result=\"ok\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

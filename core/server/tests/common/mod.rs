@@ -206,6 +206,33 @@ impl Switch {
         }
     }
 
+    /// Sends it a signal (`HUP`, `TERM` …).
+    pub(crate) fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name}");
+    }
+
+    /// Its config file (a switch started with one).
+    pub(crate) fn config_file(&self) -> &std::path::Path {
+        self.config.as_deref().expect("started with a config")
+    }
+
+    /// Waits up to `timeout` for the `n`th log line holding `needle`.
+    pub(crate) fn wait_lines(&self, needle: &str, n: usize, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while self.lines(needle).len() < n {
+            if Instant::now() > end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
     /// The whole log so far.
     pub(crate) fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
