@@ -58,8 +58,14 @@
 //!
 //! [plugins]                      # see plugins.rs
 //! dir = "/usr/lib/sentiric/plugins"
-//! dialplan = "sentiric-plugin-prefix-dialplan"
+//! dialplan = "sentiric-plugin-prefix-dialplan"   # or a sidecar's name
+//! [plugins.sidecars.NAME]        # a dialplan served over gRPC, mTLS
+//! address = "127.0.0.1:7443"
+//! certs = "/etc/sentiric/certs"
 //! ```
+//!
+//! SIGHUP reads the file again for `[dialplan]` and `[plugins]`; the
+//! other sections take a restart.
 //!
 //! Every key of `[sip]`, `[rtp]`, `[limits]`, `[log]`, `[http]`, `[events]`,
 //! `[node]`, `[cdr]` and `[plugins]` (its `config` table aside) can be set
