@@ -10,15 +10,16 @@
 //!
 //! Each call is timed on its own (`Instant` around it; its own cost,
 //! ~20 ns, is in both figures). The plugin's figure is the whole path the
-//! worker takes: the contract's request built from the call (strings
-//! copied), encoded, the plugin's decode, decision and encode, the
-//! host's decode and `check_decision`. The sidecar's is a round trip
+//! worker takes: the contract's request encoded from the call's strings,
+//! the plugin's decode, decision and encode, the host's decode and
+//! `check_decision`. The sidecar's is a round trip
 //! over an established HTTP/2 connection with TLS 1.3 and client
 //! certificates (development ones, made here), one call at a time, the
 //! decision checked. Rounds alternate built-in, cdylib and sidecar (a
 //! tenth as many calls); the figures are the medians of the rounds' p50
 //! and p99.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -96,6 +97,7 @@ fn main() {
     };
     let (mut b50, mut b99, mut p50, mut p99) = (vec![], vec![], vec![], vec![]);
     let mut times = vec![0u64; calls];
+    let (mut buf, mut source) = (Vec::new(), String::new());
     for _ in 0..rounds {
         for (i, t) in times.iter_mut().enumerate() {
             let r = request(i);
@@ -108,21 +110,25 @@ fn main() {
         for (i, t) in times.iter_mut().enumerate() {
             let r = request(i);
             let t0 = Instant::now();
-            // As the worker builds it (plugins::request).
-            let req = v1::RouteRequest {
-                call_id: "a84b4c76e66710@127.0.0.62".into(),
-                trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
-                from_uri: r.from_uri.into(),
-                to_uri: r.request_uri.into(),
-                request_uri: r.request_uri.into(),
-                user: r.user.unwrap_or_default().into(),
-                from_user: r.from_user.unwrap_or_default().into(),
-                headers: Default::default(),
-                source: r.source.to_string(),
-                transport: r.transport.to_string(),
+            // As the worker encodes it: from the call's own strings into
+            // a buffer it keeps (plugins.rs).
+            buf.clear();
+            source.clear();
+            let _ = write!(source, "{}", r.source);
+            sentiric_plugin_sdk::RouteRequestRef {
+                call_id: "a84b4c76e66710@127.0.0.62",
+                trace_id: "0af7651916cd43dd8448eb211c80319c",
+                from_uri: r.from_uri,
+                to_uri: r.request_uri,
+                request_uri: r.request_uri,
+                user: r.user.unwrap_or_default(),
+                from_user: r.from_user.unwrap_or_default(),
+                source: &source,
+                transport: r.transport.as_str(),
                 time_unix_us: 1_764_547_200_000_000,
-            };
-            std::hint::black_box(lib.route(std::hint::black_box(&req)).unwrap());
+            }
+            .encode(&mut buf);
+            std::hint::black_box(lib.route_encoded(std::hint::black_box(&buf)).unwrap());
             *t = t0.elapsed().as_nanos() as u64;
         }
         p50.push(pct(&mut times, 0.5));

@@ -46,6 +46,12 @@
 //! first call, divided by the calls up at the time (`calls` when every
 //! call is up at once: make `hold_ms` longer than `calls / cps` seconds).
 //! The run binds only loopback addresses.
+//!
+//! With `SENTIRIC_BENCH_CALLGRIND=/abs/path/out` the switch runs under
+//! valgrind's callgrind, counting only the measured calls' instructions
+//! (every thread), printed per successful call: a figure that does not
+//! move with the machine's other load. Valgrind slows the switch ~50×:
+//! use tens of calls per second.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -235,9 +241,37 @@ fn main() {
     } else {
         cpu0
     };
+    let callgrind = std::env::var("SENTIRIC_BENCH_CALLGRIND").ok();
+    let callgrind_control = |arg: &str| {
+        let ok = Command::new("callgrind_control")
+            .args([arg, &element.0.id().to_string()])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(ok, "callgrind_control {arg}");
+    };
+    if callgrind.is_some() {
+        callgrind_control("--zero");
+    }
     let started = Instant::now();
     let uac = run_uac(true);
     let elapsed = started.elapsed();
+    // Instructions the switch ran for the measured calls (callgrind).
+    let instructions = callgrind.map(|out| {
+        callgrind_control("--dump");
+        std::fs::read_dir(Path::new(&out).parent().unwrap_or(Path::new(".")))
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let p = e.path();
+                p.to_string_lossy().starts_with(&out) && p.to_string_lossy() != out
+            })
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter_map(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("summary: ")?.trim().parse::<u64>().ok())
+            })
+            .sum::<u64>()
+    });
     done.store(true, Ordering::Relaxed);
     sampler.join().unwrap();
     let cpu = cpu_ns(&tree(element.0.id())) - cpu0;
@@ -265,6 +299,12 @@ fn main() {
             .unwrap_or(0)
     };
     let peak_kib = peak.load(Ordering::Relaxed).saturating_sub(pss0);
+    if let Some(n) = instructions {
+        println!(
+            "instructions={n} per_call={:.0}",
+            n as f64 / ok.max(1) as f64
+        );
+    }
     println!(
         "target={target} cps={cps} calls={calls} hold_ms={hold_ms} warm={warm} ok={ok} failed={failed} seconds={:.1} \
          cpu_us_per_call={:.1} srd_ms_p50={} p99={} pss_base_kib={pss0} pss_peak_over_base_kib={peak_kib} kib_per_call={:.1}",

@@ -188,15 +188,28 @@ fn dispatch<P: Plugin>(
             let dialplan = plugin
                 .dialplan()
                 .ok_or((UNKNOWN_METHOD, "not a dialplan".to_string()))?;
-            let request = v1::RouteRequest::decode(input)
-                .map_err(|e| (BAD_REQUEST, format!("RouteRequest: {e}")))?;
-            dialplan
-                .route(&request)
-                .map(|d| d.encode_to_vec())
-                .map_err(|PluginError(e)| (FAILED, e))
+            // Decoded into the thread's request of the last call: its
+            // strings keep their capacity, so no call allocates for them
+            // once the first has.
+            REQUEST.with_borrow_mut(|request| {
+                request.clear();
+                request
+                    .merge(input)
+                    .map_err(|e| (BAD_REQUEST, format!("RouteRequest: {e}")))?;
+                dialplan
+                    .route(request)
+                    .map(|d| d.encode_to_vec())
+                    .map_err(|PluginError(e)| (FAILED, e))
+            })
         }
         other => Err((UNKNOWN_METHOD, format!("method {other}"))),
     }
+}
+
+thread_local! {
+    /// The request of the thread's last route call, reused.
+    static REQUEST: std::cell::RefCell<v1::RouteRequest> =
+        std::cell::RefCell::new(v1::RouteRequest::default());
 }
 
 /// `sentiric_plugin_free`: takes back a buffer `call` gave out.

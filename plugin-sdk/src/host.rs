@@ -162,6 +162,14 @@ impl Library {
         Ok(decision)
     }
 
+    /// The plugin's decision for a request already encoded (see
+    /// [`RouteRequestRef`](crate::RouteRequestRef)), checked.
+    pub fn route_encoded(&self, request: &[u8]) -> Result<v1::RouteDecision, CallError> {
+        let decision: v1::RouteDecision = self.invoke(abi::METHOD_ROUTE, request)?;
+        check_decision(&decision).map_err(CallError::Invalid)?;
+        Ok(decision)
+    }
+
     /// One call through the ABI: the reply decoded from the plugin's
     /// buffer (before it is freed: no copy), or the error.
     fn invoke<T: Message + Default>(&self, method: u32, input: &[u8]) -> Result<T, CallError> {

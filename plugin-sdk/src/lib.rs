@@ -139,6 +139,62 @@ pub trait Plugin: Send + Sync + 'static {
     }
 }
 
+/// A [`v1::RouteRequest`] over borrowed strings, encoded as the owned
+/// message is: the host's way to ask an in-process plugin without
+/// copying the call's strings first (no headers: the switch sends none
+/// yet).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RouteRequestRef<'a> {
+    /// As [`v1::RouteRequest::call_id`] …
+    pub call_id: &'a str,
+    #[allow(missing_docs)]
+    pub trace_id: &'a str,
+    #[allow(missing_docs)]
+    pub from_uri: &'a str,
+    #[allow(missing_docs)]
+    pub to_uri: &'a str,
+    #[allow(missing_docs)]
+    pub request_uri: &'a str,
+    #[allow(missing_docs)]
+    pub user: &'a str,
+    #[allow(missing_docs)]
+    pub from_user: &'a str,
+    #[allow(missing_docs)]
+    pub source: &'a str,
+    #[allow(missing_docs)]
+    pub transport: &'a str,
+    #[allow(missing_docs)]
+    pub time_unix_us: i64,
+}
+
+impl RouteRequestRef<'_> {
+    /// Appends its protobuf encoding (the bytes `v1::RouteRequest`
+    /// encodes to with the same fields) to `buf`.
+    pub fn encode(&self, buf: &mut Vec<u8>) {
+        use prost::encoding::{encode_key, encode_varint, int64, WireType};
+        for (tag, s) in [
+            (1, self.call_id),
+            (2, self.trace_id),
+            (3, self.from_uri),
+            (4, self.to_uri),
+            (5, self.request_uri),
+            (6, self.user),
+            (7, self.from_user),
+            (9, self.source),
+            (10, self.transport),
+        ] {
+            if !s.is_empty() {
+                encode_key(tag, WireType::LengthDelimited, buf);
+                encode_varint(s.len() as u64, buf);
+                buf.extend_from_slice(s.as_bytes());
+            }
+        }
+        if self.time_unix_us != 0 {
+            int64::encode(11, &self.time_unix_us, buf);
+        }
+    }
+}
+
 /// A decision that bridges to `targets`, in order.
 pub fn bridge<S: Into<String>>(targets: impl IntoIterator<Item = S>) -> v1::RouteDecision {
     v1::RouteDecision {
@@ -342,6 +398,43 @@ mod tests {
         d.add_headers.insert("X-Route".into(), "berlin".into());
         d.cdr_tags.insert("account".into(), "42".into());
         assert_eq!(check_decision(&d), Ok(()));
+    }
+
+    #[test]
+    fn a_borrowed_request_encodes_as_the_message() {
+        use prost::Message;
+        let r = RouteRequestRef {
+            call_id: "c1@127.0.0.1",
+            trace_id: "0123456789abcdef",
+            from_uri: "sip:alice@127.0.0.2",
+            to_uri: "sip:+4930123@127.0.0.1",
+            request_uri: "sip:+4930123@127.0.0.1:5060",
+            user: "+4930123",
+            from_user: "", // left out, as the message leaves it
+            source: "127.0.0.2:5060",
+            transport: "udp",
+            time_unix_us: 1_800_000_000_123_456,
+        };
+        let owned = v1::RouteRequest {
+            call_id: r.call_id.into(),
+            trace_id: r.trace_id.into(),
+            from_uri: r.from_uri.into(),
+            to_uri: r.to_uri.into(),
+            request_uri: r.request_uri.into(),
+            user: r.user.into(),
+            from_user: String::new(),
+            headers: Default::default(),
+            source: r.source.into(),
+            transport: r.transport.into(),
+            time_unix_us: r.time_unix_us,
+        };
+        let mut buf = Vec::new();
+        r.encode(&mut buf);
+        assert_eq!(buf, owned.encode_to_vec());
+        assert_eq!(v1::RouteRequest::decode(buf.as_slice()).unwrap(), owned);
+        let mut none = Vec::new();
+        RouteRequestRef::default().encode(&mut none);
+        assert!(none.is_empty());
     }
 
     #[test]

@@ -118,7 +118,23 @@ pub(crate) fn start_sentiric(dir: &Path, config: &str) -> (Running, SocketAddr) 
     let path = dir.join("sentiric.toml");
     std::fs::write(&path, format!("[sip]\nlisten = \"127.0.0.1:0\"\n{config}")).unwrap();
     let exe = std::env::var("SENTIRIC_BIN").unwrap_or_else(|_| "target/release/sentiric".into());
-    let mut child = Command::new(&exe)
+    // SENTIRIC_BENCH_CALLGRIND=FILE: the switch under callgrind (its
+    // counts zeroed and dumped to FILE.N by `callgrind_control`), on
+    // epoll (valgrind does not follow io_uring's rings).
+    let mut cmd = match std::env::var("SENTIRIC_BENCH_CALLGRIND") {
+        Ok(out) => {
+            let mut c = Command::new("valgrind");
+            c.args([
+                "--tool=callgrind",
+                &format!("--callgrind-out-file={out}"),
+                &exe,
+            ])
+            .env("SENTIRIC_RTP_BACKEND", "epoll");
+            c
+        }
+        Err(_) => Command::new(&exe),
+    };
+    let mut child = cmd
         .args(["run", "--config", path.to_str().unwrap()])
         .env("SENTIRIC_HTTP_LISTEN", "127.0.0.1:0")
         .env("SENTIRIC_EVENTS_OUTBOX", dir.join("events"))

@@ -61,15 +61,22 @@ pub enum Transport {
     Wss,
 }
 
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Transport {
+    /// Its name, lower case (`udp`, `tcp` …).
+    pub fn as_str(self) -> &'static str {
+        match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
             Transport::Tls => "tls",
             Transport::Ws => "ws",
             Transport::Wss => "wss",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
