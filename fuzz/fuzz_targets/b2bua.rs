@@ -92,13 +92,14 @@ fuzz_target!(|data: &[u8]| {
                 b2b.handle_timeout(now);
             }
             b'r' => {
-                let pick = rest.first().copied().unwrap_or(0) % 8;
+                let pick = rest.first().copied().unwrap_or(0) % 9;
                 for call in waiting.drain(..) {
                     let action = match pick {
                         0 => Action::Bridge(Bridge {
                             targets: vec!["sip:b@127.0.0.3:5060".into(), "sip:c@127.0.0.4".into()],
                             fork: Fork::Serial,
                             ring_timeout: Duration::from_secs(5),
+                            headers: vec![("X-Route".into(), "fuzz".into())],
                         }),
                         1 => Action::Echo,
                         2 => Action::Play { prompt: "p".into(), then: AfterPlay::Hangup },
@@ -107,6 +108,7 @@ fuzz_target!(|data: &[u8]| {
                             targets: vec!["sip:b@127.0.0.3:5060".into(), "sip:c@127.0.0.4".into()],
                             fork: Fork::Parallel,
                             ring_timeout: Duration::from_secs(5),
+                            headers: vec![("X-Route".into(), "fuzz".into())],
                         }),
                         5 => Action::Play {
                             prompt: "p".into(),
@@ -114,13 +116,19 @@ fuzz_target!(|data: &[u8]| {
                                 targets: vec!["sip:b@127.0.0.3:5060;transport=tcp".into()],
                                 fork: Fork::Serial,
                                 ring_timeout: Duration::from_secs(5),
+                                headers: Vec::new(),
                             }))),
                         },
                         6 => Action::Bridge(Bridge {
                             targets: vec!["sip:b@127.0.0.3:5060;transport=tcp".into(), "sip:c@127.0.0.4".into()],
                             fork: Fork::Serial,
                             ring_timeout: Duration::from_secs(5),
+                            headers: vec![("X-Route".into(), "fuzz".into())],
                         }),
+                        7 => Action::Redirect {
+                            code: 302,
+                            contacts: vec!["sip:elsewhere@127.0.0.5".into()],
+                        },
                         _ => Action::Reject { code: 486, reason: "Busy Here".into() },
                     };
                     b2b.route(now, call, action);

@@ -145,25 +145,25 @@ pub trait Plugin: Send + Sync + 'static {
 /// yet).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RouteRequestRef<'a> {
-    /// As [`v1::RouteRequest::call_id`] …
+    /// The caller's Call-ID.
     pub call_id: &'a str,
-    #[allow(missing_docs)]
+    /// The trace id the switch gave the call.
     pub trace_id: &'a str,
-    #[allow(missing_docs)]
+    /// The From URI.
     pub from_uri: &'a str,
-    #[allow(missing_docs)]
+    /// The To URI.
     pub to_uri: &'a str,
-    #[allow(missing_docs)]
+    /// The Request-URI.
     pub request_uri: &'a str,
-    #[allow(missing_docs)]
+    /// The Request-URI's user part.
     pub user: &'a str,
-    #[allow(missing_docs)]
+    /// The From URI's user part.
     pub from_user: &'a str,
-    #[allow(missing_docs)]
+    /// Where the INVITE came from (`ip:port`).
     pub source: &'a str,
-    #[allow(missing_docs)]
+    /// Its transport (`udp`, `tcp` …).
     pub transport: &'a str,
-    #[allow(missing_docs)]
+    /// When the call came, µs since the Unix epoch.
     pub time_unix_us: i64,
 }
 

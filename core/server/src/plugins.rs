@@ -399,6 +399,8 @@ pub(crate) const BUILTIN: &str = "static";
 /// library in process or a sidecar, each behind the same host (metrics,
 /// deadline, breaker, `on_failure`).
 pub(crate) struct PluginDialplan {
+    /// This host among those made since start-up (one more each reload).
+    id: u64,
     name: String,
     backend: Backend,
     /// The `[dialplan]` rules: the built-in dialplan, and every plugin's
@@ -547,6 +549,9 @@ pub(crate) enum Begun {
 /// A sidecar's answer for a call, for the worker that asked.
 pub(crate) struct Reply {
     pub(crate) call: CallRef,
+    /// The host that asked ([`PluginDialplan::id`]): after a reload its
+    /// breaker is not the one that let the call through.
+    host: u64,
     call_id: String,
     trace_id: String,
     gate: Gate,
@@ -594,7 +599,9 @@ impl PluginDialplan {
         };
         let name = name.to_string();
         let label = |result: &'static str| metrics::counter!("sentiric_plugin_calls_total", "plugin" => name.clone(), "result" => result);
+        static HOSTS: AtomicU64 = AtomicU64::new(0);
         Ok(PluginDialplan {
+            id: HOSTS.fetch_add(1, Ordering::Relaxed),
             name: name.clone(),
             backend,
             rules,
@@ -636,7 +643,7 @@ impl PluginDialplan {
         worker: &Inbox,
     ) -> Begun {
         let fallback = || self.rules.route(request);
-        let [call_id, trace_id, _] = ids;
+        let [call_id, trace_id, to_uri] = ids;
         if let Backend::Builtin = self.backend {
             // Cannot fail: counted, no breaker.
             let t0 = Instant::now();
@@ -652,7 +659,6 @@ impl PluginDialplan {
             self.skipped.increment(1);
             return Begun::Decided(self.failed(call_id, trace_id, "circuit open".into(), fallback));
         }
-        let [call_id, trace_id, to_uri] = ids;
         match &self.backend {
             Backend::Builtin => unreachable!("decided above"),
             Backend::Library(lib) => {
@@ -685,7 +691,6 @@ impl PluginDialplan {
                 Begun::Decided(self.settle(call_id, trace_id, gate, t0, decided, fallback))
             }
             Backend::Sidecar(s) => {
-                let v1_request = self::request(request, call_id, trace_id, to_uri);
                 if s.in_flight.fetch_add(1, Ordering::AcqRel) >= s.max_in_flight {
                     s.in_flight.fetch_sub(1, Ordering::AcqRel);
                     // Not the plugin's failure: the breaker is not told,
@@ -713,8 +718,8 @@ impl PluginDialplan {
                     worker.clone(),
                     Arc::clone(&s.link),
                 );
-                let deadline = self.deadline;
-                let request = v1_request;
+                let (deadline, host) = (self.deadline, self.id);
+                let request = self::request(request, call_id, trace_id, to_uri);
                 s.runtime().spawn(async move {
                     let (call_id, trace_id) = (request.call_id.clone(), request.trace_id.clone());
                     let result = client.route(request, deadline).await;
@@ -724,6 +729,7 @@ impl PluginDialplan {
                     }
                     let reply = Reply {
                         call,
+                        host,
                         call_id,
                         trace_id,
                         gate,
@@ -742,6 +748,11 @@ impl PluginDialplan {
     /// `on_failure` says so.
     pub(crate) fn finish(&self, reply: Reply, request: &RouteRequest<'_>) -> Decision {
         let fallback = || self.rules.route(request);
+        let gate = if reply.host == self.id {
+            reply.gate
+        } else {
+            Gate::Call
+        };
         let decided = reply.result.map_err(|e| Failure {
             panicked: false,
             timed_out: matches!(e, SidecarError::Timeout(_)),
@@ -750,7 +761,7 @@ impl PluginDialplan {
         self.settle(
             &reply.call_id,
             &reply.trace_id,
-            reply.gate,
+            gate,
             reply.t0,
             decided,
             fallback,

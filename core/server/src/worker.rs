@@ -562,19 +562,28 @@ struct Placement {
     turn: usize,
     /// New calls handed to another worker: Call-ID → worker, and when.
     placed: HashMap<String, (usize, Instant)>,
+    /// Whether the dialplan has conference rooms to place (set again when
+    /// it is reloaded).
+    rooms: bool,
     /// The port pool, a partition per worker: a worker whose share runs
     /// low takes no new calls.
     pool: Arc<sentiric_io::ports::PortPool>,
 }
 
 impl Placement {
-    fn new(index: usize, keep_below: f64, pool: Arc<sentiric_io::ports::PortPool>) -> Placement {
+    fn new(
+        index: usize,
+        keep_below: f64,
+        dialplan: &StaticDialplan,
+        pool: Arc<sentiric_io::ports::PortPool>,
+    ) -> Placement {
         Placement {
             pool,
             index,
             keep_below: (keep_below * 1000.0) as u32,
             turn: 0,
             placed: HashMap::new(),
+            rooms: dialplan.has_conference(),
         }
     }
 
@@ -601,7 +610,7 @@ impl Placement {
         if !invite {
             return None;
         }
-        if dialplan.has_conference() {
+        if self.rooms {
             let uri = req.uri().ok();
             let from = req.from().uri().ok();
             let action = dialplan.route(&RouteRequest {
@@ -712,7 +721,7 @@ pub(crate) fn run(
     let mut connecting: HashMap<SocketAddr, Vec<Arc<[u8]>>> = HashMap::new();
     let mut conns = Connections::new();
     let (mut generation, mut host) = router.current();
-    let mut placement = Placement::new(index, keep_calls_below, media.pool());
+    let mut placement = Placement::new(index, keep_calls_below, host.rules(), media.pool());
     let mut last_cpu = sentiric_io::affinity::thread_cpu_time().unwrap_or_default();
     status.ready.store(true, Ordering::Relaxed);
     let local = sip.local_addr()?;
@@ -785,6 +794,7 @@ pub(crate) fn run(
         // A dialplan reloaded (SIGHUP): the calls to come take it.
         if router.generation() != generation {
             (generation, host) = router.current();
+            placement.rooms = host.rules().has_conference();
         }
         if turn.relay.has_digits() {
             for d in turn.relay.take_digits() {
@@ -942,16 +952,6 @@ pub(crate) fn run(
                         seq: 0,
                         codecs: None,
                     };
-                    info.emit(
-                        &events,
-                        Body::CallStarted(v1::CallStarted {
-                            from_uri: from_uri.clone(),
-                            to_uri: to_uri.clone(),
-                            request_uri: request_uri.clone(),
-                            source: source.to_string(),
-                            transport: transport.to_string(),
-                        }),
-                    );
                     let asking = Asking {
                         request_uri,
                         user,
@@ -960,20 +960,39 @@ pub(crate) fn run(
                         source,
                         transport,
                     };
-                    let decided = match host.begin(
+                    let begun = host.begin(
                         call,
                         &asking.request(),
                         [&info.call_id, &info.trace_id, &to_uri],
                         &workers[index],
-                    ) {
-                        Begun::Decided(decision) => Some(decision),
-                        Begun::Asked => None,
+                    );
+                    let started = |from_uri, request_uri| {
+                        Body::CallStarted(v1::CallStarted {
+                            from_uri,
+                            to_uri,
+                            request_uri,
+                            source: source.to_string(),
+                            transport: transport.to_string(),
+                        })
                     };
-                    ids.insert(call, info);
-                    match decided {
-                        Some(decision) => routed(&mut b2b, &mut ids, &events, now, call, decision),
-                        // The call waits for the sidecar's answer.
-                        None => {
+                    match begun {
+                        // Decided: the call's strings go into its event.
+                        Begun::Decided(decision) => {
+                            let Asking {
+                                request_uri,
+                                from_uri,
+                                ..
+                            } = asking;
+                            info.emit(&events, started(from_uri, request_uri));
+                            ids.insert(call, info);
+                            routed(&mut b2b, &mut ids, &events, now, call, decision);
+                        }
+                        // The call waits for the sidecar's answer, its
+                        // request kept for the fallback.
+                        Begun::Asked => {
+                            let body = started(asking.from_uri.clone(), asking.request_uri.clone());
+                            info.emit(&events, body);
+                            ids.insert(call, info);
                             asked.insert(call, asking);
                         }
                     }
