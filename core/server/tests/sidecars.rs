@@ -4,8 +4,10 @@
 //! SIP calls as the same plugin loaded as a cdylib; a sidecar that stalls
 //! past the deadline gives the call its fallback within the deadline; one
 //! that is killed opens the circuit (calls fall back) and the circuit
-//! closes once it is back; the Python example sidecar (grpcio) routes
-//! calls through the switch as well.
+//! closes once it is back; calls beyond a sidecar's `max_in_flight` take
+//! the fallback at once; a decision's headers, tags and redirect reach
+//! the target's INVITE, the CDR and the caller; the Python example
+//! sidecar (grpcio) routes calls through the switch as well.
 
 mod common;
 
@@ -138,11 +140,22 @@ fn setup(tag: &str, config: &str) -> PathBuf {
 /// `[plugins]` keys), the `[dialplan]` rules refusing with 486 as the
 /// fallback.
 fn with_sidecar(min_port: u16, dir: &Path, addr: SocketAddr, more: &str) -> Switch {
+    with_sidecar_keys(min_port, dir, addr, more, "")
+}
+
+/// [`with_sidecar`], with `sidecar` more keys of the sidecar's table.
+fn with_sidecar_keys(
+    min_port: u16,
+    dir: &Path,
+    addr: SocketAddr,
+    more: &str,
+    sidecar: &str,
+) -> Switch {
     Switch::start(
         Some(&format!(
             "{}[dialplan.default]\naction = \"reject\"\ncode = 486\n\
              [plugins]\ndialplan = \"prefix\"\n{more}\n\
-             [plugins.sidecars.prefix]\naddress = \"{addr}\"\ncerts = \"{}\"\n",
+             [plugins.sidecars.prefix]\naddress = \"{addr}\"\ncerts = \"{}\"\n{sidecar}\n",
             rtp(min_port),
             dir.join("certs").display()
         )),
@@ -435,6 +448,45 @@ fn a_decisions_headers_tags_and_redirect_reach_the_invite_cdr_and_caller() {
     assert_eq!(by(486)["tags"], r#"{"route_prefix":"hdr"}"#);
     assert_eq!(by(301)["disposition"], "REDIRECTED");
     assert_eq!(by(301)["route"], "redirect sip:moved@127.0.0.9");
+    drop(sidecar);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn calls_beyond_max_in_flight_take_the_fallback_without_waiting() {
+    let callee = Switch::start(Some(&rtp(31_000)), &[]);
+    let dir = setup("busy", &routes(callee.addr));
+    let sidecar = Sidecar::start("127.0.0.1:0", &dir.join("certs"), &dir.join("routes.toml"));
+    let sw = std::sync::Arc::new(with_sidecar_keys(
+        31_200,
+        &dir,
+        sidecar.addr,
+        "deadline_ms = 2000",
+        "max_in_flight = 1",
+    ));
+    assert!(
+        sw.wait_lines(
+            "dialplan sidecar prefix: connected",
+            1,
+            Duration::from_secs(5)
+        ),
+        "{:#?}",
+        sw.log()
+    );
+    // The first call holds the one place for 300 ms …
+    let stalled = {
+        let sw = std::sync::Arc::clone(&sw);
+        std::thread::spawn(move || call(&sw, "stall"))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    // … the second is not asked: the fallback rules, at once.
+    assert_eq!(call(&sw, "+4930123"), 486);
+    assert_eq!(stalled.join().unwrap(), 404, "the sidecar's own answer");
+    assert_eq!(
+        sw.metric("sentiric_plugin_calls_total{plugin=\"prefix\",result=\"busy\"}"),
+        Some(1.0)
+    );
+    assert!(!sw.lines("1 calls waiting on it").is_empty());
     drop(sidecar);
     let _ = std::fs::remove_dir_all(&dir);
 }
