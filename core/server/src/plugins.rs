@@ -44,8 +44,8 @@
 //! the engine's routing state meanwhile (a CANCEL ends it as usual). The
 //! connection is opened at start-up and, once lost, again by a task of
 //! its own, never by a call; while there is none, calls fail at once.
-//! Beyond `max_in_flight` calls waiting, a call takes the `on_failure`
-//! path without asking (counted as `busy`).
+//! Beyond `max_in_flight` calls waiting (`sentiric_plugin_in_flight`), a
+//! call takes the `on_failure` path without asking (counted as `busy`).
 //!
 //! Failures and panics in a row open the plugin's circuit ([`Breaker`]):
 //! for a cooldown calls take the `on_failure` path without it (counted
@@ -442,6 +442,8 @@ struct Sidecar {
     /// Calls waiting on it, and the most there may be.
     in_flight: Arc<AtomicUsize>,
     max_in_flight: usize,
+    /// `sentiric_plugin_in_flight`: the calls waiting on it.
+    waiting: metrics::Gauge,
     /// Sends the wake datagrams of answers posted to the workers.
     waker: Arc<std::net::UdpSocket>,
 }
@@ -712,18 +714,21 @@ impl PluginDialplan {
                     let decision = self.settle(call_id, trace_id, gate, t0, failed, fallback);
                     return Begun::Decided(decision);
                 };
-                let (in_flight, waker, worker, link) = (
+                let (in_flight, waker, worker, link, waiting) = (
                     Arc::clone(&s.in_flight),
                     Arc::clone(&s.waker),
                     worker.clone(),
                     Arc::clone(&s.link),
+                    s.waiting.clone(),
                 );
+                waiting.increment(1.0);
                 let (deadline, host) = (self.deadline, self.id);
                 let request = self::request(request, call_id, trace_id, to_uri);
                 s.runtime().spawn(async move {
                     let (call_id, trace_id) = (request.call_id.clone(), request.trace_id.clone());
                     let result = client.route(request, deadline).await;
                     in_flight.fetch_sub(1, Ordering::AcqRel);
+                    waiting.decrement(1.0);
                     if result.as_ref().is_err_and(SidecarError::is_unreachable) {
                         link.lose(generation);
                     }
@@ -963,6 +968,7 @@ impl Sidecar {
         Ok(Sidecar {
             link,
             runtime: Some(runtime),
+            waiting: metrics::gauge!("sentiric_plugin_in_flight", "plugin" => name.to_string()),
             in_flight: Arc::new(AtomicUsize::new(0)),
             max_in_flight: cfg.max_in_flight,
             waker: Arc::new(waker),

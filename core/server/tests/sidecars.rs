@@ -478,10 +478,16 @@ fn calls_beyond_max_in_flight_take_the_fallback_without_waiting() {
         let sw = std::sync::Arc::clone(&sw);
         std::thread::spawn(move || call(&sw, "stall"))
     };
-    std::thread::sleep(Duration::from_millis(100));
+    let waiting = || sw.metric("sentiric_plugin_in_flight{plugin=\"prefix\"}");
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    while waiting() != Some(1.0) && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(waiting(), Some(1.0), "the first call waits on the sidecar");
     // … the second is not asked: the fallback rules, at once.
     assert_eq!(call(&sw, "+4930123"), 486);
     assert_eq!(stalled.join().unwrap(), 404, "the sidecar's own answer");
+    assert_eq!(waiting(), Some(0.0));
     assert_eq!(
         sw.metric("sentiric_plugin_calls_total{plugin=\"prefix\",result=\"busy\"}"),
         Some(1.0)
