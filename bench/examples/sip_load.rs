@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo build --release --bin sentiric -p sentiric-server
-//! cargo run --release -p sentiric-bench --example sip_load -- <sentiric|sentiric-plugin|kamailio> <cps> <calls> <hold_ms> [warm]
+//! cargo run --release -p sentiric-bench --example sip_load -- <sentiric|sentiric-plugin|sentiric-sidecar|kamailio> <cps> <calls> <hold_ms> [warm]
 //! ```
 //!
 //! With `warm`, the same calls run once before the measured ones, and the
@@ -34,6 +34,10 @@
 //! * **sentiric-plugin** is the same, routed by the example prefix
 //!   dialplan loaded in process as a cdylib (`cargo build --release -p
 //!   sentiric-plugin-prefix-dialplan` first) instead of the built-in rule.
+//! * **sentiric-sidecar** routes the same calls through the same plugin
+//!   served as a sidecar over mTLS on loopback (the release
+//!   `sentiric-prefix-dialplan-sidecar`, certificates from `sentiric certs
+//!   init`); the figures are the switch's own, the sidecar's CPU apart.
 //! * **kamailio** (Debian `kamailio` 5.6) runs `bench/kamailio/proxy.cfg`:
 //!   a stateful proxy (tm, record-route) with two worker processes, no
 //!   media.
@@ -86,16 +90,58 @@ fn scratch() -> PathBuf {
 }
 
 /// Starts the element; returns it and the address it listens on.
-fn start(target: &str, dir: &Path, cps: u32) -> (Running, String) {
+fn start(target: &str, dir: &Path, cps: u32) -> (Running, String, Option<Running>) {
     match target {
-        "sentiric" | "sentiric-plugin" => {
+        "sentiric" | "sentiric-plugin" | "sentiric-sidecar" => {
             let max_port = 10_000 + (cps * 40).clamp(4_000, 22_767);
             let rtp = format!(
                 "[rtp]\nip = \"127.0.0.1\"\nmin_port = 10000\nmax_port = {max_port}\nquarantine_ms = 500\n"
             );
+            let mut sidecar = None;
             let routing = if target == "sentiric" {
                 format!(
                     "[[dialplan.rule]]\nuser = \"uas\"\naction = \"bridge\"\ntargets = [\"sip:uas@{UAS}\"]\n"
+                )
+            } else if target == "sentiric-sidecar" {
+                // The same route from the example prefix dialplan served
+                // as a sidecar (the release binary), over mTLS with
+                // development certificates made here.
+                let certs = dir.join("certs");
+                let exe = |name: &str| Path::new("target/release").join(name);
+                let made = Command::new(exe("sentiric"))
+                    .args(["certs", "init"])
+                    .arg(&certs)
+                    .output()
+                    .is_ok_and(|o| o.status.success());
+                assert!(made, "sentiric certs init");
+                let routes = dir.join("routes.toml");
+                std::fs::write(
+                    &routes,
+                    format!("[[route]]\nprefix = \"uas\"\ntargets = [\"sip:uas@{UAS}\"]\n"),
+                )
+                .unwrap();
+                let mut child = Command::new(exe("sentiric-prefix-dialplan-sidecar"))
+                    .args(["--listen", "127.0.0.1:0", "--certs"])
+                    .arg(&certs)
+                    .arg("--config")
+                    .arg(&routes)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("cargo build --release -p sentiric-plugin-prefix-dialplan");
+                let mut line = String::new();
+                std::io::BufRead::read_line(
+                    &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+                    &mut line,
+                )
+                .unwrap();
+                let at = line.rsplit(' ').next().unwrap_or("").trim().to_string();
+                sidecar = Some(Running(child));
+                format!(
+                    "[dialplan.default]\naction = \"reject\"\ncode = 503\n\
+                     [plugins]\ndialplan = \"prefix\"\n\
+                     [plugins.sidecars.prefix]\naddress = \"{at}\"\ncerts = \"{}\"\n",
+                    certs.display()
                 )
             } else {
                 // The same route from the example prefix dialplan, in
@@ -118,7 +164,7 @@ fn start(target: &str, dir: &Path, cps: u32) -> (Running, String) {
                 )
             };
             let (child, addr) = common::start_sentiric(dir, &format!("{rtp}{routing}"));
-            (child, addr.to_string())
+            (child, addr.to_string(), sidecar)
         }
         "kamailio" => {
             let template = include_str!("../kamailio/proxy.cfg");
@@ -148,10 +194,12 @@ fn start(target: &str, dir: &Path, cps: u32) -> (Running, String) {
                 .spawn()
                 .expect("kamailio (Debian package kamailio) runs");
             std::thread::sleep(Duration::from_millis(800));
-            (Running(child), addr)
+            (Running(child), addr, None)
         }
         other => {
-            eprintln!("unknown target {other}: sentiric, sentiric-plugin or kamailio");
+            eprintln!(
+                "unknown target {other}: sentiric, sentiric-plugin, sentiric-sidecar or kamailio"
+            );
             std::process::exit(2);
         }
     }
@@ -180,7 +228,8 @@ fn main() {
     let dir = scratch();
 
     let _uas = common::sipp_uas(&dir);
-    let (element, addr) = start(&target, &dir, cps);
+    // The sidecar, if any, runs apart: the switch's own cost is measured.
+    let (element, addr, _sidecar) = start(&target, &dir, cps);
     std::thread::sleep(Duration::from_millis(300));
     let pids = tree(element.0.id());
     let pss0 = pss_kib(&pids);
