@@ -12,8 +12,10 @@
 //! | [`dtmf`] | in-band DTMF detection (Goertzel) |
 //! | [`vad`] | voice activity (`earshot`) with minimum speech and hangover |
 //! | [`wav`] | WAV prompts (played at the leg's rate) and recordings (mono or stereo) |
+//! | [`agent`] | an agent call's audio: the caller as 16 kHz frames with speech start/stop, the agent's plays spoken at 8 kHz, stopped on barge-in |
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod dtmf;
 pub mod g711;
 pub mod mixer;
