@@ -341,6 +341,13 @@ impl DialplanClient {
         })
     }
 
+    /// The client over a connection already open ([`channel`]).
+    pub fn from_channel(channel: tonic::transport::Channel) -> DialplanClient {
+        DialplanClient {
+            inner: v1::dialplan_client::DialplanClient::new(channel),
+        }
+    }
+
     /// The sidecar's decision for `request` within `deadline`, checked.
     pub async fn route(
         &mut self,

@@ -179,6 +179,16 @@ pub trait MediaPlane {
         room: &str,
     ) -> Result<MediaEndpoint, MediaError>;
 
+    /// The switch answers `call` itself and connects A to the agent
+    /// `agent` (its audio both ways), in G.711 as the answer chooses from
+    /// A's offer. Returns the endpoint facing A.
+    fn agent(
+        &mut self,
+        call: CallRef,
+        sdp: &sentiric_sdp::SessionDescription<'_>,
+        agent: &str,
+    ) -> Result<MediaEndpoint, MediaError>;
+
     /// The call is over: its ports can go back to the pool.
     fn release(&mut self, call: CallRef);
 
@@ -483,6 +493,7 @@ enum Local<'a> {
     /// A prompt in early media, before the dialplan goes on.
     Announce(&'a str),
     Conference(&'a str),
+    Agent(&'a str),
 }
 
 fn leg_index(leg: Leg) -> usize {
@@ -1060,7 +1071,7 @@ impl<M: MediaPlane> B2bua<M> {
         // own answer cannot change to another local one.
         let local = matches!(
             action,
-            Action::Echo | Action::Play { .. } | Action::Conference { .. }
+            Action::Echo | Action::Play { .. } | Action::Conference { .. } | Action::Agent { .. }
         );
         if c.a_media.is_some() && local {
             self.fail_a(now, call, 501, "Not Implemented");
@@ -1111,6 +1122,7 @@ impl<M: MediaPlane> B2bua<M> {
                 self.answer_locally(now, call, Local::Announce(&prompt));
             }
             Action::Conference { room } => self.answer_locally(now, call, Local::Conference(&room)),
+            Action::Agent { agent } => self.answer_locally(now, call, Local::Agent(&agent)),
         }
         self.drain_layer(now);
     }
@@ -2337,6 +2349,7 @@ impl<M: MediaPlane> B2bua<M> {
         let ep = match local {
             Local::Play(p) | Local::Announce(p) => self.media.play(call, &offer, p),
             Local::Conference(room) => self.media.conference(call, &offer, room),
+            Local::Agent(agent) => self.media.agent(call, &offer, agent),
             Local::Echo => self.media.echo(call, &offer),
         };
         let ep = match ep {

@@ -150,6 +150,12 @@ pub enum Action {
         /// The room's name.
         room: String,
     },
+    /// Answer and connect the caller to the agent plugin `agent` (its
+    /// audio both ways; the owner of the media holds the conversation).
+    Agent {
+        /// The agent's name.
+        agent: String,
+    },
     /// Send the caller elsewhere: a 3xx with a Contact for each URI.
     Redirect {
         /// The status code, 300–399.

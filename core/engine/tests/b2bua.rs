@@ -98,6 +98,16 @@ impl MediaPlane for Recorder {
         self.echo(call, sdp)
     }
 
+    fn agent(
+        &mut self,
+        call: CallRef,
+        sdp: &SessionDescription<'_>,
+        agent: &str,
+    ) -> Result<MediaEndpoint, MediaError> {
+        self.prompts.push(format!("agent:{agent}"));
+        self.echo(call, sdp)
+    }
+
     fn release(&mut self, call: CallRef) {
         self.released.push(call);
     }

@@ -25,6 +25,13 @@ pub(crate) enum Inbound {
     Datagram(SocketAddr, Vec<u8>),
     /// A dialplan sidecar's answer for one of this worker's calls.
     Routed(Box<crate::plugins::Reply>),
+    /// What a call's agent asks.
+    AgentAction(
+        sentiric_engine::b2bua::CallRef,
+        Box<sentiric_plugin_sdk::v1::CallAction>,
+    ),
+    /// A call's conversation with its agent is over (the reason).
+    AgentGone(sentiric_engine::b2bua::CallRef, String),
 }
 
 /// How busy a worker is, as it says once a second, for the others to

@@ -77,6 +77,22 @@ pub(crate) enum Instruction {
         /// The format the caller's digits come in.
         dtmf: Option<TelephoneEvent>,
     },
+    /// Connect the caller on `socket` (sending to `peer`, in `voice` with
+    /// payload type `pt`) to the agent `agent`.
+    Agent {
+        /// The call.
+        call: CallRef,
+        /// The socket facing the caller.
+        socket: RtpSocket,
+        /// The caller's media address.
+        peer: Option<SocketAddr>,
+        /// The agent's name.
+        agent: String,
+        /// The codec.
+        voice: Voice,
+        /// Its payload type.
+        pt: u8,
+    },
     /// Play `wav` on `socket` to `peer` in `voice` (payload type `pt`), then
     /// tell the B2BUA to hang up.
     Play {
@@ -415,6 +431,25 @@ impl MediaPlane for Media {
                 socket,
                 peer,
                 room: room.to_string(),
+                voice,
+                pt,
+            })
+        })
+    }
+
+    fn agent(
+        &mut self,
+        call: CallRef,
+        sdp: &SessionDescription<'_>,
+        agent: &str,
+    ) -> Result<MediaEndpoint, MediaError> {
+        self.local(call, sdp, |socket, peer, g711| {
+            let (voice, pt) = g711?;
+            Some(Instruction::Agent {
+                call,
+                socket,
+                peer,
+                agent: agent.to_string(),
                 voice,
                 pt,
             })

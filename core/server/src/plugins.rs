@@ -47,6 +47,11 @@
 //! Beyond `max_in_flight` calls waiting (`sentiric_plugin_in_flight`), a
 //! call takes the `on_failure` path without asking (counted as `busy`).
 //!
+//! An `agent` answer names a sidecar in `[plugins.sidecars]` that serves
+//! `Agent.Converse`: [`PluginDialplan::converse`] opens the stream on its
+//! connection; the worker feeds it the call's audio and carries out what
+//! comes back.
+//!
 //! Failures and panics in a row open the plugin's circuit ([`Breaker`]):
 //! for a cooldown calls take the `on_failure` path without it (counted
 //! as `skipped`, `sentiric_plugin_circuit_open` says so), then one call
@@ -65,7 +70,8 @@ use sentiric_engine::dialplan::{
     Action, AfterPlay, Bridge, Dialplan, Fork, RouteRequest, StaticDialplan,
 };
 use sentiric_plugin_sdk::host::{CallError, Library};
-use sentiric_plugin_sdk::sidecar::{DialplanClient, SidecarError, Tls};
+use sentiric_plugin_sdk::sidecar::tonic::transport::Channel;
+use sentiric_plugin_sdk::sidecar::{self, DialplanClient, SidecarError, Tls};
 use sentiric_plugin_sdk::v1;
 use serde::Deserialize;
 
@@ -406,6 +412,8 @@ pub(crate) struct PluginDialplan {
     /// The `[dialplan]` rules: the built-in dialplan, and every plugin's
     /// fallback.
     rules: StaticDialplan,
+    /// Every `[plugins.sidecars]` entry, by name (the dialplan's, agents).
+    sidecars: BTreeMap<String, Arc<Sidecar>>,
     reject_on_failure: bool,
     deadline: Duration,
     breaker: Breaker,
@@ -429,7 +437,7 @@ enum Backend {
     Library(Arc<Library>),
     /// A sidecar, asked from the host's own runtime; the answer reaches
     /// the worker through its inbox.
-    Sidecar(Sidecar),
+    Sidecar(Arc<Sidecar>),
 }
 
 /// A dialplan sidecar's connection and what bounds the calls waiting
@@ -453,14 +461,14 @@ struct Sidecar {
 /// waits for a TCP and TLS handshake (while there is none, calls fail at
 /// once and take the `on_failure` path).
 struct Link {
-    /// The client, and how many connections were made before it.
-    client: std::sync::Mutex<(u64, Option<DialplanClient>)>,
+    /// The connection, and how many were made before it.
+    client: std::sync::Mutex<(u64, Option<Channel>)>,
     lost: tokio::sync::Notify,
 }
 
 impl Link {
     /// The client and its generation, if connected.
-    fn get(&self) -> Option<(u64, DialplanClient)> {
+    fn get(&self) -> Option<(u64, Channel)> {
         let guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
         guard.1.clone().map(|c| (guard.0, c))
     }
@@ -481,7 +489,7 @@ impl Link {
         let mut backoff = Duration::from_millis(50);
         let mut failing = false;
         loop {
-            match DialplanClient::connect(cfg.address, &cfg.server_name, &tls, timeout).await {
+            match sidecar::channel(cfg.address, &cfg.server_name, &tls, timeout).await {
                 Ok(c) => {
                     {
                         let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
@@ -526,6 +534,8 @@ pub(crate) struct Decision {
     pub(crate) action: Action,
     pub(crate) rule: String,
     pub(crate) tags: std::collections::HashMap<String, String>,
+    /// An agent's parameters for this call (the action connects one).
+    pub(crate) params: std::collections::HashMap<String, String>,
 }
 
 impl Decision {
@@ -535,6 +545,7 @@ impl Decision {
             action,
             rule,
             tags: Default::default(),
+            params: Default::default(),
         }
     }
 }
@@ -581,9 +592,15 @@ impl PluginDialplan {
         rules: StaticDialplan,
     ) -> Result<PluginDialplan, String> {
         let name = cfg.dialplan.as_deref().unwrap_or(BUILTIN);
-        let backend = match cfg.sidecars.get(name) {
+        // Every sidecar: the dialplan may be one, agents are.
+        let sidecars = cfg
+            .sidecars
+            .iter()
+            .map(|(n, s)| Ok((n.clone(), Arc::new(Sidecar::new(n, s)?))))
+            .collect::<Result<BTreeMap<_, _>, String>>()?;
+        let backend = match sidecars.get(name) {
             _ if name == BUILTIN => Backend::Builtin,
-            Some(s) => Backend::Sidecar(Sidecar::new(name, s)?),
+            Some(s) => Backend::Sidecar(Arc::clone(s)),
             None => {
                 let l = loaded
                     .iter()
@@ -606,6 +623,7 @@ impl PluginDialplan {
             id: HOSTS.fetch_add(1, Ordering::Relaxed),
             name: name.clone(),
             backend,
+            sidecars,
             rules,
             reject_on_failure: cfg.on_failure == "reject",
             deadline: Duration::from_millis(cfg.deadline_ms),
@@ -704,7 +722,7 @@ impl PluginDialplan {
                     let why = format!("{} calls waiting on it", s.max_in_flight);
                     return Begun::Decided(self.failed(call_id, trace_id, why, fallback));
                 }
-                let Some((generation, mut client)) = s.link.get() else {
+                let Some((generation, channel)) = s.link.get() else {
                     s.in_flight.fetch_sub(1, Ordering::AcqRel);
                     let failed = Err(Failure {
                         panicked: false,
@@ -722,6 +740,7 @@ impl PluginDialplan {
                     s.waiting.clone(),
                 );
                 waiting.increment(1.0);
+                let mut client = DialplanClient::from_channel(channel);
                 let (deadline, host) = (self.deadline, self.id);
                 let request = self::request(request, call_id, trace_id, to_uri);
                 s.runtime().spawn(async move {
@@ -771,6 +790,68 @@ impl PluginDialplan {
             decided,
             fallback,
         )
+    }
+
+    /// Opens a conversation for `call` with the agent sidecar `agent`,
+    /// starting with `start`: the sender takes the call's inputs (dropped,
+    /// it ends the stream); the agent's actions, and the stream's end, come
+    /// to `worker`'s inbox. An error when there is no such sidecar or it
+    /// is not connected.
+    pub(crate) fn converse(
+        &self,
+        call: CallRef,
+        agent: &str,
+        start: v1::ConverseStart,
+        worker: &Inbox,
+    ) -> Result<tokio::sync::mpsc::Sender<v1::CallInput>, String> {
+        use sentiric_plugin_sdk::sidecar::tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+        let s = self
+            .sidecars
+            .get(agent)
+            .ok_or_else(|| format!("agent {agent:?}: no such sidecar in plugins.sidecars"))?;
+        let (generation, channel) = s
+            .link
+            .get()
+            .ok_or_else(|| format!("agent {agent}: not connected"))?;
+        // Five seconds of audio may wait for the agent to take it.
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let first = v1::CallInput {
+            input: Some(v1::call_input::Input::Start(Box::new(start))),
+        };
+        tx.try_send(first).map_err(|e| e.to_string())?;
+        let (waker, worker, link, name) = (
+            Arc::clone(&s.waker),
+            worker.clone(),
+            Arc::clone(&s.link),
+            agent.to_string(),
+        );
+        s.runtime().spawn(async move {
+            let mut client = v1::agent_client::AgentClient::new(channel);
+            let why = match client.converse(ReceiverStream::new(rx)).await {
+                Ok(actions) => {
+                    let mut actions = actions.into_inner();
+                    loop {
+                        match actions.message().await {
+                            Ok(Some(a)) => {
+                                if !worker.post(&waker, Inbound::AgentAction(call, Box::new(a))) {
+                                    return;
+                                }
+                            }
+                            Ok(None) => break format!("agent {name}: the conversation ended"),
+                            Err(e) => break format!("agent {name}: {e}"),
+                        }
+                    }
+                }
+                Err(e) => {
+                    if e.code() == sentiric_plugin_sdk::sidecar::tonic::Code::Unavailable {
+                        link.lose(generation);
+                    }
+                    format!("agent {name}: {e}")
+                }
+            };
+            worker.post(&waker, Inbound::AgentGone(call, why));
+        });
+        Ok(tx)
     }
 
     /// Milliseconds on the breaker's clock.
@@ -1029,6 +1110,7 @@ fn decision(d: v1::RouteDecision) -> Result<Decision, String> {
         },
         headers: headers.clone().into_iter().collect(),
     };
+    let mut params = Default::default();
     let action = match d.action {
         Some(A::Bridge(b)) => Action::Bridge(bridge(b)),
         Some(A::Reject(r)) => Action::Reject {
@@ -1052,7 +1134,10 @@ fn decision(d: v1::RouteDecision) -> Result<Decision, String> {
                 },
             },
             App::Conference(c) => Action::Conference { room: c.room },
-            App::Agent(_) => return Err("agent: not supported by this switch yet".into()),
+            App::Agent(a) => {
+                params = a.params;
+                Action::Agent { agent: a.plugin }
+            }
         },
         Some(A::Answer(_)) | None => return Err("no action".into()),
     };
@@ -1060,6 +1145,7 @@ fn decision(d: v1::RouteDecision) -> Result<Decision, String> {
         action,
         rule: d.rule,
         tags: d.cdr_tags,
+        params,
     })
 }
 
@@ -1111,11 +1197,21 @@ mod tests {
         );
         let agent = v1::RouteDecision {
             action: Some(v1::route_decision::Action::Answer(v1::Answer {
-                app: Some(v1::answer::App::Agent(v1::ConnectAgent::default())),
+                app: Some(v1::answer::App::Agent(v1::ConnectAgent {
+                    plugin: "bot".into(),
+                    params: [("voice".to_string(), "en".to_string())].into(),
+                })),
             })),
             ..v1::RouteDecision::default()
         };
-        assert!(decision(agent).is_err(), "not yet");
+        let got = decision(agent).unwrap();
+        assert_eq!(
+            got.action,
+            Action::Agent {
+                agent: "bot".into()
+            }
+        );
+        assert_eq!(got.params["voice"], "en");
     }
 
     #[test]

@@ -38,6 +38,9 @@ use crate::media::{Instruction, Media, RtpSocket};
 use crate::plugins::{Begun, Decision};
 use crate::transcoding::Transcoded;
 use crate::voice::{Coder, Voice};
+use sentiric_media::agent::{AgentAudio, Heard, PlayDone};
+use sentiric_media::vad::VadConfig;
+use sentiric_plugin_sdk::v1 as pv1;
 
 /// Media the worker takes in itself.
 enum Taken {
@@ -208,6 +211,80 @@ impl Stream {
 }
 
 /// A prompt being played to a caller: one packet every 20 ms.
+/// A call connected to an agent: the caller's audio to it, its plays
+/// spoken to the caller one frame per 20 ms.
+struct AgentCall {
+    /// The caller's socket.
+    token: Token,
+    stream: Stream,
+    peer: Option<SocketAddr>,
+    audio: AgentAudio,
+    next: Instant,
+    /// The conversation's inputs (dropped: the stream ends).
+    tx: tokio::sync::mpsc::Sender<pv1::CallInput>,
+}
+
+impl AgentCall {
+    /// Tells the agent `input` (dropped when five seconds of input wait).
+    fn tell(&self, input: pv1::call_input::Input) {
+        let _ = self.tx.try_send(pv1::CallInput { input: Some(input) });
+    }
+
+    /// Tells the agent its plays are over.
+    fn done(&self, done: &mut Vec<PlayDone>) {
+        for d in done.drain(..) {
+            self.tell(pv1::call_input::Input::PlaybackDone(pv1::PlaybackDone {
+                id: d.id,
+                interrupted: d.interrupted,
+            }));
+        }
+    }
+
+    /// The caller's next 20 ms (8 kHz): to the agent, with speech start
+    /// and stop; speech while the agent talks stops it (barge-in).
+    fn hear(&mut self, frame: &[i16], heard: &mut Vec<Heard>, done: &mut Vec<PlayDone>) {
+        use pv1::call_input::Input;
+        self.audio.hear(frame, heard);
+        for h in heard.drain(..) {
+            let input = match h {
+                Heard::Audio { pcm, ms } => Input::Audio(pv1::AudioFrame { pcm, time_ms: ms }),
+                Heard::SpeechStarted { ms } => {
+                    if self.audio.playing() {
+                        self.audio.stop(done);
+                        self.done(done);
+                    }
+                    Input::SpeechStarted(pv1::SpeechStarted { time_ms: ms })
+                }
+                Heard::SpeechStopped { ms } => {
+                    Input::SpeechStopped(pv1::SpeechStopped { time_ms: ms })
+                }
+            };
+            self.tell(input);
+        }
+    }
+
+    /// Speaks what is due at `now`.
+    fn speak(
+        &mut self,
+        now: Instant,
+        pcm: &mut Vec<i16>,
+        payload: &mut Vec<u8>,
+        packet: &mut Vec<u8>,
+        done: &mut Vec<PlayDone>,
+    ) {
+        if now.saturating_duration_since(self.next) > Duration::from_millis(100) {
+            self.next = now;
+        }
+        while self.next <= now {
+            if self.audio.speak(pcm, done) {
+                self.stream.send(pcm, self.peer, payload, packet);
+            }
+            self.next += Duration::from_millis(20);
+        }
+        self.done(done);
+    }
+}
+
 struct Player {
     call: CallRef,
     stream: Stream,
@@ -457,12 +534,21 @@ impl Asking {
 fn routed(
     b2b: &mut B2bua<Media>,
     ids: &mut HashMap<CallRef, CallInfo>,
+    agent_params: &mut HashMap<CallRef, HashMap<String, String>>,
     events: &Events,
     now: Instant,
     call: CallRef,
     decision: Decision,
 ) {
-    let Decision { action, rule, tags } = decision;
+    let Decision {
+        action,
+        rule,
+        tags,
+        params,
+    } = decision;
+    if matches!(action, sentiric_engine::dialplan::Action::Agent { .. }) {
+        agent_params.insert(call, params);
+    }
     if let Some(info) = ids.get_mut(&call) {
         tracing::debug!(
             call = call.0,
@@ -759,6 +845,12 @@ pub(crate) fn run(
     let mut ids: HashMap<CallRef, CallInfo> = HashMap::new();
     // Calls waiting for a dialplan sidecar's answer.
     let mut asked: HashMap<CallRef, Asking> = HashMap::new();
+    // Calls connected to an agent, and the parameters of those about to
+    // be.
+    let mut agents: HashMap<CallRef, AgentCall> = HashMap::new();
+    let mut agent_params: HashMap<CallRef, HashMap<String, String>> = HashMap::new();
+    let mut agent_tokens: HashMap<Token, CallRef> = HashMap::new();
+    let (mut heard, mut done) = (Vec::new(), Vec::new());
     let (mut relayed, mut dropped) = (0u64, 0u64);
     let mut next_gauges = Instant::now();
     let mut m = Metrics::new();
@@ -777,6 +869,7 @@ pub(crate) fn run(
         let next = players
             .iter()
             .map(|p| p.next)
+            .chain(agents.values().map(|a| a.next))
             .chain(b2b.poll_timeout())
             .min();
         // Media work left by the end of the last turn (a prompt over, the
@@ -846,6 +939,38 @@ pub(crate) fn run(
                 Inbound::Datagram(peer, bytes) => {
                     turn.inbox.push((bytes, peer, Transport::Udp, true))
                 }
+                Inbound::AgentAction(call, action) => {
+                    use pv1::call_action::Action as A;
+                    let Some(a) = agents.get_mut(&call) else {
+                        continue;
+                    };
+                    match action.action {
+                        Some(A::Play(p)) => a.audio.play(&p.id, &p.pcm, p.last),
+                        Some(A::Stop(_)) => {
+                            a.audio.stop(&mut done);
+                            a.done(&mut done);
+                        }
+                        Some(A::HangUp(h)) => {
+                            tracing::info!(call = call.0, "agent hangs up: {}", h.reason);
+                            b2b.hang_up(now, call);
+                        }
+                        Some(other) => {
+                            tracing::warn!(
+                                call = call.0,
+                                "agent action not carried out yet: {other:?}"
+                            )
+                        }
+                        None => {}
+                    }
+                }
+                Inbound::AgentGone(call, why) => {
+                    // Still up (its media not released): it ends, and its
+                    // release tidies the rest.
+                    if agents.contains_key(&call) {
+                        tracing::warn!(call = call.0, "{why}; the call ends");
+                        b2b.hang_up(now, call);
+                    }
+                }
                 Inbound::Routed(reply) => {
                     let Some(asking) = asked.remove(&reply.call) else {
                         continue;
@@ -854,7 +979,15 @@ pub(crate) fn run(
                     let decision = host.finish(*reply, &asking.request());
                     // A call that ended meanwhile (CANCEL) is gone.
                     if b2b.is_routing(call) {
-                        routed(&mut b2b, &mut ids, &events, now, call, decision);
+                        routed(
+                            &mut b2b,
+                            &mut ids,
+                            &mut agent_params,
+                            &events,
+                            now,
+                            call,
+                            decision,
+                        );
                     }
                 }
             }
@@ -985,7 +1118,15 @@ pub(crate) fn run(
                             } = asking;
                             info.emit(&events, started(from_uri, request_uri));
                             ids.insert(call, info);
-                            routed(&mut b2b, &mut ids, &events, now, call, decision);
+                            routed(
+                                &mut b2b,
+                                &mut ids,
+                                &mut agent_params,
+                                &events,
+                                now,
+                                call,
+                                decision,
+                            );
                         }
                         // The call waits for the sidecar's answer, its
                         // request kept for the fallback.
@@ -1190,6 +1331,56 @@ pub(crate) fn run(
                         }
                     }
                 }
+                Instruction::Agent {
+                    call,
+                    socket,
+                    peer,
+                    agent,
+                    voice,
+                    pt,
+                } => {
+                    let token = rtp_token!(socket, call);
+                    let sock = or_hang_up!(sending_handle(&engine, token), call);
+                    calls.entry(call).or_default().a = Some(token);
+                    let made = Stream::new(sock, voice, pt).and_then(|stream| {
+                        let hearing = Coder::new(voice)?;
+                        let audio =
+                            AgentAudio::new(VadConfig::default()).map_err(|e| e.to_string())?;
+                        let (call_id, trace_id) = ids_of(&ids, call);
+                        let start = pv1::ConverseStart {
+                            call: Some(pv1::RouteRequest {
+                                call_id: call_id.into(),
+                                trace_id: trace_id.into(),
+                                ..pv1::RouteRequest::default()
+                            }),
+                            params: agent_params.remove(&call).unwrap_or_default(),
+                        };
+                        let tx = host.converse(call, &agent, start, &workers[index])?;
+                        Ok((stream, hearing, audio, tx))
+                    });
+                    match made {
+                        Ok((stream, hearing, audio, tx)) => {
+                            turn.taken.insert(token, Taken::Member(hearing, pt));
+                            agent_tokens.insert(token, call);
+                            agents.insert(
+                                call,
+                                AgentCall {
+                                    token,
+                                    stream,
+                                    peer,
+                                    audio,
+                                    next: now,
+                                    tx,
+                                },
+                            );
+                            tracing::info!(call = call.0, %agent, "connected to agent {agent}");
+                        }
+                        Err(e) => {
+                            tracing::warn!(call = call.0, "agent {agent}: {e}; the call ends");
+                            b2b.hang_up(now, call);
+                        }
+                    }
+                }
                 Instruction::Join {
                     call,
                     socket,
@@ -1290,6 +1481,14 @@ pub(crate) fn run(
                 }
                 Instruction::Release { call } => {
                     players.retain(|p| p.call != call);
+                    agent_params.remove(&call);
+                    if let Some(a) = agents.remove(&call) {
+                        turn.taken.remove(&a.token);
+                        agent_tokens.remove(&a.token);
+                        a.tell(pv1::call_input::Input::Ended(pv1::CallEnded {
+                            cause: "ended".into(),
+                        }));
+                    }
                     turn.transcoders.remove(&call);
                     for r in rooms.values_mut() {
                         r.members.retain(|m| {
@@ -1356,6 +1555,11 @@ pub(crate) fn run(
         }
         // Conferences: queue what members sent, then mix what is due.
         for (token, from, frame) in std::mem::take(&mut turn.mixer_inbox) {
+            if let Some(a) = agent_tokens.get(&token).and_then(|c| agents.get_mut(c)) {
+                a.peer = Some(from);
+                a.hear(&frame, &mut heard, &mut done);
+                continue;
+            }
             let Some(m) = rooms
                 .values_mut()
                 .flat_map(|r| r.members.iter_mut())
@@ -1371,6 +1575,9 @@ pub(crate) fn run(
         }
         for r in rooms.values_mut() {
             r.tick(now, &mut payload, &mut packet);
+        }
+        for a in agents.values_mut() {
+            a.speak(now, &mut pcm, &mut payload, &mut packet, &mut done);
         }
         // Prompts: what is due; a prompt that is over hangs its call up,
         // or the dialplan goes on.

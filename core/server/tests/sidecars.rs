@@ -6,7 +6,9 @@
 //! that is killed opens the circuit (calls fall back) and the circuit
 //! closes once it is back; calls beyond a sidecar's `max_in_flight` take
 //! the fallback at once; a decision's headers, tags and redirect reach
-//! the target's INVITE, the CDR and the caller; the Python example
+//! the target's INVITE, the CDR and the caller; a call answered by an
+//! agent (the sidecar's own echo conversation) hears what it plays; the
+//! Python example
 //! sidecar (grpcio) routes calls through the switch as well.
 
 mod common;
@@ -22,9 +24,52 @@ use sentiric_plugin_prefix_dialplan::PrefixDialplan;
 use sentiric_plugin_sdk::{v1, Dialplan, Plugin, PluginError};
 
 /// The prefix dialplan, except that the user `stall` takes 300 ms, the
-/// user `redirect` is sent to `sip:moved@127.0.0.9` with a 301, and the
-/// INVITEs of users starting `hdr` carry `X-Route: RULE`.
+/// user `redirect` is sent to `sip:moved@127.0.0.9` with a 301, the
+/// INVITEs of users starting `hdr` carry `X-Route: RULE`, and the user
+/// `agent` is answered by this sidecar's own agent (the caller's audio
+/// back, as the echo agent does; `#` hangs up).
 struct Slow(PrefixDialplan);
+
+impl sentiric_plugin_sdk::Agent for Slow {
+    fn start(
+        &self,
+        start: &v1::ConverseStart,
+    ) -> Result<Box<dyn sentiric_plugin_sdk::Conversation>, PluginError> {
+        // The route's parameters arrive with the call.
+        if start.params.get("greeting").map(String::as_str) != Some("hello") {
+            return Err(PluginError::new("no greeting"));
+        }
+        Ok(Box::new(Echo))
+    }
+}
+
+/// One call's echo.
+struct Echo;
+
+impl sentiric_plugin_sdk::Conversation for Echo {
+    fn input(
+        &mut self,
+        input: v1::call_input::Input,
+        actions: &mut Vec<v1::CallAction>,
+    ) -> Result<(), PluginError> {
+        use v1::call_action::Action;
+        let action = match input {
+            v1::call_input::Input::Audio(f) => Action::Play(v1::PlayAudio {
+                id: "echo".into(),
+                pcm: f.pcm,
+                last: false,
+            }),
+            v1::call_input::Input::Dtmf(d) if d.digit == "#" => {
+                Action::HangUp(v1::HangUp { reason: "#".into() })
+            }
+            _ => return Ok(()),
+        };
+        actions.push(v1::CallAction {
+            action: Some(action),
+        });
+        Ok(())
+    }
+}
 
 impl Plugin for Slow {
     fn new(config: &str) -> Result<Self, PluginError> {
@@ -32,6 +77,10 @@ impl Plugin for Slow {
     }
 
     fn dialplan(&self) -> Option<&dyn Dialplan> {
+        Some(self)
+    }
+
+    fn agent(&self) -> Option<&dyn sentiric_plugin_sdk::Agent> {
         Some(self)
     }
 }
@@ -48,6 +97,18 @@ impl Dialplan for Slow {
                     contacts: vec!["sip:moved@127.0.0.9".into()],
                 })),
                 rule: "moved".into(),
+                ..v1::RouteDecision::default()
+            });
+        }
+        if request.user == "agent" {
+            return Ok(v1::RouteDecision {
+                action: Some(v1::route_decision::Action::Answer(v1::Answer {
+                    app: Some(v1::answer::App::Agent(v1::ConnectAgent {
+                        plugin: "prefix".into(),
+                        params: [("greeting".to_string(), "hello".to_string())].into(),
+                    })),
+                })),
+                rule: "the agent".into(),
                 ..v1::RouteDecision::default()
             });
         }
@@ -494,5 +555,99 @@ fn calls_beyond_max_in_flight_take_the_fallback_without_waiting() {
     );
     assert!(!sw.lines("1 calls waiting on it").is_empty());
     drop(sidecar);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_call_answered_by_an_agent_hears_what_the_agent_plays() {
+    let dir = setup("agent", "[default]\ncode = 404\n");
+    let sidecar = Sidecar::start("127.0.0.1:0", &dir.join("certs"), &dir.join("routes.toml"));
+    let sw = with_sidecar(31_400, &dir, sidecar.addr, "");
+    assert!(
+        sw.wait_lines(
+            "dialplan sidecar prefix: connected",
+            1,
+            Duration::from_secs(5)
+        ),
+        "{:#?}",
+        sw.log()
+    );
+    // The caller plays a sweep; the agent plays each 20 ms back (16 kHz
+    // both ways: the switch resamples from and to the call's 8 kHz).
+    let played = common::sweep(16_000);
+    let (play, record) = (dir.join("play.wav"), dir.join("heard.wav"));
+    std::fs::write(&play, common::wav_bytes(&played)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+        .args([
+            "call",
+            &format!("sip:agent@{}", sw.addr),
+            "--play",
+            play.to_str().unwrap(),
+            "--record",
+            record.to_str().unwrap(),
+            "--duration",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains("\"status\":200"),
+        "{summary} {:#?}",
+        sw.log()
+    );
+    let heard = common::wav_samples(&std::fs::read(&record).unwrap());
+    let best = common::best_correlation(&played, &heard);
+    eprintln!("heard through the agent: correlation {best:.3}");
+    // 1.000 on a quiet machine; a frame the agent answers late (tests in
+    // parallel on two cores) leaves a gap that shifts what follows.
+    assert!(best > 0.8, "correlation {best:.3}: {summary}");
+    assert!(!sw.lines("connected to agent prefix").is_empty());
+    let r = routed(&sw, 1);
+    assert_eq!(
+        (r[0]["action"].as_str(), r[0]["rule"].as_str()),
+        (Some("agent"), Some("the agent"))
+    );
+    drop(sidecar);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_agent_call_ends_when_its_sidecar_goes() {
+    let dir = setup("agent-gone", "[default]\ncode = 404\n");
+    let sidecar = Sidecar::start("127.0.0.1:0", &dir.join("certs"), &dir.join("routes.toml"));
+    let sw = std::sync::Arc::new(with_sidecar(31_600, &dir, sidecar.addr, ""));
+    assert!(sw.wait_lines(
+        "dialplan sidecar prefix: connected",
+        1,
+        Duration::from_secs(5)
+    ));
+    let caller = {
+        let sw = std::sync::Arc::clone(&sw);
+        std::thread::spawn(move || {
+            let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+                .args([
+                    "call",
+                    &format!("sip:agent@{}", sw.addr),
+                    "--duration",
+                    "10",
+                ])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).to_string()
+        })
+    };
+    assert!(
+        sw.wait_lines("connected to agent prefix", 1, Duration::from_secs(5)),
+        "{:#?}",
+        sw.log()
+    );
+    let t0 = std::time::Instant::now();
+    drop(sidecar); // SIGKILL: the conversation's stream breaks
+    let summary = caller.join().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(5), "{summary}");
+    assert!(summary.contains("\"status\":200"), "{summary}");
+    assert!(summary.contains("\"hung_up_by\":\"remote\""), "{summary}");
+    assert!(!sw.lines("the call ends").is_empty(), "{:#?}", sw.log());
     let _ = std::fs::remove_dir_all(&dir);
 }
