@@ -37,6 +37,9 @@ impl MediaPlane for Null {
     fn conference(&mut self, c: CallRef, sdp: &SessionDescription<'_>, _: &str) -> Result<MediaEndpoint, MediaError> {
         self.offer(c, Leg::A, sdp)
     }
+    fn agent(&mut self, c: CallRef, sdp: &SessionDescription<'_>, _: &str) -> Result<MediaEndpoint, MediaError> {
+        self.offer(c, Leg::A, sdp)
+    }
     fn release(&mut self, _: CallRef) {}
     // Offers extended with the switch's codecs, answers settled.
     fn transcodes(&self) -> bool {
@@ -92,7 +95,7 @@ fuzz_target!(|data: &[u8]| {
                 b2b.handle_timeout(now);
             }
             b'r' => {
-                let pick = rest.first().copied().unwrap_or(0) % 9;
+                let pick = rest.first().copied().unwrap_or(0) % 10;
                 for call in waiting.drain(..) {
                     let action = match pick {
                         0 => Action::Bridge(Bridge {
@@ -125,6 +128,7 @@ fuzz_target!(|data: &[u8]| {
                             ring_timeout: Duration::from_secs(5),
                             headers: vec![("X-Route".into(), "fuzz".into())],
                         }),
+                        8 => Action::Agent { agent: "a".into() },
                         7 => Action::Redirect {
                             code: 302,
                             contacts: vec!["sip:elsewhere@127.0.0.5".into()],
