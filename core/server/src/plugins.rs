@@ -440,8 +440,8 @@ enum Backend {
     Sidecar(Arc<Sidecar>),
 }
 
-/// A dialplan sidecar's connection and what bounds the calls waiting
-/// on it.
+/// A sidecar's connection (a dialplan's or an agent's) and what bounds
+/// the dialplan calls waiting on it.
 struct Sidecar {
     link: Arc<Link>,
     /// Its connections and calls (a thread of its own); taken when it is

@@ -210,7 +210,6 @@ impl Stream {
     }
 }
 
-/// A prompt being played to a caller: one packet every 20 ms.
 /// A call connected to an agent: the caller's audio to it, its plays
 /// spoken to the caller one frame per 20 ms.
 struct AgentCall {
@@ -285,6 +284,7 @@ impl AgentCall {
     }
 }
 
+/// A prompt being played to a caller: one packet every 20 ms.
 struct Player {
     call: CallRef,
     stream: Stream,

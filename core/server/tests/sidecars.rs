@@ -367,12 +367,15 @@ fn a_killed_sidecar_opens_the_circuit_which_closes_when_it_is_back() {
     );
     // Back on the same address; after the cooldown a call tries it.
     let back = Sidecar::start(&addr.to_string(), &certs, &config);
-    let connected = |n| sw.lines("dialplan sidecar prefix: connected").len() >= n;
-    let end = std::time::Instant::now() + Duration::from_secs(5);
-    while !connected(2) && std::time::Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(connected(2), "connected again: {:#?}", sw.log());
+    assert!(
+        sw.wait_lines(
+            "dialplan sidecar prefix: connected",
+            2,
+            Duration::from_secs(5)
+        ),
+        "connected again: {:#?}",
+        sw.log()
+    );
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(
         call(&sw, "+4930123"),
