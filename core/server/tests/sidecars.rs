@@ -312,9 +312,12 @@ fn a_stalled_sidecar_gives_the_call_its_fallback_within_the_deadline() {
     assert_eq!(call(&sw, "+4930123"), 200, "the sidecar serves on");
     let took = routing_us(&sw);
     assert_eq!(took.len(), 3, "{took:?}");
-    // The deadline, and a margin for this busy machine.
+    // The deadline, and a margin for this busy machine. The clock starts
+    // when the switch asks the sidecar, a little before CallStarted is
+    // stamped (the event is built after the request is on its way), so
+    // the lower bound leaves a few milliseconds too.
     assert!(
-        (50_000..150_000).contains(&took[1]),
+        (45_000..150_000).contains(&took[1]),
         "routed after {} µs",
         took[1]
     );
