@@ -12,22 +12,36 @@
 //! ```
 //!
 //! `sentiric_plugin_call` takes a method ([`METHOD_INFO`], [`METHOD_INIT`],
-//! [`METHOD_ROUTE`]) and its request, a protobuf message of
+//! [`METHOD_ROUTE`], the conversation methods [`METHOD_CONVERSE_START`],
+//! [`METHOD_CONVERSE_INPUT`], [`METHOD_CONVERSE_END`]) and its request, a
+//! protobuf message of
 //! `sentiric.plugin.v1`, and writes its answer into `out`: on [`OK`] the
 //! method's reply message, on any other status a `PluginError`. What it
 //! wrote is the plugin's memory, given back with `sentiric_plugin_free`.
 //! The plugin catches its own panics: a panic is the status [`PANICKED`],
 //! never an unwind into the switch. A host refuses a library whose
-//! version is not its own.
+//! version is not its own. Methods are only ever added within a version:
+//! a library answers one it does not know with [`UNKNOWN_METHOD`], and a
+//! host asks only for the services the library's `PluginInfo` names.
+//!
+//! An in-process agent's conversations live in the library, numbered:
+//! `CONVERSE_START` makes one and answers its `ConversationId`, each
+//! `CONVERSE_INPUT` (a `ConversationInput`) answers the `CallActions` it
+//! causes, `CONVERSE_END` drops it. An error or a panic in the
+//! conversation drops it too (later inputs to it fail). Conversations
+//! are independent: calls to different ones may come from different
+//! threads at once, and to one never do.
 //!
 //! [`export_plugin!`]: crate::export_plugin
 
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use prost::Message;
 
-use crate::{v1, Plugin, PluginError};
+use crate::{v1, Conversation, Plugin, PluginError};
 
 /// The version of this ABI. A change to the functions, the buffer or the
 /// meaning of a method or status is a new version.
@@ -41,6 +55,14 @@ pub const METHOD_INFO: u32 = 0;
 pub const METHOD_INIT: u32 = 1;
 /// `Dialplan.Route`: a `RouteRequest` in, a `RouteDecision` out.
 pub const METHOD_ROUTE: u32 = 2;
+/// `Agent.Converse` begins: a `ConverseStart` in, the new conversation's
+/// `ConversationId` out.
+pub const METHOD_CONVERSE_START: u32 = 3;
+/// One input to a conversation: a `ConversationInput` in, the
+/// `CallActions` it causes out.
+pub const METHOD_CONVERSE_INPUT: u32 = 4;
+/// The call is over: a `ConversationId` in, nothing out.
+pub const METHOD_CONVERSE_END: u32 = 5;
 
 /// The call succeeded.
 pub const OK: i32 = 0;
@@ -88,9 +110,37 @@ impl Buffer {
     }
 }
 
-/// The plugin a library holds, made by its first successful init.
+/// One conversation, shared between the table and the call using it.
+type Held = Arc<Mutex<Box<dyn Conversation>>>;
+
+/// What a library holds: the plugin, made by its first successful init,
+/// and its agent's conversations.
 #[doc(hidden)]
-pub type Instance = OnceLock<Box<dyn Plugin>>;
+pub struct Instance {
+    plugin: OnceLock<Box<dyn Plugin>>,
+    conversations: Mutex<BTreeMap<u64, Held>>,
+    next: AtomicU64,
+}
+
+impl Instance {
+    /// Nothing made yet (a `static`'s initialiser).
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Instance {
+        Instance {
+            plugin: OnceLock::new(),
+            conversations: Mutex::new(BTreeMap::new()),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    /// The conversation table (a panic elsewhere never leaves it half
+    /// changed: each change is one map operation).
+    fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Held>> {
+        self.conversations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 /// `sentiric_plugin_call` for the plugin `P` in `instance`: the body the
 /// [`export_plugin!`](crate::export_plugin) macro gives the export.
@@ -123,20 +173,13 @@ pub unsafe fn call<P: Plugin>(
     let (status, bytes) = match result {
         Ok(Ok(reply)) => (OK, reply),
         Ok(Err((status, message))) => (status, v1::PluginError { message }.encode_to_vec()),
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic without a message".into());
-            (
-                PANICKED,
-                v1::PluginError {
-                    message: format!("panicked: {message}"),
-                }
-                .encode_to_vec(),
-            )
-        }
+        Err(panic) => (
+            PANICKED,
+            v1::PluginError {
+                message: panicked(panic.as_ref()),
+            }
+            .encode_to_vec(),
+        ),
     };
     if !out.is_null() {
         // SAFETY: the caller guarantees `out` is writable for the call;
@@ -144,6 +187,16 @@ pub unsafe fn call<P: Plugin>(
         unsafe { out.write(Buffer::from_vec(bytes)) };
     }
     status
+}
+
+/// A caught panic's message.
+fn panicked(panic: &(dyn std::any::Any + Send)) -> String {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    format!("panicked: {message}")
 }
 
 fn dispatch<P: Plugin>(
@@ -164,14 +217,20 @@ fn dispatch<P: Plugin>(
     if method == METHOD_INIT {
         let config = std::str::from_utf8(input)
             .map_err(|_| (BAD_REQUEST, "the configuration is not UTF-8".to_string()))?;
-        if instance.get().is_none() {
+        if instance.plugin.get().is_none() {
             let plugin = P::new(config).map_err(|PluginError(e)| (FAILED, e))?;
-            let _ = instance.set(Box::new(plugin));
+            let _ = instance.plugin.set(Box::new(plugin));
         }
-        let plugin = instance.get().ok_or((NOT_INITIALISED, String::new()))?;
+        let plugin = instance
+            .plugin
+            .get()
+            .ok_or((NOT_INITIALISED, String::new()))?;
         let mut services = Vec::new();
         if plugin.dialplan().is_some() {
             services.push("dialplan".to_string());
+        }
+        if plugin.agent().is_some() {
+            services.push("agent".to_string());
         }
         return Ok(v1::PluginInfo {
             name: name.into(),
@@ -181,6 +240,7 @@ fn dispatch<P: Plugin>(
         .encode_to_vec());
     }
     let plugin = instance
+        .plugin
         .get()
         .ok_or((NOT_INITIALISED, "not initialised".to_string()))?;
     match method {
@@ -201,6 +261,61 @@ fn dispatch<P: Plugin>(
                     .map(|d| d.encode_to_vec())
                     .map_err(|PluginError(e)| (FAILED, e))
             })
+        }
+        METHOD_CONVERSE_START => {
+            let agent = plugin
+                .agent()
+                .ok_or((UNKNOWN_METHOD, "not an agent".to_string()))?;
+            let start = v1::ConverseStart::decode(input)
+                .map_err(|e| (BAD_REQUEST, format!("ConverseStart: {e}")))?;
+            let conversation = agent.start(&start).map_err(|PluginError(e)| (FAILED, e))?;
+            let id = instance.next.fetch_add(1, Ordering::Relaxed);
+            instance
+                .table()
+                .insert(id, Arc::new(Mutex::new(conversation)));
+            Ok(v1::ConversationId { id }.encode_to_vec())
+        }
+        METHOD_CONVERSE_INPUT => {
+            let v1::ConversationInput {
+                conversation: id,
+                input,
+            } = v1::ConversationInput::decode(input)
+                .map_err(|e| (BAD_REQUEST, format!("ConversationInput: {e}")))?;
+            let Some(input) = input.and_then(|i| i.input) else {
+                return Ok(Vec::new());
+            };
+            let held = instance
+                .table()
+                .get(&id)
+                .cloned()
+                .ok_or((FAILED, format!("no conversation {id}")))?;
+            let mut actions = Vec::new();
+            let ran = catch_unwind(AssertUnwindSafe(|| {
+                let mut conversation = held.lock().map_err(|_| "poisoned".to_string())?;
+                conversation
+                    .input(input, &mut actions)
+                    .map_err(|PluginError(e)| e)
+            }));
+            match ran {
+                Ok(Ok(())) => Ok(v1::CallActions { actions }.encode_to_vec()),
+                Ok(Err(e)) => {
+                    instance.table().remove(&id);
+                    Err((FAILED, e))
+                }
+                Err(panic) => {
+                    instance.table().remove(&id);
+                    Err((PANICKED, panicked(panic.as_ref())))
+                }
+            }
+        }
+        METHOD_CONVERSE_END => {
+            let v1::ConversationId { id } = v1::ConversationId::decode(input)
+                .map_err(|e| (BAD_REQUEST, format!("ConversationId: {e}")))?;
+            // Dropped outside the table's lock: the plugin's drop runs
+            // without holding up other conversations.
+            let gone = instance.table().remove(&id);
+            drop(gone);
+            Ok(Vec::new())
         }
         other => Err((UNKNOWN_METHOD, format!("method {other}"))),
     }
@@ -236,6 +351,10 @@ pub unsafe fn free(buf: Buffer) {
 /// ```ignore
 /// sentiric_plugin_sdk::export_plugin!(MyDialplan);
 /// ```
+///
+/// The exports are unmangled symbols: one binary links at most one crate
+/// that uses the macro (a test or sidecar using two plugins' `rlib`s
+/// fails to link with duplicate symbols).
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {

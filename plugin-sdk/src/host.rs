@@ -4,11 +4,14 @@
 //! [`Library::open`] loads the file and checks its version before
 //! anything else of it is used; [`Library::init`] makes the plugin from
 //! its configuration; [`Library::route`] asks it for a decision, checked
-//! with [`check_decision`](crate::check_decision). Every failure is a
+//! with [`check_decision`](crate::check_decision); [`Library::converse`]
+//! begins a conversation with its agent ([`LibraryConversation`]). Every
+//! failure is a
 //! [`CallError`]: a panic in the plugin comes back as
 //! [`CallError::Panicked`], and the switch goes on.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use prost::Message;
 
@@ -170,6 +173,22 @@ impl Library {
         Ok(decision)
     }
 
+    /// Begins a conversation with the plugin's agent for the call
+    /// `start` describes; it ends when dropped.
+    pub fn converse(
+        self: &Arc<Self>,
+        start: &v1::ConverseStart,
+    ) -> Result<LibraryConversation, CallError> {
+        let v1::ConversationId { id } =
+            self.invoke(abi::METHOD_CONVERSE_START, &start.encode_to_vec())?;
+        Ok(LibraryConversation {
+            lib: Arc::clone(self),
+            id,
+            buf: Vec::new(),
+            ended: false,
+        })
+    }
+
     /// One call through the ABI: the reply decoded from the plugin's
     /// buffer (before it is freed: no copy), or the error.
     fn invoke<T: Message + Default>(&self, method: u32, input: &[u8]) -> Result<T, CallError> {
@@ -201,5 +220,62 @@ impl Library {
         // by the library that allocated it; nothing borrows it now.
         unsafe { (self.free)(out) };
         result
+    }
+}
+
+/// A conversation with an in-process agent: what the `Conversation` trait
+/// is on the plugin's side, through the ABI. Dropped, it ends.
+#[derive(Debug)]
+pub struct LibraryConversation {
+    lib: Arc<Library>,
+    id: u64,
+    /// The last input's encoding, reused.
+    buf: Vec<u8>,
+    /// The plugin ended it (its error or panic).
+    ended: bool,
+}
+
+impl LibraryConversation {
+    /// What the agent does on `input`, pushed to `actions` in order. An
+    /// error ends the conversation: later inputs fail.
+    pub fn input(
+        &mut self,
+        input: v1::call_input::Input,
+        actions: &mut Vec<v1::CallAction>,
+    ) -> Result<(), CallError> {
+        if self.ended {
+            return Err(CallError::Failed("the conversation has ended".into()));
+        }
+        self.buf.clear();
+        v1::ConversationInput {
+            conversation: self.id,
+            input: Some(v1::CallInput { input: Some(input) }),
+        }
+        .encode(&mut self.buf)
+        .map_err(|e| CallError::BadReply(e.to_string()))?;
+        match self
+            .lib
+            .invoke::<v1::CallActions>(abi::METHOD_CONVERSE_INPUT, &self.buf)
+        {
+            Ok(v1::CallActions { actions: more }) => {
+                actions.extend(more);
+                Ok(())
+            }
+            Err(e) => {
+                self.ended = true;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for LibraryConversation {
+    fn drop(&mut self) {
+        if !self.ended {
+            let id = v1::ConversationId { id: self.id }.encode_to_vec();
+            let _ = self
+                .lib
+                .invoke::<v1::PluginInfo>(abi::METHOD_CONVERSE_END, &id);
+        }
     }
 }

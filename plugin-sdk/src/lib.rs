@@ -93,6 +93,12 @@ pub trait Dialplan: Send + Sync {
 /// frames of 16 kHz PCM, DTMF, speech start and stop, plays done, the
 /// end) and answers each with the actions it causes (audio to play,
 /// stop, hang up, transfer, DTMF, CDR tags), in order.
+///
+/// In process, `input` runs on the switch's data-plane thread, every
+/// 20 ms of every call it holds: it must return in microseconds. An agent
+/// that waits on the network (speech, an LLM) belongs in a sidecar, or
+/// hands that work to threads of its own and answers later inputs with
+/// what came of it.
 pub trait Agent: Send + Sync {
     /// A conversation for the call `start` describes.
     fn start(&self, start: &v1::ConverseStart) -> Result<Box<dyn Conversation>, PluginError>;
@@ -124,7 +130,7 @@ pub trait Plugin: Send + Sync + 'static {
         None
     }
 
-    /// Its agent, if it is one (served by sidecars so far).
+    /// Its agent, if it is one.
     fn agent(&self) -> Option<&dyn Agent> {
         None
     }

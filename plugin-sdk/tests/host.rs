@@ -1,5 +1,6 @@
 //! The host side of the ABI against real libraries: the example prefix
-//! dialplan and the faulty fixture plugin (built as cdylibs alongside this
+//! dialplan, the example echo agent and the faulty fixture plugin (built
+//! as cdylibs alongside this
 //! test), and shared objects compiled here with the C compiler that speak
 //! another ABI version or none.
 
@@ -9,9 +10,12 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 
 use common::built;
 use sentiric_plugin_sdk::host::{CallError, Library, LoadError};
+use sentiric_plugin_sdk::v1::call_action::Action as Act;
+use sentiric_plugin_sdk::v1::call_input::Input;
 use sentiric_plugin_sdk::v1::route_decision::Action;
 use sentiric_plugin_sdk::{abi, v1, InvalidDecision};
 
@@ -72,7 +76,8 @@ fn the_example_dialplan_routes_through_the_abi() {
 
 #[test]
 fn a_misbehaving_plugin_fails_the_call_and_stays_usable() {
-    let lib = Library::open(&built("sentiric_plugin_faulty")).unwrap();
+    // One test: the library's plugin is one per process.
+    let lib = Arc::new(Library::open(&built("sentiric_plugin_faulty")).unwrap());
     // Before init: refused, not crashed.
     assert!(matches!(
         lib.route(&request("x")),
@@ -102,6 +107,91 @@ fn a_misbehaving_plugin_fails_the_call_and_stays_usable() {
     // After all that, it still answers.
     let d = lib.route(&request("someone")).unwrap();
     assert!(matches!(d.action, Some(Action::Bridge(_))));
+    a_misbehaving_agent_ends_its_conversation_and_no_other(&lib);
+}
+
+fn start(params: &[(&str, &str)]) -> v1::ConverseStart {
+    v1::ConverseStart {
+        call: Some(request("agent")),
+        params: params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+fn dtmf(digit: &str) -> Input {
+    Input::Dtmf(v1::Dtmf {
+        digit: digit.into(),
+        duration_ms: 100,
+    })
+}
+
+#[test]
+fn the_example_agent_converses_through_the_abi_on_several_threads_at_once() {
+    let lib = Arc::new(Library::open(&built("sentiric_plugin_echo_agent")).unwrap());
+    assert_eq!(lib.init("").unwrap().services, ["agent"]);
+    // Four calls, each on a thread of its own, each hearing only itself.
+    let threads: Vec<_> = (0..4u8)
+        .map(|n| {
+            let lib = Arc::clone(&lib);
+            std::thread::spawn(move || {
+                let mut c = lib.converse(&start(&[])).unwrap();
+                let mut actions = Vec::new();
+                for i in 0..50u8 {
+                    let pcm = vec![n ^ i; 640];
+                    let frame = v1::AudioFrame {
+                        pcm: pcm.clone(),
+                        time_ms: u64::from(i) * 20,
+                    };
+                    c.input(Input::Audio(frame), &mut actions).unwrap();
+                    match actions.pop().and_then(|a| a.action) {
+                        Some(Act::Play(p)) => assert_eq!((p.id.as_str(), p.pcm), ("echo", pcm)),
+                        other => panic!("{other:?}"),
+                    }
+                }
+                c.input(dtmf("#"), &mut actions).unwrap();
+                assert!(matches!(
+                    actions.pop().and_then(|a| a.action),
+                    Some(Act::HangUp(_))
+                ));
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+/// The faulty plugin's agent (`lib` made): a conversation that panics or
+/// fails ends, and no other.
+fn a_misbehaving_agent_ends_its_conversation_and_no_other(lib: &Arc<Library>) {
+    assert_eq!(
+        lib.converse(&start(&[("fail", "")])).unwrap_err(),
+        CallError::Failed("asked to fail at the start".into())
+    );
+    let mut actions = Vec::new();
+    let mut calm = lib.converse(&start(&[])).unwrap();
+    for (digit, failure) in [("1", "panicked: asked to panic"), ("2", "asked to fail")] {
+        let mut c = lib.converse(&start(&[])).unwrap();
+        c.input(dtmf("5"), &mut actions).unwrap();
+        match c.input(dtmf(digit), &mut actions) {
+            Err(CallError::Panicked(m) | CallError::Failed(m)) => assert_eq!(m, failure),
+            other => panic!("{other:?}"),
+        }
+        // Over: later inputs fail without reaching the plugin.
+        assert!(c.input(dtmf("5"), &mut actions).is_err());
+        // The other conversation goes on.
+        calm.input(dtmf("9"), &mut actions).unwrap();
+    }
+    let reasons: Vec<String> = actions
+        .into_iter()
+        .filter_map(|a| match a.action {
+            Some(Act::HangUp(h)) => Some(h.reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, ["dtmf 5", "dtmf 9", "dtmf 5", "dtmf 9"]);
 }
 
 #[test]

@@ -33,6 +33,12 @@
 //! fork = "serial"            # or "parallel"
 //! ring_timeout_s = 30
 //!
+//! [[dialplan.rule]]
+//! name = "support line"
+//! user = "5000"
+//! action = "agent"           # an agent plugin holds the call
+//! agent = "support-bot"      # a sidecar's name, or a library's plugin name
+//!
 //! [dialplan.default]
 //! action = "reject"
 //! code = 404
@@ -209,7 +215,7 @@ pub struct RuleConfig {
     pub source: Option<Vec<String>>,
     /// The request came on this transport.
     pub transport: Option<Transport>,
-    /// `bridge`, `echo`, `play`, `conference` or `reject`.
+    /// `bridge`, `echo`, `play`, `conference`, `agent` or `reject`.
     pub action: Option<String>,
     /// bridge: SIP URIs; `{user}` and `{from_user}` are filled in.
     pub targets: Option<Vec<String>>,
@@ -224,6 +230,8 @@ pub struct RuleConfig {
     pub then: Option<String>,
     /// conference: the room's name; `{user}` is filled in.
     pub room: Option<String>,
+    /// agent: the agent plugin that holds the call.
+    pub agent: Option<String>,
     /// reject: the status code (default 404).
     pub code: Option<u16>,
     /// reject: the reason phrase (default: the code's usual one).
@@ -315,6 +323,9 @@ enum Template {
     Conference {
         room: String,
     },
+    Agent {
+        agent: String,
+    },
     Reject {
         code: u16,
         reason: String,
@@ -404,18 +415,19 @@ impl RuleConfig {
         let action = self.action.as_deref().ok_or_else(|| {
             err(
                 &format!("{key}.action"),
-                "missing: bridge, echo, play, conference or reject",
+                "missing: bridge, echo, play, conference, agent or reject",
             )
         })?;
         // Which optional fields each action reads; any other one set is a
         // mistake worth naming.
-        let fields: [(&str, bool); 8] = [
+        let fields: [(&str, bool); 9] = [
             ("targets", self.targets.is_some()),
             ("fork", self.fork.is_some()),
             ("ring_timeout_s", self.ring_timeout_s.is_some()),
             ("prompt", self.prompt.is_some()),
             ("then", self.then.is_some()),
             ("room", self.room.is_some()),
+            ("agent", self.agent.is_some()),
             ("code", self.code.is_some()),
             ("reason", self.reason.is_some()),
         ];
@@ -424,11 +436,14 @@ impl RuleConfig {
             "echo" => &[],
             "play" => &["prompt", "then"],
             "conference" => &["room"],
+            "agent" => &["agent"],
             "reject" => &["code", "reason"],
             other => {
                 return Err(err(
                     &format!("{key}.action"),
-                    format!("unknown action {other:?}: bridge, echo, play, conference or reject"),
+                    format!(
+                        "unknown action {other:?}: bridge, echo, play, conference, agent or reject"
+                    ),
                 ))
             }
         };
@@ -494,6 +509,13 @@ impl RuleConfig {
                     .clone()
                     .filter(|r| !r.is_empty())
                     .ok_or_else(|| err(&format!("{key}.room"), "conference needs a room"))?,
+            },
+            "agent" => Template::Agent {
+                agent: self
+                    .agent
+                    .clone()
+                    .filter(|a| !a.is_empty())
+                    .ok_or_else(|| err(&format!("{key}.agent"), "agent needs an agent plugin"))?,
             },
             _ => {
                 let code = self.code.unwrap_or(404);
@@ -622,23 +644,35 @@ impl StaticDialplan {
         StaticDialplan::from_config(&config).expect("the demo dialplan is valid")
     }
 
-    /// Whether any rule (or the default) sends calls to a conference room.
-    pub fn has_conference(&self) -> bool {
+    /// The rules' actions and the default's.
+    fn templates(&self) -> impl Iterator<Item = &Template> {
         self.rules
             .iter()
             .map(|r| &r.action)
             .chain(std::iter::once(&self.default))
+    }
+
+    /// Whether any rule (or the default) sends calls to a conference room.
+    pub fn has_conference(&self) -> bool {
+        self.templates()
             .any(|t| matches!(t, Template::Conference { .. }))
     }
 
     /// Every prompt the rules and the default may play (to load at start).
     pub fn prompts(&self) -> Vec<&str> {
-        self.rules
-            .iter()
-            .map(|r| &r.action)
-            .chain(std::iter::once(&self.default))
+        self.templates()
             .filter_map(|t| match t {
                 Template::Play { prompt, .. } => Some(prompt.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every agent the rules and the default may connect calls to.
+    pub fn agents(&self) -> Vec<&str> {
+        self.templates()
+            .filter_map(|t| match t {
+                Template::Agent { agent } => Some(agent.as_str()),
                 _ => None,
             })
             .collect()
@@ -692,6 +726,9 @@ impl StaticDialplan {
             },
             Template::Conference { room } => Action::Conference {
                 room: fill(room, r),
+            },
+            Template::Agent { agent } => Action::Agent {
+                agent: agent.clone(),
             },
             Template::Reject { code, reason } => Action::Reject {
                 code: *code,

@@ -76,6 +76,12 @@ user_prefix = "8"
 action = "conference"
 room = "room-{user}"
 
+[[dialplan.rule]]
+name = "support"
+user = "5000"
+action = "agent"
+agent = "support-bot"
+
 [dialplan.default]
 action = "reject"
 code = 480
@@ -112,6 +118,12 @@ fn rules_match_in_order_and_fill_templates() {
         }
     );
     assert_eq!(d.matching_rule(&call("801")), Some("rooms"));
+    assert_eq!(
+        d.route(&call("5000")),
+        Action::Agent {
+            agent: "support-bot".into()
+        }
+    );
     assert_eq!(d.matching_rule(&call("999")), None);
 }
 
@@ -230,6 +242,14 @@ fn bad_config_names_the_key() {
         (
             "[[dialplan.rule]]\naction = 'play'\n",
             "dialplan.rule[0].prompt",
+        ),
+        (
+            "[[dialplan.rule]]\naction = 'agent'\nagent = ''\n",
+            "dialplan.rule[0].agent",
+        ),
+        (
+            "[[dialplan.rule]]\naction = 'echo'\nagent = 'bot'\n",
+            "dialplan.rule[0].agent: not used by action \"echo\"",
         ),
         (
             "[[dialplan.rule]]\naction = 'play'\nprompt = 'a.wav'\nthen = 'dance'\n",

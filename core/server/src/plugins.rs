@@ -48,9 +48,15 @@
 //! call takes the `on_failure` path without asking (counted as `busy`).
 //!
 //! An `agent` answer names a sidecar in `[plugins.sidecars]` that serves
-//! `Agent.Converse`: [`PluginDialplan::converse`] opens the stream on its
-//! connection; the worker feeds it the call's audio and carries out what
-//! comes back.
+//! `Agent.Converse`, or a library loaded from `dir` that serves `agent`
+//! (by its plugin name): [`PluginDialplan::converse`] opens the stream on
+//! the sidecar's connection, or begins the conversation in the library;
+//! the worker feeds it the call's audio and carries out what comes back
+//! ([`Conversing`]). An in-process agent is told each input on the
+//! worker's thread and answers at once; each input is a call into the
+//! plugin in its metrics, and one slower than a frame (20 ms) a timeout.
+//! Its error or panic ends that call's conversation (and the call), no
+//! other.
 //!
 //! Failures and panics in a row open the plugin's circuit ([`Breaker`]):
 //! for a cooldown calls take the `on_failure` path without it (counted
@@ -69,7 +75,7 @@ use sentiric_engine::b2bua::CallRef;
 use sentiric_engine::dialplan::{
     Action, AfterPlay, Bridge, Dialplan, Fork, RouteRequest, StaticDialplan,
 };
-use sentiric_plugin_sdk::host::{CallError, Library};
+use sentiric_plugin_sdk::host::{CallError, Library, LibraryConversation};
 use sentiric_plugin_sdk::sidecar::tonic::transport::Channel;
 use sentiric_plugin_sdk::sidecar::{self, DialplanClient, SidecarError, Tls};
 use sentiric_plugin_sdk::v1;
@@ -108,6 +114,10 @@ pub(crate) struct PluginsConfig {
     /// Plugins served as gRPC sidecars, by the name `dialplan` gives.
     #[serde(default)]
     pub(crate) sidecars: BTreeMap<String, SidecarConfig>,
+    /// The built-in apps (`echo`, `play`, `conference`) an agent plugin
+    /// serves instead, by app: the agent's name.
+    #[serde(default)]
+    pub(crate) apps: BTreeMap<String, String>,
 }
 
 /// `[plugins.sidecars.NAME]`: where a sidecar listens and the
@@ -181,6 +191,7 @@ impl Default for PluginsConfig {
             breaker_cooldown_ms: default_breaker_cooldown_ms(),
             config: BTreeMap::new(),
             sidecars: BTreeMap::new(),
+            apps: BTreeMap::new(),
         }
     }
 }
@@ -231,6 +242,12 @@ impl PluginsConfig {
                      connect_timeout_ms 1 to 60000"
                 ));
             }
+        }
+        if let Some(app) = self.apps.keys().find(|a| !APPS.contains(&a.as_str())) {
+            return Err(format!(
+                "plugins.apps.{app}: not a built-in app: {}",
+                APPS.join(", ")
+            ));
         }
         if let Some(d) = &self.dialplan {
             if self.dir.is_none() && !self.sidecars.contains_key(d) {
@@ -401,6 +418,9 @@ impl Breaker {
 /// plugin: `[plugins] dialplan` unset or this.
 pub(crate) const BUILTIN: &str = "static";
 
+/// The built-in apps, by the names their metrics carry.
+const APPS: [&str; 3] = ["echo", "play", "conference"];
+
 /// Calls routed through a dialplan: the built-in `[dialplan]` rules, a
 /// library in process or a sidecar, each behind the same host (metrics,
 /// deadline, breaker, `on_failure`).
@@ -414,6 +434,11 @@ pub(crate) struct PluginDialplan {
     rules: StaticDialplan,
     /// Every `[plugins.sidecars]` entry, by name (the dialplan's, agents).
     sidecars: BTreeMap<String, Arc<Sidecar>>,
+    /// Every library serving `agent`, by its plugin name.
+    agents: BTreeMap<String, Arc<LocalAgent>>,
+    /// Who serves each built-in app ([`APPS`]' order): the switch's own
+    /// data plane (counted here), or an agent plugin.
+    apps: [(Option<String>, metrics::Counter); 3],
     reject_on_failure: bool,
     deadline: Duration,
     breaker: Breaker,
@@ -616,6 +641,31 @@ impl PluginDialplan {
                 Backend::Library(Arc::clone(&l.lib))
             }
         };
+        let agents: BTreeMap<String, Arc<LocalAgent>> = loaded
+            .iter()
+            .filter(|l| l.info.services.iter().any(|s| s == "agent"))
+            .map(|l| (l.info.name.clone(), Arc::new(LocalAgent::new(l))))
+            .collect();
+        // Every agent named is one: a sidecar or a library serving it.
+        let named = cfg
+            .apps
+            .iter()
+            .map(|(app, a)| (format!("plugins.apps.{app}"), a.as_str()))
+            .chain(rules.agents().into_iter().map(|a| ("dialplan".into(), a)));
+        for (key, agent) in named {
+            if !sidecars.contains_key(agent) && !agents.contains_key(agent) {
+                return Err(format!(
+                    "{key}: agent {agent:?} is not a sidecar in plugins.sidecars, nor a \
+                     library in plugins.dir serving agent"
+                ));
+            }
+        }
+        let apps = APPS.map(|app| {
+            (
+                cfg.apps.get(app).cloned(),
+                metrics::counter!("sentiric_plugin_calls_total", "plugin" => app, "result" => "ok"),
+            )
+        });
         let name = name.to_string();
         let label = |result: &'static str| metrics::counter!("sentiric_plugin_calls_total", "plugin" => name.clone(), "result" => result);
         static HOSTS: AtomicU64 = AtomicU64::new(0);
@@ -624,6 +674,8 @@ impl PluginDialplan {
             name: name.clone(),
             backend,
             sidecars,
+            agents,
+            apps,
             rules,
             reject_on_failure: cfg.on_failure == "reject",
             deadline: Duration::from_millis(cfg.deadline_ms),
@@ -656,6 +708,20 @@ impl PluginDialplan {
     /// inbox for [`finish`](Self::finish). The `[dialplan]` rules decide
     /// at once when the plugin is not asked and `on_failure` says so.
     pub(crate) fn begin(
+        &self,
+        call: CallRef,
+        request: &RouteRequest<'_>,
+        ids: [&str; 3],
+        worker: &Inbox,
+    ) -> Begun {
+        match self.ask(call, request, ids, worker) {
+            Begun::Decided(d) => Begun::Decided(self.served(d)),
+            Begun::Asked => Begun::Asked,
+        }
+    }
+
+    /// [`begin`](Self::begin), before the apps are given their servers.
+    fn ask(
         &self,
         call: CallRef,
         request: &RouteRequest<'_>,
@@ -782,33 +848,70 @@ impl PluginDialplan {
             timed_out: matches!(e, SidecarError::Timeout(_)),
             why: e.to_string(),
         });
-        self.settle(
+        self.served(self.settle(
             &reply.call_id,
             &reply.trace_id,
             gate,
             reply.t0,
             decided,
             fallback,
-        )
+        ))
     }
 
-    /// Opens a conversation for `call` with the agent sidecar `agent`,
-    /// starting with `start`: the sender takes the call's inputs (dropped,
-    /// it ends the stream); the agent's actions, and the stream's end, come
-    /// to `worker`'s inbox. An error when there is no such sidecar or it
-    /// is not connected.
+    /// `decision`, its built-in app handed to the agent plugin
+    /// `[plugins.apps]` names for it, if any: the app's argument (the
+    /// prompt, the room) becomes a parameter of the agent's. A play that
+    /// goes on into the dialplan afterwards stays built in (an agent does
+    /// not hand calls back). A built-in app serving it is counted.
+    fn served(&self, mut decision: Decision) -> Decision {
+        let (app, param) = match &decision.action {
+            Action::Echo => (0, None),
+            Action::Play { prompt, then } => {
+                if let AfterPlay::Continue(_) = then {
+                    self.apps[1].1.increment(1);
+                    return decision;
+                }
+                (1, Some(("prompt", prompt)))
+            }
+            Action::Conference { room } => (2, Some(("room", room))),
+            _ => return decision,
+        };
+        let (agent, builtin) = &self.apps[app];
+        let Some(agent) = agent else {
+            builtin.increment(1);
+            return decision;
+        };
+        if let Some((key, value)) = param {
+            decision.params.insert(key.into(), value.clone());
+        }
+        decision.action = Action::Agent {
+            agent: agent.clone(),
+        };
+        decision
+    }
+
+    /// Opens a conversation for `call` with the agent `agent`, starting
+    /// with `start`: a sidecar's (its actions, and the stream's end, come
+    /// to `worker`'s inbox) or a library's (its actions come back from
+    /// each input). An error when there is no such agent, a sidecar is not
+    /// connected or a library's agent refuses the call.
     pub(crate) fn converse(
         &self,
         call: CallRef,
         agent: &str,
         start: v1::ConverseStart,
         worker: &Inbox,
-    ) -> Result<tokio::sync::mpsc::Sender<v1::CallInput>, String> {
+    ) -> Result<Conversing, String> {
         use sentiric_plugin_sdk::sidecar::tonic::codegen::tokio_stream::wrappers::ReceiverStream;
-        let s = self
-            .sidecars
-            .get(agent)
-            .ok_or_else(|| format!("agent {agent:?}: no such sidecar in plugins.sidecars"))?;
+        let Some(s) = self.sidecars.get(agent) else {
+            let local = self.agents.get(agent).ok_or_else(|| {
+                format!(
+                    "agent {agent:?}: no such sidecar in plugins.sidecars, nor an agent \
+                     library in plugins.dir"
+                )
+            })?;
+            return local.converse(&start).map(Conversing::InProcess);
+        };
         let (generation, channel) = s
             .link
             .get()
@@ -851,7 +954,7 @@ impl PluginDialplan {
             };
             worker.post(&waker, Inbound::AgentGone(call, why));
         });
-        Ok(tx)
+        Ok(Conversing::Sidecar(tx))
     }
 
     /// Milliseconds on the breaker's clock.
@@ -969,6 +1072,115 @@ impl PluginDialplan {
             self.name
         );
         Decision::new(action, rule)
+    }
+}
+
+/// A library serving `agent`, and its metrics (the dialplan's names,
+/// labelled with its plugin name).
+struct LocalAgent {
+    lib: Arc<Library>,
+    name: String,
+    ok: metrics::Counter,
+    errors: metrics::Counter,
+    panics: metrics::Counter,
+    timeouts: metrics::Counter,
+    latency: metrics::Histogram,
+}
+
+impl LocalAgent {
+    fn new(loaded: &Loaded) -> LocalAgent {
+        let name = loaded.info.name.clone();
+        let label = |result: &'static str| metrics::counter!("sentiric_plugin_calls_total", "plugin" => name.clone(), "result" => result);
+        LocalAgent {
+            lib: Arc::clone(&loaded.lib),
+            ok: label("ok"),
+            errors: label("error"),
+            panics: label("panic"),
+            timeouts: metrics::counter!("sentiric_plugin_timeouts_total", "plugin" => name.clone()),
+            latency: metrics::histogram!("sentiric_plugin_call_seconds", "plugin" => name.clone()),
+            name,
+        }
+    }
+
+    /// Counts one call into the plugin that took `took`.
+    fn count<T>(&self, took: Duration, result: &Result<T, CallError>) {
+        self.latency.record(took.as_secs_f64());
+        if took > FRAME {
+            self.timeouts.increment(1);
+        }
+        match result {
+            Ok(_) => self.ok.increment(1),
+            Err(CallError::Panicked(_)) => self.panics.increment(1),
+            Err(_) => self.errors.increment(1),
+        }
+    }
+
+    fn converse(self: &Arc<Self>, start: &v1::ConverseStart) -> Result<InProcess, String> {
+        let t0 = Instant::now();
+        let begun = self.lib.converse(start);
+        self.count(t0.elapsed(), &begun);
+        let conversation = begun.map_err(|e| format!("agent {}: {e}", self.name))?;
+        Ok(InProcess {
+            agent: Arc::clone(self),
+            conversation,
+            slow: false,
+        })
+    }
+}
+
+/// The time of one frame of an agent's audio: an in-process agent slower
+/// than this on one input falls behind the call.
+const FRAME: Duration = Duration::from_millis(20);
+
+/// A call's conversation with its agent.
+pub(crate) enum Conversing {
+    /// A sidecar's stream: the inputs go to it (dropped, the stream
+    /// ends); its actions come through the worker's inbox.
+    Sidecar(tokio::sync::mpsc::Sender<v1::CallInput>),
+    /// A library's conversation, told on the worker's thread.
+    InProcess(InProcess),
+}
+
+/// A conversation with an in-process agent.
+pub(crate) struct InProcess {
+    agent: Arc<LocalAgent>,
+    conversation: LibraryConversation,
+    /// Logged once as slower than a frame.
+    slow: bool,
+}
+
+impl Conversing {
+    /// Tells the agent `input`. A sidecar's actions come later through
+    /// the inbox (and the input is dropped when five seconds of input
+    /// wait); an in-process agent's are pushed to `actions` now. An error
+    /// when the conversation is over (the plugin failed): the call ends.
+    pub(crate) fn tell(
+        &mut self,
+        input: v1::call_input::Input,
+        actions: &mut Vec<v1::CallAction>,
+    ) -> Result<(), String> {
+        match self {
+            Conversing::Sidecar(tx) => {
+                let _ = tx.try_send(v1::CallInput { input: Some(input) });
+                Ok(())
+            }
+            Conversing::InProcess(p) => {
+                let t0 = Instant::now();
+                let told = p.conversation.input(input, actions);
+                let took = t0.elapsed();
+                p.agent.count(took, &told);
+                if took > FRAME && !p.slow {
+                    p.slow = true;
+                    tracing::warn!(
+                        plugin = %p.agent.name,
+                        "agent plugin {}: one input took {} ms, more than a frame (20 ms)",
+                        p.agent.name,
+                        took.as_millis()
+                    );
+                }
+                told.map_err(|e| format!("agent {}: {e}", p.agent.name))
+            }
+        }
     }
 }
 

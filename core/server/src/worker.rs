@@ -35,7 +35,7 @@ use sentiric_sip::{Disposition, Message};
 use crate::events::Events;
 use crate::inbox::{Inbound, Inbox};
 use crate::media::{Instruction, Media, RtpSocket};
-use crate::plugins::{Begun, Decision};
+use crate::plugins::{Begun, Conversing, Decision};
 use crate::transcoding::Transcoded;
 use crate::voice::{Coder, Voice};
 use sentiric_media::agent::{AgentAudio, Heard, PlayDone};
@@ -219,18 +219,26 @@ struct AgentCall {
     peer: Option<SocketAddr>,
     audio: AgentAudio,
     next: Instant,
-    /// The conversation's inputs (dropped: the stream ends).
-    tx: tokio::sync::mpsc::Sender<pv1::CallInput>,
+    /// The conversation (dropped: it ends).
+    link: Conversing,
+    /// What an in-process agent asked, not yet carried out.
+    actions: Vec<pv1::CallAction>,
+    /// Why its conversation is over, when it is (the call ends).
+    gone: Option<String>,
 }
 
 impl AgentCall {
-    /// Tells the agent `input` (dropped when five seconds of input wait).
-    fn tell(&self, input: pv1::call_input::Input) {
-        let _ = self.tx.try_send(pv1::CallInput { input: Some(input) });
+    /// Tells the agent `input`.
+    fn tell(&mut self, input: pv1::call_input::Input) {
+        if self.gone.is_none() {
+            if let Err(why) = self.link.tell(input, &mut self.actions) {
+                self.gone = Some(why);
+            }
+        }
     }
 
     /// Tells the agent its plays are over.
-    fn done(&self, done: &mut Vec<PlayDone>) {
+    fn done(&mut self, done: &mut Vec<PlayDone>) {
         for d in done.drain(..) {
             self.tell(pv1::call_input::Input::PlaybackDone(pv1::PlaybackDone {
                 id: d.id,
@@ -259,6 +267,33 @@ impl AgentCall {
                 }
             };
             self.tell(input);
+        }
+    }
+
+    /// Carries out what the agent asked.
+    fn act<M: sentiric_engine::b2bua::MediaPlane>(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        action: pv1::CallAction,
+        b2b: &mut B2bua<M>,
+        done: &mut Vec<PlayDone>,
+    ) {
+        use pv1::call_action::Action as A;
+        match action.action {
+            Some(A::Play(p)) => self.audio.play(&p.id, &p.pcm, p.last),
+            Some(A::Stop(_)) => {
+                self.audio.stop(done);
+                self.done(done);
+            }
+            Some(A::HangUp(h)) => {
+                tracing::info!(call = call.0, "agent hangs up: {}", h.reason);
+                b2b.hang_up(now, call);
+            }
+            Some(other) => {
+                tracing::warn!(call = call.0, "agent action not carried out yet: {other:?}")
+            }
+            None => {}
         }
     }
 
@@ -940,27 +975,8 @@ pub(crate) fn run(
                     turn.inbox.push((bytes, peer, Transport::Udp, true))
                 }
                 Inbound::AgentAction(call, action) => {
-                    use pv1::call_action::Action as A;
-                    let Some(a) = agents.get_mut(&call) else {
-                        continue;
-                    };
-                    match action.action {
-                        Some(A::Play(p)) => a.audio.play(&p.id, &p.pcm, p.last),
-                        Some(A::Stop(_)) => {
-                            a.audio.stop(&mut done);
-                            a.done(&mut done);
-                        }
-                        Some(A::HangUp(h)) => {
-                            tracing::info!(call = call.0, "agent hangs up: {}", h.reason);
-                            b2b.hang_up(now, call);
-                        }
-                        Some(other) => {
-                            tracing::warn!(
-                                call = call.0,
-                                "agent action not carried out yet: {other:?}"
-                            )
-                        }
-                        None => {}
+                    if let Some(a) = agents.get_mut(&call) {
+                        a.act(now, call, *action, &mut b2b, &mut done);
                     }
                 }
                 Inbound::AgentGone(call, why) => {
@@ -1355,11 +1371,11 @@ pub(crate) fn run(
                             }),
                             params: agent_params.remove(&call).unwrap_or_default(),
                         };
-                        let tx = host.converse(call, &agent, start, &workers[index])?;
-                        Ok((stream, hearing, audio, tx))
+                        let link = host.converse(call, &agent, start, &workers[index])?;
+                        Ok((stream, hearing, audio, link))
                     });
                     match made {
-                        Ok((stream, hearing, audio, tx)) => {
+                        Ok((stream, hearing, audio, link)) => {
                             turn.taken.insert(token, Taken::Member(hearing, pt));
                             agent_tokens.insert(token, call);
                             agents.insert(
@@ -1370,7 +1386,9 @@ pub(crate) fn run(
                                     peer,
                                     audio,
                                     next: now,
-                                    tx,
+                                    link,
+                                    actions: Vec::new(),
+                                    gone: None,
                                 },
                             );
                             tracing::info!(call = call.0, %agent, "connected to agent {agent}");
@@ -1482,7 +1500,7 @@ pub(crate) fn run(
                 Instruction::Release { call } => {
                     players.retain(|p| p.call != call);
                     agent_params.remove(&call);
-                    if let Some(a) = agents.remove(&call) {
+                    if let Some(mut a) = agents.remove(&call) {
                         turn.taken.remove(&a.token);
                         agent_tokens.remove(&a.token);
                         a.tell(pv1::call_input::Input::Ended(pv1::CallEnded {
@@ -1575,6 +1593,17 @@ pub(crate) fn run(
         }
         for r in rooms.values_mut() {
             r.tick(now, &mut payload, &mut packet);
+        }
+        // In-process agents answered what they were told: carry it out
+        // before speaking (an echo's frame goes out in this turn).
+        for (&call, a) in agents.iter_mut() {
+            for action in std::mem::take(&mut a.actions) {
+                a.act(now, call, action, &mut b2b, &mut done);
+            }
+            if let Some(why) = a.gone.take() {
+                tracing::warn!(call = call.0, "{why}; the call ends");
+                b2b.hang_up(now, call);
+            }
         }
         for a in agents.values_mut() {
             a.speak(now, &mut pcm, &mut payload, &mut packet, &mut done);

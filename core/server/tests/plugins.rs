@@ -4,7 +4,10 @@
 //! panics (the call gets 500, the switch goes on), fails or answers out of
 //! range (the `[dialplan]` rules decide, or 503), failing in a row (its
 //! circuit opens, then closes after a cooldown); and a library of another
-//! ABI version refused with a log line while the switch starts.
+//! ABI version refused with a log line while the switch starts. The
+//! example echo agent loaded the same way answers calls the rules connect
+//! to it, and serves the built-in echo app in its place; an agent that
+//! panics ends its call and no other.
 
 mod common;
 
@@ -14,13 +17,17 @@ use std::time::Duration;
 
 use common::{built, call, routed, rtp, Switch};
 
-/// A plugin directory: both test plugins, a library of ABI version 999
+/// A plugin directory: the three test plugins, a library of ABI version 999
 /// (compiled here) and a file that is not a library.
 fn plugin_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sentiric-plugins-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    for name in ["sentiric_plugin_prefix_dialplan", "sentiric_plugin_faulty"] {
+    for name in [
+        "sentiric_plugin_prefix_dialplan",
+        "sentiric_plugin_faulty",
+        "sentiric_plugin_echo_agent",
+    ] {
         std::fs::copy(built(name), dir.join(format!("lib{name}.so"))).unwrap();
     }
     let c = dir.join("old.c");
@@ -182,28 +189,40 @@ fn failures_in_a_row_open_the_circuit_and_a_call_after_the_cooldown_closes_it() 
 }
 
 #[test]
-fn a_dialplan_plugin_that_is_not_there_stops_the_start() {
+fn a_plugin_or_agent_that_is_not_there_stops_the_start() {
     let dir = std::env::temp_dir().join(format!("sentiric-plugins-none-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("s.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "{}[plugins]\ndir = \"{}\"\ndialplan = \"nope\"\n",
-            rtp(31_800),
-            dir.display()
+    let plugins = format!("[plugins]\ndir = \"{}\"\n", dir.display());
+    for (config, error) in [
+        (
+            format!("{plugins}dialplan = \"nope\"\n"),
+            "\"nope\" is not a dialplan plugin",
         ),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
-        .args(["run", "--config", cfg.to_str().unwrap()])
-        .env("SENTIRIC_HTTP_LISTEN", "127.0.0.1:0")
-        .env("SENTIRIC_EVENTS_OUTBOX", dir.join("events"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("\"nope\" is not a dialplan plugin"), "{err}");
+        (
+            "[[dialplan.rule]]\naction = \"agent\"\nagent = \"nobody\"\n".into(),
+            "dialplan: agent \"nobody\" is not a sidecar",
+        ),
+        (
+            format!("{plugins}[plugins.apps]\necho = \"nobody\"\n"),
+            "plugins.apps.echo: agent \"nobody\" is not a sidecar",
+        ),
+        (
+            format!("{plugins}[plugins.apps]\nkaraoke = \"nobody\"\n"),
+            "plugins.apps.karaoke: not a built-in app",
+        ),
+    ] {
+        std::fs::write(&cfg, format!("{}{config}", rtp(31_800))).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+            .args(["run", "--config", cfg.to_str().unwrap()])
+            .env("SENTIRIC_HTTP_LISTEN", "127.0.0.1:0")
+            .env("SENTIRIC_EVENTS_OUTBOX", dir.join("events"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{config}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(error), "{error} in {err}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -288,5 +307,81 @@ fn sighup_reloads_the_rules_and_the_plugins_and_refuses_a_broken_config() {
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn agents_in_process_answer_calls_and_serve_the_built_in_apps() {
+    let dir = plugin_dir("agents");
+    let echo = "sentiric-plugin-echo-agent";
+    let sw = Switch::start(
+        Some(&format!(
+            "{}[[dialplan.rule]]\nuser = \"agent\"\naction = \"agent\"\nagent = \"{echo}\"\n\
+             [[dialplan.rule]]\nuser = \"600\"\naction = \"echo\"\n\
+             [[dialplan.rule]]\nuser = \"601\"\naction = \"echo\"\n\
+             [[dialplan.rule]]\nuser = \"crash\"\naction = \"agent\"\nagent = \"sentiric-plugin-faulty\"\n\
+             [plugins]\ndir = \"{}\"\n[plugins.apps]\necho = \"{echo}\"\n",
+            rtp(32_800),
+            dir.display()
+        )),
+        &[],
+    );
+    // Connected by a rule: the caller hears its sweep back, through the
+    // library's conversation on the worker's thread.
+    let (best, summary) = common::echoed_through(&sw, &dir, "agent");
+    assert!(best > 0.8, "correlation {best:.3}: {summary}");
+    // The echo app, served by the agent instead of the data plane.
+    let (best, summary) = common::echoed_through(&sw, &dir, "600");
+    assert!(best > 0.8, "correlation {best:.3}: {summary}");
+    assert_eq!(
+        sw.lines(&format!("connected to agent {echo}")).len(),
+        2,
+        "{:#?}",
+        sw.log()
+    );
+    let r = routed(&sw, 2);
+    assert_eq!(
+        (r[1]["action"].as_str(), r[1]["rule"].as_str()),
+        (Some("agent"), Some("rule 1"))
+    );
+    // An agent that panics (on the caller's first words) ends its call:
+    // the switch hangs up, and goes on with the next.
+    let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+        .args([
+            "call",
+            &format!("sip:crash@{}", sw.addr),
+            "--play",
+            dir.join("play-agent.wav").to_str().unwrap(),
+            "--duration",
+            "10",
+        ])
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("\"status\":200"), "{summary}");
+    assert!(summary.contains("\"hung_up_by\":\"remote\""), "{summary}");
+    assert!(
+        !sw.lines("panicked: the caller spoke; the call ends")
+            .is_empty(),
+        "{:#?}",
+        sw.log()
+    );
+    let (best, summary) = common::echoed_through(&sw, &dir, "601");
+    assert!(best > 0.8, "correlation {best:.3}: {summary}");
+    let metrics = common::http_get(sw.http(), "/metrics", None).1;
+    let count = |plugin: &str, result: &str| {
+        let series =
+            format!("sentiric_plugin_calls_total{{plugin=\"{plugin}\",result=\"{result}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Each input a call into the plugin: 3 s of 20 ms frames, three calls.
+    assert!(count(echo, "ok") > 300.0, "{metrics}");
+    assert_eq!(count(echo, "error") + count(echo, "panic"), 0.0);
+    assert_eq!(count("sentiric-plugin-faulty", "panic"), 1.0, "{metrics}");
+    // The built-in echo served none: the agent took them all.
+    assert_eq!(count("echo", "ok"), 0.0, "{metrics}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -27,7 +27,9 @@ use sentiric_plugin_sdk::{v1, Dialplan, Plugin, PluginError};
 /// user `redirect` is sent to `sip:moved@127.0.0.9` with a 301, the
 /// INVITEs of users starting `hdr` carry `X-Route: RULE`, and the user
 /// `agent` is answered by this sidecar's own agent (the caller's audio
-/// back, as the echo agent does; `#` hangs up).
+/// back, as the echo agent does; `#` hangs up). The echo agent's own
+/// crate is not linked in: two plugin libraries in one binary would both
+/// export the ABI's symbols.
 struct Slow(PrefixDialplan);
 
 impl sentiric_plugin_sdk::Agent for Slow {
@@ -578,33 +580,7 @@ fn a_call_answered_by_an_agent_hears_what_the_agent_plays() {
         "{:#?}",
         sw.log()
     );
-    // The caller plays a sweep; the agent plays each 20 ms back (16 kHz
-    // both ways: the switch resamples from and to the call's 8 kHz).
-    let played = common::sweep(16_000);
-    let (play, record) = (dir.join("play.wav"), dir.join("heard.wav"));
-    std::fs::write(&play, common::wav_bytes(&played)).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
-        .args([
-            "call",
-            &format!("sip:agent@{}", sw.addr),
-            "--play",
-            play.to_str().unwrap(),
-            "--record",
-            record.to_str().unwrap(),
-            "--duration",
-            "3",
-        ])
-        .output()
-        .unwrap();
-    let summary = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        summary.contains("\"status\":200"),
-        "{summary} {:#?}",
-        sw.log()
-    );
-    let heard = common::wav_samples(&std::fs::read(&record).unwrap());
-    let best = common::best_correlation(&played, &heard);
-    eprintln!("heard through the agent: correlation {best:.3}");
+    let (best, summary) = common::echoed_through(&sw, &dir, "agent");
     // 1.000 on a quiet machine; a frame the agent answers late (tests in
     // parallel on two cores) leaves a gap that shifts what follows.
     assert!(best > 0.8, "correlation {best:.3}: {summary}");

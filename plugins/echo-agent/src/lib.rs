@@ -2,7 +2,9 @@
 //! played straight back to them, as one play (`echo`) that never ends
 //! until the call does. DTMF `#` hangs up, to show a second action.
 //!
-//! Ship it as a sidecar (`sentiric-echo-agent-sidecar`, `src/main.rs`).
+//! One source, shipped either way: the library the switch loads from its
+//! plugin directory (`export_plugin!` below), or a sidecar
+//! (`sentiric-echo-agent-sidecar`, `src/main.rs`).
 
 use sentiric_plugin_sdk::v1::{self, call_action::Action, call_input::Input};
 use sentiric_plugin_sdk::{Agent, Conversation, Plugin, PluginError};
@@ -58,3 +60,5 @@ impl Conversation for Echo {
         Ok(())
     }
 }
+
+sentiric_plugin_sdk::export_plugin!(EchoAgent);

@@ -10,10 +10,16 @@
 //! | `no-targets` | bridges to no target |
 //! | `header-injection` | adds a header whose value has a line break |
 //! | anything else | bridges to the configuration's target (its whole text) |
+//!
+//! Its agent misbehaves: DTMF `1` or the caller starting to speak panics,
+//! `2` fails, any other digit is answered with a hang-up naming it, the
+//! rest is ignored (a conversation whose `start` params hold `fail` is
+//! refused at the start).
 
 use std::time::Duration;
 
-use sentiric_plugin_sdk::{bridge, reject, v1, Dialplan, Plugin, PluginError};
+use sentiric_plugin_sdk::v1::{call_action::Action, call_input::Input};
+use sentiric_plugin_sdk::{bridge, reject, v1, Agent, Conversation, Dialplan, Plugin, PluginError};
 
 /// The plugin: its one target.
 #[derive(Debug)]
@@ -30,6 +36,42 @@ impl Plugin for Faulty {
 
     fn dialplan(&self) -> Option<&dyn Dialplan> {
         Some(self)
+    }
+
+    fn agent(&self) -> Option<&dyn Agent> {
+        Some(self)
+    }
+}
+
+impl Agent for Faulty {
+    fn start(&self, start: &v1::ConverseStart) -> Result<Box<dyn Conversation>, PluginError> {
+        if start.params.contains_key("fail") {
+            return Err(PluginError::new("asked to fail at the start"));
+        }
+        Ok(Box::new(Misbehaving))
+    }
+}
+
+/// One call's misbehaving conversation.
+struct Misbehaving;
+
+impl Conversation for Misbehaving {
+    fn input(
+        &mut self,
+        input: Input,
+        actions: &mut Vec<v1::CallAction>,
+    ) -> Result<(), PluginError> {
+        let reason = match input {
+            Input::Dtmf(d) if d.digit == "1" => panic!("asked to panic"),
+            Input::SpeechStarted(_) => panic!("the caller spoke"),
+            Input::Dtmf(d) if d.digit == "2" => return Err(PluginError::new("asked to fail")),
+            Input::Dtmf(d) => format!("dtmf {}", d.digit),
+            _ => return Ok(()),
+        };
+        actions.push(v1::CallAction {
+            action: Some(Action::HangUp(v1::HangUp { reason })),
+        });
+        Ok(())
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -393,4 +393,40 @@ pub(crate) fn routed(sw: &Switch, calls: usize) -> Vec<serde_json::Value> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A three-second call from `sentiric call` to `user` at `sw` playing a
+/// sweep (files in `dir`): how well what came back matches it (the best
+/// correlation), and the call's summary. The agent and echo tests'
+/// measure: each 20 ms the caller sends comes back.
+pub(crate) fn echoed_through(sw: &Switch, dir: &Path, user: &str) -> (f64, String) {
+    let played = sweep(16_000);
+    let (play, record) = (
+        dir.join(format!("play-{user}.wav")),
+        dir.join(format!("heard-{user}.wav")),
+    );
+    std::fs::write(&play, wav_bytes(&played)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+        .args([
+            "call",
+            &format!("sip:{user}@{}", sw.addr),
+            "--play",
+            play.to_str().unwrap(),
+            "--record",
+            record.to_str().unwrap(),
+            "--duration",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        summary.contains("\"status\":200"),
+        "{summary} {:#?}",
+        sw.log()
+    );
+    let heard = wav_samples(&std::fs::read(&record).unwrap());
+    let best = best_correlation(&played, &heard);
+    eprintln!("{user}: heard back with correlation {best:.3}");
+    (best, summary)
 }
