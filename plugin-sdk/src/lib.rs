@@ -287,36 +287,48 @@ pub fn check_decision(decision: &v1::RouteDecision) -> Result<(), InvalidDecisio
             App::Agent(_) => {}
         },
     }
-    for (what, map) in [
-        ("header", &decision.add_headers),
-        ("CDR tag", &decision.cdr_tags),
-    ] {
-        if map.len() > MAX_ENTRIES {
+    check_map("header", &decision.add_headers)?;
+    check_map("CDR tag", &decision.cdr_tags)?;
+    check_value("rule", &decision.rule)
+}
+
+/// Whether an agent's CDR tags ([`v1::SetCdrTags`]) can be recorded: as
+/// a decision's (names tokens of at most 64 bytes, values without line
+/// breaks, at most 32).
+pub fn check_tags(tags: &std::collections::HashMap<String, String>) -> Result<(), InvalidDecision> {
+    check_map("CDR tag", tags)
+}
+
+/// A decision's headers or tags: how many, their names, their values.
+fn check_map(
+    what: &str,
+    map: &std::collections::HashMap<String, String>,
+) -> Result<(), InvalidDecision> {
+    if map.len() > MAX_ENTRIES {
+        return Err(InvalidDecision::Field(format!(
+            "{} {what}s (at most {MAX_ENTRIES})",
+            map.len()
+        )));
+    }
+    for (name, value) in map {
+        let token = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b));
+        if !token {
             return Err(InvalidDecision::Field(format!(
-                "{} {what}s (at most {MAX_ENTRIES})",
-                map.len()
+                "{what} name {name:?} is not a token"
             )));
         }
-        for (name, value) in map {
-            let token = !name.is_empty()
-                && name.len() <= 64
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b));
-            if !token {
-                return Err(InvalidDecision::Field(format!(
-                    "{what} name {name:?} is not a token"
-                )));
-            }
-            if what == "header" && SWITCH_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) {
-                return Err(InvalidDecision::Field(format!(
-                    "header {name} is the switch's own"
-                )));
-            }
-            check_value(what, value)?;
+        if what == "header" && SWITCH_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+            return Err(InvalidDecision::Field(format!(
+                "header {name} is the switch's own"
+            )));
         }
+        check_value(what, value)?;
     }
-    check_value("rule", &decision.rule)
+    Ok(())
 }
 
 /// Headers the switch writes in its INVITEs itself (long and compact

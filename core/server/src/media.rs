@@ -92,6 +92,8 @@ pub(crate) enum Instruction {
         voice: Voice,
         /// Its payload type.
         pt: u8,
+        /// The format of the caller's digits (RFC 4733), both ways.
+        dtmf: Option<TelephoneEvent>,
     },
     /// Play `wav` on `socket` to `peer` in `voice` (payload type `pt`), then
     /// tell the B2BUA to hang up.
@@ -443,6 +445,7 @@ impl MediaPlane for Media {
         sdp: &SessionDescription<'_>,
         agent: &str,
     ) -> Result<MediaEndpoint, MediaError> {
+        let dtmf = telephone_event(sdp);
         self.local(call, sdp, |socket, peer, g711| {
             let (voice, pt) = g711?;
             Some(Instruction::Agent {
@@ -452,6 +455,7 @@ impl MediaPlane for Media {
                 agent: agent.to_string(),
                 voice,
                 pt,
+                dtmf,
             })
         })
     }

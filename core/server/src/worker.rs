@@ -14,7 +14,7 @@
 //! hangs them up, then the worker returns and the process exits. A second
 //! SIGINT exits at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use sentiric_events::v1::{self, event::Body};
 use sentiric_io::{Engine, Outbox, PacketHandler, Token};
 use sentiric_media::mixer::MixMinus;
 use sentiric_media::wav::WavPlayer;
-use sentiric_rtp::dtmf::event_char;
+use sentiric_rtp::dtmf::{char_event, event_char, DtmfDetector, DtmfEvent, DtmfPacket, DtmfSender};
 use sentiric_rtp::packet::{RtpHeader, RtpPacket};
 use sentiric_rtp::relay::{LatchPolicy, LegSpec, Relay, TelephoneEvent};
 use sentiric_sip::build::stateless_response;
@@ -44,11 +44,18 @@ use sentiric_plugin_sdk::v1 as pv1;
 
 /// Media the worker takes in itself.
 enum Taken {
-    /// A conference member's, in this codec and payload type: decoded
-    /// here for the mixer.
-    Member(Coder, u8),
+    /// A conference member's or an agent call's, in this codec and
+    /// payload type: decoded here for the mixer or the agent; with the
+    /// format of its RFC 4733 digits, read here too.
+    Member(Coder, u8, Option<Box<Digits>>),
     /// A transcoded call's leg.
     Transcoded(CallRef, Leg),
+}
+
+/// A caller's RFC 4733 digits, read from its stream.
+struct Digits {
+    te: TelephoneEvent,
+    detector: DtmfDetector,
 }
 
 /// Datagrams of one turn: RTP relayed at once, SIP kept for after.
@@ -66,6 +73,9 @@ struct Turn {
     /// none).
     taken: HashMap<Token, Taken>,
     mixer_inbox: Vec<(Token, SocketAddr, Vec<i16>)>,
+    /// Digits taken media sent this turn: its socket, the event, its
+    /// duration in milliseconds.
+    digits_inbox: Vec<(Token, u8, u32)>,
     /// Each transcoded call's transcoding state.
     transcoders: HashMap<CallRef, Transcoded>,
     /// The packet being built for a transcoded leg.
@@ -94,16 +104,27 @@ impl PacketHandler for Turn {
         if !self.taken.is_empty() {
             match self.taken.get_mut(&token) {
                 None => {}
-                Some(Taken::Member(coder, pt)) => {
+                Some(Taken::Member(coder, pt, digits)) => {
                     // DTMF and comfort noise are not mixed.
-                    if let Some(p) = RtpPacket::parse(data)
-                        .ok()
-                        .filter(|p| p.payload_type() == *pt)
-                    {
+                    let Ok(p) = RtpPacket::parse(data) else {
+                        return;
+                    };
+                    if p.payload_type() == *pt {
                         let mut frame = Vec::with_capacity(160);
                         coder.decode(p.payload(), &mut frame);
                         frame.resize(160, 0);
                         self.mixer_inbox.push((token, from, frame));
+                    } else if let Some(d) = digits.as_mut().filter(|d| d.te.pt == p.payload_type())
+                    {
+                        for e in d.detector.on_packet(p.timestamp(), p.payload()) {
+                            if let DtmfEvent::End {
+                                event, duration, ..
+                            } = e
+                            {
+                                let ms = u32::from(duration) * 1000 / d.te.clock_rate.max(1);
+                                self.digits_inbox.push((token, event, ms));
+                            }
+                        }
                     }
                     return;
                 }
@@ -208,7 +229,30 @@ impl Stream {
         self.seq = self.seq.wrapping_add(1);
         self.ts = self.ts.wrapping_add(self.step);
     }
+
+    /// Sends one RFC 4733 packet `p` (payload type `pt`) to `to`, in the
+    /// stream's sequence, taking a frame's time.
+    fn send_event(&mut self, p: DtmfPacket, pt: u8, to: Option<SocketAddr>, packet: &mut Vec<u8>) {
+        packet.clear();
+        RtpHeader {
+            marker: p.marker,
+            payload_type: pt,
+            sequence: self.seq,
+            timestamp: p.timestamp,
+            ssrc: self.ssrc,
+        }
+        .write(&p.payload, packet);
+        if let Some(to) = to {
+            let _ = self.sock.send_to(packet, to);
+        }
+        self.started = true;
+        self.seq = self.seq.wrapping_add(1);
+        self.ts = self.ts.wrapping_add(self.step);
+    }
 }
+
+/// Digits an agent may have waiting to be sent.
+const MAX_DIGITS: usize = 64;
 
 /// A call connected to an agent: the caller's audio to it, its plays
 /// spoken to the caller one frame per 20 ms.
@@ -225,6 +269,14 @@ struct AgentCall {
     actions: Vec<pv1::CallAction>,
     /// Why its conversation is over, when it is (the call ends).
     gone: Option<String>,
+    /// The caller's RFC 4733 format, if it offered one.
+    te: Option<TelephoneEvent>,
+    /// Digits the agent asked to send, not yet begun (events).
+    to_send: VecDeque<u8>,
+    /// The digit being sent.
+    sending: Option<DtmfSender>,
+    /// Frames of silence left between two digits.
+    pause: u8,
 }
 
 impl AgentCall {
@@ -270,7 +322,8 @@ impl AgentCall {
         }
     }
 
-    /// Carries out what the agent asked.
+    /// Carries out what the agent asked; `emit` records the call's
+    /// events.
     fn act<M: sentiric_engine::b2bua::MediaPlane>(
         &mut self,
         now: Instant,
@@ -278,6 +331,7 @@ impl AgentCall {
         action: pv1::CallAction,
         b2b: &mut B2bua<M>,
         done: &mut Vec<PlayDone>,
+        emit: impl FnOnce(Body),
     ) {
         use pv1::call_action::Action as A;
         match action.action {
@@ -290,10 +344,73 @@ impl AgentCall {
                 tracing::info!(call = call.0, "agent hangs up: {}", h.reason);
                 b2b.hang_up(now, call);
             }
-            Some(other) => {
-                tracing::warn!(call = call.0, "agent action not carried out yet: {other:?}")
+            Some(A::SendDtmf(d)) => {
+                if self.te.is_none() {
+                    tracing::warn!(
+                        call = call.0,
+                        "agent: the caller offered no telephone-event; digits {:?} not sent",
+                        d.digits
+                    );
+                    return;
+                }
+                for c in d.digits.chars() {
+                    match char_event(c) {
+                        Some(event) if self.to_send.len() < MAX_DIGITS => {
+                            self.to_send.push_back(event)
+                        }
+                        Some(_) => tracing::warn!(
+                            call = call.0,
+                            "agent: digits beyond {MAX_DIGITS} waiting dropped"
+                        ),
+                        None => tracing::warn!(call = call.0, "agent: {c:?} is not a DTMF digit"),
+                    }
+                }
+            }
+            Some(A::CdrTags(t)) => match sentiric_plugin_sdk::check_tags(&t.tags) {
+                Ok(()) => emit(Body::CallTagged(v1::CallTagged { tags: t.tags })),
+                Err(e) => tracing::warn!(call = call.0, "agent: CDR tags refused: {e}"),
+            },
+            Some(A::Transfer(t)) => {
+                tracing::warn!(
+                    call = call.0,
+                    "agent: transfer to {} not carried out yet",
+                    t.uri
+                )
             }
             None => {}
+        }
+    }
+
+    /// The next frame of the digit being sent, if one is (or one waits
+    /// and no pause is due): `true` when this frame went to a digit.
+    fn send_digit(&mut self, packet: &mut Vec<u8>) -> bool {
+        let Some(te) = self.te else {
+            return false;
+        };
+        if self.sending.is_none() {
+            if self.pause > 0 {
+                self.pause -= 1;
+                return false;
+            }
+            let Some(event) = self.to_send.pop_front() else {
+                return false;
+            };
+            // 100 ms of tone, an update each frame (RFC 4733 §2.5.1).
+            let step = u16::try_from(self.stream.step).unwrap_or(160);
+            let total = u16::try_from(te.clock_rate / 10).unwrap_or(800);
+            self.sending = Some(DtmfSender::new(event, self.stream.ts, total, step, 10));
+        }
+        match self.sending.as_mut().and_then(Iterator::next) {
+            Some(p) => {
+                self.stream.send_event(p, te.pt, self.peer, packet);
+                true
+            }
+            None => {
+                // Done: 40 ms before the next digit.
+                self.sending = None;
+                self.pause = 2;
+                false
+            }
         }
     }
 
@@ -310,7 +427,8 @@ impl AgentCall {
             self.next = now;
         }
         while self.next <= now {
-            if self.audio.speak(pcm, done) {
+            // A digit being sent takes the frame; the agent's audio waits.
+            if !self.send_digit(packet) && self.audio.speak(pcm, done) {
                 self.stream.send(pcm, self.peer, payload, packet);
             }
             self.next += Duration::from_millis(20);
@@ -600,6 +718,23 @@ fn routed(
 }
 
 /// A call's Call-ID and trace id for its log lines.
+/// The event of an RFC 4733 digit received from `side`.
+fn received(side: v1::Side, digit: char, ms: u32) -> Body {
+    Body::DtmfReceived(v1::DtmfReceived {
+        side: side.into(),
+        digit: digit.into(),
+        duration_ms: ms,
+        method: "rfc4733".into(),
+    })
+}
+
+/// Records `body` as an event of `call`, if the call is known.
+fn emit_for(ids: &mut HashMap<CallRef, CallInfo>, events: &Events, call: CallRef, body: Body) {
+    if let Some(info) = ids.get_mut(&call) {
+        info.emit(events, body);
+    }
+}
+
 fn ids_of(ids: &HashMap<CallRef, CallInfo>, call: CallRef) -> (&str, &str) {
     ids.get(&call)
         .map_or(("", ""), |i| (i.call_id.as_str(), i.trace_id.as_str()))
@@ -869,6 +1004,7 @@ pub(crate) fn run(
         wake: wake_token,
         taken: HashMap::new(),
         mixer_inbox: Vec::new(),
+        digits_inbox: Vec::new(),
         transcoders: HashMap::new(),
         scratch: Vec::new(),
         relayed: 0,
@@ -939,16 +1075,9 @@ pub(crate) fn run(
                 }) else {
                     continue;
                 };
-                if let (Some(info), Some(digit)) = (ids.get_mut(&call), event_char(d.event)) {
-                    info.emit(
-                        &events,
-                        Body::DtmfReceived(v1::DtmfReceived {
-                            side: side.into(),
-                            digit: digit.into(),
-                            duration_ms: u32::try_from(d.duration.as_millis()).unwrap_or(u32::MAX),
-                            method: "rfc4733".into(),
-                        }),
-                    );
+                if let Some(digit) = event_char(d.event) {
+                    let ms = u32::try_from(d.duration.as_millis()).unwrap_or(u32::MAX);
+                    emit_for(&mut ids, &events, call, received(side, digit, ms));
                 }
             }
         }
@@ -976,7 +1105,8 @@ pub(crate) fn run(
                 }
                 Inbound::AgentAction(call, action) => {
                     if let Some(a) = agents.get_mut(&call) {
-                        a.act(now, call, *action, &mut b2b, &mut done);
+                        let emit = |b| emit_for(&mut ids, &events, call, b);
+                        a.act(now, call, *action, &mut b2b, &mut done, emit);
                     }
                 }
                 Inbound::AgentGone(call, why) => {
@@ -1354,6 +1484,7 @@ pub(crate) fn run(
                     agent,
                     voice,
                     pt,
+                    dtmf,
                 } => {
                     let token = rtp_token!(socket, call);
                     let sock = or_hang_up!(sending_handle(&engine, token), call);
@@ -1376,7 +1507,13 @@ pub(crate) fn run(
                     });
                     match made {
                         Ok((stream, hearing, audio, link)) => {
-                            turn.taken.insert(token, Taken::Member(hearing, pt));
+                            let digits = dtmf.map(|te| {
+                                Box::new(Digits {
+                                    te,
+                                    detector: DtmfDetector::new(),
+                                })
+                            });
+                            turn.taken.insert(token, Taken::Member(hearing, pt, digits));
                             agent_tokens.insert(token, call);
                             agents.insert(
                                 call,
@@ -1389,6 +1526,10 @@ pub(crate) fn run(
                                     link,
                                     actions: Vec::new(),
                                     gone: None,
+                                    te: dtmf,
+                                    to_send: VecDeque::new(),
+                                    sending: None,
+                                    pause: 0,
                                 },
                             );
                             tracing::info!(call = call.0, %agent, "connected to agent {agent}");
@@ -1419,7 +1560,7 @@ pub(crate) fn run(
                             continue;
                         }
                     };
-                    turn.taken.insert(token, Taken::Member(hearing, pt));
+                    turn.taken.insert(token, Taken::Member(hearing, pt, None));
                     let r = rooms.entry(room.clone()).or_insert_with(|| Room {
                         members: Vec::new(),
                         mixer: MixMinus::new(),
@@ -1594,11 +1735,31 @@ pub(crate) fn run(
         for r in rooms.values_mut() {
             r.tick(now, &mut payload, &mut packet);
         }
+        // Digits agent callers sent: to their agents, and the calls'
+        // events.
+        for (token, event, ms) in std::mem::take(&mut turn.digits_inbox) {
+            let (Some(&call), Some(digit)) = (agent_tokens.get(&token), event_char(event)) else {
+                continue;
+            };
+            if let Some(a) = agents.get_mut(&call) {
+                a.tell(pv1::call_input::Input::Dtmf(pv1::Dtmf {
+                    digit: digit.into(),
+                    duration_ms: ms,
+                }));
+            }
+            emit_for(
+                &mut ids,
+                &events,
+                call,
+                received(v1::Side::Caller, digit, ms),
+            );
+        }
         // In-process agents answered what they were told: carry it out
         // before speaking (an echo's frame goes out in this turn).
         for (&call, a) in agents.iter_mut() {
             for action in std::mem::take(&mut a.actions) {
-                a.act(now, call, action, &mut b2b, &mut done);
+                let emit = |b| emit_for(&mut ids, &events, call, b);
+                a.act(now, call, action, &mut b2b, &mut done, emit);
             }
             if let Some(why) = a.gone.take() {
                 tracing::warn!(call = call.0, "{why}; the call ends");

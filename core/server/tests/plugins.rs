@@ -344,6 +344,65 @@ fn agents_in_process_answer_calls_and_serve_the_built_in_apps() {
         (r[1]["action"].as_str(), r[1]["rule"].as_str()),
         (Some("agent"), Some("rule 1"))
     );
+    // Digits: each to the agent, which sends it back (RFC 4733, in the
+    // call's stream) and tags the CDR with the digits so far; `#` hangs
+    // up.
+    let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+        .args([
+            "call",
+            &format!("sip:agent@{}", sw.addr),
+            "--dtmf",
+            "12#",
+            "--duration",
+            "10",
+        ])
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    for field in [
+        "\"status\":200",
+        "\"dtmf_received\":\"12\"",
+        "\"hung_up_by\":\"remote\"",
+    ] {
+        assert!(summary.contains(field), "{field} in {summary}");
+    }
+    // The call's events, once its end is written.
+    let (mut events, t0) = (sw.events(), std::time::Instant::now());
+    while events
+        .iter()
+        .filter(|e| e["body"].get("CallEnded").is_some())
+        .count()
+        < 3
+        && t0.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+        events = sw.events();
+    }
+    let call_id = events
+        .iter()
+        .rev()
+        .find(|e| e["body"].get("DtmfReceived").is_some())
+        .and_then(|e| e["call_id"].as_str())
+        .expect("digits recorded")
+        .to_string();
+    let of_call = |body: &str| -> Vec<serde_json::Value> {
+        events
+            .iter()
+            .filter(|e| e["call_id"] == call_id.as_str())
+            .filter_map(|e| e["body"].get(body).cloned())
+            .collect()
+    };
+    let digits: Vec<serde_json::Value> = of_call("DtmfReceived")
+        .iter()
+        .map(|d| d["digit"].clone())
+        .collect();
+    assert_eq!(digits, ["1", "2", "#"]);
+    let tagged = of_call("CallTagged");
+    assert_eq!(
+        tagged.last().map(|t| t["tags"]["echo_digits"].clone()),
+        Some(serde_json::json!("12")),
+        "{tagged:?}"
+    );
     // An agent that panics (on the caller's first words) ends its call:
     // the switch hangs up, and goes on with the next.
     let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))

@@ -127,6 +127,9 @@ pub fn fold(events: &[v1::Event]) -> Option<Cdr> {
                     .join(" ");
                 tags.extend(r.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             }
+            Some(Body::CallTagged(t)) => {
+                tags.extend(t.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            }
             Some(Body::CallAnswered(a)) => {
                 cdr.answer_us = Some(e.time_unix_us);
                 if let Some(c) = &a.codecs {

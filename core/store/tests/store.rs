@@ -133,6 +133,29 @@ fn a_calls_events_fold_into_its_record() {
     );
     assert_eq!(cdr.route, "bridge sip:bob@127.0.0.3");
     assert_eq!(cdr.tags, r#"{"account":"42"}"#);
+    // Tags an agent set during the call join the dialplan's; a later
+    // value replaces an earlier one (events in any order).
+    let mut tagged = answered("c3");
+    for (seq, tags) in [(9, [("outcome", "sold")]), (4, [("account", "43")])] {
+        tagged.insert(
+            0,
+            event(
+                "c3",
+                seq,
+                1_800_000_002_000_000,
+                Body::CallTagged(v1::CallTagged {
+                    tags: tags
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                }),
+            ),
+        );
+    }
+    assert_eq!(
+        fold(&tagged).unwrap().tags,
+        r#"{"account":"43","outcome":"sold"}"#
+    );
     let b = fold(&busy("c2")).unwrap();
     assert_eq!(
         (b.disposition.as_str(), b.sip_code, b.billable_s),

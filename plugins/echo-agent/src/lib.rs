@@ -1,6 +1,8 @@
 //! The smallest possible agent: every frame of the caller's audio is
 //! played straight back to them, as one play (`echo`) that never ends
-//! until the call does. DTMF `#` hangs up, to show a second action.
+//! until the call does. To show the other actions, each DTMF digit is
+//! sent back as a digit and the digits so far are set as the CDR tag
+//! `echo_digits`; `#` hangs up.
 //!
 //! One source, shipped either way: the library the switch loads from its
 //! plugin directory (`export_plugin!` below), or a sidecar
@@ -30,12 +32,15 @@ impl Plugin for EchoAgent {
 
 impl Agent for EchoAgent {
     fn start(&self, _: &v1::ConverseStart) -> Result<Box<dyn Conversation>, PluginError> {
-        Ok(Box::new(Echo))
+        Ok(Box::new(Echo::default()))
     }
 }
 
-/// One call's echo.
-struct Echo;
+/// One call's echo: the digits heard so far.
+#[derive(Default)]
+struct Echo {
+    digits: String,
+}
 
 impl Conversation for Echo {
     fn input(
@@ -43,20 +48,29 @@ impl Conversation for Echo {
         input: Input,
         actions: &mut Vec<v1::CallAction>,
     ) -> Result<(), PluginError> {
-        let action = match input {
-            Input::Audio(frame) => Action::Play(v1::PlayAudio {
+        let mut act = |action| {
+            actions.push(v1::CallAction {
+                action: Some(action),
+            })
+        };
+        match input {
+            Input::Audio(frame) => act(Action::Play(v1::PlayAudio {
                 id: "echo".into(),
                 pcm: frame.pcm,
                 last: false,
-            }),
-            Input::Dtmf(d) if d.digit == "#" => Action::HangUp(v1::HangUp {
+            })),
+            Input::Dtmf(d) if d.digit == "#" => act(Action::HangUp(v1::HangUp {
                 reason: "caller pressed #".into(),
-            }),
-            _ => return Ok(()),
-        };
-        actions.push(v1::CallAction {
-            action: Some(action),
-        });
+            })),
+            Input::Dtmf(d) => {
+                self.digits.push_str(&d.digit);
+                act(Action::SendDtmf(v1::SendDtmf { digits: d.digit }));
+                act(Action::CdrTags(v1::SetCdrTags {
+                    tags: [("echo_digits".to_string(), self.digits.clone())].into(),
+                }));
+            }
+            _ => {}
+        }
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! The echo agent as a sidecar process: a conversation over gRPC with
-//! mTLS gets every frame of audio back as a play, `#` hangs up, and a
+//! mTLS gets every frame of audio back as a play, a digit back as a digit
+//! with the digits so far as a CDR tag, `#` hangs up, and a
 //! stream that does not start with `start` is refused.
 
 use std::io::{BufRead, BufReader};
@@ -71,7 +72,7 @@ async fn the_echo_agent_plays_the_callers_audio_back() {
         .unwrap();
     let mut agent = v1::agent_client::AgentClient::new(ch);
 
-    // A call: start, five frames, a digit it ignores, then `#`.
+    // A call: start, five frames, a digit, then `#`.
     let mut inputs = vec![input(Input::Start(Box::default()))];
     inputs.extend((0..5).map(|n| {
         input(Input::Audio(v1::AudioFrame {
@@ -93,7 +94,7 @@ async fn the_echo_agent_plays_the_callers_audio_back() {
         .unwrap()
     {
         got.push(a.action.unwrap());
-        if got.len() == 6 {
+        if got.len() == 8 {
             break;
         }
     }
@@ -106,7 +107,16 @@ async fn the_echo_agent_plays_the_callers_audio_back() {
             other => panic!("{other:?}"),
         }
     }
-    assert!(matches!(&got[5], Action::HangUp(_)), "{:?}", got[5]);
+    assert!(
+        matches!(&got[5], Action::SendDtmf(d) if d.digits == "5"),
+        "{:?}",
+        got[5]
+    );
+    match &got[6] {
+        Action::CdrTags(t) => assert_eq!(t.tags["echo_digits"], "5"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(&got[7], Action::HangUp(_)), "{:?}", got[7]);
 
     // Audio before start: refused.
     let refused = agent
