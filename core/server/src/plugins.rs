@@ -118,6 +118,10 @@ pub(crate) struct PluginsConfig {
     /// serves instead, by app: the agent's name.
     #[serde(default)]
     pub(crate) apps: BTreeMap<String, String>,
+    /// Calls one agent holds at once, at most; beyond, a call routed to
+    /// it takes the `on_failure` path.
+    #[serde(default = "default_agent_max_calls")]
+    pub(crate) agent_max_calls: usize,
 }
 
 /// `[plugins.sidecars.NAME]`: where a sidecar listens and the
@@ -192,8 +196,13 @@ impl Default for PluginsConfig {
             config: BTreeMap::new(),
             sidecars: BTreeMap::new(),
             apps: BTreeMap::new(),
+            agent_max_calls: default_agent_max_calls(),
         }
     }
+}
+
+fn default_agent_max_calls() -> usize {
+    10_000
 }
 
 fn default_on_failure() -> String {
@@ -242,6 +251,9 @@ impl PluginsConfig {
                      connect_timeout_ms 1 to 60000"
                 ));
             }
+        }
+        if self.agent_max_calls == 0 {
+            return Err("plugins.agent_max_calls: at least 1".into());
         }
         if let Some(app) = self.apps.keys().find(|a| !APPS.contains(&a.as_str())) {
             return Err(format!(
@@ -436,6 +448,8 @@ pub(crate) struct PluginDialplan {
     sidecars: BTreeMap<String, Arc<Sidecar>>,
     /// Every library serving `agent`, by its plugin name.
     agents: BTreeMap<String, Arc<LocalAgent>>,
+    /// Every agent's admission (sidecars and libraries), by name.
+    gates: BTreeMap<String, Arc<AgentGate>>,
     /// Who serves each built-in app ([`APPS`]' order): the switch's own
     /// data plane (counted here), or an agent plugin.
     apps: [(Option<String>, metrics::Counter); 3],
@@ -660,6 +674,11 @@ impl PluginDialplan {
                 ));
             }
         }
+        let gates = sidecars
+            .keys()
+            .chain(agents.keys())
+            .map(|n| (n.clone(), Arc::new(AgentGate::new(n, cfg))))
+            .collect();
         let apps = APPS.map(|app| {
             (
                 cfg.apps.get(app).cloned(),
@@ -675,6 +694,7 @@ impl PluginDialplan {
             backend,
             sidecars,
             agents,
+            gates,
             apps,
             rules,
             reject_on_failure: cfg.on_failure == "reject",
@@ -715,7 +735,7 @@ impl PluginDialplan {
         worker: &Inbox,
     ) -> Begun {
         match self.ask(call, request, ids, worker) {
-            Begun::Decided(d) => Begun::Decided(self.served(d)),
+            Begun::Decided(d) => Begun::Decided(self.served(d, request, ids[0], ids[1])),
             Begun::Asked => Begun::Asked,
         }
     }
@@ -848,22 +868,76 @@ impl PluginDialplan {
             timed_out: matches!(e, SidecarError::Timeout(_)),
             why: e.to_string(),
         });
-        self.served(self.settle(
+        let decision = self.settle(
             &reply.call_id,
             &reply.trace_id,
             gate,
             reply.t0,
             decided,
             fallback,
-        ))
+        );
+        self.served(decision, request, &reply.call_id, &reply.trace_id)
     }
 
-    /// `decision`, its built-in app handed to the agent plugin
-    /// `[plugins.apps]` names for it, if any: the app's argument (the
-    /// prompt, the room) becomes a parameter of the agent's. A play that
-    /// goes on into the dialplan afterwards stays built in (an agent does
-    /// not hand calls back). A built-in app serving it is counted.
-    fn served(&self, mut decision: Decision) -> Decision {
+    /// `decision` for the call `request` describes, its built-in app
+    /// handed to the agent plugin `[plugins.apps]` names for it, if any
+    /// (the app's argument, the prompt or the room, becomes a parameter of
+    /// the agent's; a play that goes on into the dialplan afterwards stays
+    /// built in: an agent does not hand calls back), and a call to an
+    /// agent admitted by it ([`AgentGate::admit`]; a sidecar must be
+    /// connected). A call the agent cannot take takes the `on_failure`
+    /// path: 503, or the `[dialplan]` rules, whose built-in apps the
+    /// switch serves itself (a rule naming an agent again: 503). A
+    /// built-in app serving a call is counted.
+    fn served(
+        &self,
+        decision: Decision,
+        request: &RouteRequest<'_>,
+        call_id: &str,
+        trace_id: &str,
+    ) -> Decision {
+        let decision = self.apps_served(decision);
+        let Action::Agent { agent } = &decision.action else {
+            return decision;
+        };
+        let admitted = match self.gates.get(agent) {
+            None => Err("no such agent".to_string()),
+            Some(g) => g.admit().and_then(|()| match self.sidecars.get(agent) {
+                Some(s) if s.link.get().is_none() => {
+                    g.record(false);
+                    Err("not connected".into())
+                }
+                _ => Ok(()),
+            }),
+        };
+        let Err(why) = admitted else {
+            return decision;
+        };
+        let fallback = (!self.reject_on_failure)
+            .then(|| self.rules.route(request))
+            .filter(|a| !matches!(a, Action::Agent { .. }));
+        let (path, action, rule) = match fallback {
+            Some(action) => (
+                "the [dialplan] rules decide",
+                action,
+                format!("agent {agent} unavailable: fallback"),
+            ),
+            None => (
+                "503",
+                Action::Reject {
+                    code: 503,
+                    reason: "Service Unavailable".into(),
+                },
+                format!("agent {agent} unavailable"),
+            ),
+        };
+        tracing::warn!(plugin = %agent, call_id, trace_id, "agent {agent}: {why}; {path}");
+        Decision::new(action, rule)
+    }
+
+    /// `decision`, its built-in app handed to the agent `[plugins.apps]`
+    /// names for it, if any (see [`served`](Self::served)).
+    fn apps_served(&self, mut decision: Decision) -> Decision {
         let (app, param) = match &decision.action {
             Action::Echo => (0, None),
             Action::Play { prompt, then } => {
@@ -902,16 +976,39 @@ impl PluginDialplan {
         start: v1::ConverseStart,
         worker: &Inbox,
     ) -> Result<Conversing, String> {
-        use sentiric_plugin_sdk::sidecar::tonic::codegen::tokio_stream::wrappers::ReceiverStream;
-        let Some(s) = self.sidecars.get(agent) else {
-            let local = self.agents.get(agent).ok_or_else(|| {
-                format!(
-                    "agent {agent:?}: no such sidecar in plugins.sidecars, nor an agent \
-                     library in plugins.dir"
-                )
-            })?;
-            return local.converse(&start).map(Conversing::InProcess);
+        let gate = self.gates.get(agent).ok_or_else(|| {
+            format!(
+                "agent {agent:?}: no such sidecar in plugins.sidecars, nor an agent \
+                 library in plugins.dir"
+            )
+        })?;
+        let talk = match self.sidecars.get(agent) {
+            Some(s) => Self::stream(s, call, agent, start, worker).map(Talk::Sidecar),
+            None => match self.agents.get(agent) {
+                Some(local) => local.converse(&start).map(Talk::InProcess),
+                None => Err(format!(
+                    "agent {agent:?}: a sidecar that does not serve agents"
+                )),
+            },
         };
+        match talk {
+            Ok(talk) => Ok(Conversing::new(talk, gate)),
+            Err(e) => {
+                gate.record(false);
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens the `Converse` stream on the sidecar `s` for `call`.
+    fn stream(
+        s: &Sidecar,
+        call: CallRef,
+        agent: &str,
+        start: v1::ConverseStart,
+        worker: &Inbox,
+    ) -> Result<tokio::sync::mpsc::Sender<v1::CallInput>, String> {
+        use sentiric_plugin_sdk::sidecar::tonic::codegen::tokio_stream::wrappers::ReceiverStream;
         let (generation, channel) = s
             .link
             .get()
@@ -954,7 +1051,7 @@ impl PluginDialplan {
             };
             worker.post(&waker, Inbound::AgentGone(call, why));
         });
-        Ok(Conversing::Sidecar(tx))
+        Ok(tx)
     }
 
     /// Milliseconds on the breaker's clock.
@@ -1132,8 +1229,103 @@ impl LocalAgent {
 /// than this on one input falls behind the call.
 const FRAME: Duration = Duration::from_millis(20);
 
-/// A call's conversation with its agent.
-pub(crate) enum Conversing {
+/// What the host keeps of one agent (a sidecar or a library): its
+/// circuit breaker, the calls it holds and their bound, and its
+/// conversation metrics. A call routed to it is admitted here
+/// ([`PluginDialplan::begin`]); a conversation counts among its calls
+/// while it lasts, and how it ended (cleanly with its call, or broken)
+/// is the breaker's record.
+pub(crate) struct AgentGate {
+    name: String,
+    breaker: Breaker,
+    epoch: Instant,
+    calls: AtomicUsize,
+    max_calls: usize,
+    /// `sentiric_plugin_conversations_total{plugin, result}`.
+    ok: metrics::Counter,
+    broken: metrics::Counter,
+    busy: metrics::Counter,
+    skipped: metrics::Counter,
+    /// `sentiric_plugin_conversations{plugin}`: held now.
+    held: metrics::Gauge,
+    circuit_open: metrics::Gauge,
+}
+
+impl AgentGate {
+    fn new(name: &str, cfg: &PluginsConfig) -> AgentGate {
+        let label = |result: &'static str| metrics::counter!("sentiric_plugin_conversations_total", "plugin" => name.to_string(), "result" => result);
+        AgentGate {
+            name: name.to_string(),
+            breaker: Breaker::new(cfg.breaker_failures, cfg.breaker_cooldown_ms),
+            epoch: Instant::now(),
+            calls: AtomicUsize::new(0),
+            max_calls: cfg.agent_max_calls,
+            ok: label("ok"),
+            broken: label("error"),
+            busy: label("busy"),
+            skipped: label("skipped"),
+            held: metrics::gauge!("sentiric_plugin_conversations", "plugin" => name.to_string()),
+            circuit_open: metrics::gauge!("sentiric_plugin_conversations_circuit_open", "plugin" => name.to_string()),
+        }
+    }
+
+    fn millis(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether a call may go to the agent now: not while its circuit is
+    /// open (after the cooldown, calls try it again), nor beyond its
+    /// calls' bound.
+    fn admit(&self) -> Result<(), String> {
+        match self.breaker.gate(self.millis()) {
+            Gate::Skip => {
+                self.skipped.increment(1);
+                return Err("circuit open".into());
+            }
+            // A call routed now may never reach the agent (CANCEL): the
+            // probe is not held for it, and its outcome recorded as any.
+            Gate::Probe => self.breaker.forget_probe(),
+            Gate::Call => {}
+        }
+        if self.calls.load(Ordering::Acquire) >= self.max_calls {
+            self.busy.increment(1);
+            return Err(format!("{} calls with it", self.max_calls));
+        }
+        Ok(())
+    }
+
+    /// How a conversation went: `ok` when it lasted as long as its call.
+    fn record(&self, ok: bool) {
+        if ok {
+            self.ok.increment(1);
+        } else {
+            self.broken.increment(1);
+        }
+        if self.breaker.record(Gate::Call, ok, self.millis()) {
+            tracing::error!(
+                plugin = %self.name,
+                "agent {}: circuit open after {} failed conversations in a row; \
+                 calls routed to it take the on_failure path for {} ms",
+                self.name,
+                self.breaker.failures,
+                self.breaker.cooldown_ms
+            );
+        }
+        self.circuit_open
+            .set(if self.breaker.is_open() { 1.0 } else { 0.0 });
+    }
+}
+
+/// A call's conversation with its agent; dropped (the call is over), it
+/// ends, and counts as a clean one unless it broke first.
+pub(crate) struct Conversing {
+    talk: Talk,
+    gate: Arc<AgentGate>,
+    broken: bool,
+}
+
+/// How the host talks to the agent.
+enum Talk {
     /// A sidecar's stream: the inputs go to it (dropped, the stream
     /// ends); its actions come through the worker's inbox.
     Sidecar(tokio::sync::mpsc::Sender<v1::CallInput>),
@@ -1142,7 +1334,7 @@ pub(crate) enum Conversing {
 }
 
 /// A conversation with an in-process agent.
-pub(crate) struct InProcess {
+struct InProcess {
     agent: Arc<LocalAgent>,
     conversation: LibraryConversation,
     /// Logged once as slower than a frame.
@@ -1150,6 +1342,16 @@ pub(crate) struct InProcess {
 }
 
 impl Conversing {
+    fn new(talk: Talk, gate: &Arc<AgentGate>) -> Conversing {
+        gate.calls.fetch_add(1, Ordering::AcqRel);
+        gate.held.increment(1.0);
+        Conversing {
+            talk,
+            gate: Arc::clone(gate),
+            broken: false,
+        }
+    }
+
     /// Tells the agent `input`. A sidecar's actions come later through
     /// the inbox (and the input is dropped when five seconds of input
     /// wait); an in-process agent's are pushed to `actions` now. An error
@@ -1159,12 +1361,12 @@ impl Conversing {
         input: v1::call_input::Input,
         actions: &mut Vec<v1::CallAction>,
     ) -> Result<(), String> {
-        match self {
-            Conversing::Sidecar(tx) => {
+        let told = match &mut self.talk {
+            Talk::Sidecar(tx) => {
                 let _ = tx.try_send(v1::CallInput { input: Some(input) });
-                Ok(())
+                return Ok(());
             }
-            Conversing::InProcess(p) => {
+            Talk::InProcess(p) => {
                 let t0 = Instant::now();
                 let told = p.conversation.input(input, actions);
                 let took = t0.elapsed();
@@ -1180,6 +1382,29 @@ impl Conversing {
                 }
                 told.map_err(|e| format!("agent {}: {e}", p.agent.name))
             }
+        };
+        if told.is_err() {
+            self.broke();
+        }
+        told
+    }
+
+    /// The conversation broke while its call was up (the agent's stream
+    /// ended or failed).
+    pub(crate) fn broke(&mut self) {
+        if !self.broken {
+            self.broken = true;
+            self.gate.record(false);
+        }
+    }
+}
+
+impl Drop for Conversing {
+    fn drop(&mut self) {
+        self.gate.calls.fetch_sub(1, Ordering::AcqRel);
+        self.gate.held.decrement(1.0);
+        if !self.broken {
+            self.gate.record(true);
         }
     }
 }

@@ -269,6 +269,8 @@ struct AgentCall {
     actions: Vec<pv1::CallAction>,
     /// Why its conversation is over, when it is (the call ends).
     gone: Option<String>,
+    /// The agent hung up: its stream's end is no failure.
+    hung_up: bool,
     /// The caller's RFC 4733 format, if it offered one.
     te: Option<TelephoneEvent>,
     /// Digits the agent asked to send, not yet begun (events).
@@ -342,6 +344,7 @@ impl AgentCall {
             }
             Some(A::HangUp(h)) => {
                 tracing::info!(call = call.0, "agent hangs up: {}", h.reason);
+                self.hung_up = true;
                 b2b.hang_up(now, call);
             }
             Some(A::SendDtmf(d)) => {
@@ -1111,9 +1114,13 @@ pub(crate) fn run(
                 }
                 Inbound::AgentGone(call, why) => {
                     // Still up (its media not released): it ends, and its
-                    // release tidies the rest.
-                    if agents.contains_key(&call) {
-                        tracing::warn!(call = call.0, "{why}; the call ends");
+                    // release tidies the rest. Unless the agent hung up
+                    // itself, its conversation broke.
+                    if let Some(a) = agents.get_mut(&call) {
+                        if !a.hung_up {
+                            a.link.broke();
+                            tracing::warn!(call = call.0, "{why}; the call ends");
+                        }
                         b2b.hang_up(now, call);
                     }
                 }
@@ -1526,6 +1533,7 @@ pub(crate) fn run(
                                     link,
                                     actions: Vec::new(),
                                     gone: None,
+                                    hung_up: false,
                                     te: dtmf,
                                     to_send: VecDeque::new(),
                                     sending: None,

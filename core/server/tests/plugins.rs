@@ -320,16 +320,34 @@ fn agents_in_process_answer_calls_and_serve_the_built_in_apps() {
              [[dialplan.rule]]\nuser = \"600\"\naction = \"echo\"\n\
              [[dialplan.rule]]\nuser = \"601\"\naction = \"echo\"\n\
              [[dialplan.rule]]\nuser = \"crash\"\naction = \"agent\"\nagent = \"sentiric-plugin-faulty\"\n\
-             [plugins]\ndir = \"{}\"\n[plugins.apps]\necho = \"{echo}\"\n",
+             [plugins]\ndir = \"{}\"\nagent_max_calls = 1\nbreaker_failures = 1\n\
+             breaker_cooldown_ms = 60000\n[plugins.apps]\necho = \"{echo}\"\n",
             rtp(32_800),
             dir.display()
         )),
         &[],
     );
     // Connected by a rule: the caller hears its sweep back, through the
-    // library's conversation on the worker's thread.
-    let (best, summary) = common::echoed_through(&sw, &dir, "agent");
+    // library's conversation on the worker's thread. A second call
+    // meanwhile is beyond the agent's one call: 503 (the rules would send
+    // it to the agent again).
+    let first = std::thread::scope(|scope| {
+        let first = scope.spawn(|| common::echoed_through(&sw, &dir, "agent"));
+        assert!(
+            sw.wait_lines(
+                &format!("connected to agent {echo}"),
+                1,
+                Duration::from_secs(5)
+            ),
+            "{:#?}",
+            sw.log()
+        );
+        assert_eq!(call(&sw, "agent"), 503, "one call at a time");
+        first.join().unwrap()
+    });
+    let (best, summary) = first;
     assert!(best > 0.8, "correlation {best:.3}: {summary}");
+    assert!(!sw.lines("1 calls with it; 503").is_empty());
     // The echo app, served by the agent instead of the data plane.
     let (best, summary) = common::echoed_through(&sw, &dir, "600");
     assert!(best > 0.8, "correlation {best:.3}: {summary}");
@@ -339,9 +357,17 @@ fn agents_in_process_answer_calls_and_serve_the_built_in_apps() {
         "{:#?}",
         sw.log()
     );
-    let r = routed(&sw, 2);
+    // In routing order: the busy one refused, the 600 call to the agent.
+    let r = routed(&sw, 3);
     assert_eq!(
         (r[1]["action"].as_str(), r[1]["rule"].as_str()),
+        (
+            Some("reject"),
+            Some("agent sentiric-plugin-echo-agent unavailable")
+        )
+    );
+    assert_eq!(
+        (r[2]["action"].as_str(), r[2]["rule"].as_str()),
         (Some("agent"), Some("rule 1"))
     );
     // Digits: each to the agent, which sends it back (RFC 4733, in the
@@ -368,16 +394,6 @@ fn agents_in_process_answer_calls_and_serve_the_built_in_apps() {
     }
     // The call's events, once its end is written.
     let (mut events, t0) = (sw.events(), std::time::Instant::now());
-    while events
-        .iter()
-        .filter(|e| e["body"].get("CallEnded").is_some())
-        .count()
-        < 3
-        && t0.elapsed() < Duration::from_secs(5)
-    {
-        std::thread::sleep(Duration::from_millis(50));
-        events = sw.events();
-    }
     let call_id = events
         .iter()
         .rev()
@@ -385,6 +401,14 @@ fn agents_in_process_answer_calls_and_serve_the_built_in_apps() {
         .and_then(|e| e["call_id"].as_str())
         .expect("digits recorded")
         .to_string();
+    while !events
+        .iter()
+        .any(|e| e["call_id"] == call_id.as_str() && e["body"].get("CallEnded").is_some())
+        && t0.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+        events = sw.events();
+    }
     let of_call = |body: &str| -> Vec<serde_json::Value> {
         events
             .iter()
@@ -425,21 +449,39 @@ fn agents_in_process_answer_calls_and_serve_the_built_in_apps() {
         "{:#?}",
         sw.log()
     );
+    // Its circuit open after that failure (breaker_failures = 1): the
+    // next call to it is not answered.
+    assert_eq!(call(&sw, "crash"), 503);
+    assert!(!sw.lines("circuit open; 503").is_empty());
     let (best, summary) = common::echoed_through(&sw, &dir, "601");
     assert!(best > 0.8, "correlation {best:.3}: {summary}");
     let metrics = common::http_get(sw.http(), "/metrics", None).1;
-    let count = |plugin: &str, result: &str| {
-        let series =
-            format!("sentiric_plugin_calls_total{{plugin=\"{plugin}\",result=\"{result}\"}} ");
+    let value = |metric: &str, plugin: &str, result: &str| {
+        let series = format!("{metric}{{plugin=\"{plugin}\",result=\"{result}\"}} ");
         metrics
             .lines()
             .find_map(|l| l.strip_prefix(&series)?.trim().parse::<f64>().ok())
             .unwrap_or(0.0)
     };
+    let count = |plugin, result| value("sentiric_plugin_calls_total", plugin, result);
     // Each input a call into the plugin: 3 s of 20 ms frames, three calls.
     assert!(count(echo, "ok") > 300.0, "{metrics}");
     assert_eq!(count(echo, "error") + count(echo, "panic"), 0.0);
     assert_eq!(count("sentiric-plugin-faulty", "panic"), 1.0, "{metrics}");
+    let conversations =
+        |plugin, result| value("sentiric_plugin_conversations_total", plugin, result);
+    for (plugin, result, n) in [
+        (echo, "ok", 4.0),
+        (echo, "busy", 1.0),
+        ("sentiric-plugin-faulty", "error", 1.0),
+        ("sentiric-plugin-faulty", "skipped", 1.0),
+    ] {
+        assert_eq!(
+            conversations(plugin, result),
+            n,
+            "{plugin} {result}: {metrics}"
+        );
+    }
     // The built-in echo served none: the agent took them all.
     assert_eq!(count("echo", "ok"), 0.0, "{metrics}");
     let _ = std::fs::remove_dir_all(&dir);
