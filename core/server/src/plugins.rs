@@ -1,7 +1,8 @@
 //! Plugins: every library in `[plugins] dir` loaded at start-up through
-//! the plugin SDK's host ([`sentiric_plugin_sdk::host`]), dialplan
-//! sidecars reached over mTLS ([`sentiric_plugin_sdk::sidecar`]), and the
-//! dialplan host that routes calls through either.
+//! the plugin SDK's host ([`sentiric_plugin_sdk::host`]), sidecars
+//! reached over mTLS ([`sentiric_plugin_sdk::sidecar`]), and the host
+//! that routes calls through a dialplan and connects them to agents,
+//! either kind in process or as a sidecar.
 //!
 //! ```toml
 //! [plugins]
@@ -13,6 +14,10 @@
 //!                            # a sidecar: no answer by then is a failure
 //! breaker_failures = 5       # failures in a row that open its circuit
 //! breaker_cooldown_ms = 5000 # open this long, then one call tries it
+//! agent_max_calls = 10000    # calls one agent holds at once, at most
+//!
+//! [plugins.apps]             # built-in apps an agent serves instead
+//! echo = "sentiric-plugin-echo-agent"
 //!
 //! [plugins.config]           # each plugin's configuration, by name
 //! sentiric-plugin-prefix-dialplan = '''
