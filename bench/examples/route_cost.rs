@@ -94,6 +94,7 @@ fn main() {
         from_user: Some("+4930999"),
         source,
         transport: Transport::Udp,
+        headers: &[],
     };
     let (mut b50, mut b99, mut p50, mut p99) = (vec![], vec![], vec![], vec![]);
     let mut times = vec![0u64; calls];
@@ -123,6 +124,7 @@ fn main() {
                 request_uri: r.request_uri,
                 user: r.user.unwrap_or_default(),
                 from_user: r.from_user.unwrap_or_default(),
+                headers: r.headers,
                 source: &source,
                 transport: r.transport.as_str(),
                 time_unix_us: 1_764_547_200_000_000,

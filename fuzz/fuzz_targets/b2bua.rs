@@ -103,6 +103,7 @@ fuzz_target!(|data: &[u8]| {
                             fork: Fork::Serial,
                             ring_timeout: Duration::from_secs(5),
                             headers: vec![("X-Route".into(), "fuzz".into())],
+                            codecs: Vec::new(),
                         }),
                         1 => Action::Echo,
                         2 => Action::Play { prompt: "p".into(), then: AfterPlay::Hangup },
@@ -112,6 +113,7 @@ fuzz_target!(|data: &[u8]| {
                             fork: Fork::Parallel,
                             ring_timeout: Duration::from_secs(5),
                             headers: vec![("X-Route".into(), "fuzz".into())],
+                            codecs: Vec::new(),
                         }),
                         5 => Action::Play {
                             prompt: "p".into(),
@@ -120,6 +122,7 @@ fuzz_target!(|data: &[u8]| {
                                 fork: Fork::Serial,
                                 ring_timeout: Duration::from_secs(5),
                                 headers: Vec::new(),
+                                codecs: Vec::new(),
                             }))),
                         },
                         6 => Action::Bridge(Bridge {
@@ -127,6 +130,7 @@ fuzz_target!(|data: &[u8]| {
                             fork: Fork::Serial,
                             ring_timeout: Duration::from_secs(5),
                             headers: vec![("X-Route".into(), "fuzz".into())],
+                            codecs: Vec::new(),
                         }),
                         8 => Action::Agent { agent: "a".into() },
                         7 => Action::Redirect {

@@ -147,8 +147,7 @@ pub trait Plugin: Send + Sync + 'static {
 
 /// A [`v1::RouteRequest`] over borrowed strings, encoded as the owned
 /// message is: the host's way to ask an in-process plugin without
-/// copying the call's strings first (no headers: the switch sends none
-/// yet).
+/// copying the call's strings first.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RouteRequestRef<'a> {
     /// The caller's Call-ID.
@@ -165,6 +164,9 @@ pub struct RouteRequestRef<'a> {
     pub user: &'a str,
     /// The From URI's user part.
     pub from_user: &'a str,
+    /// The INVITE's headers the switch passes on: names lower case, the
+    /// values of a repeated header joined with `, `.
+    pub headers: &'a [(String, String)],
     /// Where the INVITE came from (`ip:port`).
     pub source: &'a str,
     /// Its transport (`udp`, `tcp` …).
@@ -177,7 +179,15 @@ impl RouteRequestRef<'_> {
     /// Appends its protobuf encoding (the bytes `v1::RouteRequest`
     /// encodes to with the same fields) to `buf`.
     pub fn encode(&self, buf: &mut Vec<u8>) {
-        use prost::encoding::{encode_key, encode_varint, int64, WireType};
+        use prost::encoding::{encode_key, encode_varint, encoded_len_varint, int64, WireType};
+        let string = |tag: u32, s: &str, buf: &mut Vec<u8>| {
+            if !s.is_empty() {
+                encode_key(tag, WireType::LengthDelimited, buf);
+                encode_varint(s.len() as u64, buf);
+                buf.extend_from_slice(s.as_bytes());
+            }
+        };
+        // In field order, as prost writes the message.
         for (tag, s) in [
             (1, self.call_id),
             (2, self.trace_id),
@@ -186,15 +196,26 @@ impl RouteRequestRef<'_> {
             (5, self.request_uri),
             (6, self.user),
             (7, self.from_user),
-            (9, self.source),
-            (10, self.transport),
         ] {
-            if !s.is_empty() {
-                encode_key(tag, WireType::LengthDelimited, buf);
-                encode_varint(s.len() as u64, buf);
-                buf.extend_from_slice(s.as_bytes());
-            }
+            string(tag, s, buf);
         }
+        // A map entry: a message of key (1) and value (2), either left
+        // out when empty.
+        let part = |s: &str| {
+            if s.is_empty() {
+                0
+            } else {
+                1 + encoded_len_varint(s.len() as u64) + s.len()
+            }
+        };
+        for (name, value) in self.headers {
+            encode_key(8, WireType::LengthDelimited, buf);
+            encode_varint((part(name) + part(value)) as u64, buf);
+            string(1, name, buf);
+            string(2, value, buf);
+        }
+        string(9, self.source, buf);
+        string(10, self.transport, buf);
         if self.time_unix_us != 0 {
             int64::encode(11, &self.time_unix_us, buf);
         }
@@ -262,7 +283,10 @@ pub enum InvalidDecision {
 pub fn check_decision(decision: &v1::RouteDecision) -> Result<(), InvalidDecision> {
     use v1::answer::App;
     match decision.action.as_ref().ok_or(InvalidDecision::NoAction)? {
-        Action::Bridge(b) => check_targets(&b.targets)?,
+        Action::Bridge(b) => {
+            check_targets(&b.targets)?;
+            check_codecs(&b.codecs)?;
+        }
         Action::Reject(r) if !(400..=699).contains(&r.code) => {
             return Err(InvalidDecision::RejectCode(r.code))
         }
@@ -383,6 +407,29 @@ fn check_targets(targets: &[String]) -> Result<(), InvalidDecision> {
     Ok(())
 }
 
+/// A bridge's codec preference: SDP encoding names (RFC 4566 tokens of
+/// letters, digits, `-`, `_`, `.`; at most 32 bytes), at most 16.
+fn check_codecs(codecs: &[String]) -> Result<(), InvalidDecision> {
+    if codecs.len() > MAX_TARGETS {
+        return Err(InvalidDecision::Field(format!(
+            "{} codecs (at most {MAX_TARGETS})",
+            codecs.len()
+        )));
+    }
+    for c in codecs {
+        let name = !c.is_empty()
+            && c.len() <= 32
+            && c.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !name {
+            return Err(InvalidDecision::Field(format!(
+                "codec {c:?} is not an SDP encoding name"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn check_value(what: &str, value: &str) -> Result<(), InvalidDecision> {
     if value.len() > MAX_VALUE || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
         return Err(InvalidDecision::Field(format!(
@@ -429,6 +476,7 @@ mod tests {
             request_uri: "sip:+4930123@127.0.0.1:5060",
             user: "+4930123",
             from_user: "", // left out, as the message leaves it
+            headers: &[("user-agent".to_string(), "sentiric-call".to_string())],
             source: "127.0.0.2:5060",
             transport: "udp",
             time_unix_us: 1_800_000_000_123_456,
@@ -441,7 +489,7 @@ mod tests {
             request_uri: r.request_uri.into(),
             user: r.user.into(),
             from_user: String::new(),
-            headers: Default::default(),
+            headers: [("user-agent".to_string(), "sentiric-call".to_string())].into(),
             source: r.source.into(),
             transport: r.transport.into(),
             time_unix_us: r.time_unix_us,
@@ -450,6 +498,23 @@ mod tests {
         r.encode(&mut buf);
         assert_eq!(buf, owned.encode_to_vec());
         assert_eq!(v1::RouteRequest::decode(buf.as_slice()).unwrap(), owned);
+        // Several headers (the owned map's order is its own), one empty.
+        let headers = [
+            (
+                "diversion".to_string(),
+                "<sip:a@127.0.0.3>;reason=busy".to_string(),
+            ),
+            ("p-asserted-identity".to_string(), String::new()),
+            ("user-agent".to_string(), "x".to_string()),
+        ];
+        let mut buf = Vec::new();
+        RouteRequestRef {
+            headers: &headers,
+            ..r
+        }
+        .encode(&mut buf);
+        let decoded = v1::RouteRequest::decode(buf.as_slice()).unwrap();
+        assert_eq!(decoded.headers, headers.iter().cloned().collect());
         let mut none = Vec::new();
         RouteRequestRef::default().encode(&mut none);
         assert!(none.is_empty());
@@ -520,5 +585,19 @@ mod tests {
             check_decision(&name),
             Err(InvalidDecision::Field(_))
         ));
+        let mut codecs = bridge(["sip:a@127.0.0.1"]);
+        if let Some(Action::Bridge(b)) = codecs.action.as_mut() {
+            b.codecs = vec!["PCMA".into(), "opus".into()];
+        }
+        assert_eq!(check_decision(&codecs), Ok(()));
+        if let Some(Action::Bridge(b)) = codecs.action.as_mut() {
+            b.codecs.push("PC\r\nMA".into());
+        }
+        assert_eq!(
+            check_decision(&codecs),
+            Err(InvalidDecision::Field(
+                "codec \"PC\\r\\nMA\" is not an SDP encoding name".into()
+            ))
+        );
     }
 }

@@ -238,6 +238,9 @@ pub enum Event {
         source: SocketAddr,
         /// On which transport.
         transport: Transport,
+        /// Its headers among [`B2buaConfig::route_headers`] it has: names
+        /// lower case, a repeated header's values joined with `, `.
+        headers: Vec<(String, String)>,
     },
     /// A was told the call rings (180) or has early media (183): once per
     /// status code and call.
@@ -328,6 +331,9 @@ pub struct B2buaConfig {
     pub max_cps: Option<u32>,
     /// Longest a call may last once answered; then both legs get BYE.
     pub max_call_duration: Option<Duration>,
+    /// The INVITE's headers passed to the dialplan with [`Event::Route`]
+    /// (P-Asserted-Identity, Diversion and User-Agent by default).
+    pub route_headers: Vec<String>,
 }
 
 impl B2buaConfig {
@@ -343,6 +349,9 @@ impl B2buaConfig {
             max_calls: None,
             max_cps: None,
             max_call_duration: None,
+            route_headers: ["P-Asserted-Identity", "Diversion", "User-Agent"]
+                .map(String::from)
+                .to_vec(),
         }
     }
 }
@@ -404,6 +413,8 @@ struct Call {
     targets: Vec<String>,
     /// Headers the dialplan adds to each INVITE to a target.
     headers: Vec<(String, String)>,
+    /// Codecs the dialplan prefers towards the targets, by SDP name.
+    prefer: Vec<String>,
     next_target: usize,
     ring_timeout: Duration,
     ring_deadline: Option<Instant>,
@@ -1009,6 +1020,7 @@ impl<M: MediaPlane> B2bua<M> {
             from_user: from.as_ref().and_then(Uri::user).map(str::to_string),
             source,
             transport,
+            headers: self.route_headers(&req.headers),
         });
         self.by_a_tx.insert(tx, id);
         self.calls.insert(
@@ -1028,6 +1040,7 @@ impl<M: MediaPlane> B2bua<M> {
                 best_failure: None,
                 targets: Vec::new(),
                 headers: Vec::new(),
+                prefer: Vec::new(),
                 next_target: 0,
                 ring_timeout: Duration::from_secs(60),
                 ring_deadline: None,
@@ -1082,11 +1095,13 @@ impl<M: MediaPlane> B2bua<M> {
                 c.targets = b.targets;
                 c.ring_timeout = b.ring_timeout;
                 c.headers = b.headers;
+                c.prefer = b.codecs;
                 self.try_next_target(now, call, 480);
             }
             Action::Bridge(b) => {
                 c.ring_timeout = b.ring_timeout;
                 c.headers = b.headers;
+                c.prefer = b.codecs;
                 let mut failure = None;
                 for target in &b.targets {
                     if let Err(e) = self.invite_b(now, call, target, true) {
@@ -1196,6 +1211,22 @@ impl<M: MediaPlane> B2bua<M> {
 
     /// INVITEs `target` as a B leg: the one leg of a serial bridge, or
     /// one fork of a parallel one.
+    /// The headers of `headers` the dialplan is given
+    /// ([`B2buaConfig::route_headers`]).
+    fn route_headers(&self, headers: &sentiric_sip::header::Headers<'_>) -> Vec<(String, String)> {
+        self.cfg
+            .route_headers
+            .iter()
+            .filter_map(|name| {
+                let values: Vec<&str> = headers
+                    .all(HeaderName::parse(name))
+                    .map(|h| h.value.trim())
+                    .collect();
+                (!values.is_empty()).then(|| (name.to_ascii_lowercase(), values.join(", ")))
+            })
+            .collect()
+    }
+
     fn invite_b(
         &mut self,
         now: Instant,
@@ -1310,6 +1341,10 @@ impl<M: MediaPlane> B2bua<M> {
                 let record = codecs::extend_offer(&mut sdp, self.media.transcodes());
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.offer = Some((from, record));
+                    // Towards the targets, the dialplan's preference first.
+                    if from == Leg::A {
+                        codecs::prefer(&mut sdp, &c.prefer);
+                    }
                 }
             }
             SdpRole::Answer => {

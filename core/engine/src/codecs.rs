@@ -189,6 +189,50 @@ pub(crate) fn extend_offer(sdp: &mut SessionDescription<'_>, transcodes: bool) -
     }
 }
 
+/// Puts the formats of the offer in `sdp` whose codec `names` lists (SDP
+/// encoding names, any case: `PCMA`, `opus`) first, in that order; the
+/// others follow as they were. An answerer takes the first format it
+/// supports (RFC 3264 §6.1), so this states the preference without
+/// leaving out a codec the answerer might need.
+pub(crate) fn prefer(sdp: &mut SessionDescription<'_>, names: &[String]) {
+    let Some(m) = sdp.media.first_mut().filter(|m| negotiable(m)) else {
+        return;
+    };
+    if names.is_empty() {
+        return;
+    }
+    let rank = |pt: &str| -> usize {
+        let Ok(pt) = pt.parse::<u8>() else {
+            return names.len();
+        };
+        let name = m
+            .rtpmap(pt)
+            .map(|r| r.encoding.to_string())
+            .or_else(|| static_name(pt).map(str::to_string));
+        name.and_then(|n| names.iter().position(|p| p.eq_ignore_ascii_case(&n)))
+            .unwrap_or(names.len())
+    };
+    let mut ranked: Vec<(usize, Cow<'_, str>)> =
+        m.formats.iter().map(|f| (rank(f), f.clone())).collect();
+    // Stable: formats of equal rank keep the offerer's order.
+    ranked.sort_by_key(|(r, _)| *r);
+    m.formats = ranked.into_iter().map(|(_, f)| f).collect();
+}
+
+/// The encoding name of a static payload type the switch may meet
+/// without an `rtpmap` (RFC 3551 table 4).
+fn static_name(pt: u8) -> Option<&'static str> {
+    Some(match pt {
+        0 => "PCMU",
+        3 => "GSM",
+        4 => "G723",
+        8 => "PCMA",
+        9 => "G722",
+        18 => "G729",
+        _ => return None,
+    })
+}
+
 /// Settles the answer in `sdp` to the offer `offer` recorded: rewrites it
 /// to name only formats of the original offer, and returns the two sides
 /// (the offerer's, the answerer's) when the switch must convert media
@@ -358,6 +402,26 @@ mod tests {
             "m=audio 4000 RTP/AVP 0 101 8 96|a=rtpmap:101 telephone-event/8000|a=fmtp:101 0-15|\
              a=rtpmap:8 PCMA/8000|a=rtpmap:96 opus/48000/2"
         );
+    }
+
+    #[test]
+    fn a_preference_puts_its_codecs_first_and_keeps_the_rest() {
+        let text = sdp("m=audio 4000 RTP/AVP 0 101 9\r\na=rtpmap:101 telephone-event/8000\r\n");
+        let mut s = SessionDescription::parse(text.as_bytes()).unwrap();
+        extend_offer(&mut s, true);
+        // Opus (added by the switch) before PCMA; the caller's PCMU, its
+        // events and G.722 (static, no rtpmap) follow in its order.
+        prefer(&mut s, &["OPUS".into(), "pcma".into(), "absent".into()]);
+        assert!(
+            media_line(&s.to_bytes()).starts_with("m=audio 4000 RTP/AVP 96 8 0 101 9|"),
+            "{}",
+            media_line(&s.to_bytes())
+        );
+        prefer(&mut s, &["G722".into()]);
+        assert!(media_line(&s.to_bytes()).starts_with("m=audio 4000 RTP/AVP 9 96 8 0 101|"));
+        // No preference: as it was.
+        prefer(&mut s, &[]);
+        assert!(media_line(&s.to_bytes()).starts_with("m=audio 4000 RTP/AVP 9 96 8 0 101|"));
     }
 
     #[test]

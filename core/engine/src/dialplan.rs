@@ -32,6 +32,7 @@
 //! targets = ["sip:{user}@192.0.2.10", "sip:{user}@192.0.2.11"]
 //! fork = "serial"            # or "parallel"
 //! ring_timeout_s = 30
+//! codecs = ["PCMA", "PCMU"]  # put first in the offer to the targets
 //!
 //! [[dialplan.rule]]
 //! name = "support line"
@@ -101,6 +102,10 @@ pub struct RouteRequest<'a> {
     pub source: SocketAddr,
     /// The transport it came on.
     pub transport: Transport,
+    /// Its headers the switch passes to dialplans
+    /// ([`B2buaConfig::route_headers`](crate::b2bua::B2buaConfig)): names
+    /// lower case.
+    pub headers: &'a [(String, String)],
 }
 
 /// How a bridge tries its targets.
@@ -125,6 +130,10 @@ pub struct Bridge {
     /// Headers added to each INVITE to a target (names are tokens the
     /// switch does not set itself; values without line breaks).
     pub headers: Vec<(String, String)>,
+    /// Codecs to prefer towards the targets, by SDP encoding name, the
+    /// most preferred first (put first in the offer; the others follow);
+    /// empty: the caller's order.
+    pub codecs: Vec<String>,
 }
 
 /// What follows a prompt.
@@ -223,6 +232,9 @@ pub struct RuleConfig {
     pub fork: Option<Fork>,
     /// bridge: seconds a target may ring (default 60).
     pub ring_timeout_s: Option<u32>,
+    /// bridge: codecs to prefer towards the targets (`["PCMA", "PCMU"]`),
+    /// put first in the offer in this order.
+    pub codecs: Option<Vec<String>>,
     /// play: the WAV file, or `builtin:NAME`.
     pub prompt: Option<String>,
     /// play: `hangup` (default) or `continue` (on to the next rule that
@@ -314,6 +326,7 @@ enum Template {
         targets: Vec<String>,
         fork: Fork,
         ring_timeout: Duration,
+        codecs: Vec<String>,
     },
     Echo,
     Play {
@@ -402,6 +415,16 @@ fn err(key: &str, message: impl Into<String>) -> DialplanError {
     }
 }
 
+/// Whether `name` can be an SDP encoding name (RFC 4566's token: letters,
+/// digits and `-`, `_`, `.`, at most 32).
+pub fn is_codec_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
 /// Fills `{user}` and `{from_user}` in.
 fn fill(template: &str, r: &RouteRequest<'_>) -> String {
     template
@@ -420,10 +443,11 @@ impl RuleConfig {
         })?;
         // Which optional fields each action reads; any other one set is a
         // mistake worth naming.
-        let fields: [(&str, bool); 9] = [
+        let fields: [(&str, bool); 10] = [
             ("targets", self.targets.is_some()),
             ("fork", self.fork.is_some()),
             ("ring_timeout_s", self.ring_timeout_s.is_some()),
+            ("codecs", self.codecs.is_some()),
             ("prompt", self.prompt.is_some()),
             ("then", self.then.is_some()),
             ("room", self.room.is_some()),
@@ -432,7 +456,7 @@ impl RuleConfig {
             ("reason", self.reason.is_some()),
         ];
         let used: &[&str] = match action {
-            "bridge" => &["targets", "fork", "ring_timeout_s"],
+            "bridge" => &["targets", "fork", "ring_timeout_s", "codecs"],
             "echo" => &[],
             "play" => &["prompt", "then"],
             "conference" => &["room"],
@@ -475,10 +499,18 @@ impl RuleConfig {
                 if secs == 0 {
                     return Err(err(&format!("{key}.ring_timeout_s"), "must be at least 1"));
                 }
+                let codecs = self.codecs.clone().unwrap_or_default();
+                if let Some(c) = codecs.iter().find(|c| !is_codec_name(c)) {
+                    return Err(err(
+                        &format!("{key}.codecs"),
+                        format!("{c:?} is not an SDP encoding name"),
+                    ));
+                }
                 Template::Bridge {
                     targets,
                     fork: self.fork.unwrap_or(Fork::Serial),
                     ring_timeout: Duration::from_secs(u64::from(secs)),
+                    codecs,
                 }
             }
             "echo" => Template::Echo,
@@ -706,11 +738,13 @@ impl StaticDialplan {
                 targets,
                 fork,
                 ring_timeout,
+                codecs,
             } => Action::Bridge(Bridge {
                 targets: targets.iter().map(|t| fill(t, r)).collect(),
                 fork: *fork,
                 ring_timeout: *ring_timeout,
                 headers: Vec::new(),
+                codecs: codecs.clone(),
             }),
             Template::Echo => Action::Echo,
             Template::Play {

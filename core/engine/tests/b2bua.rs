@@ -260,6 +260,7 @@ impl Net {
                 fork: Fork::Serial,
                 ring_timeout: ring,
                 headers: Vec::new(),
+                codecs: Vec::new(),
             }),
         );
         self.sent()
@@ -1145,6 +1146,7 @@ fn parallel_forking_first_answer_wins_the_others_are_cancelled() {
             fork: Fork::Parallel,
             ring_timeout: Duration::from_secs(30),
             headers: Vec::new(),
+            codecs: Vec::new(),
         }),
     );
     let sent = net.sent();
@@ -1204,6 +1206,7 @@ fn parallel_forking_all_fail_the_best_failure_wins() {
             fork: Fork::Parallel,
             ring_timeout: Duration::from_secs(30),
             headers: Vec::new(),
+            codecs: Vec::new(),
         }),
     );
     let sent = net.sent();
@@ -1362,6 +1365,7 @@ fn a_prompt_in_early_media_then_a_bridge_keeps_the_callers_media() {
             fork: Fork::Serial,
             ring_timeout: Duration::from_secs(30),
             headers: Vec::new(),
+            codecs: Vec::new(),
         }),
     );
     // The prompt is over: Bob is called with Alice's offer.

@@ -26,6 +26,7 @@ fn call(user: &str) -> RouteRequest<'_> {
         from_user: Some("alice"),
         source: "127.0.0.9:5060".parse().unwrap(),
         transport: Transport::Udp,
+        headers: &[],
     }
 }
 
@@ -55,6 +56,7 @@ source = ["127.0.0.0/24", "::1"]
 action = "bridge"
 targets = ["sip:{user}@127.0.0.10", "sip:{user}@127.0.0.11;transport=tcp"]
 ring_timeout_s = 30
+codecs = ["PCMA", "PCMU"]
 
 [[dialplan.rule]]
 name = "hunt group"
@@ -101,6 +103,7 @@ fn rules_match_in_order_and_fill_templates() {
             fork: Fork::Serial,
             ring_timeout: Duration::from_secs(30),
             headers: Vec::new(),
+            codecs: vec!["PCMA".into(), "PCMU".into()],
         })
     );
     // Too short for the regex: on to the default.
@@ -246,6 +249,14 @@ fn bad_config_names_the_key() {
         (
             "[[dialplan.rule]]\naction = 'agent'\nagent = ''\n",
             "dialplan.rule[0].agent",
+        ),
+        (
+            "[[dialplan.rule]]\naction = 'bridge'\ntargets = ['sip:a@127.0.0.1']\ncodecs = ['PC MA']\n",
+            "dialplan.rule[0].codecs",
+        ),
+        (
+            "[[dialplan.rule]]\naction = 'echo'\ncodecs = ['PCMA']\n",
+            "dialplan.rule[0].codecs: not used by action \"echo\"",
         ),
         (
             "[[dialplan.rule]]\naction = 'echo'\nagent = 'bot'\n",

@@ -238,7 +238,11 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
         .header(HeaderName::From, &from)
         .header(HeaderName::To, &format!("<{}>", args.uri))
         .header(HeaderName::CallId, &format!("{:016x}@{host}", random_u64()))
-        .header(HeaderName::Contact, &format!("<sip:sentiric-call@{local}>"));
+        .header(HeaderName::Contact, &format!("<sip:sentiric-call@{local}>"))
+        .header(
+            HeaderName::UserAgent,
+            concat!("sentiric-call/", env!("CARGO_PKG_VERSION")),
+        );
     b.push_header("CSeq", "1 INVITE");
     let invite = b.body(Some("application/sdp"), sdp.as_bytes());
     let started = Instant::now();

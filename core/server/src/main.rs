@@ -531,6 +531,7 @@ fn run(checked: config::Checked, config_path: Option<String>) -> std::io::Result
                 .max_cps
                 .map(|c| u32::try_from(share(c as usize)).unwrap_or(u32::MAX)),
             max_call_duration: config.limits.max_call_duration_s.map(Duration::from_secs),
+            route_headers: config.plugins.route_headers.clone(),
             stop: Arc::clone(&stop),
             drain_timeout: Duration::from_secs(config.limits.drain_timeout_s),
             status: Arc::clone(&status),

@@ -15,6 +15,8 @@
 //! breaker_failures = 5       # failures in a row that open its circuit
 //! breaker_cooldown_ms = 5000 # open this long, then one call tries it
 //! agent_max_calls = 10000    # calls one agent holds at once, at most
+//! route_headers = ["P-Asserted-Identity", "Diversion", "User-Agent"]
+//!                            # the INVITE's headers a dialplan is given
 //!
 //! [plugins.apps]             # built-in apps an agent serves instead
 //! echo = "sentiric-plugin-echo-agent"
@@ -127,6 +129,10 @@ pub(crate) struct PluginsConfig {
     /// it takes the `on_failure` path.
     #[serde(default = "default_agent_max_calls")]
     pub(crate) agent_max_calls: usize,
+    /// The INVITE's headers a dialplan plugin is given, when present
+    /// (read at start-up).
+    #[serde(default = "default_route_headers")]
+    pub(crate) route_headers: Vec<String>,
 }
 
 /// `[plugins.sidecars.NAME]`: where a sidecar listens and the
@@ -202,8 +208,15 @@ impl Default for PluginsConfig {
             sidecars: BTreeMap::new(),
             apps: BTreeMap::new(),
             agent_max_calls: default_agent_max_calls(),
+            route_headers: default_route_headers(),
         }
     }
+}
+
+fn default_route_headers() -> Vec<String> {
+    ["P-Asserted-Identity", "Diversion", "User-Agent"]
+        .map(String::from)
+        .to_vec()
 }
 
 fn default_agent_max_calls() -> usize {
@@ -259,6 +272,14 @@ impl PluginsConfig {
         }
         if self.agent_max_calls == 0 {
             return Err("plugins.agent_max_calls: at least 1".into());
+        }
+        if let Some(h) = self.route_headers.iter().find(|h| {
+            h.is_empty()
+                || !h
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+        }) {
+            return Err(format!("plugins.route_headers: {h:?} is not a header name"));
         }
         if let Some(app) = self.apps.keys().find(|a| !APPS.contains(&a.as_str())) {
             return Err(format!(
@@ -595,6 +616,9 @@ impl Decision {
 }
 
 /// How routing a call began.
+// Returned once per call and matched at once: boxing the decision would
+// cost every call an allocation to save a move of 200 bytes.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Begun {
     /// Decided already (in process, or the circuit is open, or the
     /// sidecar has too many calls waiting).
@@ -787,6 +811,7 @@ impl PluginDialplan {
                         request_uri: request.request_uri,
                         user: request.user.unwrap_or_default(),
                         from_user: request.from_user.unwrap_or_default(),
+                        headers: request.headers,
                         source,
                         transport: request.transport.as_str(),
                         time_unix_us: unix_us(),
@@ -1514,7 +1539,7 @@ fn request(
         request_uri: request.request_uri.into(),
         user: request.user.unwrap_or_default().into(),
         from_user: request.from_user.unwrap_or_default().into(),
-        headers: Default::default(),
+        headers: request.headers.iter().cloned().collect(),
         source: request.source.to_string(),
         transport: request.transport.to_string(),
         time_unix_us: unix_us(),
@@ -1551,6 +1576,7 @@ fn decision(d: v1::RouteDecision) -> Result<Decision, String> {
             ms => Duration::from_millis(u64::from(ms)),
         },
         headers: headers.clone().into_iter().collect(),
+        codecs: b.codecs,
     };
     let mut params = Default::default();
     let action = match d.action {
@@ -1610,6 +1636,7 @@ mod tests {
                 fork: Fork::Serial,
                 ring_timeout: Duration::from_secs(30),
                 headers: vec![("X-A".into(), "1".into()), ("X-B".into(), "2".into())],
+                codecs: Vec::new(),
             })
         );
         assert_eq!(

@@ -670,6 +670,7 @@ struct Asking {
     from_user: Option<String>,
     source: SocketAddr,
     transport: Transport,
+    headers: Vec<(String, String)>,
 }
 
 impl Asking {
@@ -681,6 +682,7 @@ impl Asking {
             from_user: self.from_user.as_deref(),
             source: self.source,
             transport: self.transport,
+            headers: &self.headers,
         }
     }
 }
@@ -768,6 +770,8 @@ pub(crate) struct Settings {
     pub(crate) max_cps: Option<u32>,
     /// Longest a call may last once answered.
     pub(crate) max_call_duration: Option<Duration>,
+    /// The INVITE's headers dialplans are given.
+    pub(crate) route_headers: Vec<String>,
     /// Set by SIGTERM or SIGINT: drain, then return.
     pub(crate) stop: Arc<AtomicBool>,
     /// How long calls up may carry on once draining.
@@ -879,6 +883,7 @@ impl Placement {
                 from_user: from.as_ref().and_then(sentiric_sip::Uri::user),
                 source,
                 transport: Transport::Udp,
+                headers: &[],
             });
             if let sentiric_engine::dialplan::Action::Conference { room } = action {
                 let hasher = BuildHasherDefault::<DefaultHasher>::default();
@@ -967,6 +972,7 @@ pub(crate) fn run(
         max_calls,
         max_cps,
         max_call_duration,
+        route_headers,
         stop,
         drain_timeout,
         status,
@@ -997,6 +1003,7 @@ pub(crate) fn run(
     cfg.max_calls = max_calls;
     cfg.max_cps = max_cps;
     cfg.max_call_duration = max_call_duration;
+    cfg.route_headers = route_headers;
     let mut b2b = B2bua::new(cfg, media);
     let mut drain_deadline: Option<Instant> = None;
     let mut turn = Turn {
@@ -1228,6 +1235,7 @@ pub(crate) fn run(
                     from_user,
                     source,
                     transport,
+                    headers,
                 } => {
                     let trace_id = format!("{:016x}{:016x}", random_u64(), random_u64());
                     let mut info = CallInfo {
@@ -1245,6 +1253,7 @@ pub(crate) fn run(
                         from_user,
                         source,
                         transport,
+                        headers,
                     };
                     let begun = host.begin(
                         call,

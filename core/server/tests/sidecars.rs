@@ -5,8 +5,9 @@
 //! past the deadline gives the call its fallback within the deadline; one
 //! that is killed opens the circuit (calls fall back) and the circuit
 //! closes once it is back; calls beyond a sidecar's `max_in_flight` take
-//! the fallback at once; a decision's headers, tags and redirect reach
-//! the target's INVITE, the CDR and the caller; a call answered by an
+//! the fallback at once; a decision's headers, codec preference, tags
+//! (one from the INVITE's User-Agent, passed to the plugin) and redirect
+//! reach the target's INVITE, the CDR and the caller; a call answered by an
 //! agent (the sidecar's own echo conversation) hears what it plays; the
 //! Python example
 //! sidecar (grpcio) routes calls through the switch as well.
@@ -25,7 +26,8 @@ use sentiric_plugin_sdk::{v1, Dialplan, Plugin, PluginError};
 
 /// The prefix dialplan, except that the user `stall` takes 300 ms, the
 /// user `redirect` is sent to `sip:moved@127.0.0.9` with a 301, the
-/// INVITEs of users starting `hdr` carry `X-Route: RULE`, and the user
+/// INVITEs of users starting `hdr` carry `X-Route: RULE` and prefer PCMA
+/// (and their CDRs the caller's User-Agent), and the user
 /// `agent` is answered by this sidecar's own agent (the caller's audio
 /// back, as the echo agent does; `#` hangs up). The echo agent's own
 /// crate is not linked in: two plugin libraries in one binary would both
@@ -117,6 +119,13 @@ impl Dialplan for Slow {
         let mut d = self.0.dialplan().expect("a dialplan").route(request)?;
         if request.user.starts_with("hdr") {
             d.add_headers.insert("X-Route".into(), d.rule.clone());
+            if let Some(v1::route_decision::Action::Bridge(b)) = d.action.as_mut() {
+                b.codecs = vec!["PCMA".into()];
+            }
+            // The INVITE's headers the switch passes on.
+            if let Some(agent) = request.headers.get("user-agent") {
+                d.cdr_tags.insert("caller_agent".into(), agent.clone());
+            }
         }
         Ok(d)
     }
@@ -479,6 +488,9 @@ fn a_decisions_headers_tags_and_redirect_reach_the_invite_cdr_and_caller() {
     let invite = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(invite.starts_with("INVITE sip:hdr@"), "{invite}");
     assert!(invite.contains("\r\nX-Route: prefix hdr\r\n"), "{invite}");
+    // The caller offered PCMU first; the decision prefers PCMA.
+    let m = invite.lines().find(|l| l.starts_with("m=audio")).unwrap();
+    assert!(m.contains(" RTP/AVP 8 0 "), "{m}");
     // 486, with the INVITE's dialog and transaction headers.
     let mut busy = String::from("SIP/2.0 486 Busy Here\r\n");
     for l in invite.lines() {
@@ -514,7 +526,13 @@ fn a_decisions_headers_tags_and_redirect_reach_the_invite_cdr_and_caller() {
     };
     assert_eq!(rows.len(), 2, "{rows:#?}");
     let by = |code: i64| rows.iter().find(|r| r["sip_code"] == code).unwrap();
-    assert_eq!(by(486)["tags"], r#"{"route_prefix":"hdr"}"#);
+    assert_eq!(
+        by(486)["tags"],
+        format!(
+            r#"{{"caller_agent":"sentiric-call/{}","route_prefix":"hdr"}}"#,
+            env!("CARGO_PKG_VERSION")
+        )
+    );
     assert_eq!(by(301)["disposition"], "REDIRECTED");
     assert_eq!(by(301)["route"], "redirect sip:moved@127.0.0.9");
     drop(sidecar);
