@@ -19,23 +19,17 @@
 //! alternate the three (the sidecar a tenth as many frames); the figures
 //! are the medians of the rounds' p50 and p99.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
+
+use common::{median, pct};
 
 use sentiric_media::agent::AgentAudio;
 use sentiric_media::vad::VadConfig;
 use sentiric_plugin_sdk::host::Library;
 use sentiric_plugin_sdk::v1::{self, call_action::Action, call_input::Input};
-
-fn pct(v: &mut [u64], p: f64) -> u64 {
-    v.sort_unstable();
-    v[((v.len() - 1) as f64 * p) as usize]
-}
-
-fn median(mut v: Vec<u64>) -> u64 {
-    v.sort_unstable();
-    v[v.len() / 2]
-}
 
 /// Frame `i` of the caller at 16 kHz, as the agent hears it.
 fn frame(i: usize) -> Vec<u8> {
@@ -147,27 +141,9 @@ struct Sidecar {
 impl Sidecar {
     async fn start() -> Sidecar {
         use sentiric_plugin_echo_agent::EchoAgent;
-        use sentiric_plugin_sdk::certs::{Ca, Role};
         use sentiric_plugin_sdk::sidecar::tonic::codegen::tokio_stream::wrappers::ReceiverStream;
-        use sentiric_plugin_sdk::sidecar::{self, Tls};
-        let ca = Ca::new("bench CA").unwrap();
-        let tls = |role, name| {
-            let p = ca.issue(role, name, &[], false).unwrap();
-            Tls {
-                ca: ca.cert.clone(),
-                cert: p.cert,
-                key: p.key,
-            }
-        };
-        let (server, client_tls) = (tls(Role::Sidecar, "sidecar"), tls(Role::Switch, "switch"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            sidecar::serve(EchoAgent, listener, &server, std::future::pending())
-                .await
-                .unwrap();
-        });
-        let channel = sidecar::channel(
+        let (addr, client_tls) = common::sidecar(EchoAgent).await;
+        let channel = sentiric_plugin_sdk::sidecar::channel(
             addr,
             "localhost",
             &client_tls,

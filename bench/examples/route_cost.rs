@@ -19,10 +19,13 @@
 //! tenth as many calls); the figures are the medians of the rounds' p50
 //! and p99.
 
+mod common;
+
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use common::{median, pct};
 use sentiric_engine::dialplan::{
     Dialplan, DialplanConfig, RouteRequest, StaticDialplan, Transport,
 };
@@ -60,16 +63,6 @@ targets = ["sip:us@127.0.0.1:5072"]
 [default]
 code = 404
 "#;
-
-fn pct(v: &mut [u64], p: f64) -> u64 {
-    v.sort_unstable();
-    v[((v.len() - 1) as f64 * p) as usize]
-}
-
-fn median(mut v: Vec<u64>) -> u64 {
-    v.sort_unstable();
-    v[v.len() / 2]
-}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -151,8 +144,7 @@ fn main() {
 /// The sidecar's p50 and p99 (ns): medians over `rounds` of `calls`.
 fn sidecar(calls: usize, rounds: usize) -> (u64, u64) {
     use sentiric_plugin_prefix_dialplan::PrefixDialplan;
-    use sentiric_plugin_sdk::certs::{Ca, Role};
-    use sentiric_plugin_sdk::sidecar::{self, DialplanClient, Tls};
+    use sentiric_plugin_sdk::sidecar::DialplanClient;
     use sentiric_plugin_sdk::Plugin;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -160,28 +152,7 @@ fn sidecar(calls: usize, rounds: usize) -> (u64, u64) {
         .build()
         .unwrap();
     rt.block_on(async {
-        let ca = Ca::new("bench CA").unwrap();
-        let tls = |role, name| {
-            let p = ca.issue(role, name, &[], false).unwrap();
-            Tls {
-                ca: ca.cert.clone(),
-                cert: p.cert,
-                key: p.key,
-            }
-        };
-        let (server, client_tls) = (tls(Role::Sidecar, "sidecar"), tls(Role::Switch, "switch"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            sidecar::serve(
-                PrefixDialplan::new(PLUGIN).unwrap(),
-                listener,
-                &server,
-                std::future::pending(),
-            )
-            .await
-            .unwrap();
-        });
+        let (addr, client_tls) = common::sidecar(PrefixDialplan::new(PLUGIN).unwrap()).await;
         let mut client = DialplanClient::connect(
             addr,
             "localhost",

@@ -1,5 +1,6 @@
 //! What the load harnesses share: the element's processes and CPU time
-//! from /proc, and `sentiric run` started on a config of the harness's.
+//! from /proc, `sentiric run` started on a config of the harness's, a
+//! plugin served as a sidecar in the harness's process, percentiles.
 // Each harness uses part of this.
 #![allow(dead_code)]
 
@@ -161,4 +162,44 @@ pub(crate) fn start_sentiric(dir: &Path, config: &str) -> (Running, SocketAddr) 
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("sentiric said {line:?}"));
     (Running(child), addr)
+}
+
+/// The `p` quantile of `v` (sorted here).
+pub(crate) fn pct(v: &mut [u64], p: f64) -> u64 {
+    v.sort_unstable();
+    v[((v.len() - 1) as f64 * p) as usize]
+}
+
+/// The median of `v`.
+pub(crate) fn median(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+/// Serves `plugin` as a sidecar on a loopback port of this process's
+/// runtime, with development certificates made here: its address, and
+/// the switch's side of the mTLS.
+pub(crate) async fn sidecar<P: sentiric_plugin_sdk::Plugin>(
+    plugin: P,
+) -> (SocketAddr, sentiric_plugin_sdk::sidecar::Tls) {
+    use sentiric_plugin_sdk::certs::{Ca, Role};
+    use sentiric_plugin_sdk::sidecar::{self, Tls};
+    let ca = Ca::new("bench CA").unwrap();
+    let tls = |role, name| {
+        let p = ca.issue(role, name, &[], false).unwrap();
+        Tls {
+            ca: ca.cert.clone(),
+            cert: p.cert,
+            key: p.key,
+        }
+    };
+    let (server, client) = (tls(Role::Sidecar, "sidecar"), tls(Role::Switch, "switch"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        sidecar::serve(plugin, listener, &server, std::future::pending())
+            .await
+            .unwrap();
+    });
+    (addr, client)
 }

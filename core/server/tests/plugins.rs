@@ -332,7 +332,7 @@ fn agents_in_process_answer_calls_and_serve_the_built_in_apps() {
     // meanwhile is beyond the agent's one call: 503 (the rules would send
     // it to the agent again).
     let first = std::thread::scope(|scope| {
-        let first = scope.spawn(|| common::echoed_through(&sw, &dir, "agent"));
+        let first = scope.spawn(|| common::echoed_through(&sw, &dir, "agent", &[]));
         assert!(
             sw.wait_lines(
                 &format!("connected to agent {echo}"),
@@ -349,7 +349,7 @@ fn agents_in_process_answer_calls_and_serve_the_built_in_apps() {
     assert!(best > 0.8, "correlation {best:.3}: {summary}");
     assert!(!sw.lines("1 calls with it; 503").is_empty());
     // The echo app, served by the agent instead of the data plane.
-    let (best, summary) = common::echoed_through(&sw, &dir, "600");
+    let (best, summary) = common::echoed_through(&sw, &dir, "600", &[]);
     assert!(best > 0.8, "correlation {best:.3}: {summary}");
     assert_eq!(
         sw.lines(&format!("connected to agent {echo}")).len(),
@@ -453,7 +453,7 @@ fn agents_in_process_answer_calls_and_serve_the_built_in_apps() {
     // next call to it is not answered.
     assert_eq!(call(&sw, "crash"), 503);
     assert!(!sw.lines("circuit open; 503").is_empty());
-    let (best, summary) = common::echoed_through(&sw, &dir, "601");
+    let (best, summary) = common::echoed_through(&sw, &dir, "601", &[]);
     assert!(best > 0.8, "correlation {best:.3}: {summary}");
     let metrics = common::http_get(sw.http(), "/metrics", None).1;
     let value = |metric: &str, plugin: &str, result: &str| {

@@ -598,7 +598,7 @@ fn a_call_answered_by_an_agent_hears_what_the_agent_plays() {
         "{:#?}",
         sw.log()
     );
-    let (best, summary) = common::echoed_through(&sw, &dir, "agent");
+    let (best, summary) = common::echoed_through(&sw, &dir, "agent", &[]);
     // 1.000 on a quiet machine; a frame the agent answers late (tests in
     // parallel on two cores) leaves a gap that shifts what follows.
     assert!(best > 0.8, "correlation {best:.3}: {summary}");

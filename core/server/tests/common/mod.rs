@@ -396,10 +396,10 @@ pub(crate) fn routed(sw: &Switch, calls: usize) -> Vec<serde_json::Value> {
 }
 
 /// A three-second call from `sentiric call` to `user` at `sw` playing a
-/// sweep (files in `dir`): how well what came back matches it (the best
-/// correlation), and the call's summary. The agent and echo tests'
-/// measure: each 20 ms the caller sends comes back.
-pub(crate) fn echoed_through(sw: &Switch, dir: &Path, user: &str) -> (f64, String) {
+/// sweep (files in `dir`; `more` arguments for it): how well what came
+/// back matches it (the best correlation), and the call's summary. The
+/// agent and echo tests' measure: each 20 ms the caller sends comes back.
+pub(crate) fn echoed_through(sw: &Switch, dir: &Path, user: &str, more: &[&str]) -> (f64, String) {
     let played = sweep(16_000);
     let (play, record) = (
         dir.join(format!("play-{user}.wav")),
@@ -417,6 +417,7 @@ pub(crate) fn echoed_through(sw: &Switch, dir: &Path, user: &str) -> (f64, Strin
             "--duration",
             "3",
         ])
+        .args(more)
         .output()
         .unwrap();
     let summary = String::from_utf8_lossy(&out.stdout).to_string();
