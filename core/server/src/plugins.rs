@@ -21,6 +21,9 @@
 //! [plugins.apps]             # built-in apps an agent serves instead
 //! echo = "sentiric-plugin-echo-agent"
 //!
+//! [plugins.policy.support-bot]   # one plugin's own on_failure
+//! on_failure = "reject"
+//!
 //! [plugins.config]           # each plugin's configuration, by name
 //! sentiric-plugin-prefix-dialplan = '''
 //! [[route]]
@@ -133,6 +136,20 @@ pub(crate) struct PluginsConfig {
     /// (read at start-up).
     #[serde(default = "default_route_headers")]
     pub(crate) route_headers: Vec<String>,
+    /// What differs for one plugin (a library's plugin name, a sidecar's
+    /// name), by name.
+    #[serde(default)]
+    pub(crate) policy: BTreeMap<String, Policy>,
+}
+
+/// `[plugins.policy.NAME]`: one plugin's own settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Policy {
+    /// Its `on_failure` (`fallback` or `reject`), instead of
+    /// `[plugins] on_failure`.
+    #[serde(default)]
+    pub(crate) on_failure: Option<String>,
 }
 
 /// `[plugins.sidecars.NAME]`: where a sidecar listens and the
@@ -209,6 +226,7 @@ impl Default for PluginsConfig {
             apps: BTreeMap::new(),
             agent_max_calls: default_agent_max_calls(),
             route_headers: default_route_headers(),
+            policy: BTreeMap::new(),
         }
     }
 }
@@ -240,13 +258,26 @@ fn default_breaker_cooldown_ms() -> u64 {
 }
 
 impl PluginsConfig {
+    /// Whether the plugin `name` fails closed (503): its policy's
+    /// `on_failure`, else `[plugins] on_failure`.
+    fn rejects(&self, name: &str) -> bool {
+        let own = self.policy.get(name).and_then(|p| p.on_failure.as_ref());
+        own.unwrap_or(&self.on_failure) == "reject"
+    }
+
     /// What is wrong with it, if anything.
     pub(crate) fn check(&self) -> Result<(), String> {
-        if !matches!(self.on_failure.as_str(), "fallback" | "reject") {
-            return Err(format!(
-                "plugins.on_failure: {:?}: fallback or reject",
-                self.on_failure
-            ));
+        let on_failure = self.policy.iter().filter_map(|(name, p)| {
+            p.on_failure
+                .as_ref()
+                .map(|f| (format!("plugins.policy.{name}.on_failure"), f))
+        });
+        for (key, value) in
+            std::iter::once(("plugins.on_failure".to_string(), &self.on_failure)).chain(on_failure)
+        {
+            if !matches!(value.as_str(), "fallback" | "reject") {
+                return Err(format!("{key}: {value:?}: fallback or reject"));
+            }
         }
         if !(1..=10_000).contains(&self.deadline_ms) {
             return Err(format!(
@@ -458,6 +489,16 @@ pub(crate) const BUILTIN: &str = "static";
 
 /// The built-in apps, by the names their metrics carry.
 const APPS: [&str; 3] = ["echo", "play", "conference"];
+
+/// The built-in app `action` answers with, as its place in [`APPS`].
+fn app_of(action: &Action) -> Option<usize> {
+    match action {
+        Action::Echo => Some(0),
+        Action::Play { .. } => Some(1),
+        Action::Conference { .. } => Some(2),
+        _ => None,
+    }
+}
 
 /// Calls routed through a dialplan: the built-in `[dialplan]` rules, a
 /// library in process or a sidecar, each behind the same host (metrics,
@@ -703,6 +744,14 @@ impl PluginDialplan {
                 ));
             }
         }
+        for name in cfg.policy.keys() {
+            let known = name == BUILTIN
+                || sidecars.contains_key(name)
+                || loaded.iter().any(|l| &l.info.name == name);
+            if !known {
+                tracing::warn!("plugins.policy.{name}: no such plugin loaded or sidecar; unused");
+            }
+        }
         let gates = sidecars
             .keys()
             .chain(agents.keys())
@@ -726,7 +775,7 @@ impl PluginDialplan {
             gates,
             apps,
             rules,
-            reject_on_failure: cfg.on_failure == "reject",
+            reject_on_failure: cfg.rejects(&name),
             deadline: Duration::from_millis(cfg.deadline_ms),
             breaker: Breaker::new(cfg.breaker_failures, cfg.breaker_cooldown_ms),
             epoch: Instant::now(),
@@ -943,7 +992,8 @@ impl PluginDialplan {
         let Err(why) = admitted else {
             return decision;
         };
-        let fallback = (!self.reject_on_failure)
+        let reject = self.gates.get(agent).is_none_or(|g| g.reject_on_failure);
+        let fallback = (!reject)
             .then(|| self.rules.route(request))
             .filter(|a| !matches!(a, Action::Agent { .. }));
         let (path, action, rule) = match fallback {
@@ -962,31 +1012,38 @@ impl PluginDialplan {
             ),
         };
         tracing::warn!(plugin = %agent, call_id, trace_id, "agent {agent}: {why}; {path}");
+        // The rules' app, served built in.
+        if let Some(app) = app_of(&action) {
+            self.apps[app].1.increment(1);
+        }
         Decision::new(action, rule)
     }
 
     /// `decision`, its built-in app handed to the agent `[plugins.apps]`
     /// names for it, if any (see [`served`](Self::served)).
     fn apps_served(&self, mut decision: Decision) -> Decision {
-        let (app, param) = match &decision.action {
-            Action::Echo => (0, None),
-            Action::Play { prompt, then } => {
-                if let AfterPlay::Continue(_) = then {
-                    self.apps[1].1.increment(1);
-                    return decision;
-                }
-                (1, Some(("prompt", prompt)))
-            }
-            Action::Conference { room } => (2, Some(("room", room))),
-            _ => return decision,
+        let Some(app) = app_of(&decision.action) else {
+            return decision;
         };
         let (agent, builtin) = &self.apps[app];
-        let Some(agent) = agent else {
+        let continues = matches!(
+            &decision.action,
+            Action::Play {
+                then: AfterPlay::Continue(_),
+                ..
+            }
+        );
+        let Some(agent) = agent.as_ref().filter(|_| !continues) else {
             builtin.increment(1);
             return decision;
         };
+        let param = match &decision.action {
+            Action::Play { prompt, .. } => Some(("prompt", prompt.clone())),
+            Action::Conference { room } => Some(("room", room.clone())),
+            _ => None,
+        };
         if let Some((key, value)) = param {
-            decision.params.insert(key.into(), value.clone());
+            decision.params.insert(key.into(), value);
         }
         decision.action = Action::Agent {
             agent: agent.clone(),
@@ -1271,6 +1328,8 @@ pub(crate) struct AgentGate {
     epoch: Instant,
     calls: AtomicUsize,
     max_calls: usize,
+    /// A call it cannot take gets 503 (else the `[dialplan]` rules).
+    reject_on_failure: bool,
     /// `sentiric_plugin_conversations_total{plugin, result}`.
     ok: metrics::Counter,
     broken: metrics::Counter,
@@ -1290,6 +1349,7 @@ impl AgentGate {
             epoch: Instant::now(),
             calls: AtomicUsize::new(0),
             max_calls: cfg.agent_max_calls,
+            reject_on_failure: cfg.rejects(name),
             ok: label("ok"),
             broken: label("error"),
             busy: label("busy"),
@@ -1749,9 +1809,41 @@ mod tests {
                 sidecars: [("s".into(), sidecar(None))].into(),
                 ..PluginsConfig::default()
             },
+            PluginsConfig {
+                agent_max_calls: 0,
+                ..PluginsConfig::default()
+            },
+            PluginsConfig {
+                route_headers: vec!["User Agent".into()],
+                ..PluginsConfig::default()
+            },
+            PluginsConfig {
+                policy: [(
+                    "p".into(),
+                    Policy {
+                        on_failure: Some("maybe".into()),
+                    },
+                )]
+                .into(),
+                ..PluginsConfig::default()
+            },
         ] {
             assert!(bad.check().is_err(), "{bad:?}");
         }
+        // One plugin's policy over the section's.
+        let closed = PluginsConfig {
+            on_failure: "reject".into(),
+            policy: [(
+                "open".into(),
+                Policy {
+                    on_failure: Some("fallback".into()),
+                },
+            )]
+            .into(),
+            ..PluginsConfig::default()
+        };
+        assert_eq!(closed.check(), Ok(()));
+        assert!(closed.rejects("other") && !closed.rejects("open"));
         // A dialplan sidecar needs no plugin directory.
         let remote = PluginsConfig {
             dialplan: Some("s".into()),

@@ -320,8 +320,11 @@ fn agents_in_process_answer_calls_and_serve_the_built_in_apps() {
              [[dialplan.rule]]\nuser = \"600\"\naction = \"echo\"\n\
              [[dialplan.rule]]\nuser = \"601\"\naction = \"echo\"\n\
              [[dialplan.rule]]\nuser = \"crash\"\naction = \"agent\"\nagent = \"sentiric-plugin-faulty\"\n\
+             [[dialplan.rule]]\nuser = \"801\"\naction = \"conference\"\nroom = \"r\"\n\
              [plugins]\ndir = \"{}\"\nagent_max_calls = 1\nbreaker_failures = 1\n\
-             breaker_cooldown_ms = 60000\n[plugins.apps]\necho = \"{echo}\"\n",
+             breaker_cooldown_ms = 60000\non_failure = \"reject\"\n\
+             [plugins.apps]\necho = \"{echo}\"\nconference = \"sentiric-plugin-faulty\"\n\
+             [plugins.policy.{echo}]\non_failure = \"fallback\"\n",
             rtp(32_800),
             dir.display()
         )),
@@ -330,7 +333,8 @@ fn agents_in_process_answer_calls_and_serve_the_built_in_apps() {
     // Connected by a rule: the caller hears its sweep back, through the
     // library's conversation on the worker's thread. A second call
     // meanwhile is beyond the agent's one call: 503 (the rules would send
-    // it to the agent again).
+    // it to the agent again); the echo test, which the agent serves, fails
+    // open (its policy): the rules' echo, served by the switch itself.
     let first = std::thread::scope(|scope| {
         let first = scope.spawn(|| common::echoed_through(&sw, &dir, "agent", &[]));
         assert!(
@@ -343,6 +347,7 @@ fn agents_in_process_answer_calls_and_serve_the_built_in_apps() {
             sw.log()
         );
         assert_eq!(call(&sw, "agent"), 503, "one call at a time");
+        assert_eq!(call(&sw, "600"), 200, "the built-in echo");
         first.join().unwrap()
     });
     let (best, summary) = first;
@@ -357,18 +362,23 @@ fn agents_in_process_answer_calls_and_serve_the_built_in_apps() {
         "{:#?}",
         sw.log()
     );
-    // In routing order: the busy one refused, the 600 call to the agent.
-    let r = routed(&sw, 3);
+    // In routing order: the busy one refused, the echo test built in, the
+    // 600 call to the agent.
+    let r = routed(&sw, 4);
+    let said: Vec<(&str, &str)> = r[1..4]
+        .iter()
+        .map(|r| (r["action"].as_str().unwrap(), r["rule"].as_str().unwrap()))
+        .collect();
     assert_eq!(
-        (r[1]["action"].as_str(), r[1]["rule"].as_str()),
-        (
-            Some("reject"),
-            Some("agent sentiric-plugin-echo-agent unavailable")
-        )
-    );
-    assert_eq!(
-        (r[2]["action"].as_str(), r[2]["rule"].as_str()),
-        (Some("agent"), Some("rule 1"))
+        said,
+        [
+            ("reject", "agent sentiric-plugin-echo-agent unavailable"),
+            (
+                "echo",
+                "agent sentiric-plugin-echo-agent unavailable: fallback"
+            ),
+            ("agent", "rule 1"),
+        ]
     );
     // Digits: each to the agent, which sends it back (RFC 4733, in the
     // call's stream) and tags the CDR with the digits so far; `#` hangs
@@ -450,9 +460,15 @@ fn agents_in_process_answer_calls_and_serve_the_built_in_apps() {
         sw.log()
     );
     // Its circuit open after that failure (breaker_failures = 1): the
-    // next call to it is not answered.
+    // next calls to it are not answered, the conference it serves fails
+    // closed ([plugins] on_failure).
     assert_eq!(call(&sw, "crash"), 503);
-    assert!(!sw.lines("circuit open; 503").is_empty());
+    assert_eq!(call(&sw, "801"), 503);
+    assert_eq!(
+        sw.lines("agent sentiric-plugin-faulty: circuit open; 503")
+            .len(),
+        2
+    );
     let (best, summary) = common::echoed_through(&sw, &dir, "601", &[]);
     assert!(best > 0.8, "correlation {best:.3}: {summary}");
     let metrics = common::http_get(sw.http(), "/metrics", None).1;
@@ -472,9 +488,9 @@ fn agents_in_process_answer_calls_and_serve_the_built_in_apps() {
         |plugin, result| value("sentiric_plugin_conversations_total", plugin, result);
     for (plugin, result, n) in [
         (echo, "ok", 4.0),
-        (echo, "busy", 1.0),
+        (echo, "busy", 2.0),
         ("sentiric-plugin-faulty", "error", 1.0),
-        ("sentiric-plugin-faulty", "skipped", 1.0),
+        ("sentiric-plugin-faulty", "skipped", 2.0),
     ] {
         assert_eq!(
             conversations(plugin, result),
@@ -482,7 +498,7 @@ fn agents_in_process_answer_calls_and_serve_the_built_in_apps() {
             "{plugin} {result}: {metrics}"
         );
     }
-    // The built-in echo served none: the agent took them all.
-    assert_eq!(count("echo", "ok"), 0.0, "{metrics}");
+    // The built-in echo served the one call the agent could not take.
+    assert_eq!(count("echo", "ok"), 1.0, "{metrics}");
     let _ = std::fs::remove_dir_all(&dir);
 }
