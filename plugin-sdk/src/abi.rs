@@ -12,8 +12,7 @@
 //! ```
 //!
 //! `sentiric_plugin_call` takes a method ([`METHOD_INFO`], [`METHOD_INIT`],
-//! [`METHOD_ROUTE`], the conversation methods [`METHOD_CONVERSE_START`],
-//! [`METHOD_CONVERSE_INPUT`], [`METHOD_CONVERSE_END`]) and its request, a
+//! [`METHOD_ROUTE`], the streams' methods below) and its request, a
 //! protobuf message of
 //! `sentiric.plugin.v1`, and writes its answer into `out`: on [`OK`] the
 //! method's reply message, on any other status a `PluginError`. What it
@@ -24,13 +23,20 @@
 //! a library answers one it does not know with [`UNKNOWN_METHOD`], and a
 //! host asks only for the services the library's `PluginInfo` names.
 //!
-//! An in-process agent's conversations live in the library, numbered:
-//! `CONVERSE_START` makes one and answers its `ConversationId`, each
-//! `CONVERSE_INPUT` (a `ConversationInput`) answers the `CallActions` it
-//! causes, `CONVERSE_END` drops it. An error or a panic in the
-//! conversation drops it too (later inputs to it fail). Conversations
-//! are independent: calls to different ones may come from different
-//! threads at once, and to one never do.
+//! The contract's streams live in the library as sessions, numbered
+//! (`SessionId`): an agent's conversation ([`METHOD_CONVERSE_START`] with
+//! a `ConverseStart`, then [`METHOD_CONVERSE_INPUT`]s, each a
+//! `ConversationInput` answered with the `CallActions` it causes), a
+//! recognition ([`METHOD_RECOGNIZE_START`] with the stream's first
+//! `Audio`, then [`METHOD_RECOGNIZE_AUDIO`]s, each a `RecognitionInput`
+//! answered with `Transcripts`, the first message's audio included, and
+//! [`METHOD_RECOGNIZE_END`] for the last ones), a synthesis
+//! ([`METHOD_SYNTHESIZE_START`] with a `Text`, then
+//! [`METHOD_SYNTHESIZE_NEXT`]s, each answered with a `SynthesisChunk`,
+//! until one is done). [`METHOD_SESSION_END`] drops one before its end
+//! (the call is over). A session's error or panic drops it too (later
+//! calls to it fail). Sessions are independent: calls to different ones
+//! may come from different threads at once, and to one never do.
 //!
 //! [`export_plugin!`]: crate::export_plugin
 
@@ -41,7 +47,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use prost::Message;
 
-use crate::{v1, Conversation, Plugin, PluginError};
+use crate::{v1, Conversation, Plugin, PluginError, Recognition, Synthesis};
 
 /// The version of this ABI. A change to the functions, the buffer or the
 /// meaning of a method or status is a new version.
@@ -56,13 +62,28 @@ pub const METHOD_INIT: u32 = 1;
 /// `Dialplan.Route`: a `RouteRequest` in, a `RouteDecision` out.
 pub const METHOD_ROUTE: u32 = 2;
 /// `Agent.Converse` begins: a `ConverseStart` in, the new conversation's
-/// `ConversationId` out.
+/// `SessionId` out.
 pub const METHOD_CONVERSE_START: u32 = 3;
 /// One input to a conversation: a `ConversationInput` in, the
 /// `CallActions` it causes out.
 pub const METHOD_CONVERSE_INPUT: u32 = 4;
-/// The call is over: a `ConversationId` in, nothing out.
-pub const METHOD_CONVERSE_END: u32 = 5;
+/// Drops a session (a conversation whose call is over, a recognition or
+/// synthesis no longer wanted): a `SessionId` in, nothing out.
+pub const METHOD_SESSION_END: u32 = 5;
+/// `SpeechToText.Recognize` begins: the stream's first `Audio` in (its
+/// audio is not taken: send it with the next method), a `SessionId` out.
+pub const METHOD_RECOGNIZE_START: u32 = 6;
+/// More audio: a `RecognitionInput` in, the `Transcripts` it completes
+/// out.
+pub const METHOD_RECOGNIZE_AUDIO: u32 = 7;
+/// The audio is over: a `SessionId` in, the last `Transcripts` out; the
+/// session is dropped.
+pub const METHOD_RECOGNIZE_END: u32 = 8;
+/// `TextToSpeech.Synthesize` begins: a `Text` in, a `SessionId` out.
+pub const METHOD_SYNTHESIZE_START: u32 = 9;
+/// The next chunk: a `SessionId` in, a `SynthesisChunk` out (done: the
+/// session is dropped).
+pub const METHOD_SYNTHESIZE_NEXT: u32 = 10;
 
 /// The call succeeded.
 pub const OK: i32 = 0;
@@ -110,15 +131,22 @@ impl Buffer {
     }
 }
 
-/// One conversation, shared between the table and the call using it.
-type Held = Arc<Mutex<Box<dyn Conversation>>>;
+/// A stream the library holds for the host.
+enum Session {
+    Conversation(Box<dyn Conversation>),
+    Recognition(Box<dyn Recognition>),
+    Synthesis(Synthesis),
+}
+
+/// One session, shared between the table and the call using it.
+type Held = Arc<Mutex<Session>>;
 
 /// What a library holds: the plugin, made by its first successful init,
-/// and its agent's conversations.
+/// and its sessions.
 #[doc(hidden)]
 pub struct Instance {
     plugin: OnceLock<Box<dyn Plugin>>,
-    conversations: Mutex<BTreeMap<u64, Held>>,
+    sessions: Mutex<BTreeMap<u64, Held>>,
     next: AtomicU64,
 }
 
@@ -128,18 +156,72 @@ impl Instance {
     pub const fn new() -> Instance {
         Instance {
             plugin: OnceLock::new(),
-            conversations: Mutex::new(BTreeMap::new()),
+            sessions: Mutex::new(BTreeMap::new()),
             next: AtomicU64::new(1),
         }
     }
 
-    /// The conversation table (a panic elsewhere never leaves it half
+    /// The session table (a panic elsewhere never leaves it half
     /// changed: each change is one map operation).
     fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Held>> {
-        self.conversations
+        self.sessions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// Keeps `session`: its id, encoded.
+    fn begin(&self, session: Session) -> Vec<u8> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.table().insert(id, Arc::new(Mutex::new(session)));
+        v1::SessionId { id }.encode_to_vec()
+    }
+
+    /// Runs `f` on the session `id`, its lock held and its panics caught:
+    /// the reply, and whether the session is over. An error, a panic or
+    /// the end drops the session (outside the table's lock: the plugin's
+    /// drop holds up no other session).
+    fn on(
+        &self,
+        id: u64,
+        f: impl FnOnce(&mut Session) -> Result<(Vec<u8>, bool), (i32, String)>,
+    ) -> Result<Vec<u8>, (i32, String)> {
+        let held = self
+            .table()
+            .get(&id)
+            .cloned()
+            .ok_or((FAILED, format!("no session {id}")))?;
+        let ran = catch_unwind(AssertUnwindSafe(|| {
+            let mut session = held
+                .lock()
+                .map_err(|_| (FAILED, "the session panicked before".to_string()))?;
+            f(&mut session)
+        }));
+        let (result, over) = match ran {
+            Ok(Ok((reply, over))) => (Ok(reply), over),
+            Ok(Err(e)) => (Err(e), true),
+            Err(panic) => (Err((PANICKED, panicked(panic.as_ref()))), true),
+        };
+        if over {
+            let gone = self.table().remove(&id);
+            drop(gone);
+        }
+        result
+    }
+}
+
+/// A request message decoded, or the status that says it did not.
+fn decoded<M: Message + Default>(input: &[u8], what: &str) -> Result<M, (i32, String)> {
+    M::decode(input).map_err(|e| (BAD_REQUEST, format!("{what}: {e}")))
+}
+
+/// The plugin's error as the ABI's.
+fn failed(PluginError(e): PluginError) -> (i32, String) {
+    (FAILED, e)
+}
+
+/// A session of another kind than the method's.
+fn not(kind: &str) -> (i32, String) {
+    (BAD_REQUEST, format!("not a {kind}"))
 }
 
 /// `sentiric_plugin_call` for the plugin `P` in `instance`: the body the
@@ -229,8 +311,14 @@ fn dispatch<P: Plugin>(
         if plugin.dialplan().is_some() {
             services.push("dialplan".to_string());
         }
-        if plugin.agent().is_some() {
-            services.push("agent".to_string());
+        for (service, has) in [
+            ("agent", plugin.agent().is_some()),
+            ("speech_to_text", plugin.speech_to_text().is_some()),
+            ("text_to_speech", plugin.text_to_speech().is_some()),
+        ] {
+            if has {
+                services.push(service.to_string());
+            }
         }
         return Ok(v1::PluginInfo {
             name: name.into(),
@@ -266,56 +354,83 @@ fn dispatch<P: Plugin>(
             let agent = plugin
                 .agent()
                 .ok_or((UNKNOWN_METHOD, "not an agent".to_string()))?;
-            let start = v1::ConverseStart::decode(input)
-                .map_err(|e| (BAD_REQUEST, format!("ConverseStart: {e}")))?;
-            let conversation = agent.start(&start).map_err(|PluginError(e)| (FAILED, e))?;
-            let id = instance.next.fetch_add(1, Ordering::Relaxed);
-            instance
-                .table()
-                .insert(id, Arc::new(Mutex::new(conversation)));
-            Ok(v1::ConversationId { id }.encode_to_vec())
+            let start: v1::ConverseStart = decoded(input, "ConverseStart")?;
+            let conversation = agent.start(&start).map_err(failed)?;
+            Ok(instance.begin(Session::Conversation(conversation)))
         }
         METHOD_CONVERSE_INPUT => {
             let v1::ConversationInput {
                 conversation: id,
                 input,
-            } = v1::ConversationInput::decode(input)
-                .map_err(|e| (BAD_REQUEST, format!("ConversationInput: {e}")))?;
+            } = decoded(input, "ConversationInput")?;
             let Some(input) = input.and_then(|i| i.input) else {
                 return Ok(Vec::new());
             };
-            let held = instance
-                .table()
-                .get(&id)
-                .cloned()
-                .ok_or((FAILED, format!("no conversation {id}")))?;
-            let mut actions = Vec::new();
-            let ran = catch_unwind(AssertUnwindSafe(|| {
-                let mut conversation = held.lock().map_err(|_| "poisoned".to_string())?;
-                conversation
-                    .input(input, &mut actions)
-                    .map_err(|PluginError(e)| e)
-            }));
-            match ran {
-                Ok(Ok(())) => Ok(v1::CallActions { actions }.encode_to_vec()),
-                Ok(Err(e)) => {
-                    instance.table().remove(&id);
-                    Err((FAILED, e))
-                }
-                Err(panic) => {
-                    instance.table().remove(&id);
-                    Err((PANICKED, panicked(panic.as_ref())))
-                }
-            }
+            instance.on(id, |session| {
+                let Session::Conversation(c) = session else {
+                    return Err(not("conversation"));
+                };
+                let mut actions = Vec::new();
+                c.input(input, &mut actions).map_err(failed)?;
+                Ok((v1::CallActions { actions }.encode_to_vec(), false))
+            })
         }
-        METHOD_CONVERSE_END => {
-            let v1::ConversationId { id } = v1::ConversationId::decode(input)
-                .map_err(|e| (BAD_REQUEST, format!("ConversationId: {e}")))?;
-            // Dropped outside the table's lock: the plugin's drop runs
-            // without holding up other conversations.
-            let gone = instance.table().remove(&id);
-            drop(gone);
-            Ok(Vec::new())
+        METHOD_SESSION_END => {
+            let v1::SessionId { id } = decoded(input, "SessionId")?;
+            instance.on(id, |_| Ok((Vec::new(), true)))
+        }
+        METHOD_RECOGNIZE_START => {
+            let stt = plugin
+                .speech_to_text()
+                .ok_or((UNKNOWN_METHOD, "not a speech recogniser".to_string()))?;
+            let first: v1::Audio = decoded(input, "Audio")?;
+            let recognition = stt.start(&first).map_err(failed)?;
+            Ok(instance.begin(Session::Recognition(recognition)))
+        }
+        METHOD_RECOGNIZE_AUDIO => {
+            let v1::RecognitionInput {
+                recognition: id,
+                audio,
+            } = decoded(input, "RecognitionInput")?;
+            instance.on(id, |session| {
+                let Session::Recognition(r) = session else {
+                    return Err(not("recognition"));
+                };
+                let mut transcripts = Vec::new();
+                r.audio(audio.unwrap_or_default(), &mut transcripts)
+                    .map_err(failed)?;
+                Ok((v1::Transcripts { transcripts }.encode_to_vec(), false))
+            })
+        }
+        METHOD_RECOGNIZE_END => {
+            let v1::SessionId { id } = decoded(input, "SessionId")?;
+            instance.on(id, |session| {
+                let Session::Recognition(r) = session else {
+                    return Err(not("recognition"));
+                };
+                let mut transcripts = Vec::new();
+                r.end(&mut transcripts).map_err(failed)?;
+                Ok((v1::Transcripts { transcripts }.encode_to_vec(), true))
+            })
+        }
+        METHOD_SYNTHESIZE_START => {
+            let tts = plugin
+                .text_to_speech()
+                .ok_or((UNKNOWN_METHOD, "not a speech synthesiser".to_string()))?;
+            let text: v1::Text = decoded(input, "Text")?;
+            let synthesis = tts.synthesize(&text).map_err(failed)?;
+            Ok(instance.begin(Session::Synthesis(synthesis)))
+        }
+        METHOD_SYNTHESIZE_NEXT => {
+            let v1::SessionId { id } = decoded(input, "SessionId")?;
+            instance.on(id, |session| {
+                let Session::Synthesis(s) = session else {
+                    return Err(not("synthesis"));
+                };
+                let audio = s.next().transpose().map_err(failed)?;
+                let done = audio.is_none();
+                Ok((v1::SynthesisChunk { audio, done }.encode_to_vec(), done))
+            })
         }
         other => Err((UNKNOWN_METHOD, format!("method {other}"))),
     }

@@ -5,8 +5,9 @@
 //! anything else of it is used; [`Library::init`] makes the plugin from
 //! its configuration; [`Library::route`] asks it for a decision, checked
 //! with [`check_decision`](crate::check_decision); [`Library::converse`]
-//! begins a conversation with its agent ([`LibraryConversation`]). Every
-//! failure is a
+//! begins a conversation with its agent ([`LibraryConversation`]),
+//! [`Library::recognize`] and [`Library::synthesize`] a recognition and a
+//! synthesis by its speech services. Every failure is a
 //! [`CallError`]: a panic in the plugin comes back as
 //! [`CallError::Panicked`], and the switch goes on.
 
@@ -179,13 +180,33 @@ impl Library {
         self: &Arc<Self>,
         start: &v1::ConverseStart,
     ) -> Result<LibraryConversation, CallError> {
-        let v1::ConversationId { id } =
-            self.invoke(abi::METHOD_CONVERSE_START, &start.encode_to_vec())?;
-        Ok(LibraryConversation {
+        let session = self.begin(abi::METHOD_CONVERSE_START, start)?;
+        Ok(LibraryConversation(session))
+    }
+
+    /// Begins recognising the stream `first` opens (send `first` itself
+    /// with [`LibraryRecognition::audio`]); dropped before its end, it is
+    /// abandoned.
+    pub fn recognize(self: &Arc<Self>, first: &v1::Audio) -> Result<LibraryRecognition, CallError> {
+        let session = self.begin(abi::METHOD_RECOGNIZE_START, first)?;
+        Ok(LibraryRecognition(session))
+    }
+
+    /// Begins speaking `text`: its chunks as an iterator; dropped before
+    /// its end, it is abandoned.
+    pub fn synthesize(self: &Arc<Self>, text: &v1::Text) -> Result<LibrarySynthesis, CallError> {
+        let session = self.begin(abi::METHOD_SYNTHESIZE_START, text)?;
+        Ok(LibrarySynthesis(session))
+    }
+
+    /// A session the library begins with `method` on `first`.
+    fn begin(self: &Arc<Self>, method: u32, first: &impl Message) -> Result<Session, CallError> {
+        let v1::SessionId { id } = self.invoke(method, &first.encode_to_vec())?;
+        Ok(Session {
             lib: Arc::clone(self),
             id,
             buf: Vec::new(),
-            ended: false,
+            over: false,
         })
     }
 
@@ -223,17 +244,60 @@ impl Library {
     }
 }
 
+/// A stream the library holds for the host (see the [ABI](crate::abi)):
+/// its calls, and its end when dropped.
+#[derive(Debug)]
+struct Session {
+    lib: Arc<Library>,
+    id: u64,
+    /// The last request's encoding, reused.
+    buf: Vec<u8>,
+    /// Ended: by its last message, or by the plugin's error.
+    over: bool,
+}
+
+impl Session {
+    /// `message` to the session with `method`; an error ends it.
+    fn call<T: Message + Default>(
+        &mut self,
+        method: u32,
+        message: &impl Message,
+    ) -> Result<T, CallError> {
+        if self.over {
+            return Err(CallError::Failed("the stream has ended".into()));
+        }
+        self.buf.clear();
+        message
+            .encode(&mut self.buf)
+            .map_err(|e| CallError::BadReply(e.to_string()))?;
+        let reply = self.lib.invoke(method, &self.buf);
+        if reply.is_err() {
+            self.over = true;
+        }
+        reply
+    }
+
+    /// The session's id as the ABI's message.
+    fn id(&self) -> v1::SessionId {
+        v1::SessionId { id: self.id }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if !self.over {
+            let id = self.id().encode_to_vec();
+            let _ = self
+                .lib
+                .invoke::<v1::PluginInfo>(abi::METHOD_SESSION_END, &id);
+        }
+    }
+}
+
 /// A conversation with an in-process agent: what the `Conversation` trait
 /// is on the plugin's side, through the ABI. Dropped, it ends.
 #[derive(Debug)]
-pub struct LibraryConversation {
-    lib: Arc<Library>,
-    id: u64,
-    /// The last input's encoding, reused.
-    buf: Vec<u8>,
-    /// The plugin ended it (its error or panic).
-    ended: bool,
-}
+pub struct LibraryConversation(Session);
 
 impl LibraryConversation {
     /// What the agent does on `input`, pushed to `actions` in order. An
@@ -243,39 +307,71 @@ impl LibraryConversation {
         input: v1::call_input::Input,
         actions: &mut Vec<v1::CallAction>,
     ) -> Result<(), CallError> {
-        if self.ended {
-            return Err(CallError::Failed("the conversation has ended".into()));
-        }
-        self.buf.clear();
-        v1::ConversationInput {
-            conversation: self.id,
+        let message = v1::ConversationInput {
+            conversation: self.0.id,
             input: Some(v1::CallInput { input: Some(input) }),
-        }
-        .encode(&mut self.buf)
-        .map_err(|e| CallError::BadReply(e.to_string()))?;
-        match self
-            .lib
-            .invoke::<v1::CallActions>(abi::METHOD_CONVERSE_INPUT, &self.buf)
-        {
-            Ok(v1::CallActions { actions: more }) => {
-                actions.extend(more);
-                Ok(())
-            }
-            Err(e) => {
-                self.ended = true;
-                Err(e)
-            }
-        }
+        };
+        let v1::CallActions { actions: more } =
+            self.0.call(abi::METHOD_CONVERSE_INPUT, &message)?;
+        actions.extend(more);
+        Ok(())
     }
 }
 
-impl Drop for LibraryConversation {
-    fn drop(&mut self) {
-        if !self.ended {
-            let id = v1::ConversationId { id: self.id }.encode_to_vec();
-            let _ = self
-                .lib
-                .invoke::<v1::PluginInfo>(abi::METHOD_CONVERSE_END, &id);
+/// A recognition by an in-process speech recogniser: the `Recognition`
+/// trait through the ABI.
+#[derive(Debug)]
+pub struct LibraryRecognition(Session);
+
+impl LibraryRecognition {
+    /// More audio; the transcripts it completes pushed to `out`. An error
+    /// ends the recognition.
+    pub fn audio(
+        &mut self,
+        audio: v1::Audio,
+        out: &mut Vec<v1::Transcript>,
+    ) -> Result<(), CallError> {
+        let message = v1::RecognitionInput {
+            recognition: self.0.id,
+            audio: Some(audio),
+        };
+        let v1::Transcripts { transcripts } = self.0.call(abi::METHOD_RECOGNIZE_AUDIO, &message)?;
+        out.extend(transcripts);
+        Ok(())
+    }
+
+    /// The audio is over: the last transcripts.
+    pub fn end(mut self) -> Result<Vec<v1::Transcript>, CallError> {
+        let id = self.0.id();
+        let v1::Transcripts { transcripts } = self.0.call(abi::METHOD_RECOGNIZE_END, &id)?;
+        self.0.over = true;
+        Ok(transcripts)
+    }
+}
+
+/// A synthesis by an in-process speech synthesiser: its chunks, each
+/// made as it is taken.
+#[derive(Debug)]
+pub struct LibrarySynthesis(Session);
+
+impl Iterator for LibrarySynthesis {
+    type Item = Result<v1::Audio, CallError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.0.over {
+            return None;
+        }
+        let id = self.0.id();
+        match self
+            .0
+            .call::<v1::SynthesisChunk>(abi::METHOD_SYNTHESIZE_NEXT, &id)
+        {
+            Ok(v1::SynthesisChunk { done: true, .. }) => {
+                self.0.over = true;
+                None
+            }
+            Ok(chunk) => Some(Ok(chunk.audio.unwrap_or_default())),
+            Err(e) => Some(Err(e)),
         }
     }
 }

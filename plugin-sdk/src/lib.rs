@@ -3,8 +3,8 @@
 //! The contract is written once, in `proto/sentiric/plugin/v1/plugin.proto`:
 //! a dialplan's `Route`, an agent's `Converse`, speech to text and text to
 //! speech. This crate has its messages as Rust types ([`v1`]), the
-//! services as traits ([`Dialplan`], [`Agent`]; the speech traits to
-//! follow), and two ways to ship an implementation:
+//! services as traits ([`Dialplan`], [`Agent`], [`SpeechToText`],
+//! [`TextToSpeech`]), and two ways to ship an implementation:
 //!
 //! * **In process**: [`export_plugin!`] makes the crate a `cdylib` the
 //!   switch loads from its plugin directory. The library exports three C
@@ -116,6 +116,44 @@ pub trait Conversation: Send {
     ) -> Result<(), PluginError>;
 }
 
+/// Transcribes streamed audio: the contract's `SpeechToText.Recognize`.
+///
+/// For each stream [`SpeechToText::start`] makes a [`Recognition`] from
+/// its first message (its `params`: language …, and sample rate); every
+/// message, the first included, is then given to it in order, and the
+/// transcripts it makes (partial ones that may change, final ones for a
+/// stretch of speech, with their timing) go back as they come; the
+/// stream's end is [`Recognition::end`], for what is left.
+pub trait SpeechToText: Send + Sync {
+    /// A recognition for the stream that `first` begins.
+    fn start(&self, first: &v1::Audio) -> Result<Box<dyn Recognition>, PluginError>;
+}
+
+/// One stream's recognition.
+pub trait Recognition: Send {
+    /// More audio: the transcripts it completes pushed to `out`. An
+    /// error ends the stream.
+    fn audio(&mut self, audio: v1::Audio, out: &mut Vec<v1::Transcript>)
+        -> Result<(), PluginError>;
+
+    /// The audio is over: the transcripts still to come (the last final
+    /// one).
+    fn end(&mut self, _out: &mut Vec<v1::Transcript>) -> Result<(), PluginError> {
+        Ok(())
+    }
+}
+
+/// Speaks text: the contract's `TextToSpeech.Synthesize`.
+pub trait TextToSpeech: Send + Sync {
+    /// The audio of `text`, made as it is taken: each item a chunk of
+    /// 16-bit mono PCM at `text.sample_rate` (0: 16 kHz), in order.
+    fn synthesize(&self, text: &v1::Text) -> Result<Synthesis, PluginError>;
+}
+
+/// A synthesis under way: its chunks, made one at a time as they are
+/// taken (an error ends it).
+pub type Synthesis = Box<dyn Iterator<Item = Result<v1::Audio, PluginError>> + Send>;
+
 /// A plugin: made once from its configuration when the switch loads it,
 /// then asked for the services it implements.
 pub trait Plugin: Send + Sync + 'static {
@@ -132,6 +170,16 @@ pub trait Plugin: Send + Sync + 'static {
 
     /// Its agent, if it is one.
     fn agent(&self) -> Option<&dyn Agent> {
+        None
+    }
+
+    /// Its speech recogniser, if it has one.
+    fn speech_to_text(&self) -> Option<&dyn SpeechToText> {
+        None
+    }
+
+    /// Its speech synthesiser, if it has one.
+    fn text_to_speech(&self) -> Option<&dyn TextToSpeech> {
         None
     }
 

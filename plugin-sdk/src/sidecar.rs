@@ -1,8 +1,8 @@
 //! A plugin as a gRPC sidecar over mTLS, and the client the switch
 //! reaches one with.
 //!
-//! [`serve`] runs a [`Plugin`]'s services (its dialplan and agent) on a
-//! TCP address. The sidecar accepts TLS itself: TLS 1.3 only, a client
+//! [`serve`] runs a [`Plugin`]'s services (its dialplan, agent, speech
+//! recogniser and synthesiser) on a TCP address. The sidecar accepts TLS itself: TLS 1.3 only, a client
 //! certificate required and verified against the configured CA, so a
 //! client without one, with one from another CA, or with an expired one
 //! is refused at the handshake, and every refusal is logged (`tracing`,
@@ -30,7 +30,7 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
-use crate::{check_decision, v1, InvalidDecision, Plugin};
+use crate::{check_decision, v1, InvalidDecision, Plugin, PluginError, Recognition};
 
 /// The gRPC crate the sidecars and clients are built on, for the
 /// contract's generated clients and servers (`v1::agent_client` …).
@@ -229,40 +229,186 @@ impl<P: Plugin> v1::agent_server::Agent for AgentService<P> {
             ));
         };
         let (plugin, may_block) = (Arc::clone(&self.plugin), self.plugin.may_block());
-        let mut conversation =
-            plugin_code(may_block, move || plugin.agent().map(|a| a.start(&start)))
-                .await?
-                .ok_or_else(|| tonic::Status::unimplemented("not an agent"))?
-                .map_err(|e| tonic::Status::failed_precondition(e.0))?;
+        let conversation = plugin_code(may_block, move || plugin.agent().map(|a| a.start(&start)))
+            .await?
+            .ok_or_else(|| tonic::Status::unimplemented("not an agent"))?
+            .map_err(|e| tonic::Status::failed_precondition(e.0))?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(pump(
+            may_block,
+            conversation,
+            None,
+            inputs,
+            tx,
+            |c: &mut Box<dyn crate::Conversation>, msg: v1::CallInput, out| match msg.input {
+                Some(input) => c.input(input, out),
+                None => Ok(()),
+            },
+            |_, _| Ok(()),
+        ));
+        Ok(tonic::Response::new(Received(rx)))
+    }
+}
+
+/// Feeds a stream's messages (`first`, then `inputs`) to `session` one at
+/// a time, where the plugin says its code may run, and sends what each
+/// makes (`feed`), then what `finish` makes when the client closes its
+/// side, to `tx`. A failure or a panic ends the stream with its status; a
+/// client that stops listening ends it quietly.
+#[allow(clippy::too_many_arguments)]
+async fn pump<S, I, O>(
+    may_block: bool,
+    mut session: S,
+    first: Option<I>,
+    mut inputs: tonic::Streaming<I>,
+    tx: tokio::sync::mpsc::Sender<Result<O, tonic::Status>>,
+    feed: fn(&mut S, I, &mut Vec<O>) -> Result<(), PluginError>,
+    finish: fn(&mut S, &mut Vec<O>) -> Result<(), PluginError>,
+) where
+    S: Send + 'static,
+    I: Send + 'static,
+    O: Send + 'static,
+{
+    let mut first = first;
+    loop {
+        let next = match first.take() {
+            Some(m) => Some(m),
+            None => match inputs.message().await {
+                Ok(m) => m,
+                // The client went: nobody is listening.
+                Err(_) => return,
+            },
+        };
+        let over = next.is_none();
+        let ran = plugin_code(may_block, move || {
+            let mut out = Vec::new();
+            let r = match next {
+                Some(m) => feed(&mut session, m, &mut out),
+                None => finish(&mut session, &mut out),
+            };
+            (session, r, out)
+        })
+        .await;
+        let (back, result, out) = match ran {
+            Ok(r) => r,
+            Err(status) => {
+                let _ = tx.send(Err(status)).await;
+                return;
+            }
+        };
+        session = back;
+        for o in out {
+            if tx.send(Ok(o)).await.is_err() {
+                return;
+            }
+        }
+        if let Err(e) = result {
+            let _ = tx.send(Err(tonic::Status::internal(e.0))).await;
+            return;
+        }
+        if over {
+            return;
+        }
+    }
+}
+
+/// The speech recognition service over the plugin: one [`Recognition`] a
+/// stream.
+struct SpeechToTextService<P> {
+    plugin: Arc<P>,
+}
+
+#[tonic::async_trait]
+impl<P: Plugin> v1::speech_to_text_server::SpeechToText for SpeechToTextService<P> {
+    type RecognizeStream = Received<Result<v1::Transcript, tonic::Status>>;
+
+    async fn recognize(
+        &self,
+        request: tonic::Request<tonic::Streaming<v1::Audio>>,
+    ) -> Result<tonic::Response<Self::RecognizeStream>, tonic::Status> {
+        if self.plugin.speech_to_text().is_none() {
+            return Err(tonic::Status::unimplemented("not a speech recogniser"));
+        }
+        let mut inputs = request.into_inner();
+        let Some(first) = inputs.message().await? else {
+            return Err(tonic::Status::invalid_argument("no audio"));
+        };
+        let (plugin, may_block) = (Arc::clone(&self.plugin), self.plugin.may_block());
+        let opening = first.clone();
+        let recognition = plugin_code(may_block, move || {
+            plugin.speech_to_text().map(|s| s.start(&opening))
+        })
+        .await?
+        .ok_or_else(|| tonic::Status::unimplemented("not a speech recogniser"))?
+        .map_err(|e| tonic::Status::failed_precondition(e.0))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(pump(
+            may_block,
+            recognition,
+            Some(first),
+            inputs,
+            tx,
+            |r: &mut Box<dyn Recognition>, audio, out| r.audio(audio, out),
+            |r, out| r.end(out),
+        ));
+        Ok(tonic::Response::new(Received(rx)))
+    }
+}
+
+/// The speech synthesis service over the plugin: a [`Synthesis`] a
+/// request, its chunks streamed as they are made.
+struct TextToSpeechService<P> {
+    plugin: Arc<P>,
+}
+
+#[tonic::async_trait]
+impl<P: Plugin> v1::text_to_speech_server::TextToSpeech for TextToSpeechService<P> {
+    type SynthesizeStream = Received<Result<v1::Audio, tonic::Status>>;
+
+    async fn synthesize(
+        &self,
+        request: tonic::Request<v1::Text>,
+    ) -> Result<tonic::Response<Self::SynthesizeStream>, tonic::Status> {
+        if self.plugin.text_to_speech().is_none() {
+            return Err(tonic::Status::unimplemented("not a speech synthesiser"));
+        }
+        let (plugin, may_block) = (Arc::clone(&self.plugin), self.plugin.may_block());
+        let text = request.into_inner();
+        let mut synthesis = plugin_code(may_block, move || {
+            plugin.text_to_speech().map(|t| t.synthesize(&text))
+        })
+        .await?
+        .ok_or_else(|| tonic::Status::unimplemented("not a speech synthesiser"))?
+        .map_err(|e| tonic::Status::invalid_argument(e.0))?;
+        // A few chunks ahead of the client at most: the synthesis runs
+        // as the audio is taken.
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
-            // Until the switch closes its side, an error, or the switch
-            // stops listening.
-            while let Ok(Some(msg)) = inputs.message().await {
-                let Some(input) = msg.input else {
-                    continue;
-                };
+            loop {
                 let ran = plugin_code(may_block, move || {
-                    let mut actions = Vec::new();
-                    let r = conversation.input(input, &mut actions);
-                    (conversation, r, actions)
+                    let chunk = synthesis.next();
+                    (synthesis, chunk)
                 })
                 .await;
-                let (back, result, actions) = match ran {
-                    Ok(r) => r,
+                let chunk = match ran {
+                    Ok((back, chunk)) => {
+                        synthesis = back;
+                        chunk
+                    }
                     Err(status) => {
                         let _ = tx.send(Err(status)).await;
                         return;
                     }
                 };
-                conversation = back;
-                for a in actions {
-                    if tx.send(Ok(a)).await.is_err() {
+                let sent = match chunk {
+                    None => return,
+                    Some(Ok(audio)) => tx.send(Ok(audio)).await,
+                    Some(Err(e)) => {
+                        let _ = tx.send(Err(tonic::Status::internal(e.0))).await;
                         return;
                     }
-                }
-                if let Err(e) = result {
-                    let _ = tx.send(Err(tonic::Status::internal(e.0))).await;
+                };
+                if sent.is_err() {
                     return;
                 }
             }
@@ -310,10 +456,18 @@ pub async fn serve<P: Plugin>(
     let dialplan = v1::dialplan_server::DialplanServer::new(DialplanService {
         plugin: Arc::clone(&plugin),
     });
-    let agent = v1::agent_server::AgentServer::new(AgentService { plugin });
+    let agent = v1::agent_server::AgentServer::new(AgentService {
+        plugin: Arc::clone(&plugin),
+    });
+    let stt = v1::speech_to_text_server::SpeechToTextServer::new(SpeechToTextService {
+        plugin: Arc::clone(&plugin),
+    });
+    let tts = v1::text_to_speech_server::TextToSpeechServer::new(TextToSpeechService { plugin });
     let served = tonic::transport::Server::builder()
         .add_service(dialplan)
         .add_service(agent)
+        .add_service(stt)
+        .add_service(tts)
         .serve_with_incoming_shutdown(Received(rx), shutdown)
         .await;
     accepting.abort();

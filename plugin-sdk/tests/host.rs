@@ -1,6 +1,6 @@
 //! The host side of the ABI against real libraries: the example prefix
-//! dialplan, the example echo agent and the faulty fixture plugin (built
-//! as cdylibs alongside this
+//! dialplan, the example echo agent, the example DTMF speech services and
+//! the faulty fixture plugin (built as cdylibs alongside this
 //! test), and shared objects compiled here with the C compiler that speak
 //! another ABI version or none.
 
@@ -161,6 +161,52 @@ fn the_example_agent_converses_through_the_abi_on_several_threads_at_once() {
     for t in threads {
         t.join().unwrap();
     }
+}
+
+#[test]
+fn the_example_speech_services_speak_and_hear_through_the_abi() {
+    let lib = Arc::new(Library::open(&built("sentiric_plugin_dtmf_speech")).unwrap());
+    assert_eq!(
+        lib.init("").unwrap().services,
+        ["speech_to_text", "text_to_speech"]
+    );
+    let text = |t: &str| v1::Text {
+        text: t.into(),
+        sample_rate: 8_000,
+        ..v1::Text::default()
+    };
+    // Made a chunk at a time as taken: 160 ms a key, 20 ms a chunk.
+    let chunks: Vec<v1::Audio> = lib
+        .synthesize(&text("*42"))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(chunks.len(), 24);
+    // One left before its end is dropped (ended in the library).
+    let mut abandoned = lib.synthesize(&text("1234567890")).unwrap();
+    assert!(abandoned.next().is_some());
+    drop(abandoned);
+    let first = v1::Audio {
+        sample_rate: 8_000,
+        ..v1::Audio::default()
+    };
+    let mut r = lib.recognize(&first).unwrap();
+    let mut heard = Vec::new();
+    r.audio(first, &mut heard).unwrap();
+    for c in chunks {
+        r.audio(c, &mut heard).unwrap();
+    }
+    heard.extend(r.end().unwrap());
+    let texts: Vec<(&str, bool)> = heard.iter().map(|t| (t.text.as_str(), t.r#final)).collect();
+    assert_eq!(
+        texts,
+        [("*", false), ("*4", false), ("*42", false), ("*42", true)]
+    );
+    // What it cannot say: the plugin's error, from the start.
+    assert!(matches!(
+        lib.synthesize(&text("hello")),
+        Err(CallError::Failed(m)) if m.contains("cannot speak 'h'")
+    ));
 }
 
 /// The faulty plugin's agent (`lib` made): a conversation that panics or
