@@ -269,7 +269,8 @@ struct AgentCall {
     actions: Vec<pv1::CallAction>,
     /// Why its conversation is over, when it is (the call ends).
     gone: Option<String>,
-    /// The agent hung up: its stream's end is no failure.
+    /// The call is being hung up (by the agent, or for its failure):
+    /// the stream's end is no (further) failure.
     hung_up: bool,
     /// The caller's RFC 4733 format, if it offered one.
     te: Option<TelephoneEvent>,
@@ -722,7 +723,6 @@ fn routed(
     b2b.route(now, call, action);
 }
 
-/// A call's Call-ID and trace id for its log lines.
 /// The event of an RFC 4733 digit received from `side`.
 fn received(side: v1::Side, digit: char, ms: u32) -> Body {
     Body::DtmfReceived(v1::DtmfReceived {
@@ -740,6 +740,7 @@ fn emit_for(ids: &mut HashMap<CallRef, CallInfo>, events: &Events, call: CallRef
     }
 }
 
+/// A call's Call-ID and trace id for its log lines.
 fn ids_of(ids: &HashMap<CallRef, CallInfo>, call: CallRef) -> (&str, &str) {
     ids.get(&call)
         .map_or(("", ""), |i| (i.call_id.as_str(), i.trace_id.as_str()))
@@ -1778,9 +1779,12 @@ pub(crate) fn run(
                 let emit = |b| emit_for(&mut ids, &events, call, b);
                 a.act(now, call, action, &mut b2b, &mut done, emit);
             }
-            if let Some(why) = a.gone.take() {
-                tracing::warn!(call = call.0, "{why}; the call ends");
-                b2b.hang_up(now, call);
+            if !a.hung_up {
+                if let Some(why) = &a.gone {
+                    tracing::warn!(call = call.0, "{why}; the call ends");
+                    a.hung_up = true;
+                    b2b.hang_up(now, call);
+                }
             }
         }
         for a in agents.values_mut() {
