@@ -6,7 +6,8 @@
 //! is: `a`/`b`/`c` a datagram from the caller, the callee or a stranger;
 //! `A` a message from the caller over TCP; `t` a time step (the next byte, in units of 100 ms); `r` a routing
 //! decision for every call waiting (the next byte picks bridge, echo,
-//! play, conference, parallel bridge or reject).
+//! play, conference, parallel bridge, agent, redirect or reject); `T` an
+//! agent's transfer of every call to the callee.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -90,6 +91,12 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             b'x' => b2b.transport_failed(now, peers[1]),
+            // An agent hands its call on (to the second peer).
+            b'T' => {
+                for call in 0..4 {
+                    b2b.transfer(now, CallRef(call), "sip:bob@127.0.0.3:5060", Duration::from_secs(5));
+                }
+            }
             b't' => {
                 now += Duration::from_millis(100 * u64::from(rest.first().copied().unwrap_or(1)));
                 b2b.handle_timeout(now);

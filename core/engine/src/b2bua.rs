@@ -54,6 +54,11 @@
 //!   plays the prompt; its owner calls [`B2bua::prompt_over`] at the end.
 //! * conference: the switch answers in G.711 and the media plane mixes
 //!   the room (each member hears everyone else).
+//! * agent, then a blind transfer ([`B2bua::transfer`]): the switch
+//!   answers for the agent; the agent hands the call on to a target,
+//!   which is invited while A stays on the agent; its 2xx is ACKed and its
+//!   media joins A's as A's was answered (transcoded if need be), A is
+//!   told nothing; its failure hangs A up, A's BYE meanwhile cancels it.
 //! * parallel forking: every target at once; provisional responses go to
 //!   A, the first 2xx wins and the other forks are cancelled (a 2xx that
 //!   crosses the CANCEL is ACKed and hung up), and when every fork has
@@ -445,6 +450,9 @@ struct Call {
     /// the dialplan continues after): B's answers are settled against it,
     /// and A is sent this SDP, not B's.
     a_media: Option<(Arc<[u8]>, LegFormat)>,
+    /// Being handed on to B ([`B2bua::transfer`]): A is answered, B not
+    /// yet.
+    transferring: bool,
     /// What the dialplan does once the prompt being played is over.
     after_play: Option<Action>,
     /// The last ACK sent on each leg (A, B), resent when a 2xx is.
@@ -1056,6 +1064,7 @@ impl<M: MediaPlane> B2bua<M> {
                 reinvite: None,
                 offer: None,
                 a_media: None,
+                transferring: false,
                 after_play: None,
                 last_ack: [None, None],
                 tx_ids: Vec::new(),
@@ -1209,8 +1218,6 @@ impl<M: MediaPlane> B2bua<M> {
         }
     }
 
-    /// INVITEs `target` as a B leg: the one leg of a serial bridge, or
-    /// one fork of a parallel one.
     /// The headers of `headers` the dialplan is given
     /// ([`B2buaConfig::route_headers`]).
     fn route_headers(&self, headers: &sentiric_sip::header::Headers<'_>) -> Vec<(String, String)> {
@@ -1227,6 +1234,8 @@ impl<M: MediaPlane> B2bua<M> {
             .collect()
     }
 
+    /// INVITEs `target` as a B leg: the one leg of a serial bridge, or
+    /// one fork of a parallel one.
     fn invite_b(
         &mut self,
         now: Instant,
@@ -1369,6 +1378,11 @@ impl<M: MediaPlane> B2bua<M> {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
+        if c.transferring {
+            // A was answered: the transfer's failure hangs it up.
+            self.bye(now, call, Leg::A);
+            return self.end(call, status, None);
+        }
         let (tx, tag, invite) = (c.a_tx, c.a_tag.clone(), c.a_invite.clone());
         if let Ok(msg) = Message::parse(&invite) {
             if let Some(req) = msg.as_request() {
@@ -1554,7 +1568,12 @@ impl<M: MediaPlane> B2bua<M> {
             Method::Bye => {
                 let r = response_to(req, 200, "OK", None).finish();
                 self.respond(now, tx, r);
-                self.bye(now, call, leg.other());
+                if self.calls.get(&call).is_some_and(|c| c.transferring) {
+                    // B not answered yet.
+                    self.cancel_b(now, call);
+                } else {
+                    self.bye(now, call, leg.other());
+                }
                 self.end(call, 200, Some(leg));
             }
             Method::Invite | Method::Update => {
@@ -1995,7 +2014,10 @@ impl<M: MediaPlane> B2bua<M> {
                         }
                     }
                 }
-                self.relay_to_a(now, call, resp);
+                // A, answered, hears the agent until B answers.
+                if !c.transferring {
+                    self.relay_to_a(now, call, resp);
+                }
             }
             200..=299 => {
                 let b_key;
@@ -2036,6 +2058,9 @@ impl<M: MediaPlane> B2bua<M> {
                     }
                     self.bye(now, call, Leg::B);
                     return;
+                }
+                if self.calls.get(&call).is_some_and(|c| c.transferring) {
+                    return self.join_b(now, call, resp);
                 }
                 self.relay_to_a(now, call, resp);
             }
@@ -2428,8 +2453,86 @@ impl<M: MediaPlane> B2bua<M> {
                 }
                 self.respond_a(now, call, 183, "Session Progress", Some(&sdp));
             }
-            Ok(sdp) => self.respond_a(now, call, 200, "OK", Some(&sdp.to_bytes())),
+            Ok(sdp) => {
+                let bytes: Arc<[u8]> = sdp.to_bytes().into();
+                // An agent may hand the call on ([`B2bua::transfer`]):
+                // A's media stays as answered, B's joins it.
+                if let (Local::Agent(_), Some(format)) = (kind, codecs::answered_format(&sdp)) {
+                    if let Some(c) = self.calls.get_mut(&call) {
+                        c.a_media = Some((bytes.clone(), format));
+                    }
+                }
+                self.respond_a(now, call, 200, "OK", Some(&bytes));
+            }
             Err(_) => self.fail_a(now, call, 488, "Not Acceptable Here"),
+        }
+    }
+
+    /// Hands `call`, answered by the switch for an agent and up, on to
+    /// `target` (a blind transfer): B is invited with A's offer (the
+    /// switch's codecs added when it transcodes) while A stays connected;
+    /// when B answers, its media joins A's as A's was answered
+    /// (transcoded if B chose another codec), nothing is sent to A, and
+    /// the call goes on as a bridged one. If B fails (or does not answer
+    /// in `ring_timeout`), the switch hangs A up with B's status. `false`
+    /// when the call cannot be handed on: not an agent's, not up, already
+    /// being handed on, or `target` is not a SIP URI the switch can reach.
+    pub fn transfer(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        target: &str,
+        ring_timeout: Duration,
+    ) -> bool {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return false;
+        };
+        let eligible = c.state == State::Up
+            && c.a_media.is_some()
+            && c.b.is_none()
+            && c.forks.is_empty()
+            && !c.transferring;
+        if !eligible || target_addr(target).is_none() {
+            return false;
+        }
+        c.transferring = true;
+        c.targets = vec![target.to_string()];
+        c.next_target = 0;
+        c.ring_timeout = ring_timeout;
+        c.headers.clear();
+        c.prefer.clear();
+        self.try_next_target(now, call, 480);
+        self.drain_layer(now);
+        true
+    }
+
+    /// B answered a transfer ([`B2bua::transfer`]): its media joins A's
+    /// as A's was answered; A is told nothing. B's SDP the switch cannot
+    /// use ends the call.
+    fn join_b(&mut self, now: Instant, call: CallRef, resp: &Response<'_>) {
+        let Some((_, a)) = self.calls.get(&call).and_then(|c| c.a_media.clone()) else {
+            return;
+        };
+        let joined = sentiric_sdp::SessionDescription::parse(resp.body)
+            .map_err(|_| ())
+            .and_then(|b_sdp| {
+                self.media.offer(call, Leg::B, &b_sdp).map_err(|_| ())?;
+                codecs::settle_fixed(a, &b_sdp)
+            });
+        match joined {
+            Ok(plan) => {
+                self.media
+                    .transcode(call, plan.map(|b| Transcoding { a, b }));
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.transferring = false;
+                    c.state = State::Up;
+                }
+            }
+            Err(()) => {
+                self.bye(now, call, Leg::B);
+                self.bye(now, call, Leg::A);
+                self.end(call, 488, None);
+            }
         }
     }
 
@@ -2439,7 +2542,12 @@ impl<M: MediaPlane> B2bua<M> {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
-        if c.answered {
+        if c.transferring {
+            // B not answered yet: its INVITE cancelled, A's dialog ended.
+            self.cancel_b(now, call);
+            self.bye(now, call, Leg::A);
+            self.end(call, 200, None);
+        } else if c.answered {
             self.bye(now, call, Leg::A);
             self.bye(now, call, Leg::B);
             self.end(call, 200, None);

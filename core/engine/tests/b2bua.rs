@@ -1862,3 +1862,164 @@ fn a_prompt_in_early_media_never_ended_is_given_up_after_three_minutes() {
     only(&sent, ALICE, "SIP/2.0 480");
     assert_eq!(net.b2b.media().released, [call]);
 }
+
+/// Alice's call answered by the switch for an agent, and up: the call,
+/// Alice's tag.
+fn agent_call_up(net: &mut Net) -> (CallRef, String) {
+    let (call, _) = net.alice_calls("5000", 70);
+    net.b2b.route(
+        net.now,
+        call,
+        Action::Agent {
+            agent: "bot".into(),
+        },
+    );
+    let sent = net.sent();
+    let a_tag = tag_of(&only(&sent, ALICE, "SIP/2.0 200 OK").header(HeaderName::To));
+    net.send(ALICE, &a_request("ACK", &a_tag, 10, "g2"));
+    assert_eq!(net.events(), [Event::Answered { call }]);
+    (call, a_tag)
+}
+
+#[test]
+fn an_agent_hands_its_call_on_and_the_caller_is_told_nothing() {
+    let mut net = Net::new();
+    let (call, a_tag) = agent_call_up(&mut net);
+    assert!(net.b2b.transfer(
+        net.now,
+        call,
+        "sip:bob@127.0.0.3:5070",
+        Duration::from_secs(30)
+    ));
+    // Not twice.
+    assert!(!net.b2b.transfer(
+        net.now,
+        call,
+        "sip:bob@127.0.0.3:5070",
+        Duration::from_secs(30)
+    ));
+    let sent = net.sent();
+    assert_eq!(sent.len(), 1, "only Bob's INVITE");
+    let invite = only(&sent, BOB, "INVITE sip:bob@127.0.0.3:5070");
+    // Alice's offer, on the switch's port facing Bob.
+    assert!(
+        invite.body().contains("m=audio 40000 RTP/AVP 0 8 101"),
+        "{}",
+        invite.body()
+    );
+    let invite = Sent {
+        to: addr(BOB),
+        text: invite.text.clone(),
+        from_b: false,
+        stream: false,
+    };
+    // Bob rings: Alice, answered long ago, hears the agent meanwhile.
+    assert!(net
+        .answer(BOB, &invite, "180 Ringing", "tb", None)
+        .is_empty());
+    let sent = net.answer(BOB, &invite, "200 OK", "tb", Some(sdp("127.0.0.3", 20000)));
+    only(&sent, BOB, "ACK");
+    assert_eq!(sent.len(), 1, "nothing to Alice");
+    assert_eq!(net.events(), [], "answered once, by the agent");
+    // Bob's media joined; both legs speak PCMU: nothing to transcode.
+    assert_eq!(
+        net.b2b.media().offers.last().unwrap(),
+        &(Leg::B, "127.0.0.3:20000".into())
+    );
+    assert_eq!(net.b2b.media().plans.last(), Some(&(call, None)));
+    // A bridged call now: Alice's BYE goes on to Bob.
+    let sent = net.send(ALICE, &a_request("BYE", &a_tag, 11, "g3"));
+    only(&sent, ALICE, "SIP/2.0 200");
+    only(&sent, BOB, "BYE");
+    assert_eq!(
+        net.events(),
+        [Event::Ended {
+            call,
+            status: 200,
+            by: Some(Leg::A)
+        }]
+    );
+}
+
+#[test]
+fn a_transfer_the_target_refuses_hangs_the_caller_up_with_its_status() {
+    let mut net = Net::new();
+    let (call, a_tag) = agent_call_up(&mut net);
+    assert!(net.b2b.transfer(
+        net.now,
+        call,
+        "sip:bob@127.0.0.3:5070",
+        Duration::from_secs(30)
+    ));
+    let sent = net.sent();
+    let invite = Sent {
+        to: addr(BOB),
+        text: only(&sent, BOB, "INVITE").text.clone(),
+        from_b: false,
+        stream: false,
+    };
+    let sent = net.answer(BOB, &invite, "486 Busy Here", "tb", None);
+    only(&sent, BOB, "ACK");
+    let bye = only(&sent, ALICE, "BYE");
+    assert!(
+        bye.header(HeaderName::From).contains(&a_tag),
+        "{}",
+        bye.text
+    );
+    assert_eq!(
+        net.events(),
+        [Event::Ended {
+            call,
+            status: 486,
+            by: None
+        }]
+    );
+
+    // A transfer that cannot start leaves the call as it was.
+    let mut net = Net::new();
+    let (call, _) = agent_call_up(&mut net);
+    assert!(!net
+        .b2b
+        .transfer(net.now, call, "tel:+4930123", Duration::from_secs(30)));
+    assert!(net.sent().is_empty());
+    // Nor can a bridged call be handed on (no agent answered it).
+    let mut net = Net::new();
+    let (call, _, _) = call_up(&mut net);
+    assert!(!net.b2b.transfer(
+        net.now,
+        call,
+        "sip:carol@127.0.0.4",
+        Duration::from_secs(30)
+    ));
+}
+
+#[test]
+fn a_caller_who_hangs_up_during_a_transfer_cancels_it() {
+    let mut net = Net::new();
+    let (call, a_tag) = agent_call_up(&mut net);
+    assert!(net.b2b.transfer(
+        net.now,
+        call,
+        "sip:bob@127.0.0.3:5070",
+        Duration::from_secs(30)
+    ));
+    let sent = net.sent();
+    let invite = Sent {
+        to: addr(BOB),
+        text: only(&sent, BOB, "INVITE").text.clone(),
+        from_b: false,
+        stream: false,
+    };
+    net.answer(BOB, &invite, "180 Ringing", "tb", None);
+    let sent = net.send(ALICE, &a_request("BYE", &a_tag, 11, "g4"));
+    only(&sent, ALICE, "SIP/2.0 200");
+    only(&sent, BOB, "CANCEL");
+    assert_eq!(
+        net.events(),
+        [Event::Ended {
+            call,
+            status: 200,
+            by: Some(Leg::A)
+        }]
+    );
+}

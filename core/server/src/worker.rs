@@ -254,6 +254,9 @@ impl Stream {
 /// Digits an agent may have waiting to be sent.
 const MAX_DIGITS: usize = 64;
 
+/// How long the target of an agent's transfer may ring.
+const TRANSFER_RING: Duration = Duration::from_secs(60);
+
 /// A call connected to an agent: the caller's audio to it, its plays
 /// spoken to the caller one frame per 20 ms.
 struct AgentCall {
@@ -272,6 +275,8 @@ struct AgentCall {
     /// The call is being hung up (by the agent, or for its failure):
     /// the stream's end is no (further) failure.
     hung_up: bool,
+    /// The agent handed the call on: it may go before the target answers.
+    transferred: bool,
     /// The caller's RFC 4733 format, if it offered one.
     te: Option<TelephoneEvent>,
     /// Digits the agent asked to send, not yet begun (events).
@@ -375,11 +380,17 @@ impl AgentCall {
                 Err(e) => tracing::warn!(call = call.0, "agent: CDR tags refused: {e}"),
             },
             Some(A::Transfer(t)) => {
-                tracing::warn!(
-                    call = call.0,
-                    "agent: transfer to {} not carried out yet",
-                    t.uri
-                )
+                if b2b.transfer(now, call, &t.uri, TRANSFER_RING) {
+                    tracing::info!(call = call.0, "agent transfers the call to {}", t.uri);
+                    self.transferred = true;
+                } else {
+                    tracing::warn!(
+                        call = call.0,
+                        "agent: transfer to {:?} refused (not a reachable SIP URI, or \
+                         one is under way)",
+                        t.uri
+                    );
+                }
             }
             None => {}
         }
@@ -1123,8 +1134,9 @@ pub(crate) fn run(
                 Inbound::AgentGone(call, why) => {
                     // Still up (its media not released): it ends, and its
                     // release tidies the rest. Unless the agent hung up
-                    // itself, its conversation broke.
-                    if let Some(a) = agents.get_mut(&call) {
+                    // itself, its conversation broke. An agent that handed
+                    // the call on may go.
+                    if let Some(a) = agents.get_mut(&call).filter(|a| !a.transferred) {
                         if !a.hung_up {
                             a.link.broke();
                             tracing::warn!(call = call.0, "{why}; the call ends");
@@ -1411,6 +1423,18 @@ pub(crate) fn run(
                     peer,
                     dtmf,
                 } => {
+                    // B answered an agent's transfer: the agent leaves,
+                    // the caller's media goes to the relay.
+                    if leg == Leg::B {
+                        if let Some(mut a) = agents.remove(&call) {
+                            turn.taken.remove(&a.token);
+                            agent_tokens.remove(&a.token);
+                            a.tell(pv1::call_input::Input::Ended(pv1::CallEnded {
+                                cause: "transferred".into(),
+                            }));
+                            tracing::info!(call = call.0, "transferred: the agent leaves the call");
+                        }
+                    }
                     let c = calls.entry(call).or_default();
                     match leg {
                         Leg::A => (c.peer_a, c.dtmf_a) = (peer, dtmf),
@@ -1544,6 +1568,7 @@ pub(crate) fn run(
                                     actions: Vec::new(),
                                     gone: None,
                                     hung_up: false,
+                                    transferred: false,
                                     te: dtmf,
                                     to_send: VecDeque::new(),
                                     sending: None,

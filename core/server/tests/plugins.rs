@@ -437,14 +437,14 @@ fn agents_in_process_answer_calls_and_serve_the_built_in_apps() {
         Some(serde_json::json!("12")),
         "{tagged:?}"
     );
-    // An agent that panics (on the caller's first words) ends its call:
-    // the switch hangs up, and goes on with the next.
+    // An agent that panics (on the caller's digit 1) ends its call: the
+    // switch hangs up, and goes on with the next.
     let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
         .args([
             "call",
             &format!("sip:crash@{}", sw.addr),
-            "--play",
-            dir.join("play-agent.wav").to_str().unwrap(),
+            "--dtmf",
+            "1",
             "--duration",
             "10",
         ])
@@ -454,7 +454,7 @@ fn agents_in_process_answer_calls_and_serve_the_built_in_apps() {
     assert!(summary.contains("\"status\":200"), "{summary}");
     assert!(summary.contains("\"hung_up_by\":\"remote\""), "{summary}");
     assert!(
-        !sw.lines("panicked: the caller spoke; the call ends")
+        !sw.lines("panicked: asked to panic; the call ends")
             .is_empty(),
         "{:#?}",
         sw.log()
@@ -500,5 +500,43 @@ fn agents_in_process_answer_calls_and_serve_the_built_in_apps() {
     }
     // The built-in echo served the one call the agent could not take.
     assert_eq!(count("echo", "ok"), 1.0, "{metrics}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_agent_hands_its_call_on_and_the_caller_talks_to_the_target() {
+    let dir = plugin_dir("transfer");
+    // The target: another switch's echo test.
+    let callee = Switch::start(Some(&rtp(33_200)), &[]);
+    let faulty = "sentiric-plugin-faulty";
+    let sw = Switch::start(
+        Some(&format!(
+            "{}[[dialplan.rule]]\nuser = \"xfer\"\naction = \"agent\"\nagent = \"{faulty}\"\n\
+             [plugins]\ndir = \"{}\"\n[plugins.config]\n{faulty} = \"sip:600@{}\"\n",
+            rtp(33_400),
+            dir.display(),
+            callee.addr
+        )),
+        &[],
+    );
+    // Digit 3 at half a second: the agent transfers; the rest of the
+    // caller's sweep goes to the target's echo and comes back.
+    let (best, summary) = common::echoed_later(&sw, &dir, "xfer", &["--dtmf", "3"]);
+    // 1.000 on a quiet machine.
+    assert!(best > 0.8, "correlation {best:.3}: {summary}");
+    for line in [
+        format!("agent transfers the call to sip:600@{}", callee.addr),
+        "transferred: the agent leaves the call".to_string(),
+    ] {
+        assert!(!sw.lines(&line).is_empty(), "{line}: {:#?}", sw.log());
+    }
+    // Answered once for the caller; the target answered the switch.
+    assert_eq!(routed(&callee, 1).len(), 1);
+    let answered = sw
+        .events()
+        .iter()
+        .filter(|e| e["body"].get("CallAnswered").is_some())
+        .count();
+    assert_eq!(answered, 1);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -11,10 +11,10 @@
 //! | `header-injection` | adds a header whose value has a line break |
 //! | anything else | bridges to the configuration's target (its whole text) |
 //!
-//! Its agent misbehaves: DTMF `1` or the caller starting to speak panics,
-//! `2` fails, any other digit is answered with a hang-up naming it, the
-//! rest is ignored (a conversation whose `start` params hold `fail` is
-//! refused at the start).
+//! Its agent misbehaves: DTMF `1` panics, `2` fails, `3` transfers the
+//! call to the configuration's target, any other digit is answered with a
+//! hang-up naming it, the rest is ignored (a conversation whose `start`
+//! params hold `fail` is refused at the start).
 
 use std::time::Duration;
 
@@ -48,12 +48,16 @@ impl Agent for Faulty {
         if start.params.contains_key("fail") {
             return Err(PluginError::new("asked to fail at the start"));
         }
-        Ok(Box::new(Misbehaving))
+        Ok(Box::new(Misbehaving {
+            target: self.target.clone(),
+        }))
     }
 }
 
-/// One call's misbehaving conversation.
-struct Misbehaving;
+/// One call's misbehaving conversation: where `3` sends the call.
+struct Misbehaving {
+    target: String,
+}
 
 impl Conversation for Misbehaving {
     fn input(
@@ -63,8 +67,15 @@ impl Conversation for Misbehaving {
     ) -> Result<(), PluginError> {
         let reason = match input {
             Input::Dtmf(d) if d.digit == "1" => panic!("asked to panic"),
-            Input::SpeechStarted(_) => panic!("the caller spoke"),
             Input::Dtmf(d) if d.digit == "2" => return Err(PluginError::new("asked to fail")),
+            Input::Dtmf(d) if d.digit == "3" => {
+                actions.push(v1::CallAction {
+                    action: Some(Action::Transfer(v1::Transfer {
+                        uri: self.target.clone(),
+                    })),
+                });
+                return Ok(());
+            }
             Input::Dtmf(d) => format!("dtmf {}", d.digit),
             _ => return Ok(()),
         };

@@ -400,6 +400,44 @@ pub(crate) fn routed(sw: &Switch, calls: usize) -> Vec<serde_json::Value> {
 /// back matches it (the best correlation), and the call's summary. The
 /// agent and echo tests' measure: each 20 ms the caller sends comes back.
 pub(crate) fn echoed_through(sw: &Switch, dir: &Path, user: &str, more: &[&str]) -> (f64, String) {
+    let (played, heard, summary) = echo_call(sw, dir, user, more);
+    let best = best_correlation(&played, &heard);
+    eprintln!("{user}: heard back with correlation {best:.3}");
+    (best, summary)
+}
+
+/// [`echoed_through`] for a call whose audio starts coming back only
+/// part way (after a transfer): what came back is matched against the
+/// sweep from where it best lines up (its first quarter second searched
+/// for in the first two seconds played).
+pub(crate) fn echoed_later(sw: &Switch, dir: &Path, user: &str, more: &[&str]) -> (f64, String) {
+    let (played, heard, summary) = echo_call(sw, dir, user, more);
+    let start = heard
+        .iter()
+        .position(|s| s.unsigned_abs() > 500)
+        .unwrap_or(0);
+    let window = &heard[start..(start + 2_000).min(heard.len())];
+    let score = |at: usize| -> f64 {
+        let (mut xy, mut xx, mut yy) = (0.0f64, 0.0f64, 0.0f64);
+        for (x, y) in played[at..].iter().zip(window) {
+            let (x, y) = (f64::from(*x), f64::from(*y));
+            xy += x * y;
+            xx += x * x;
+            yy += y * y;
+        }
+        xy / (xx.sqrt() * yy.sqrt()).max(1.0)
+    };
+    let at = (0..16_000.min(played.len().saturating_sub(window.len())))
+        .max_by(|a, b| score(*a).total_cmp(&score(*b)))
+        .unwrap_or(0);
+    let best = best_correlation(&played[at..], &heard[start..]);
+    eprintln!("{user}: heard back from {at} samples in, correlation {best:.3}");
+    (best, summary)
+}
+
+/// Plays a sweep to `user` at `sw` for three seconds, recording what
+/// comes back: the sweep, the recording, the call's summary.
+fn echo_call(sw: &Switch, dir: &Path, user: &str, more: &[&str]) -> (Vec<i16>, Vec<i16>, String) {
     let played = sweep(16_000);
     let (play, record) = (
         dir.join(format!("play-{user}.wav")),
@@ -427,7 +465,5 @@ pub(crate) fn echoed_through(sw: &Switch, dir: &Path, user: &str, more: &[&str])
         sw.log()
     );
     let heard = wav_samples(&std::fs::read(&record).unwrap());
-    let best = best_correlation(&played, &heard);
-    eprintln!("{user}: heard back with correlation {best:.3}");
-    (best, summary)
+    (played, heard, summary)
 }
