@@ -474,6 +474,84 @@ pub async fn serve<P: Plugin>(
     served.map_err(|e| SidecarError::Transport(e.to_string()))
 }
 
+/// A sidecar process started from its binary on a loopback port it picks
+/// itself (`--listen 127.0.0.1:0`): its address read from the line
+/// [`main`] prints (`sidecar NAME listening on ADDR`). For tests of a
+/// sidecar binary, and whoever runs sidecars beside the switch. Killed
+/// when dropped.
+#[derive(Debug)]
+pub struct Spawned {
+    child: std::process::Child,
+    addr: SocketAddr,
+    line: String,
+}
+
+impl Spawned {
+    /// Runs `exe` with `--listen 127.0.0.1:0` and `args` (its
+    /// certificates, its configuration), and waits for its line.
+    pub fn start<S: AsRef<std::ffi::OsStr>>(
+        exe: impl AsRef<std::ffi::OsStr>,
+        args: impl IntoIterator<Item = S>,
+    ) -> Result<Spawned, SidecarError> {
+        use std::io::BufRead;
+        let exe = exe.as_ref();
+        let failed = |e: String| SidecarError::Init(format!("{}: {e}", exe.to_string_lossy()));
+        let mut child = std::process::Command::new(exe)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| failed(e.to_string()))?;
+        let mut line = String::new();
+        let read = child
+            .stdout
+            .take()
+            .map(|out| std::io::BufReader::new(out).read_line(&mut line));
+        let addr = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .filter(|_| line.contains(" listening on "));
+        match (read, addr) {
+            (Some(Ok(_)), Some(addr)) => Ok(Spawned { child, addr, line }),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(failed(format!("no listening line (got {:?})", line.trim())))
+            }
+        }
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The line it printed.
+    pub fn line(&self) -> &str {
+        self.line.trim_end()
+    }
+
+    /// Its process id (to signal it).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for it to exit.
+    pub fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.child.wait()
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The switch's side of a dialplan sidecar.
 #[derive(Debug, Clone)]
 pub struct DialplanClient {

@@ -1881,18 +1881,11 @@ fn agent_call_up(net: &mut Net) -> (CallRef, String) {
     (call, a_tag)
 }
 
-#[test]
-fn an_agent_hands_its_call_on_and_the_caller_is_told_nothing() {
-    let mut net = Net::new();
-    let (call, a_tag) = agent_call_up(&mut net);
+/// An agent's call up and handed on to Bob: the call, Alice's tag and
+/// Bob's INVITE.
+fn transferred_to_bob(net: &mut Net) -> (CallRef, String, Sent) {
+    let (call, a_tag) = agent_call_up(net);
     assert!(net.b2b.transfer(
-        net.now,
-        call,
-        "sip:bob@127.0.0.3:5070",
-        Duration::from_secs(30)
-    ));
-    // Not twice.
-    assert!(!net.b2b.transfer(
         net.now,
         call,
         "sip:bob@127.0.0.3:5070",
@@ -1900,19 +1893,34 @@ fn an_agent_hands_its_call_on_and_the_caller_is_told_nothing() {
     ));
     let sent = net.sent();
     assert_eq!(sent.len(), 1, "only Bob's INVITE");
-    let invite = only(&sent, BOB, "INVITE sip:bob@127.0.0.3:5070");
+    let invite = Sent {
+        to: addr(BOB),
+        text: only(&sent, BOB, "INVITE sip:bob@127.0.0.3:5070")
+            .text
+            .clone(),
+        from_b: false,
+        stream: false,
+    };
+    (call, a_tag, invite)
+}
+
+#[test]
+fn an_agent_hands_its_call_on_and_the_caller_is_told_nothing() {
+    let mut net = Net::new();
+    let (call, a_tag, invite) = transferred_to_bob(&mut net);
+    // Not twice.
+    assert!(!net.b2b.transfer(
+        net.now,
+        call,
+        "sip:bob@127.0.0.3:5070",
+        Duration::from_secs(30)
+    ));
     // Alice's offer, on the switch's port facing Bob.
     assert!(
         invite.body().contains("m=audio 40000 RTP/AVP 0 8 101"),
         "{}",
         invite.body()
     );
-    let invite = Sent {
-        to: addr(BOB),
-        text: invite.text.clone(),
-        from_b: false,
-        stream: false,
-    };
     // Bob rings: Alice, answered long ago, hears the agent meanwhile.
     assert!(net
         .answer(BOB, &invite, "180 Ringing", "tb", None)
@@ -1944,20 +1952,7 @@ fn an_agent_hands_its_call_on_and_the_caller_is_told_nothing() {
 #[test]
 fn a_transfer_the_target_refuses_hangs_the_caller_up_with_its_status() {
     let mut net = Net::new();
-    let (call, a_tag) = agent_call_up(&mut net);
-    assert!(net.b2b.transfer(
-        net.now,
-        call,
-        "sip:bob@127.0.0.3:5070",
-        Duration::from_secs(30)
-    ));
-    let sent = net.sent();
-    let invite = Sent {
-        to: addr(BOB),
-        text: only(&sent, BOB, "INVITE").text.clone(),
-        from_b: false,
-        stream: false,
-    };
+    let (call, a_tag, invite) = transferred_to_bob(&mut net);
     let sent = net.answer(BOB, &invite, "486 Busy Here", "tb", None);
     only(&sent, BOB, "ACK");
     let bye = only(&sent, ALICE, "BYE");
@@ -1996,20 +1991,7 @@ fn a_transfer_the_target_refuses_hangs_the_caller_up_with_its_status() {
 #[test]
 fn a_caller_who_hangs_up_during_a_transfer_cancels_it() {
     let mut net = Net::new();
-    let (call, a_tag) = agent_call_up(&mut net);
-    assert!(net.b2b.transfer(
-        net.now,
-        call,
-        "sip:bob@127.0.0.3:5070",
-        Duration::from_secs(30)
-    ));
-    let sent = net.sent();
-    let invite = Sent {
-        to: addr(BOB),
-        text: only(&sent, BOB, "INVITE").text.clone(),
-        from_b: false,
-        stream: false,
-    };
+    let (call, a_tag, invite) = transferred_to_bob(&mut net);
     net.answer(BOB, &invite, "180 Ringing", "tb", None);
     let sent = net.send(ALICE, &a_request("BYE", &a_tag, 11, "g4"));
     only(&sent, ALICE, "SIP/2.0 200");

@@ -3,37 +3,18 @@
 //! with the digits so far as a CDR tag, `#` hangs up, and a
 //! stream that does not start with `start` is refused.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use sentiric_plugin_sdk::sidecar::{channel, tonic, Tls};
+use sentiric_plugin_sdk::sidecar::{channel, tonic, Spawned, Tls};
 use sentiric_plugin_sdk::v1::{self, call_action::Action, call_input::Input};
 
-struct Sidecar(Child, SocketAddr);
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(certs: &std::path::Path) -> Sidecar {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sentiric-echo-agent-sidecar"))
-        .args(["--listen", "127.0.0.1:0", "--certs"])
-        .arg(certs)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.rsplit(' ').next().unwrap().trim().parse().unwrap();
-    Sidecar(child, addr)
+/// The sidecar binary, on a loopback port, with the certificates in `certs`.
+fn start(certs: &std::path::Path) -> Spawned {
+    Spawned::start(
+        env!("CARGO_BIN_EXE_sentiric-echo-agent-sidecar"),
+        [std::ffi::OsStr::new("--certs"), certs.as_os_str()],
+    )
+    .unwrap()
 }
 
 /// The inputs as the request's stream.
@@ -67,7 +48,7 @@ async fn the_echo_agent_plays_the_callers_audio_back() {
         &certs.join("switch-key.pem"),
     )
     .unwrap();
-    let ch = channel(sidecar.1, "localhost", &tls, Duration::from_secs(5))
+    let ch = channel(sidecar.addr(), "localhost", &tls, Duration::from_secs(5))
         .await
         .unwrap();
     let mut agent = v1::agent_client::AgentClient::new(ch);

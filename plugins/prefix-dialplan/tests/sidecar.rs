@@ -2,13 +2,11 @@
 //! binary): reached over mTLS with the switch's certificate, it gives the
 //! decisions the same plugin gives in process, and SIGTERM stops it.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use sentiric_plugin_prefix_dialplan::PrefixDialplan;
-use sentiric_plugin_sdk::sidecar::{DialplanClient, Tls};
+use sentiric_plugin_sdk::sidecar::{DialplanClient, Spawned, Tls};
 use sentiric_plugin_sdk::{v1, Plugin};
 
 const ROUTES: &str = r#"
@@ -32,24 +30,24 @@ fn the_sidecar_binary_decides_as_the_plugin_in_process() {
     let certs = dir.join("certs");
     sentiric_plugin_sdk::certs::init(&certs).unwrap();
     std::fs::write(dir.join("routes.toml"), ROUTES).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sentiric-prefix-dialplan-sidecar"))
-        .args(["--listen", "127.0.0.1:0", "--certs"])
-        .arg(&certs)
-        .arg("--config")
-        .arg(dir.join("routes.toml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut sidecar = Spawned::start(
+        env!("CARGO_BIN_EXE_sentiric-prefix-dialplan-sidecar"),
+        [
+            std::ffi::OsStr::new("--certs"),
+            certs.as_os_str(),
+            std::ffi::OsStr::new("--config"),
+            dir.join("routes.toml").as_os_str(),
+        ],
+    )
+    .unwrap();
     assert!(
-        line.starts_with("sidecar sentiric-plugin-prefix-dialplan listening on "),
-        "{line}"
+        sidecar
+            .line()
+            .starts_with("sidecar sentiric-plugin-prefix-dialplan listening on "),
+        "{}",
+        sidecar.line()
     );
-    let addr: SocketAddr = line.rsplit(' ').next().unwrap().trim().parse().unwrap();
+    let addr = sidecar.addr();
 
     let plugin = PrefixDialplan::new(ROUTES).unwrap();
     let tls = Tls::from_files(
@@ -83,12 +81,12 @@ fn the_sidecar_binary_decides_as_the_plugin_in_process() {
         // goodbye on the connection (the client answers) and exits
         // cleanly, well before its drain timeout.
         let killed = Command::new("kill")
-            .arg(child.id().to_string())
+            .arg(sidecar.id().to_string())
             .status()
             .unwrap();
         assert!(killed.success());
         let t0 = std::time::Instant::now();
-        let exited = tokio::task::spawn_blocking(move || child.wait())
+        let exited = tokio::task::spawn_blocking(move || sidecar.wait())
             .await
             .unwrap()
             .unwrap();
