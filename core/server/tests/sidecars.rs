@@ -223,7 +223,7 @@ fn with_sidecar_keys(
     more: &str,
     sidecar: &str,
 ) -> Switch {
-    Switch::start(
+    let sw = Switch::start(
         Some(&format!(
             "{}[dialplan.default]\naction = \"reject\"\ncode = 486\n\
              [plugins]\ndialplan = \"prefix\"\n{more}\n\
@@ -232,7 +232,19 @@ fn with_sidecar_keys(
             dir.join("certs").display()
         )),
         &[],
-    )
+    );
+    // Calls placed before the connection is up take the fallback: the
+    // tests begin once it is (a busy machine takes a while).
+    assert!(
+        sw.wait_lines(
+            "dialplan sidecar prefix: connected",
+            1,
+            Duration::from_secs(10)
+        ),
+        "{:#?}",
+        sw.log()
+    );
+    sw
 }
 
 /// Routes: +4930 to the echo test of `callee`, +49 to a user it does not
@@ -551,15 +563,6 @@ fn calls_beyond_max_in_flight_take_the_fallback_without_waiting() {
         "deadline_ms = 2000",
         "max_in_flight = 1",
     ));
-    assert!(
-        sw.wait_lines(
-            "dialplan sidecar prefix: connected",
-            1,
-            Duration::from_secs(5)
-        ),
-        "{:#?}",
-        sw.log()
-    );
     // The first call holds the one place for 300 ms …
     let stalled = {
         let sw = std::sync::Arc::clone(&sw);
@@ -589,15 +592,6 @@ fn a_call_answered_by_an_agent_hears_what_the_agent_plays() {
     let dir = setup("agent", "[default]\ncode = 404\n");
     let sidecar = Sidecar::start("127.0.0.1:0", &dir.join("certs"), &dir.join("routes.toml"));
     let sw = with_sidecar(31_400, &dir, sidecar.addr, "");
-    assert!(
-        sw.wait_lines(
-            "dialplan sidecar prefix: connected",
-            1,
-            Duration::from_secs(5)
-        ),
-        "{:#?}",
-        sw.log()
-    );
     let (best, summary) = common::echoed_through(&sw, &dir, "agent", &[]);
     // 1.000 on a quiet machine; a frame the agent answers late (tests in
     // parallel on two cores) leaves a gap that shifts what follows.
@@ -617,11 +611,6 @@ fn an_agent_call_ends_when_its_sidecar_goes() {
     let dir = setup("agent-gone", "[default]\ncode = 404\n");
     let sidecar = Sidecar::start("127.0.0.1:0", &dir.join("certs"), &dir.join("routes.toml"));
     let sw = std::sync::Arc::new(with_sidecar(31_600, &dir, sidecar.addr, ""));
-    assert!(sw.wait_lines(
-        "dialplan sidecar prefix: connected",
-        1,
-        Duration::from_secs(5)
-    ));
     let caller = {
         let sw = std::sync::Arc::clone(&sw);
         std::thread::spawn(move || {
