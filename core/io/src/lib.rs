@@ -3,6 +3,7 @@
 //! * [`affinity`]: pinning a worker thread to its core.
 //! * [`limits`]: the open-file limit raised to what the host allows, and
 //!   the allocator told to keep freed memory.
+//! * [`process`]: child processes tied to the switch's life.
 //! * [`ports`]: the RTP port pool — even/odd pairs or single rtcp-mux
 //!   ports from a configured range, partitioned per worker, with a
 //!   quarantine before reuse.
@@ -19,7 +20,7 @@
 //!   where the kernel allows it, epoll otherwise or by configuration.
 //!
 //! This is the one crate of the workspace with `unsafe` code: the system
-//! calls in `affinity`, `epoll`, `limits`, `uring` and `sys`, each block with its `SAFETY:` comment.
+//! calls in `affinity`, `epoll`, `limits`, `process`, `uring` and `sys`, each block with its `SAFETY:` comment.
 
 #[cfg(target_os = "linux")]
 pub mod affinity;
@@ -29,6 +30,8 @@ pub mod epoll;
 #[cfg(target_os = "linux")]
 pub mod limits;
 pub mod ports;
+#[cfg(target_os = "linux")]
+pub mod process;
 pub mod socket;
 #[cfg(target_os = "linux")]
 mod sys;

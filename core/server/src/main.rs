@@ -32,6 +32,7 @@ mod media;
 mod plugins;
 mod prompts;
 mod publisher;
+mod supervise;
 mod tcp;
 mod transcoding;
 mod voice;
@@ -562,6 +563,8 @@ fn run(checked: config::Checked, config_path: Option<String>) -> std::io::Result
             Err(_) => result = Err(std::io::Error::other("a worker panicked")),
         }
     }
+    // The calls are over: the sidecars the switch runs go with it.
+    router.current().1.stop_sidecars();
     // The workers are gone: the events thread writes what they sent,
     // syncs, and ends.
     events.stop();

@@ -36,6 +36,9 @@
 //! server_name = "localhost"   # the name its certificate carries
 //! certs = "/etc/sentiric/certs"   # ca.pem, switch.pem, switch-key.pem
 //! max_in_flight = 256         # calls waiting on it at once, at most
+//! command = ["/usr/bin/sentiric-prefix-dialplan-sidecar", "--listen",
+//!            "10.0.0.9:7443", "--certs", "/etc/sentiric/certs"]
+//!                             # optional: the switch runs it (supervise)
 //! ```
 //!
 //! A library that is not a plugin, speaks another ABI version or fails
@@ -180,6 +183,10 @@ pub(crate) struct SidecarConfig {
     /// How long opening a connection to it may take.
     #[serde(default = "default_connect_timeout_ms")]
     pub(crate) connect_timeout_ms: u64,
+    /// The sidecar's program and its arguments: the switch runs it and
+    /// keeps it running ([`crate::supervise`]); unset, it runs elsewhere.
+    #[serde(default)]
+    pub(crate) command: Option<Vec<String>>,
 }
 
 fn default_server_name() -> String {
@@ -294,6 +301,14 @@ impl PluginsConfig {
         for (name, s) in &self.sidecars {
             s.paths()
                 .map_err(|e| format!("plugins.sidecars.{name}: {e}"))?;
+            if s.command
+                .as_ref()
+                .is_some_and(|c| c.is_empty() || c[0].is_empty())
+            {
+                return Err(format!(
+                    "plugins.sidecars.{name}.command: a program, then its arguments"
+                ));
+            }
             if s.max_in_flight == 0 || !(1..=60_000).contains(&s.connect_timeout_ms) {
                 return Err(format!(
                     "plugins.sidecars.{name}: max_in_flight at least 1, \
@@ -560,6 +575,8 @@ struct Sidecar {
     waiting: metrics::Gauge,
     /// Sends the wake datagrams of answers posted to the workers.
     waker: Arc<std::net::UdpSocket>,
+    /// The process, when the switch runs it.
+    supervised: Option<crate::supervise::Supervised>,
 }
 
 /// The connection to a sidecar, kept open by a task of its own: opened
@@ -788,6 +805,15 @@ impl PluginDialplan {
             timeouts: metrics::counter!("sentiric_plugin_timeouts_total", "plugin" => name.clone()),
             latency: metrics::histogram!("sentiric_plugin_call_seconds", "plugin" => name.clone()),
         })
+    }
+
+    /// Stops the sidecars the switch runs (at its exit).
+    pub(crate) fn stop_sidecars(&self) {
+        for s in self.sidecars.values() {
+            if let Some(p) = &s.supervised {
+                p.stop();
+            }
+        }
     }
 
     /// The `[dialplan]` rules it falls back on.
@@ -1554,16 +1580,31 @@ impl Sidecar {
         let bad = |e: String| format!("plugins.sidecars.{name}: {e}");
         let [ca, cert, key] = cfg.paths().map_err(bad)?;
         let tls = Tls::from_files(&ca, &cert, &key).map_err(|e| bad(e.to_string()))?;
+        let link = Arc::new(Link {
+            client: std::sync::Mutex::new((0, None)),
+            lost: tokio::sync::Notify::new(),
+        });
+        // The process the switch runs, if it does: its exit loses the
+        // connection at once (the keeper connects to the next one).
+        let supervised = cfg
+            .command
+            .as_ref()
+            .map(|c| {
+                let link = Arc::clone(&link);
+                crate::supervise::Supervised::start(name, c, move || {
+                    if let Some((generation, _)) = link.get() {
+                        link.lose(generation);
+                    }
+                })
+            })
+            .transpose()
+            .map_err(|e| bad(e.to_string()))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name(format!("sentiric-sidecar-{name}"))
             .enable_all()
             .build()
             .map_err(|e| bad(e.to_string()))?;
-        let link = Arc::new(Link {
-            client: std::sync::Mutex::new((0, None)),
-            lost: tokio::sync::Notify::new(),
-        });
         runtime.spawn(Arc::clone(&link).keep(name.to_string(), cfg.clone(), tls));
         let waker = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| bad(e.to_string()))?;
         tracing::info!(
@@ -1580,6 +1621,7 @@ impl Sidecar {
             in_flight: Arc::new(AtomicUsize::new(0)),
             max_in_flight: cfg.max_in_flight,
             waker: Arc::new(waker),
+            supervised,
         })
     }
 }
@@ -1781,6 +1823,7 @@ mod tests {
             key: None,
             max_in_flight: 8,
             connect_timeout_ms: 100,
+            command: None,
         }
     }
 
@@ -1811,6 +1854,17 @@ mod tests {
             },
             PluginsConfig {
                 agent_max_calls: 0,
+                ..PluginsConfig::default()
+            },
+            PluginsConfig {
+                sidecars: [(
+                    "s".into(),
+                    SidecarConfig {
+                        command: Some(Vec::new()),
+                        ..sidecar(Some("/etc/sentiric/certs".into()))
+                    },
+                )]
+                .into(),
                 ..PluginsConfig::default()
             },
             PluginsConfig {

@@ -640,3 +640,74 @@ fn an_agent_call_ends_when_its_sidecar_goes() {
     assert!(!sw.lines("the call ends").is_empty(), "{:#?}", sw.log());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The pid the switch's log gives its sidecar's `nth` start (1-based).
+fn started_pid(sw: &Switch, nth: usize) -> u32 {
+    let lines = sw.lines("sidecar prefix: started (pid ");
+    let line = &lines[nth - 1];
+    line.split("(pid ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"))
+}
+
+#[test]
+fn a_sidecar_the_switch_runs_is_started_again_when_it_dies_and_goes_with_it() {
+    let dir = setup("supervised", "[default]\ncode = 484\n");
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/python-dialplan/sidecar.py");
+    let command = format!(
+        "command = [{:?}, {:?}, \"--listen\", \"{addr}\", \"--certs\", {:?}, \"--config\", {:?}]",
+        python(),
+        script,
+        dir.join("certs"),
+        dir.join("routes.toml")
+    );
+    // The switch starts it (and waits for the connection).
+    let sw = with_sidecar_keys(33_600, &dir, addr, "", &command);
+    assert_eq!(call(&sw, "0800"), 484, "the Python sidecar's default");
+    // What it prints, in the switch's log.
+    assert!(
+        !sw.lines("sidecar prefix: sidecar python-dialplan listening on")
+            .is_empty(),
+        "{:#?}",
+        sw.log()
+    );
+    // Killed: started again, connected again, routing again.
+    let first = started_pid(&sw, 1);
+    assert!(Command::new("kill")
+        .args(["-9", &first.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    for (line, n) in [
+        ("sidecar prefix: exited", 1),
+        ("sidecar prefix: started (pid ", 2),
+        ("dialplan sidecar prefix: connected", 2),
+    ] {
+        assert!(
+            sw.wait_lines(line, n, Duration::from_secs(10)),
+            "{line}: {:#?}",
+            sw.log()
+        );
+    }
+    assert_eq!(call(&sw, "0800"), 484, "routed by the sidecar again");
+    let r = routed(&sw, 2);
+    assert_eq!(r[1]["rule"], "default", "{r:?}");
+    // The switch killed outright: its sidecar goes too (SIGTERM from the
+    // kernel, PR_SET_PDEATHSIG).
+    let second = started_pid(&sw, 2);
+    drop(sw);
+    let proc = PathBuf::from(format!("/proc/{second}"));
+    let t0 = std::time::Instant::now();
+    while proc.exists() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!proc.exists(), "the sidecar outlived the switch");
+    let _ = std::fs::remove_dir_all(&dir);
+}
