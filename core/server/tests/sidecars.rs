@@ -703,11 +703,17 @@ fn a_sidecar_the_switch_runs_is_started_again_when_it_dies_and_goes_with_it() {
     // kernel, PR_SET_PDEATHSIG).
     let second = started_pid(&sw, 2);
     drop(sw);
-    let proc = PathBuf::from(format!("/proc/{second}"));
+    // Gone, or a zombie no one has reaped yet (its parent is gone).
+    let state = || {
+        std::fs::read_to_string(format!("/proc/{second}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit(')').next().map(|r| r.trim().to_string()))
+    };
+    let alive = || state().is_some_and(|s| !s.starts_with('Z'));
     let t0 = std::time::Instant::now();
-    while proc.exists() && t0.elapsed() < Duration::from_secs(5) {
+    while alive() && t0.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(!proc.exists(), "the sidecar outlived the switch");
+    assert!(!alive(), "the sidecar outlived the switch: {:?}", state());
     let _ = std::fs::remove_dir_all(&dir);
 }
