@@ -171,9 +171,16 @@ def main(argv=None):
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    print(f"sidecar {NAME}: stopping", file=sys.stderr, flush=True)
-    server.stop(grace=DRAIN_S).wait()
-    return 0
+    try:
+        print(f"sidecar {NAME}: stopping", file=sys.stderr, flush=True)
+    except OSError:
+        # Whoever read our output is gone (the switch that ran us): stop
+        # all the same, or the server's threads keep the process alive.
+        pass
+    server.stop(grace=DRAIN_S).wait(DRAIN_S + 1)
+    # Nothing may keep the process past its drain (grpc's threads can,
+    # when a client went away without closing its connection).
+    os._exit(0)
 
 
 if __name__ == "__main__":
