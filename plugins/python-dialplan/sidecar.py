@@ -170,12 +170,16 @@ def main(argv=None):
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    # Waits in short steps: Python runs signal handlers on the main thread
+    # only, and a signal the kernel hands to one of grpc's threads does not
+    # wake a main thread blocked for good.
+    while not stop.wait(0.2):
+        pass
     try:
         print(f"sidecar {NAME}: stopping", file=sys.stderr, flush=True)
     except OSError:
         # Whoever read our output is gone (the switch that ran us): stop
-        # all the same, or the server's threads keep the process alive.
+        # all the same.
         pass
     server.stop(grace=DRAIN_S).wait(DRAIN_S + 1)
     # Nothing may keep the process past its drain (grpc's threads can,
