@@ -1225,11 +1225,18 @@ impl<M: MediaPlane> B2bua<M> {
             .route_headers
             .iter()
             .filter_map(|name| {
-                let values: Vec<&str> = headers
-                    .all(HeaderName::parse(name))
-                    .map(|h| h.value.trim())
-                    .collect();
-                (!values.is_empty()).then(|| (name.to_ascii_lowercase(), values.join(", ")))
+                // Joined as they come: no list of them first.
+                let mut joined: Option<String> = None;
+                for h in headers.all(HeaderName::parse(name)) {
+                    match joined.as_mut() {
+                        Some(j) => {
+                            j.push_str(", ");
+                            j.push_str(h.value.trim());
+                        }
+                        None => joined = Some(h.value.trim().to_string()),
+                    }
+                }
+                joined.map(|v| (name.to_ascii_lowercase(), v))
             })
             .collect()
     }

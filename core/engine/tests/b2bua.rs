@@ -2005,3 +2005,44 @@ fn a_caller_who_hangs_up_during_a_transfer_cancels_it() {
         }]
     );
 }
+
+#[test]
+fn the_dialplan_is_given_the_invites_route_headers_repeated_ones_joined() {
+    let mut net = Net::new();
+    let body = sdp("127.0.0.2", 10000);
+    let invite = format!(
+        "INVITE sip:600@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {ALICE};branch=z9hG4bKh1\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:alice@127.0.0.2>;tag=fh\r\n\
+         To: <sip:600@127.0.0.1>\r\n\
+         Call-ID: call-h@127.0.0.2\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:alice@{ALICE}>\r\n\
+         Diversion: <sip:a@127.0.0.5>;reason=busy\r\n\
+         user-agent: phone/1\r\n\
+         Diversion: <sip:b@127.0.0.6>\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    net.send(ALICE, &invite);
+    let headers = net
+        .events()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Route { headers, .. } => Some(headers),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        headers,
+        [
+            (
+                "diversion".to_string(),
+                "<sip:a@127.0.0.5>;reason=busy, <sip:b@127.0.0.6>".to_string()
+            ),
+            ("user-agent".to_string(), "phone/1".to_string()),
+        ]
+    );
+}
