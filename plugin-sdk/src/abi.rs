@@ -133,7 +133,11 @@ impl Buffer {
 
 /// A stream the library holds for the host.
 enum Session {
-    Conversation(Box<dyn Conversation>),
+    /// With what it sent on its own since its last input.
+    Conversation(
+        Box<dyn Conversation>,
+        std::sync::mpsc::Receiver<v1::CallAction>,
+    ),
     Recognition(Box<dyn Recognition>),
     Synthesis(Synthesis),
 }
@@ -355,8 +359,11 @@ fn dispatch<P: Plugin>(
                 .agent()
                 .ok_or((UNKNOWN_METHOD, "not an agent".to_string()))?;
             let start: v1::ConverseStart = decoded(input, "ConverseStart")?;
-            let conversation = agent.start(&start).map_err(failed)?;
-            Ok(instance.begin(Session::Conversation(conversation)))
+            let (tx, later) = std::sync::mpsc::channel();
+            let conversation = agent
+                .start(&start, crate::Later::new(move |a| tx.send(a).is_ok()))
+                .map_err(failed)?;
+            Ok(instance.begin(Session::Conversation(conversation, later)))
         }
         METHOD_CONVERSE_INPUT => {
             let v1::ConversationInput {
@@ -367,10 +374,11 @@ fn dispatch<P: Plugin>(
                 return Ok(Vec::new());
             };
             instance.on(id, |session| {
-                let Session::Conversation(c) = session else {
+                let Session::Conversation(c, later) = session else {
                     return Err(not("conversation"));
                 };
-                let mut actions = Vec::new();
+                // What it did on its own first: it came before.
+                let mut actions: Vec<v1::CallAction> = later.try_iter().collect();
                 c.input(input, &mut actions).map_err(failed)?;
                 Ok((v1::CallActions { actions }.encode_to_vec(), false))
             })

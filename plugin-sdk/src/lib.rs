@@ -60,6 +60,8 @@ pub mod host;
 #[cfg(feature = "sidecar")]
 pub mod sidecar;
 
+use std::sync::Arc;
+
 use v1::route_decision::Action;
 
 /// A plugin's own error: the call fails with it (the switch logs it and
@@ -100,8 +102,57 @@ pub trait Dialplan: Send + Sync {
 /// hands that work to threads of its own and answers later inputs with
 /// what came of it.
 pub trait Agent: Send + Sync {
-    /// A conversation for the call `start` describes.
-    fn start(&self, start: &v1::ConverseStart) -> Result<Box<dyn Conversation>, PluginError>;
+    /// A conversation for the call `start` describes. `later` is where it
+    /// sends what it does on its own, between inputs (see [`Later`]); an
+    /// agent that only ever answers inputs drops it.
+    fn start(
+        &self,
+        start: &v1::ConverseStart,
+        later: Later,
+    ) -> Result<Box<dyn Conversation>, PluginError>;
+}
+
+/// Where a conversation sends the actions it takes on its own, not in
+/// answer to an input: what its threads made of earlier inputs (an LLM's
+/// answer, speech as it is synthesised, a tool's outcome). Cheap to clone
+/// and usable from any thread.
+///
+/// Over gRPC they go out on the response stream at once, between the
+/// actions that inputs cause. In process they are handed over with the
+/// actions of the conversation's next input (the caller's audio comes
+/// every 20 ms, so that is within 20 ms).
+#[derive(Clone)]
+pub struct Later {
+    send: Arc<dyn Fn(v1::CallAction) -> bool + Send + Sync>,
+}
+
+impl Later {
+    /// Actions sent to `send` (which says whether the conversation still
+    /// takes them).
+    pub fn new(send: impl Fn(v1::CallAction) -> bool + Send + Sync + 'static) -> Later {
+        Later {
+            send: Arc::new(send),
+        }
+    }
+
+    /// One that takes nothing (for tests, and hosts without a way back).
+    pub fn nowhere() -> Later {
+        Later::new(|_| false)
+    }
+
+    /// Sends `action`: `false` once the conversation is over (nobody is
+    /// listening, and the action is dropped).
+    pub fn send(&self, action: v1::call_action::Action) -> bool {
+        (self.send)(v1::CallAction {
+            action: Some(action),
+        })
+    }
+}
+
+impl std::fmt::Debug for Later {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Later").finish_non_exhaustive()
+    }
 }
 
 /// One call's conversation with an [`Agent`].

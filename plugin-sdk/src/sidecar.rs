@@ -211,7 +211,7 @@ async fn plugin_code<T: Send + 'static>(
 
 #[tonic::async_trait]
 impl<P: Plugin> v1::agent_server::Agent for AgentService<P> {
-    type ConverseStream = Received<Result<v1::CallAction, tonic::Status>>;
+    type ConverseStream = Conversing;
 
     async fn converse(
         &self,
@@ -229,10 +229,14 @@ impl<P: Plugin> v1::agent_server::Agent for AgentService<P> {
             ));
         };
         let (plugin, may_block) = (Arc::clone(&self.plugin), self.plugin.may_block());
-        let conversation = plugin_code(may_block, move || plugin.agent().map(|a| a.start(&start)))
-            .await?
-            .ok_or_else(|| tonic::Status::unimplemented("not an agent"))?
-            .map_err(|e| tonic::Status::failed_precondition(e.0))?;
+        let (later_tx, later) = tokio::sync::mpsc::unbounded_channel();
+        let later_tx = crate::Later::new(move |a| later_tx.send(Ok(a)).is_ok());
+        let conversation = plugin_code(may_block, move || {
+            plugin.agent().map(|a| a.start(&start, later_tx))
+        })
+        .await?
+        .ok_or_else(|| tonic::Status::unimplemented("not an agent"))?
+        .map_err(|e| tonic::Status::failed_precondition(e.0))?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(pump(
             may_block,
@@ -246,7 +250,26 @@ impl<P: Plugin> v1::agent_server::Agent for AgentService<P> {
             },
             |_, _| Ok(()),
         ));
-        Ok(tonic::Response::new(Received(rx)))
+        Ok(tonic::Response::new(Conversing { rx, later }))
+    }
+}
+
+/// A conversation's actions: those its inputs caused and those it took
+/// on its own ([`Later`](crate::Later)), as each comes; over when the
+/// conversation is.
+struct Conversing {
+    rx: tokio::sync::mpsc::Receiver<Result<v1::CallAction, tonic::Status>>,
+    later: tokio::sync::mpsc::UnboundedReceiver<Result<v1::CallAction, tonic::Status>>,
+}
+
+impl futures_core::Stream for Conversing {
+    type Item = Result<v1::CallAction, tonic::Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Poll::Ready(Some(a)) = self.later.poll_recv(cx) {
+            return Poll::Ready(Some(a));
+        }
+        self.rx.poll_recv(cx)
     }
 }
 

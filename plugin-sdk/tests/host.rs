@@ -238,6 +238,25 @@ fn a_misbehaving_agent_ends_its_conversation_and_no_other(lib: &Arc<Library>) {
         })
         .collect();
     assert_eq!(reasons, ["dtmf 5", "dtmf 9", "dtmf 5", "dtmf 9"]);
+    // What a conversation does on its own comes with the actions of its
+    // next input, before them.
+    let mut c = lib.converse(&start(&[])).unwrap();
+    let mut actions = Vec::new();
+    c.input(dtmf("4"), &mut actions).unwrap();
+    assert!(actions.is_empty());
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    c.input(dtmf("5"), &mut actions).unwrap();
+    match &actions[..] {
+        [v1::CallAction {
+            action: Some(Act::CdrTags(t)),
+        }, v1::CallAction {
+            action: Some(Act::HangUp(h)),
+        }] => {
+            assert_eq!(t.tags["later"], "4");
+            assert_eq!(h.reason, "dtmf 5");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

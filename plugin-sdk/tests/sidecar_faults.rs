@@ -58,3 +58,58 @@ async fn a_stalled_sidecar_is_cut_off_at_the_deadline_and_a_panic_fails_one_requ
         .await
         .unwrap();
 }
+
+/// A conversation's actions taken on its own, not in answer to an input,
+/// go out on the stream as they are taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_acts_on_its_own_between_inputs() {
+    use sentiric_plugin_sdk::sidecar::{channel, tonic};
+    use sentiric_plugin_sdk::v1::{self, call_action::Action, call_input::Input};
+    log();
+    let ca = Ca::new("test CA").unwrap();
+    let c = certs(&ca);
+    let addr = start(Faulty::new("sip:ok@127.0.0.1:5070").unwrap(), &c.sidecar).await;
+    let ch = channel(addr, "localhost", &c.switch, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let mut client = v1::agent_client::AgentClient::new(ch);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let input = |i| v1::CallInput { input: Some(i) };
+    tx.send(input(Input::Start(Box::default()))).await.unwrap();
+    tx.send(input(Input::Dtmf(v1::Dtmf {
+        digit: "4".into(),
+        duration_ms: 100,
+    })))
+    .await
+    .unwrap();
+    let mut actions = client
+        .converse(tonic::Request::new(Stream(rx)))
+        .await
+        .unwrap()
+        .into_inner();
+    // Nothing more is sent, and the answer comes.
+    let a = tokio::time::timeout(Duration::from_secs(5), actions.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    match a.action {
+        Some(Action::CdrTags(t)) => assert_eq!(t.tags["later"], "4"),
+        other => panic!("{other:?}"),
+    }
+    drop(tx);
+}
+
+/// Inputs from a channel, as a request stream.
+struct Stream(tokio::sync::mpsc::Receiver<sentiric_plugin_sdk::v1::CallInput>);
+
+impl futures_core::Stream for Stream {
+    type Item = sentiric_plugin_sdk::v1::CallInput;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}

@@ -38,6 +38,7 @@ impl sentiric_plugin_sdk::Agent for Slow {
     fn start(
         &self,
         start: &v1::ConverseStart,
+        _: sentiric_plugin_sdk::Later,
     ) -> Result<Box<dyn sentiric_plugin_sdk::Conversation>, PluginError> {
         // The route's parameters arrive with the call.
         if start.params.get("greeting").map(String::as_str) != Some("hello") {

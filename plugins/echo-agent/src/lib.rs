@@ -9,7 +9,7 @@
 //! (`sentiric-echo-agent-sidecar`, `src/main.rs`).
 
 use sentiric_plugin_sdk::v1::{self, call_action::Action, call_input::Input};
-use sentiric_plugin_sdk::{Agent, Conversation, Plugin, PluginError};
+use sentiric_plugin_sdk::{Agent, Conversation, Later, Plugin, PluginError};
 
 /// The agent: no configuration.
 #[derive(Debug, Default)]
@@ -31,7 +31,7 @@ impl Plugin for EchoAgent {
 }
 
 impl Agent for EchoAgent {
-    fn start(&self, _: &v1::ConverseStart) -> Result<Box<dyn Conversation>, PluginError> {
+    fn start(&self, _: &v1::ConverseStart, _: Later) -> Result<Box<dyn Conversation>, PluginError> {
         Ok(Box::new(Echo::default()))
     }
 }

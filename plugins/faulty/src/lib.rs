@@ -12,14 +12,17 @@
 //! | anything else | bridges to the configuration's target (its whole text) |
 //!
 //! Its agent misbehaves: DTMF `1` panics, `2` fails, `3` transfers the
-//! call to the configuration's target, any other digit is answered with a
+//! call to the configuration's target, `4` is answered 30 ms later, on its
+//! own (the CDR tag `later=4`), any other digit is answered with a
 //! hang-up naming it, the rest is ignored (a conversation whose `start`
 //! params hold `fail` is refused at the start).
 
 use std::time::Duration;
 
 use sentiric_plugin_sdk::v1::{call_action::Action, call_input::Input};
-use sentiric_plugin_sdk::{bridge, reject, v1, Agent, Conversation, Dialplan, Plugin, PluginError};
+use sentiric_plugin_sdk::{
+    bridge, reject, v1, Agent, Conversation, Dialplan, Later, Plugin, PluginError,
+};
 
 /// The plugin: its one target.
 #[derive(Debug)]
@@ -44,19 +47,26 @@ impl Plugin for Faulty {
 }
 
 impl Agent for Faulty {
-    fn start(&self, start: &v1::ConverseStart) -> Result<Box<dyn Conversation>, PluginError> {
+    fn start(
+        &self,
+        start: &v1::ConverseStart,
+        later: Later,
+    ) -> Result<Box<dyn Conversation>, PluginError> {
         if start.params.contains_key("fail") {
             return Err(PluginError::new("asked to fail at the start"));
         }
         Ok(Box::new(Misbehaving {
             target: self.target.clone(),
+            later,
         }))
     }
 }
 
-/// One call's misbehaving conversation: where `3` sends the call.
+/// One call's misbehaving conversation: where `3` sends the call, and
+/// where `4`'s late answer goes.
 struct Misbehaving {
     target: String,
+    later: Later,
 }
 
 impl Conversation for Misbehaving {
@@ -73,6 +83,17 @@ impl Conversation for Misbehaving {
                     action: Some(Action::Transfer(v1::Transfer {
                         uri: self.target.clone(),
                     })),
+                });
+                return Ok(());
+            }
+            Input::Dtmf(d) if d.digit == "4" => {
+                // Answered on its own, from another thread, 30 ms on.
+                let later = self.later.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(30));
+                    later.send(Action::CdrTags(v1::SetCdrTags {
+                        tags: [("later".to_string(), "4".to_string())].into(),
+                    }));
                 });
                 return Ok(());
             }
