@@ -5,6 +5,13 @@
 //! and taken out as 8 kHz frames, one per 20 ms, for the call's codec; a
 //! stop (barge-in) empties the queue at once.
 //!
+//! Barge-in in two steps: from the first voiced chunk the detector
+//! hears, the agent's audio is ducked ([`DUCK_GAIN`], about -18 dB),
+//! within a frame or two of the caller's onset; once the voice has lasted
+//! the detector's minimum speech time it is speech (`SpeechStarted`) and
+//! the worker stops the agent's audio. Voice shorter than that (a
+//! backchannel: "mm-hm") only ducks the agent while it lasts.
+//!
 //! The worker that owns the call decodes the caller's RTP to 8 kHz for
 //! [`AgentAudio::hear`], sends what it returns to the agent, hands the
 //! agent's plays to [`AgentAudio::play`], and every 20 ms encodes what
@@ -19,6 +26,10 @@ use crate::vad::{Vad, VadConfig, VadEvent};
 const FRAME_8K: usize = 160;
 /// Samples in 20 ms at 16 kHz.
 const FRAME_16K: usize = 320;
+
+/// The agent's audio while the caller's voice has begun but is not yet
+/// speech: ×1/8 (about -18 dB).
+pub const DUCK_GAIN: f32 = 0.125;
 
 /// What the agent hears of the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +86,8 @@ pub struct AgentAudio {
     plays: VecDeque<Play>,
     frame: Vec<i16>,
     resampled: Vec<i16>,
+    /// The caller's voice has begun: the agent's audio is ducked.
+    ducked: bool,
 }
 
 impl std::fmt::Debug for AgentAudio {
@@ -99,6 +112,7 @@ impl AgentAudio {
             plays: VecDeque::new(),
             frame: Vec::with_capacity(FRAME_16K),
             resampled: Vec::with_capacity(FRAME_16K),
+            ducked: false,
         })
     }
 
@@ -121,7 +135,14 @@ impl AgentAudio {
                 VadEvent::SpeechStop { ms } => Heard::SpeechStopped { ms },
             });
         }
+        self.ducked = self.vad.rising();
         self.heard_ms += 20;
+    }
+
+    /// `true` while the agent's audio is ducked: the caller's voice has
+    /// begun and is not yet speech.
+    pub fn ducked(&self) -> bool {
+        self.ducked
     }
 
     /// `true` while the caller speaks, as the detector has it.
@@ -190,6 +211,11 @@ impl AgentAudio {
             });
         }
         self.finish_plays(done);
+        if self.ducked {
+            for s in &mut self.frame {
+                *s = (f32::from(*s) * DUCK_GAIN) as i16;
+            }
+        }
         self.down.process(&self.frame, out);
         out.truncate(FRAME_8K);
         true

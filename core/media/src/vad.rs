@@ -34,7 +34,10 @@ pub enum VadEvent {
 pub struct VadConfig {
     /// Score at or above which a frame is voiced.
     pub threshold: f32,
-    /// Voiced time before speech counts as started.
+    /// Voiced time before speech counts as started. The detector hears a
+    /// voice for a while after it ends (a 150 ms backchannel scores as
+    /// about 260 ms voiced), so the default, 300 ms, lets backchannels
+    /// pass and starts speech about 300 ms into it.
     pub min_speech_ms: u32,
     /// Unvoiced time before speech counts as stopped.
     pub hangover_ms: u32,
@@ -44,7 +47,7 @@ impl Default for VadConfig {
     fn default() -> Self {
         VadConfig {
             threshold: 0.5,
-            min_speech_ms: 200,
+            min_speech_ms: 300,
             hangover_ms: 400,
         }
     }
@@ -77,6 +80,12 @@ impl SpeechGate {
     /// `true` while speech is on.
     pub fn speaking(&self) -> bool {
         self.speaking
+    }
+
+    /// `true` while voiced audio has begun but is not yet long enough to
+    /// count as speech (an onset, or a backchannel that will stay short).
+    pub fn rising(&self) -> bool {
+        !self.speaking && self.run_ms > 0
     }
 
     /// One frame of `ms` with its score.
@@ -152,6 +161,12 @@ impl Vad {
     /// `true` while speech is on.
     pub fn speaking(&self) -> bool {
         self.gate.speaking()
+    }
+
+    /// `true` while voice has begun but is not speech yet
+    /// ([`SpeechGate::rising`]).
+    pub fn rising(&self) -> bool {
+        self.gate.rising()
     }
 
     /// Feeds 16 kHz samples (e.g. a 20 ms frame of 320); returns the

@@ -1,6 +1,7 @@
 //! The voice activity detector on real signals: silence and steady noise
 //! never start speech; a synthetic voiced vowel does.
 
+use sentiric_media::agent::{AgentAudio, Heard};
 use sentiric_media::vad::{Vad, VadConfig, VadEvent};
 
 /// Deterministic white noise at roughly `level` peak.
@@ -75,4 +76,94 @@ fn a_voiced_vowel_is_speech() {
         matches!(ev.get(1), Some(VadEvent::SpeechStop { ms }) if (2900..=3600).contains(ms)),
         "{ev:?}"
     );
+}
+
+/// 16 kHz → 8 kHz by taking every other sample (the vowel has nothing
+/// above 4 kHz worth keeping).
+fn to_8k(s: &[i16]) -> Vec<i16> {
+    s.iter().step_by(2).copied().collect()
+}
+
+/// Barge-in on an agent call: the agent talks (a steady tone), the caller
+/// says `vowel_ms` of a vowel from 400 ms on. Per 20 ms frame: whether the
+/// agent's audio was ducked, its level, and the speech events; the agent
+/// is stopped (as the worker does) on speech start.
+fn barge(vowel_ms: usize) -> (Vec<bool>, Vec<f64>, Vec<Heard>) {
+    let mut a = AgentAudio::new(VadConfig::default()).unwrap();
+    let talk: Vec<u8> = (0..16000 * 3)
+        .map(|i| (f64::sin(i as f64 * 0.2) * 8000.0) as i16)
+        .flat_map(|s| s.to_le_bytes())
+        .collect();
+    a.play("answer", &talk, true);
+    let mut seed = 11;
+    let mut caller = to_8k(&noise(16000 * 2 / 5, 100.0, &mut seed));
+    caller.extend(to_8k(&vowel(16 * vowel_ms)));
+    caller.extend(to_8k(&noise(16000, 100.0, &mut seed)));
+    let (mut ducked, mut level, mut events) = (vec![], vec![], vec![]);
+    let (mut heard, mut out, mut done) = (vec![], vec![], vec![]);
+    for frame in caller.chunks(160) {
+        a.hear(frame, &mut heard);
+        for h in heard.drain(..) {
+            if matches!(h, Heard::SpeechStarted { .. }) {
+                a.stop(&mut done);
+            }
+            if !matches!(h, Heard::Audio { .. }) {
+                events.push(h);
+            }
+        }
+        ducked.push(a.ducked());
+        a.speak(&mut out, &mut done);
+        level.push(if out.is_empty() {
+            0.0
+        } else {
+            (out.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / out.len() as f64).sqrt()
+        });
+    }
+    (ducked, level, events)
+}
+
+#[test]
+fn the_callers_voice_ducks_the_agent_at_once_and_speech_stops_it() {
+    let (ducked, level, events) = barge(800);
+    // The vowel begins at frame 20 (400 ms): ducked within 100 ms (the
+    // frame after the decision fully: the resampler's delay).
+    let first = ducked.iter().position(|&d| d).expect("ducked");
+    assert!((20..=24).contains(&first), "ducked from frame {first}");
+    assert!(
+        level[first + 1] < level[first - 1] / 6.0,
+        "{:?}",
+        &level[..first + 2]
+    );
+    // Speech starts once the voice lasted the minimum (300 ms): the
+    // agent is stopped then.
+    let started = events
+        .iter()
+        .find_map(|h| match h {
+            Heard::SpeechStarted { ms } => Some(*ms),
+            _ => None,
+        })
+        .expect("speech started");
+    assert!((380..=520).contains(&started), "{started}");
+    let silent = level.iter().rposition(|&l| l > 0.0).unwrap() + 1;
+    assert!(
+        (first + 14..=first + 17).contains(&silent),
+        "stopped at {silent}"
+    );
+}
+
+#[test]
+fn a_backchannel_only_ducks_the_agent_while_it_lasts() {
+    let (ducked, level, events) = barge(150);
+    assert!(
+        !events
+            .iter()
+            .any(|h| matches!(h, Heard::SpeechStarted { .. })),
+        "{events:?}"
+    );
+    let first = ducked.iter().position(|&d| d).expect("ducked");
+    let last = ducked.iter().rposition(|&d| d).unwrap();
+    assert!(last - first <= 12, "ducked {first}..{last}");
+    // The agent goes on at its level, to the end of the caller's audio.
+    let before = level[first - 1];
+    assert!(level[last + 2..].iter().all(|&l| l > before * 0.8));
 }

@@ -18,6 +18,13 @@
 //! route_headers = ["P-Asserted-Identity", "Diversion", "User-Agent"]
 //!                            # the INVITE's headers a dialplan is given
 //!
+//! [plugins.vad]              # an agent call's voice-activity detector
+//! threshold = 0.5            # score from which a 16 ms chunk is voiced
+//! min_speech_ms = 300        # voiced this long: speech started (barge-in:
+//!                            # the agent's audio stops; shorter, e.g. a
+//!                            # backchannel, only ducks it while it lasts)
+//! hangover_ms = 400          # unvoiced this long: speech stopped
+//!
 //! [plugins.apps]             # built-in apps an agent serves instead
 //! echo = "sentiric-plugin-echo-agent"
 //!
@@ -143,6 +150,41 @@ pub(crate) struct PluginsConfig {
     /// name), by name.
     #[serde(default)]
     pub(crate) policy: BTreeMap<String, Policy>,
+    /// The voice-activity detector of agent calls.
+    #[serde(default)]
+    pub(crate) vad: VadSettings,
+}
+
+/// `[plugins.vad]`: how an agent call's detector decides speech started
+/// (and the agent's audio is cut: barge-in) and stopped.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct VadSettings {
+    pub(crate) threshold: f32,
+    pub(crate) min_speech_ms: u32,
+    pub(crate) hangover_ms: u32,
+}
+
+impl Default for VadSettings {
+    fn default() -> Self {
+        let d = sentiric_media::vad::VadConfig::default();
+        VadSettings {
+            threshold: d.threshold,
+            min_speech_ms: d.min_speech_ms,
+            hangover_ms: d.hangover_ms,
+        }
+    }
+}
+
+impl VadSettings {
+    /// As the media crate takes it.
+    pub(crate) fn config(self) -> sentiric_media::vad::VadConfig {
+        sentiric_media::vad::VadConfig {
+            threshold: self.threshold,
+            min_speech_ms: self.min_speech_ms,
+            hangover_ms: self.hangover_ms,
+        }
+    }
 }
 
 /// `[plugins.policy.NAME]`: one plugin's own settings.
@@ -234,6 +276,7 @@ impl Default for PluginsConfig {
             agent_max_calls: default_agent_max_calls(),
             route_headers: default_route_headers(),
             policy: BTreeMap::new(),
+            vad: VadSettings::default(),
         }
     }
 }
@@ -318,6 +361,18 @@ impl PluginsConfig {
         }
         if self.agent_max_calls == 0 {
             return Err("plugins.agent_max_calls: at least 1".into());
+        }
+        let v = self.vad;
+        let vad_ok = v.threshold > 0.0
+            && v.threshold < 1.0
+            && (20..=5_000).contains(&v.min_speech_ms)
+            && (20..=10_000).contains(&v.hangover_ms);
+        if !vad_ok {
+            return Err(
+                "plugins.vad: threshold between 0 and 1, min_speech_ms 20 to 5000, \
+                        hangover_ms 20 to 10000"
+                    .into(),
+            );
         }
         if let Some(h) = self.route_headers.iter().find(|h| {
             h.is_empty()
@@ -1350,6 +1405,7 @@ const FRAME: Duration = Duration::from_millis(20);
 /// is the breaker's record.
 pub(crate) struct AgentGate {
     name: String,
+    vad: sentiric_media::vad::VadConfig,
     breaker: Breaker,
     epoch: Instant,
     calls: AtomicUsize,
@@ -1371,6 +1427,7 @@ impl AgentGate {
         let label = |result: &'static str| metrics::counter!("sentiric_plugin_conversations_total", "plugin" => name.to_string(), "result" => result);
         AgentGate {
             name: name.to_string(),
+            vad: cfg.vad.config(),
             breaker: Breaker::new(cfg.breaker_failures, cfg.breaker_cooldown_ms),
             epoch: Instant::now(),
             calls: AtomicUsize::new(0),
@@ -1472,6 +1529,16 @@ impl Conversing {
     /// the inbox (and the input is dropped when five seconds of input
     /// wait); an in-process agent's are pushed to `actions` now. An error
     /// when the conversation is over (the plugin failed): the call ends.
+    /// The agent plugin's name.
+    pub(crate) fn agent(&self) -> &str {
+        &self.gate.name
+    }
+
+    /// How the call's voice-activity detector is set.
+    pub(crate) fn vad(&self) -> sentiric_media::vad::VadConfig {
+        self.gate.vad
+    }
+
     pub(crate) fn tell(
         &mut self,
         input: v1::call_input::Input,

@@ -39,7 +39,6 @@ use crate::plugins::{Begun, Conversing, Decision};
 use crate::transcoding::Transcoded;
 use crate::voice::{Coder, Voice};
 use sentiric_media::agent::{AgentAudio, Heard, PlayDone};
-use sentiric_media::vad::VadConfig;
 use sentiric_plugin_sdk::v1 as pv1;
 
 /// Media the worker takes in itself.
@@ -254,6 +253,21 @@ impl Stream {
 /// Digits an agent may have waiting to be sent.
 const MAX_DIGITS: usize = 64;
 
+/// The most of a turn's words (either side) an event carries, bytes.
+const MAX_TURN_TEXT: usize = 4096;
+
+/// `text` cut to at most `max` bytes, at a character's boundary.
+fn bounded(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let cut = (0..=max)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        text.truncate(cut);
+    }
+    text
+}
+
 /// How long the target of an agent's transfer may ring.
 const TRANSFER_RING: Duration = Duration::from_secs(60);
 
@@ -350,9 +364,27 @@ impl AgentCall {
             }
             Some(A::HangUp(h)) => {
                 tracing::info!(call = call.0, "agent hangs up: {}", h.reason);
+                // Why, in the CDR (the cause says the switch ended it).
+                let reason = bounded(h.reason, 128);
+                if !reason.is_empty() {
+                    let tags = [("hangup_reason".to_string(), reason)].into();
+                    if sentiric_plugin_sdk::check_tags(&tags).is_ok() {
+                        emit(Body::CallTagged(v1::CallTagged { tags }));
+                    }
+                }
                 self.hung_up = true;
                 b2b.hang_up(now, call);
             }
+            Some(A::Turn(t)) => emit(Body::AgentTurn(v1::AgentTurn {
+                agent: self.link.agent().to_string(),
+                transcript: bounded(t.transcript, MAX_TURN_TEXT),
+                response: bounded(t.response, MAX_TURN_TEXT),
+                transcript_ms: t.transcript_ms,
+                first_token_ms: t.first_token_ms,
+                first_audio_ms: t.first_audio_ms,
+                interrupted: t.interrupted,
+                tools: t.tools,
+            })),
             Some(A::SendDtmf(d)) => {
                 if self.te.is_none() {
                     tracing::warn!(
@@ -1532,8 +1564,6 @@ pub(crate) fn run(
                     calls.entry(call).or_default().a = Some(token);
                     let made = Stream::new(sock, voice, pt).and_then(|stream| {
                         let hearing = Coder::new(voice)?;
-                        let audio =
-                            AgentAudio::new(VadConfig::default()).map_err(|e| e.to_string())?;
                         let (call_id, trace_id) = ids_of(&ids, call);
                         let start = pv1::ConverseStart {
                             call: Some(pv1::RouteRequest {
@@ -1544,6 +1574,7 @@ pub(crate) fn run(
                             params: agent_params.remove(&call).unwrap_or_default(),
                         };
                         let link = host.converse(call, &agent, start, &workers[index])?;
+                        let audio = AgentAudio::new(link.vad()).map_err(|e| e.to_string())?;
                         Ok((stream, hearing, audio, link))
                     });
                     match made {

@@ -22,6 +22,7 @@ use sqlx::Row as _;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_cdr.sql")),
     (2, include_str!("../migrations/0002_cdr_tags.sql")),
+    (3, include_str!("../migrations/0003_cdr_transcript.sql")),
 ];
 
 /// Why the store failed.
@@ -93,6 +94,9 @@ pub struct Cdr {
     pub route: String,
     /// The tags the dialplan set: a JSON object, keys sorted.
     pub tags: String,
+    /// An agent's conversation: a JSON array of its turns in order, each
+    /// `{"caller": …, "agent": …, "interrupted": …}` (`[]` without one).
+    pub transcript: String,
 }
 
 /// A call's CDR from its events (any order; duplicates harmless), once
@@ -110,6 +114,7 @@ pub fn fold(events: &[v1::Event]) -> Option<Cdr> {
     };
     let mut ended = false;
     let mut tags = std::collections::BTreeMap::new();
+    let mut turns = Vec::new();
     for e in sorted {
         match &e.body {
             Some(Body::CallStarted(s)) => {
@@ -130,6 +135,11 @@ pub fn fold(events: &[v1::Event]) -> Option<Cdr> {
             Some(Body::CallTagged(t)) => {
                 tags.extend(t.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             }
+            Some(Body::AgentTurn(t)) => turns.push(serde_json::json!({
+                "caller": t.transcript,
+                "agent": t.response,
+                "interrupted": t.interrupted,
+            })),
             Some(Body::CallAnswered(a)) => {
                 cdr.answer_us = Some(e.time_unix_us);
                 if let Some(c) = &a.codecs {
@@ -182,6 +192,7 @@ pub fn fold(events: &[v1::Event]) -> Option<Cdr> {
         return None;
     }
     cdr.tags = serde_json::to_string(&tags).unwrap_or_else(|_| "{}".into());
+    cdr.transcript = serde_json::Value::Array(turns).to_string();
     cdr.disposition = if cdr.answer_us.is_some() {
         "ANSWERED"
     } else {
@@ -219,7 +230,7 @@ const COLUMNS: &str = "call_id, trace_id, node_id, from_uri, to_uri, request_uri
      transport, start_us, answer_us, end_us, duration_ms, billable_s, disposition, hangup_cause, \
      hangup_side, sip_code, caller_codec, callee_codec, caller_packets_received, \
      caller_packets_lost, caller_jitter_us, callee_packets_received, callee_packets_lost, \
-     callee_jitter_us, route, tags";
+     callee_jitter_us, route, tags, transcript";
 
 impl Store {
     /// Connects to `url` and applies the migrations not yet applied.
@@ -343,7 +354,7 @@ impl Store {
         for chunk in cdrs.chunks(50) {
             let sql = format!(
                 "INSERT INTO cdr ({COLUMNS}) VALUES {} ON CONFLICT (call_id) DO NOTHING",
-                values(chunk.len(), 27)
+                values(chunk.len(), 28)
             );
             let mut q = sqlx::query(&sql);
             for c in chunk {
@@ -374,7 +385,8 @@ impl Store {
                     .bind(c.callee_packets_lost)
                     .bind(c.callee_jitter_us)
                     .bind(c.route.clone())
-                    .bind(c.tags.clone());
+                    .bind(c.tags.clone())
+                    .bind(c.transcript.clone());
             }
             let done = q.execute(&mut *tx).await?;
             written += usize::try_from(done.rows_affected()).unwrap_or(0);
@@ -423,6 +435,7 @@ impl Store {
                 callee_jitter_us: r.get(24),
                 route: r.get(25),
                 tags: r.get(26),
+                transcript: r.get(27),
             })
             .collect())
     }

@@ -156,6 +156,41 @@ fn a_calls_events_fold_into_its_record() {
         fold(&tagged).unwrap().tags,
         r#"{"account":"43","outcome":"sold"}"#
     );
+    assert_eq!(fold(&tagged).unwrap().transcript, "[]");
+    // An agent's turns make the transcript, in order whatever order
+    // their events arrive in.
+    let mut talked = answered("c4");
+    for (seq, caller, agent, interrupted) in [
+        (6, "what time is it", "It is nine. Do you", true),
+        (5, "", "Hello!", false),
+        (7, "bye", "Goodbye.", false),
+    ] {
+        talked.insert(
+            0,
+            event(
+                "c4",
+                seq,
+                1_800_000_002_000_000,
+                Body::AgentTurn(v1::AgentTurn {
+                    agent: "voice".into(),
+                    transcript: caller.into(),
+                    response: agent.into(),
+                    interrupted,
+                    ..Default::default()
+                }),
+            ),
+        );
+    }
+    let turns: serde_json::Value =
+        serde_json::from_str(&fold(&talked).unwrap().transcript).unwrap();
+    assert_eq!(
+        turns,
+        serde_json::json!([
+            {"caller": "", "agent": "Hello!", "interrupted": false},
+            {"caller": "what time is it", "agent": "It is nine. Do you", "interrupted": true},
+            {"caller": "bye", "agent": "Goodbye.", "interrupted": false},
+        ])
+    );
     let b = fold(&busy("c2")).unwrap();
     assert_eq!(
         (b.disposition.as_str(), b.sip_code, b.billable_s),

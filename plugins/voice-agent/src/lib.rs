@@ -5,7 +5,7 @@
 //!
 //! 1. **Listening.** The switch streams the caller's audio (16 kHz) and
 //!    speech start/stop from its voice-activity detector. From speech
-//!    start (with the 300 ms before it) to speech stop the audio goes to
+//!    start (with the 500 ms before it) to speech stop the audio goes to
 //!    the speech-to-text sidecar; speech stop ends the stream, and its
 //!    final transcripts are the caller's turn.
 //! 2. **Thinking.** The turn goes to an OpenAI-compatible chat-completions
@@ -46,8 +46,9 @@ use config::{CallSettings, Config};
 use llm::{Http, Llm, ToolCall};
 use speech::Sidecar;
 
-/// The audio kept from before the detector's speech start: 300 ms.
-const PREROLL_FRAMES: usize = 15;
+/// The audio kept from before the detector's speech start (which it
+/// reports some 300 ms into the speech): 500 ms.
+const PREROLL_FRAMES: usize = 25;
 /// LLM rounds in one turn at most (each webhook answer is one more).
 const MAX_ROUNDS: usize = 4;
 
