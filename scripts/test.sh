@@ -20,6 +20,9 @@ need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
+# espeak-ng: the text-to-speech sidecar's engine (plugins/espeak-tts), and
+# the voice of the agent tests' callers.
+command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 # RabbitMQ: the broker the event tests publish to (a private node of its
 # own, scripts/rabbitmq.sh).
 fresh_rabbitmq=""
