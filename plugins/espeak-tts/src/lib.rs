@@ -159,7 +159,7 @@ enum State {
     Header,
     /// Samples: 20 ms frames at espeak's rate, resampled.
     Samples {
-        resampler: Option<FrameResampler>,
+        resampler: Option<Box<FrameResampler>>,
         frame: usize,
         out: Vec<i16>,
     },
@@ -236,7 +236,7 @@ impl Speaking {
                         None
                     } else {
                         match FrameResampler::new(from, self.rate) {
-                            Ok(r) => Some(r),
+                            Ok(r) => Some(Box::new(r)),
                             Err(e) => {
                                 self.state = State::Done;
                                 return Some(Err(PluginError::new(e.to_string())));
