@@ -1146,7 +1146,7 @@ impl<M: MediaPlane> B2bua<M> {
                 self.answer_locally(now, call, Local::Announce(&prompt));
             }
             Action::Conference { room } => self.answer_locally(now, call, Local::Conference(&room)),
-            Action::Agent { agent } => self.answer_locally(now, call, Local::Agent(&agent)),
+            Action::Agent { agent, .. } => self.answer_locally(now, call, Local::Agent(&agent)),
         }
         self.drain_layer(now);
     }

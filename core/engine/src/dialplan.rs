@@ -39,12 +39,15 @@
 //! user = "5000"
 //! action = "agent"           # an agent plugin holds the call
 //! agent = "support-bot"      # a sidecar's name, or a library's plugin name
+//! params = { greeting = "Hello {user}", system_prompt = "You sell tickets." }
+//!                             # the agent's configuration for this route
 //!
 //! [dialplan.default]
 //! action = "reject"
 //! code = 404
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -170,6 +173,9 @@ pub enum Action {
     Agent {
         /// The agent's name.
         agent: String,
+        /// The route's configuration for it (system prompt, greeting,
+        /// voice …), given to it with the call.
+        params: BTreeMap<String, String>,
     },
     /// Send the caller elsewhere: a 3xx with a Contact for each URI.
     Redirect {
@@ -244,6 +250,8 @@ pub struct RuleConfig {
     pub room: Option<String>,
     /// agent: the agent plugin that holds the call.
     pub agent: Option<String>,
+    /// agent: its configuration for this route (`{user}` is filled in).
+    pub params: Option<BTreeMap<String, String>>,
     /// reject: the status code (default 404).
     pub code: Option<u16>,
     /// reject: the reason phrase (default: the code's usual one).
@@ -338,6 +346,7 @@ enum Template {
     },
     Agent {
         agent: String,
+        params: BTreeMap<String, String>,
     },
     Reject {
         code: u16,
@@ -443,7 +452,7 @@ impl RuleConfig {
         })?;
         // Which optional fields each action reads; any other one set is a
         // mistake worth naming.
-        let fields: [(&str, bool); 10] = [
+        let fields: [(&str, bool); 11] = [
             ("targets", self.targets.is_some()),
             ("fork", self.fork.is_some()),
             ("ring_timeout_s", self.ring_timeout_s.is_some()),
@@ -452,6 +461,7 @@ impl RuleConfig {
             ("then", self.then.is_some()),
             ("room", self.room.is_some()),
             ("agent", self.agent.is_some()),
+            ("params", self.params.is_some()),
             ("code", self.code.is_some()),
             ("reason", self.reason.is_some()),
         ];
@@ -460,7 +470,7 @@ impl RuleConfig {
             "echo" => &[],
             "play" => &["prompt", "then"],
             "conference" => &["room"],
-            "agent" => &["agent"],
+            "agent" => &["agent", "params"],
             "reject" => &["code", "reason"],
             other => {
                 return Err(err(
@@ -548,6 +558,7 @@ impl RuleConfig {
                     .clone()
                     .filter(|a| !a.is_empty())
                     .ok_or_else(|| err(&format!("{key}.agent"), "agent needs an agent plugin"))?,
+                params: self.params.clone().unwrap_or_default(),
             },
             _ => {
                 let code = self.code.unwrap_or(404);
@@ -704,7 +715,7 @@ impl StaticDialplan {
     pub fn agents(&self) -> Vec<&str> {
         self.templates()
             .filter_map(|t| match t {
-                Template::Agent { agent } => Some(agent.as_str()),
+                Template::Agent { agent, .. } => Some(agent.as_str()),
                 _ => None,
             })
             .collect()
@@ -761,8 +772,12 @@ impl StaticDialplan {
             Template::Conference { room } => Action::Conference {
                 room: fill(room, r),
             },
-            Template::Agent { agent } => Action::Agent {
+            Template::Agent { agent, params } => Action::Agent {
                 agent: agent.clone(),
+                params: params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), fill(v, r)))
+                    .collect(),
             },
             Template::Reject { code, reason } => Action::Reject {
                 code: *code,

@@ -1872,6 +1872,7 @@ fn agent_call_up(net: &mut Net) -> (CallRef, String) {
         call,
         Action::Agent {
             agent: "bot".into(),
+            params: Default::default(),
         },
     );
     let sent = net.sent();

@@ -83,6 +83,7 @@ name = "support"
 user = "5000"
 action = "agent"
 agent = "support-bot"
+params = { greeting = "Hello {user}" }
 
 [dialplan.default]
 action = "reject"
@@ -124,7 +125,8 @@ fn rules_match_in_order_and_fill_templates() {
     assert_eq!(
         d.route(&call("5000")),
         Action::Agent {
-            agent: "support-bot".into()
+            agent: "support-bot".into(),
+            params: [("greeting".to_string(), "Hello 5000".to_string())].into(),
         }
     );
     assert_eq!(d.matching_rule(&call("999")), None);

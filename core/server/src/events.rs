@@ -353,7 +353,7 @@ pub(crate) fn routed(action: &sentiric_engine::dialplan::Action) -> v1::CallRout
         Action::Conference { room } => ("conference", vec![room.clone()]),
         Action::Reject { code, .. } => ("reject", vec![code.to_string()]),
         Action::Redirect { contacts, .. } => ("redirect", contacts.clone()),
-        Action::Agent { agent } => ("agent", vec![agent.clone()]),
+        Action::Agent { agent, .. } => ("agent", vec![agent.clone()]),
     };
     v1::CallRouted {
         action: name.into(),

@@ -1057,7 +1057,7 @@ impl PluginDialplan {
         trace_id: &str,
     ) -> Decision {
         let decision = self.apps_served(decision);
-        let Action::Agent { agent } = &decision.action else {
+        let Action::Agent { agent, .. } = &decision.action else {
             return decision;
         };
         let admitted = match self.gates.get(agent) {
@@ -1128,6 +1128,7 @@ impl PluginDialplan {
         }
         decision.action = Action::Agent {
             agent: agent.clone(),
+            params: Default::default(),
         };
         decision
     }
@@ -1773,7 +1774,10 @@ fn decision(d: v1::RouteDecision) -> Result<Decision, String> {
             App::Conference(c) => Action::Conference { room: c.room },
             App::Agent(a) => {
                 params = a.params;
-                Action::Agent { agent: a.plugin }
+                Action::Agent {
+                    agent: a.plugin,
+                    params: Default::default(),
+                }
             }
         },
         Some(A::Answer(_)) | None => return Err("no action".into()),
@@ -1846,7 +1850,8 @@ mod tests {
         assert_eq!(
             got.action,
             Action::Agent {
-                agent: "bot".into()
+                agent: "bot".into(),
+                params: Default::default(),
             }
         );
         assert_eq!(got.params["voice"], "en");

@@ -748,8 +748,15 @@ fn routed(
         tags,
         params,
     } = decision;
-    if matches!(action, sentiric_engine::dialplan::Action::Agent { .. }) {
-        agent_params.insert(call, params);
+    if let sentiric_engine::dialplan::Action::Agent {
+        params: rule_params,
+        ..
+    } = &action
+    {
+        // A rule's own, then the plugin's over them.
+        let mut all: HashMap<String, String> = rule_params.clone().into_iter().collect();
+        all.extend(params);
+        agent_params.insert(call, all);
     }
     if let Some(info) = ids.get_mut(&call) {
         tracing::debug!(
