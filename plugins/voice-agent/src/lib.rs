@@ -489,6 +489,17 @@ impl Call {
     }
 
     fn report(&self, t: &Turn, p: &Progress, interrupted: bool) {
+        tracing::info!(
+            call = %self.call_id,
+            transcript_ms = t.transcript_ms,
+            first_token_ms = p.first_token_ms,
+            first_audio_ms = p.first_audio_ms,
+            interrupted,
+            tools = ?p.tools,
+            "voice agent: turn over ({} words heard, {} said)",
+            t.transcript.split_whitespace().count(),
+            p.response.split_whitespace().count(),
+        );
         self.later.send(Action::Turn(v1::ReportTurn {
             transcript: t.transcript.clone(),
             response: p.response.clone(),
