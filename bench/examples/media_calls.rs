@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release --bin sentiric -p sentiric-server
-//! cargo run --release -p sentiric-bench --example media_calls -- <calls> <cps> <seconds> [pcma]
+//! cargo run --release -p sentiric-bench --example media_calls -- <calls> <cps> <seconds> [pcma|agent]
 //! ```
 //!
 //! A caller side (SIP on 127.0.0.72:5091, one RTP socket per call on
@@ -16,7 +16,12 @@
 //! reaches the phones on the other side is counted, with its one-way
 //! delay through the switch. Then every call is hung up by the caller.
 //! With `pcma`, the callee answers in PCMA only and every call is
-//! transcoded.
+//! transcoded. With `agent`, every call is answered by the switch for an
+//! agent (the example echo agent, loaded in process: its own work is
+//! 0.4 µs a frame, so the figure is the switch's side of an agent call):
+//! the caller's speech-like audio decoded, resampled to 16 kHz and through
+//! voice-activity detection, the agent's play resampled back and encoded;
+//! no callee. `cargo build --release -p sentiric-plugin-echo-agent` first.
 //!
 //! Prints calls answered, packets sent and received each way (the loss),
 //! delay p50/p99, the BYEs answered, and the switch's CPU while media
@@ -25,6 +30,7 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -162,16 +168,34 @@ fn main() {
     let calls: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
     let cps: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(200);
     let seconds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10);
-    let pcma = args.next().as_deref() == Some("pcma");
+    let mode = args.next();
+    let pcma = mode.as_deref() == Some("pcma");
+    let agent = mode.as_deref() == Some("agent");
     let _ = sentiric_io::limits::raise_open_files();
     let dir = std::env::temp_dir().join(format!("sentiric-media-calls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let route = if agent {
+        // The echo agent's library alone in the plugin directory.
+        let plugins = dir.join("plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        let lib = "libsentiric_plugin_echo_agent.so";
+        std::fs::copy(Path::new("target/release").join(lib), plugins.join(lib))
+            .expect("cargo build --release -p sentiric-plugin-echo-agent");
+        format!(
+            "[[dialplan.rule]]\nuser = \"media\"\naction = \"agent\"\n\
+             agent = \"sentiric-plugin-echo-agent\"\n\
+             [plugins]\ndir = \"{}\"\nagent_max_calls = 100000\n",
+            plugins.display()
+        )
+    } else {
+        format!(
+            "[[dialplan.rule]]\nuser = \"media\"\naction = \"bridge\"\n\
+             targets = [\"sip:media@{UAS}\"]\n"
+        )
+    };
     let (switch, addr) = common::start_sentiric(
         &dir,
-        &format!(
-            "[rtp]\nip = \"127.0.0.1\"\nmin_port = 10000\nmax_port = 19999\n\
-             [[dialplan.rule]]\nuser = \"media\"\naction = \"bridge\"\ntargets = [\"sip:media@{UAS}\"]\n"
-        ),
+        &format!("[rtp]\nip = \"127.0.0.1\"\nmin_port = 10000\nmax_port = 19999\n{route}"),
     );
     let opts = UdpOptions {
         dscp: None,
@@ -179,7 +203,8 @@ fn main() {
     };
     let bind = |ip: &str| bind_udp(format!("{ip}:0").parse().unwrap(), &opts).unwrap();
     let a_phones: Vec<UdpSocket> = (0..calls).map(|_| bind("127.0.0.72")).collect();
-    let b_phones: Vec<UdpSocket> = (0..calls).map(|_| bind("127.0.0.71")).collect();
+    let callees = if agent { 0 } else { calls };
+    let b_phones: Vec<UdpSocket> = (0..callees).map(|_| bind("127.0.0.71")).collect();
     let b_targets = Arc::new(Mutex::new(vec![None; calls]));
     let stop = Arc::new(AtomicBool::new(false));
     let callee_thread = {
@@ -296,7 +321,7 @@ fn main() {
                 epoch,
                 callers: calls,
                 received: [0; 2],
-                stamped: !pcma,
+                stamped: !pcma && !agent,
                 delays_us: Vec::new(),
             };
             while !stop.load(Ordering::Relaxed) {
@@ -320,6 +345,24 @@ fn main() {
     let mut pkt = Vec::with_capacity(172);
     let groups = senders.len().div_ceil(16) as u32;
     let callers_sending = a_targets.iter().flatten().count();
+    // An agent's caller says something speech-like: a vowel (a 120 Hz
+    // pulse train through two formants) with a syllable-rate contour, a
+    // second of it as 50 frames, μ-law.
+    let voice: Vec<[u8; 160]> = (0..50)
+        .map(|f| {
+            let mut frame = [0u8; 160];
+            for (n, b) in frame.iter_mut().enumerate() {
+                let t = (f * 160 + n) as f64 / 8000.0;
+                let pulse = (t * 120.0).fract();
+                let v = (-pulse * 30.0).exp()
+                    * ((std::f64::consts::TAU * 700.0 * t).sin()
+                        + 0.5 * (std::f64::consts::TAU * 1200.0 * t).sin());
+                let contour = 0.6 + 0.4 * (std::f64::consts::TAU * 4.0 * t).sin();
+                *b = sentiric_media::g711::ulaw_encode((v * contour * 9000.0) as i16);
+            }
+            frame
+        })
+        .collect();
     for tick in 0..seconds * 50 {
         for (i, (sock, to)) in senders.iter().enumerate() {
             if i % 16 == 0 {
@@ -332,7 +375,11 @@ fn main() {
             }
             pkt.clear();
             let mut payload = [0xd5u8; 160];
-            payload[..8].copy_from_slice(&(epoch.elapsed().as_nanos() as u64).to_be_bytes());
+            if agent {
+                payload = voice[tick as usize % voice.len()];
+            } else {
+                payload[..8].copy_from_slice(&(epoch.elapsed().as_nanos() as u64).to_be_bytes());
+            }
             RtpHeader {
                 marker: tick == 0,
                 payload_type: if i >= callers_sending && pcma { 8 } else { 0 },
@@ -418,6 +465,20 @@ fn main() {
     // Caller phones receive what callee phones sent, and the other way.
     let (a_to_b, b_to_a) = ((sent[0], phones.received[1]), (sent[1], phones.received[0]));
     let relayed = phones.received[0] + phones.received[1];
+    if agent {
+        // Per agent call and second of its media: the switch's CPU.
+        let per_call_s = cpu as f64 / 1000.0 / answered.max(1) as f64 / media_s;
+        println!(
+            "agent calls={calls} answered={answered} seconds={media_s:.1} caller_sent={} \
+             agent_frames_received={} switch_cpu_us_per_call_second={per_call_s:.1} \
+             switch_core_share={:.1}% calls_per_core={:.0} byes_ok={byes_ok}",
+            a_to_b.0,
+            phones.received[0],
+            cpu as f64 / 1e9 / media_s * 100.0,
+            1e6 / per_call_s.max(1e-9),
+        );
+        return;
+    }
     println!(
         "calls={calls} cps={cps} answered={answered} setup_s={setup_s:.1} codec={} seconds={media_s:.1} \
          a_to_b_sent={} received={} b_to_a_sent={} received={} loss={} delay_us_p50={} p99={} \

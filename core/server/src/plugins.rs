@@ -24,6 +24,8 @@
 //!                            # the agent's audio stops; shorter, e.g. a
 //!                            # backchannel, only ducks it while it lasts)
 //! hangover_ms = 400          # unvoiced this long: speech stopped
+//! silence_rms = 30           # quieter chunks are unvoiced at once (the
+//!                            # model lags ~80 ms); 0: the model alone
 //!
 //! [plugins.apps]             # built-in apps an agent serves instead
 //! echo = "sentiric-plugin-echo-agent"
@@ -163,6 +165,7 @@ pub(crate) struct VadSettings {
     pub(crate) threshold: f32,
     pub(crate) min_speech_ms: u32,
     pub(crate) hangover_ms: u32,
+    pub(crate) silence_rms: u16,
 }
 
 impl Default for VadSettings {
@@ -172,6 +175,7 @@ impl Default for VadSettings {
             threshold: d.threshold,
             min_speech_ms: d.min_speech_ms,
             hangover_ms: d.hangover_ms,
+            silence_rms: d.silence_rms,
         }
     }
 }
@@ -183,6 +187,7 @@ impl VadSettings {
             threshold: self.threshold,
             min_speech_ms: self.min_speech_ms,
             hangover_ms: self.hangover_ms,
+            silence_rms: self.silence_rms,
         }
     }
 }

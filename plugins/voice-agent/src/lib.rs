@@ -22,7 +22,9 @@
 //!    stays in the conversation.
 //!
 //! Every turn is reported to the switch (`ReportTurn`: transcript,
-//! answer, stage timings) for the event bus and the CDR. A speech
+//! answer, stage timings) for the event bus and the CDR, once its answer
+//! has been heard to the end or spoken over (the switch's PlaybackDone
+//! says which: a caller may cut in after the answer was all sent). A speech
 //! service or the LLM failing plays the configured apology, then
 //! transfers or hangs up, naming the failure.
 //!
@@ -263,6 +265,12 @@ struct Call {
     unanswered: String,
     /// The play whose end ends the call.
     ending: Option<(String, End)>,
+    /// A turn whose answer is still being heard: reported when its play
+    /// is over (the switch says whether the caller spoke over it).
+    unheard: Option<(String, v1::ReportTurn)>,
+    /// Plays the switch said were over before their turn was (its last
+    /// chunk goes out just before the turn ends): whether interrupted.
+    played: Vec<(String, bool)>,
     plays: u32,
     over: bool,
 }
@@ -283,6 +291,8 @@ impl Call {
             turn: None,
             unanswered: String::new(),
             ending: None,
+            unheard: None,
+            played: Vec::new(),
             plays: 0,
             over: false,
         }
@@ -308,6 +318,9 @@ impl Call {
         }
         if let Some(t) = self.turn.take() {
             t.task.abort();
+        }
+        if let Some((_, report)) = self.unheard.take() {
+            self.send_report(report);
         }
     }
 
@@ -341,6 +354,19 @@ impl Call {
                 }
             }
             Input::PlaybackDone(done) => {
+                if self.turn.as_ref().is_some_and(|t| t.play == done.id) {
+                    // Its turn is not over yet: it will look here.
+                    self.played.push((done.id.clone(), done.interrupted));
+                }
+                if self
+                    .unheard
+                    .as_ref()
+                    .is_some_and(|(play, _)| *play == done.id)
+                {
+                    let (_, mut report) = self.unheard.take().expect("checked");
+                    report.interrupted = done.interrupted;
+                    self.send_report(report);
+                }
                 if !done.interrupted {
                     if let Some((play, _)) = &self.ending {
                         if *play == done.id {
@@ -350,7 +376,12 @@ impl Call {
                     }
                 }
             }
-            Input::Ended(_) => self.over = true,
+            Input::Ended(_) => {
+                if let Some((_, report)) = self.unheard.take() {
+                    self.send_report(report);
+                }
+                self.over = true;
+            }
             Input::Dtmf(_) | Input::Start(_) => {}
         }
     }
@@ -376,8 +407,17 @@ impl Call {
                 // Not heard: the caller's words go with the next turn.
                 self.unanswered = t.transcript.clone();
             }
-            self.report(&t, &p, true);
+            self.send_report(turn_report(&t, &p, true));
             tracing::info!(call = %self.call_id, "voice agent: barge-in");
+        }
+        // Speaking over the answer that ends the call (not the apology of
+        // a broken one): the call goes on.
+        if self
+            .ending
+            .as_ref()
+            .is_some_and(|(play, _)| play != "apology")
+        {
+            self.ending = None;
         }
         if self.recognizing.is_some() || self.ending.is_some() {
             return;
@@ -460,7 +500,23 @@ impl Call {
             return;
         };
         let p = std::mem::take(&mut *lock(&t.progress));
-        self.report(&t, &p, false);
+        let mut report = turn_report(&t, &p, false);
+        // Its play already over (heard, or spoken over)?
+        let played = self
+            .played
+            .iter()
+            .position(|(id, _)| *id == t.play)
+            .map(|i| self.played.swap_remove(i).1);
+        self.played.clear();
+        if p.spoke && played.is_none() {
+            // Said once its audio has been heard, or spoken over.
+            if let Some((_, earlier)) = self.unheard.replace((t.play.clone(), report)) {
+                self.send_report(earlier);
+            }
+        } else {
+            report.interrupted = played.unwrap_or(false);
+            self.send_report(report);
+        }
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
@@ -479,36 +535,29 @@ impl Call {
             return;
         }
         if let Some(end) = outcome.end {
-            if p.spoke {
+            match played {
                 // After the answer is heard.
-                self.ending = Some((t.play, end));
-            } else {
-                self.finish(end);
+                None if p.spoke => self.ending = Some((t.play, end)),
+                // The caller spoke over it: the conversation goes on.
+                Some(true) => {}
+                _ => self.finish(end),
             }
         }
     }
 
-    fn report(&self, t: &Turn, p: &Progress, interrupted: bool) {
+    fn send_report(&self, r: v1::ReportTurn) {
         tracing::info!(
             call = %self.call_id,
-            transcript_ms = t.transcript_ms,
-            first_token_ms = p.first_token_ms,
-            first_audio_ms = p.first_audio_ms,
-            interrupted,
-            tools = ?p.tools,
+            transcript_ms = r.transcript_ms,
+            first_token_ms = r.first_token_ms,
+            first_audio_ms = r.first_audio_ms,
+            interrupted = r.interrupted,
+            tools = ?r.tools,
             "voice agent: turn over ({} words heard, {} said)",
-            t.transcript.split_whitespace().count(),
-            p.response.split_whitespace().count(),
+            r.transcript.split_whitespace().count(),
+            r.response.split_whitespace().count(),
         );
-        self.later.send(Action::Turn(v1::ReportTurn {
-            transcript: t.transcript.clone(),
-            response: p.response.clone(),
-            transcript_ms: t.transcript_ms,
-            first_token_ms: p.first_token_ms,
-            first_audio_ms: p.first_audio_ms,
-            interrupted,
-            tools: p.tools.clone(),
-        }));
+        self.later.send(Action::Turn(r));
     }
 
     /// A service failed: the apology, then the transfer or hang-up.
@@ -552,6 +601,19 @@ impl Call {
             }
         }
         self.over = true;
+    }
+}
+
+/// A turn's report.
+fn turn_report(t: &Turn, p: &Progress, interrupted: bool) -> v1::ReportTurn {
+    v1::ReportTurn {
+        transcript: t.transcript.clone(),
+        response: p.response.clone(),
+        transcript_ms: t.transcript_ms,
+        first_token_ms: p.first_token_ms,
+        first_audio_ms: p.first_audio_ms,
+        interrupted,
+        tools: p.tools.clone(),
     }
 }
 

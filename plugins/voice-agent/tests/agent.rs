@@ -239,8 +239,9 @@ async fn a_turn_is_heard_answered_spoken_and_its_tools_run() {
             ("tools", "hang_up,set_cdr_tags"),
         ],
     );
-    // The greeting is said first, and reported as a turn of its own.
-    let greeting = call.until(|a| matches!(a, Action::Turn(_))).await;
+    // The greeting is said first, and reported as a turn of its own once
+    // it has been heard.
+    let greeting = call.until(|a| matches!(a, Action::Play(p) if p.last)).await;
     let (pcm, last) = played(&greeting, "answer-1");
     assert!(last);
     assert_eq!(heard(&pcm), "0");
@@ -248,10 +249,21 @@ async fn a_turn_is_heard_answered_spoken_and_its_tools_run() {
         id: "answer-1".into(),
         interrupted: false,
     }));
+    match call.next().await {
+        Action::Turn(t) => assert_eq!((t.transcript.as_str(), t.response.as_str()), ("", "0")),
+        other => panic!("{other:?}"),
+    }
 
     let t0 = Instant::now();
     call.say("123").await;
-    let turn = call.until(|a| matches!(a, Action::Turn(_))).await;
+    let mut turn = call.until(|a| matches!(a, Action::Play(p) if p.last)).await;
+    // Nothing hangs up before the answer is heard …
+    assert!(!turn.iter().any(|a| matches!(a, Action::HangUp(_))));
+    call.tell(Input::PlaybackDone(v1::PlaybackDone {
+        id: "answer-2".into(),
+        interrupted: false,
+    }));
+    turn.extend(call.until(|a| matches!(a, Action::Turn(_))).await);
     let Some(Action::Turn(report)) = turn.last() else {
         unreachable!()
     };
@@ -274,12 +286,6 @@ async fn a_turn_is_heard_answered_spoken_and_its_tools_run() {
     assert!(turn.iter().any(
         |a| matches!(a, Action::CdrTags(t) if t.tags.get("code").map(String::as_str) == Some("123"))
     ));
-    // Nothing hangs up before the answer is heard …
-    assert!(!turn.iter().any(|a| matches!(a, Action::HangUp(_))));
-    call.tell(Input::PlaybackDone(v1::PlaybackDone {
-        id: "answer-2".into(),
-        interrupted: false,
-    }));
     // … then the call ends as the LLM asked.
     match call.next().await {
         Action::HangUp(h) => assert_eq!(h.reason, "caller done"),
@@ -352,7 +358,12 @@ async fn caller_speech_over_the_answer_cancels_it() {
     assert_eq!(report.transcript, "5");
     assert!(report.response.starts_with("1111"));
     assert!(report.response.len() < 20 * 5);
-    // The new words get their own answer.
+    // The new words get their own answer, reported once heard.
+    call.until(|a| matches!(a, Action::Play(p) if p.last)).await;
+    call.tell(Input::PlaybackDone(v1::PlaybackDone {
+        id: "answer-2".into(),
+        interrupted: false,
+    }));
     let next = call.until(|a| matches!(a, Action::Turn(_))).await;
     let Some(Action::Turn(report)) = next.last() else {
         unreachable!()
@@ -534,7 +545,12 @@ async fn a_webhook_answer_goes_back_to_the_llm_and_dtmf_and_transfer_are_sent() 
         ],
     );
     call.say("7").await;
-    let acts = call.until(|a| matches!(a, Action::Turn(_))).await;
+    let mut acts = call.until(|a| matches!(a, Action::Play(p) if p.last)).await;
+    call.tell(Input::PlaybackDone(v1::PlaybackDone {
+        id: "answer-1".into(),
+        interrupted: false,
+    }));
+    acts.extend(call.until(|a| matches!(a, Action::Turn(_))).await);
     assert_eq!(
         tokio::time::timeout(Duration::from_secs(5), posted.recv())
             .await
@@ -550,10 +566,6 @@ async fn a_webhook_answer_goes_back_to_the_llm_and_dtmf_and_transfer_are_sent() 
     };
     assert_eq!(report.tools, ["lookup", "send_dtmf", "transfer"]);
     assert_eq!(heard(&played(&acts, "answer-1").0), "42");
-    call.tell(Input::PlaybackDone(v1::PlaybackDone {
-        id: "answer-1".into(),
-        interrupted: false,
-    }));
     match call.next().await {
         Action::Transfer(t) => assert_eq!(t.uri, "sip:desk@127.0.0.1"),
         other => panic!("{other:?}"),
