@@ -771,8 +771,11 @@ impl Args {
 /// }
 /// ```
 pub fn main<P: Plugin>(name: &str) -> std::process::ExitCode {
+    // Colours only for a person's terminal: a switch that runs the
+    // sidecar logs its lines as they are.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_max_level(tracing::Level::INFO)
         .try_init();
     let args = match Args::parse(std::env::args().skip(1)) {

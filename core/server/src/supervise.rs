@@ -159,10 +159,19 @@ fn relay(name: &str, from: impl std::io::Read + Send + 'static, errors: bool) {
         .name(format!("sentiric-log-{name}"))
         .spawn(move || {
             for line in BufReader::new(from).lines().map_while(Result::ok) {
-                if errors {
-                    tracing::warn!(plugin = %name, "sidecar {name}: {line}");
-                } else {
-                    tracing::info!(plugin = %name, "sidecar {name}: {line}");
+                // A line that names its level (a tracing or logging
+                // format's " INFO " near its start) keeps it; any other
+                // on standard error is a warning.
+                let head = line.get(..48).unwrap_or(&line);
+                let level = ["ERROR", "WARN", "INFO", "DEBUG"].into_iter().find(|l| {
+                    head.contains(&format!(" {l} ")) || head.starts_with(&format!("{l} "))
+                });
+                match (level, errors) {
+                    (Some("ERROR"), _) => tracing::error!(plugin = %name, "sidecar {name}: {line}"),
+                    (Some("INFO" | "DEBUG"), _) | (None, false) => {
+                        tracing::info!(plugin = %name, "sidecar {name}: {line}")
+                    }
+                    _ => tracing::warn!(plugin = %name, "sidecar {name}: {line}"),
                 }
             }
         });
