@@ -245,8 +245,13 @@ fn main() {
         )
     };
     if real {
-        let python =
-            std::fs::canonicalize("target/python/bin/python").expect("bash scripts/python.sh");
+        // Not canonicalized: the environment's python is a link to the
+        // interpreter, and only called by its own path is it the
+        // environment's.
+        let python = std::env::current_dir()
+            .unwrap()
+            .join("target/python/bin/python");
+        assert!(python.exists(), "bash scripts/python.sh");
         sidecars.push_str(&table(
             "stt",
             stt,
@@ -320,6 +325,19 @@ fn main() {
              [plugins]\n[plugins.vad]\nhangover_ms = {HANGOVER_MS}\n{sidecars}"
         ),
     );
+
+    // The speech sidecars listening (the recogniser loads its model
+    // first) before the call: the agent would take them for down.
+    for addr in [stt, tts] {
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "{addr} never listened"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 
     // The caller.
     let sip = UdpSocket::bind(format!("{UAC}:0")).unwrap();
