@@ -433,8 +433,17 @@ fn agents_in_process_answer_calls_and_serve_the_built_in_apps() {
     assert_eq!(digits, ["1", "2", "#"]);
     let tagged = of_call("CallTagged");
     assert_eq!(
-        tagged.last().map(|t| t["tags"]["echo_digits"].clone()),
+        tagged
+            .iter()
+            .rev()
+            .find_map(|t| t["tags"].get("echo_digits").cloned()),
         Some(serde_json::json!("12")),
+        "{tagged:?}"
+    );
+    // The agent's hang-up, with its reason, last.
+    assert_eq!(
+        tagged.last().map(|t| t["tags"]["hangup_reason"].clone()),
+        Some(serde_json::json!("caller pressed #")),
         "{tagged:?}"
     );
     // An agent that panics (on the caller's digit 1) ends its call: the

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{built, call, routed, rtp, Switch};
+use common::{built, call, python, routed, rtp, Switch};
 use sentiric_plugin_prefix_dialplan::PrefixDialplan;
 use sentiric_plugin_sdk::{v1, Dialplan, Plugin, PluginError};
 
@@ -422,18 +422,6 @@ fn a_killed_sidecar_opens_the_circuit_which_closes_when_it_is_back() {
 
 /// The Python the example sidecar runs on: `SENTIRIC_PYTHON`, or the
 /// virtual environment `scripts/python.sh` makes (grpcio, grpcio-tools).
-fn python() -> PathBuf {
-    let python = std::env::var_os("SENTIRIC_PYTHON").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/python/bin/python"),
-        PathBuf::from,
-    );
-    assert!(
-        python.exists(),
-        "{}: no Python with grpcio; make it with `bash scripts/python.sh`",
-        python.display()
-    );
-    python
-}
 
 #[test]
 fn the_python_sidecar_routes_calls_through_the_switch() {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{rtp, wav_bytes, wav_samples, Switch};
+use common::{python, rtp, wav_bytes, wav_samples, Switch};
 
 /// A binary of the workspace's, built beside this test.
 fn bin(name: &str) -> PathBuf {
@@ -26,19 +26,6 @@ fn bin(name: &str) -> PathBuf {
     let p = dir.join(name);
     assert!(p.exists(), "{} not built", p.display());
     p
-}
-
-fn python() -> PathBuf {
-    let python = std::env::var_os("SENTIRIC_PYTHON").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/python/bin/python"),
-        PathBuf::from,
-    );
-    assert!(
-        python.exists(),
-        "{}: no Python environment; make it with `bash scripts/python.sh`",
-        python.display()
-    );
-    python
 }
 
 fn plugins() -> PathBuf {

@@ -644,6 +644,7 @@ fn ms_since(t: Instant) -> u32 {
 }
 
 /// One answer: the LLM's rounds, its sentences spoken, its tools run.
+#[derive(Clone)]
 struct Answer {
     shared: Arc<Shared>,
     settings: CallSettings,
@@ -656,15 +657,7 @@ struct Answer {
 impl Answer {
     async fn run(self, mut messages: Vec<Value>, said: Option<String>) -> Outcome {
         let (sentences, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let speaker = Speaker {
-            shared: Arc::clone(&self.shared),
-            settings: self.settings.clone(),
-            later: self.later.clone(),
-            play: self.play.clone(),
-            progress: Arc::clone(&self.progress),
-            clock: self.clock,
-        };
-        let speaking = AbortOnDrop(tokio::spawn(speaker.run(rx)));
+        let speaking = AbortOnDrop(tokio::spawn(self.clone().speak(rx)));
         let mut added = Vec::new();
         let mut end = None;
         if let Some(said) = said {
@@ -918,18 +911,9 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Speaks an answer's sentences in order, as one play.
-struct Speaker {
-    shared: Arc<Shared>,
-    settings: CallSettings,
-    later: Later,
-    play: String,
-    progress: Arc<Mutex<Progress>>,
-    clock: Instant,
-}
-
-impl Speaker {
-    async fn run(
+impl Answer {
+    /// Speaks the answer's sentences in order, as one play.
+    async fn speak(
         self,
         mut sentences: tokio::sync::mpsc::UnboundedReceiver<String>,
     ) -> Result<(), String> {

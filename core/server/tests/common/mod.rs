@@ -467,3 +467,18 @@ fn echo_call(sw: &Switch, dir: &Path, user: &str, more: &[&str]) -> (Vec<i16>, V
     let heard = wav_samples(&std::fs::read(&record).unwrap());
     (played, heard, summary)
 }
+
+/// The Python of the sidecars' environment (`SENTIRIC_PYTHON`, else
+/// `target/python`, made by `bash scripts/python.sh`).
+pub(crate) fn python() -> PathBuf {
+    let python = std::env::var_os("SENTIRIC_PYTHON").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/python/bin/python"),
+        PathBuf::from,
+    );
+    assert!(
+        python.exists(),
+        "{}: no Python environment; make it with `bash scripts/python.sh`",
+        python.display()
+    );
+    python
+}
