@@ -103,6 +103,9 @@ class Recognizer:
                 vad_filter=False,
                 without_timestamps=True,
                 condition_on_previous_text=False,
+                # Greedy and only greedy: the same audio, the same words
+                # (faster-whisper's default falls back to sampling).
+                temperature=0.0,
             )
             segments = list(segments)
         text = "".join(s.text for s in segments).strip()
