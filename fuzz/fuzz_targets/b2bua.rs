@@ -139,7 +139,10 @@ fuzz_target!(|data: &[u8]| {
                             headers: vec![("X-Route".into(), "fuzz".into())],
                             codecs: Vec::new(),
                         }),
-                        8 => Action::Agent { agent: "a".into() },
+                        8 => Action::Agent {
+                            agent: "a".into(),
+                            params: Default::default(),
+                        },
                         7 => Action::Redirect {
                             code: 302,
                             contacts: vec!["sip:elsewhere@127.0.0.5".into()],
