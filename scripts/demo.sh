@@ -44,7 +44,7 @@ if ! command -v espeak-ng >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends espeak-ng
 fi
 python=$(bash scripts/python.sh)
-cargo build --release --bin sentiric -p sentiric-server \
+cargo build --release --bins -p sentiric-server \
   -p sentiric-plugin-voice-agent -p sentiric-plugin-espeak-tts
 bin=$root/target/release
 

@@ -4,7 +4,7 @@
 //! answer ducked → stopped; a 150 ms backchannel over it → not stopped.
 //!
 //! ```text
-//! cargo build --release --bin sentiric -p sentiric-server \
+//! cargo build --release --bins -p sentiric-server \
 //!     -p sentiric-plugin-voice-agent -p sentiric-plugin-espeak-tts
 //! cargo build --release -p sentiric-bench --example voice_latency
 //! target/release/examples/voice_latency stub [turns]   # speech services stubbed
