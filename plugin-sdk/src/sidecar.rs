@@ -645,7 +645,7 @@ pub async fn channel(
     endpoint(addr, server_name, tls, connect_timeout)?
         .connect()
         .await
-        .map_err(|e| SidecarError::Transport(transport_error(&e)))
+        .map_err(|e| SidecarError::Transport(error_chain(&e)))
 }
 
 /// The endpoint for a sidecar at `addr`: TLS with the switch's
@@ -674,9 +674,9 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// A transport error with its causes (tonic's own says only "transport
-/// error").
-fn transport_error(e: &dyn std::error::Error) -> String {
+/// An error with its causes, joined by `: ` (a transport error's own
+/// text says only "transport error").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -164,7 +164,10 @@ fn relay(name: &str, from: impl std::io::Read + Send + 'static, errors: bool) {
                 // on standard error is a warning.
                 let head = line.get(..48).unwrap_or(&line);
                 let level = ["ERROR", "WARN", "INFO", "DEBUG"].into_iter().find(|l| {
-                    head.contains(&format!(" {l} ")) || head.starts_with(&format!("{l} "))
+                    head.match_indices(l).any(|(at, _)| {
+                        let b = head.as_bytes();
+                        b.get(at + l.len()) == Some(&b' ') && (at == 0 || b[at - 1] == b' ')
+                    })
                 });
                 match (level, errors) {
                     (Some("ERROR"), _) => tracing::error!(plugin = %name, "sidecar {name}: {line}"),

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{built, call, python, routed, rtp, Switch};
+use common::{built, call, cdrs, python, routed, rtp, Switch};
 use sentiric_plugin_prefix_dialplan::PrefixDialplan;
 use sentiric_plugin_sdk::{v1, Dialplan, Plugin, PluginError};
 
@@ -508,23 +508,7 @@ fn a_decisions_headers_tags_and_redirect_reach_the_invite_cdr_and_caller() {
     assert_eq!(call(&sw, "redirect"), 301);
 
     // The CDRs (the switch's own SQLite): the tag, the redirect.
-    let db = format!("sqlite://{}/cdr.db?mode=rwc", sw.events.display());
-    let end = std::time::Instant::now() + Duration::from_secs(5);
-    let rows = loop {
-        let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
-            .args(["cdr", "list", "--since", "3600"])
-            .env("SENTIRIC_CDR_DATABASE", &db)
-            .output()
-            .unwrap();
-        let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        if rows.len() >= 2 || std::time::Instant::now() > end {
-            break rows;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let rows = cdrs(&sw, 2, Duration::from_secs(5));
     assert_eq!(rows.len(), 2, "{rows:#?}");
     let by = |code: i64| rows.iter().find(|r| r["sip_code"] == code).unwrap();
     assert_eq!(

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{python, rtp, wav_bytes, wav_samples, Switch};
+use common::{cdrs, python, rtp, wav_bytes, wav_samples, Switch};
 
 /// A binary of the workspace's, built beside this test.
 fn bin(name: &str) -> PathBuf {
@@ -94,27 +94,6 @@ fn scripted_llm(dir: &Path, script: &str) -> (Killed, String) {
         .expect("its address")
         .to_string();
     (Killed(child), url)
-}
-
-/// The CDRs in the switch's own database, once there are `n`.
-fn cdrs(sw: &Switch, n: usize) -> Vec<serde_json::Value> {
-    let db = format!("sqlite://{}/cdr.db?mode=rwc", sw.events.display());
-    let end = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
-            .args(["cdr", "list", "--since", "3600"])
-            .env("SENTIRIC_CDR_DATABASE", &db)
-            .output()
-            .unwrap();
-        let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        if rows.len() >= n || std::time::Instant::now() > end {
-            return rows;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// What `sentiric call` to `user` heard, playing `question`: its summary
@@ -312,7 +291,7 @@ fn a_caller_asks_the_voice_agent_and_hears_its_answer() {
     }
     // The call's record: the tags the LLM set, the hang-up's reason, the
     // turn's transcript.
-    let rows = cdrs(&sw, 1);
+    let rows = cdrs(&sw, 1, Duration::from_secs(10));
     let cdr = rows
         .iter()
         .find(|r| r["request_uri"].as_str().unwrap_or("").contains("900"))
@@ -364,7 +343,7 @@ fn a_caller_asks_the_voice_agent_and_hears_its_answer() {
         "{first}..{last}"
     );
     assert!(rms > 2000.0, "rms {rms}");
-    let rows = cdrs(&sw, 2);
+    let rows = cdrs(&sw, 2, Duration::from_secs(10));
     let cdr = rows
         .iter()
         .find(|r| r["request_uri"].as_str().unwrap_or("").contains("901"))

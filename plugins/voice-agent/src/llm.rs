@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
+use sentiric_plugin_sdk::sidecar::error_chain;
 use serde_json::{json, Value};
 
 use crate::config::LlmConfig;
@@ -322,18 +323,6 @@ async fn read_some(body: &mut hyper::body::Incoming, limit: usize) -> String {
     }
     out.truncate(limit);
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// An error with its causes.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

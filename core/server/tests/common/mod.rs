@@ -482,3 +482,25 @@ pub(crate) fn python() -> PathBuf {
     );
     python
 }
+
+/// The CDRs of the last hour in `sw`'s own database (`sentiric cdr
+/// list`), once there are `n` of them or `wait` has passed.
+pub(crate) fn cdrs(sw: &Switch, n: usize, wait: Duration) -> Vec<serde_json::Value> {
+    let db = format!("sqlite://{}/cdr.db?mode=rwc", sw.events.display());
+    let end = std::time::Instant::now() + wait;
+    loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+            .args(["cdr", "list", "--since", "3600"])
+            .env("SENTIRIC_CDR_DATABASE", &db)
+            .output()
+            .unwrap();
+        let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if rows.len() >= n || std::time::Instant::now() > end {
+            return rows;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
