@@ -25,7 +25,7 @@ pub struct Config {
     pub speech_tls: SpeechTls,
     /// Per-call settings unless the route's parameters say otherwise.
     #[serde(default)]
-    pub defaults: CallDefaults,
+    pub defaults: CallSettings,
     /// HTTP webhooks the LLM may call, by tool name.
     #[serde(default)]
     pub webhooks: BTreeMap<String, Webhook>,
@@ -119,10 +119,11 @@ pub struct SpeechTls {
     pub key: Option<PathBuf>,
 }
 
-/// What the route's parameters default to.
+/// One call's settings: `[defaults]` in the file, with the route's
+/// parameters over them for a call ([`CallSettings::new`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct CallDefaults {
+pub struct CallSettings {
     /// The system prompt.
     pub system_prompt: String,
     /// Said when the call is answered (empty: the agent waits for the
@@ -140,9 +141,9 @@ pub struct CallDefaults {
     pub transfer_allow: Vec<String>,
 }
 
-impl Default for CallDefaults {
+impl Default for CallSettings {
     fn default() -> Self {
-        CallDefaults {
+        CallSettings {
             system_prompt: "You are a helpful voice assistant on a phone call. Answer in one or \
                             two short sentences."
                 .into(),
@@ -192,29 +193,11 @@ pub struct Failure {
     pub transfer_to: Option<String>,
 }
 
-/// One call's settings: the defaults with the route's parameters over
-/// them.
-#[derive(Debug, Clone)]
-pub struct CallSettings {
-    /// See [`CallDefaults`].
-    pub system_prompt: String,
-    /// See [`CallDefaults`].
-    pub greeting: String,
-    /// See [`CallDefaults`].
-    pub voice: String,
-    /// See [`CallDefaults`].
-    pub language: String,
-    /// See [`CallDefaults`].
-    pub tools: Vec<String>,
-    /// See [`CallDefaults`].
-    pub transfer_allow: Vec<String>,
-}
-
 impl CallSettings {
     /// `defaults` with `params` (`system_prompt`, `greeting`, `voice`,
     /// `language`, `tools` and `transfer_allow` as comma-separated lists)
     /// over them.
-    pub fn new(defaults: &CallDefaults, params: &HashMap<String, String>) -> CallSettings {
+    pub fn new(defaults: &CallSettings, params: &HashMap<String, String>) -> CallSettings {
         let text = |k: &str, d: &String| params.get(k).cloned().unwrap_or_else(|| d.clone());
         let list = |k: &str, d: &Vec<String>| match params.get(k) {
             Some(v) => v
