@@ -41,7 +41,8 @@ class SettingsTest(unittest.TestCase):
             sidecar.Settings('modle = "x"')
         with self.assertRaises(ValueError):
             sidecar.Settings("threads = 0")
-        s = sidecar.Settings("partial_ms = 0")
+        s = sidecar.Settings('partial_ms = 0\nprompt = "A restaurant."')
+        self.assertEqual(s.prompt, "A restaurant.")
         self.assertTrue(os.path.isfile(os.path.join(s.model, "model.bin")))
 
 
@@ -79,12 +80,19 @@ class RecognizeTest(unittest.TestCase):
             self.addr, creds, options=[("grpc.ssl_target_name_override", "localhost")]
         )
 
-    def stream(self, pcm, rate):
+    def stream(self, pcm, rate, **params):
         """The audio in 20 ms messages, the first with the params."""
         step = rate // 50 * 2
         for i in range(0, len(pcm), step):
-            params = {"language": "en"} if i == 0 else {}
-            yield PB.Audio(pcm=pcm[i : i + step], sample_rate=rate, params=params)
+            first = {"language": "en", **params} if i == 0 else {}
+            yield PB.Audio(pcm=pcm[i : i + step], sample_rate=rate, params=first)
+
+    def final(self, pcm, rate, **params):
+        with self.channel() as ch:
+            got = GRPC_PB.SpeechToTextStub(ch).Recognize(
+                self.stream(pcm, rate, **params), timeout=60
+            )
+            return [t for t in got if t.final][0].text
 
     def test_speech_is_transcribed_with_partials_then_a_final(self):
         pcm = spoken("Can I book a table for two people?", 8000)
@@ -98,6 +106,15 @@ class RecognizeTest(unittest.TestCase):
             self.assertIn(w, words)
         self.assertGreater(finals[0].confidence, 0.3)
         self.assertGreater(finals[0].end_ms, 1000)
+
+    def test_the_streams_prompt_steers_the_words(self):
+        # Without a prompt tiny.en hears "two- my data clock" here; the
+        # stream's prompt (Whisper's initial prompt) sets it right.
+        pcm = spoken("I want a table for two at eight o'clock.", 8000)
+        plain = self.final(pcm, 8000)
+        steered = self.final(pcm, 8000, prompt="A caller phones a restaurant to book a table.")
+        self.assertIn("two at eight o'clock", steered.lower())
+        self.assertNotEqual(plain, steered)
 
     def test_silence_and_a_refused_client(self):
         with self.channel() as ch:

@@ -133,6 +133,10 @@ pub struct CallSettings {
     pub voice: String,
     /// The language, for STT and TTS (e.g. `en`).
     pub language: String,
+    /// Words the caller is likely to say, handed to the recogniser with
+    /// the audio (its `prompt` parameter: Whisper's initial prompt) —
+    /// e.g. "A caller phones a restaurant to book a table." Empty: none.
+    pub stt_prompt: String,
     /// The tools the LLM is offered: `hang_up`, `transfer`, `send_dtmf`,
     /// `set_cdr_tags`, and webhook names.
     pub tools: Vec<String>,
@@ -150,6 +154,7 @@ impl Default for CallSettings {
             greeting: String::new(),
             voice: String::new(),
             language: "en".into(),
+            stt_prompt: String::new(),
             tools: vec!["hang_up".into()],
             transfer_allow: Vec::new(),
         }
@@ -195,8 +200,8 @@ pub struct Failure {
 
 impl CallSettings {
     /// `defaults` with `params` (`system_prompt`, `greeting`, `voice`,
-    /// `language`, `tools` and `transfer_allow` as comma-separated lists)
-    /// over them.
+    /// `language`, `stt_prompt`, `tools` and `transfer_allow` as
+    /// comma-separated lists) over them.
     pub fn new(defaults: &CallSettings, params: &HashMap<String, String>) -> CallSettings {
         let text = |k: &str, d: &String| params.get(k).cloned().unwrap_or_else(|| d.clone());
         let list = |k: &str, d: &Vec<String>| match params.get(k) {
@@ -213,6 +218,7 @@ impl CallSettings {
             greeting: text("greeting", &defaults.greeting),
             voice: text("voice", &defaults.voice),
             language: text("language", &defaults.language),
+            stt_prompt: text("stt_prompt", &defaults.stt_prompt),
             tools: list("tools", &defaults.tools),
             transfer_allow: list("transfer_allow", &defaults.transfer_allow),
         }
@@ -308,10 +314,12 @@ mod tests {
         let params: HashMap<String, String> = [
             ("greeting".to_string(), "Hello".to_string()),
             ("tools".to_string(), "hang_up, transfer".to_string()),
+            ("stt_prompt".to_string(), "A restaurant.".to_string()),
         ]
         .into();
         let s = CallSettings::new(&c.defaults, &params);
         assert_eq!(s.greeting, "Hello");
+        assert_eq!(s.stt_prompt, "A restaurant.");
         assert_eq!(s.tools, ["hang_up", "transfer"]);
         assert_eq!(s.language, "en");
         assert!(s.system_prompt.contains("voice assistant"));

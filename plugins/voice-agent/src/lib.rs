@@ -31,7 +31,7 @@
 //! The agent runs as a sidecar (`sentiric-voice-agent`, `src/main.rs`),
 //! as DESIGN.md puts LLM agents: out of the switch's process.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -422,10 +422,14 @@ impl Call {
         if self.recognizing.is_some() || self.ending.is_some() {
             return;
         }
+        let mut params = HashMap::from([("language".to_string(), self.settings.language.clone())]);
+        if !self.settings.stt_prompt.is_empty() {
+            params.insert("prompt".into(), self.settings.stt_prompt.clone());
+        }
         let first = v1::Audio {
             pcm: self.preroll.drain(..).flatten().collect(),
             sample_rate: 16_000,
-            params: [("language".to_string(), self.settings.language.clone())].into(),
+            params,
         };
         self.heard.clear();
         match self.shared.stt.recognize(first).await {
