@@ -255,8 +255,11 @@ struct Call {
     call_id: String,
     history: Vec<Value>,
     preroll: VecDeque<Vec<u8>>,
-    recognizing: Option<speech::Recognizing>,
-    /// The caller's words the recognition has made final.
+    /// The caller's stretches of speech being recognised, oldest first;
+    /// only the newest may still take audio (the others' speech stopped,
+    /// their final transcripts still to come).
+    recognizing: VecDeque<speech::Recognizing>,
+    /// The caller's words the recognitions have made final.
     heard: String,
     /// When the caller's speech stopped (the turn's clock).
     stopped: Option<Instant>,
@@ -285,7 +288,7 @@ impl Call {
             call_id,
             history,
             preroll: VecDeque::with_capacity(PREROLL_FRAMES),
-            recognizing: None,
+            recognizing: VecDeque::new(),
             heard: String::new(),
             stopped: None,
             turn: None,
@@ -327,7 +330,7 @@ impl Call {
     async fn input(&mut self, input: Input) {
         match input {
             Input::Audio(frame) => {
-                if let Some(r) = &self.recognizing {
+                if let Some(r) = self.listening() {
                     let audio = v1::Audio {
                         pcm: frame.pcm,
                         sample_rate: 16_000,
@@ -348,7 +351,7 @@ impl Call {
                 self.stopped = Some(Instant::now());
                 // The audio is over: the recogniser's last transcripts
                 // come, then its stream ends.
-                if let Some(r) = &mut self.recognizing {
+                if let Some(r) = self.recognizing.back_mut() {
                     let (closed, _) = tokio::sync::mpsc::channel(1);
                     drop(std::mem::replace(&mut r.audio, closed));
                 }
@@ -419,7 +422,7 @@ impl Call {
         {
             self.ending = None;
         }
-        if self.recognizing.is_some() || self.ending.is_some() {
+        if self.listening().is_some() || self.ending.is_some() {
             return;
         }
         let mut params = HashMap::from([("language".to_string(), self.settings.language.clone())]);
@@ -431,14 +434,24 @@ impl Call {
             sample_rate: 16_000,
             params,
         };
-        self.heard.clear();
+        // (Speech again before the last stretch's words are in: they and
+        // these make one turn.)
+        if self.recognizing.is_empty() {
+            self.heard.clear();
+        }
         match self.shared.stt.recognize(first).await {
-            Ok(r) => self.recognizing = Some(r),
+            Ok(r) => self.recognizing.push_back(r),
             Err(e) => self.broke(Broken::Stt, &e),
         }
     }
 
-    /// What the recogniser made of the audio; `None`: it is over.
+    /// The recognition that takes the caller's audio now, if one does.
+    fn listening(&self) -> Option<&speech::Recognizing> {
+        self.recognizing.back().filter(|r| !r.audio.is_closed())
+    }
+
+    /// What the recogniser made of the oldest stretch of speech; `None`:
+    /// it is over.
     fn heard(&mut self, heard: Option<Result<v1::Transcript, String>>) {
         match heard {
             Some(Ok(t)) => {
@@ -450,11 +463,15 @@ impl Call {
                 }
             }
             Some(Err(e)) => {
-                self.recognizing = None;
+                self.recognizing.clear();
                 self.broke(Broken::Stt, &e);
             }
             None => {
-                self.recognizing = None;
+                self.recognizing.pop_front();
+                if !self.recognizing.is_empty() {
+                    // The caller spoke again: the turn waits for it.
+                    return;
+                }
                 let mut words = std::mem::take(&mut self.unanswered);
                 let heard = std::mem::take(&mut self.heard);
                 if !heard.is_empty() {
@@ -573,7 +590,7 @@ impl Call {
         if let Some(t) = self.turn.take() {
             t.task.abort();
         }
-        self.recognizing = None;
+        self.recognizing.clear();
         self.later.send(Action::CdrTags(v1::SetCdrTags {
             tags: [("agent_failure".to_string(), why.name().to_string())].into(),
         }));
@@ -622,8 +639,11 @@ fn turn_report(t: &Turn, p: &Progress, interrupted: bool) -> v1::ReportTurn {
 }
 
 /// The next of the recognition's results; pending forever without one.
-async fn recv_heard(r: &mut Option<speech::Recognizing>) -> Option<Result<v1::Transcript, String>> {
-    match r {
+/// What the oldest recognition hears next; pending forever without one.
+async fn recv_heard(
+    r: &mut VecDeque<speech::Recognizing>,
+) -> Option<Result<v1::Transcript, String>> {
+    match r.front_mut() {
         Some(r) => r.heard.recv().await,
         None => std::future::pending().await,
     }

@@ -380,6 +380,54 @@ async fn caller_speech_over_the_answer_cancels_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speech_again_before_the_words_are_in_makes_one_turn() {
+    let dir = certs("again");
+    let speech = speech_sidecar(&dir).await;
+    let llm = ScriptedLlm::start(
+        "127.0.0.1:0".parse().unwrap(),
+        Script {
+            reply: vec![Reply {
+                chunks: vec!["7".into()],
+                ..Default::default()
+            }],
+        },
+    )
+    .await
+    .unwrap();
+    let agent = VoiceAgent::new(&config(&llm.base_url(), speech, speech, &dir, "", "")).unwrap();
+    let mut call = Call::start(&agent, &[]);
+    // The caller's speech stops and starts again at once: the first
+    // stretch's final transcript is mostly still on its way (a round trip
+    // to the recogniser) when the second begins. Both are heard, as one
+    // turn. (Should the first's words come in before the second begins,
+    // their turn starts and is cut at once, its words going with the
+    // next: the same answer.)
+    call.say("12").await;
+    call.say("34").await;
+    let spoken = call.until(|a| matches!(a, Action::Play(p) if p.last)).await;
+    let Some(Action::Play(play)) = spoken.last() else {
+        unreachable!()
+    };
+    call.tell(Input::PlaybackDone(v1::PlaybackDone {
+        id: play.id.clone(),
+        interrupted: false,
+    }));
+    let turn = call
+        .until(|a| matches!(a, Action::Turn(t) if !t.interrupted))
+        .await;
+    let Some(Action::Turn(report)) = turn.last() else {
+        unreachable!()
+    };
+    assert_eq!(report.transcript, "12 34");
+    assert_eq!(report.response, "7");
+    let asked = llm.asked();
+    let messages = asked.last().unwrap().body["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(messages[1]["content"], "12 34");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn speech_to_text_down_plays_the_apology_then_hangs_up() {
     let dir = certs("stt-down");
     let speech = speech_sidecar(&dir).await;
