@@ -226,6 +226,8 @@ struct Progress {
     first_audio_ms: u32,
     /// Audio went to the switch.
     spoke: bool,
+    /// Cut off (barge-in): its audio must not follow the switch's stop.
+    cancelled: bool,
 }
 
 /// What a turn came to.
@@ -394,7 +396,14 @@ impl Call {
     async fn speech_started(&mut self) {
         if let Some(t) = self.turn.take() {
             t.task.abort();
-            let p = std::mem::take(&mut *lock(&t.progress));
+            // Under the lock the speaker sends under: none of this play's
+            // audio comes after the stop (the task's abort lands later).
+            let p = {
+                let mut g = lock(&t.progress);
+                let p = std::mem::take(&mut *g);
+                g.cancelled = true;
+                p
+            };
             if p.spoke {
                 self.later.send(Action::Stop(v1::StopPlayback {}));
                 // What was said stays said.
@@ -964,29 +973,35 @@ impl Answer {
                 if chunk.pcm.is_empty() {
                     continue;
                 }
-                {
-                    let mut p = lock(&self.progress);
-                    if !p.spoke {
-                        p.spoke = true;
-                        p.first_audio_ms = ms_since(self.clock);
-                    }
+                if !self.send_play(chunk.pcm, false) {
+                    return Ok(());
                 }
                 spoke = true;
-                self.later.send(Action::Play(v1::PlayAudio {
-                    id: self.play.clone(),
-                    pcm: chunk.pcm,
-                    last: false,
-                }));
             }
         }
         if spoke {
-            self.later.send(Action::Play(v1::PlayAudio {
-                id: self.play.clone(),
-                pcm: Vec::new(),
-                last: true,
-            }));
+            self.send_play(Vec::new(), true);
         }
         Ok(())
+    }
+
+    /// Sends a chunk of the play, unless the turn was cancelled (then
+    /// false).
+    fn send_play(&self, pcm: Vec<u8>, last: bool) -> bool {
+        let mut p = lock(&self.progress);
+        if p.cancelled {
+            return false;
+        }
+        if !pcm.is_empty() && !p.spoke {
+            p.spoke = true;
+            p.first_audio_ms = ms_since(self.clock);
+        }
+        self.later.send(Action::Play(v1::PlayAudio {
+            id: self.play.clone(),
+            pcm,
+            last,
+        }));
+        true
     }
 }
 
