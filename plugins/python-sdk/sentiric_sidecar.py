@@ -15,7 +15,7 @@ import shutil
 import signal
 import sys
 import tempfile
-import threading
+import time
 from concurrent import futures
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -82,15 +82,21 @@ def run(name, server, addr):
     """Says where it listens (`sidecar NAME listening on ADDR`), then
     serves until SIGTERM or SIGINT, lets the calls being served finish
     (DRAIN_S at most) and exits."""
-    print(f"sidecar {name} listening on {addr}", flush=True)
-    stop = threading.Event()
+    stopping = []
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        # A plain flag, no lock: a handler runs on the main thread between
+        # any two of its bytecodes, so one taking a lock (Event.set) can
+        # interrupt another holding it and wait for itself for ever — a
+        # burst of signals (the switch's SIGTERM and the parent-death
+        # one) once left a sidecar hung so.
+        signal.signal(sig, lambda *_: stopping.append(True))
+    # Said once a signal would stop it cleanly.
+    print(f"sidecar {name} listening on {addr}", flush=True)
     # Waits in short steps: Python runs signal handlers on the main thread
     # only, and a signal the kernel hands to one of grpc's threads does not
     # wake a main thread blocked for good.
-    while not stop.wait(0.2):
-        pass
+    while not stopping:
+        time.sleep(0.2)
     try:
         print(f"sidecar {name}: stopping", file=sys.stderr, flush=True)
     except OSError:
