@@ -163,8 +163,21 @@ fn rms(frame: &[u8]) -> f64 {
 
 /// What the caller heard: each packet's arrival and level.
 #[derive(Default)]
-struct Heard2 {
+struct Received {
     packets: Vec<(Instant, f64)>,
+}
+
+impl Received {
+    /// The median level of the packets that came between `from` and `to`.
+    fn level(&self, from: Instant, to: Instant) -> f64 {
+        median(
+            self.packets
+                .iter()
+                .filter(|(t, _)| *t > from && *t < to)
+                .map(|(_, l)| *l)
+                .collect(),
+        )
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -404,7 +417,7 @@ fn main() {
     };
 
     // What the caller hears, as it comes.
-    let heard = Arc::new(Mutex::new(Heard2::default()));
+    let heard = Arc::new(Mutex::new(Received::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let listener = {
         let (heard, stop, rtp) = (
@@ -564,13 +577,7 @@ fn main() {
                     .filter(|(t, _)| *t > onset)
                     .chain(std::iter::once(&now))
                     .collect();
-                let level = median(
-                    h.packets
-                        .iter()
-                        .filter(|(t, _)| *t > first && *t < onset)
-                        .map(|(_, l)| *l)
-                        .collect(),
-                );
+                let level = h.level(first, onset);
                 if let Some((t, _)) = after.iter().find(|(_, l)| *l < level / 4.0) {
                     duck.push(ms(*t - onset));
                 }
@@ -601,13 +608,7 @@ fn main() {
                 send(&silence(1500));
                 backchannels += 1;
                 let h = heard.lock().unwrap();
-                let level = median(
-                    h.packets
-                        .iter()
-                        .filter(|(t, _)| *t > first && *t < at)
-                        .map(|(_, l)| *l)
-                        .collect(),
-                );
+                let level = h.level(first, at);
                 let went_on = h
                     .packets
                     .iter()
