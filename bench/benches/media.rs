@@ -40,14 +40,15 @@ fn relay(c: &mut Criterion) {
             key: 1u32,
             sdp_addr: Some(a),
             ssrc: 10,
+            clock_rate: 8000,
         },
         LegSpec {
             key: 2u32,
             sdp_addr: Some(b),
             ssrc: 20,
+            clock_rate: 8000,
         },
         LatchPolicy::AnySource,
-        8000,
     );
     let mut pkt = Vec::new();
     RtpHeader {

@@ -308,14 +308,15 @@ fn main() {
                 key: ta,
                 sdp_addr: Some(pa_addr),
                 ssrc: 1,
+                clock_rate: 8000,
             },
             LegSpec {
                 key: tb,
                 sdp_addr: Some(pb_addr),
                 ssrc: 2,
+                clock_rate: 8000,
             },
             LatchPolicy::AnySource,
-            8000,
         );
         floor.resize(floor.len().max(tb.0 + 1), (Token(0), pa_addr));
         floor[ta.0] = (tb, pb_addr);

@@ -220,6 +220,78 @@ enum SdpRole {
     Answer,
 }
 
+/// Why a new request was refused with 503 and Retry-After: overload
+/// protection and drain. Counted ([`B2bua::refusals`]) so the shell can
+/// say so in a metric and a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The switch is draining (SIGTERM).
+    Draining = 0,
+    /// Held by the shell ([`B2bua::hold_new_calls`]: the event outbox is
+    /// full).
+    Held = 1,
+    /// [`B2buaConfig::max_calls`] calls are up.
+    MaxCalls = 2,
+    /// Beyond [`B2buaConfig::max_cps`].
+    MaxCps = 3,
+    /// The transaction table holds [`B2buaConfig::max_transactions`].
+    Transactions = 4,
+}
+
+impl Refusal {
+    /// Every reason, in the order of [`Refusals`]' counts.
+    pub const ALL: [Refusal; 5] = [
+        Refusal::Draining,
+        Refusal::Held,
+        Refusal::MaxCalls,
+        Refusal::MaxCps,
+        Refusal::Transactions,
+    ];
+
+    /// The reason as a metric label and in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Draining => "draining",
+            Refusal::Held => "held",
+            Refusal::MaxCalls => "max_calls",
+            Refusal::MaxCps => "max_cps",
+            Refusal::Transactions => "transactions",
+        }
+    }
+
+    /// The Retry-After of the 503, in seconds.
+    pub fn retry_after(self) -> u32 {
+        match self {
+            Refusal::Draining => 30,
+            Refusal::MaxCps => 1,
+            Refusal::Held | Refusal::MaxCalls | Refusal::Transactions => 5,
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// New requests refused so far, per [`Refusal`] (in [`Refusal::ALL`]'s
+/// order).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Refusals(pub [u64; 5]);
+
+impl Refusals {
+    /// The count for `reason`.
+    pub fn get(&self, reason: Refusal) -> u64 {
+        self.0[reason as usize]
+    }
+
+    fn add(&mut self, reason: Refusal) {
+        self.0[reason as usize] += 1;
+    }
+}
+
 /// What a call's owner learns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -256,6 +328,16 @@ pub enum Event {
         status: u16,
         /// The response carried SDP (media flows before the answer).
         early_media: bool,
+    },
+    /// A target of the call's dialplan decision was not tried (a B leg
+    /// the switch cannot reach as the URI asks): the call moves on.
+    TargetRefused {
+        /// The call.
+        call: CallRef,
+        /// The target URI.
+        target: String,
+        /// Why.
+        why: TargetRefusal,
     },
     /// Both legs are up.
     Answered {
@@ -324,7 +406,13 @@ pub struct B2buaConfig {
     pub token_prefix: String,
     /// RFC 3261 timers.
     pub timers: TimerConfig,
-    /// Most transactions alive at once; beyond, new requests get 503.
+    /// Most server transactions alive at once; beyond, new requests get
+    /// 503 (counted as [`Refusal::Transactions`]). Transactions rightly
+    /// linger 64×T1 (32 s) after their last message (RFC 3261 Timer J,
+    /// RFC 6026 Timers L and M), about four a call: a worker taking
+    /// 1,000 calls/s holds ~130,000. The shell sizes it from memory; the
+    /// switch's own requests (BYE, CANCEL) may use as many again, so that
+    /// a call up can always be ended.
     pub max_transactions: usize,
     /// Seeds the tags, branches and Call-IDs the switch mints (give each
     /// process a random one).
@@ -349,7 +437,7 @@ impl B2buaConfig {
             b_local: None,
             token_prefix: String::new(),
             timers: TimerConfig::default(),
-            max_transactions: 100_000,
+            max_transactions: 500_000,
             seed,
             max_calls: None,
             max_cps: None,
@@ -595,6 +683,8 @@ pub struct B2bua<M> {
     /// New calls refused for a reason outside the engine (the event
     /// outbox full): 503 with Retry-After until lifted.
     holding: bool,
+    /// New requests refused so far, by reason.
+    refusals: Refusals,
 }
 
 impl<M> std::fmt::Debug for B2bua<M> {
@@ -605,32 +695,65 @@ impl<M> std::fmt::Debug for B2bua<M> {
     }
 }
 
-/// The SIP address a target URI names: its host, which must be an IP
-/// address here (names need the resolver, RFC 3263), and port (5060).
-fn target_addr(uri: &str) -> Option<SocketAddr> {
-    let u = Uri::parse(uri).ok()?;
-    let sip = u.as_sip()?;
+/// Why a target URI is not tried. Each makes the target fail (the call
+/// moves on to its next target, or A gets 502) and is reported
+/// ([`Event::TargetRefused`]); none is silently reached another way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TargetRefusal {
+    /// Not a SIP URI the switch can parse.
+    Invalid,
+    /// `sips:` or `;transport=tls`: only ever reached over TLS (RFC 3261
+    /// §26.2.2), which the switch does not speak yet; never downgraded to
+    /// UDP or TCP.
+    NeedsTls,
+    /// A transport the switch does not speak (`sctp`, `ws`, …).
+    Transport,
+    /// A host name: it needs the resolver (RFC 3263), to come.
+    HostName,
+}
+
+impl std::fmt::Display for TargetRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TargetRefusal::Invalid => "not a SIP URI",
+            TargetRefusal::NeedsTls => {
+                "a sips: or transport=tls target is reached over TLS only, which this switch does not speak yet (no downgrade to UDP or TCP)"
+            }
+            TargetRefusal::Transport => "a transport this switch does not speak",
+            TargetRefusal::HostName => {
+                "a host name: the switch reaches IP addresses only until it resolves names (RFC 3263)"
+            }
+        })
+    }
+}
+
+/// Where a target URI is reached: its host, which must be an IP address
+/// here, and port (5060), and whether over TCP (`;transport=tcp`).
+fn target(uri: &str) -> Result<(SocketAddr, bool), TargetRefusal> {
+    let u = Uri::parse(uri).map_err(|_| TargetRefusal::Invalid)?;
+    let sip = u.as_sip().ok_or(TargetRefusal::Invalid)?;
+    let transport = sip.params.get("transport").flatten();
+    let tcp = match transport {
+        _ if sip.secure => return Err(TargetRefusal::NeedsTls),
+        None => false,
+        Some(t) if t.eq_ignore_ascii_case("udp") => false,
+        Some(t) if t.eq_ignore_ascii_case("tcp") => true,
+        Some(t) if t.eq_ignore_ascii_case("tls") => return Err(TargetRefusal::NeedsTls),
+        Some(_) => return Err(TargetRefusal::Transport),
+    };
     let ip = match sip.host {
         Host::Ipv4(v4) => IpAddr::V4(v4),
         Host::Ipv6(v6) => IpAddr::V6(v6),
-        Host::Domain(_) => return None,
+        Host::Domain(_) => return Err(TargetRefusal::HostName),
     };
-    Some(SocketAddr::new(ip, sip.port.unwrap_or(5060)))
+    Ok((SocketAddr::new(ip, sip.port.unwrap_or(5060)), tcp))
 }
 
-/// Whether a target URI asks for TCP (`;transport=tcp`).
-fn target_tcp(uri: &str) -> bool {
-    Uri::parse(uri)
-        .ok()
-        .and_then(|u| {
-            Some(
-                u.as_sip()?
-                    .params
-                    .get("transport")??
-                    .eq_ignore_ascii_case("tcp"),
-            )
-        })
-        .unwrap_or(false)
+/// The address of an in-dialog remote target (a Contact) over a
+/// datagram transport, when it names one the switch reaches.
+fn target_addr(uri: &str) -> Option<SocketAddr> {
+    target(uri).ok().map(|(addr, _)| addr)
 }
 
 impl<M: MediaPlane> B2bua<M> {
@@ -656,6 +779,7 @@ impl<M: MediaPlane> B2bua<M> {
             timers: std::collections::BinaryHeap::new(),
             draining: false,
             holding: false,
+            refusals: Refusals::default(),
         }
     }
 
@@ -737,20 +861,30 @@ impl<M: MediaPlane> B2bua<M> {
         self.by_dialog.insert(key, (call, leg));
     }
 
-    /// Whether a new call may start, or the Retry-After (seconds) of its 503.
-    fn admit(&mut self, now: Instant) -> Result<(), u32> {
+    /// New requests refused so far (503 with Retry-After), by reason.
+    pub fn refusals(&self) -> Refusals {
+        self.refusals
+    }
+
+    /// Transactions alive (lingering ones included).
+    pub fn transactions(&self) -> usize {
+        self.layer.len()
+    }
+
+    /// Whether a new call may start, or why not.
+    fn admit(&mut self, now: Instant) -> Result<(), Refusal> {
         if self.draining {
-            return Err(30);
+            return Err(Refusal::Draining);
         }
         if self.holding {
-            return Err(5);
+            return Err(Refusal::Held);
         }
         if self
             .cfg
             .max_calls
             .is_some_and(|max| self.calls.len() >= max)
         {
-            return Err(5);
+            return Err(Refusal::MaxCalls);
         }
         if let Some(cps) = self.cfg.max_cps {
             let cap = f64::from(cps.max(1));
@@ -761,7 +895,7 @@ impl<M: MediaPlane> B2bua<M> {
             let tokens = (tokens + refill).min(cap);
             if tokens < 1.0 {
                 self.cps = (tokens, Some(now));
-                return Err(1);
+                return Err(Refusal::MaxCps);
             }
             self.cps = (tokens - 1.0, Some(now));
         }
@@ -868,7 +1002,17 @@ impl<M: MediaPlane> B2bua<M> {
         transport: Transport,
     ) {
         if let Some(req) = msg.as_request() {
-            self.on_request(now, req, source, transport);
+            // The top Via stamped with where the request came from (RFC
+            // 3261 §18.2.1, RFC 3581): its responses carry it back.
+            match sentiric_sip::build::stamp_via(req, source) {
+                Some(stamped) => match Message::parse(&stamped) {
+                    Ok(Message::Request(stamped)) => {
+                        self.on_request(now, &stamped, source, transport)
+                    }
+                    _ => self.on_request(now, req, source, transport),
+                },
+                None => self.on_request(now, req, source, transport),
+            }
         } else if let Some(resp) = msg.as_response() {
             self.on_response(now, resp);
         }
@@ -904,8 +1048,10 @@ impl<M: MediaPlane> B2bua<M> {
             IncomingRequest::Ack { .. } => self.on_ack(req),
             IncomingRequest::Absorbed => {}
             IncomingRequest::Overloaded => {
+                self.refusals.add(Refusal::Transactions);
+                let retry = Refusal::Transactions.retry_after().to_string();
                 let resp = response_to(req, 503, "Service Unavailable", None)
-                    .header(HeaderName::RetryAfter, "5")
+                    .header(HeaderName::RetryAfter, &retry)
                     .finish();
                 self.out.push_back(Outgoing {
                     to: source,
@@ -989,10 +1135,11 @@ impl<M: MediaPlane> B2bua<M> {
         transport: Transport,
     ) {
         let a_tag = self.token();
-        if let Err(retry) = self.admit(now) {
+        if let Err(why) = self.admit(now) {
             // Overload or drain: calls up are untouched.
+            self.refusals.add(why);
             let r = response_to(req, 503, "Service Unavailable", Some(&a_tag))
-                .header(HeaderName::RetryAfter, &retry.to_string())
+                .header(HeaderName::RetryAfter, &why.retry_after().to_string())
                 .finish();
             return self.respond(now, tx, r);
         }
@@ -1195,7 +1342,7 @@ impl<M: MediaPlane> B2bua<M> {
 
     /// Sends B's INVITE to the next target, or fails A with `status` when
     /// none is left.
-    fn try_next_target(&mut self, now: Instant, call: CallRef, status: u16) {
+    fn try_next_target(&mut self, now: Instant, call: CallRef, mut status: u16) {
         loop {
             let Some(c) = self.calls.get(&call) else {
                 return;
@@ -1212,8 +1359,9 @@ impl<M: MediaPlane> B2bua<M> {
                 Err((code, reason)) if code == 503 || code == 488 => {
                     return self.fail_a(now, call, code, reason)
                 }
-                // An unusable target: try the next one.
-                Err(_) => continue,
+                // An unusable target: try the next one; 502 if it was
+                // the last.
+                Err((code, _)) => status = code,
             }
         }
     }
@@ -1250,8 +1398,17 @@ impl<M: MediaPlane> B2bua<M> {
         target: &str,
         fork: bool,
     ) -> Result<(), (u16, &'static str)> {
-        let to = target_addr(target).ok_or((502, "Bad Gateway"))?;
-        let tcp = target_tcp(target);
+        let (to, tcp) = match self::target(target) {
+            Ok(t) => t,
+            Err(why) => {
+                self.events.push_back(Event::TargetRefused {
+                    call,
+                    target: target.to_string(),
+                    why,
+                });
+                return Err((502, "Bad Gateway"));
+            }
+        };
         let via = self.via_over(Leg::B, tcp);
         let call_id = format!("{}@sentiric", self.token());
         let from_tag = self.token();
@@ -2499,7 +2656,7 @@ impl<M: MediaPlane> B2bua<M> {
             && c.b.is_none()
             && c.forks.is_empty()
             && !c.transferring;
-        if !eligible || target_addr(target).is_none() {
+        if !eligible || self::target(target).is_err() {
             return false;
         }
         c.transferring = true;

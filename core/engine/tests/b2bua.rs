@@ -2047,3 +2047,103 @@ fn the_dialplan_is_given_the_invites_route_headers_repeated_ones_joined() {
         ]
     );
 }
+
+/// A `sips:` or `;transport=tls` target is reached over TLS only, which
+/// the switch does not speak yet: it is never tried over UDP, the call
+/// moves on to its next target, and the refusal is reported with its
+/// reason. With no target left, A gets 502.
+#[test]
+fn a_tls_target_is_refused_never_downgraded() {
+    use sentiric_engine::b2bua::TargetRefusal;
+    for target in [
+        "sips:bob@127.0.0.3:5061",
+        "sip:bob@127.0.0.3:5061;transport=tls",
+        "sip:bob@127.0.0.3:5061;transport=TLS",
+    ] {
+        let mut net = Net::new();
+        let (call, _) = net.alice_calls("bob", 70);
+        net.events();
+        let sent = net.bridge(call, &[target], Duration::from_secs(30));
+        assert!(
+            sent.iter().all(|s| s.to != addr("127.0.0.3:5061")),
+            "{target}: something went to the TLS target"
+        );
+        only(&sent, ALICE, "SIP/2.0 502");
+        let refused: Vec<_> = net
+            .events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::TargetRefused { target, why, .. } => Some((target, why)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(refused, vec![(target.to_string(), TargetRefusal::NeedsTls)]);
+    }
+    // Failover: the next target, a plain one, is tried.
+    let mut net = Net::new();
+    let (call, _) = net.alice_calls("bob", 70);
+    let sent = net.bridge(
+        call,
+        &["sips:bob@127.0.0.3:5061", "sip:bob@127.0.0.3:5070"],
+        Duration::from_secs(30),
+    );
+    only(&sent, BOB, "INVITE sip:bob@127.0.0.3:5070");
+    assert!(sent
+        .iter()
+        .all(|s| !s.first_line().starts_with("SIP/2.0 502")));
+}
+
+/// RFC 3581: a request whose top Via asks for `rport` is answered with
+/// `received` and `rport=` filled in from where it came; RFC 3261
+/// §18.2.1: a sent-by that is not the source gets `received`.
+#[test]
+fn responses_carry_received_and_rport() {
+    let mut net = Net::new();
+    let options = |via: &str| {
+        format!(
+            "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\n\
+             From: <sip:alice@127.0.0.2>;tag=fo\r\nTo: <sip:127.0.0.1>\r\n\
+             Call-ID: opt-rport@127.0.0.2\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    // Behind a NAT: it says 10.0.0.5:5060, it comes from 127.0.0.2:40000.
+    let sent = net.send(
+        "127.0.0.2:40000",
+        &options("SIP/2.0/UDP 10.0.0.5:5060;rport;branch=z9hG4bKrp1"),
+    );
+    let ok = only(&sent, "127.0.0.2:40000", "SIP/2.0 200");
+    assert_eq!(
+        ok.header(HeaderName::Via),
+        "SIP/2.0/UDP 10.0.0.5:5060;rport=40000;branch=z9hG4bKrp1;received=127.0.0.2"
+    );
+    // The INVITE's responses too, the provisional and the final.
+    let invite = "INVITE sip:bob@127.0.0.1 SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKrp2;rport\r\nMax-Forwards: 70\r\n\
+        From: <sip:alice@127.0.0.2>;tag=fr\r\nTo: <sip:bob@127.0.0.1>\r\n\
+        Call-ID: inv-rport@127.0.0.2\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+    let sent = net.send("127.0.0.2:40000", invite);
+    let trying = only(&sent, "127.0.0.2:40000", "SIP/2.0 100");
+    let stamped = "SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKrp2;rport=40000;received=127.0.0.2";
+    assert_eq!(trying.header(HeaderName::Via), stamped);
+    let call = net
+        .events()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Route { call, .. } => Some(call),
+            _ => None,
+        })
+        .unwrap();
+    net.b2b.route(
+        net.now,
+        call,
+        Action::Reject {
+            code: 404,
+            reason: "Not Found".into(),
+        },
+    );
+    let sent = net.sent();
+    assert_eq!(
+        only(&sent, "127.0.0.2:40000", "SIP/2.0 404").header(HeaderName::Via),
+        stamped
+    );
+}

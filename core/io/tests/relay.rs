@@ -143,14 +143,15 @@ fn many_calls_zero_loss_in_order(backend: Backend) {
                 key: ta,
                 sdp_addr: Some(pa.local_addr().unwrap()),
                 ssrc: 0x1000 + c as u32,
+                clock_rate: 8000,
             },
             LegSpec {
                 key: tb,
                 sdp_addr: Some(pb.local_addr().unwrap()),
                 ssrc: 0x2000 + c as u32,
+                clock_rate: 8000,
             },
             LatchPolicy::AnySource,
-            8000,
         );
         calls.push((pa, a_addr, pb, b_addr));
     }
@@ -218,14 +219,15 @@ fn spoofed_packets_are_never_forwarded(backend: Backend) {
                 key: ta,
                 sdp_addr: Some(pa.local_addr().unwrap()),
                 ssrc: 1,
+                clock_rate: 8000,
             },
             LegSpec {
                 key: tb,
                 sdp_addr: Some(pb.local_addr().unwrap()),
                 ssrc: 2,
+                clock_rate: 8000,
             },
             policy,
-            8000,
         );
         let run = Running::start(engine, RelayHandler { relay, dropped: 0 });
         // Spoofers: the same port on another 127.x address, and another

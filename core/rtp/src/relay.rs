@@ -206,6 +206,11 @@ impl StreamRewriter {
         self.ssrc
     }
 
+    /// A new media clock (the input's codec changed).
+    pub fn set_clock_rate(&mut self, clock_rate: u32) {
+        self.clock_rate = clock_rate.max(1);
+    }
+
     /// Output sequence number and timestamp for an input packet, and
     /// whether it starts a new input stream (its marker bit should be set).
     pub fn map(&mut self, ssrc: u32, seq: u16, ts: u32, now: Instant) -> (u16, u32, bool) {
@@ -345,7 +350,8 @@ impl<K: Copy> RelayLeg<K> {
         if let Verdict::Drop(d) = self.filter.check_source(from, buf.len()) {
             return Err(RelayDrop::Filtered(d));
         }
-        if let Some((te, detector)) = self.dtmf.as_mut().filter(|(te, _)| te.pt == fields.pt) {
+        let event = self.dtmf.as_ref().is_some_and(|(te, _)| te.pt == fields.pt);
+        if let Some((te, detector)) = self.dtmf.as_mut().filter(|_| event) {
             for ev in detector.on_packet(fields.ts, p.payload()) {
                 if let DtmfEvent::End {
                     event, duration, ..
@@ -362,14 +368,18 @@ impl<K: Copy> RelayLeg<K> {
             }
         }
         let clock_rate = self.clock_rate;
-        self.stats
-            .get_or_insert_with(|| ReceiverStats::new(fields.seq, clock_rate))
-            .on_packet(
-                fields.seq,
-                fields.ts,
-                buf.len().saturating_sub(FIXED_HEADER_LEN),
-                now,
-            );
+        let stats = self
+            .stats
+            .get_or_insert_with(|| ReceiverStats::new(fields.seq, clock_rate));
+        let payload = buf.len().saturating_sub(FIXED_HEADER_LEN);
+        if event {
+            // An RFC 4733 event's packets all carry its start's timestamp
+            // (§2.5.1.2), so their transit grows 50 ms a packet: counted,
+            // but no measure of the path's jitter.
+            stats.on_untimed_packet(fields.seq, payload);
+        } else {
+            stats.on_packet(fields.seq, fields.ts, payload, now);
+        }
         Ok(fields)
     }
 }
@@ -436,6 +446,10 @@ pub struct LegSpec<K> {
     pub sdp_addr: Option<SocketAddr>,
     /// The SSRC the switch uses towards this endpoint.
     pub ssrc: u32,
+    /// The RTP clock rate of what this endpoint sends (its codec's: 8000
+    /// for G.711, 48000 for Opus): its jitter is measured on it, and a
+    /// switch of its source is bridged on it.
+    pub clock_rate: u32,
 }
 
 impl<K: Copy + Eq + std::hash::Hash> Relay<K> {
@@ -446,15 +460,15 @@ impl<K: Copy + Eq + std::hash::Hash> Relay<K> {
 
     /// Bridges two legs: what arrives on `a.key` goes to `b`'s endpoint
     /// through `b.key`, and the other way round.
-    pub fn bridge(&mut self, a: LegSpec<K>, b: LegSpec<K>, policy: LatchPolicy, clock_rate: u32) {
+    pub fn bridge(&mut self, a: LegSpec<K>, b: LegSpec<K>, policy: LatchPolicy) {
         self.legs.insert(
             a.key,
             RelayLeg {
                 peer: b.key,
                 filter: SourceFilter::new(policy, a.sdp_addr),
-                to_peer: StreamRewriter::new(b.ssrc, clock_rate),
+                to_peer: StreamRewriter::new(b.ssrc, a.clock_rate),
                 stats: None,
-                clock_rate,
+                clock_rate: a.clock_rate.max(1),
                 dtmf: None,
             },
         );
@@ -463,9 +477,9 @@ impl<K: Copy + Eq + std::hash::Hash> Relay<K> {
             RelayLeg {
                 peer: a.key,
                 filter: SourceFilter::new(policy, b.sdp_addr),
-                to_peer: StreamRewriter::new(a.ssrc, clock_rate),
+                to_peer: StreamRewriter::new(a.ssrc, b.clock_rate),
                 stats: None,
-                clock_rate,
+                clock_rate: b.clock_rate.max(1),
                 dtmf: None,
             },
         );
@@ -485,6 +499,25 @@ impl<K: Copy + Eq + std::hash::Hash> Relay<K> {
         match self.legs.get_mut(&key) {
             Some(leg) => {
                 leg.filter.renegotiated(sdp_addr);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A new RTP clock rate for what the leg on `key` sends (a re-INVITE
+    /// that changed its codec). `false` when `key` is not bridged.
+    pub fn clock_rate(&mut self, key: K, clock_rate: u32) -> bool {
+        match self.legs.get_mut(&key) {
+            Some(leg) => {
+                let clock_rate = clock_rate.max(1);
+                if leg.clock_rate != clock_rate {
+                    leg.clock_rate = clock_rate;
+                    leg.to_peer.set_clock_rate(clock_rate);
+                    if let Some(s) = leg.stats.as_mut() {
+                        s.set_clock_rate(clock_rate);
+                    }
+                }
                 true
             }
             None => false,
@@ -733,8 +766,9 @@ mod tests {
             key,
             sdp_addr: Some(SocketAddr::from(([127, 0, 0, 2], port))),
             ssrc: key,
+            clock_rate: 8000,
         };
-        r.bridge(leg(1u32, 4000), leg(2, 4002), LatchPolicy::AnySource, 8000);
+        r.bridge(leg(1u32, 4000), leg(2, 4002), LatchPolicy::AnySource);
         let te = TelephoneEvent {
             pt: 101,
             clock_rate: 8000,
@@ -798,14 +832,16 @@ mod tests {
                 key: 1u32,
                 sdp_addr: Some(addr("127.0.0.2:4000")),
                 ssrc: 0xa,
+                clock_rate: 8000,
             },
             LegSpec {
                 key: 2u32,
                 sdp_addr: Some(addr("127.0.0.3:4000")),
                 ssrc: 0xb,
+                clock_rate: 8000,
             },
         );
-        r.bridge(a, b, LatchPolicy::AnySource, 8000);
+        r.bridge(a, b, LatchPolicy::AnySource);
         assert_eq!(r.quality(1), None, "nothing received yet");
         // Sequence 1, 2, 3, 5 on time: one lost, no jitter (RFC 3550 A.1
         // counts from the packet that ends the source's probation).
@@ -835,13 +871,15 @@ mod tests {
             key: 1u32,
             sdp_addr: Some(addr("127.0.0.2:4000")),
             ssrc: 0xa,
+            clock_rate: 8000,
         };
         let b = LegSpec {
             key: 2u32,
             sdp_addr: None,
             ssrc: 0xb,
+            clock_rate: 8000,
         };
-        r.bridge(a, b, LatchPolicy::AnySource, 8000);
+        r.bridge(a, b, LatchPolicy::AnySource);
         // B has no address until it sends: A's packets cannot go anywhere yet.
         let mut p = pkt(77, 1, 0);
         assert_eq!(

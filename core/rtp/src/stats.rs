@@ -98,6 +98,31 @@ impl ReceiverStats {
         verdict
     }
 
+    /// Accounts for a packet whose timestamp says nothing of when it was
+    /// sent (an RFC 4733 event's packets all carry the event's start):
+    /// its sequence number and size count, the jitter estimate is left
+    /// alone.
+    pub fn on_untimed_packet(&mut self, seq: u16, payload_len: usize) -> SeqVerdict {
+        let verdict = self.update_seq(seq);
+        if verdict == SeqVerdict::Valid {
+            self.octets += payload_len as u64;
+        }
+        verdict
+    }
+
+    /// A new media clock for the source (its codec changed): the jitter
+    /// estimate is carried over in the new clock's units, and the next
+    /// packet's transit is measured afresh.
+    pub fn set_clock_rate(&mut self, clock_rate: u32) {
+        let clock_rate = clock_rate.max(1);
+        self.jitter16 = (u64::from(self.jitter16) * u64::from(clock_rate)
+            / u64::from(self.clock_rate))
+        .min(u64::from(u32::MAX >> 4)) as u32;
+        self.clock_rate = clock_rate;
+        self.last_transit = None;
+        self.epoch = None;
+    }
+
     /// RFC 3550 Appendix A.1 `update_seq`.
     fn update_seq(&mut self, seq: u16) -> SeqVerdict {
         let udelta = seq.wrapping_sub(self.max_seq);

@@ -93,10 +93,26 @@ impl CallArgs {
     }
 }
 
-/// The address a SIP URI names (an IP address; names need DNS).
+/// The address a SIP URI names (an IP address; names need DNS). This
+/// user agent speaks UDP only: a `sips:` URI or another transport is
+/// refused, never reached over UDP instead.
 fn uri_target(uri: &str) -> Result<SocketAddr, String> {
     let u = Uri::parse(uri).map_err(|e| format!("{uri}: {e}"))?;
     let sip = u.as_sip().ok_or_else(|| format!("{uri}: not a sip: URI"))?;
+    if sip.secure {
+        return Err(format!(
+            "{uri}: a sips: URI is reached over TLS only, which `sentiric call` does not speak yet (refused rather than sent over UDP)"
+        ));
+    }
+    match sip.params.get("transport").flatten() {
+        None => {}
+        Some(t) if t.eq_ignore_ascii_case("udp") => {}
+        Some(t) => {
+            return Err(format!(
+                "{uri}: transport={t}: `sentiric call` speaks UDP only (refused rather than sent over UDP)"
+            ))
+        }
+    }
     let ip: IpAddr = match sip.host {
         Host::Ipv4(a) => a.into(),
         Host::Ipv6(a) => a.into(),
@@ -200,6 +216,10 @@ impl Sip {
 /// and hung up cleanly.
 pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
     let target = uri_target(&args.uri)?;
+    // A recording that cannot be written is refused before dialling.
+    if let Some(path) = &args.record {
+        std::fs::File::create(path).map_err(|e| format!("--record {}: {e}", path.display()))?;
+    }
     let sock = UdpSocket::bind((args.bind, 0)).map_err(|e| format!("SIP socket: {e}"))?;
     let rtp = UdpSocket::bind((args.bind, 0)).map_err(|e| format!("RTP socket: {e}"))?;
     rtp.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -252,6 +272,7 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
         .send_request(started, invite_req, target, Reliability::Unreliable)
         .map_err(|e| e.to_string())?;
     sip.flush();
+    eprintln!("calling {} at {target} from {local}", args.uri);
 
     // Until a final response.
     let mut codes = Vec::new();
@@ -259,7 +280,15 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
     let mut answered: Option<(Dialog, Option<MediaChoice>)> = None;
     let mut setup = None;
     let mut final_status = 0u16;
+    let mut next_note = started + Duration::from_secs(4);
     while final_status == 0 {
+        if Instant::now() >= next_note {
+            eprintln!(
+                "no final response after {} s (SIP gives up at 32 s)",
+                started.elapsed().as_secs()
+            );
+            next_note += Duration::from_secs(4);
+        }
         let wait = sip
             .layer
             .poll_timeout()
@@ -277,6 +306,12 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
                         sip.layer.receive_response(Instant::now(), resp)
                     {
                         codes.push(resp.status);
+                        eprintln!(
+                            "{} {} after {:.1} ms",
+                            resp.status,
+                            resp.reason,
+                            started.elapsed().as_secs_f64() * 1000.0
+                        );
                         if resp.status >= 200 {
                             final_status = resp.status;
                             setup = Some(started.elapsed());
@@ -295,6 +330,13 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
             if let TransactionEvent::Timeout(_) = ev.event {
                 final_status = 408;
                 codes.push(408);
+                // The time to the final status, here the transaction's
+                // own (Timer B: no response at all).
+                setup = Some(started.elapsed());
+                eprintln!(
+                    "no response from {target} in {:.1} s: 408 (Timer B)",
+                    started.elapsed().as_secs_f64()
+                );
             }
         }
         sip.flush();
@@ -323,6 +365,10 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
     // Media: 20 ms frames out, everything heard decoded and recorded.
     let duration = args.duration.unwrap_or(Duration::from_secs(5));
     let mut player = player;
+    // 440 Hz at -16 dBFS, half a second on, half off.
+    let mut tone = args.play.is_none().then(|| {
+        sentiric_media::tone::Tone::new(440.0, 0.0, -16.0, 8000).with_cadence(500, 500)
+    });
     let mut recorder = args.record.as_ref().map(|_| WavRecorder::new(8000, 1));
     let ssrc = random_u64() as u32;
     let (mut seq, mut ts) = (random_u64() as u16, random_u64() as u32);
@@ -376,6 +422,12 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
                     if !playing {
                         pcm.clear();
                         pcm.resize(160, 0);
+                        // Without --play: a test tone, so that an echo
+                        // test is heard (and its recording is not
+                        // silence); after a --play file: silence.
+                        if let Some(t) = tone.as_mut() {
+                            t.fill(&mut pcm);
+                        }
                     }
                     coder.encode(&pcm, &mut payload);
                     let h = RtpHeader {

@@ -23,6 +23,9 @@
 //! max_cps = 500                  # new calls per second, beyond: 503
 //! max_call_duration_s = 14400    # then both legs get BYE
 //! drain_timeout_s = 300          # SIGTERM: calls up may carry on this long
+//! # max_transactions: SIP transactions alive at once (they linger 32 s;
+//! # ~4 a call), beyond: 503; unset: sized from memory (a sixteenth of
+//! # it at 4 KiB each), shared out among the workers
 //!
 //! [http]
 //! listen = "127.0.0.1:9060"      # /healthz, /readyz, /metrics
@@ -347,6 +350,10 @@ pub(crate) struct LimitsConfig {
     pub(crate) max_cps: Option<u32>,
     /// Longest a call may last once answered, in seconds (unset: no limit).
     pub(crate) max_call_duration_s: Option<u64>,
+    /// Most SIP transactions alive at once, lingering ones included
+    /// (beyond: new requests get 503). Unset: sized from the host's memory
+    /// ([`crate::transactions_from_memory`]).
+    pub(crate) max_transactions: Option<usize>,
     /// On SIGTERM, how long calls up may carry on before the switch hangs
     /// them up, in seconds.
     #[serde(default = "default_drain_timeout_s")]
@@ -359,6 +366,7 @@ impl Default for LimitsConfig {
             max_calls: None,
             max_cps: None,
             max_call_duration_s: None,
+            max_transactions: None,
             drain_timeout_s: default_drain_timeout_s(),
         }
     }
@@ -483,6 +491,9 @@ pub(crate) struct Checked {
     pub(crate) backend: sentiric_io::Backend,
     /// The prompts the dialplan plays, loaded.
     pub(crate) prompts: crate::prompts::Prompts,
+    /// The dialplan is the demo's (no `[[dialplan.rule]]` and no default
+    /// in the config).
+    pub(crate) demo_dialplan: bool,
 }
 
 impl Config {
@@ -549,6 +560,17 @@ impl Config {
             return Err(ConfigError(
                 "rtp.ip: the SDP must name an address peers can reach, not 0.0.0.0 or ::".into(),
             ));
+        }
+        // Every media socket binds it: an address this host does not have
+        // would fail every call.
+        if let Err(e) = std::net::UdpSocket::bind((r.ip, 0)) {
+            return Err(ConfigError(match e.kind() {
+                std::io::ErrorKind::AddrNotAvailable => format!(
+                    "rtp.ip: {}: not an address of this host (the media sockets bind it)",
+                    r.ip
+                ),
+                _ => format!("rtp.ip: {}: cannot bind a media socket: {e}", r.ip),
+            }));
         }
         let backend = match r.backend.as_str() {
             "auto" => sentiric_io::Backend::Auto,
@@ -646,12 +668,19 @@ impl Config {
                     .into(),
             ));
         }
+        if self.limits.max_transactions.is_some_and(|n| n < 1000) {
+            return Err(ConfigError(
+                "limits.max_transactions: at least 1000 (each call takes about four for 32 s); leave unset to size it from memory"
+                    .into(),
+            ));
+        }
         self.plugins.check().map_err(ConfigError)?;
-        let dialplan = match &self.dialplan {
-            Some(d) if !d.rules.is_empty() || d.default.is_some() => {
-                StaticDialplan::from_config(d).map_err(|e| ConfigError(e.to_string()))?
-            }
-            _ => StaticDialplan::demo(),
+        let (dialplan, demo_dialplan) = match &self.dialplan {
+            Some(d) if !d.rules.is_empty() || d.default.is_some() => (
+                StaticDialplan::from_config(d).map_err(|e| ConfigError(e.to_string()))?,
+                false,
+            ),
+            _ => (StaticDialplan::demo(), true),
         };
         let prompts = crate::prompts::load(&dialplan).map_err(ConfigError)?;
         Ok(Checked {
@@ -659,6 +688,7 @@ impl Config {
             dialplan,
             backend,
             prompts,
+            demo_dialplan,
         })
     }
 }

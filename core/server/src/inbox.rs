@@ -42,6 +42,9 @@ pub(crate) struct Load {
     pub(crate) busy: AtomicU32,
     /// Calls up on the worker, as of its last turn.
     pub(crate) calls: AtomicU32,
+    /// Share of its SIP transaction table in use, in thousandths, as of
+    /// the last second.
+    pub(crate) transactions: AtomicU32,
 }
 
 /// Where a worker's events go: its channel and its wake socket; and how

@@ -267,6 +267,28 @@ fn init_logging(log: &config::LogConfig) {
     }
 }
 
+/// The SIP transaction table's size when `[limits] max_transactions` is
+/// unset: a sixteenth of the host's memory at 4 KiB a transaction (one
+/// lingering to absorb retransmissions measured ~1.4 KiB with its
+/// message; the margin is for the calls around them), 100,000 at least
+/// and 4,000,000 at most. At 1,000 calls/s about 130,000 are alive.
+pub(crate) fn transactions_from_memory() -> usize {
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0);
+    usize::try_from(total_kib / 16 / 4)
+        .unwrap_or(usize::MAX)
+        .clamp(100_000, 4_000_000)
+}
+
 /// The kernel's ephemeral port range, where outgoing sockets get ports.
 fn ephemeral_ports() -> Option<(u16, u16)> {
     let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
@@ -361,7 +383,19 @@ fn run(checked: config::Checked, config_path: Option<String>) -> std::io::Result
         dialplan,
         backend,
         prompts,
+        demo_dialplan,
     } = checked;
+    if demo_dialplan {
+        tracing::info!(
+            "dialplan: the demo's (600 echo test, 700 announcement, 800 conference room): the config has no [[dialplan.rule]]"
+        );
+    } else {
+        tracing::info!(
+            rules = dialplan.rules_len(),
+            "dialplan: {} rules from the config; the demo's extensions (600, 700, 800) are not served: the demo dialplan is used only when the config has no [[dialplan.rule]] and no default",
+            dialplan.rules_len()
+        );
+    }
     // One crypto provider for every TLS configuration in the process
     // (sidecars' mTLS, the broker's TLS): ring.
     sentiric_plugin_sdk::sidecar::install_crypto_provider();
@@ -519,6 +553,17 @@ fn run(checked: config::Checked, config_path: Option<String>) -> std::io::Result
     reload_on_sighup(config_path, Arc::clone(&router), prompts.clone())?;
     // Limits are shared out: each worker takes its part.
     let share = |n: usize| n.div_ceil(workers);
+    let max_transactions = config
+        .limits
+        .max_transactions
+        .unwrap_or_else(transactions_from_memory);
+    tracing::info!(
+        max_transactions,
+        per_worker = share(max_transactions),
+        "SIP transaction table: {max_transactions} at most ({} a worker; [limits] max_transactions{})",
+        share(max_transactions),
+        if config.limits.max_transactions.is_some() { "" } else { " unset: sized from memory" },
+    );
     let mut threads = Vec::new();
     for (i, (engine, sip, own, media, wake, inbox)) in parts.into_iter().enumerate() {
         let settings = worker::Settings {
@@ -532,6 +577,7 @@ fn run(checked: config::Checked, config_path: Option<String>) -> std::io::Result
                 .max_cps
                 .map(|c| u32::try_from(share(c as usize)).unwrap_or(u32::MAX)),
             max_call_duration: config.limits.max_call_duration_s.map(Duration::from_secs),
+            max_transactions: share(max_transactions),
             route_headers: config.plugins.route_headers.clone(),
             stop: Arc::clone(&stop),
             drain_timeout: Duration::from_secs(config.limits.drain_timeout_s),

@@ -64,6 +64,8 @@ pub(crate) enum Instruction {
         peer: Option<SocketAddr>,
         /// The format its digits come in, when the SDP named one.
         dtmf: Option<TelephoneEvent>,
+        /// The RTP clock rate of what it sends (its SDP's first format).
+        clock_rate: u32,
     },
     /// Send what arrives on `socket` back to where it came from (the
     /// echo test); `peer` is where the caller's SDP said it receives.
@@ -76,6 +78,8 @@ pub(crate) enum Instruction {
         peer: Option<SocketAddr>,
         /// The format the caller's digits come in.
         dtmf: Option<TelephoneEvent>,
+        /// The RTP clock rate of what the caller sends.
+        clock_rate: u32,
     },
     /// Connect the caller on `socket` (sending to `peer`, in `voice` with
     /// payload type `pt`) to the agent `agent`.
@@ -308,6 +312,17 @@ fn telephone_event(sdp: &SessionDescription<'_>) -> Option<TelephoneEvent> {
     })
 }
 
+/// The RTP clock rate of stream 0's first format: what the endpoint
+/// sends (an answer names the one format chosen first; an offer's first is
+/// the offerer's preference, settled by the answer's own). 8000 when the
+/// SDP does not say.
+fn clock_rate(sdp: &SessionDescription<'_>) -> u32 {
+    sdp.media
+        .first()
+        .and_then(|m| m.rtpmap(m.payload_types().next()?))
+        .map_or(8000, |r| r.clock_rate)
+}
+
 /// The media address stream 0 of `sdp` names: its connection address and
 /// port, if both are usable.
 fn media_addr(sdp: &SessionDescription<'_>) -> Option<SocketAddr> {
@@ -371,6 +386,7 @@ impl MediaPlane for Media {
             leg: from,
             peer: media_addr(sdp),
             dtmf: telephone_event(sdp),
+            clock_rate: clock_rate(sdp),
         });
         let mut out = vec![None; sdp.media.len()];
         out[0] = Some(facing);
@@ -386,12 +402,14 @@ impl MediaPlane for Media {
         sdp: &SessionDescription<'_>,
     ) -> Result<MediaEndpoint, MediaError> {
         let dtmf = telephone_event(sdp);
+        let clock_rate = clock_rate(sdp);
         self.local(call, sdp, |socket, peer, _| {
             Some(Instruction::Echo {
                 call,
                 socket,
                 peer,
                 dtmf,
+                clock_rate,
             })
         })
     }

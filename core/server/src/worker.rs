@@ -20,7 +20,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sentiric_engine::b2bua::{owner_of, worker_prefix, B2bua, B2buaConfig, CallRef, Event, Leg};
+use sentiric_engine::b2bua::{
+    owner_of, worker_prefix, B2bua, B2buaConfig, CallRef, Event, Leg, Refusal, Refusals,
+};
 use sentiric_engine::dialplan::{Dialplan, RouteRequest, StaticDialplan, Transport};
 use sentiric_events::v1::{self, event::Body};
 use sentiric_io::{Engine, Outbox, PacketHandler, Token};
@@ -576,6 +578,59 @@ struct Metrics {
     requests: HashMap<String, metrics::Counter>,
     responses: HashMap<[u8; 3], metrics::Counter>,
     calls: HashMap<u16, metrics::Counter>,
+    /// SIP transactions alive (every worker adds its change).
+    transactions: metrics::Gauge,
+    /// New requests refused with 503, by [`Refusal::ALL`]'s order.
+    refused: [metrics::Counter; 5],
+}
+
+/// Says in the log that new requests are being refused (overload
+/// protection or drain): the first refusal of a reason at once, then at
+/// most once a minute with the count since.
+#[derive(Default)]
+struct RefusalLog {
+    /// The engine's counts as last seen.
+    seen: Refusals,
+    /// Per reason: when last logged, and refusals since then.
+    logged: [(Option<Instant>, u64); 5],
+}
+
+impl RefusalLog {
+    /// Takes the engine's counts at `now`: adds the new refusals to `m`
+    /// and logs them.
+    fn update(&mut self, now: Instant, counts: Refusals, m: &Metrics, max_transactions: usize) {
+        for (i, reason) in Refusal::ALL.into_iter().enumerate() {
+            let new = counts.0[i] - self.seen.0[i];
+            if new == 0 {
+                continue;
+            }
+            m.refused[i].increment(new);
+            let (last, since) = &mut self.logged[i];
+            *since += new;
+            if last.is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(60)) {
+                continue;
+            }
+            let why = match reason {
+                Refusal::Draining => "the switch is draining".to_string(),
+                Refusal::Held => "the event outbox is full ([events] outbox_max_mb)".to_string(),
+                Refusal::MaxCalls => "[limits] max_calls calls are up".to_string(),
+                Refusal::MaxCps => "beyond [limits] max_cps".to_string(),
+                Refusal::Transactions => format!(
+                    "the worker's SIP transaction table is full ({max_transactions}: [limits] max_transactions)"
+                ),
+                _ => reason.to_string(),
+            };
+            tracing::warn!(
+                reason = reason.as_str(),
+                refused = *since,
+                "overload protection: {since} new requests refused with 503 ({why})",
+                since = *since
+            );
+            *last = Some(now);
+            *since = 0;
+        }
+        self.seen = counts;
+    }
 }
 
 impl Metrics {
@@ -592,6 +647,9 @@ impl Metrics {
             requests: HashMap::new(),
             responses: HashMap::new(),
             calls: HashMap::new(),
+            transactions: metrics::gauge!("sentiric_sip_transactions"),
+            refused: Refusal::ALL
+                .map(|r| metrics::counter!("sentiric_calls_refused_total", "reason" => r.as_str())),
         }
     }
 
@@ -636,7 +694,20 @@ struct CallMedia {
     /// The format each leg's SDP gave its digits.
     dtmf_a: Option<TelephoneEvent>,
     dtmf_b: Option<TelephoneEvent>,
+    /// The RTP clock rate of what each leg sends.
+    clock_a: u32,
+    clock_b: u32,
     bridged: bool,
+}
+
+/// A leg's clock rate as its SDP gave it, or G.711's 8000 before its SDP
+/// is known (its answer sets it then).
+fn known_clock(rate: u32) -> u32 {
+    if rate == 0 {
+        8000
+    } else {
+        rate
+    }
 }
 
 /// What the worker keeps of a call for its log lines and events.
@@ -821,6 +892,9 @@ pub(crate) struct Settings {
     pub(crate) max_cps: Option<u32>,
     /// Longest a call may last once answered.
     pub(crate) max_call_duration: Option<Duration>,
+    /// Most SIP transactions the worker's table holds for requests it
+    /// receives.
+    pub(crate) max_transactions: usize,
     /// The INVITE's headers dialplans are given.
     pub(crate) route_headers: Vec<String>,
     /// Set by SIGTERM or SIGINT: drain, then return.
@@ -943,12 +1017,15 @@ impl Placement {
         }
         // Busy share, and whether nine tenths of its ports are taken or
         // resting (read as the call comes: at thousands of calls a second
-        // a share runs out within the second).
+        // a share runs out within the second), or three quarters of its
+        // transaction table is (one trunk's calls all reach one worker:
+        // past that they are spread over the others rather than refused).
         let load = |w: usize| {
             let (free, all) = self.pool.available(w, now);
+            let txs = workers[w].load.transactions.load(Ordering::Relaxed);
             (
                 workers[w].load.busy.load(Ordering::Relaxed),
-                free * 10 < all,
+                free * 10 < all || txs > 750,
             )
         };
         let (busy, low) = load(self.index);
@@ -1023,6 +1100,7 @@ pub(crate) fn run(
         max_calls,
         max_cps,
         max_call_duration,
+        max_transactions,
         route_headers,
         stop,
         drain_timeout,
@@ -1054,6 +1132,7 @@ pub(crate) fn run(
     cfg.max_calls = max_calls;
     cfg.max_cps = max_cps;
     cfg.max_call_duration = max_call_duration;
+    cfg.max_transactions = max_transactions;
     cfg.route_headers = route_headers;
     let mut b2b = B2bua::new(cfg, media);
     let mut drain_deadline: Option<Instant> = None;
@@ -1087,6 +1166,8 @@ pub(crate) fn run(
     let mut next_gauges = Instant::now();
     let mut m = Metrics::new();
     let mut calls_up = 0.0;
+    let mut transactions_up = 0.0;
+    let mut refusal_log = RefusalLog::default();
     let mut players: Vec<Player> = Vec::new();
     let mut rooms: HashMap<String, Room> = HashMap::new();
     let (mut pcm, mut payload, mut packet) = (Vec::new(), Vec::new(), Vec::new());
@@ -1367,6 +1448,16 @@ pub(crate) fn run(
                         );
                     }
                 }
+                Event::TargetRefused { call, target, why } => {
+                    let (call_id, trace_id) = ids_of(&ids, call);
+                    tracing::warn!(
+                        call = call.0,
+                        call_id,
+                        trace_id,
+                        target,
+                        "target {target} not tried: {why}"
+                    );
+                }
                 Event::Answered { call } => {
                     let (call_id, trace_id) = ids_of(&ids, call);
                     tracing::debug!(call = call.0, call_id, trace_id, "call answered");
@@ -1461,6 +1552,7 @@ pub(crate) fn run(
                     leg,
                     peer,
                     dtmf,
+                    clock_rate,
                 } => {
                     // B answered an agent's transfer: the agent leaves,
                     // the caller's media goes to the relay.
@@ -1476,8 +1568,8 @@ pub(crate) fn run(
                     }
                     let c = calls.entry(call).or_default();
                     match leg {
-                        Leg::A => (c.peer_a, c.dtmf_a) = (peer, dtmf),
-                        Leg::B => (c.peer_b, c.dtmf_b) = (peer, dtmf),
+                        Leg::A => (c.peer_a, c.dtmf_a, c.clock_a) = (peer, dtmf, clock_rate),
+                        Leg::B => (c.peer_b, c.dtmf_b, c.clock_b) = (peer, dtmf, clock_rate),
                     }
                     let (Some(a), Some(b)) = (c.a, c.b) else {
                         continue;
@@ -1486,6 +1578,7 @@ pub(crate) fn run(
                         let key = if leg == Leg::A { a } else { b };
                         turn.relay.renegotiate(key, peer);
                         turn.relay.telephone_event(key, dtmf);
+                        turn.relay.clock_rate(key, clock_rate);
                     } else {
                         let ssrc = (ssrc_seed ^ call.0.wrapping_mul(0x9e37_79b9)) as u32;
                         turn.relay.bridge(
@@ -1493,14 +1586,15 @@ pub(crate) fn run(
                                 key: a,
                                 sdp_addr: c.peer_a,
                                 ssrc,
+                                clock_rate: known_clock(c.clock_a),
                             },
                             LegSpec {
                                 key: b,
                                 sdp_addr: c.peer_b,
                                 ssrc: ssrc.rotate_left(16),
+                                clock_rate: known_clock(c.clock_b),
                             },
                             LatchPolicy::AnySource,
-                            8000,
                         );
                         turn.relay.telephone_event(a, c.dtmf_a);
                         turn.relay.telephone_event(b, c.dtmf_b);
@@ -1512,6 +1606,7 @@ pub(crate) fn run(
                     socket,
                     peer,
                     dtmf,
+                    clock_rate,
                 } => {
                     let token = rtp_token!(socket, call);
                     // A leg bridged to itself: what arrives goes back to
@@ -1520,8 +1615,9 @@ pub(crate) fn run(
                         key: token,
                         sdp_addr: peer,
                         ssrc: (ssrc_seed ^ call.0.wrapping_mul(0x9e37_79b9)) as u32,
+                        clock_rate,
                     };
-                    turn.relay.bridge(leg, leg, LatchPolicy::AnySource, 8000);
+                    turn.relay.bridge(leg, leg, LatchPolicy::AnySource);
                     turn.relay.telephone_event(token, dtmf);
                     let c = calls.entry(call).or_default();
                     c.a = Some(token);
@@ -1917,6 +2013,15 @@ pub(crate) fn run(
                 .load
                 .busy
                 .store(busy.min(1000), Ordering::Relaxed);
+            let txs = b2b.transactions();
+            workers[index].load.transactions.store(
+                u32::try_from(txs.saturating_mul(1000) / max_transactions.max(1))
+                    .unwrap_or(u32::MAX),
+                Ordering::Relaxed,
+            );
+            m.transactions.increment(txs as f64 - transactions_up);
+            transactions_up = txs as f64;
+            refusal_log.update(now, b2b.refusals(), &m, max_transactions);
             placement.expire(now);
             next_gauges = now + Duration::from_secs(1);
             if index == 0 {

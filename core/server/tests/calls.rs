@@ -648,3 +648,58 @@ fn conference_with(workers: usize, min_port: u16, low_codec: &str) {
         assert!(mine < 0.01, "caller at {own} Hz hears itself at {mine:.3}");
     }
 }
+
+/// Jitter is measured on each leg's own RTP clock: an Opus caller's
+/// timestamps run at 48 kHz (measured at 8 kHz they read ~100 ms of
+/// jitter on a quiet loopback), G.711's at 8 kHz.
+#[test]
+fn jitter_is_measured_on_each_codecs_clock() {
+    let sw = start(
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[rtp]\nip = \"127.0.0.1\"\nmin_port = 29400\nmax_port = 29599\n",
+    );
+    let dir = std::env::temp_dir().join(format!("sentiric-jitter-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for codec in ["opus", "pcmu"] {
+        let (best, summary) = common::echoed_through(&sw, &dir, "600", &["--codec", codec]);
+        assert!(
+            summary.contains(&format!("\"codec\":\"{}\"", codec.to_uppercase()))
+                || summary.contains(&format!("\"codec\":\"{codec}\"")),
+            "{summary}"
+        );
+        assert!(best > 0.5, "{codec}: correlation {best:.3}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let rows = common::cdrs(&sw, 2, Duration::from_secs(5));
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for row in &rows {
+        let jitter = row["caller_jitter_us"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{row}"));
+        // The caller paces its packets every 20 ms on loopback.
+        assert!(jitter < 20_000, "caller jitter {jitter} µs: {row}");
+        assert!(
+            row["caller_packets_received"].as_u64().unwrap_or(0) > 0,
+            "{row}"
+        );
+    }
+    let (_, metrics) = common::http_get(sw.http(), "/metrics", None);
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no {name}: {metrics}"))
+    };
+    // Each leg's jitter at its call's end: the echo's one leg, two calls.
+    let (sum, count) = (
+        value("sentiric_rtp_jitter_seconds_sum"),
+        value("sentiric_rtp_jitter_seconds_count"),
+    );
+    assert!(count >= 2.0, "{count} jitter samples");
+    assert!(sum / count < 0.02, "mean jitter {} s", sum / count);
+}

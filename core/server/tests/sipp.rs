@@ -1414,3 +1414,99 @@ fn sipp_callee_over_tcp_after_one_that_refuses_the_connection() {
         sw.log()
     );
 }
+
+/// Runs SIPp's built-in UAC against SIPp's built-in UAS through a switch
+/// with `workers` workers whose transaction table holds `max_transactions`
+/// in all: `calls` calls at 100 a second, all from one address and port
+/// (a trunk). Returns the switch and whether every call succeeded.
+fn one_source_at_100_cps(
+    name: &str,
+    workers: usize,
+    max_transactions: usize,
+    calls: u32,
+) -> (Switch, bool) {
+    let dir = Scratch::new(name);
+    let sw = Switch::start(
+        Some(&format!(
+            "[sip]\nlisten = \"127.0.0.1:0\"\nworkers = {workers}\n\
+             [rtp]\nip = \"127.0.0.1\"\nmin_port = 30000\nmax_port = 31999\nquarantine_ms = 500\n\
+             [limits]\nmax_transactions = {max_transactions}\n\
+             [[dialplan.rule]]\nuser = \"uas\"\naction = \"bridge\"\n\
+             targets = [\"sip:uas@127.0.0.59:5100\"]\n"
+        )),
+        &[],
+    );
+    let n = calls.to_string();
+    let uas = sipp(&dir.0, &["-sn", "uas", "-i", "127.0.0.59", "-p", "5100"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let target = sw.addr.to_string();
+    let mut uac = sipp(
+        &dir.0,
+        &[
+            "-sn",
+            "uac",
+            "-s",
+            "uas",
+            "-i",
+            "127.0.0.60",
+            "-p",
+            "5101",
+            "-m",
+            &n,
+            "-r",
+            "100",
+            "-recv_timeout",
+            "10000",
+            &target,
+        ],
+    );
+    let ok = uac.wait().unwrap().success();
+    let mut uas = uas;
+    let _ = uas.kill();
+    let _ = uas.wait();
+    (sw, ok)
+}
+
+/// The `reason` series of `sentiric_calls_refused_total` on the switch's
+/// `/metrics`.
+fn refused(sw: &Switch, reason: &str) -> f64 {
+    let (_, body) = common::http_get(sw.http(), "/metrics", None);
+    let series = format!("sentiric_calls_refused_total{{reason=\"{reason}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in {body}"))
+}
+
+/// Transactions linger 32 s after their last message (Timers J, L, M),
+/// about four a call: a trunk's calls (one source, which the kernel keeps
+/// on one worker) fill that worker's share of the table long before
+/// they expire. Past three quarters of its share the worker hands new
+/// calls to the others instead of refusing them; with nowhere to hand
+/// them, the refusals are overload protection, counted and logged as
+/// such.
+#[test]
+fn sipp_one_trunk_fills_a_transaction_table() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !sipp_available() {
+        return;
+    }
+    // 800 calls ≈ 2,800 lingering transactions; a worker's share: 2,000.
+    let (sw, ok) = one_source_at_100_cps("tx-spread", 2, 4000, 800);
+    assert!(
+        ok,
+        "calls failed with two workers: {:?}",
+        sw.lines("overload")
+    );
+    assert_eq!(refused(&sw, "transactions"), 0.0);
+    assert!(sw.lines("overload protection").is_empty());
+    drop(sw);
+    // One worker, the same table: it fills, and says so.
+    let (sw, ok) = one_source_at_100_cps("tx-full", 1, 2000, 800);
+    assert!(!ok, "every call went through a full table");
+    let n = refused(&sw, "transactions");
+    assert!(n > 0.0, "no refusal counted");
+    let line = sw
+        .wait_line("overload protection", Duration::from_secs(3))
+        .unwrap_or_else(|| panic!("no log line: {:?}", sw.log()));
+    assert!(line.contains("max_transactions"), "{line}");
+}

@@ -108,6 +108,58 @@ pub fn response_to(
     b
 }
 
+/// The request's bytes with its top Via stamped as the server transport
+/// stamps it on receipt from `source` (RFC 3261 §18.2.1, RFC 3581 §4):
+/// `received=` with the source address when the sent-by's host is not that
+/// address, or when the Via asks for `rport`; `rport=` with the source port
+/// when it asks. Responses built from the stamped request carry both back
+/// (and go to them). `None` when nothing needs stamping (the common case:
+/// no copy is made).
+pub fn stamp_via(req: &Request<'_>, source: std::net::SocketAddr) -> Option<Vec<u8>> {
+    use crate::uri::Host;
+    let via = req.via();
+    let rport = via.rport();
+    let same_host = match via.host {
+        Host::Ipv4(ip) => std::net::IpAddr::V4(ip) == source.ip(),
+        Host::Ipv6(ip) => std::net::IpAddr::V6(ip) == source.ip(),
+        Host::Domain(_) => false,
+    };
+    let has_received = via.params.get("received").is_some();
+    let add_received = !has_received && (rport.is_some() || !same_host);
+    let fill_rport = rport == Some(None);
+    if !add_received && !fill_rport {
+        return None;
+    }
+    // The top Via's text, as a span of the raw message.
+    let top = req.headers.items(HeaderName::Via).next()?;
+    let base = req.raw.as_ptr() as usize;
+    let start = (top.as_ptr() as usize).checked_sub(base)?;
+    let end = start + top.len();
+    if end > req.raw.len() {
+        return None;
+    }
+    let mut stamped = String::with_capacity(top.len() + 40);
+    for (i, part) in top.split(';').enumerate() {
+        if i > 0 {
+            stamped.push(';');
+        }
+        let part = part.trim();
+        if i > 0 && fill_rport && part.eq_ignore_ascii_case("rport") {
+            let _ = write!(stamped, "rport={}", source.port());
+        } else {
+            stamped.push_str(part);
+        }
+    }
+    if add_received {
+        let _ = write!(stamped, ";received={}", source.ip());
+    }
+    let mut out = Vec::with_capacity(req.raw.len() + 40);
+    out.extend_from_slice(&req.raw[..start]);
+    out.extend_from_slice(stamped.as_bytes());
+    out.extend_from_slice(&req.raw[end..]);
+    Some(out)
+}
+
 /// Builds the stateless response that [`crate::Disposition::Respond`] asks
 /// for, from the raw bytes of a request that did not parse: the Via, From,
 /// To, Call-ID and CSeq lines are copied as found, and `to_tag` is added to
@@ -183,6 +235,53 @@ mod tests {
         assert_eq!(r.to().tag(), Some("t1"));
         assert_eq!(r.cseq().seq, 7);
         assert_eq!(r.call_id(), "c1");
+    }
+
+    #[test]
+    fn the_top_via_is_stamped_with_received_and_rport() {
+        let source: std::net::SocketAddr = "192.0.2.7:40123".parse().unwrap();
+        let req_with = |via: &str| {
+            format!(
+                "OPTIONS sip:b@h SIP/2.0\r\nVia: {via}\r\nVia: SIP/2.0/UDP b;branch=z9hG4bK2;rport\r\n\
+                 From: <sip:a@h>;tag=x\r\nTo: <sip:b@h>\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\n\
+                 Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        let top = |raw: &[u8]| {
+            let req = Request::parse(raw).unwrap();
+            let v = req
+                .headers
+                .items(HeaderName::Via)
+                .next()
+                .unwrap()
+                .to_string();
+            v
+        };
+        // RFC 3581 §4: rport asks for both, whatever the sent-by says.
+        let raw = req_with("SIP/2.0/UDP 192.0.2.7:5060;rport;branch=z9hG4bK1");
+        let req = Request::parse(raw.as_bytes()).unwrap();
+        let stamped = stamp_via(&req, source).unwrap();
+        assert_eq!(
+            top(&stamped),
+            "SIP/2.0/UDP 192.0.2.7:5060;rport=40123;branch=z9hG4bK1;received=192.0.2.7"
+        );
+        let resp = response_to(&Request::parse(&stamped).unwrap(), 200, "OK", None).finish();
+        let r = Response::parse(&resp).unwrap();
+        assert_eq!(r.via().rport(), Some(Some(40123)));
+        assert_eq!(r.via().params.get("received"), Some(Some("192.0.2.7")));
+        // Only the top Via: the second keeps its bare rport.
+        assert_eq!(r.vias().count(), 2);
+        assert!(String::from_utf8_lossy(&resp).contains("z9hG4bK2;rport\r\n"));
+        // RFC 3261 §18.2.1: a sent-by host that is not the source.
+        let raw = req_with("SIP/2.0/UDP phone.example.com;branch=z9hG4bK1");
+        let req = Request::parse(raw.as_bytes()).unwrap();
+        assert_eq!(
+            top(&stamp_via(&req, source).unwrap()),
+            "SIP/2.0/UDP phone.example.com;branch=z9hG4bK1;received=192.0.2.7"
+        );
+        // Nothing to stamp: the same address, no rport; no copy made.
+        let raw = req_with("SIP/2.0/UDP 192.0.2.7:5062;branch=z9hG4bK1");
+        assert!(stamp_via(&Request::parse(raw.as_bytes()).unwrap(), source).is_none());
     }
 
     #[test]

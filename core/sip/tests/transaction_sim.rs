@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use sentiric_sip::build::{response_to, MessageBuilder};
 use sentiric_sip::transaction::{
     IncomingRequest, IncomingResponse, LayerEvent, Reliability, Timer, TimerConfig,
-    TransactionEvent, TransactionLayer,
+    TransactionError, TransactionEvent, TransactionLayer,
 };
 use sentiric_sip::{HeaderName, Message, Method, Request};
 
@@ -544,6 +544,17 @@ fn table_is_bounded() {
             assert!(matches!(got, IncomingRequest::New(_)));
         } else {
             assert_eq!(got, IncomingRequest::Overloaded);
+        }
+    }
+    // The TU's own requests (a BYE ending a call) still go: as many again.
+    for i in 0..3 {
+        let bytes = request(Method::Bye, &format!("z9hG4bKc{i}"));
+        let req = Request::parse(&bytes).unwrap();
+        let got = layer.send_request(t0, &req, (), Reliability::Unreliable);
+        if i < 2 {
+            assert!(got.is_ok(), "{got:?}");
+        } else {
+            assert!(matches!(got, Err(TransactionError::Overloaded)), "{got:?}");
         }
     }
 }

@@ -228,7 +228,11 @@ pub struct TransactionLayer<A> {
 }
 
 impl<A: Clone> TransactionLayer<A> {
-    /// A layer holding at most `max_transactions` at once.
+    /// A layer holding at most `max_transactions` at once for requests
+    /// it receives (beyond: [`IncomingRequest::Overloaded`]); requests the
+    /// TU sends may take as many again (a BYE or CANCEL of a call up is
+    /// not lost because peers filled the table), then
+    /// [`TransactionError::Overloaded`].
     pub fn new(cfg: TimerConfig, max_transactions: usize) -> Self {
         TransactionLayer {
             cfg,
@@ -310,7 +314,7 @@ impl<A: Clone> TransactionLayer<A> {
         destination: A,
         reliability: Reliability,
     ) -> Result<TransactionId, TransactionError> {
-        if self.entries.len() >= self.max {
+        if self.entries.len() >= self.max.saturating_mul(2) {
             return Err(TransactionError::Overloaded);
         }
         let key = TransactionKey::client(request.via(), request.cseq().method)
