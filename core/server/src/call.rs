@@ -366,9 +366,10 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
     let duration = args.duration.unwrap_or(Duration::from_secs(5));
     let mut player = player;
     // 440 Hz at -16 dBFS, half a second on, half off.
-    let mut tone = args.play.is_none().then(|| {
-        sentiric_media::tone::Tone::new(440.0, 0.0, -16.0, 8000).with_cadence(500, 500)
-    });
+    let mut tone = args
+        .play
+        .is_none()
+        .then(|| sentiric_media::tone::Tone::new(440.0, 0.0, -16.0, 8000).with_cadence(500, 500));
     let mut recorder = args.record.as_ref().map(|_| WavRecorder::new(8000, 1));
     let ssrc = random_u64() as u32;
     let (mut seq, mut ts) = (random_u64() as u16, random_u64() as u32);

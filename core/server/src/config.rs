@@ -755,6 +755,15 @@ mod tests {
             ("[sip]\nlisten = \"nowhere\"\n", "listen"),
             ("[sipp]\n", "sipp"),
             ("[limits]\nmax_cps = 0\n", "limits.max_cps"),
+            (
+                "[limits]\nmax_transactions = 10\n",
+                "limits.max_transactions",
+            ),
+            // TEST-NET-1: an address no host here has.
+            (
+                "[rtp]\nip = \"192.0.2.1\"\n",
+                "rtp.ip: 192.0.2.1: not an address of this host",
+            ),
             ("[log]\nformat = \"xml\"\n", "log.format"),
             ("[log]\nlevel = \"loud\"\n", "log.level"),
             ("[events]\noutbox_max_mb = 0\n", "events.outbox_max_mb"),

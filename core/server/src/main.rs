@@ -253,12 +253,25 @@ fn cdr_command(args: &[String]) -> Result<(), String> {
 /// Structured logs on standard error: readable text (colours on a
 /// terminal) or one JSON object a line. Every call's lines carry `call`,
 /// `call_id` (the caller's Call-ID) and `trace_id` (minted at ingress).
+/// Logging to standard error at `[log] level`, or as `RUST_LOG` says
+/// when it is set (per-module directives: `info,sentiric::publisher=debug`).
+/// The AMQP client's own lines are kept to errors unless `RUST_LOG`
+/// names it: it logs every message a broker returns, body and all.
 fn init_logging(log: &config::LogConfig) {
     use std::io::IsTerminal as _;
+    use tracing_subscriber::EnvFilter;
     let level: tracing::Level = log.level.parse().unwrap_or(tracing::Level::INFO);
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
+            .unwrap_or_else(|e| {
+                eprintln!("RUST_LOG={directives}: {e}; logging at [log] level {level}");
+                EnvFilter::new(format!("{level},lapin=error"))
+            }),
+        _ => EnvFilter::new(format!("{level},lapin=error")),
+    };
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_max_level(level)
+        .with_env_filter(filter)
         .with_target(false);
     if log.format == "json" {
         builder.json().init();

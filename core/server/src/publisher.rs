@@ -12,6 +12,14 @@
 //! broker outage delays events and never drops them; a confirm lost with
 //! a connection can publish an event twice (consumers deduplicate by
 //! `event_id`).
+//!
+//! Every publish is `mandatory`: an event the exchange routes to no
+//! queue (no `sentiric cdr`, nor any other consumer, has bound one yet)
+//! comes back from the broker with its confirm, and is not confirmed: it
+//! stays in the outbox and is published again every second until a queue
+//! takes it (counted in `sentiric_events_unroutable_total`, logged). An
+//! event leaves the outbox only once a queue holds it; a durable queue
+//! and persistent messages keep it across a broker restart.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -131,6 +139,13 @@ async fn connect(cfg: &BrokerConfig) -> Result<(Connection, lapin::Channel), lap
 }
 
 /// Publishes until the connection fails; returns why.
+///
+/// A burst of up to [`WINDOW`] events is published, then all its confirms
+/// are awaited before the next: the broker sends an unroutable message
+/// back before its ack, but lapin hands returned messages to whichever
+/// confirms complete next (a multiple ack completes several at once, in
+/// no order), so which events came back is known only from the returned
+/// messages' ids once the whole burst is in. A nack names its own event.
 async fn publish(
     cfg: &BrokerConfig,
     channel: &lapin::Channel,
@@ -139,56 +154,31 @@ async fn publish(
     confirmed: &Sender<Msg>,
     written: &Notify,
 ) -> String {
-    let mut window: VecDeque<(Record, lapin::PublisherConfirm)> = VecDeque::new();
-    // Confirms go to the events thread a batch at a time (each message
-    // wakes it).
-    let mut acked: Vec<u64> = Vec::new();
+    let unroutable = metrics::counter!("sentiric_events_unroutable_total");
+    let nacked = metrics::counter!("sentiric_events_nacked_total");
+    // Since when events come back unroutable, and when that was last
+    // logged.
+    let mut returned_since: Option<(std::time::Instant, std::time::Instant)> = None;
     loop {
-        // Fill the window when half of it is confirmed: events to publish
-        // again first, then new ones, as one burst.
-        if window.len() <= WINDOW / 2 {
-            let mut burst: Vec<Record> = Vec::new();
-            while window.len() + burst.len() < WINDOW {
-                if let Some(r) = again.pop_front() {
-                    burst.push(r);
-                    continue;
-                }
-                match tail.read(WINDOW - window.len() - burst.len()) {
-                    Ok(rs) if !rs.is_empty() => burst.extend(rs),
-                    Ok(_) => break,
-                    Err(e) => {
-                        again.extend(burst);
-                        requeue(window, again);
-                        let _ = confirmed.send(Msg::Confirmed(acked));
-                        return format!("reading the outbox: {e}");
-                    }
-                }
+        // Events to publish again first, then new ones.
+        let mut burst: Vec<Record> = Vec::new();
+        while burst.len() < WINDOW {
+            if let Some(r) = again.pop_front() {
+                burst.push(r);
+                continue;
             }
-            let published = publish_burst(cfg, channel, &burst).await;
-            let mut records = burst.into_iter();
-            for (record, result) in records.by_ref().zip(published) {
-                match result {
-                    Ok(confirm) => window.push_back((record, confirm)),
-                    Err(e) => {
-                        again.push_front(record);
-                        again.extend(records);
-                        requeue(window, again);
-                        let _ = confirmed.send(Msg::Confirmed(acked));
-                        return e.to_string();
-                    }
+            match tail.read(WINDOW - burst.len()) {
+                Ok(rs) if !rs.is_empty() => burst.extend(rs),
+                Ok(_) => break,
+                Err(e) => {
+                    requeue(burst, again);
+                    return format!("reading the outbox: {e}");
                 }
             }
         }
-        let Some((record, confirm)) = window.pop_front() else {
-            // Everything published is confirmed: say so, then wait for
-            // the events thread's next write (or look again in a second).
-            if !acked.is_empty()
-                && confirmed
-                    .send(Msg::Confirmed(std::mem::take(&mut acked)))
-                    .is_err()
-            {
-                return "the events thread is gone".into();
-            }
+        if burst.is_empty() {
+            // Everything published is confirmed: wait for the events
+            // thread's next write (or look again in a second).
             let _ = tokio::time::timeout(Duration::from_secs(1), written.notified()).await;
             // A connection the broker closed while nothing was sent is
             // noticed here, within a second, not at the next event.
@@ -196,33 +186,107 @@ async fn publish(
                 return "the broker closed the connection".into();
             }
             continue;
-        };
-        match confirm.await {
-            Ok(Confirmation::Ack(_)) | Ok(Confirmation::NotRequested) => {
-                acked.push(record.seq);
-                if acked.len() >= WINDOW
-                    && confirmed
-                        .send(Msg::Confirmed(std::mem::take(&mut acked)))
-                        .is_err()
-                {
-                    return "the events thread is gone".into();
+        }
+        let mut confirms = Vec::with_capacity(burst.len());
+        for result in publish_burst(cfg, channel, &burst).await {
+            match result {
+                Ok(confirm) => confirms.push(confirm),
+                Err(e) => {
+                    // The burst's confirms are dropped with the channel.
+                    requeue(burst, again);
+                    return e.to_string();
                 }
             }
-            Ok(Confirmation::Nack(_)) => {
-                // The broker could not take it: again, after a pause.
-                again.push_front(record);
-                requeue(window, again);
-                let _ = confirmed.send(Msg::Confirmed(acked));
-                return "the broker refused an event (nack)".into();
-            }
-            Err(e) => {
-                again.push_front(record);
-                requeue(window, again);
-                let _ = confirmed.send(Msg::Confirmed(acked));
-                return e.to_string();
+        }
+        let mut outcomes = Vec::with_capacity(confirms.len());
+        let mut returned: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut returned_unknown = false;
+        for confirm in confirms {
+            match confirm.await {
+                Ok(c) => {
+                    let (ok, ret) = match c {
+                        Confirmation::Ack(ret) => (true, ret),
+                        Confirmation::Nack(ret) => (false, ret),
+                        Confirmation::NotRequested => (true, None),
+                    };
+                    if let Some(ret) = ret {
+                        match ret.properties.message_id() {
+                            Some(id) => {
+                                returned.insert(id.as_str().to_string());
+                            }
+                            None => returned_unknown = true,
+                        }
+                    }
+                    outcomes.push(ok);
+                }
+                Err(e) => {
+                    requeue(burst, again);
+                    return e.to_string();
+                }
             }
         }
+        let (mut acked, mut kept) = (Vec::new(), Vec::new());
+        let mut refused = 0u64;
+        for (record, ok) in burst.into_iter().zip(outcomes) {
+            let came_back =
+                returned_unknown || (!returned.is_empty() && returned.contains(&event_id(&record)));
+            if !ok {
+                refused += 1;
+                kept.push(record);
+            } else if came_back {
+                unroutable.increment(1);
+                kept.push(record);
+            } else {
+                acked.push(record.seq);
+            }
+        }
+        if !acked.is_empty() && confirmed.send(Msg::Confirmed(acked)).is_err() {
+            return "the events thread is gone".into();
+        }
+        let back = kept.len() as u64 - refused;
+        requeue(kept, again);
+        if refused > 0 {
+            // The broker could not take them (a queue full with
+            // reject-publish, a disk alarm): again, after a pause.
+            nacked.increment(refused);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return format!("the broker refused {refused} events (nack); publishing them again");
+        }
+        if back > 0 {
+            // Routed to no queue, held by nobody: kept, and published
+            // again in a second.
+            let now = std::time::Instant::now();
+            let (since, logged) =
+                returned_since.get_or_insert((now, now - Duration::from_secs(60)));
+            if now.duration_since(*logged) >= Duration::from_secs(30) {
+                *logged = now;
+                tracing::warn!(
+                    exchange = %cfg.exchange,
+                    "event broker: exchange {} routes events to no queue (none bound for {:.0} s: start `sentiric cdr`, or bind a durable queue); {} events wait in the outbox",
+                    cfg.exchange,
+                    now.duration_since(*since).as_secs_f64(),
+                    again.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if !channel.status().connected() {
+                return "the broker closed the connection".into();
+            }
+        } else if returned_since.take().is_some() {
+            tracing::info!(
+                exchange = %cfg.exchange,
+                "event broker: exchange {} routes events to a queue again",
+                cfg.exchange
+            );
+        }
     }
+}
+
+/// The event id a record carries (its message id when published).
+fn event_id(record: &Record) -> String {
+    v1::Event::decode(record.bytes.as_slice())
+        .map(|e| e.event_id)
+        .unwrap_or_default()
 }
 
 /// Publishes `records` together: each `basic_publish` is polled once in
@@ -249,7 +313,11 @@ async fn publish_burst(
             Box::pin(channel.basic_publish(
                 cfg.exchange.as_str().into(),
                 "".into(),
-                BasicPublishOptions::default(),
+                // Returned when no queue takes it (see the module doc).
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
                 body,
                 props.clone(),
             ))
@@ -277,15 +345,12 @@ async fn publish_burst(
     done.into_iter().flatten().collect()
 }
 
-/// Puts the window's unconfirmed events back in front of `again`, in order.
-fn requeue(window: VecDeque<(Record, lapin::PublisherConfirm)>, again: &mut VecDeque<Record>) {
-    // `again` may already hold the record that failed, ahead of the
-    // window's (which were published after it).
-    let mut rest: VecDeque<Record> = window.into_iter().map(|(r, _)| r).collect();
-    while let Some(r) = again.pop_front() {
-        rest.push_back(r);
-    }
-    let mut all: Vec<Record> = rest.into_iter().collect();
+/// Puts `records` (events not confirmed) back in front of `again`, in
+/// order.
+fn requeue(records: Vec<Record>, again: &mut VecDeque<Record>) {
+    // `again` may hold records published after these.
+    let mut all: Vec<Record> = records;
+    all.extend(again.drain(..));
     all.sort_by_key(|r| r.seq);
     all.dedup_by_key(|r| r.seq);
     again.extend(all);

@@ -329,3 +329,148 @@ fn events_left_by_a_killed_switch_are_published_by_the_next_start() {
     }
     drop(again);
 }
+
+/// A queue of the test's own that holds at most `max` messages and
+/// refuses more (`x-overflow: reject-publish`: the broker nacks them).
+fn bind_short(url: &str, exchange: &str, queue: &str, max: i32) {
+    use lapin::types::AMQPValue;
+    common::rt().block_on(async {
+        let (conn, ch) = common::amqp_channel(url, exchange).await;
+        let mut args = FieldTable::default();
+        args.insert("x-max-length".into(), AMQPValue::LongInt(max));
+        args.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("reject-publish".into()),
+        );
+        ch.queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            args,
+        )
+        .await
+        .unwrap();
+        ch.queue_bind(
+            queue.into(),
+            exchange.into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        let _ = conn.close(0, "bound".into()).await;
+    });
+}
+
+/// Checks that every call in `events` has all its events, from
+/// CallStarted to CallEnded, none missing (by sequence number: an event
+/// published again after a refusal may arrive after a later one).
+fn whole(events: &[v1::Event], calls: usize) {
+    let by = by_call(events);
+    assert_eq!(by.len(), calls, "{by:#?}");
+    for (call_id, evs) in &by {
+        let mut evs = evs.clone();
+        evs.sort_by_key(|e| e.sequence);
+        let seqs: Vec<u64> = evs.iter().map(|e| e.sequence).collect();
+        assert_eq!(
+            seqs,
+            (1..=evs.len() as u64).collect::<Vec<_>>(),
+            "{call_id}"
+        );
+        assert!(matches!(evs[0].body, Some(v1::event::Body::CallStarted(_))));
+        assert!(matches!(
+            evs.last().unwrap().body,
+            Some(v1::event::Body::CallEnded(_))
+        ));
+    }
+}
+
+/// With no queue bound to the exchange the broker would confirm events
+/// and drop them: published `mandatory`, they come back unroutable and
+/// stay in the outbox until a queue is bound; then every one arrives,
+/// the node's own from before the calls too.
+#[test]
+fn events_wait_for_a_queue_and_none_is_lost() {
+    let Some(url) = broker() else { return };
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (exchange, queue) = unique("unbound");
+    // The exchange exists, nothing is bound to it.
+    common::rt().block_on(async {
+        let (conn, _ch) = common::amqp_channel(&url, &exchange).await;
+        let _ = conn.close(0, "declared".into()).await;
+    });
+    let sw = start(&url, &exchange, 20_000);
+    for user in ["600", "busy"] {
+        let (summary, _) = call(&sw, user);
+        assert!(summary.contains("\"status\""), "{summary}");
+    }
+    assert!(
+        sw.wait_line("routes events to no queue", Duration::from_secs(10))
+            .is_some(),
+        "{:#?}",
+        sw.log()
+    );
+    assert!(sw.metric("sentiric_events_unroutable_total") > Some(0.0));
+    // The node's event and both calls' (4 and 3), all still in the
+    // outbox once written.
+    let end = Instant::now() + Duration::from_secs(5);
+    while sw.events().len() < 8 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let pending = sw.metric("sentiric_events_outbox_pending");
+    assert_eq!(
+        pending,
+        Some(sw.events().len() as f64),
+        "events left the outbox with no queue to hold them"
+    );
+    // The broker's returns are not logged, bodies and all.
+    assert!(sw.lines("returned us a message").is_empty());
+    std::thread::sleep(Duration::from_secs(2));
+    bind(&url, &exchange, &queue);
+    let got = drain(&url, &queue, |g| ended(g) >= 2);
+    whole(&got, 2);
+    assert!(got
+        .iter()
+        .any(|e| matches!(e.body, Some(v1::event::Body::NodeStarted(_)))));
+    let end = Instant::now() + Duration::from_secs(5);
+    while sw.metric("sentiric_events_outbox_pending") != Some(0.0) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(sw.metric("sentiric_events_outbox_pending"), Some(0.0));
+    assert!(sw
+        .wait_line("routes events to a queue again", Duration::from_secs(2))
+        .is_some());
+}
+
+/// A broker that refuses events (nack: here a queue that holds two and
+/// rejects more) gets them again, in order, once it takes them: the
+/// outbox keeps every nacked one.
+#[test]
+fn nacked_events_are_published_again() {
+    let Some(url) = broker() else { return };
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (exchange, queue) = unique("nack");
+    bind_short(&url, &exchange, &queue, 2);
+    let sw = start(&url, &exchange, 20_200);
+    for user in ["600", "busy", "600"] {
+        call(&sw, user);
+    }
+    assert!(
+        sw.wait_line("(nack)", Duration::from_secs(10)).is_some(),
+        "{:#?}",
+        sw.log()
+    );
+    assert!(sw.metric("sentiric_events_nacked_total") > Some(0.0));
+    // Taking them two at a time makes room; the rest follow.
+    let got = drain(&url, &queue, |g| ended(g) >= 3);
+    whole(&got, 3);
+    let end = Instant::now() + Duration::from_secs(5);
+    while sw.metric("sentiric_events_outbox_pending") != Some(0.0) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(sw.metric("sentiric_events_outbox_pending"), Some(0.0));
+}

@@ -655,7 +655,7 @@ fn conference_with(workers: usize, min_port: u16, low_codec: &str) {
 #[test]
 fn jitter_is_measured_on_each_codecs_clock() {
     let sw = start(
-        "[sip]\nlisten = \"127.0.0.1:0\"\n[rtp]\nip = \"127.0.0.1\"\nmin_port = 29400\nmax_port = 29599\n",
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[rtp]\nip = \"127.0.0.1\"\nmin_port = 17000\nmax_port = 17199\n",
     );
     let dir = std::env::temp_dir().join(format!("sentiric-jitter-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -702,4 +702,78 @@ fn jitter_is_measured_on_each_codecs_clock() {
     );
     assert!(count >= 2.0, "{count} jitter samples");
     assert!(sum / count < 0.02, "mean jitter {} s", sum / count);
+}
+
+/// `sentiric call` refuses what it cannot do before it dials: a `sips:`
+/// or TLS URI (never sent over UDP instead) and a recording it cannot
+/// write; nothing reaches the switch.
+#[test]
+fn sentiric_call_refuses_before_dialling() {
+    let sw = start(
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[rtp]\nip = \"127.0.0.1\"\nmin_port = 17200\nmax_port = 17399\n",
+    );
+    let cases: [(Vec<String>, &str); 3] = [
+        (vec![format!("sips:600@{}", sw.addr)], "TLS"),
+        (
+            vec![format!("sip:600@{};transport=tls", sw.addr)],
+            "transport=tls",
+        ),
+        (
+            vec![
+                format!("sip:600@{}", sw.addr),
+                "--record".into(),
+                "/nonexistent-dir/heard.wav".into(),
+            ],
+            "--record /nonexistent-dir/heard.wav",
+        ),
+    ];
+    for (args, says) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+            .arg("call")
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}: a summary printed");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(sw.lines("call ended").is_empty(), "{:?}", sw.log());
+}
+
+/// Without `--play` the caller sends a test tone, so the README's echo
+/// test records something; its progress goes to standard error.
+#[test]
+fn sentiric_call_without_play_sends_a_tone() {
+    let sw = start(
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[rtp]\nip = \"127.0.0.1\"\nmin_port = 17400\nmax_port = 17599\n",
+    );
+    let record =
+        std::env::temp_dir().join(format!("sentiric-call-tone-{}.wav", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+        .args([
+            "call",
+            &format!("sip:600@{}", sw.addr),
+            "--duration",
+            "2",
+            "--record",
+        ])
+        .arg(&record)
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{summary} {progress}");
+    assert!(progress.contains("calling sip:600@"), "{progress}");
+    assert!(progress.contains("200 OK after"), "{progress}");
+    let heard = wav_samples(&std::fs::read(&record).unwrap());
+    let _ = std::fs::remove_file(&record);
+    assert!(heard.len() > 8000, "{} samples heard", heard.len());
+    // Somewhere in the second heard, a stretch of the 440 Hz tone.
+    let best = heard
+        .chunks(800)
+        .map(|c| share_at(c, 440.0))
+        .fold(0.0f64, f64::max);
+    assert!(best > 0.9, "440 Hz share at best {best:.3}");
 }

@@ -1429,7 +1429,7 @@ fn one_source_at_100_cps(
     let sw = Switch::start(
         Some(&format!(
             "[sip]\nlisten = \"127.0.0.1:0\"\nworkers = {workers}\n\
-             [rtp]\nip = \"127.0.0.1\"\nmin_port = 30000\nmax_port = 31999\nquarantine_ms = 500\n\
+             [rtp]\nip = \"127.0.0.1\"\nmin_port = 18000\nmax_port = 19999\nquarantine_ms = 500\n\
              [limits]\nmax_transactions = {max_transactions}\n\
              [[dialplan.rule]]\nuser = \"uas\"\naction = \"bridge\"\n\
              targets = [\"sip:uas@127.0.0.59:5100\"]\n"
