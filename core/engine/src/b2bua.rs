@@ -728,6 +728,69 @@ impl std::fmt::Display for TargetRefusal {
     }
 }
 
+/// What makes an INVITE's SDP offer one the switch cannot take, as a
+/// Warning code (RFC 3261 §20.43: 302 incompatible transport, 304 media
+/// type not available, 399 other) and its text; `None` when it can (or
+/// there is no offer: the late offer). Answered 488 with the Warning at
+/// once, whatever the dialplan would do: never left unanswered, never
+/// answered in another way than offered (an SRTP offer is not answered in
+/// clear).
+fn offer_problem(req: &Request<'_>) -> Option<(u16, String)> {
+    if req.body.is_empty() {
+        return None;
+    }
+    let ctype = req.headers.value(HeaderName::ContentType).unwrap_or("");
+    let sdp = ctype
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"));
+    if !sdp {
+        return None;
+    }
+    let offer = match sentiric_sdp::SessionDescription::parse(req.body) {
+        Ok(o) => o,
+        Err(e) => return Some((399, format!("the SDP offer does not parse: {e}"))),
+    };
+    let Some(i) = offer
+        .media
+        .iter()
+        .position(|m| m.kind.eq_ignore_ascii_case("audio") && m.port != 0)
+    else {
+        let disabled = offer
+            .media
+            .iter()
+            .any(|m| m.kind.eq_ignore_ascii_case("audio"));
+        return Some((
+            304,
+            if disabled {
+                "the offer's audio stream is disabled (port 0)".to_string()
+            } else {
+                "the offer has no audio stream".to_string()
+            },
+        ));
+    };
+    if i != 0 {
+        return Some((
+            304,
+            "the audio stream must be the offer's first".to_string(),
+        ));
+    }
+    let proto = offer.media[i].proto.as_ref();
+    if proto.eq_ignore_ascii_case("RTP/AVP") || proto.eq_ignore_ascii_case("RTP/AVPF") {
+        return None;
+    }
+    Some((
+        302,
+        if proto.to_ascii_uppercase().contains("SAVP") {
+            format!(
+                "{proto}: SRTP is not supported yet (an offer with keys is not answered in clear)"
+            )
+        } else {
+            format!("{proto}: the switch speaks RTP/AVP only")
+        },
+    ))
+}
+
 /// Where a target URI is reached: its host, which must be an IP address
 /// here, and port (5060), and whether over TCP (`;transport=tcp`).
 fn target(uri: &str) -> Result<(SocketAddr, bool), TargetRefusal> {
@@ -1140,6 +1203,17 @@ impl<M: MediaPlane> B2bua<M> {
             self.refusals.add(why);
             let r = response_to(req, 503, "Service Unavailable", Some(&a_tag))
                 .header(HeaderName::RetryAfter, &why.retry_after().to_string())
+                .finish();
+            return self.respond(now, tx, r);
+        }
+        if let Some((code, text)) = offer_problem(req) {
+            let warning = format!(
+                "{code} {} \"{}\"",
+                self.cfg.local,
+                text.replace(['"', '\\'], "'")
+            );
+            let r = response_to(req, 488, "Not Acceptable Here", Some(&a_tag))
+                .header(HeaderName::Warning, &warning)
                 .finish();
             return self.respond(now, tx, r);
         }

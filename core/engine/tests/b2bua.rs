@@ -2147,3 +2147,56 @@ fn responses_carry_received_and_rport() {
         stamped
     );
 }
+
+/// An INVITE whose offer the switch cannot take is answered 488 with a
+/// Warning naming the problem at once (RFC 3261 §20.43), before any
+/// routing: never left unanswered, and an SRTP offer is never answered
+/// in clear.
+#[test]
+fn an_offer_the_switch_cannot_take_gets_488_with_a_warning() {
+    let offer = |m: &str| {
+        format!("v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n{m}")
+    };
+    let cases = [
+        (
+            offer("m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n"),
+            "302 127.0.0.1:5060 \"RTP/SAVP: SRTP is not supported yet",
+        ),
+        (
+            offer("m=audio 4000 UDP/TLS/RTP/SAVPF 111\r\n"),
+            "302 127.0.0.1:5060 \"UDP/TLS/RTP/SAVPF: SRTP",
+        ),
+        (offer("m=video 4000 RTP/AVP 96\r\n"), "304 127.0.0.1:5060 \"the offer has no audio stream\""),
+        (offer("m=audio 0 RTP/AVP 0\r\n"), "304 127.0.0.1:5060 \"the offer's audio stream is disabled"),
+        ("v=1\r\nthis is not SDP\r\n".to_string(), "399 127.0.0.1:5060 \"the SDP offer does not parse"),
+    ];
+    for (i, (body, warning)) in cases.into_iter().enumerate() {
+        let mut net = Net::new();
+        let invite = format!(
+            "INVITE sip:600@127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {ALICE};branch=z9hG4bKbad{i}\r\nMax-Forwards: 70\r\n\
+             From: <sip:alice@127.0.0.2>;tag=fb\r\nTo: <sip:600@127.0.0.1>\r\n\
+             Call-ID: bad-offer-{i}@127.0.0.2\r\nCSeq: 1 INVITE\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let sent = net.send(ALICE, &invite);
+        let refused = only(&sent, ALICE, "SIP/2.0 488");
+        let got = refused.header(HeaderName::Warning);
+        assert!(got.starts_with(warning), "{i}: {got}");
+        assert!(
+            !net.events()
+                .iter()
+                .any(|e| matches!(e, Event::Route { .. })),
+            "{i}: routed"
+        );
+        assert!(net.b2b.media().echoes.is_empty());
+    }
+    // A plain RTP/AVP offer goes on to routing.
+    let mut net = Net::new();
+    let (call, sent) = net.alice_calls("600", 70);
+    assert_ne!(call, CallRef(0));
+    assert!(sent
+        .iter()
+        .all(|s| !s.first_line().starts_with("SIP/2.0 488")));
+}

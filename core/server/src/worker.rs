@@ -14,8 +14,10 @@
 //! hangs them up, then the worker returns and the process exits. A second
 //! SIGINT exits at once.
 
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::net::{SocketAddr, UdpSocket};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,7 +32,7 @@ use sentiric_media::mixer::MixMinus;
 use sentiric_media::wav::WavPlayer;
 use sentiric_rtp::dtmf::{char_event, event_char, DtmfDetector, DtmfEvent, DtmfPacket, DtmfSender};
 use sentiric_rtp::packet::{RtpHeader, RtpPacket};
-use sentiric_rtp::relay::{LatchPolicy, LegSpec, Relay, TelephoneEvent};
+use sentiric_rtp::relay::{LatchPolicy, LegSpec, Relay, RelayDrop, TelephoneEvent};
 use sentiric_sip::build::stateless_response;
 use sentiric_sip::{Disposition, Message};
 
@@ -79,6 +81,9 @@ struct Turn {
     digits_inbox: Vec<(Token, u8, u32)>,
     /// Each transcoded call's transcoding state.
     transcoders: HashMap<CallRef, Transcoded>,
+    /// Legs the switch terminates itself (prompts, conference members,
+    /// agents): what they sent and were sent, for the call's CDR.
+    local: HashMap<Token, LocalLeg>,
     /// The packet being built for a transcoded leg.
     scratch: Vec<u8>,
     relayed: u64,
@@ -110,6 +115,10 @@ impl PacketHandler for Turn {
                     let Ok(p) = RtpPacket::parse(data) else {
                         return;
                     };
+                    let event = digits.as_ref().is_some_and(|d| d.te.pt == p.payload_type());
+                    if let Some(l) = self.local.get_mut(&token) {
+                        l.on_packet(&p, event, now);
+                    }
                     if p.payload_type() == *pt {
                         let mut frame = Vec::with_capacity(160);
                         coder.decode(p.payload(), &mut frame);
@@ -139,12 +148,72 @@ impl PacketHandler for Turn {
                 out.push(via, to, data);
                 self.relayed += 1;
             }
+            // A prompt's caller: bridged to nothing, counted for its CDR.
+            Err(RelayDrop::UnknownLeg) if self.local.contains_key(&token) => {
+                if let (Some(l), Ok(p)) = (self.local.get_mut(&token), RtpPacket::parse(data)) {
+                    l.on_packet(&p, false, now);
+                }
+            }
             Err(_) => self.dropped += 1,
         }
     }
 }
 
+/// A leg the switch terminates: RFC 3550 statistics of what it sends,
+/// and the packets the switch's own streams sent it (the count shared
+/// with its [`Stream`]).
+struct LocalLeg {
+    clock_rate: u32,
+    stats: Option<sentiric_rtp::stats::ReceiverStats>,
+    sent: Rc<Cell<u64>>,
+}
+
+impl LocalLeg {
+    fn new(clock_rate: u32) -> LocalLeg {
+        LocalLeg {
+            clock_rate,
+            stats: None,
+            sent: Rc::default(),
+        }
+    }
+
+    /// A packet the leg sent (`event`: an RFC 4733 one, untimed).
+    fn on_packet(&mut self, p: &RtpPacket<'_>, event: bool, now: Instant) {
+        let clock_rate = self.clock_rate;
+        let s = self.stats.get_or_insert_with(|| {
+            sentiric_rtp::stats::ReceiverStats::new(p.sequence(), clock_rate)
+        });
+        if event {
+            s.on_untimed_packet(p.sequence(), p.payload().len());
+        } else {
+            s.on_packet(p.sequence(), p.timestamp(), p.payload().len(), now);
+        }
+    }
+
+    /// What the leg sent, as the relay reports a bridged one.
+    fn quality(&self) -> sentiric_rtp::relay::LegQuality {
+        self.stats
+            .as_ref()
+            .map(|s| sentiric_rtp::relay::LegQuality {
+                received: s.received(),
+                lost: s.lost(),
+                jitter: s.jitter_duration(),
+            })
+            .unwrap_or_default()
+    }
+}
+
 impl Turn {
+    /// The leg on `token` is terminated by the switch in `voice`: its
+    /// counts start (again); the count of what the switch sends it.
+    fn local_leg(&mut self, token: Token, voice: Voice) -> Rc<Cell<u64>> {
+        let leg = self
+            .local
+            .entry(token)
+            .or_insert_with(|| LocalLeg::new(voice.step() * 50));
+        Rc::clone(&leg.sent)
+    }
+
     /// A packet on leg `leg` of a transcoded call: source-checked by the
     /// relay, converted, and what comes out sent to the other leg.
     #[allow(clippy::too_many_arguments)]
@@ -182,6 +251,8 @@ impl Turn {
 /// SSRC, sequence and timestamp.
 struct Stream {
     sock: UdpSocket,
+    /// Packets sent, shared with the leg's [`LocalLeg`].
+    sent: Rc<Cell<u64>>,
     coder: Coder,
     step: u32,
     pt: u8,
@@ -192,9 +263,10 @@ struct Stream {
 }
 
 impl Stream {
-    fn new(sock: UdpSocket, voice: Voice, pt: u8) -> Result<Stream, String> {
+    fn new(sock: UdpSocket, voice: Voice, pt: u8, sent: Rc<Cell<u64>>) -> Result<Stream, String> {
         Ok(Stream {
             sock,
+            sent,
             coder: Coder::new(voice)?,
             step: voice.step(),
             pt,
@@ -224,7 +296,9 @@ impl Stream {
         }
         .write(payload, packet);
         if let Some(to) = to {
-            let _ = self.sock.send_to(packet, to);
+            if self.sock.send_to(packet, to).is_ok() {
+                self.sent.set(self.sent.get() + 1);
+            }
         }
         self.started = true;
         self.seq = self.seq.wrapping_add(1);
@@ -244,7 +318,9 @@ impl Stream {
         }
         .write(&p.payload, packet);
         if let Some(to) = to {
-            let _ = self.sock.send_to(packet, to);
+            if self.sock.send_to(packet, to).is_ok() {
+                self.sent.set(self.sent.get() + 1);
+            }
         }
         self.started = true;
         self.seq = self.seq.wrapping_add(1);
@@ -1146,6 +1222,7 @@ pub(crate) fn run(
         mixer_inbox: Vec::new(),
         digits_inbox: Vec::new(),
         transcoders: HashMap::new(),
+        local: HashMap::new(),
         scratch: Vec::new(),
         relayed: 0,
         dropped: 0,
@@ -1636,9 +1713,10 @@ pub(crate) fn run(
                     let token = rtp_token!(socket, call);
                     let sock = or_hang_up!(sending_handle(&engine, token), call);
                     calls.entry(call).or_default().a = Some(token);
+                    let sent = turn.local_leg(token, voice);
                     let started = WavPlayer::new(&wav, 8000)
                         .map_err(|e| e.to_string())
-                        .and_then(|prompt| Ok((prompt, Stream::new(sock, voice, pt)?)));
+                        .and_then(|prompt| Ok((prompt, Stream::new(sock, voice, pt, sent)?)));
                     match started {
                         Ok((prompt, stream)) => players.push(Player {
                             call,
@@ -1665,7 +1743,8 @@ pub(crate) fn run(
                     let token = rtp_token!(socket, call);
                     let sock = or_hang_up!(sending_handle(&engine, token), call);
                     calls.entry(call).or_default().a = Some(token);
-                    let made = Stream::new(sock, voice, pt).and_then(|stream| {
+                    let sent = turn.local_leg(token, voice);
+                    let made = Stream::new(sock, voice, pt, sent).and_then(|stream| {
                         let hearing = Coder::new(voice)?;
                         let (call_id, trace_id) = ids_of(&ids, call);
                         let start = pv1::ConverseStart {
@@ -1728,15 +1807,16 @@ pub(crate) fn run(
                     let token = rtp_token!(socket, call);
                     let sock = or_hang_up!(sending_handle(&engine, token), call);
                     calls.entry(call).or_default().a = Some(token);
-                    let (stream, hearing) = match (Stream::new(sock, voice, pt), Coder::new(voice))
-                    {
-                        (Ok(s), Ok(h)) => (s, h),
-                        (Err(e), _) | (_, Err(e)) => {
-                            tracing::warn!(call = call.0, "conference: {e}");
-                            b2b.hang_up(now, call);
-                            continue;
-                        }
-                    };
+                    let sent = turn.local_leg(token, voice);
+                    let (stream, hearing) =
+                        match (Stream::new(sock, voice, pt, sent), Coder::new(voice)) {
+                            (Ok(s), Ok(h)) => (s, h),
+                            (Err(e), _) | (_, Err(e)) => {
+                                tracing::warn!(call = call.0, "conference: {e}");
+                                b2b.hang_up(now, call);
+                                continue;
+                            }
+                        };
                     turn.taken.insert(token, Taken::Member(hearing, pt, None));
                     let r = rooms.entry(room.clone()).or_insert_with(|| Room {
                         members: Vec::new(),
@@ -1858,7 +1938,37 @@ pub(crate) fn run(
                             packets_lost: u64::try_from(q.lost).unwrap_or(0),
                             jitter_us: u32::try_from(q.jitter.as_micros()).unwrap_or(u32::MAX),
                         };
-                        let qualities = [Some(rtp(qa, b.accepted)), Some(rtp(qb, a.accepted))];
+                        // A leg the switch terminated (a prompt, a room,
+                        // an agent: before a bridge, or all along).
+                        let local = c.a.and_then(|t| turn.local.remove(&t));
+                        let (qa_all, sent_a) = match &local {
+                            Some(l) => {
+                                let lq = l.quality();
+                                (
+                                    sentiric_rtp::relay::LegQuality {
+                                        received: lq.received + qa.received,
+                                        lost: lq.lost + qa.lost,
+                                        jitter: if qa.received > 0 {
+                                            qa.jitter
+                                        } else {
+                                            lq.jitter
+                                        },
+                                    },
+                                    l.sent.get() + b.accepted,
+                                )
+                            }
+                            None => (qa, b.accepted),
+                        };
+                        let qualities = match c.b {
+                            Some(_) => [Some(rtp(qa_all, sent_a)), Some(rtp(qb, a.accepted))],
+                            // The echo test (the leg bridged to itself:
+                            // what A sent came back to it), or a local
+                            // app: no callee.
+                            None if c.bridged && local.is_none() => {
+                                [Some(rtp(qa_all, a.accepted)), None]
+                            }
+                            None => [Some(rtp(qa_all, sent_a)), None],
+                        };
                         if let Some(info) = ids.get_mut(&call) {
                             let body = info.ended(now, status, by, qualities);
                             info.emit(&events, body);

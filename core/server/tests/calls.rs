@@ -777,3 +777,49 @@ fn sentiric_call_without_play_sends_a_tone() {
         .fold(0.0f64, f64::max);
     assert!(best > 0.9, "440 Hz share at best {best:.3}");
 }
+
+/// Every call's CallEnded (and so its CDR) counts what its caller really
+/// sent and was sent: for the echo test (what came back is what it sent,
+/// and there is no callee), the announcement and a conference room (the
+/// switch's own streams), not only for bridged calls.
+#[test]
+fn local_apps_count_the_callers_rtp() {
+    let sw = start(
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[rtp]\nip = \"127.0.0.1\"\nmin_port = 17600\nmax_port = 17799\n",
+    );
+    for user in ["600", "700", "800"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+            .args([
+                "call",
+                &format!("sip:{user}@{}", sw.addr),
+                "--duration",
+                "1.5",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{user}: {out:?}");
+    }
+    let rows = common::cdrs(&sw, 3, Duration::from_secs(5));
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let ended: Vec<serde_json::Value> = sw
+        .events()
+        .into_iter()
+        .filter_map(|e| e["body"].get("CallEnded").cloned())
+        .collect();
+    assert_eq!(ended.len(), 3, "{ended:?}");
+    // 1.5 s of 20 ms packets each way: 75, less the first (RFC 3550's
+    // probation) on the received side.
+    for e in &ended {
+        let caller = &e["caller_rtp"];
+        let received = caller["packets_received"].as_u64().unwrap_or(0);
+        let sent = caller["packets_sent"].as_u64().unwrap_or(0);
+        assert!((65..=80).contains(&received), "received {received}: {e}");
+        assert!((65..=80).contains(&sent), "sent {sent}: {e}");
+        assert!(e["callee_rtp"].is_null(), "a callee for a local app: {e}");
+    }
+    for row in &rows {
+        let received = row["caller_packets_received"].as_u64().unwrap_or(0);
+        assert!(received >= 65, "{row}");
+        assert_eq!(row["callee_packets_received"].as_u64(), Some(0), "{row}");
+    }
+}
