@@ -17,6 +17,10 @@
 //! backend = "auto"               # auto, io_uring or epoll
 //! transcode = true               # offer the switch's codecs, transcode
 //!                                # when the legs share none
+//! timeout_s = 60                 # an answered call from whose legs no RTP
+//!                                # came this long is hung up (0: never)
+//! silent_timeout_s = 3600        # the same for a call none of whose legs
+//!                                # sends (on hold: inactive, recvonly)
 //!
 //! [limits]
 //! max_calls = 10000              # beyond: 503 with Retry-After
@@ -436,6 +440,22 @@ pub(crate) struct RtpConfig {
     /// other leg's, and transcode when the two share none.
     #[serde(default = "default_transcode")]
     pub(crate) transcode: bool,
+    /// An answered call none of whose sending legs sent RTP for this long
+    /// is hung up, both legs, the cause `media_timeout` in its CDR (a
+    /// caller gone without BYE); 0: never.
+    #[serde(default = "default_rtp_timeout_s")]
+    pub(crate) timeout_s: u64,
+    /// The same for a call whose legs all said they send nothing (on
+    /// hold), counted from its last packet; 0: never.
+    #[serde(default = "default_rtp_silent_timeout_s")]
+    pub(crate) silent_timeout_s: u64,
+}
+
+fn default_rtp_timeout_s() -> u64 {
+    60
+}
+fn default_rtp_silent_timeout_s() -> u64 {
+    3600
 }
 
 impl Default for RtpConfig {
@@ -447,6 +467,8 @@ impl Default for RtpConfig {
             quarantine_ms: default_quarantine_ms(),
             backend: default_backend(),
             transcode: default_transcode(),
+            timeout_s: default_rtp_timeout_s(),
+            silent_timeout_s: default_rtp_silent_timeout_s(),
         }
     }
 }

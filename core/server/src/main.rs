@@ -591,6 +591,10 @@ fn run(checked: config::Checked, config_path: Option<String>) -> std::io::Result
                 .map(|c| u32::try_from(share(c as usize)).unwrap_or(u32::MAX)),
             max_call_duration: config.limits.max_call_duration_s.map(Duration::from_secs),
             max_transactions: share(max_transactions),
+            media_timeout: (config.rtp.timeout_s > 0)
+                .then(|| Duration::from_secs(config.rtp.timeout_s)),
+            silent_timeout: (config.rtp.silent_timeout_s > 0)
+                .then(|| Duration::from_secs(config.rtp.silent_timeout_s)),
             route_headers: config.plugins.route_headers.clone(),
             stop: Arc::clone(&stop),
             drain_timeout: Duration::from_secs(config.limits.drain_timeout_s),

@@ -66,6 +66,9 @@ pub(crate) enum Instruction {
         dtmf: Option<TelephoneEvent>,
         /// The RTP clock rate of what it sends (its SDP's first format).
         clock_rate: u32,
+        /// Its SDP says it sends (sendrecv, sendonly): a leg on hold
+        /// (inactive, recvonly) does not.
+        sends: bool,
     },
     /// Send what arrives on `socket` back to where it came from (the
     /// echo test); `peer` is where the caller's SDP said it receives.
@@ -80,6 +83,8 @@ pub(crate) enum Instruction {
         dtmf: Option<TelephoneEvent>,
         /// The RTP clock rate of what the caller sends.
         clock_rate: u32,
+        /// The caller's SDP says it sends.
+        sends: bool,
     },
     /// Connect the caller on `socket` (sending to `peer`, in `voice` with
     /// payload type `pt`) to the agent `agent`.
@@ -323,6 +328,15 @@ fn clock_rate(sdp: &SessionDescription<'_>) -> u32 {
         .map_or(8000, |r| r.clock_rate)
 }
 
+/// Whether stream 0 of `sdp` says its endpoint sends (sendrecv or
+/// sendonly; a call on hold says inactive or recvonly).
+fn sends(sdp: &SessionDescription<'_>) -> bool {
+    matches!(
+        sdp.direction(0),
+        sentiric_sdp::Direction::SendRecv | sentiric_sdp::Direction::SendOnly
+    )
+}
+
 /// The media address stream 0 of `sdp` names: its connection address and
 /// port, if both are usable.
 fn media_addr(sdp: &SessionDescription<'_>) -> Option<SocketAddr> {
@@ -387,6 +401,7 @@ impl MediaPlane for Media {
             peer: media_addr(sdp),
             dtmf: telephone_event(sdp),
             clock_rate: clock_rate(sdp),
+            sends: sends(sdp),
         });
         let mut out = vec![None; sdp.media.len()];
         out[0] = Some(facing);
@@ -403,6 +418,7 @@ impl MediaPlane for Media {
     ) -> Result<MediaEndpoint, MediaError> {
         let dtmf = telephone_event(sdp);
         let clock_rate = clock_rate(sdp);
+        let sends = sends(sdp);
         self.local(call, sdp, |socket, peer, _| {
             Some(Instruction::Echo {
                 call,
@@ -410,6 +426,7 @@ impl MediaPlane for Media {
                 peer,
                 dtmf,
                 clock_rate,
+                sends,
             })
         })
     }

@@ -164,6 +164,9 @@ impl PacketHandler for Turn {
 /// with its [`Stream`]).
 struct LocalLeg {
     clock_rate: u32,
+    /// Packets it sent, all (the statistics count from the end of RFC
+    /// 3550's probation).
+    packets: u64,
     stats: Option<sentiric_rtp::stats::ReceiverStats>,
     sent: Rc<Cell<u64>>,
 }
@@ -172,6 +175,7 @@ impl LocalLeg {
     fn new(clock_rate: u32) -> LocalLeg {
         LocalLeg {
             clock_rate,
+            packets: 0,
             stats: None,
             sent: Rc::default(),
         }
@@ -179,6 +183,7 @@ impl LocalLeg {
 
     /// A packet the leg sent (`event`: an RFC 4733 one, untimed).
     fn on_packet(&mut self, p: &RtpPacket<'_>, event: bool, now: Instant) {
+        self.packets += 1;
         let clock_rate = self.clock_rate;
         let s = self.stats.get_or_insert_with(|| {
             sentiric_rtp::stats::ReceiverStats::new(p.sequence(), clock_rate)
@@ -773,6 +778,12 @@ struct CallMedia {
     /// The RTP clock rate of what each leg sends.
     clock_a: u32,
     clock_b: u32,
+    /// Each leg's SDP says it does not send (on hold).
+    quiet_a: bool,
+    quiet_b: bool,
+    /// Packets from the call's legs so far, and since when that count
+    /// has not moved (the media timeout).
+    seen: Option<(u64, Instant)>,
     bridged: bool,
 }
 
@@ -799,6 +810,9 @@ struct CallInfo {
     seq: u64,
     /// The codecs the legs settled on, as of the answer.
     codecs: Option<v1::Codecs>,
+    /// Why the switch ended it, when the status does not say
+    /// (`media_timeout`).
+    cause: Option<&'static str>,
 }
 
 impl CallInfo {
@@ -827,6 +841,7 @@ impl CallInfo {
             None => v1::Side::Switch,
         };
         let cause = match (status, by) {
+            _ if self.cause.is_some() => self.cause.unwrap_or_default(),
             (200..=299, Some(_)) => "normal",
             (200..=299, None) => "ended_by_switch",
             (486 | 600, _) => "busy",
@@ -971,6 +986,11 @@ pub(crate) struct Settings {
     /// Most SIP transactions the worker's table holds for requests it
     /// receives.
     pub(crate) max_transactions: usize,
+    /// An answered call none of whose sending legs sent RTP this long is
+    /// hung up (`[rtp] timeout_s`); and one whose legs all said they send
+    /// nothing (`[rtp] silent_timeout_s`).
+    pub(crate) media_timeout: Option<Duration>,
+    pub(crate) silent_timeout: Option<Duration>,
     /// The INVITE's headers dialplans are given.
     pub(crate) route_headers: Vec<String>,
     /// Set by SIGTERM or SIGINT: drain, then return.
@@ -1177,6 +1197,8 @@ pub(crate) fn run(
         max_cps,
         max_call_duration,
         max_transactions,
+        media_timeout,
+        silent_timeout,
         route_headers,
         stop,
         drain_timeout,
@@ -1455,6 +1477,7 @@ pub(crate) fn run(
                         answered: None,
                         seq: 0,
                         codecs: None,
+                        cause: None,
                     };
                     let asking = Asking {
                         request_uri,
@@ -1630,6 +1653,7 @@ pub(crate) fn run(
                     peer,
                     dtmf,
                     clock_rate,
+                    sends,
                 } => {
                     // B answered an agent's transfer: the agent leaves,
                     // the caller's media goes to the relay.
@@ -1645,8 +1669,14 @@ pub(crate) fn run(
                     }
                     let c = calls.entry(call).or_default();
                     match leg {
-                        Leg::A => (c.peer_a, c.dtmf_a, c.clock_a) = (peer, dtmf, clock_rate),
-                        Leg::B => (c.peer_b, c.dtmf_b, c.clock_b) = (peer, dtmf, clock_rate),
+                        Leg::A => {
+                            (c.peer_a, c.dtmf_a, c.clock_a, c.quiet_a) =
+                                (peer, dtmf, clock_rate, !sends)
+                        }
+                        Leg::B => {
+                            (c.peer_b, c.dtmf_b, c.clock_b, c.quiet_b) =
+                                (peer, dtmf, clock_rate, !sends)
+                        }
                     }
                     let (Some(a), Some(b)) = (c.a, c.b) else {
                         continue;
@@ -1684,6 +1714,7 @@ pub(crate) fn run(
                     peer,
                     dtmf,
                     clock_rate,
+                    sends,
                 } => {
                     let token = rtp_token!(socket, call);
                     // A leg bridged to itself: what arrives goes back to
@@ -1698,6 +1729,7 @@ pub(crate) fn run(
                     turn.relay.telephone_event(token, dtmf);
                     let c = calls.entry(call).or_default();
                     c.a = Some(token);
+                    c.quiet_a = !sends;
                     c.bridged = true;
                 }
                 Instruction::Play {
@@ -2132,6 +2164,57 @@ pub(crate) fn run(
             m.transactions.increment(txs as f64 - transactions_up);
             transactions_up = txs as f64;
             refusal_log.update(now, b2b.refusals(), &m, max_transactions);
+            // Calls whose legs stopped sending (a caller gone without BYE):
+            // both legs hung up, the cause in the CDR.
+            let mut idle = Vec::new();
+            for (&call, c) in calls.iter_mut() {
+                let Some(info) = ids.get(&call).filter(|i| i.answered.is_some()) else {
+                    c.seen = None;
+                    continue;
+                };
+                let count: u64 = [c.a, c.b]
+                    .into_iter()
+                    .flatten()
+                    .map(|t| {
+                        turn.relay.counters(t).map_or(0, |k| k.accepted)
+                            + turn.local.get(&t).map_or(0, |l| l.packets)
+                    })
+                    .sum();
+                let on_hold = c.quiet_a && (c.b.is_none() || c.quiet_b);
+                let limit = if on_hold {
+                    silent_timeout
+                } else {
+                    media_timeout
+                };
+                match c.seen {
+                    Some((n, _)) if n == count => {}
+                    _ => c.seen = Some((count, now)),
+                }
+                if let (Some(limit), Some((_, since))) = (limit, c.seen) {
+                    let quiet = now.saturating_duration_since(since);
+                    if quiet >= limit && info.cause.is_none() {
+                        idle.push((call, quiet, on_hold));
+                    }
+                }
+            }
+            for (call, quiet, on_hold) in idle {
+                if let Some(info) = ids.get_mut(&call) {
+                    info.cause = Some("media_timeout");
+                    tracing::info!(
+                        call = call.0,
+                        call_id = info.call_id.as_str(),
+                        trace_id = info.trace_id.as_str(),
+                        "no RTP from the call's legs for {} s ([rtp] {}): hanging up both",
+                        quiet.as_secs(),
+                        if on_hold {
+                            "silent_timeout_s, on hold"
+                        } else {
+                            "timeout_s"
+                        }
+                    );
+                }
+                b2b.hang_up(now, call);
+            }
             placement.expire(now);
             next_gauges = now + Duration::from_secs(1);
             if index == 0 {

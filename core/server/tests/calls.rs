@@ -151,10 +151,15 @@ struct EchoCall {
 }
 
 fn echo_up(sw: &Switch, call_id: &str) -> EchoCall {
+    echo_up_with(sw, call_id, "")
+}
+
+/// [`echo_up`] with `attrs` (SDP attribute lines) added to the offer.
+fn echo_up_with(sw: &Switch, call_id: &str, attrs: &str) -> EchoCall {
     let alice_sip = bind("127.0.0.2");
     let alice_rtp = bind("127.0.0.2");
     let alice_addr = alice_sip.local_addr().unwrap();
-    let offer = sdp(&alice_rtp);
+    let offer = format!("{}{attrs}", sdp(&alice_rtp));
     let invite = format!(
         "INVITE sip:600@{sw} SIP/2.0\r\n\
          Via: SIP/2.0/UDP {alice_addr};branch=z9hG4bK{call_id}1\r\n\
@@ -822,4 +827,65 @@ fn local_apps_count_the_callers_rtp() {
         assert!(received >= 65, "{row}");
         assert_eq!(row["callee_packets_received"].as_u64(), Some(0), "{row}");
     }
+}
+
+/// A caller gone without BYE (its RTP stops): the switch hangs the call
+/// up after `[rtp] timeout_s`, the cause `media_timeout` in its CDR. A
+/// call on hold (its offer `inactive`: it says it sends nothing) is given
+/// `silent_timeout_s` instead.
+#[test]
+fn a_call_whose_media_stops_is_hung_up() {
+    let sw = start(
+        "[sip]\nlisten = \"127.0.0.1:0\"\n[rtp]\nip = \"127.0.0.1\"\nmin_port = 17800\nmax_port = 17999\n\
+         timeout_s = 2\nsilent_timeout_s = 5\n",
+    );
+    let talking = echo_up(&sw, "gone");
+    let t0 = std::time::Instant::now();
+    for seq in 0..10u16 {
+        talking
+            .rtp
+            .send_to(&rtp_packet(0x90e0, seq), talking.media)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let held = echo_up_with(&sw, "held", "a=inactive\r\n");
+    // The talking call's caller stopped: BYE within its 2 s (checked once
+    // a second), the held one stays up past that.
+    talking
+        .sip
+        .set_read_timeout(Some(Duration::from_secs(6)))
+        .unwrap();
+    let (bye, from) = recv_sip(&talking.sip);
+    let after = t0.elapsed();
+    assert!(bye.starts_with("BYE "), "{bye}");
+    assert!(
+        after >= Duration::from_secs(2) && after < Duration::from_secs(5),
+        "{after:?}"
+    );
+    let ok = response(&bye, "200 OK", "", talking.sip.local_addr().unwrap(), None);
+    talking.sip.send_to(ok.as_bytes(), from).unwrap();
+    held.sip
+        .set_read_timeout(Some(Duration::from_secs(8)))
+        .unwrap();
+    let (bye, from) = recv_sip(&held.sip);
+    let after = t0.elapsed();
+    assert!(bye.starts_with("BYE "), "{bye}");
+    assert!(
+        after >= Duration::from_secs(5),
+        "held call hung up after {after:?}"
+    );
+    let ok = response(&bye, "200 OK", "", held.sip.local_addr().unwrap(), None);
+    held.sip.send_to(ok.as_bytes(), from).unwrap();
+    let rows = common::cdrs(&sw, 2, Duration::from_secs(5));
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for row in &rows {
+        assert_eq!(row["hangup_cause"], "media_timeout", "{row}");
+        assert_eq!(row["hangup_side"], "switch", "{row}");
+    }
+    assert_eq!(
+        sw.lines("no RTP from the call's legs").len(),
+        2,
+        "{:?}",
+        sw.log()
+    );
 }
