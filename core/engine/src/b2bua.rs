@@ -339,6 +339,15 @@ pub enum Event {
         /// Why.
         why: TargetRefusal,
     },
+    /// A leg of an answered call is gone ([`B2bua::probe`]: its dialog
+    /// unknown there, or no answer): the switch hangs the call up; its
+    /// [`Event::Ended`] follows.
+    Lost {
+        /// The call.
+        call: CallRef,
+        /// The leg that is gone.
+        leg: Leg,
+    },
     /// Both legs are up.
     Answered {
         /// The call.
@@ -623,6 +632,8 @@ enum TxRole {
     ReInvite(Leg),
     Bye(Leg),
     Cancel,
+    /// An in-dialog OPTIONS asking whether the leg is still there.
+    Probe(Leg),
 }
 
 impl TxRole {
@@ -636,6 +647,7 @@ impl TxRole {
                 | TxRole::Bye(Leg::B)
                 | TxRole::ReInvite(Leg::B)
                 | TxRole::Relay(Leg::B)
+                | TxRole::Probe(Leg::B)
         )
     }
 }
@@ -2160,9 +2172,54 @@ impl<M: MediaPlane> B2bua<M> {
                 }
             }
             TxRole::Relay(_) => {}
+            // The dialog is gone at the far end (RFC 3261 §12.2.2: 481),
+            // or the request timed out there.
+            TxRole::Probe(leg) if matches!(resp.status, 408 | 481) => self.lost(now, call, leg),
+            // Any other final answer: the leg is there (405, 501 too).
+            TxRole::Probe(_) => {}
             // Responses to BYE and CANCEL need nothing more.
             TxRole::Bye(_) | TxRole::Cancel => {}
         }
+    }
+
+    /// Asks each leg of an answered call whether it is still there: an
+    /// OPTIONS in its dialog (RFC 3261 §11, §12.2). A leg whose dialog is
+    /// gone (481), that answers 408 or does not answer at all (Timer F)
+    /// is lost: [`Event::Lost`], and both legs get BYE. For calls that
+    /// carry no RTP to tell (on hold); `false` when the call is not up.
+    pub fn probe(&mut self, now: Instant, call: CallRef) -> bool {
+        let up = self
+            .calls
+            .get(&call)
+            .is_some_and(|c| c.answered && c.state == State::Up);
+        if !up {
+            return false;
+        }
+        for leg in [Leg::A, Leg::B] {
+            let via = self.via(call, leg);
+            let Some((d, to)) = self.dialog_target(call, leg) else {
+                continue;
+            };
+            let bytes = d
+                .create_request(Method::Options, &via)
+                .header(HeaderName::Accept, "application/sdp")
+                .finish();
+            let stream = self.stream(call, leg);
+            self.send_in_dialog(now, call, &bytes, to, TxRole::Probe(leg), stream);
+        }
+        self.drain_layer(now);
+        true
+    }
+
+    /// `leg` of `call` is gone: said, and the call hung up.
+    fn lost(&mut self, now: Instant, call: CallRef, leg: Leg) {
+        if !self.calls.contains_key(&call) {
+            return;
+        }
+        self.events.push_back(Event::Lost { call, leg });
+        self.bye(now, call, Leg::A);
+        self.bye(now, call, Leg::B);
+        self.end(call, 200, None);
     }
 
     /// A 2xx retransmitted after its transaction ended: the ACK sent for
@@ -2899,6 +2956,9 @@ impl<M: MediaPlane> B2bua<M> {
                             None,
                             None,
                         );
+                    }
+                    if let Some(&(call, TxRole::Probe(leg))) = self.by_tx.get(&ev.id) {
+                        self.lost(now, call, leg);
                     }
                     if let Some(&(call, TxRole::Refresh)) = self.by_tx.get(&ev.id) {
                         // B never answered the refresh (RFC 4028 §10).

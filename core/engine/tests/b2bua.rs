@@ -2200,3 +2200,97 @@ fn an_offer_the_switch_cannot_take_gets_488_with_a_warning() {
         .iter()
         .all(|s| !s.first_line().starts_with("SIP/2.0 488")));
 }
+
+/// A bridged call brought up (INVITE, B's 200, A's ACK); the call and
+/// B's INVITE as sent.
+fn up_call(net: &mut Net) -> (CallRef, String) {
+    let (call, _) = net.alice_calls("bob", 70);
+    let sent = net.bridge(call, &["sip:bob@127.0.0.3:5070"], Duration::from_secs(30));
+    let invite = only(&sent, BOB, "INVITE").text.clone();
+    let invite = Sent {
+        to: addr(BOB),
+        text: invite,
+        from_b: false,
+        stream: false,
+    };
+    let sent = net.answer(BOB, &invite, "200 OK", "tb", Some(sdp("127.0.0.3", 20000)));
+    let a_tag = tag_of(&only(&sent, ALICE, "SIP/2.0 200 OK").header(HeaderName::To));
+    net.send(ALICE, &a_request("ACK", &a_tag, 10, "a2"));
+    net.events();
+    (call, invite.text)
+}
+
+/// A call that carries no RTP can still be checked: an OPTIONS in each
+/// leg's dialog. A leg that answers keeps the call; one whose dialog is
+/// gone (481), or that never answers, is lost and the call hung up.
+#[test]
+fn a_probe_finds_a_leg_that_is_gone() {
+    // Both there: nothing happens.
+    let mut net = Net::new();
+    let (call, _) = up_call(&mut net);
+    assert!(net.b2b.probe(net.now, call));
+    let sent = net.sent();
+    let to_a = only(&sent, ALICE, "OPTIONS ");
+    let to_b = only(&sent, BOB, "OPTIONS ");
+    assert_eq!(to_a.header(HeaderName::CallId), "call-a@127.0.0.2");
+    assert!(
+        to_a.header(HeaderName::To).contains("tag=fa"),
+        "in A's dialog"
+    );
+    assert!(
+        to_b.header(HeaderName::To).contains("tag=tb"),
+        "in B's dialog"
+    );
+    let (to_a_text, to_b_text) = (to_a.text.clone(), to_b.text.clone());
+    let reply = |net: &mut Net, from: &str, req: &str, status: &str| {
+        let req = Sent {
+            to: addr(from),
+            text: req.to_string(),
+            from_b: false,
+            stream: false,
+        };
+        net.answer(from, &req, status, "x", None)
+    };
+    assert!(reply(&mut net, ALICE, &to_a_text, "200 OK").is_empty());
+    // 405 is an answer too: the UA is there.
+    assert!(reply(&mut net, BOB, &to_b_text, "405 Method Not Allowed").is_empty());
+    assert!(net.events().is_empty());
+    assert_eq!(net.b2b.calls(), 1);
+
+    // A's dialog is gone there: 481, the call ends, both legs get BYE.
+    assert!(net.b2b.probe(net.now, call));
+    let sent = net.sent();
+    let to_a = only(&sent, ALICE, "OPTIONS ").text.clone();
+    let sent = reply(
+        &mut net,
+        ALICE,
+        &to_a,
+        "481 Call/Transaction Does Not Exist",
+    );
+    only(&sent, ALICE, "BYE ");
+    only(&sent, BOB, "BYE ");
+    assert_eq!(
+        net.events(),
+        [
+            Event::Lost { call, leg: Leg::A },
+            Event::Ended {
+                call,
+                status: 200,
+                by: None
+            }
+        ]
+    );
+
+    // B never answers: lost when its OPTIONS times out (Timer F, 64·T1).
+    let mut net = Net::new();
+    let (call, _) = up_call(&mut net);
+    net.b2b.probe(net.now, call);
+    let sent = net.sent();
+    let to_a = only(&sent, ALICE, "OPTIONS ").text.clone();
+    reply(&mut net, ALICE, &to_a, "200 OK");
+    net.advance(Duration::from_secs(33));
+    assert!(net.events().contains(&Event::Lost { call, leg: Leg::B }));
+    assert_eq!(net.b2b.calls(), 0);
+    // Not up: nothing to probe.
+    assert!(!net.b2b.probe(net.now, call));
+}

@@ -7,6 +7,8 @@
 //! workers = 0                    # data-plane workers; 0: one per CPU
 //! keep_calls_below = 0.5         # a worker keeps new calls below this
 //!                                # share of its core, then places them
+//! probe_s = 30                   # a call without RTP this long: its legs
+//!                                # asked with in-dialog OPTIONS (0: never)
 //!
 //! [rtp]
 //! ip = "127.0.0.1"               # where the switch's media sockets bind,
@@ -397,10 +399,19 @@ pub(crate) struct SipConfig {
     /// new call to the least busy one.
     #[serde(default = "default_keep_calls_below")]
     pub(crate) keep_calls_below: f64,
+    /// An answered call that carried no RTP this long (on hold, or a
+    /// peer gone) has each leg asked, this often, with an OPTIONS in its
+    /// dialog: a leg whose dialog is gone (481) or that does not answer is
+    /// lost and the call hung up (CDR cause `leg_gone`); 0: never.
+    #[serde(default = "default_probe_s")]
+    pub(crate) probe_s: u64,
 }
 
 fn default_keep_calls_below() -> f64 {
     0.5
+}
+fn default_probe_s() -> u64 {
+    30
 }
 
 impl Default for SipConfig {
@@ -409,6 +420,7 @@ impl Default for SipConfig {
             listen: default_listen(),
             workers: 0,
             keep_calls_below: default_keep_calls_below(),
+            probe_s: default_probe_s(),
         }
     }
 }

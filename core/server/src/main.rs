@@ -595,6 +595,7 @@ fn run(checked: config::Checked, config_path: Option<String>) -> std::io::Result
                 .then(|| Duration::from_secs(config.rtp.timeout_s)),
             silent_timeout: (config.rtp.silent_timeout_s > 0)
                 .then(|| Duration::from_secs(config.rtp.silent_timeout_s)),
+            probe: (config.sip.probe_s > 0).then(|| Duration::from_secs(config.sip.probe_s)),
             route_headers: config.plugins.route_headers.clone(),
             stop: Arc::clone(&stop),
             drain_timeout: Duration::from_secs(config.limits.drain_timeout_s),

@@ -784,6 +784,9 @@ struct CallMedia {
     /// Packets from the call's legs so far, and since when that count
     /// has not moved (the media timeout).
     seen: Option<(u64, Instant)>,
+    /// When its legs were last asked whether they are there (no RTP to
+    /// tell: in-dialog OPTIONS).
+    probed: Option<Instant>,
     bridged: bool,
 }
 
@@ -991,6 +994,9 @@ pub(crate) struct Settings {
     /// nothing (`[rtp] silent_timeout_s`).
     pub(crate) media_timeout: Option<Duration>,
     pub(crate) silent_timeout: Option<Duration>,
+    /// A call without RTP this long has its legs asked, this often,
+    /// whether they are there (`[sip] probe_s`).
+    pub(crate) probe: Option<Duration>,
     /// The INVITE's headers dialplans are given.
     pub(crate) route_headers: Vec<String>,
     /// Set by SIGTERM or SIGINT: drain, then return.
@@ -1199,6 +1205,7 @@ pub(crate) fn run(
         max_transactions,
         media_timeout,
         silent_timeout,
+        probe,
         route_headers,
         stop,
         drain_timeout,
@@ -1266,6 +1273,7 @@ pub(crate) fn run(
     let mut m = Metrics::new();
     let mut calls_up = 0.0;
     let mut transactions_up = 0.0;
+    let mut next_media_check = Instant::now() + Duration::from_secs(1);
     let mut refusal_log = RefusalLog::default();
     let mut players: Vec<Player> = Vec::new();
     let mut rooms: HashMap<String, Room> = HashMap::new();
@@ -1545,6 +1553,18 @@ pub(crate) fn run(
                                 sip_code: u32::from(status),
                                 early_media,
                             }),
+                        );
+                    }
+                }
+                Event::Lost { call, leg } => {
+                    if let Some(info) = ids.get_mut(&call) {
+                        info.cause = Some("leg_gone");
+                        tracing::info!(
+                            call = call.0,
+                            call_id = info.call_id.as_str(),
+                            trace_id = info.trace_id.as_str(),
+                            "the {} leg is gone (its dialog unknown there, or no answer to OPTIONS): hanging up",
+                            if leg == Leg::A { "caller's" } else { "callee's" }
                         );
                     }
                 }
@@ -2106,6 +2126,74 @@ pub(crate) fn run(
         for call in ended.drain(..) {
             ids.remove(&call);
         }
+        // Once a second, before this turn's messages go out (a BYE or
+        // OPTIONS made here goes with them, not at the next wake-up).
+        if now >= next_media_check {
+            next_media_check = now + Duration::from_secs(1);
+            // Calls whose legs stopped sending (a caller gone without BYE):
+            // both legs hung up, the cause in the CDR.
+            let mut idle = Vec::new();
+            let mut probes = Vec::new();
+            for (&call, c) in calls.iter_mut() {
+                let Some(info) = ids.get(&call).filter(|i| i.answered.is_some()) else {
+                    c.seen = None;
+                    continue;
+                };
+                let count: u64 = [c.a, c.b]
+                    .into_iter()
+                    .flatten()
+                    .map(|t| {
+                        turn.relay.counters(t).map_or(0, |k| k.accepted)
+                            + turn.local.get(&t).map_or(0, |l| l.packets)
+                    })
+                    .sum();
+                let on_hold = c.quiet_a && (c.b.is_none() || c.quiet_b);
+                let limit = if on_hold {
+                    silent_timeout
+                } else {
+                    media_timeout
+                };
+                match c.seen {
+                    Some((n, _)) if n == count => {}
+                    _ => c.seen = Some((count, now)),
+                }
+                if let (Some(limit), Some((_, since))) = (limit, c.seen) {
+                    let quiet = now.saturating_duration_since(since);
+                    if quiet >= limit && info.cause.is_none() {
+                        idle.push((call, quiet, on_hold));
+                    }
+                }
+                // No RTP to tell whether its legs are there: ask them.
+                if let (Some(every), Some((_, since))) = (probe, c.seen) {
+                    let last = c.probed.unwrap_or(since).max(since);
+                    if now.saturating_duration_since(last) >= every {
+                        c.probed = Some(now);
+                        probes.push(call);
+                    }
+                }
+            }
+            for call in probes.drain(..) {
+                b2b.probe(now, call);
+            }
+            for (call, quiet, on_hold) in idle {
+                if let Some(info) = ids.get_mut(&call) {
+                    info.cause = Some("media_timeout");
+                    tracing::info!(
+                        call = call.0,
+                        call_id = info.call_id.as_str(),
+                        trace_id = info.trace_id.as_str(),
+                        "no RTP from the call's legs for {} s ([rtp] {}): hanging up both",
+                        quiet.as_secs(),
+                        if on_hold {
+                            "silent_timeout_s, on hold"
+                        } else {
+                            "timeout_s"
+                        }
+                    );
+                }
+                b2b.hang_up(now, call);
+            }
+        }
         while let Some(o) = b2b.poll_transmit() {
             if let Some(code) = o.bytes.strip_prefix(b"SIP/2.0 ").and_then(|r| r.get(..3)) {
                 m.response([code[0], code[1], code[2]]);
@@ -2164,57 +2252,7 @@ pub(crate) fn run(
             m.transactions.increment(txs as f64 - transactions_up);
             transactions_up = txs as f64;
             refusal_log.update(now, b2b.refusals(), &m, max_transactions);
-            // Calls whose legs stopped sending (a caller gone without BYE):
-            // both legs hung up, the cause in the CDR.
-            let mut idle = Vec::new();
-            for (&call, c) in calls.iter_mut() {
-                let Some(info) = ids.get(&call).filter(|i| i.answered.is_some()) else {
-                    c.seen = None;
-                    continue;
-                };
-                let count: u64 = [c.a, c.b]
-                    .into_iter()
-                    .flatten()
-                    .map(|t| {
-                        turn.relay.counters(t).map_or(0, |k| k.accepted)
-                            + turn.local.get(&t).map_or(0, |l| l.packets)
-                    })
-                    .sum();
-                let on_hold = c.quiet_a && (c.b.is_none() || c.quiet_b);
-                let limit = if on_hold {
-                    silent_timeout
-                } else {
-                    media_timeout
-                };
-                match c.seen {
-                    Some((n, _)) if n == count => {}
-                    _ => c.seen = Some((count, now)),
-                }
-                if let (Some(limit), Some((_, since))) = (limit, c.seen) {
-                    let quiet = now.saturating_duration_since(since);
-                    if quiet >= limit && info.cause.is_none() {
-                        idle.push((call, quiet, on_hold));
-                    }
-                }
-            }
-            for (call, quiet, on_hold) in idle {
-                if let Some(info) = ids.get_mut(&call) {
-                    info.cause = Some("media_timeout");
-                    tracing::info!(
-                        call = call.0,
-                        call_id = info.call_id.as_str(),
-                        trace_id = info.trace_id.as_str(),
-                        "no RTP from the call's legs for {} s ([rtp] {}): hanging up both",
-                        quiet.as_secs(),
-                        if on_hold {
-                            "silent_timeout_s, on hold"
-                        } else {
-                            "timeout_s"
-                        }
-                    );
-                }
-                b2b.hang_up(now, call);
-            }
+
             placement.expire(now);
             next_gauges = now + Duration::from_secs(1);
             if index == 0 {

@@ -889,3 +889,55 @@ fn a_call_whose_media_stops_is_hung_up() {
         sw.log()
     );
 }
+
+/// A call with no RTP to tell whether its caller is there (on hold) has
+/// its legs asked with an in-dialog OPTIONS every `[sip] probe_s`; a 481
+/// (the dialog unknown there: a phone that rebooted) ends the call, the
+/// cause `leg_gone` in its CDR.
+#[test]
+fn a_held_call_whose_caller_is_gone_is_found_by_options() {
+    let sw = start(
+        "[sip]\nlisten = \"127.0.0.1:0\"\nprobe_s = 1\n\
+         [rtp]\nip = \"127.0.0.1\"\nmin_port = 18200\nmax_port = 18399\n",
+    );
+    let held = echo_up_with(&sw, "probed", "a=inactive\r\n");
+    held.sip
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    // Asked once and answered: the call stays.
+    let (options, from) = recv_sip(&held.sip);
+    assert!(options.starts_with("OPTIONS sip:alice@"), "{options}");
+    assert!(
+        header(&options, HeaderName::To).contains("tag=fa"),
+        "{options}"
+    );
+    let me = held.sip.local_addr().unwrap();
+    held.sip
+        .send_to(response(&options, "200 OK", "", me, None).as_bytes(), from)
+        .unwrap();
+    // Asked again: now the phone knows no such dialog.
+    let (options, from) = recv_sip(&held.sip);
+    assert!(options.starts_with("OPTIONS "), "{options}");
+    held.sip
+        .send_to(
+            response(
+                &options,
+                "481 Call/Transaction Does Not Exist",
+                "",
+                me,
+                None,
+            )
+            .as_bytes(),
+            from,
+        )
+        .unwrap();
+    let (bye, from) = recv_sip(&held.sip);
+    assert!(bye.starts_with("BYE "), "{bye}");
+    held.sip
+        .send_to(response(&bye, "200 OK", "", me, None).as_bytes(), from)
+        .unwrap();
+    let rows = common::cdrs(&sw, 1, Duration::from_secs(5));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["hangup_cause"], "leg_gone", "{}", rows[0]);
+    assert_eq!(sw.lines("leg is gone").len(), 1, "{:?}", sw.log());
+}
