@@ -687,6 +687,38 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// A sidecar binary's command line (`--help` says it; exit status 2 for
+/// a wrong one).
+#[derive(Debug, clap::Parser)]
+#[command(
+    version,
+    about = "A Sentiric plugin served as a gRPC sidecar over mTLS",
+    after_help = "Once it listens, standard output gets one line: `sidecar NAME listening on ADDR`. \
+SIGTERM or SIGINT: it stops, letting calls being served finish (5 s at most). \
+Exit status: 0 stopped; 1 failed; 2 a wrong command line or a file it cannot read."
+)]
+struct Cli {
+    /// Where it serves (port 0: the kernel's choice, printed)
+    #[arg(long, value_name = "IP:PORT")]
+    listen: SocketAddr,
+    /// A directory with ca.pem, sidecar.pem and sidecar-key.pem (as
+    /// `sentiric certs init DIR` makes them)
+    #[arg(long, value_name = "DIR", required_unless_present_all = ["ca", "cert", "key"])]
+    certs: Option<std::path::PathBuf>,
+    /// The CA clients' certificates must chain to (over --certs)
+    #[arg(long, value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
+    /// The sidecar's certificate (over --certs)
+    #[arg(long, value_name = "FILE")]
+    cert: Option<std::path::PathBuf>,
+    /// The sidecar's key (over --certs)
+    #[arg(long, value_name = "FILE")]
+    key: Option<std::path::PathBuf>,
+    /// The plugin's configuration
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+}
+
 /// What a sidecar binary is started with:
 ///
 /// ```text
@@ -709,48 +741,30 @@ pub struct Args {
 impl Args {
     /// Parses `args` (the program's name left out).
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
-        let mut args = args.into_iter();
-        let (mut listen, mut certs, mut config) = (None, None, None);
-        let (mut ca, mut cert, mut key) = (None, None, None);
-        while let Some(flag) = args.next() {
-            let value = args
-                .next()
-                .ok_or_else(|| format!("{flag}: needs a value"))?;
-            let path = std::path::PathBuf::from(&value);
-            match flag.as_str() {
-                "--listen" => {
-                    listen = Some(
-                        value
-                            .parse::<SocketAddr>()
-                            .map_err(|e| format!("--listen {value}: {e}"))?,
-                    )
-                }
-                "--certs" => certs = Some(path),
-                "--ca" => ca = Some(path),
-                "--cert" => cert = Some(path),
-                "--key" => key = Some(path),
-                "--config" => config = Some(path),
-                other => return Err(format!("{other}: unknown option")),
-            }
-        }
-        let listen = listen.ok_or("--listen ADDR is needed")?;
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from(std::iter::once("sidecar".to_string()).chain(args))
+            .map_err(|e| e.to_string())?;
+        Args::from_cli(cli)
+    }
+
+    fn from_cli(cli: Cli) -> Result<Args, String> {
         let pick = |own: Option<std::path::PathBuf>, file: &str| {
-            own.or_else(|| certs.as_ref().map(|d| d.join(file)))
+            own.or_else(|| cli.certs.as_ref().map(|d| d.join(file)))
         };
         let (Some(ca), Some(cert), Some(key)) = (
-            pick(ca, "ca.pem"),
-            pick(cert, "sidecar.pem"),
-            pick(key, "sidecar-key.pem"),
+            pick(cli.ca.clone(), "ca.pem"),
+            pick(cli.cert.clone(), "sidecar.pem"),
+            pick(cli.key.clone(), "sidecar-key.pem"),
         ) else {
             return Err("--certs DIR, or --ca, --cert and --key, are needed".into());
         };
         let tls = Tls::from_files(&ca, &cert, &key).map_err(|e| e.to_string())?;
-        let config = match config {
-            Some(p) => std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?,
+        let config = match &cli.config {
+            Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
             None => String::new(),
         };
         Ok(Args {
-            listen,
+            listen: cli.listen,
             tls,
             config,
         })
@@ -778,10 +792,26 @@ pub fn main<P: Plugin>(name: &str) -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_max_level(tracing::Level::INFO)
         .try_init();
-    let args = match Args::parse(std::env::args().skip(1)) {
+    // Help and the version on standard output (exit 0); a wrong command
+    // line named on standard error (exit 2).
+    // The help names the binary as it was started.
+    let bin = std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| name.to_string());
+    let matches = <Cli as clap::CommandFactory>::command()
+        .name(bin.clone())
+        .bin_name(bin)
+        .get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let args = match Args::from_cli(cli) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{name}: {e}");
             return std::process::ExitCode::from(2);
         }
     };

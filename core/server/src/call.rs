@@ -9,7 +9,6 @@
 //! ```
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use sentiric_media::dtmf::DtmfDetector as ToneDetector;
@@ -27,70 +26,19 @@ use sentiric_sip::{HeaderName, Host, Message, Method, Uri};
 use crate::voice::{Coder, Voice};
 use crate::worker::random_u64;
 
-/// What the command line asked for.
-#[derive(Debug, Clone)]
-pub(crate) struct CallArgs {
-    pub(crate) uri: String,
-    pub(crate) play: Option<PathBuf>,
-    pub(crate) record: Option<PathBuf>,
-    pub(crate) dtmf: String,
-    pub(crate) duration: Option<Duration>,
-    pub(crate) bind: IpAddr,
-    /// Offer only this codec (`pcmu`, `pcma`, `opus`); both G.711 laws
-    /// when not given.
-    pub(crate) codec: Option<Voice>,
-}
+pub(crate) use crate::cli::CallArgs;
 
 /// Payload type `sentiric call` offers Opus on.
 const OPUS_PT: u8 = 111;
 
-impl CallArgs {
-    /// Reads `URI [--play F] [--record F] [--dtmf D] [--duration S] [--bind IP]
-    /// [--codec pcmu|pcma|opus]`.
-    pub(crate) fn parse(args: &[String]) -> Result<CallArgs, String> {
-        let mut it = args.iter();
-        let uri = it.next().ok_or("a SIP URI to call")?.clone();
-        let mut out = CallArgs {
-            uri,
-            play: None,
-            record: None,
-            dtmf: String::new(),
-            duration: None,
-            bind: [127, 0, 0, 1].into(),
-            codec: None,
-        };
-        while let Some(flag) = it.next() {
-            let value = it.next().ok_or_else(|| format!("{flag}: a value"))?;
-            match flag.as_str() {
-                "--play" => out.play = Some(value.into()),
-                "--record" => out.record = Some(value.into()),
-                "--dtmf" => {
-                    if let Some(c) = value.chars().find(|c| char_event(*c).is_none()) {
-                        return Err(format!("--dtmf: {c:?} is not a DTMF digit"));
-                    }
-                    out.dtmf = value.clone();
-                }
-                "--duration" => {
-                    let s: f64 = value.parse().map_err(|_| format!("--duration: {value}"))?;
-                    if !(0.0..=86_400.0).contains(&s) {
-                        return Err(format!("--duration: {value}"));
-                    }
-                    out.duration = Some(Duration::from_secs_f64(s));
-                }
-                "--bind" => out.bind = value.parse().map_err(|_| format!("--bind: {value}"))?,
-                "--codec" => {
-                    out.codec = Some(match value.to_ascii_lowercase().as_str() {
-                        "pcmu" => Voice::G711(Law::Ulaw),
-                        "pcma" => Voice::G711(Law::Alaw),
-                        "opus" => Voice::Opus,
-                        _ => return Err(format!("--codec: {value} (pcmu, pcma or opus)")),
-                    })
-                }
-                other => return Err(format!("unknown option {other}")),
-            }
-        }
-        Ok(out)
-    }
+/// The codec `--codec` names.
+fn voice(codec: Option<crate::cli::CodecArg>) -> Option<Voice> {
+    use crate::cli::CodecArg;
+    codec.map(|c| match c {
+        CodecArg::Pcmu => Voice::G711(Law::Ulaw),
+        CodecArg::Pcma => Voice::G711(Law::Alaw),
+        CodecArg::Opus => Voice::Opus,
+    })
 }
 
 /// The address a SIP URI names (an IP address; names need DNS). This
@@ -242,7 +190,7 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
     let sdp = format!(
         "v=0\r\no=sentiric-call {id} 1 IN IP{v} {ip}\r\ns=-\r\nc=IN IP{v} {ip}\r\nt=0 0\r\n\
          {}a=ptime:20\r\n",
-        offer_media(args.codec, rtp_local.port()),
+        offer_media(voice(args.codec), rtp_local.port()),
         id = random_u64() >> 1,
         v = if ip.is_ipv4() { 4 } else { 6 },
     );

@@ -530,7 +530,37 @@ pub(crate) struct Checked {
     pub(crate) demo_dialplan: bool,
 }
 
+/// The file an SQLite URL (`sqlite://PATH?…`, `sqlite:PATH`) names;
+/// `None` for another database.
+pub(crate) fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
 impl Config {
+    /// Relative paths the file (or its defaults) gave are taken from
+    /// `base`, the file's directory: `[events] outbox` and an SQLite
+    /// `[cdr] database`. One the environment set (`set(KEY)`) stays as
+    /// given.
+    pub(crate) fn resolve_paths(&mut self, base: &std::path::Path, set: impl Fn(&str) -> bool) {
+        if self.events.outbox.is_relative() && !set("SENTIRIC_EVENTS_OUTBOX") {
+            self.events.outbox = base.join(&self.events.outbox);
+        }
+        if let Some(file) = sqlite_file(&self.cdr.database)
+            .filter(|f| f.is_relative() && !set("SENTIRIC_CDR_DATABASE"))
+        {
+            let query = self
+                .cdr
+                .database
+                .split_once('?')
+                .map_or(String::new(), |(_, q)| format!("?{q}"));
+            self.cdr.database = format!("sqlite://{}{query}", base.join(file).display());
+        }
+    }
+
     /// Parses and checks TOML text.
     #[cfg(test)]
     pub(crate) fn parse(text: &str) -> Result<Checked, ConfigError> {

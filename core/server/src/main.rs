@@ -9,7 +9,8 @@
 //! loopback with the demo dialplan. Health and metrics are served over
 //! HTTP from a thread of their own (`http`). `sentiric call URI` is a
 //! small user agent for people and tests (`call`). `sentiric check-config FILE` checks a
-//! file and names the bad key.
+//! file and names the bad key. The command line is `cli` (clap); `sentiric
+//! --help`, and `--help` after any subcommand, say the rest.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -23,6 +24,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 
 mod call;
 mod cdr;
+mod cli;
 mod config;
 mod events;
 mod http;
@@ -38,62 +40,54 @@ mod transcoding;
 mod voice;
 mod worker;
 
-const USAGE: &str = "usage: sentiric run [--config FILE] [--listen ADDR]
-       sentiric check-config FILE
-       sentiric call URI [--play FILE.wav] [--record FILE.wav] [--dtmf 123#] [--duration S] [--bind IP]
-                         [--codec pcmu|pcma|opus]
-       sentiric events tail [--config FILE] [--dir DIR] [-n N]
-       sentiric cdr [--config FILE]
-       sentiric cdr list [--config FILE] [--since SECONDS] [-n N]
-       sentiric certs init DIR
-       sentiric --version";
-
-fn load(path: Option<&str>) -> Result<config::Checked, String> {
+/// Reads and checks the config file at `path` (the embedded default
+/// without one), the environment's `SENTIRIC_*` keys on top. A relative
+/// `[events] outbox` or SQLite `[cdr] database` from the file (or the
+/// defaults, with a file) is the file's directory's, so that every
+/// command given the same `--config` finds the same files wherever it
+/// runs; one from the environment is the working directory's.
+fn load(path: Option<&std::path::Path>) -> Result<config::Checked, String> {
     let text = match path {
-        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{p}: {e}"))?,
+        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
         None => String::new(),
     };
-    config::Config::parse_with_env(&text, std::env::vars()).map_err(|e| match path {
-        Some(p) => format!("{p}: {e}"),
-        None => e.to_string(),
-    })
+    let mut checked =
+        config::Config::parse_with_env(&text, std::env::vars()).map_err(|e| match path {
+            Some(p) => format!("{}: {e}", p.display()),
+            None => e.to_string(),
+        })?;
+    if let Some(base) = path.and_then(std::path::Path::parent) {
+        checked
+            .config
+            .resolve_paths(base, |key| std::env::var_os(key).is_some());
+    }
+    Ok(checked)
 }
 
+/// Exit status 2: a wrong command line, config or file.
+const USAGE_ERROR: u8 = 2;
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("run") => {
-            let mut config_path = None;
-            let mut listen: Option<SocketAddr> = None;
-            let mut rest = args[1..].iter();
-            while let Some(a) = rest.next() {
-                match (a.as_str(), rest.next()) {
-                    ("--config", Some(v)) => config_path = Some(v.clone()),
-                    ("--listen", Some(v)) => match v.parse() {
-                        Ok(addr) => listen = Some(addr),
-                        Err(_) => {
-                            eprintln!("sentiric: --listen: not an address: {v}");
-                            return ExitCode::from(2);
-                        }
-                    },
-                    _ => {
-                        eprintln!("{USAGE}");
-                        return ExitCode::from(2);
-                    }
-                }
-            }
-            let mut checked = match load(config_path.as_deref()) {
+    use clap::Parser as _;
+    use cli::{CdrCommand, CertsCommand, Command, EventsCommand};
+    let cli = cli::Cli::parse();
+    match cli.command {
+        Command::Run(a) => {
+            let mut checked = match load(a.config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("sentiric: config: {e}");
-                    return ExitCode::from(2);
+                    return ExitCode::from(USAGE_ERROR);
                 }
             };
-            if let Some(l) = listen {
+            if let Some(l) = a.listen {
                 checked.config.sip.listen = l;
             }
+            if let Some(l) = a.http_listen {
+                checked.config.http.listen = l;
+            }
             init_logging(&checked.config.log);
-            match run(checked, config_path) {
+            match run(checked, a.config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("sentiric: {e}");
@@ -101,56 +95,48 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Some("check-config") => match args.get(1) {
-            Some(path) => match load(Some(path)) {
-                Ok(_) => {
-                    println!("{path}: ok");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("sentiric: config: {e}");
-                    ExitCode::from(2)
-                }
-            },
-            None => {
-                eprintln!("{USAGE}");
-                ExitCode::from(2)
+        Command::CheckConfig { file } => match load(Some(&file)) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
             }
-        },
-        Some("call") => match call::CallArgs::parse(&args[1..]) {
-            Ok(a) => match call::run(&a) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::FAILURE,
-                Err(e) => {
-                    eprintln!("sentiric call: {e}");
-                    ExitCode::FAILURE
-                }
-            },
             Err(e) => {
-                eprintln!("sentiric call: {e}\n{USAGE}");
-                ExitCode::from(2)
+                eprintln!("sentiric: config: {e}");
+                ExitCode::from(USAGE_ERROR)
             }
         },
-        Some("events") if args.get(1).map(String::as_str) == Some("tail") => {
-            match events_tail(&args[2..]) {
+        Command::Call(a) => match call::run(&a) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("sentiric call: {e}");
+                ExitCode::from(USAGE_ERROR)
+            }
+        },
+        Command::Events(EventsCommand::Tail(a)) => match events_tail(&a) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sentiric events tail: {e}");
+                ExitCode::from(USAGE_ERROR)
+            }
+        },
+        Command::Cdr(a) => {
+            let result = match a.list {
+                Some(CdrCommand::List { since, n }) => cdr_list(a.config.as_deref(), since, n),
+                None => cdr_consume(a.config.as_deref()),
+            };
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("sentiric events tail: {e}");
-                    ExitCode::from(2)
+                    eprintln!("sentiric cdr: {e}");
+                    ExitCode::from(USAGE_ERROR)
                 }
             }
         }
-        Some("cdr") => match cdr_command(&args[1..]) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("sentiric cdr: {e}");
-                ExitCode::from(2)
-            }
-        },
-        Some("certs") if args.get(1).map(String::as_str) == Some("init") && args.len() == 3 => {
+        Command::Certs(CertsCommand::Init { dir }) => {
             // A development CA, a sidecar (server) and a switch (client)
             // certificate for mTLS with plugin sidecars.
-            match sentiric_plugin_sdk::certs::init(std::path::Path::new(&args[2])) {
+            match sentiric_plugin_sdk::certs::init(&dir) {
                 Ok(files) => {
                     for f in files {
                         println!("{}", f.display());
@@ -163,76 +149,104 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Some("--version") => {
-            println!("sentiric {}", env!("CARGO_PKG_VERSION"));
+        Command::Completions { shell } => {
+            cli::completions(shell);
             ExitCode::SUCCESS
         }
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
-        }
+        Command::Man => match cli::man() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sentiric man: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
-/// `sentiric events tail`: the last `-n` (20) events of the outbox the
-/// config names (or `--dir`), one JSON object a line, oldest first.
-fn events_tail(args: &[String]) -> Result<(), String> {
+/// `sentiric events tail`: the last `-n` events of the outbox the config
+/// names (or `--dir`), one JSON object a line, oldest first; with `-f`,
+/// then every event as it is written.
+fn events_tail(a: &cli::TailArgs) -> Result<(), String> {
     use prost::Message as _;
-    let (mut config_path, mut dir, mut n) = (None, None, 20usize);
-    let mut rest = args.iter();
-    while let Some(a) = rest.next() {
-        match (a.as_str(), rest.next()) {
-            ("--config", Some(v)) => config_path = Some(v.clone()),
-            ("--dir", Some(v)) => dir = Some(std::path::PathBuf::from(v)),
-            ("-n", Some(v)) => n = v.parse().map_err(|_| format!("-n: not a number: {v}"))?,
-            _ => return Err(USAGE.into()),
-        }
+    use std::io::Write as _;
+    let dir = match &a.dir {
+        Some(d) => d.clone(),
+        None => load(a.config.as_deref())?.config.events.outbox,
+    };
+    if !dir.is_dir() {
+        return Err(format!(
+            "no event outbox at {}: the switch makes it there when it runs{}",
+            dir.display(),
+            if a.config.is_some() {
+                " with this config"
+            } else {
+                " from this directory without --config (or give --config or --dir)"
+            }
+        ));
     }
-    let dir = match dir {
-        Some(d) => d,
-        None => load(config_path.as_deref())?.config.events.outbox,
+    let print = |records: &[sentiric_events::outbox::Record]| -> Result<bool, String> {
+        let mut out = std::io::stdout().lock();
+        for r in records {
+            let line = match sentiric_events::v1::Event::decode(r.bytes.as_slice()) {
+                Ok(e) => serde_json::to_string(&e).map_err(|e| e.to_string())?,
+                Err(e) => format!(
+                    "{{\"undecodable\":{},\"error\":{:?}}}",
+                    r.seq,
+                    e.to_string()
+                ),
+            };
+            if writeln!(out, "{line}").is_err() {
+                return Ok(false);
+            }
+        }
+        Ok(out.flush().is_ok())
     };
     let records =
         sentiric_events::outbox::read(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut out = std::io::stdout().lock();
-    for r in &records[records.len().saturating_sub(n)..] {
-        use std::io::Write as _;
-        let line = match sentiric_events::v1::Event::decode(r.bytes.as_slice()) {
-            Ok(e) => serde_json::to_string(&e).map_err(|e| e.to_string())?,
-            Err(e) => format!(
-                "{{\"undecodable\":{},\"error\":{:?}}}",
-                r.seq,
-                e.to_string()
-            ),
-        };
-        if writeln!(out, "{line}").is_err() {
-            break;
+    let next = records.last().map_or(0, |r| r.seq + 1);
+    if !print(&records[records.len().saturating_sub(a.n)..])? || !a.follow {
+        return Ok(());
+    }
+    // Following: the records appended since, as the publisher reads them.
+    let mut tail = sentiric_events::outbox::Tail::new(&dir, next);
+    loop {
+        let new = tail
+            .read(1000)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        if new.is_empty() {
+            std::thread::sleep(Duration::from_millis(100));
+        } else if !print(&new)? {
+            return Ok(());
         }
     }
-    Ok(())
 }
 
-/// `sentiric cdr` (the consumer) and `sentiric cdr list`.
-fn cdr_command(args: &[String]) -> Result<(), String> {
-    let listing = args.first().map(String::as_str) == Some("list");
-    let args = if listing { &args[1..] } else { args };
-    let (mut config_path, mut since, mut n) = (None, 86_400u64, 1000i64);
-    let mut rest = args.iter();
-    while let Some(a) = rest.next() {
-        match (a.as_str(), rest.next()) {
-            ("--config", Some(v)) => config_path = Some(v.clone()),
-            ("--since", Some(v)) if listing => {
-                since = v.parse().map_err(|_| format!("--since: seconds: {v}"))?;
-            }
-            ("-n", Some(v)) if listing => n = v.parse().map_err(|_| format!("-n: {v}"))?,
-            _ => return Err(USAGE.into()),
+/// `sentiric cdr list`: the CDRs of the last `since` seconds, newest
+/// first. An SQLite file that is not there is said, not made.
+fn cdr_list(config: Option<&std::path::Path>, since: u64, n: u32) -> Result<(), String> {
+    let checked = load(config)?;
+    let database = &checked.config.cdr.database;
+    if let Some(file) = config::sqlite_file(database) {
+        if !file.exists() {
+            return Err(format!(
+                "no CDR database at {}: the switch makes it with its first CDR{}",
+                file.display(),
+                if config.is_some() {
+                    " when it runs with this config"
+                } else {
+                    " (give --config to read another switch's)"
+                }
+            ));
         }
     }
-    let checked = load(config_path.as_deref())?;
+    cdr::list(database, since, i64::from(n))
+}
+
+/// `sentiric cdr`: the consumer.
+fn cdr_consume(config: Option<&std::path::Path>) -> Result<(), String> {
+    let checked = load(config)?;
     let c = &checked.config;
-    if listing {
-        return cdr::list(&c.cdr.database, since, n);
-    }
     init_logging(&c.log);
     let broker = c
         .events
@@ -253,8 +267,8 @@ fn cdr_command(args: &[String]) -> Result<(), String> {
 /// Structured logs on standard error: readable text (colours on a
 /// terminal) or one JSON object a line. Every call's lines carry `call`,
 /// `call_id` (the caller's Call-ID) and `trace_id` (minted at ingress).
-/// Logging to standard error at `[log] level`, or as `RUST_LOG` says
-/// when it is set (per-module directives: `info,sentiric::publisher=debug`).
+/// At `[log] level`, or as `RUST_LOG` says when it is set (per-module
+/// directives: `info,sentiric::publisher=debug`).
 /// The AMQP client's own lines are kept to errors unless `RUST_LOG`
 /// names it: it logs every message a broker returns, body and all.
 fn init_logging(log: &config::LogConfig) {
@@ -321,11 +335,15 @@ fn bind_sip(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let first = sentiric_io::socket::bind_udp(listen, opts)?;
+        let first = sentiric_io::socket::bind_udp(listen, opts)
+            .map_err(|e| bind_error("[sip] listen", "SIP over UDP", listen, e))?;
         let addr = first.local_addr()?;
         let mut shared = vec![first];
         for _ in 1..workers {
-            shared.push(sentiric_io::socket::bind_udp(addr, opts)?);
+            shared.push(
+                sentiric_io::socket::bind_udp(addr, opts)
+                    .map_err(|e| bind_error("[sip] listen", "SIP over UDP", addr, e))?,
+            );
         }
         match std::net::TcpListener::bind(addr) {
             Ok(tcp) => return Ok((shared, tcp)),
@@ -333,14 +351,15 @@ fn bind_sip(
                 if listen.port() == 0
                     && attempt < 16
                     && e.kind() == std::io::ErrorKind::AddrInUse => {}
-            Err(e) => {
-                return Err(std::io::Error::new(
-                    e.kind(),
-                    format!("SIP over TCP on {addr}: {e}"),
-                ))
-            }
+            Err(e) => return Err(bind_error("[sip] listen", "SIP over TCP", addr, e)),
         }
     }
+}
+
+/// A bind that failed, naming the config key and the address (`--listen`
+/// and `--http-listen` set the same keys).
+fn bind_error(key: &str, what: &str, addr: SocketAddr, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{key} = \"{addr}\": {what}: {e}"))
 }
 
 /// On each SIGHUP (a thread of its own): reads the config file at `path`
@@ -351,7 +370,7 @@ fn bind_sip(
 /// loaded at start is refused with an error in the log, and the running
 /// dialplan stays. Other sections take a restart.
 fn reload_on_sighup(
-    path: Option<String>,
+    path: Option<std::path::PathBuf>,
     router: Arc<plugins::Router>,
     prompts: prompts::Prompts,
 ) -> std::io::Result<()> {
@@ -390,7 +409,7 @@ fn reload_on_sighup(
 
 /// Runs the switch `checked` describes until it has drained; SIGHUP
 /// reads `config_path` again for its `[dialplan]` and `[plugins]`.
-fn run(checked: config::Checked, config_path: Option<String>) -> std::io::Result<()> {
+fn run(checked: config::Checked, config_path: Option<std::path::PathBuf>) -> std::io::Result<()> {
     let config::Checked {
         config,
         dialplan,
@@ -481,7 +500,8 @@ fn run(checked: config::Checked, config_path: Option<String>) -> std::io::Result
         metrics,
         Arc::clone(&status),
         config.http.token.clone(),
-    )?;
+    )
+    .map_err(|e| bind_error("[http] listen", "health and metrics", config.http.listen, e))?;
     tracing::info!(http = %http_addr, "health and metrics on http://{http_addr}");
     let (events, events_thread) = events::spawn(
         config.events.outbox.clone(),

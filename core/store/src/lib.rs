@@ -395,11 +395,11 @@ impl Store {
         Ok(written)
     }
 
-    /// The CDRs of calls that ended at or after `since_us`, oldest first,
+    /// The CDRs of calls that ended at or after `since_us`, newest first,
     /// at most `limit`.
     pub async fn recent(&self, since_us: i64, limit: i64) -> Result<Vec<Cdr>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM cdr WHERE end_us >= $1 ORDER BY end_us, call_id LIMIT $2"
+            "SELECT {COLUMNS} FROM cdr WHERE end_us >= $1 ORDER BY end_us DESC, call_id LIMIT $2"
         ))
         .bind(since_us)
         .bind(limit)

@@ -106,10 +106,13 @@ fn the_sidecar_binary_refuses_bad_arguments() {
             .unwrap()
     };
     for (args, says) in [
-        (&[][..], "--listen ADDR is needed"),
-        (&["--listen", "nowhere"][..], "--listen nowhere"),
-        (&["--listen", "127.0.0.1:0"][..], "--certs DIR"),
-        (&["--bogus", "1"][..], "--bogus: unknown option"),
+        (&[][..], "--listen <IP:PORT>"),
+        (
+            &["--listen", "nowhere"][..],
+            "'nowhere' for '--listen <IP:PORT>'",
+        ),
+        (&["--listen", "127.0.0.1:0"][..], "--certs"),
+        (&["--bogus", "1"][..], "unexpected argument '--bogus'"),
     ] {
         let out = run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");

@@ -24,8 +24,27 @@ use std::net::SocketAddr;
 
 use sentiric_plugin_voice_agent::scripted::{Script, ScriptedLlm};
 
+/// A scripted OpenAI-compatible chat server (streaming, tool calls) for
+/// trying the voice agent without a model.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "sentiric-scripted-llm",
+    version,
+    after_help = "Once it listens, standard output gets one line: `scripted LLM listening on http://ADDR/v1`. \
+Exit status: 0 stopped by SIGTERM or SIGINT; 2 a wrong command line, script or address."
+)]
+struct Cli {
+    /// Where it serves (port 0: the kernel's choice, printed)
+    #[arg(long, value_name = "IP:PORT")]
+    listen: SocketAddr,
+    /// The replies, a TOML file (see the module's doc)
+    #[arg(long, value_name = "FILE")]
+    script: std::path::PathBuf,
+}
+
 fn main() -> std::process::ExitCode {
-    match run() {
+    let cli = <Cli as clap::Parser>::parse();
+    match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sentiric-scripted-llm: {e}");
@@ -34,25 +53,8 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run() -> Result<(), String> {
-    let mut args = std::env::args().skip(1);
-    let (mut listen, mut script) = (None, None);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or(format!("{flag}: needs a value"))?;
-        match flag.as_str() {
-            "--listen" => {
-                listen = Some(
-                    value
-                        .parse::<SocketAddr>()
-                        .map_err(|e| format!("--listen {value}: {e}"))?,
-                )
-            }
-            "--script" => script = Some(value),
-            other => return Err(format!("{other}: unknown option")),
-        }
-    }
-    let listen = listen.ok_or("--listen ADDR is needed")?;
-    let path = script.ok_or("--script FILE is needed")?;
+fn run(cli: Cli) -> Result<(), String> {
+    let (listen, path) = (cli.listen, cli.script.display().to_string());
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
     let script: Script = toml::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

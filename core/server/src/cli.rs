@@ -1,0 +1,218 @@
+//! The command line, as clap derives it: every subcommand's help on
+//! standard output with exit status 0, unknown flags named, and the same
+//! definition behind `sentiric completions SHELL` and `sentiric man`.
+//!
+//! Exit status: 0 done (a call answered); 1 it failed (a call not
+//! answered, the switch stopped by an error); 2 the command line or the
+//! config is wrong, or a file it names cannot be read; 130 a second
+//! SIGINT.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// What the exit statuses mean, shown under every help.
+const EXIT_STATUS: &str = "Exit status: 0 done; 1 failed (a call not answered, the switch \
+stopped by an error); 2 a wrong command line, config or file; 130 a second SIGINT.";
+
+/// A SIP/RTP media switch: a B2BUA that anchors media on its own RTP
+/// ports, with call logic in plugins.
+#[derive(Debug, Parser)]
+#[command(name = "sentiric", version, after_help = EXIT_STATUS, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the switch (with no config: the embedded default on loopback,
+    /// the demo dialplan)
+    #[command(after_help = EXIT_STATUS)]
+    Run(RunArgs),
+    /// Check a config file, naming the bad key
+    #[command(after_help = EXIT_STATUS)]
+    CheckConfig {
+        /// The TOML file (SENTIRIC_<SECTION>_<KEY> variables apply on top)
+        file: PathBuf,
+    },
+    /// Place one call and print a JSON summary (a small user agent for
+    /// people and tests)
+    #[command(after_help = EXIT_STATUS)]
+    Call(CallArgs),
+    /// Read the event outbox
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// The CDR consumer (events from the broker into [cdr] database), or
+    /// `cdr list`
+    #[command(after_help = EXIT_STATUS)]
+    Cdr(CdrArgs),
+    /// Development certificates for mTLS with plugin sidecars
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// Print a shell completion script
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    Man,
+}
+
+/// `sentiric run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The config file (TOML); without it, the embedded default
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Where SIP listens, UDP and TCP (over [sip] listen)
+    #[arg(long, value_name = "IP:PORT")]
+    pub(crate) listen: Option<SocketAddr>,
+    /// Where health and metrics are served (over [http] listen)
+    #[arg(long, value_name = "IP:PORT")]
+    pub(crate) http_listen: Option<SocketAddr>,
+}
+
+/// `sentiric call`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct CallArgs {
+    /// The SIP URI to call (sip:USER@IP[:PORT]; UDP only)
+    pub(crate) uri: String,
+    /// A WAV file to send (8 kHz mono, 16-bit); without it, a 440 Hz
+    /// test tone, half a second on and off
+    #[arg(long, value_name = "FILE.wav")]
+    pub(crate) play: Option<PathBuf>,
+    /// Where to record what is heard (checked before dialling)
+    #[arg(long, value_name = "FILE.wav")]
+    pub(crate) record: Option<PathBuf>,
+    /// DTMF digits to send as RFC 4733 events once answered
+    #[arg(long, value_name = "DIGITS", default_value = "", value_parser = dtmf_digits)]
+    pub(crate) dtmf: String,
+    /// Hang up after this many seconds (without it: when the played file
+    /// ends, or the far end hangs up)
+    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+    pub(crate) duration: Option<std::time::Duration>,
+    /// The local address to call from
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    pub(crate) bind: IpAddr,
+    /// Offer only this codec (both G.711 laws without it)
+    #[arg(long, value_enum)]
+    pub(crate) codec: Option<CodecArg>,
+}
+
+/// `--codec`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CodecArg {
+    /// G.711 µ-law
+    Pcmu,
+    /// G.711 A-law
+    Pcma,
+    /// Opus (48 kHz RTP clock)
+    Opus,
+}
+
+fn dtmf_digits(s: &str) -> Result<String, String> {
+    match s
+        .chars()
+        .find(|c| sentiric_rtp::dtmf::char_event(*c).is_none())
+    {
+        Some(c) => Err(format!("{c:?} is not a DTMF digit (0-9, *, #, A-D)")),
+        None => Ok(s.to_string()),
+    }
+}
+
+fn seconds(s: &str) -> Result<std::time::Duration, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s}: not a number of seconds"))?;
+    if !(0.0..=86_400.0).contains(&v) {
+        return Err(format!("{s}: 0 to 86400 seconds"));
+    }
+    Ok(std::time::Duration::from_secs_f64(v))
+}
+
+/// `sentiric events …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum EventsCommand {
+    /// Print the outbox's last events, one JSON object a line, oldest first
+    #[command(after_help = EXIT_STATUS)]
+    Tail(TailArgs),
+}
+
+/// `sentiric events tail`.
+#[derive(Debug, Args)]
+pub(crate) struct TailArgs {
+    /// The switch's config file: its [events] outbox (a relative path is
+    /// the config file's directory's)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// The outbox directory itself
+    #[arg(long, value_name = "DIR", conflicts_with = "config")]
+    pub(crate) dir: Option<PathBuf>,
+    /// How many of the last events
+    #[arg(short = 'n', default_value_t = 20)]
+    pub(crate) n: usize,
+    /// Keep printing events as the switch writes them
+    #[arg(short = 'f', long)]
+    pub(crate) follow: bool,
+}
+
+/// `sentiric cdr`.
+#[derive(Debug, Args)]
+pub(crate) struct CdrArgs {
+    #[command(subcommand)]
+    pub(crate) list: Option<CdrCommand>,
+    /// The config file: [cdr] database, [events] broker and exchange
+    #[arg(long, value_name = "FILE", global = true)]
+    pub(crate) config: Option<PathBuf>,
+}
+
+/// `sentiric cdr list`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum CdrCommand {
+    /// Print the CDRs of the last `--since` seconds, newest first, one JSON
+    /// object a line
+    #[command(after_help = EXIT_STATUS)]
+    List {
+        /// How far back, in seconds
+        #[arg(long, value_name = "SECONDS", default_value_t = 86_400)]
+        since: u64,
+        /// At most this many
+        #[arg(short = 'n', default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+        n: u32,
+    },
+}
+
+/// `sentiric certs …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum CertsCommand {
+    /// Make a development CA, a sidecar and a switch certificate in DIR
+    #[command(after_help = EXIT_STATUS)]
+    Init {
+        /// The directory (made if missing; refused if it holds a CA already)
+        dir: PathBuf,
+    },
+}
+
+/// The man page of the whole command, from its definition.
+pub(crate) fn man() -> std::io::Result<()> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    clap_mangen::Man::new(cmd).render(&mut std::io::stdout().lock())
+}
+
+/// A completion script for `shell`, from the definition.
+pub(crate) fn completions(shell: clap_complete::Shell) {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut cmd, "sentiric", &mut std::io::stdout().lock());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_definition_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}
