@@ -504,6 +504,144 @@ fn default_transcode() -> bool {
     true
 }
 
+/// The sections a `SENTIRIC_<SECTION>_<KEY>` variable may set.
+const SECTIONS: [&str; 9] = [
+    "sip", "rtp", "limits", "log", "http", "events", "node", "cdr", "plugins",
+];
+
+/// An environment value: a number or boolean as TOML reads it, anything
+/// else a string.
+fn env_value(value: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .filter(|v| v.is_integer() || v.is_float() || v.is_bool())
+        .unwrap_or_else(|| toml::Value::String(value.to_string()))
+}
+
+/// A key set in a config file: its dotted path (`sip.listen`,
+/// `dialplan.rule[0].room`) and where its line begins.
+#[derive(Debug, PartialEq, Eq)]
+struct KeyLine {
+    path: String,
+    line: usize,
+    column: usize,
+}
+
+/// The `key = value` lines of `text` under their `[table]` and
+/// `[[array]]` headers (a key inside a multi-line value or an inline
+/// table is not found: the error then has no line).
+fn key_lines(text: &str) -> Vec<KeyLine> {
+    let mut out = Vec::new();
+    let mut prefix = String::new();
+    let mut arrays: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim_start();
+        let column = raw.len() - line.len() + 1;
+        if let Some(name) = line.strip_prefix("[[").and_then(|l| l.split("]]").next()) {
+            let name = name.trim().to_string();
+            let n = arrays.entry(name.clone()).or_insert(0);
+            prefix = format!("{name}[{n}]");
+            *n += 1;
+        } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
+            prefix = name.trim().to_string();
+        } else if let Some((key, _)) = line.split_once('=').filter(|_| !line.starts_with('#')) {
+            let key = key.trim().trim_matches('"');
+            out.push(KeyLine {
+                path: if prefix.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{prefix}.{key}")
+                },
+                line: i + 1,
+                column,
+            });
+        }
+    }
+    out
+}
+
+/// The 1-based line and column of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// A serde message as an operator reads it: an address without a port
+/// said to want one, an unknown key with the nearest known one.
+fn explain(message: &str, spell: impl Fn(&str) -> String) -> String {
+    let mut out = message
+        .trim_end()
+        .replace(
+            "invalid socket address syntax",
+            "IP:PORT expected (an address and a port, e.g. 127.0.0.1:5060)",
+        )
+        .replace('\n', " ");
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (unknown, rest) = rest.split_once('`').unwrap_or((rest, ""));
+        let known = rest.split('`').skip(1).step_by(2);
+        if let Some(near) = known
+            .map(|k| (strsim::jaro_winkler(unknown, k), k))
+            .filter(|(score, _)| *score > 0.8)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+        {
+            out.push_str(&format!("; did you mean {}?", spell(near.1)));
+        }
+    }
+    out
+}
+
+/// An error in the file itself: with its line, column and key (the
+/// line's text is not shown: it may hold a secret).
+fn file_error(text: &str, e: &toml::de::Error) -> String {
+    let message = explain(e.message(), |k| format!("`{k}`"));
+    match e.span() {
+        Some(span) => {
+            let (line, column) = line_column(text, span.start);
+            let key = key_lines(text)
+                .into_iter()
+                .rev()
+                .find(|k| k.line <= line)
+                .map(|k| format!("{}: ", k.path))
+                .unwrap_or_default();
+            format!("{key}{message} (line {line}, column {column})")
+        }
+        None => message,
+    }
+}
+
+/// Why the merged config does not deserialize: the file's own error
+/// (with its line), or the first environment variable that breaks it.
+fn blame(
+    text: &str,
+    mut doc: toml::Table,
+    env: &[(String, String, String, toml::Value)],
+    merged: &toml::de::Error,
+) -> String {
+    if let Err(e) = toml::from_str::<Config>(text) {
+        return file_error(text, &e);
+    }
+    for (name, section, key, value) in env {
+        if let Some(t) = doc
+            .entry(section.as_str())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+        {
+            t.insert(key.clone(), value.clone());
+        }
+        if let Err(e) = doc.clone().try_into::<Config>() {
+            let upper = section.to_ascii_uppercase();
+            let message = explain(e.message(), |k| {
+                format!("SENTIRIC_{upper}_{}", k.to_ascii_uppercase())
+            });
+            return format!("{name} in the environment ({section}.{key}): {message}");
+        }
+    }
+    explain(merged.message(), |k| format!("`{k}`"))
+}
+
 /// A config the switch refuses, naming the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ConfigError(pub(crate) String);
@@ -568,47 +706,80 @@ impl Config {
     }
 
     /// Parses TOML text, applies `SENTIRIC_<SECTION>_<KEY>` variables from
-    /// `env` over it (`SIP`, `RTP`, `LIMITS`; a key the section does not
-    /// have is an error naming it), and checks the result.
+    /// `env` over it (a key the section does not have is an error naming
+    /// it), and checks the result. An error says where the value came
+    /// from: the file's line and column, or the variable; an unknown key
+    /// gets the nearest known one suggested.
     pub(crate) fn parse_with_env(
         text: &str,
         env: impl Iterator<Item = (String, String)>,
     ) -> Result<Checked, ConfigError> {
-        let mut doc: toml::Table = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
-        for (name, value) in env {
-            let Some(rest) = name.strip_prefix("SENTIRIC_") else {
-                continue;
-            };
-            let lower = rest.to_ascii_lowercase();
-            // Other SENTIRIC_* variables (the test and benchmark switches)
-            // are not settings; a wrong key in a section is an error.
-            let Some((section, key)) = [
-                "sip", "rtp", "limits", "log", "http", "events", "node", "cdr", "plugins",
-            ]
-            .iter()
-            .find_map(|s| Some((*s, lower.strip_prefix(s)?.strip_prefix('_')?))) else {
-                continue;
-            };
-            // A number or boolean as TOML reads it, anything else a string.
-            let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
-                .ok()
-                .and_then(|mut t| t.remove("v"))
-                .filter(|v| v.is_integer() || v.is_float() || v.is_bool())
-                .unwrap_or_else(|| toml::Value::String(value.clone()));
+        let mut doc: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError(file_error(text, &e)))?;
+        let mut env: Vec<(String, String, String, toml::Value)> = env
+            .filter_map(|(name, value)| {
+                let lower = name.strip_prefix("SENTIRIC_")?.to_ascii_lowercase();
+                // Other SENTIRIC_* variables (the test and benchmark
+                // switches) are not settings; a wrong key in a section is
+                // an error.
+                let (section, key) = SECTIONS
+                    .iter()
+                    .find_map(|s| Some((*s, lower.strip_prefix(s)?.strip_prefix('_')?)))?;
+                Some((
+                    name.clone(),
+                    section.to_string(),
+                    key.to_string(),
+                    env_value(&value),
+                ))
+            })
+            .collect();
+        env.sort_by(|a, b| a.0.cmp(&b.0));
+        let from_file = doc.clone();
+        let mut set_by_env = Vec::new();
+        for (name, section, key, value) in &env {
             let table = doc
-                .entry(section)
+                .entry(section.as_str())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             match table.as_table_mut() {
                 Some(t) => {
-                    t.insert(key.to_string(), parsed);
+                    t.insert(key.clone(), value.clone());
                 }
                 None => return Err(ConfigError(format!("{section}: not a table"))),
             }
+            set_by_env.push((format!("{section}.{key}"), name.as_str()));
         }
-        let config: Config = doc
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError(e.to_string()))?;
-        config.check()
+        let config: Config = match doc.try_into() {
+            Ok(c) => c,
+            Err(e) => return Err(ConfigError(blame(text, from_file, &env, &e))),
+        };
+        config.check().map_err(|ConfigError(e)| {
+            // Which keys it is about (`a.b, c.d: …`), and where each was set.
+            let paths: Vec<&str> = e
+                .split_once(": ")
+                .map_or(Vec::new(), |(head, _)| head.split(", ").collect());
+            let lines = key_lines(text);
+            let places: Vec<(&str, String)> = paths
+                .iter()
+                .filter_map(|path| {
+                    let place = match set_by_env.iter().rev().find(|(k, _)| k == path) {
+                        Some((_, name)) => format!("{name} in the environment"),
+                        None => {
+                            let k = lines.iter().find(|k| k.path == *path)?;
+                            format!("line {}, column {}", k.line, k.column)
+                        }
+                    };
+                    Some((*path, place))
+                })
+                .collect();
+            ConfigError(match places.as_slice() {
+                [] => e,
+                [(_, place)] => format!("{e} ({place})"),
+                many => {
+                    let each: Vec<String> = many.iter().map(|(k, p)| format!("{k}: {p}")).collect();
+                    format!("{e} ({})", each.join("; "))
+                }
+            })
+        })
     }
 
     /// Checks every section.
@@ -851,5 +1022,96 @@ mod tests {
             let e = Config::parse(text).unwrap_err().0;
             assert!(e.contains(key), "{text} => {e}");
         }
+    }
+
+    #[test]
+    fn errors_say_where_the_value_came_from() {
+        let env = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        let err = |text: &str, vars: &[(&str, &str)]| {
+            Config::parse_with_env(text, env(vars)).unwrap_err().0
+        };
+        // The file: key, line and column, the nearest key.
+        let e = err("[sip]\nworkers = 1\nlistne = \"127.0.0.1:5060\"\n", &[]);
+        assert!(e.starts_with("sip.listne: unknown field `listne`"), "{e}");
+        assert!(
+            e.contains("did you mean `listen`?") && e.ends_with("(line 3, column 1)"),
+            "{e}"
+        );
+        let e = err("[sip]\n  listen = \"127.0.0.1\"\n", &[]);
+        assert!(e.starts_with("sip.listen: IP:PORT expected"), "{e}");
+        assert!(e.ends_with("(line 2, column 12)"), "{e}");
+        let e = err("[rtp]\nmin_port = 30000\nmax_port = 20000\n", &[]);
+        assert!(
+            e.ends_with("(rtp.min_port: line 2, column 1; rtp.max_port: line 3, column 1)"),
+            "{e}"
+        );
+        let e = err("[log]\nlevel = \"loud\"\n", &[]);
+        assert!(
+            e.ends_with("error, warn, info, debug or trace (line 2, column 1)"),
+            "{e}"
+        );
+        let e = err("[sip\n", &[]);
+        assert!(e.contains("line 1, column"), "{e}");
+        // Nothing far from a known key is suggested.
+        let e = err("[sip]\nzzzz = 1\n", &[]);
+        assert!(!e.contains("did you mean"), "{e}");
+        // The environment: the variable named, not the file.
+        let e = err(
+            "[sip]\nworkers = 1\n",
+            &[("SENTIRIC_SIP_LISTNE", "127.0.0.1:5060")],
+        );
+        assert!(
+            e.starts_with("SENTIRIC_SIP_LISTNE in the environment (sip.listne)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("did you mean SENTIRIC_SIP_LISTEN?") && !e.contains("line"),
+            "{e}"
+        );
+        let e = err("", &[("SENTIRIC_SIP_LISTEN", "127.0.0.1")]);
+        assert!(
+            e.starts_with("SENTIRIC_SIP_LISTEN in the environment"),
+            "{e}"
+        );
+        assert!(e.contains("IP:PORT expected"), "{e}");
+        let e = err(
+            "[rtp]\nmin_port = 30000\n",
+            &[("SENTIRIC_RTP_MAX_PORT", "20000")],
+        );
+        assert!(
+            e.ends_with(
+                "(rtp.min_port: line 2, column 1; rtp.max_port: SENTIRIC_RTP_MAX_PORT in the environment)"
+            ),
+            "{e}"
+        );
+        let e = err("", &[("SENTIRIC_RTP_MIN_PORT", "40000")]);
+        assert!(
+            e.ends_with("(SENTIRIC_RTP_MIN_PORT in the environment)"),
+            "{e}"
+        );
+        // A bad file is blamed even with good variables beside it.
+        let e = err(
+            "[rtp]\nmin_port = \"x\"\n",
+            &[("SENTIRIC_SIP_WORKERS", "2")],
+        );
+        assert!(
+            e.starts_with("rtp.min_port: invalid type") && e.contains("line 2"),
+            "{e}"
+        );
+        // An array of tables: the rule's own line.
+        let e = err(
+            "[[dialplan.rule]]\naction = \"echo\"\n[[dialplan.rule]]\naction = \"echo\"\nroom = \"x\"\n",
+            &[],
+        );
+        assert!(
+            e.starts_with("dialplan.rule[1].room") && e.ends_with("(line 5, column 1)"),
+            "{e}"
+        );
     }
 }

@@ -434,3 +434,40 @@ fn a_taken_address_is_named_with_its_key() {
     }
     let _ = std::fs::remove_dir_all(&cwd);
 }
+
+#[test]
+fn check_config_says_where_a_bad_value_came_from() {
+    let dir = scratch("check");
+    let file = dir.join("s.toml");
+    std::fs::write(&file, "[sip]\nworkers = 1\nlistne = \"127.0.0.1:5060\"\n").unwrap();
+    let out = sentiric().arg("check-config").arg(&file).output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("sip.listne: unknown field"), "{stderr}");
+    assert!(
+        stderr.contains("did you mean `listen`? (line 3, column 1)"),
+        "{stderr}"
+    );
+
+    std::fs::write(&file, "[sip]\nworkers = 1\n").unwrap();
+    let out = sentiric()
+        .arg("check-config")
+        .arg(&file)
+        .env("SENTIRIC_SIP_LISTNE", "127.0.0.1:5060")
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("SENTIRIC_SIP_LISTNE in the environment"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("did you mean SENTIRIC_SIP_LISTEN?"),
+        "{stderr}"
+    );
+    let out = sentiric().arg("check-config").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), format!("{}: ok", file.display()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
