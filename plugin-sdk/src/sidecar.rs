@@ -675,13 +675,17 @@ pub fn install_crypto_provider() {
 }
 
 /// An error with its causes, joined by `: ` (a transport error's own
-/// text says only "transport error").
+/// text says only "transport error"); a cause that says what is said
+/// already (hyper's "tcp connect error" under tonic's) is not repeated.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        let text = s.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         source = s.source();
     }
     out
@@ -874,4 +878,35 @@ pub fn run<P: Plugin>(name: &str, args: Args) -> Result<(), SidecarError> {
         };
         served.map_err(|e| SidecarError::Io(std::io::Error::other(e)))?
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// An error whose cause is `inner`.
+    #[derive(Debug)]
+    struct Wraps(&'static str, Option<Box<Wraps>>);
+
+    impl std::fmt::Display for Wraps {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Wraps {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|w| w as _)
+        }
+    }
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        let os = Wraps("Connection refused (os error 111)", None);
+        let connect = Wraps("tcp connect error", Some(Box::new(os)));
+        let hyper = Wraps("tcp connect error", Some(Box::new(connect)));
+        let tonic = Wraps("transport error", Some(Box::new(hyper)));
+        assert_eq!(
+            super::error_chain(&tonic),
+            "transport error: tcp connect error: Connection refused (os error 111)"
+        );
+    }
 }

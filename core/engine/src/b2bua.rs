@@ -113,6 +113,16 @@ pub enum Leg {
     B,
 }
 
+/// `A` (the caller's leg) or `B` (the callee's).
+impl std::fmt::Display for Leg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Leg::A => "A",
+            Leg::B => "B",
+        })
+    }
+}
+
 impl Leg {
     /// The other side.
     pub fn other(self) -> Leg {

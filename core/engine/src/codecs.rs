@@ -30,6 +30,14 @@ pub enum AudioCodec {
     Opus,
 }
 
+/// The codec's `rtpmap` encoding: `PCMU/8000`, `PCMA/8000`,
+/// `opus/48000/2`.
+impl std::fmt::Display for AudioCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.encoding())
+    }
+}
+
 impl AudioCodec {
     /// Every codec the switch speaks, in the order it adds them to offers.
     pub const ALL: [AudioCodec; 3] = [AudioCodec::Pcmu, AudioCodec::Pcma, AudioCodec::Opus];

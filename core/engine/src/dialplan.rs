@@ -193,6 +193,38 @@ pub enum Action {
     },
 }
 
+/// What a log line says of an action: `bridge to sip:a@h, sip:b@h
+/// (serial)`, `reject 404 Not Found`, `agent voice`.
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Bridge(b) => write!(
+                f,
+                "bridge to {} ({})",
+                b.targets.join(", "),
+                match b.fork {
+                    Fork::Serial => "serial",
+                    Fork::Parallel => "parallel",
+                }
+            ),
+            Action::Echo => f.write_str("echo"),
+            Action::Play { prompt, then } => {
+                write!(f, "play {prompt}")?;
+                match then {
+                    AfterPlay::Hangup => f.write_str(", then hang up"),
+                    AfterPlay::Continue(next) => write!(f, ", then {next}"),
+                }
+            }
+            Action::Conference { room } => write!(f, "conference room {room}"),
+            Action::Agent { agent, .. } => write!(f, "agent {agent}"),
+            Action::Redirect { code, contacts } => {
+                write!(f, "redirect {code} to {}", contacts.join(", "))
+            }
+            Action::Reject { code, reason } => write!(f, "reject {code} {reason}"),
+        }
+    }
+}
+
 /// Makes routing decisions.
 pub trait Dialplan: Send + Sync {
     /// The action for a new call.

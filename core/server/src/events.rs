@@ -133,10 +133,15 @@ pub(crate) fn spawn(
             replay.damaged
         );
     }
+    let waiting_for = match &sink {
+        Sink::Broker(_) => "the broker",
+        Sink::LocalCdr(_) => "the CDR database",
+        Sink::None => "nothing ([cdr] local = false and no broker: they stay)",
+    };
     tracing::info!(
         outbox = %dir.display(),
         waiting = replay.pending.len(),
-        "event outbox {}: {} events waiting for the broker",
+        "event outbox {}: {} events waiting for {waiting_for}",
         dir.display(),
         replay.pending.len()
     );

@@ -354,9 +354,21 @@ fn bounded(mut text: String, max: usize) -> String {
 /// How long the target of an agent's transfer may ring.
 const TRANSFER_RING: Duration = Duration::from_secs(60);
 
+/// A log line about a call: its number in this worker, its Call-ID and
+/// its trace id (from `ids`).
+macro_rules! call_log {
+    ($level:ident, $ids:expr, $call:expr, $($rest:tt)+) => {{
+        let (call_id, trace_id) = ids_of($ids, $call);
+        tracing::$level!(call = $call.0, call_id = %call_id, trace_id = %trace_id, $($rest)+)
+    }};
+}
+
 /// A call connected to an agent: the caller's audio to it, its plays
 /// spoken to the caller one frame per 20 ms.
 struct AgentCall {
+    /// The call's Call-ID and trace id, for its log lines.
+    call_id: String,
+    trace_id: String,
     /// The caller's socket.
     token: Token,
     stream: Stream,
@@ -446,7 +458,10 @@ impl AgentCall {
                 self.done(done);
             }
             Some(A::HangUp(h)) => {
-                tracing::info!(call = call.0, "agent hangs up: {}", h.reason);
+                tracing::info!(
+                    call = call.0,
+                    call_id = %self.call_id,
+                    trace_id = %self.trace_id, "agent hangs up: {}", h.reason);
                 // Why, in the CDR (the cause says the switch ended it).
                 let reason = bounded(h.reason, 128);
                 if !reason.is_empty() {
@@ -471,8 +486,10 @@ impl AgentCall {
             Some(A::SendDtmf(d)) => {
                 if self.te.is_none() {
                     tracing::warn!(
-                        call = call.0,
-                        "agent: the caller offered no telephone-event; digits {:?} not sent",
+                    call = call.0,
+                    call_id = %self.call_id,
+                    trace_id = %self.trace_id,
+                        "agent: the caller offered no telephone-event; digits {} not sent",
                         d.digits
                     );
                     return;
@@ -483,25 +500,38 @@ impl AgentCall {
                             self.to_send.push_back(event)
                         }
                         Some(_) => tracing::warn!(
-                            call = call.0,
-                            "agent: digits beyond {MAX_DIGITS} waiting dropped"
-                        ),
-                        None => tracing::warn!(call = call.0, "agent: {c:?} is not a DTMF digit"),
+                        call = call.0,
+                        call_id = %self.call_id,
+                        trace_id = %self.trace_id,
+                                "agent: digits beyond {MAX_DIGITS} waiting dropped"
+                            ),
+                        None => tracing::warn!(
+                    call = call.0,
+                    call_id = %self.call_id,
+                    trace_id = %self.trace_id, "agent: {c} is not a DTMF digit"),
                     }
                 }
             }
             Some(A::CdrTags(t)) => match sentiric_plugin_sdk::check_tags(&t.tags) {
                 Ok(()) => emit(Body::CallTagged(v1::CallTagged { tags: t.tags })),
-                Err(e) => tracing::warn!(call = call.0, "agent: CDR tags refused: {e}"),
+                Err(e) => tracing::warn!(
+                    call = call.0,
+                    call_id = %self.call_id,
+                    trace_id = %self.trace_id, "agent: CDR tags refused: {e}"),
             },
             Some(A::Transfer(t)) => {
                 if b2b.transfer(now, call, &t.uri, TRANSFER_RING) {
-                    tracing::info!(call = call.0, "agent transfers the call to {}", t.uri);
+                    tracing::info!(
+                    call = call.0,
+                    call_id = %self.call_id,
+                    trace_id = %self.trace_id, "agent transfers the call to {}", t.uri);
                     self.transferred = true;
                 } else {
                     tracing::warn!(
-                        call = call.0,
-                        "agent: transfer to {:?} refused (not a reachable SIP URI, or \
+                    call = call.0,
+                    call_id = %self.call_id,
+                    trace_id = %self.trace_id,
+                        "agent: transfer to {} refused (not a reachable SIP URI, or \
                          one is under way)",
                         t.uri
                     );
@@ -928,7 +958,7 @@ fn routed(
             call = call.0,
             call_id = %info.call_id,
             trace_id = %info.trace_id,
-            "call routed: {action:?}"
+            "call routed: {action}"
         );
         let mut routed = crate::events::routed(&action);
         routed.rule = rule;
@@ -956,6 +986,15 @@ fn emit_for(ids: &mut HashMap<CallRef, CallInfo>, events: &Events, call: CallRef
 }
 
 /// A call's Call-ID and trace id for its log lines.
+/// Who ended a call, as its log line says it.
+fn ended_by(by: Option<Leg>) -> &'static str {
+    match by {
+        Some(Leg::A) => "the caller (A)",
+        Some(Leg::B) => "the callee (B)",
+        None => "the switch",
+    }
+}
+
 fn ids_of(ids: &HashMap<CallRef, CallInfo>, call: CallRef) -> (&str, &str) {
     ids.get(&call)
         .map_or(("", ""), |i| (i.call_id.as_str(), i.trace_id.as_str()))
@@ -1366,7 +1405,7 @@ pub(crate) fn run(
                     if let Some(a) = agents.get_mut(&call).filter(|a| !a.transferred) {
                         if !a.hung_up {
                             a.link.broke();
-                            tracing::warn!(call = call.0, "{why}; the call ends");
+                            call_log!(warn, &ids, call, "{why}; the call ends");
                         }
                         b2b.hang_up(now, call);
                     }
@@ -1621,7 +1660,8 @@ pub(crate) fn run(
                         trace_id,
                         status,
                         worker = index,
-                        "call ended: {status}, by {by:?}"
+                        "call ended: {status}, by {}",
+                        ended_by(by)
                     );
                 }
             }
@@ -1633,7 +1673,7 @@ pub(crate) fn run(
                 match $e {
                     Ok(t) => t,
                     Err(e) => {
-                        tracing::warn!(call = $call.0, "media socket: {e}");
+                        call_log!(warn, &ids, $call, "media socket: {e}");
                         b2b.hang_up(now, $call);
                         continue;
                     }
@@ -1650,7 +1690,7 @@ pub(crate) fn run(
                     Ok(t) => t,
                     Err(e) => {
                         b2b.media_mut().closed(port);
-                        tracing::warn!(call = $call.0, "media socket: {e}");
+                        call_log!(warn, &ids, $call, "media socket: {e}");
                         b2b.hang_up(now, $call);
                         continue;
                     }
@@ -1684,7 +1724,7 @@ pub(crate) fn run(
                             a.tell(pv1::call_input::Input::Ended(pv1::CallEnded {
                                 cause: "transferred".into(),
                             }));
-                            tracing::info!(call = call.0, "transferred: the agent leaves the call");
+                            call_log!(info, &ids, call, "transferred: the agent leaves the call");
                         }
                     }
                     let c = calls.entry(call).or_default();
@@ -1778,7 +1818,7 @@ pub(crate) fn run(
                             next: now,
                         }),
                         Err(e) => {
-                            tracing::warn!(call = call.0, "prompt: {e}");
+                            call_log!(warn, &ids, call, "prompt: {e}");
                             b2b.hang_up(now, call);
                         }
                     }
@@ -1824,6 +1864,8 @@ pub(crate) fn run(
                             agents.insert(
                                 call,
                                 AgentCall {
+                                    call_id: ids_of(&ids, call).0.to_string(),
+                                    trace_id: ids_of(&ids, call).1.to_string(),
                                     token,
                                     stream,
                                     peer,
@@ -1840,10 +1882,10 @@ pub(crate) fn run(
                                     pause: 0,
                                 },
                             );
-                            tracing::info!(call = call.0, %agent, "connected to agent {agent}");
+                            call_log!(info, &ids, call, %agent, "connected to agent {agent}");
                         }
                         Err(e) => {
-                            tracing::warn!(call = call.0, "agent {agent}: {e}; the call ends");
+                            call_log!(warn, &ids, call, "agent {agent}: {e}; the call ends");
                             b2b.hang_up(now, call);
                         }
                     }
@@ -1864,7 +1906,7 @@ pub(crate) fn run(
                         match (Stream::new(sock, voice, pt, sent), Coder::new(voice)) {
                             (Ok(s), Ok(h)) => (s, h),
                             (Err(e), _) | (_, Err(e)) => {
-                                tracing::warn!(call = call.0, "conference: {e}");
+                                call_log!(warn, &ids, call, "conference: {e}");
                                 b2b.hang_up(now, call);
                                 continue;
                             }
@@ -1883,7 +1925,7 @@ pub(crate) fn run(
                         peer,
                         heard: std::collections::VecDeque::new(),
                     });
-                    tracing::info!(call = call.0, %room, members = r.members.len(), "joined conference");
+                    call_log!(info, &ids, call, %room, members = r.members.len(), "joined conference");
                 }
                 Instruction::Transcode { call, plan } => {
                     let Some(&CallMedia {
@@ -1911,7 +1953,7 @@ pub(crate) fn run(
                                         call = call.0,
                                         call_id,
                                         trace_id,
-                                        "transcoding: A speaks {:?} (payload type {}), B {:?} ({})",
+                                        "transcoding: A speaks {} (payload type {}), B {} ({})",
                                         plan.a.codec,
                                         plan.a.pt,
                                         plan.b.codec,
@@ -2037,8 +2079,9 @@ pub(crate) fn run(
                             jitter_from_a_ms = qa.jitter.as_secs_f64() * 1000.0,
                             lost_from_b = qb.lost,
                             jitter_from_b_ms = qb.jitter.as_secs_f64() * 1000.0,
-                            "call ended: {status}, by {by:?}; media: from A {} packets ({} foreign, {} invalid), \
+                            "call ended: {status}, by {}; media: from A {} packets ({} foreign, {} invalid), \
                              from B {} packets ({} foreign, {} invalid)",
+                            ended_by(by),
                             a.accepted, a.foreign, a.invalid, b.accepted, b.foreign, b.invalid
                         );
                         // The sockets stay registered for their ports' next
@@ -2102,7 +2145,7 @@ pub(crate) fn run(
             }
             if !a.hung_up {
                 if let Some(why) = &a.gone {
-                    tracing::warn!(call = call.0, "{why}; the call ends");
+                    call_log!(warn, &ids, call, "{why}; the call ends");
                     a.hung_up = true;
                     b2b.hang_up(now, call);
                 }

@@ -229,6 +229,10 @@ fn echo_call(backend: &str, min_port: u16) {
     alice_sip.send_to(call.bye().as_bytes(), sw.addr).unwrap();
     let (bye_ok, _) = recv_sip(alice_sip);
     assert!(bye_ok.starts_with("SIP/2.0 200"), "{bye_ok}");
+    assert!(sw
+        .wait_line("call ended: 200, by the caller (A)", Duration::from_secs(5))
+        .is_some());
+    sw.assert_log_reads_well();
 }
 
 fn bridged_call(backend: &str, min_port: u16, workers: usize) {
@@ -564,6 +568,10 @@ fn announcement(codec: Option<&str>, min_port: u16) {
     // The share of the stretch's energy at 440 Hz.
     let share = share_at(&heard[12_000..18_000], 440.0);
     assert!(share > 0.9, "440 Hz share {share:.3}");
+    assert!(sw
+        .wait_line("call ended: 200, by the switch", Duration::from_secs(5))
+        .is_some());
+    sw.assert_log_reads_well();
 }
 
 #[test]
@@ -652,6 +660,8 @@ fn conference_with(workers: usize, min_port: u16, low_codec: &str) {
         );
         assert!(mine < 0.01, "caller at {own} Hz hears itself at {mine:.3}");
     }
+    assert!(sw.wait_lines("joined conference", 2, Duration::from_secs(5)));
+    sw.assert_log_reads_well();
 }
 
 /// Jitter is measured on each leg's own RTP clock: an Opus caller's

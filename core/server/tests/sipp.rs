@@ -213,7 +213,7 @@ fn sipp_calls_bridged_with_media_played_and_echoed() {
     wait_ok(uas, "uas");
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(sw.lines("ended: 200").len(), 3, "{:?}", sw.log());
-    assert_eq!(sw.lines("ended: 200, by Some(A)").len(), 3);
+    assert_eq!(sw.lines("ended: 200, by the caller (A)").len(), 3);
     // Each call: SIPp's G.711 and DTMF captures from the UAC (246 packets
     // when measured), echoed back by the UAS, all through the switch's
     // ports and nothing dropped there.
@@ -635,7 +635,7 @@ fn sipp_hold_and_resume_by_re_invite() {
     wait_ok(uac, "uac hold/resume");
     wait_ok(uas, "uas hold/resume");
     assert_eq!(
-        sw.lines("ended: 200, by Some(A)").len(),
+        sw.lines("ended: 200, by the caller (A)").len(),
         2,
         "{:?}",
         sw.log()
@@ -943,7 +943,7 @@ fn sipp_callee_hangs_up() {
         "2",
     );
     assert_eq!(
-        sw.lines("ended: 200, by Some(B)").len(),
+        sw.lines("ended: 200, by the callee (B)").len(),
         2,
         "{:?}",
         sw.log()
@@ -1115,11 +1115,12 @@ fn sipp_legs_with_no_codec_in_common_are_transcoded() {
     assert!((0.7..1.4).contains(&level), "level {level:.2}");
     assert_eq!(sw.lines("transcoding: A speaks").len(), 2, "{:?}", sw.log());
     assert_eq!(
-        sw.lines("A speaks Pcmu (payload type 0), B Pcma (8)").len(),
+        sw.lines("A speaks PCMU/8000 (payload type 0), B PCMA/8000 (8)")
+            .len(),
         1
     );
     assert_eq!(
-        sw.lines("A speaks Opus (payload type 111), B Pcma (8)")
+        sw.lines("A speaks opus/48000/2 (payload type 111), B PCMA/8000 (8)")
             .len(),
         1
     );
@@ -1158,7 +1159,8 @@ fn sipp_dtmf_events_become_tones_for_a_callee_without_telephone_event() {
     // The tones sit between stretches of the sweep in what came back.
     assert!((0.8..1.6).contains(&level), "level {level:.2}");
     assert_eq!(
-        sw.lines("A speaks Pcma (payload type 8), B Pcma (8)").len(),
+        sw.lines("A speaks PCMA/8000 (payload type 8), B PCMA/8000 (8)")
+            .len(),
         1,
         "{:?}",
         sw.log()
@@ -1205,7 +1207,8 @@ fn sipp_a_prompt_in_early_media_then_the_bridge() {
     let corr = best_correlation(&played, &heard[1600..]);
     assert!(corr > 0.95, "echo after the prompt: correlation {corr:.3}");
     assert_eq!(
-        sw.lines("A speaks Pcmu (payload type 0), B Pcma (8)").len(),
+        sw.lines("A speaks PCMU/8000 (payload type 0), B PCMA/8000 (8)")
+            .len(),
         1,
         "{:?}",
         sw.log()
@@ -1340,7 +1343,7 @@ fn sipp_late_offer_answer_in_the_ack() {
         "2",
     );
     assert_eq!(
-        sw.lines("ended: 200, by Some(A)").len(),
+        sw.lines("ended: 200, by the caller (A)").len(),
         2,
         "{:?}",
         sw.log()
@@ -1403,7 +1406,7 @@ fn sipp_callee_over_tcp_after_one_that_refuses_the_connection() {
     wait_ok(uas, "uas over TCP");
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
-        sw.lines("ended: 200, by Some(A)").len(),
+        sw.lines("ended: 200, by the caller (A)").len(),
         3,
         "{:?}",
         sw.log()

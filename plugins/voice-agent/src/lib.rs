@@ -582,7 +582,7 @@ impl Call {
             first_token_ms = r.first_token_ms,
             first_audio_ms = r.first_audio_ms,
             interrupted = r.interrupted,
-            tools = ?r.tools,
+            tools = %r.tools.join(","),
             "voice agent: turn over ({} words heard, {} said)",
             r.transcript.split_whitespace().count(),
             r.response.split_whitespace().count(),

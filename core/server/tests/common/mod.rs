@@ -237,6 +237,29 @@ impl Switch {
     pub(crate) fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
+
+    /// The log as an operator reads it: every line about a call (`call=`)
+    /// names its Call-ID and trace id, and no value is shown as Rust's
+    /// Debug writes it (`Some(A)`, `Reject { code: … }`, `Pcmu`).
+    pub(crate) fn assert_log_reads_well(&self) {
+        let log = self.log();
+        let about_calls = log.iter().filter(|l| l.contains(" call=")).count();
+        assert!(about_calls > 0, "no line about a call: {log:#?}");
+        for line in &log {
+            if line.contains(" call=") {
+                for field in ["call_id=", "trace_id="] {
+                    let value = line.split(field).nth(1).unwrap_or("");
+                    assert!(
+                        !value.is_empty() && !value.starts_with(' '),
+                        "{field} missing or empty: {line}"
+                    );
+                }
+            }
+            for debug in ["Some(", "None", " { ", "Pcmu", "Pcma", "Opus"] {
+                assert!(!line.contains(debug), "{debug:?} in: {line}");
+            }
+        }
+    }
 }
 
 /// A sweep from 300 to 3000 Hz at 8 kHz, `n` samples: no two stretches
