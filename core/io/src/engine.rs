@@ -95,10 +95,13 @@ impl EngineStats {
     pub fn record(&self, worker: usize, backend: &'static str) {
         let w = worker.to_string();
         for (name, v) in [
-            ("sentiric_engine_received_total", self.received),
-            ("sentiric_engine_sent_total", self.sent),
-            ("sentiric_engine_truncated_total", self.truncated),
-            ("sentiric_engine_send_dropped_total", self.send_dropped),
+            ("sentiric_engine_received_packets_total", self.received),
+            ("sentiric_engine_sent_packets_total", self.sent),
+            ("sentiric_engine_truncated_packets_total", self.truncated),
+            (
+                "sentiric_engine_send_dropped_packets_total",
+                self.send_dropped,
+            ),
         ] {
             metrics::counter!(name, "worker" => w.clone(), "backend" => backend).absolute(v);
         }
@@ -151,9 +154,10 @@ impl Engine {
                 ),
             },
         };
-        // The choice, as a metric: a gauge per backend counting the
-        // engines that run on it.
-        metrics::gauge!("sentiric_engine_backend", "backend" => engine.kind()).increment(1.0);
+        // The choice, as metrics: an info gauge (1) per backend in use,
+        // and how many engines run on it.
+        metrics::gauge!("sentiric_engine_backend_info", "backend" => engine.kind()).set(1.0);
+        metrics::gauge!("sentiric_engine_workers", "backend" => engine.kind()).increment(1.0);
         if fallback.is_some() {
             metrics::counter!("sentiric_engine_fallbacks_total").increment(1);
         }

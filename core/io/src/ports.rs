@@ -121,10 +121,10 @@ impl Partition {
 impl PoolStats {
     /// Publishes the usage through the `metrics` facade.
     pub fn record(&self) {
-        metrics::gauge!("sentiric_rtp_ports_capacity").set(self.capacity as f64);
-        metrics::gauge!("sentiric_rtp_ports_in_use").set(self.in_use as f64);
-        metrics::gauge!("sentiric_rtp_ports_quarantined").set(self.quarantined as f64);
-        metrics::counter!("sentiric_rtp_ports_exhausted_total").absolute(self.exhausted);
+        metrics::gauge!("sentiric_rtp_port_slots").set(self.capacity as f64);
+        metrics::gauge!("sentiric_rtp_port_slots_in_use").set(self.in_use as f64);
+        metrics::gauge!("sentiric_rtp_port_slots_quarantined").set(self.quarantined as f64);
+        metrics::counter!("sentiric_rtp_port_slots_exhausted_total").absolute(self.exhausted);
     }
 }
 

@@ -59,16 +59,23 @@ fn engine_and_pool_metrics() {
         .collect();
     let backend = snap
         .iter()
-        .find(|(n, _, _)| n == "sentiric_engine_backend")
+        .find(|(n, _, _)| n == "sentiric_engine_backend_info")
         .unwrap();
     assert_eq!(backend.1, [("backend".to_string(), "epoll".to_string())]);
-    assert_eq!(value(&snap, "sentiric_engine_backend"), Some(1.0));
-    assert_eq!(value(&snap, "sentiric_engine_received_total"), Some(0.0));
-    assert_eq!(value(&snap, "sentiric_rtp_ports_capacity"), Some(2.0));
-    assert_eq!(value(&snap, "sentiric_rtp_ports_in_use"), Some(1.0));
-    assert_eq!(value(&snap, "sentiric_rtp_ports_quarantined"), Some(1.0));
+    assert_eq!(value(&snap, "sentiric_engine_backend_info"), Some(1.0));
+    assert_eq!(value(&snap, "sentiric_engine_workers"), Some(1.0));
     assert_eq!(
-        value(&snap, "sentiric_rtp_ports_exhausted_total"),
+        value(&snap, "sentiric_engine_received_packets_total"),
+        Some(0.0)
+    );
+    assert_eq!(value(&snap, "sentiric_rtp_port_slots"), Some(2.0));
+    assert_eq!(value(&snap, "sentiric_rtp_port_slots_in_use"), Some(1.0));
+    assert_eq!(
+        value(&snap, "sentiric_rtp_port_slots_quarantined"),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&snap, "sentiric_rtp_port_slots_exhausted_total"),
         Some(1.0)
     );
 }

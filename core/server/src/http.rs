@@ -27,6 +27,7 @@ pub(crate) struct Status {
 
 struct Endpoints {
     metrics: PrometheusHandle,
+    process: crate::families::ProcessCollector,
     status: Arc<Status>,
     token: Option<String>,
 }
@@ -73,6 +74,7 @@ impl Endpoints {
                         return r;
                     }
                 }
+                self.process.collect();
                 let mut r = text(StatusCode::OK, self.metrics.render());
                 r.headers_mut().insert(
                     hyper::header::CONTENT_TYPE,
@@ -93,7 +95,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// bound address.
 pub(crate) fn spawn(
     listen: SocketAddr,
-    metrics: PrometheusHandle,
+    (metrics, process): (PrometheusHandle, crate::families::ProcessCollector),
     status: Arc<Status>,
     token: Option<String>,
 ) -> std::io::Result<SocketAddr> {
@@ -102,6 +104,7 @@ pub(crate) fn spawn(
     let addr = listener.local_addr()?;
     let endpoints = Arc::new(Endpoints {
         metrics,
+        process,
         status,
         token,
     });

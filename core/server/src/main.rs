@@ -27,6 +27,7 @@ mod cdr;
 mod cli;
 mod config;
 mod events;
+mod families;
 mod http;
 mod inbox;
 mod local_cdr;
@@ -485,9 +486,7 @@ fn run(checked: config::Checked, config_path: Option<std::path::PathBuf>) -> std
         }
     }
     // Metrics before anything records one (the engine records its backend).
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .map_err(|e| std::io::Error::other(format!("metrics: {e}")))?;
+    let metrics = families::install().map_err(std::io::Error::other)?;
     // Plugins after the metrics (the dialplan host's are made with it).
     let loaded = plugins::load(&config.plugins);
     let router = Arc::new(plugins::Router::new(

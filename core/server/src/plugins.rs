@@ -1274,8 +1274,8 @@ impl PluginDialplan {
             self.timeouts.increment(1);
             tracing::warn!(
                 plugin = %self.name,
-                call_id,
-                trace_id,
+                call_id = %call_id,
+                trace_id = %trace_id,
                 "dialplan plugin {} took {} ms (deadline {} ms)",
                 self.name,
                 took.as_millis(),
@@ -1293,8 +1293,8 @@ impl PluginDialplan {
             self.panics.increment(1);
             tracing::error!(
                 plugin = %self.name,
-                call_id,
-                trace_id,
+                call_id = %call_id,
+                trace_id = %trace_id,
                 "dialplan plugin {}: {}; the call fails with 500",
                 self.name,
                 failure.why
@@ -1337,8 +1337,8 @@ impl PluginDialplan {
         };
         tracing::warn!(
             plugin = %self.name,
-            call_id,
-            trace_id,
+            call_id = %call_id,
+            trace_id = %trace_id,
             "dialplan plugin {}: {why}; {path}",
             self.name
         );

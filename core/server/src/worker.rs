@@ -86,7 +86,9 @@ struct Turn {
     local: HashMap<Token, LocalLeg>,
     /// The packet being built for a transcoded leg.
     scratch: Vec<u8>,
+    /// RTP packets, and their bytes (UDP payload), sent on to a leg.
     relayed: u64,
+    relayed_bytes: u64,
     dropped: u64,
 }
 
@@ -147,6 +149,7 @@ impl PacketHandler for Turn {
             Ok((via, to)) => {
                 out.push(via, to, data);
                 self.relayed += 1;
+                self.relayed_bytes += data.len() as u64;
             }
             // A prompt's caller: bridged to nothing, counted for its CDR.
             Err(RelayDrop::UnknownLeg) if self.local.contains_key(&token) => {
@@ -240,12 +243,14 @@ impl Turn {
             self.dropped += 1;
             return;
         };
-        let mut sent = 0;
+        let (mut sent, mut bytes) = (0, 0);
         let r = t.on_packet(leg, &p, &mut self.scratch, |b| {
             out.push(via, to, b);
             sent += 1;
+            bytes += b.len() as u64;
         });
         self.relayed += sent;
+        self.relayed_bytes += bytes;
         if r.is_err() {
             self.dropped += 1;
         }
@@ -679,6 +684,7 @@ impl Room {
 /// add each, where the macros look the series up every time.
 struct Metrics {
     relayed: metrics::Counter,
+    relayed_bytes: metrics::Counter,
     dropped: metrics::Counter,
     lost: metrics::Counter,
     jitter: metrics::Histogram,
@@ -747,9 +753,10 @@ impl RefusalLog {
 impl Metrics {
     fn new() -> Metrics {
         Metrics {
-            relayed: metrics::counter!("sentiric_rtp_packets_relayed_total"),
-            dropped: metrics::counter!("sentiric_rtp_packets_dropped_total"),
-            lost: metrics::counter!("sentiric_rtp_packets_lost_total"),
+            relayed: metrics::counter!("sentiric_rtp_relayed_packets_total"),
+            relayed_bytes: metrics::counter!("sentiric_rtp_relayed_bytes_total"),
+            dropped: metrics::counter!("sentiric_rtp_dropped_packets_total"),
+            lost: metrics::counter!("sentiric_rtp_lost_packets_total"),
             jitter: metrics::histogram!("sentiric_rtp_jitter_seconds"),
             calls_active: metrics::gauge!("sentiric_calls_active"),
             turn: metrics::histogram!("sentiric_worker_turn_seconds"),
@@ -789,7 +796,7 @@ impl Metrics {
         self.calls
             .entry(status)
             .or_insert_with(
-                || metrics::counter!("sentiric_calls_total", "status" => status.to_string()),
+                || metrics::counter!("sentiric_calls_total", "code" => status.to_string()),
             )
             .increment(1);
     }
@@ -1293,6 +1300,7 @@ pub(crate) fn run(
         local: HashMap::new(),
         scratch: Vec::new(),
         relayed: 0,
+        relayed_bytes: 0,
         dropped: 0,
     };
     let mut calls: HashMap<CallRef, CallMedia> = HashMap::new();
@@ -1307,7 +1315,7 @@ pub(crate) fn run(
     let mut agent_params: HashMap<CallRef, HashMap<String, String>> = HashMap::new();
     let mut agent_tokens: HashMap<Token, CallRef> = HashMap::new();
     let (mut heard, mut done) = (Vec::new(), Vec::new());
-    let (mut relayed, mut dropped) = (0u64, 0u64);
+    let (mut relayed, mut relayed_bytes, mut dropped) = (0u64, 0u64, 0u64);
     let mut next_gauges = Instant::now();
     let mut m = Metrics::new();
     let mut calls_up = 0.0;
@@ -1600,8 +1608,8 @@ pub(crate) fn run(
                         info.cause = Some("leg_gone");
                         tracing::info!(
                             call = call.0,
-                            call_id = info.call_id.as_str(),
-                            trace_id = info.trace_id.as_str(),
+                            call_id = %info.call_id,
+                            trace_id = %info.trace_id,
                             "the {} leg is gone (its dialog unknown there, or no answer to OPTIONS): hanging up",
                             if leg == Leg::A { "caller's" } else { "callee's" }
                         );
@@ -1611,8 +1619,8 @@ pub(crate) fn run(
                     let (call_id, trace_id) = ids_of(&ids, call);
                     tracing::warn!(
                         call = call.0,
-                        call_id,
-                        trace_id,
+                        call_id = %call_id,
+                        trace_id = %trace_id,
                         target,
                         "target {target} not tried: {why}"
                     );
@@ -1656,8 +1664,8 @@ pub(crate) fn run(
                     let (call_id, trace_id) = ids_of(&ids, call);
                     tracing::info!(
                         call = call.0,
-                        call_id,
-                        trace_id,
+                        call_id = %call_id,
+                        trace_id = %trace_id,
                         status,
                         worker = index,
                         "call ended: {status}, by {}",
@@ -1951,8 +1959,8 @@ pub(crate) fn run(
                                 Ok(t) => {
                                     tracing::info!(
                                         call = call.0,
-                                        call_id,
-                                        trace_id,
+                                        call_id = %call_id,
+                                        trace_id = %trace_id,
                                         "transcoding: A speaks {} (payload type {}), B {} ({})",
                                         plan.a.codec,
                                         plan.a.pt,
@@ -1967,8 +1975,8 @@ pub(crate) fn run(
                                 Err(e) => {
                                     tracing::warn!(
                                         call = call.0,
-                                        call_id,
-                                        trace_id,
+                                        call_id = %call_id,
+                                        trace_id = %trace_id,
                                         "transcoder: {e}"
                                     );
                                     b2b.hang_up(now, call);
@@ -1979,8 +1987,8 @@ pub(crate) fn run(
                             if turn.transcoders.remove(&call).is_some() {
                                 tracing::info!(
                                     call = call.0,
-                                    call_id,
-                                    trace_id,
+                                    call_id = %call_id,
+                                    trace_id = %trace_id,
                                     "transcoding ends: the legs share a codec"
                                 );
                             }
@@ -2071,8 +2079,8 @@ pub(crate) fn run(
                         let (call_id, trace_id) = ids_of(&ids, call);
                         tracing::info!(
                             call = call.0,
-                            call_id,
-                            trace_id,
+                            call_id = %call_id,
+                            trace_id = %trace_id,
                             status,
                             worker = index,
                             lost_from_a = qa.lost,
@@ -2223,8 +2231,8 @@ pub(crate) fn run(
                     info.cause = Some("media_timeout");
                     tracing::info!(
                         call = call.0,
-                        call_id = info.call_id.as_str(),
-                        trace_id = info.trace_id.as_str(),
+                        call_id = %info.call_id,
+                        trace_id = %info.trace_id,
                         "no RTP from the call's legs for {} s ([rtp] {}): hanging up both",
                         quiet.as_secs(),
                         if on_hold {
@@ -2259,8 +2267,10 @@ pub(crate) fn run(
         }
         // Counters as they go; gauges once a second.
         m.relayed.increment(turn.relayed - relayed);
+        m.relayed_bytes
+            .increment(turn.relayed_bytes - relayed_bytes);
         m.dropped.increment(turn.dropped - dropped);
-        (relayed, dropped) = (turn.relayed, turn.dropped);
+        (relayed, relayed_bytes, dropped) = (turn.relayed, turn.relayed_bytes, turn.dropped);
         m.turn.record(now.elapsed().as_secs_f64());
         // Every worker adds its change: the gauge is the process's total.
         let up = b2b.calls() as f64;

@@ -32,17 +32,23 @@ fn start(token: Option<&str>) -> Switch {
 
 use common::http_get as get;
 
-fn invite(sock: &UdpSocket, sip: SocketAddr, user: &str, call_id: &str, with_sdp: bool) -> String {
+/// An INVITE from `sock`, offering media on `rtp` when given; the first
+/// response past 100.
+fn invite(
+    sock: &UdpSocket,
+    sip: SocketAddr,
+    user: &str,
+    call_id: &str,
+    rtp: Option<u16>,
+) -> String {
     let me = sock.local_addr().unwrap();
-    let body = if with_sdp {
-        format!(
-            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\n",
-            me.port() + 1
-        )
-    } else {
-        String::new()
+    let body = match rtp {
+        Some(port) => format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n"
+        ),
+        None => String::new(),
     };
-    let ct = if with_sdp {
+    let ct = if rtp.is_some() {
         "Content-Type: application/sdp\r\n"
     } else {
         ""
@@ -82,8 +88,16 @@ fn health_readiness_and_metrics() {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     // A call the demo dialplan refuses, and an echo call that stays up.
-    assert!(invite(&sock, sw.sip, "nobody", "m1", false).starts_with("SIP/2.0 404"));
-    let ok = invite(&sock, sw.sip, "600", "m2", true);
+    assert!(invite(&sock, sw.sip, "nobody", "m1", None).starts_with("SIP/2.0 404"));
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    rtp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let ok = invite(
+        &sock,
+        sw.sip,
+        "600",
+        "m2",
+        Some(rtp.local_addr().unwrap().port()),
+    );
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
     let to = ok.lines().find(|l| l.starts_with("To:")).unwrap();
     let me = sock.local_addr().unwrap();
@@ -94,6 +108,23 @@ fn health_readiness_and_metrics() {
         sip = sw.sip
     );
     sock.send_to(ack.as_bytes(), sw.sip).unwrap();
+    // Ten packets of 172 bytes to the echo, and back.
+    let media: u16 = ok
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    for seq in 0..10u16 {
+        let mut p = vec![0u8; 172];
+        p[0] = 0x80;
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        p[8..12].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+        rtp.send_to(&p, ("127.0.0.1", media)).unwrap();
+        assert_eq!(rtp.recv(&mut buf).unwrap(), 172, "echoed");
+    }
     // Gauges are refreshed once a second.
     std::thread::sleep(Duration::from_millis(2100));
     let (code, metrics) = get(sw.http, "/metrics", None);
@@ -102,16 +133,28 @@ fn health_readiness_and_metrics() {
         r#"sentiric_sip_requests_total{method="INVITE"} 2"#,
         r#"sentiric_sip_responses_total{code="404"}"#,
         r#"sentiric_sip_responses_total{code="200"}"#,
-        r#"sentiric_calls_total{status="404"} 1"#,
+        r#"sentiric_calls_total{code="404"} 1"#,
         "sentiric_calls_active 1",
-        "sentiric_call_setup_seconds",
-        "sentiric_engine_backend",
+        r#"sentiric_call_setup_seconds_bucket{le="+Inf"} 1"#,
+        "sentiric_call_setup_seconds_count 1",
+        r#"sentiric_engine_backend_info{backend="#,
         // The echo call holds one RTP/RTCP pair.
-        "sentiric_rtp_ports_in_use 1",
-        "sentiric_worker_turn_seconds",
+        "sentiric_rtp_port_slots_in_use 1",
+        "sentiric_rtp_port_slots 100",
+        "sentiric_rtp_relayed_packets_total 10",
+        "sentiric_rtp_relayed_bytes_total 1720",
+        r#"sentiric_worker_turn_seconds_bucket{le="+Inf"}"#,
+        &format!(
+            r#"sentiric_build_info{{version="{}",profile="#,
+            env!("CARGO_PKG_VERSION")
+        ),
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
     ] {
         assert!(metrics.contains(series), "{series} missing:\n{metrics}");
     }
+    assert_metrics_read_well(&metrics);
 
     // Draining: not ready any more, still healthy.
     let status = Command::new("kill")
@@ -122,6 +165,44 @@ fn health_readiness_and_metrics() {
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(get(sw.http, "/readyz", None), (503, "draining\n".into()));
     assert_eq!(get(sw.http, "/healthz", None).0, 200);
+}
+
+/// Every family has its HELP; latencies are histograms; counters end in
+/// `_total`; a SIP status is labelled `code`; and ARCHITECTURE.md lists
+/// every family the switch serves.
+fn assert_metrics_read_well(metrics: &str) {
+    let listed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../ARCHITECTURE.md"
+    ))
+    .unwrap();
+    let mut families = 0;
+    for line in metrics.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let mut words = line.split(' ').skip(2);
+        let (name, kind) = (words.next().unwrap(), words.next().unwrap());
+        families += 1;
+        assert!(
+            metrics.contains(&format!("# HELP {name} ")),
+            "{name}: no HELP"
+        );
+        assert_ne!(kind, "summary", "{name}: a summary");
+        assert_eq!(
+            kind == "counter",
+            name.ends_with("_total"),
+            "{name}: {kind}"
+        );
+        if name.starts_with("sentiric_") && name.ends_with("_seconds") {
+            assert_eq!(kind, "histogram", "{name}");
+        }
+        if name.starts_with("sentiric_") {
+            assert!(
+                listed.contains(&format!("`{name}`")),
+                "{name} not in ARCHITECTURE.md"
+            );
+        }
+    }
+    assert!(families > 30, "{families} families");
+    assert!(!metrics.contains("{status="), "a status label: {metrics}");
 }
 
 #[test]

@@ -150,13 +150,13 @@ impl Agent for VoiceAgent {
                 return Err(PluginError::new(format!("tools: {t}: no such tool")));
             }
         }
-        let call_id = start
+        let (call_id, trace_id) = start
             .call
             .as_ref()
-            .map(|c| c.call_id.clone())
+            .map(|c| (c.call_id.clone(), c.trace_id.clone()))
             .unwrap_or_default();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let call = Call::new(Arc::clone(&self.shared), settings, later, call_id);
+        let call = Call::new(Arc::clone(&self.shared), settings, later, call_id, trace_id);
         let rt = self.runtime.as_ref().expect("running until dropped");
         rt.spawn(call.run(rx));
         Ok(Box::new(Talking { tx }))
@@ -254,7 +254,9 @@ struct Call {
     shared: Arc<Shared>,
     settings: CallSettings,
     later: Later,
+    /// The switch's Call-ID and trace id for the call, in every log line.
     call_id: String,
+    trace_id: String,
     history: Vec<Value>,
     preroll: VecDeque<Vec<u8>>,
     /// The caller's stretches of speech being recognised, oldest first;
@@ -281,13 +283,20 @@ struct Call {
 }
 
 impl Call {
-    fn new(shared: Arc<Shared>, settings: CallSettings, later: Later, call_id: String) -> Call {
+    fn new(
+        shared: Arc<Shared>,
+        settings: CallSettings,
+        later: Later,
+        call_id: String,
+        trace_id: String,
+    ) -> Call {
         let history = vec![json!({"role": "system", "content": settings.system_prompt})];
         Call {
             shared,
             settings,
             later,
             call_id,
+            trace_id,
             history,
             preroll: VecDeque::with_capacity(PREROLL_FRAMES),
             recognizing: VecDeque::new(),
@@ -420,7 +429,7 @@ impl Call {
                 self.unanswered = t.transcript.clone();
             }
             self.send_report(turn_report(&t, &p, true));
-            tracing::info!(call = %self.call_id, "voice agent: barge-in");
+            tracing::info!(call_id = %self.call_id, trace_id = %self.trace_id, "voice agent: barge-in");
         }
         // Speaking over the answer that ends the call (not the apology of
         // a broken one): the call goes on.
@@ -550,7 +559,7 @@ impl Call {
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
-                tracing::error!(call = %self.call_id, "voice agent: turn failed: {e}");
+                tracing::error!(call_id = %self.call_id, trace_id = %self.trace_id, "voice agent: turn failed: {e}");
                 self.broke(Broken::Llm, "the turn's task failed");
                 return;
             }
@@ -577,7 +586,7 @@ impl Call {
 
     fn send_report(&self, r: v1::ReportTurn) {
         tracing::info!(
-            call = %self.call_id,
+            call_id = %self.call_id, trace_id = %self.trace_id,
             transcript_ms = r.transcript_ms,
             first_token_ms = r.first_token_ms,
             first_audio_ms = r.first_audio_ms,
@@ -595,7 +604,7 @@ impl Call {
         if self.ending.is_some() || self.over {
             return;
         }
-        tracing::warn!(call = %self.call_id, "voice agent: {}: {detail}", why.name());
+        tracing::warn!(call_id = %self.call_id, trace_id = %self.trace_id, "voice agent: {}: {detail}", why.name());
         if let Some(t) = self.turn.take() {
             t.task.abort();
         }
