@@ -46,9 +46,14 @@ fi
 
 if [ -n "$fresh_rabbitmq" ]; then
   # The package starts a system broker (and an epmd on every address):
-  # the tests run their own node on loopback instead.
+  # the tests run their own node on loopback instead. Only the package's
+  # epmd is stopped: its service, or the one its broker started as the
+  # rabbitmq user; another user's epmd is left alone.
   (service rabbitmq-server stop || true) >/dev/null 2>&1
-  pkill -x epmd >/dev/null 2>&1 || true
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    (systemctl stop epmd.socket epmd.service || true) >/dev/null 2>&1
+  fi
+  pkill -x -u rabbitmq epmd >/dev/null 2>&1 || true
 fi
 
 if [ -n "$fresh_postgres" ]; then

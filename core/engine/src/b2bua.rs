@@ -1158,8 +1158,13 @@ impl<M: MediaPlane> B2bua<M> {
     ) {
         // RFC 3261 §8.2: scheme, Require, Max-Forwards, the URIs checked
         // on every request that starts a transaction.
+        // An offer or answer is SDP: another body in an INVITE or UPDATE
+        // (multipart included) gets 415 with Accept (§8.2.3), never a
+        // call set up as if it had no SDP.
+        let offers = matches!(req.method, Method::Invite | Method::Update);
         let policy = RequestPolicy {
             proxy: true,
+            content_types: offers.then_some(&["application/sdp"][..]),
             ..RequestPolicy::default()
         };
         if let Err(rejection) = check_request(req, &policy) {
@@ -1167,6 +1172,9 @@ impl<M: MediaPlane> B2bua<M> {
             let mut b = response_to(req, rejection.status(), &rejection.reason(), Some(&tag));
             if let Some((name, value)) = rejection.extra_header() {
                 b = b.header(name, &value);
+            }
+            if rejection.status() == 415 {
+                b = b.header(HeaderName::Accept, "application/sdp");
             }
             return self.respond(now, tx, b.finish());
         }

@@ -2201,6 +2201,39 @@ fn an_offer_the_switch_cannot_take_gets_488_with_a_warning() {
         .all(|s| !s.first_line().starts_with("SIP/2.0 488")));
 }
 
+#[test]
+fn an_offer_that_is_not_sdp_gets_415_with_accept() {
+    // RFC 4475 3.3.6 (invut), and a SIP-I style multipart body.
+    for (i, ct) in ["application/unknownformat", "multipart/mixed;boundary=b"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut net = Net::new();
+        let body = "--b\r\nContent-Type: application/sdp\r\n\r\nv=0\r\n--b--\r\n";
+        let invite = format!(
+            "INVITE sip:600@127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {ALICE};branch=z9hG4bKct{i}\r\nMax-Forwards: 70\r\n\
+             From: <sip:alice@127.0.0.2>;tag=fc\r\nTo: <sip:600@127.0.0.1>\r\n\
+             Call-ID: ct-{i}@127.0.0.2\r\nCSeq: 1 INVITE\r\n\
+             Content-Type: {ct}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let sent = net.send(ALICE, &invite);
+        let refused = only(&sent, ALICE, "SIP/2.0 415");
+        assert_eq!(
+            refused.header(HeaderName::Accept),
+            "application/sdp",
+            "{ct}"
+        );
+        assert!(
+            !net.events()
+                .iter()
+                .any(|e| matches!(e, Event::Route { .. })),
+            "{ct}: routed"
+        );
+    }
+}
+
 /// A bridged call brought up (INVITE, B's 200, A's ACK); the call and
 /// B's INVITE as sent.
 fn up_call(net: &mut Net) -> (CallRef, String) {

@@ -172,11 +172,21 @@ impl Engine {
         }
     }
 
-    /// Registers a socket.
+    /// Registers a socket (RTP: a datagram over 2,048 bytes is dropped,
+    /// counted as truncated).
     pub fn add(&mut self, sock: std::net::UdpSocket) -> std::io::Result<Token> {
         match self {
             Engine::Uring(e) => e.add(sock),
             Engine::Epoll(e) => e.add(sock),
+        }
+    }
+
+    /// Registers a socket whose datagrams may be of any size up to
+    /// 65,535 bytes (SIP over UDP).
+    pub fn add_large(&mut self, sock: std::net::UdpSocket) -> std::io::Result<Token> {
+        match self {
+            Engine::Uring(e) => e.add_large(sock),
+            Engine::Epoll(e) => e.add_large(sock),
         }
     }
 

@@ -17,6 +17,10 @@ use crate::sys;
 /// Largest datagram the receive buffers take whole.
 pub const MAX_DATAGRAM: usize = 2048;
 
+/// Largest datagram a socket added with `add_large` takes whole: any UDP
+/// datagram (SIP over UDP may be up to 65,535 bytes).
+pub const MAX_LARGE_DATAGRAM: usize = 65_535;
+
 const NAME_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
 
 /// A per-core packet engine on epoll.
@@ -24,6 +28,10 @@ const NAME_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_storage>() 
 pub struct EpollEngine {
     epfd: OwnedFd,
     sockets: Vec<Option<UdpSocket>>,
+    /// Per slot: its socket's datagrams may be of any size (read one by
+    /// one into `large_buf`).
+    large: Vec<bool>,
+    large_buf: Vec<u8>,
     batch: usize,
     bufs: Vec<u8>,
     names: Vec<libc::sockaddr_storage>,
@@ -70,6 +78,8 @@ impl EpollEngine {
         let mut e = EpollEngine {
             epfd,
             sockets: Vec::new(),
+            large: Vec::new(),
+            large_buf: Vec::new(),
             batch,
             bufs: vec![0; batch * MAX_DATAGRAM],
             names: vec![sys::zeroed_storage(); batch],
@@ -108,8 +118,23 @@ impl EpollEngine {
         Ok(e)
     }
 
-    /// Registers a socket (it should be non-blocking) for receiving.
+    /// Registers a socket (it should be non-blocking) for receiving. A
+    /// datagram longer than [`MAX_DATAGRAM`] is dropped (and counted as
+    /// truncated): for RTP.
     pub fn add(&mut self, sock: UdpSocket) -> io::Result<Token> {
+        self.add_with(sock, false)
+    }
+
+    /// Registers a socket whose datagrams may be of any size (SIP over
+    /// UDP), received one by one.
+    pub fn add_large(&mut self, sock: UdpSocket) -> io::Result<Token> {
+        if self.large_buf.is_empty() {
+            self.large_buf = vec![0; MAX_LARGE_DATAGRAM];
+        }
+        self.add_with(sock, true)
+    }
+
+    fn add_with(&mut self, sock: UdpSocket, large: bool) -> io::Result<Token> {
         sock.set_nonblocking(true)?;
         let slot = self.sockets.iter().position(Option::is_none);
         let token = Token(slot.unwrap_or(self.sockets.len()));
@@ -131,8 +156,14 @@ impl EpollEngine {
             return Err(io::Error::last_os_error());
         }
         match slot {
-            Some(i) => self.sockets[i] = Some(sock),
-            None => self.sockets.push(Some(sock)),
+            Some(i) => {
+                self.sockets[i] = Some(sock);
+                self.large[i] = large;
+            }
+            None => {
+                self.sockets.push(Some(sock));
+                self.large.push(large);
+            }
         }
         Ok(token)
     }
@@ -209,10 +240,43 @@ impl EpollEngine {
             let Some(fd) = self.socket(token).map(AsRawFd::as_raw_fd) else {
                 continue;
             };
-            received += self.drain(fd, token, now, handler)?;
+            received += if self.large[token.0] {
+                self.drain_large(token, now, handler)?
+            } else {
+                self.drain(fd, token, now, handler)?
+            };
         }
         self.flush()?;
         Ok(received)
+    }
+
+    /// Receives from a large socket until it would block, a datagram at
+    /// a time.
+    fn drain_large(
+        &mut self,
+        token: Token,
+        now: Instant,
+        handler: &mut impl PacketHandler,
+    ) -> io::Result<usize> {
+        let Some(sock) = self.sockets.get(token.0).and_then(Option::as_ref) else {
+            return Ok(0);
+        };
+        let mut total = 0;
+        loop {
+            match sock.recv_from(&mut self.large_buf) {
+                Ok((n, from)) => {
+                    self.stats.receive_calls += 1;
+                    self.stats.received += 1;
+                    total += 1;
+                    handler.on_packet(token, from, &mut self.large_buf[..n], now, &mut self.outbox);
+                }
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => return Ok(total),
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused => {}
+                    _ => return Err(e),
+                },
+            }
+        }
     }
 
     /// Receives from one socket until it would block.

@@ -47,8 +47,17 @@ use crate::sys;
 const NAME_LEN: usize = std::mem::size_of::<libc::sockaddr_storage>();
 /// `io_uring_recvmsg_out` (four u32) + source address + payload.
 const BUF_LEN: usize = 16 + NAME_LEN + MAX_DATAGRAM;
+/// The same for a socket added with [`UringEngine::add_large`]: a UDP
+/// datagram of any size (SIP over UDP may be up to 65,535 bytes).
+const LARGE_BUF_LEN: usize = 16 + NAME_LEN + crate::epoll::MAX_LARGE_DATAGRAM;
+/// Large receive buffers: few sockets take them (SIP), and a buffer's
+/// pages are touched only as far as its datagram reaches.
+const LARGE_BUFFERS: u16 = 256;
 const BGID: u16 = 0;
+const LARGE_BGID: u16 = 1;
 const SEND_BIT: u64 = 1 << 63;
+/// In a receive's user data: its buffers come from the large ring.
+const LARGE_BIT: u64 = 1 << 62;
 
 /// Counters only this backend has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -73,10 +82,12 @@ struct BufRing {
     slab_layout: Layout,
     mask: u16,
     tail: u16,
+    /// Bytes of each buffer.
+    len: usize,
 }
 
 impl BufRing {
-    fn new(count: u16) -> io::Result<BufRing> {
+    fn new(count: u16, len: usize) -> io::Result<BufRing> {
         let size = usize::from(count) * std::mem::size_of::<BufRingEntry>();
         let layout = Layout::from_size_align(size.max(4096), 4096)
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
@@ -85,7 +96,7 @@ impl BufRing {
         if entries.is_null() {
             return Err(io::Error::from(io::ErrorKind::OutOfMemory));
         }
-        let slab_layout = Layout::from_size_align(usize::from(count) * BUF_LEN, 64)
+        let slab_layout = Layout::from_size_align(usize::from(count) * len, 64)
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         // SAFETY: the layout has a non-zero size (count ≥ 8).
         let slab = unsafe { alloc_zeroed(slab_layout) };
@@ -101,6 +112,7 @@ impl BufRing {
             slab_layout,
             mask: count - 1,
             tail: 0,
+            len,
         };
         for bid in 0..count {
             ring.push(bid);
@@ -114,11 +126,11 @@ impl BufRing {
         let slot = usize::from(self.tail & self.mask);
         // SAFETY: `bid` is below the buffer count, so the offset stays
         // inside the slab allocation.
-        let addr = unsafe { self.slab.add(usize::from(bid) * BUF_LEN) } as u64;
+        let addr = unsafe { self.slab.add(usize::from(bid) * self.len) } as u64;
         // SAFETY: `slot` is below the entry count the allocation holds.
         let e = unsafe { &mut *self.entries.add(slot) };
         e.set_addr(addr);
-        e.set_len(BUF_LEN as u32);
+        e.set_len(self.len as u32);
         e.set_bid(bid);
         self.tail = self.tail.wrapping_add(1);
     }
@@ -150,6 +162,10 @@ impl Drop for BufRing {
 pub struct UringEngine {
     ring: IoUring,
     bufs: BufRing,
+    /// Buffers of [`LARGE_BUF_LEN`] for sockets added with `add_large`.
+    large_bufs: BufRing,
+    /// Per slot: its socket takes large buffers.
+    large: Vec<bool>,
     /// The msghdr template of every multishot receive (name length only);
     /// boxed so its address stays fixed while operations are armed.
     recv_hdr: Box<libc::msghdr>,
@@ -218,12 +234,19 @@ impl UringEngine {
                 Err(_) => (IoUring::builder().setup_cqsize(cq).build(256)?, "plain"),
             },
         };
-        let bufs = BufRing::new(count)?;
-        // SAFETY: the entries and slab live in `bufs`, which the engine
-        // keeps until after the ring is dropped.
+        let bufs = BufRing::new(count, BUF_LEN)?;
+        let large_bufs = BufRing::new(LARGE_BUFFERS, LARGE_BUF_LEN)?;
+        // SAFETY: the entries and slabs live in `bufs` and `large_bufs`,
+        // which the engine keeps until after the ring is dropped.
         unsafe {
             ring.submitter()
                 .register_buf_ring_with_flags(bufs.entries as u64, count, BGID, 0)?;
+            ring.submitter().register_buf_ring_with_flags(
+                large_bufs.entries as u64,
+                LARGE_BUFFERS,
+                LARGE_BGID,
+                0,
+            )?;
         }
         // SAFETY: msghdr is plain old data; zero is a valid start.
         let mut recv_hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
@@ -231,6 +254,8 @@ impl UringEngine {
         Ok(UringEngine {
             ring,
             bufs,
+            large_bufs,
+            large: Vec::new(),
             recv_hdr,
             sockets: Vec::new(),
             generations: Vec::new(),
@@ -249,16 +274,32 @@ impl UringEngine {
         })
     }
 
-    /// Registers a socket for receiving; its receive is armed at the next turn.
+    /// Registers a socket for receiving; its receive is armed at the next
+    /// turn. A datagram longer than [`MAX_DATAGRAM`] is dropped (and
+    /// counted as truncated): for RTP.
     pub fn add(&mut self, sock: UdpSocket) -> io::Result<Token> {
+        self.add_with(sock, false)
+    }
+
+    /// Registers a socket whose datagrams may be of any size (SIP over
+    /// UDP): they are received into the large buffers.
+    pub fn add_large(&mut self, sock: UdpSocket) -> io::Result<Token> {
+        self.add_with(sock, true)
+    }
+
+    fn add_with(&mut self, sock: UdpSocket, large: bool) -> io::Result<Token> {
         sock.set_nonblocking(true)?;
         let slot = self.sockets.iter().position(Option::is_none);
         let token = Token(slot.unwrap_or(self.sockets.len()));
         match slot {
-            Some(i) => self.sockets[i] = Some(sock),
+            Some(i) => {
+                self.sockets[i] = Some(sock);
+                self.large[i] = large;
+            }
             None => {
                 self.sockets.push(Some(sock));
                 self.generations.push(0);
+                self.large.push(large);
             }
         }
         self.to_arm.push(token);
@@ -269,9 +310,11 @@ impl UringEngine {
     /// socket is closed; completions for the token after that are ignored.
     pub fn remove(&mut self, token: Token) -> Option<UdpSocket> {
         let sock = self.sockets.get_mut(token.0)?.take()?;
-        let cancel = opcode::AsyncCancel::new(token.0 as u64)
-            .build()
-            .user_data(u64::MAX);
+        let armed = self.user_data(token);
+        // The slot's next socket gets a new generation: what completes
+        // for this one from now on is not taken for the next one's.
+        self.generations[token.0] = self.generations[token.0].wrapping_add(1);
+        let cancel = opcode::AsyncCancel::new(armed).build().user_data(u64::MAX);
         // SAFETY: the cancel entry carries no pointers.
         let _ = unsafe { self.ring.submission().push(&cancel) };
         if !self.disabled {
@@ -280,9 +323,11 @@ impl UringEngine {
         Some(sock)
     }
 
-    /// What a receive's completions carry: slot and generation.
+    /// What a receive's completions carry: slot, generation, and which
+    /// ring its buffers come from.
     fn user_data(&self, token: Token) -> u64 {
-        u64::from(self.generations[token.0] & 0x7fff_ffff) << 32 | token.0 as u64
+        let large = if self.large[token.0] { LARGE_BIT } else { 0 };
+        large | u64::from(self.generations[token.0] & 0x3fff_ffff) << 32 | token.0 as u64
     }
 
     /// Queues a datagram, sent by the next turn's `io_uring_enter`, the
@@ -317,7 +362,12 @@ impl UringEngine {
             let Some(fd) = self.socket(token).map(AsRawFd::as_raw_fd) else {
                 continue;
             };
-            let e = opcode::RecvMsgMulti::new(Fd(fd), &*self.recv_hdr, BGID)
+            let group = if self.large[token.0] {
+                LARGE_BGID
+            } else {
+                BGID
+            };
+            let e = opcode::RecvMsgMulti::new(Fd(fd), &*self.recv_hdr, group)
                 .build()
                 .user_data(self.user_data(token));
             // SAFETY: `recv_hdr` is boxed and lives as long as the engine;
@@ -384,6 +434,7 @@ impl UringEngine {
         completions.clear();
         self.deferred = completions;
         self.bufs.publish();
+        self.large_bufs.publish();
         Ok(received)
     }
 
@@ -419,14 +470,21 @@ impl UringEngine {
             return 0;
         };
         let mut handed = 0;
+        // The ring the buffer came from: the receive's own (its user
+        // data says), whatever the slot holds now.
+        let ring = if data & LARGE_BIT != 0 {
+            &mut self.large_bufs
+        } else {
+            &mut self.bufs
+        };
         if res >= 0 && live {
-            let len = (res as usize).min(BUF_LEN);
-            // SAFETY: the completion hands buffer `bid` to us: the kernel
-            // has finished writing its first `len` bytes and will not touch
-            // it again until it is pushed back below, after the last use
-            // of this slice; no other reference to it exists.
+            let len = (res as usize).min(ring.len);
+            // SAFETY: the completion hands buffer `bid` of `ring` to us:
+            // the kernel has finished writing its first `len` bytes and
+            // will not touch it again until it is pushed back below, after
+            // the last use of this slice; no other reference to it exists.
             let buf = unsafe {
-                std::slice::from_raw_parts_mut(self.bufs.slab.add(usize::from(bid) * BUF_LEN), len)
+                std::slice::from_raw_parts_mut(ring.slab.add(usize::from(bid) * ring.len), len)
             };
             let parsed = RecvMsgOut::parse(buf, &self.recv_hdr).ok().map(|m| {
                 (
@@ -460,7 +518,7 @@ impl UringEngine {
                 }
             }
         }
-        self.bufs.push(bid);
+        ring.push(bid);
         handed
     }
 

@@ -1271,7 +1271,7 @@ pub(crate) fn run(
     status.ready.store(true, Ordering::Relaxed);
     let local = sip.local_addr()?;
     let sender = sip.try_clone()?;
-    let sip_token = engine.add(sip)?;
+    let sip_token = engine.add_large(sip)?;
     // Its datagrams only end the engine's wait: TCP messages are waiting.
     let wake_token = engine.add(wake)?;
     let mut cfg = B2buaConfig::new(local, random_u64());
@@ -1279,7 +1279,7 @@ pub(crate) fn run(
         cfg.b_local = Some(o.local_addr()?);
         cfg.token_prefix = worker_prefix(index);
     }
-    let own_token = own.map(|o| engine.add(o)).transpose()?;
+    let own_token = own.map(|o| engine.add_large(o)).transpose()?;
     cfg.max_calls = max_calls;
     cfg.max_cps = max_cps;
     cfg.max_call_duration = max_call_duration;

@@ -25,16 +25,22 @@ use serde_json::Value;
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// The broker's and the database's URLs, or `None` (skipped) when the
-/// test command did not start them; required with
-/// `SENTIRIC_REQUIRE_BROKER=1`.
+/// test command did not start them; each required by its own switch
+/// (`SENTIRIC_REQUIRE_BROKER=1`, `SENTIRIC_REQUIRE_POSTGRES=1`, both set
+/// by the test command): a missing one then fails the test.
 fn services() -> Option<(String, String)> {
     let amqp = std::env::var("SENTIRIC_TEST_AMQP").unwrap_or_default();
     let pg = std::env::var("SENTIRIC_TEST_POSTGRES").unwrap_or_default();
+    let required = |name: &str| std::env::var(name).as_deref() == Ok("1");
+    assert!(
+        !(amqp.is_empty() && required("SENTIRIC_REQUIRE_BROKER")),
+        "SENTIRIC_TEST_AMQP is needed (SENTIRIC_REQUIRE_BROKER=1)"
+    );
+    assert!(
+        !(pg.is_empty() && required("SENTIRIC_REQUIRE_POSTGRES")),
+        "SENTIRIC_TEST_POSTGRES is needed (SENTIRIC_REQUIRE_POSTGRES=1)"
+    );
     if amqp.is_empty() || pg.is_empty() {
-        assert!(
-            std::env::var("SENTIRIC_REQUIRE_BROKER").as_deref() != Ok("1"),
-            "SENTIRIC_TEST_AMQP and SENTIRIC_TEST_POSTGRES are needed"
-        );
         eprintln!("skipped: no broker or database");
         return None;
     }

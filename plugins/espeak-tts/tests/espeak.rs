@@ -57,7 +57,33 @@ fn speech_comes_in_20_ms_chunks_at_the_rate_asked_for() {
         .synthesize(&text(&"This goes on and on. ".repeat(40), 0))
         .unwrap();
     assert!(long.next().unwrap().is_ok());
+    let running = espeak_children();
+    assert_eq!(running.len(), 1, "{running:?}");
     drop(long);
+    // Killed and reaped at once: no process left, not even a zombie.
+    assert_eq!(espeak_children(), Vec::<String>::new());
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", running[0])).exists(),
+        "espeak-ng {} still there",
+        running[0]
+    );
+}
+
+/// This process's espeak-ng children (their pids), zombies included.
+fn espeak_children() -> Vec<String> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let pid = e.ok()?.file_name().into_string().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // pid (comm) state ppid …: the command may hold spaces.
+            let (head, rest) = stat.rsplit_once(") ")?;
+            let comm = head.split_once(" (")?.1;
+            let ppid = rest.split(' ').nth(1)?;
+            (comm == "espeak-ng" && ppid == me).then_some(pid)
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
