@@ -77,7 +77,9 @@ fn rounds(dir: &std::path::Path) -> Vec<Vec<String>> {
         .collect();
     files.sort();
     assert_eq!(files.len(), 50, "{files:?}");
-    let mut rounds: Vec<(std::collections::HashSet<(String, String)>, Vec<String>)> = Vec::new();
+    // Each round: the (Via, method) pairs it holds, and its files.
+    type Round = (std::collections::HashSet<(String, String)>, Vec<String>);
+    let mut rounds: Vec<Round> = Vec::new();
     for file in files {
         let bytes = std::fs::read(dir.join(&file)).unwrap();
         let text = String::from_utf8_lossy(&bytes);
