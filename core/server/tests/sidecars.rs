@@ -8,7 +8,8 @@
 //! the fallback at once; a decision's headers, codec preference, tags
 //! (one from the INVITE's User-Agent, passed to the plugin) and redirect
 //! reach the target's INVITE, the CDR and the caller; a call answered by an
-//! agent (the sidecar's own echo conversation) hears what it plays; the
+//! agent (the sidecar's own echo conversation) hears what it plays, and a
+//! caller who speaks stops an agent talking (the switch's own barge-in); the
 //! Python example
 //! sidecar (grpcio) routes calls through the switch as well.
 
@@ -44,7 +45,67 @@ impl sentiric_plugin_sdk::Agent for Slow {
         if start.params.get("greeting").map(String::as_str) != Some("hello") {
             return Err(PluginError::new("no greeting"));
         }
+        if start.params.contains_key("talk") {
+            return Ok(Box::new(Talker::default()));
+        }
         Ok(Box::new(Echo))
+    }
+}
+
+/// An agent that talks on and on: eight seconds of a 500 Hz tone from the
+/// caller's first frame, never stopped by itself whatever the caller
+/// does. How its play ended, and when the switch said the caller spoke,
+/// go into the CDR's tags.
+#[derive(Default)]
+struct Talker {
+    playing: bool,
+}
+
+impl sentiric_plugin_sdk::Conversation for Talker {
+    fn input(
+        &mut self,
+        input: v1::call_input::Input,
+        actions: &mut Vec<v1::CallAction>,
+    ) -> Result<(), PluginError> {
+        use v1::call_action::Action;
+        use v1::call_input::Input;
+        let tags = |k: &str, v: String| {
+            Action::CdrTags(v1::SetCdrTags {
+                tags: [(k.to_string(), v)].into(),
+            })
+        };
+        let action = match input {
+            Input::Audio(_) if !self.playing => {
+                self.playing = true;
+                let pcm = (0..16_000 * 8)
+                    .map(|i| {
+                        (8000.0 * (std::f64::consts::TAU * 500.0 * f64::from(i) / 16_000.0).sin())
+                            as i16
+                    })
+                    .flat_map(i16::to_le_bytes)
+                    .collect();
+                Action::Play(v1::PlayAudio {
+                    id: "talk".into(),
+                    pcm,
+                    last: true,
+                })
+            }
+            Input::SpeechStarted(s) => tags("speech_started_ms", s.time_ms.to_string()),
+            Input::PlaybackDone(d) => tags(
+                "playback",
+                if d.interrupted {
+                    "interrupted"
+                } else {
+                    "complete"
+                }
+                .to_string(),
+            ),
+            _ => return Ok(()),
+        };
+        actions.push(v1::CallAction {
+            action: Some(action),
+        });
+        Ok(())
     }
 }
 
@@ -105,12 +166,17 @@ impl Dialplan for Slow {
                 ..v1::RouteDecision::default()
             });
         }
-        if request.user == "agent" {
+        if request.user == "agent" || request.user == "talker" {
+            let mut params: std::collections::HashMap<String, String> =
+                [("greeting".to_string(), "hello".to_string())].into();
+            if request.user == "talker" {
+                params.insert("talk".into(), "on".into());
+            }
             return Ok(v1::RouteDecision {
                 action: Some(v1::route_decision::Action::Answer(v1::Answer {
                     app: Some(v1::answer::App::Agent(v1::ConnectAgent {
                         plugin: "prefix".into(),
-                        params: [("greeting".to_string(), "hello".to_string())].into(),
+                        params,
                     })),
                 })),
                 rule: "the agent".into(),
@@ -556,6 +622,63 @@ fn calls_beyond_max_in_flight_take_the_fallback_without_waiting() {
         Some(1.0)
     );
     assert!(!sw.lines("1 calls waiting on it").is_empty());
+    drop(sidecar);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The switch's own barge-in: a caller who speaks while the agent talks
+/// stops the agent's play at once — the switch does it, and tells the
+/// agent its play was interrupted; the agent itself never stops.
+#[test]
+fn a_caller_who_speaks_stops_the_agent_talking() {
+    let dir = setup("barge-in", "[default]\ncode = 404\n");
+    let sidecar = Sidecar::start("127.0.0.1:0", &dir.join("certs"), &dir.join("routes.toml"));
+    let sw = with_sidecar(18_400, &dir, sidecar.addr, "");
+    // Two seconds of silence, then the caller speaks.
+    let speech = common::said("Excuse me, can I ask something?", 2000);
+    let (play, record) = (dir.join("speak.wav"), dir.join("heard.wav"));
+    std::fs::write(&play, common::wav_bytes(&speech)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+        .args([
+            "call",
+            &format!("sip:talker@{}", sw.addr),
+            "--duration",
+            "6",
+        ])
+        .arg("--play")
+        .arg(&play)
+        .arg("--record")
+        .arg(&record)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // What the caller heard (the recording holds the packets that came):
+    // the agent's tone while the caller was quiet, then nothing — its
+    // eight seconds cut short soon after the caller began, at 2 s.
+    let heard = common::wav_samples(&std::fs::read(&record).unwrap());
+    let secs = heard.len() as f64 / 8000.0;
+    assert!(
+        (2.0..3.2).contains(&secs),
+        "the agent talked for {secs:.2} s"
+    );
+    let window = &heard[4000..15_200];
+    let rms =
+        (window.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / window.len() as f64).sqrt();
+    assert!(rms > 2000.0, "the agent's tone before: rms {rms:.0}");
+    assert!(common::share_at(window, 500.0) > 0.9);
+    let cdr = common::cdrs(&sw, 1, Duration::from_secs(10));
+    let tags: serde_json::Value =
+        serde_json::from_str(cdr[0]["tags"].as_str().unwrap_or("{}")).unwrap();
+    assert_eq!(tags["playback"], "interrupted", "{cdr:#?}");
+    let spoke: u64 = tags["speech_started_ms"].as_str().unwrap().parse().unwrap();
+    assert!(
+        (2000..3000).contains(&spoke),
+        "speech started at {spoke} ms"
+    );
     drop(sidecar);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{cdrs, python, rtp, wav_bytes, wav_samples, Switch};
+use common::{cdrs, python, rtp, said, wav_bytes, wav_samples, Switch};
 
 /// A binary of the workspace's, built beside this test.
 fn bin(name: &str) -> PathBuf {
@@ -38,28 +38,6 @@ fn free() -> SocketAddr {
         .unwrap()
         .local_addr()
         .unwrap()
-}
-
-/// `text` as espeak-ng says it: 8 kHz samples, after `lead_ms` of
-/// silence.
-fn said(text: &str, lead_ms: usize) -> Vec<i16> {
-    let tmp = std::env::temp_dir().join(format!("sentiric-said-{}.wav", std::process::id()));
-    let ok = Command::new("espeak-ng")
-        .arg("-w")
-        .arg(&tmp)
-        .arg(text)
-        .status()
-        .expect("espeak-ng (the test command installs it)");
-    assert!(ok.success());
-    let wav = sentiric_media::wav::Wav::parse(&std::fs::read(&tmp).unwrap()).unwrap();
-    let _ = std::fs::remove_file(&tmp);
-    let mut player = sentiric_media::wav::WavPlayer::new(&wav, 8000).unwrap();
-    let mut out = vec![0i16; lead_ms * 8];
-    let mut frame = Vec::new();
-    while player.next_frame(&mut frame) {
-        out.extend_from_slice(&frame);
-    }
-    out
 }
 
 /// A process killed when dropped.
