@@ -206,6 +206,99 @@ fn the_outbox_survives_a_kill_and_the_next_start_goes_on_after_it() {
     assert_eq!(kind(&after[before.len()]), "NodeStarted");
 }
 
+/// Killed with -9 while calls go on, their events on their way to the
+/// outbox: what is lost is at most what the events thread held in memory
+/// (`[events] batch_ms`, 50 ms here): every call that ended well before
+/// the kill has all its events on disk, none is damaged, and the next
+/// start goes on after them.
+#[test]
+fn a_kill_while_events_are_in_flight_loses_at_most_the_last_batch() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let sw = Switch::start(Some(&config(18_600)), &[]);
+    let (addr, stop) = (sw.addr, Arc::new(AtomicBool::new(false)));
+    let ended: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    // The call in progress, to end it once the switch is gone (it would
+    // wait out its INVITE's 32 s otherwise).
+    let current = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let caller = {
+        let (stop, ended, current) = (Arc::clone(&stop), Arc::clone(&ended), Arc::clone(&current));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let child = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+                    .args(["call", &format!("sip:busy@{addr}")])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap();
+                current.store(child.id(), Ordering::Relaxed);
+                let out = child.wait_with_output().unwrap();
+                // 486: the call is over for the caller, its CallEnded
+                // sent to the events thread.
+                if String::from_utf8_lossy(&out.stdout).contains("\"status\":486") {
+                    ended.lock().unwrap().push(Instant::now());
+                }
+            }
+        })
+    };
+    // Calls for a second and a half, then the kill in the middle of them.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut sw = sw;
+    let killed_at = Instant::now();
+    sw.child.kill().unwrap();
+    sw.child.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    while !caller.is_finished() {
+        let _ = Command::new("kill")
+            .args(["-9", &current.load(Ordering::Relaxed).to_string()])
+            .status();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    caller.join().unwrap();
+    let ended = ended.lock().unwrap().clone();
+    // Ended well before the kill: past the batch window and the events
+    // thread's wake-up on a busy machine.
+    let settled = ended
+        .iter()
+        .filter(|t| killed_at.duration_since(**t) > Duration::from_millis(50 + 450))
+        .count();
+    assert!(settled >= 5, "only {settled} calls before the kill");
+    let events = sw.events();
+    let of = |k: &str| events.iter().filter(|e| kind(e) == k).collect::<Vec<_>>();
+    let (started, finished) = (of("CallStarted"), of("CallEnded"));
+    assert!(
+        finished.len() >= settled,
+        "{} calls' ends on disk, {settled} ended before the kill",
+        finished.len()
+    );
+    assert!(finished.len() <= ended.len() + 1, "more ends than calls");
+    // Each end on disk comes after its call's start (one write keeps the
+    // order); nothing undecodable.
+    for e in &finished {
+        let id = e["call_id"].as_str().unwrap();
+        assert!(started.iter().any(|s| s["call_id"] == id), "{id}: no start");
+    }
+    assert!(
+        events.iter().all(|e| e.get("undecodable").is_none()),
+        "damaged records"
+    );
+    // The next start takes the outbox as it was.
+    let dir = sw.events.clone();
+    let keep = dir.with_extension("kept-in-flight");
+    let _ = std::fs::remove_dir_all(&keep);
+    std::fs::rename(&dir, &keep).unwrap();
+    drop(sw);
+    let again = Switch::start_with_events(Some(&config(18_600)), &[], keep);
+    let end = Instant::now() + Duration::from_secs(3);
+    let mut after = again.events();
+    while after.len() <= events.len() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+        after = again.events();
+    }
+    assert_eq!(&after[..events.len()], &events[..], "kept as it was");
+    assert_eq!(kind(&after[events.len()]), "NodeStarted");
+}
+
 /// The embedded default: no broker, and the switch writes its calls' CDRs
 /// itself (SQLite, through the same store as `sentiric cdr`), then
 /// confirms the events it folded.
