@@ -425,19 +425,7 @@ fn a_bridged_call_from_invite_to_bye() {
 #[test]
 fn bye_from_the_callee() {
     let mut net = Net::new();
-    let (call, _) = net.alice_calls("600", 70);
-    let sent = net.bridge(call, &["sip:bob@127.0.0.3:5070"], Duration::from_secs(30));
-    let invite = only(&sent, BOB, "INVITE").text.clone();
-    let invite = Sent {
-        to: addr(BOB),
-        text: invite,
-        from_b: false,
-        stream: false,
-    };
-    let sent = net.answer(BOB, &invite, "200 OK", "tb", Some(sdp("127.0.0.3", 20000)));
-    let a_tag = tag_of(&only(&sent, ALICE, "SIP/2.0 200").header(HeaderName::To));
-    net.send(ALICE, &a_request("ACK", &a_tag, 10, "a2"));
-    net.events();
+    let (call, invite) = up_call(&mut net);
 
     let bye = format!(
         "BYE sip:{SWITCH} SIP/2.0\r\nVia: SIP/2.0/UDP {BOB};branch=z9hG4bKb9\r\nMax-Forwards: 70\r\n\
@@ -2236,7 +2224,7 @@ fn an_offer_that_is_not_sdp_gets_415_with_accept() {
 
 /// A bridged call brought up (INVITE, B's 200, A's ACK); the call and
 /// B's INVITE as sent.
-fn up_call(net: &mut Net) -> (CallRef, String) {
+fn up_call(net: &mut Net) -> (CallRef, Sent) {
     let (call, _) = net.alice_calls("bob", 70);
     let sent = net.bridge(call, &["sip:bob@127.0.0.3:5070"], Duration::from_secs(30));
     let invite = only(&sent, BOB, "INVITE").text.clone();
@@ -2250,7 +2238,7 @@ fn up_call(net: &mut Net) -> (CallRef, String) {
     let a_tag = tag_of(&only(&sent, ALICE, "SIP/2.0 200 OK").header(HeaderName::To));
     net.send(ALICE, &a_request("ACK", &a_tag, 10, "a2"));
     net.events();
-    (call, invite.text)
+    (call, invite)
 }
 
 /// A call that carries no RTP can still be checked: an OPTIONS in each
