@@ -703,7 +703,7 @@ Exit status: 0 stopped; 1 failed; 2 a wrong command line or a file it cannot rea
 )]
 struct Cli {
     /// Where it serves (port 0: the kernel's choice, printed)
-    #[arg(long, value_name = "IP:PORT")]
+    #[arg(long, value_name = "IP:PORT", value_parser = ip_port)]
     listen: SocketAddr,
     /// A directory with ca.pem, sidecar.pem and sidecar-key.pem (as
     /// `sentiric certs init DIR` makes them)
@@ -721,6 +721,13 @@ struct Cli {
     /// The plugin's configuration
     #[arg(long, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
+}
+
+/// An address with its port, said so when the port is missing.
+fn ip_port(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| {
+        format!("IP:PORT expected (an address and a port, e.g. 127.0.0.1:7443), got {s:?}")
+    })
 }
 
 /// What a sidecar binary is started with:
@@ -806,7 +813,7 @@ pub fn main<P: Plugin>(name: &str) -> std::process::ExitCode {
         .unwrap_or_else(|| name.to_string());
     let matches = <Cli as clap::CommandFactory>::command()
         .name(bin.clone())
-        .bin_name(bin)
+        .bin_name(bin.clone())
         .get_matches();
     let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(c) => c,
@@ -815,7 +822,7 @@ pub fn main<P: Plugin>(name: &str) -> std::process::ExitCode {
     let args = match Args::from_cli(cli) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("{name}: {e}");
+            eprintln!("{bin}: {e}");
             return std::process::ExitCode::from(2);
         }
     };

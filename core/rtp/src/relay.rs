@@ -387,9 +387,11 @@ impl<K: Copy> RelayLeg<K> {
 /// How a leg's incoming stream fared (RFC 3550 §6.4.1 measures).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LegQuality {
-    /// Packets received.
+    /// Packets received from the leg's latched source, every one (RFC
+    /// 3550's statistics leave out the first, its probation).
     pub received: u32,
-    /// Packets expected less packets received (negative with duplicates).
+    /// Packets the sequence numbers say were sent less those received
+    /// (RFC 3550 A.3; negative with duplicates).
     pub lost: i32,
     /// Interarrival jitter.
     pub jitter: std::time::Duration,
@@ -561,9 +563,10 @@ impl<K: Copy + Eq + std::hash::Hash> Relay<K> {
 
     /// How the stream received on `key` fared: received, lost, jitter.
     pub fn quality(&self, key: K) -> Option<LegQuality> {
-        let s = self.legs.get(&key)?.stats.as_ref()?;
+        let leg = self.legs.get(&key)?;
+        let s = leg.stats.as_ref()?;
         Some(LegQuality {
-            received: s.received(),
+            received: u32::try_from(leg.filter.counters().accepted).unwrap_or(u32::MAX),
             lost: s.lost(),
             jitter: s.jitter_duration(),
         })
@@ -843,8 +846,9 @@ mod tests {
         );
         r.bridge(a, b, LatchPolicy::AnySource);
         assert_eq!(r.quality(1), None, "nothing received yet");
-        // Sequence 1, 2, 3, 5 on time: one lost, no jitter (RFC 3550 A.1
-        // counts from the packet that ends the source's probation).
+        // Sequence 1, 2, 3, 5 on time: four received, one lost (RFC 3550
+        // A.1 counts the loss from the packet that ends the source's
+        // probation), no jitter.
         for (i, seq) in [1u16, 2, 3, 5].into_iter().enumerate() {
             let mut p = pkt(7, seq, u32::from(seq) * 160);
             let at = t0 + std::time::Duration::from_millis(20 * u64::from(seq));
@@ -854,7 +858,7 @@ mod tests {
             );
         }
         let q = r.quality(1).unwrap();
-        assert_eq!((q.received, q.lost), (3, 1));
+        assert_eq!((q.received, q.lost), (4, 1));
         assert!(
             q.jitter < std::time::Duration::from_micros(200),
             "{:?}",

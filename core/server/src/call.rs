@@ -311,7 +311,16 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
     let te = te.unwrap_or(101);
 
     // Media: 20 ms frames out, everything heard decoded and recorded.
-    let duration = args.duration.unwrap_or(Duration::from_secs(5));
+    // Without --duration: until the played file ends (and half a second
+    // more, for its echo to come back), or 5 s of test tone.
+    let duration = args
+        .duration
+        .unwrap_or(Duration::from_secs(if args.play.is_some() {
+            24 * 3600
+        } else {
+            5
+        }));
+    let mut file_ended: Option<Instant> = None;
     let mut player = player;
     // 440 Hz at -16 dBFS, half a second on, half off.
     let mut tone = args
@@ -341,7 +350,11 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
     sip.sock
         .set_read_timeout(Some(Duration::from_millis(1)))
         .map_err(|e| e.to_string())?;
-    while media_start.elapsed() < duration && !remote_bye {
+    while media_start.elapsed() < duration
+        && !remote_bye
+        && !(args.duration.is_none()
+            && file_ended.is_some_and(|t| t.elapsed() >= Duration::from_millis(500)))
+    {
         let now = Instant::now();
         if now >= next_frame {
             next_frame += Duration::from_millis(20);
@@ -368,6 +381,9 @@ pub(crate) fn run(args: &CallArgs) -> Result<bool, String> {
                 None => {
                     dtmf = None;
                     let playing = player.as_mut().is_some_and(|p| p.next_frame(&mut pcm));
+                    if !playing && player.is_some() && file_ended.is_none() {
+                        file_ended = Some(now);
+                    }
                     if !playing {
                         pcm.clear();
                         pcm.resize(160, 0);

@@ -42,21 +42,23 @@ pub(crate) enum Command {
     #[command(after_help = EXIT_STATUS)]
     Call(CallArgs),
     /// Read the event outbox
-    #[command(subcommand)]
+    #[command(subcommand, after_help = EXIT_STATUS)]
     Events(EventsCommand),
     /// The CDR consumer (events from the broker into [cdr] database), or
     /// `cdr list`
     #[command(after_help = EXIT_STATUS)]
     Cdr(CdrArgs),
     /// Development certificates for mTLS with plugin sidecars
-    #[command(subcommand)]
+    #[command(subcommand, after_help = EXIT_STATUS)]
     Certs(CertsCommand),
     /// Print a shell completion script
+    #[command(after_help = EXIT_STATUS)]
     Completions {
         /// The shell
         shell: clap_complete::Shell,
     },
     /// Print the man page (roff)
+    #[command(after_help = EXIT_STATUS)]
     Man,
 }
 
@@ -67,10 +69,10 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// Where SIP listens, UDP and TCP (over [sip] listen)
-    #[arg(long, value_name = "IP:PORT")]
+    #[arg(long, value_name = "IP:PORT", value_parser = ip_port)]
     pub(crate) listen: Option<SocketAddr>,
     /// Where health and metrics are served (over [http] listen)
-    #[arg(long, value_name = "IP:PORT")]
+    #[arg(long, value_name = "IP:PORT", value_parser = ip_port)]
     pub(crate) http_listen: Option<SocketAddr>,
 }
 
@@ -89,8 +91,9 @@ pub(crate) struct CallArgs {
     /// DTMF digits to send as RFC 4733 events once answered
     #[arg(long, value_name = "DIGITS", default_value = "", value_parser = dtmf_digits)]
     pub(crate) dtmf: String,
-    /// Hang up after this many seconds (without it: when the played file
-    /// ends, or the far end hangs up)
+    /// Hang up after this many seconds (without it: half a second after
+    /// the --play file ends, or after 5 s of test tone; sooner when the
+    /// far end hangs up)
     #[arg(long, value_name = "SECONDS", value_parser = seconds)]
     pub(crate) duration: Option<std::time::Duration>,
     /// The local address to call from
@@ -110,6 +113,13 @@ pub(crate) enum CodecArg {
     Pcma,
     /// Opus (48 kHz RTP clock)
     Opus,
+}
+
+/// An address with its port, said so when the port is missing.
+pub(crate) fn ip_port(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| {
+        format!("IP:PORT expected (an address and a port, e.g. 127.0.0.1:5060), got {s:?}")
+    })
 }
 
 fn dtmf_digits(s: &str) -> Result<String, String> {

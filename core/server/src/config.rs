@@ -716,7 +716,28 @@ impl Config {
     ) -> Result<Checked, ConfigError> {
         let mut doc: toml::Table =
             toml::from_str(text).map_err(|e| ConfigError(file_error(text, &e)))?;
+        let env: Vec<(String, String)> = env.collect();
+        // A section misspelt (SENTIRIC_SIPP_LISTEN) is named, not ignored
+        // as one of the variables that are not settings.
+        for (name, _) in &env {
+            let Some(rest) = name.strip_prefix("SENTIRIC_") else {
+                continue;
+            };
+            let (word, key) = rest.split_once('_').unwrap_or((rest, ""));
+            let word = word.to_ascii_lowercase();
+            if let Some(near) = SECTIONS
+                .iter()
+                .filter(|s| **s != word && strsim::jaro_winkler(&word, s) > 0.9)
+                .find(|_| !SECTIONS.contains(&word.as_str()))
+            {
+                return Err(ConfigError(format!(
+                    "{name} in the environment: no section `{word}`; did you mean SENTIRIC_{}_{key}?",
+                    near.to_ascii_uppercase()
+                )));
+            }
+        }
         let mut env: Vec<(String, String, String, toml::Value)> = env
+            .into_iter()
             .filter_map(|(name, value)| {
                 let lower = name.strip_prefix("SENTIRIC_")?.to_ascii_lowercase();
                 // Other SENTIRIC_* variables (the test and benchmark
@@ -806,6 +827,21 @@ impl Config {
                 ),
                 _ => format!("rtp.ip: {}: cannot bind a media socket: {e}", r.ip),
             }));
+        }
+        // The listeners' addresses too (their ports are tried at start:
+        // another process may hold them now and not then).
+        for (key, addr) in [
+            ("sip.listen", self.sip.listen),
+            ("http.listen", self.http.listen),
+        ] {
+            if let Err(e) = std::net::UdpSocket::bind((addr.ip(), 0)) {
+                if e.kind() == std::io::ErrorKind::AddrNotAvailable {
+                    return Err(ConfigError(format!(
+                        "{key}: {addr}: {} is not an address of this host",
+                        addr.ip()
+                    )));
+                }
+            }
         }
         let backend = match r.backend.as_str() {
             "auto" => sentiric_io::Backend::Auto,
@@ -1045,6 +1081,11 @@ mod tests {
         );
         let e = err("[sip]\n  listen = \"127.0.0.1\"\n", &[]);
         assert!(e.starts_with("sip.listen: IP:PORT expected"), "{e}");
+        // The file's text is never quoted (it may hold a secret).
+        assert!(
+            !e.contains('|') && !e.contains('\n') && !e.contains("\"127"),
+            "{e}"
+        );
         assert!(e.ends_with("(line 2, column 12)"), "{e}");
         let e = err("[rtp]\nmin_port = 30000\nmax_port = 20000\n", &[]);
         assert!(
@@ -1104,6 +1145,28 @@ mod tests {
             e.starts_with("rtp.min_port: invalid type") && e.contains("line 2"),
             "{e}"
         );
+        // A section misspelt in a variable's name.
+        let e = err("", &[("SENTIRIC_SIPP_LISTEN", "127.0.0.1:5060")]);
+        assert!(e.contains("did you mean SENTIRIC_SIP_LISTEN?"), "{e}");
+        let e = err("", &[("SENTIRIC_EVENT_BROKER", "amqp://h")]);
+        assert!(e.contains("did you mean SENTIRIC_EVENTS_BROKER?"), "{e}");
+        // Variables that are no settings are left alone.
+        Config::parse_with_env(
+            "",
+            env(&[
+                ("SENTIRIC_TEST_AMQP", "x"),
+                ("SENTIRIC_REQUIRE_SIPP", "1"),
+                ("SENTIRIC_DEMO_CHECK", "0"),
+            ]),
+        )
+        .unwrap();
+        // A listener's address this host does not have (TEST-NET-1).
+        let e = err("[sip]\nlisten = \"192.0.2.1:5060\"\n", &[]);
+        assert!(
+            e.starts_with("sip.listen: 192.0.2.1:5060: 192.0.2.1 is not an address of this host"),
+            "{e}"
+        );
+        assert!(e.ends_with("(line 2, column 1)"), "{e}");
         // An array of tables: the rule's own line.
         let e = err(
             "[[dialplan.rule]]\naction = \"echo\"\n[[dialplan.rule]]\naction = \"echo\"\nroom = \"x\"\n",

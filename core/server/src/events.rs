@@ -118,9 +118,10 @@ pub(crate) fn spawn(
     cfg.max_bytes = max_bytes;
     cfg.segment_bytes = cfg.segment_bytes.min(max_bytes / 4).max(4096);
     let (outbox, replay) = Outbox::open(cfg).map_err(|e| match e {
-        OutboxError::Io(io) => {
-            std::io::Error::new(io.kind(), format!("event outbox {}: {io}", dir.display()))
-        }
+        OutboxError::Io(io) => std::io::Error::new(
+            io.kind(),
+            format!("[events] outbox = \"{}\": {io}", dir.display()),
+        ),
         other => std::io::Error::other(other.to_string()),
     })?;
     if replay.truncated > 0 || replay.damaged > 0 {

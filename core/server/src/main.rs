@@ -145,7 +145,7 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("sentiric certs init: {e}");
+                    eprintln!("sentiric certs init: {}: {e}", dir.display());
                     ExitCode::FAILURE
                 }
             }
@@ -175,14 +175,22 @@ fn events_tail(a: &cli::TailArgs) -> Result<(), String> {
         Some(d) => d.clone(),
         None => load(a.config.as_deref())?.config.events.outbox,
     };
-    if !dir.is_dir() {
+    // An outbox holds segments (`*.seg`) or its watermark (`confirmed`).
+    let is_outbox = std::fs::read_dir(&dir).is_ok_and(|entries| {
+        entries.filter_map(Result::ok).any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".seg") || name == "confirmed"
+        })
+    });
+    if !is_outbox {
         return Err(format!(
             "no event outbox at {}: the switch makes it there when it runs{}",
             dir.display(),
-            if a.config.is_some() {
-                " with this config"
-            } else {
-                " from this directory without --config (or give --config or --dir)"
+            match (&a.config, &a.dir) {
+                (_, Some(_)) => " with [events] outbox set to it",
+                (Some(_), None) => " with this config",
+                (None, None) => " from this directory without --config (or give --config or --dir)",
             }
         ));
     }
@@ -337,13 +345,13 @@ fn bind_sip(
     loop {
         attempt += 1;
         let first = sentiric_io::socket::bind_udp(listen, opts)
-            .map_err(|e| bind_error("[sip] listen", "SIP over UDP", listen, e))?;
+            .map_err(|e| bind_error(SIP_KEY, "SIP over UDP", listen, e))?;
         let addr = first.local_addr()?;
         let mut shared = vec![first];
         for _ in 1..workers {
             shared.push(
                 sentiric_io::socket::bind_udp(addr, opts)
-                    .map_err(|e| bind_error("[sip] listen", "SIP over UDP", addr, e))?,
+                    .map_err(|e| bind_error(SIP_KEY, "SIP over UDP", addr, e))?,
             );
         }
         match std::net::TcpListener::bind(addr) {
@@ -352,15 +360,18 @@ fn bind_sip(
                 if listen.port() == 0
                     && attempt < 16
                     && e.kind() == std::io::ErrorKind::AddrInUse => {}
-            Err(e) => return Err(bind_error("[sip] listen", "SIP over TCP", addr, e)),
+            Err(e) => return Err(bind_error(SIP_KEY, "SIP over TCP", addr, e)),
         }
     }
 }
 
-/// A bind that failed, naming the config key and the address (`--listen`
-/// and `--http-listen` set the same keys).
+/// The keys a bind error names (with the flags that set them too).
+const SIP_KEY: &str = "[sip] listen or --listen";
+const HTTP_KEY: &str = "[http] listen or --http-listen";
+
+/// A bind that failed, naming the config key and the address.
 fn bind_error(key: &str, what: &str, addr: SocketAddr, e: std::io::Error) -> std::io::Error {
-    std::io::Error::new(e.kind(), format!("{key} = \"{addr}\": {what}: {e}"))
+    std::io::Error::new(e.kind(), format!("{what} on {addr} ({key}): {e}"))
 }
 
 /// On each SIGHUP (a thread of its own): reads the config file at `path`
@@ -500,7 +511,7 @@ fn run(checked: config::Checked, config_path: Option<std::path::PathBuf>) -> std
         Arc::clone(&status),
         config.http.token.clone(),
     )
-    .map_err(|e| bind_error("[http] listen", "health and metrics", config.http.listen, e))?;
+    .map_err(|e| bind_error(HTTP_KEY, "health and metrics", config.http.listen, e))?;
     tracing::info!(http = %http_addr, "health and metrics on http://{http_addr}");
     let (events, events_thread) = events::spawn(
         config.events.outbox.clone(),

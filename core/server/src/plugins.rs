@@ -1097,7 +1097,7 @@ impl PluginDialplan {
                 format!("agent {agent} unavailable"),
             ),
         };
-        tracing::warn!(plugin = %agent, call_id, trace_id, "agent {agent}: {why}; {path}");
+        tracing::warn!(plugin = %agent, call_id = %call_id, trace_id = %trace_id, "agent {agent}: {why}; {path}");
         // The rules' app, served built in.
         if let Some(app) = app_of(&action) {
             self.apps[app].1.increment(1);

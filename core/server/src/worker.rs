@@ -203,7 +203,7 @@ impl LocalLeg {
         self.stats
             .as_ref()
             .map(|s| sentiric_rtp::relay::LegQuality {
-                received: s.received(),
+                received: u32::try_from(self.packets).unwrap_or(u32::MAX),
                 lost: s.lost(),
                 jitter: s.jitter_duration(),
             })
@@ -1627,7 +1627,7 @@ pub(crate) fn run(
                 }
                 Event::Answered { call } => {
                     let (call_id, trace_id) = ids_of(&ids, call);
-                    tracing::debug!(call = call.0, call_id, trace_id, "call answered");
+                    tracing::debug!(call = call.0, call_id = %call_id, trace_id = %trace_id, "call answered");
                     if let Some(info) = ids.get_mut(&call) {
                         let setup = now.saturating_duration_since(info.started);
                         m.setup.record(setup.as_secs_f64());
@@ -2090,7 +2090,7 @@ pub(crate) fn run(
                             "call ended: {status}, by {}; media: from A {} packets ({} foreign, {} invalid), \
                              from B {} packets ({} foreign, {} invalid)",
                             ended_by(by),
-                            a.accepted, a.foreign, a.invalid, b.accepted, b.foreign, b.invalid
+                            qa_all.received, a.foreign, a.invalid, qb.received, b.foreign, b.invalid
                         );
                         // The sockets stay registered for their ports' next
                         // calls.

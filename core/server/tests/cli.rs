@@ -39,9 +39,57 @@ fn built(name: &str) -> PathBuf {
     p
 }
 
+/// A child killed when dropped: a test that fails leaves nothing running.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `cmd`'s output, or a failure if it has not ended within 10 s (a
+/// command that should refuse at once and does not would hang the test).
+fn within_10s(mut cmd: Command) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut running = Running(child);
+    let end = Instant::now() + Duration::from_secs(10);
+    while running.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < end, "{cmd:?} still running after 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    use std::io::Read as _;
+    running
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut out)
+        .unwrap();
+    running
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut err)
+        .unwrap();
+    Output {
+        status: running.0.wait().unwrap(),
+        stdout: out,
+        stderr: err,
+    }
+}
+
 /// `args` run in `cwd`, which must be left as it was (empty).
 fn in_empty(cwd: &Path, mut cmd: Command, args: &[&str]) -> Output {
-    let out = cmd.args(args).current_dir(cwd).output().unwrap();
+    cmd.args(args).current_dir(cwd);
+    let out = within_10s(cmd);
     assert_eq!(
         entries(cwd),
         Vec::<String>::new(),
@@ -123,7 +171,11 @@ fn a_wrong_command_line_is_named_with_exit_status_2() {
     let cwd = scratch("wrong");
     let cases: &[(&[&str], &str)] = &[
         (&["run", "--bogus"], "--bogus"),
-        (&["run", "--listen", "127.0.0.1"], "127.0.0.1"),
+        (&["run", "--listen", "127.0.0.1"], "IP:PORT expected"),
+        (
+            &["run", "--http-listen", "localhost:9060"],
+            "IP:PORT expected",
+        ),
         (&["frobnicate"], "frobnicate"),
         (&["check-config"], "<FILE>"),
         (&["call"], "<URI>"),
@@ -338,6 +390,21 @@ fn events_tail_finds_the_configs_outbox_and_follows_it() {
         "{stderr}"
     );
 
+    // A directory that holds no outbox is said to, too.
+    let empty = root.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = sentiric()
+        .args(["events", "tail", "--dir"])
+        .arg(&empty)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no event outbox at"),
+        "{}",
+        text(&out.stderr)
+    );
+
     let (mut writer, _) =
         sentiric_events::outbox::Outbox::open(sentiric_events::outbox::OutboxConfig::new(&outbox))
             .unwrap();
@@ -355,11 +422,13 @@ fn events_tail_finds_the_configs_outbox_and_follows_it() {
     );
 
     // -f: the last one, then each as it is written.
-    let mut follower = tail(&["-n", "1", "-f"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = follower.stdout.take().unwrap();
+    let mut follower = Running(
+        tail(&["-n", "1", "-f"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = follower.0.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead as _;
@@ -382,8 +451,7 @@ fn events_tail_finds_the_configs_outbox_and_follows_it() {
             followed.push(l);
         }
     }
-    let _ = follower.kill();
-    let _ = follower.wait();
+    drop(follower);
     assert_eq!(followed.len(), 3, "{followed:?}");
     for (i, l) in followed.iter().enumerate() {
         assert!(l.contains(&format!("after-{i}")), "{followed:?}");
@@ -405,7 +473,7 @@ fn a_taken_address_is_named_with_its_key() {
                 taken_tcp.local_addr().unwrap().to_string(),
             ],
             format!(
-                "[http] listen = \"{}\": health and metrics: ",
+                "health and metrics on {} ([http] listen or --http-listen): ",
                 taken_tcp.local_addr().unwrap()
             ),
         ),
@@ -415,18 +483,15 @@ fn a_taken_address_is_named_with_its_key() {
                 taken_udp.local_addr().unwrap().to_string(),
             ],
             format!(
-                "[sip] listen = \"{}\": SIP over UDP: ",
+                "SIP over UDP on {} ([sip] listen or --listen): ",
                 taken_udp.local_addr().unwrap()
             ),
         ),
     ];
     for (args, says) in cases {
-        let out = sentiric()
-            .arg("run")
-            .args(&args)
-            .current_dir(&cwd)
-            .output()
-            .unwrap();
+        let mut cmd = sentiric();
+        cmd.arg("run").args(&args).current_dir(&cwd);
+        let out = within_10s(cmd);
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(stderr.contains(&says), "{args:?}: {stderr}");

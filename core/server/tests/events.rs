@@ -220,7 +220,7 @@ fn a_kill_while_events_are_in_flight_loses_at_most_the_last_batch() {
     let ended: Arc<Mutex<Vec<Instant>>> = Arc::default();
     // The call in progress, to end it once the switch is gone (it would
     // wait out its INVITE's 32 s otherwise).
-    let current = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let current: Arc<Mutex<Option<std::process::Child>>> = Arc::default();
     let caller = {
         let (stop, ended, current) = (Arc::clone(&stop), Arc::clone(&ended), Arc::clone(&current));
         std::thread::spawn(move || {
@@ -231,8 +231,16 @@ fn a_kill_while_events_are_in_flight_loses_at_most_the_last_batch() {
                     .stderr(std::process::Stdio::null())
                     .spawn()
                     .unwrap();
-                current.store(child.id(), Ordering::Relaxed);
-                let out = child.wait_with_output().unwrap();
+                *current.lock().unwrap() = Some(child);
+                // Waited for with the lock free, so that it can be killed.
+                let out = loop {
+                    let mut slot = current.lock().unwrap();
+                    if slot.as_mut().unwrap().try_wait().unwrap().is_some() {
+                        break slot.take().unwrap().wait_with_output().unwrap();
+                    }
+                    drop(slot);
+                    std::thread::sleep(Duration::from_millis(5));
+                };
                 // 486: the call is over for the caller, its CallEnded
                 // sent to the events thread.
                 if String::from_utf8_lossy(&out.stdout).contains("\"status\":486") {
@@ -241,18 +249,27 @@ fn a_kill_while_events_are_in_flight_loses_at_most_the_last_batch() {
             }
         })
     };
-    // Calls for a second and a half, then the kill in the middle of them.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Calls until five ended well over the batch window ago, then the
+    // kill in the middle of the next ones.
+    let end = Instant::now() + Duration::from_secs(30);
+    let old = |e: &[Instant]| {
+        e.iter()
+            .filter(|t| t.elapsed() > Duration::from_millis(600))
+            .count()
+    };
+    while old(&ended.lock().unwrap()) < 5 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut sw = sw;
     let killed_at = Instant::now();
     sw.child.kill().unwrap();
     sw.child.wait().unwrap();
     stop.store(true, Ordering::Relaxed);
     while !caller.is_finished() {
-        let _ = Command::new("kill")
-            .args(["-9", &current.load(Ordering::Relaxed).to_string()])
-            .status();
-        std::thread::sleep(Duration::from_millis(50));
+        if let Some(c) = current.lock().unwrap().as_mut() {
+            let _ = c.kill();
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
     caller.join().unwrap();
     let ended = ended.lock().unwrap().clone();

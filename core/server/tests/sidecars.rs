@@ -661,11 +661,13 @@ fn a_caller_who_speaks_stops_the_agent_talking() {
     // eight seconds cut short soon after the caller began, at 2 s.
     let heard = common::wav_samples(&std::fs::read(&record).unwrap());
     let secs = heard.len() as f64 / 8000.0;
+    // (The recording begins with the agent's first packet: its start-up
+    // comes off the 2 s.)
     assert!(
-        (2.0..3.2).contains(&secs),
+        (1.5..3.2).contains(&secs),
         "the agent talked for {secs:.2} s"
     );
-    let window = &heard[4000..15_200];
+    let window = &heard[4000..11_000];
     let rms =
         (window.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / window.len() as f64).sqrt();
     assert!(rms > 2000.0, "the agent's tone before: rms {rms:.0}");

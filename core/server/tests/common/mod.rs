@@ -246,7 +246,7 @@ impl Switch {
         let about_calls = log.iter().filter(|l| l.contains(" call=")).count();
         assert!(about_calls > 0, "no line about a call: {log:#?}");
         for line in &log {
-            if line.contains(" call=") {
+            if line.contains(" call=") || line.contains("call_id=") {
                 for field in ["call_id=", "trace_id="] {
                     let value = line.split(field).nth(1).unwrap_or("");
                     assert!(
