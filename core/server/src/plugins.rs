@@ -1545,6 +1545,12 @@ impl Conversing {
         self.gate.vad
     }
 
+    /// Its actions come later, through the worker's inbox (a sidecar),
+    /// not from `tell` itself.
+    pub(crate) fn answers_later(&self) -> bool {
+        matches!(self.talk, Talk::Sidecar(_))
+    }
+
     pub(crate) fn tell(
         &mut self,
         input: v1::call_input::Input,

@@ -359,6 +359,17 @@ fn bounded(mut text: String, max: usize) -> String {
 /// How long the target of an agent's transfer may ring.
 const TRANSFER_RING: Duration = Duration::from_secs(60);
 
+/// How long a call's end waits for its sidecar agent's last word (the
+/// turn the hang-up cut short, CDR tags) after telling it the call ended.
+const AGENT_LAST_WORD: Duration = Duration::from_secs(1);
+
+/// What an agent may still do once its call has ended: report its turn
+/// and tag the CDR.
+fn last_word(action: &pv1::CallAction) -> bool {
+    use pv1::call_action::Action as A;
+    matches!(action.action, Some(A::Turn(_) | A::CdrTags(_)))
+}
+
 /// A log line about a call: its number in this worker, its Call-ID and
 /// its trace id (from `ids`).
 macro_rules! call_log {
@@ -992,7 +1003,6 @@ fn emit_for(ids: &mut HashMap<CallRef, CallInfo>, events: &Events, call: CallRef
     }
 }
 
-/// A call's Call-ID and trace id for its log lines.
 /// Who ended a call, as its log line says it.
 fn ended_by(by: Option<Leg>) -> &'static str {
     match by {
@@ -1002,6 +1012,7 @@ fn ended_by(by: Option<Leg>) -> &'static str {
     }
 }
 
+/// A call's Call-ID and trace id for its log lines.
 fn ids_of(ids: &HashMap<CallRef, CallInfo>, call: CallRef) -> (&str, &str) {
     ids.get(&call)
         .map_or(("", ""), |i| (i.call_id.as_str(), i.trace_id.as_str()))
@@ -1312,6 +1323,9 @@ pub(crate) fn run(
     // Calls connected to an agent, and the parameters of those about to
     // be.
     let mut agents: HashMap<CallRef, AgentCall> = HashMap::new();
+    // Agent calls whose media is released, waiting for the agent's last
+    // word: the agent, until when, and the call's CallEnded.
+    let mut leaving: HashMap<CallRef, (AgentCall, Instant, Body)> = HashMap::new();
     let mut agent_params: HashMap<CallRef, HashMap<String, String>> = HashMap::new();
     let mut agent_tokens: HashMap<Token, CallRef> = HashMap::new();
     let (mut heard, mut done) = (Vec::new(), Vec::new());
@@ -1337,6 +1351,7 @@ pub(crate) fn run(
             .iter()
             .map(|p| p.next)
             .chain(agents.values().map(|a| a.next))
+            .chain(leaving.values().map(|l| l.1))
             .chain(b2b.poll_timeout())
             .min();
         // Media work left by the end of the last turn (a prompt over, the
@@ -1403,6 +1418,18 @@ pub(crate) fn run(
                     if let Some(a) = agents.get_mut(&call) {
                         let emit = |b| emit_for(&mut ids, &events, call, b);
                         a.act(now, call, *action, &mut b2b, &mut done, emit);
+                    } else if let Some((a, _, _)) = leaving.get_mut(&call) {
+                        if last_word(&action) {
+                            let emit = |b| emit_for(&mut ids, &events, call, b);
+                            a.act(now, call, *action, &mut b2b, &mut done, emit);
+                        }
+                    }
+                }
+                // The agent of an ended call is done: the call's end now.
+                Inbound::AgentGone(call, _) if leaving.contains_key(&call) => {
+                    if let Some((_, _, body)) = leaving.remove(&call) {
+                        emit_for(&mut ids, &events, call, body);
+                        ended.push(call);
                     }
                 }
                 Inbound::AgentGone(call, why) => {
@@ -2000,12 +2027,14 @@ pub(crate) fn run(
                 Instruction::Release { call } => {
                     players.retain(|p| p.call != call);
                     agent_params.remove(&call);
+                    let mut agent_leaving = None;
                     if let Some(mut a) = agents.remove(&call) {
                         turn.taken.remove(&a.token);
                         agent_tokens.remove(&a.token);
                         a.tell(pv1::call_input::Input::Ended(pv1::CallEnded {
                             cause: "ended".into(),
                         }));
+                        agent_leaving = Some(a);
                     }
                     turn.transcoders.remove(&call);
                     for r in rooms.values_mut() {
@@ -2071,11 +2100,28 @@ pub(crate) fn run(
                             }
                             None => [Some(rtp(qa_all, sent_a)), None],
                         };
-                        if let Some(info) = ids.get_mut(&call) {
-                            let body = info.ended(now, status, by, qualities);
-                            info.emit(&events, body);
+                        let body = ids.get(&call).map(|i| i.ended(now, status, by, qualities));
+                        match (body, agent_leaving.take()) {
+                            // A sidecar agent answers the end in its own
+                            // time: the call's end waits for its last word.
+                            (Some(body), Some(a)) if a.link.answers_later() && a.gone.is_none() => {
+                                leaving.insert(call, (a, now + AGENT_LAST_WORD, body));
+                            }
+                            (Some(body), a) => {
+                                // An in-process agent answered at once.
+                                if let Some(mut a) = a {
+                                    for action in std::mem::take(&mut a.actions) {
+                                        if last_word(&action) {
+                                            let emit = |b| emit_for(&mut ids, &events, call, b);
+                                            a.act(now, call, action, &mut b2b, &mut done, emit);
+                                        }
+                                    }
+                                }
+                                emit_for(&mut ids, &events, call, body);
+                                ended.push(call);
+                            }
+                            (None, _) => ended.push(call),
                         }
-                        ended.push(call);
                         let (call_id, trace_id) = ids_of(&ids, call);
                         tracing::info!(
                             call = call.0,
@@ -2173,6 +2219,18 @@ pub(crate) fn run(
         for call in over {
             players.retain(|p| p.call != call);
             b2b.prompt_over(now, call);
+        }
+        // Agents that said nothing more in time: their calls end now.
+        let due: Vec<CallRef> = leaving
+            .iter()
+            .filter(|(_, l)| l.1 <= now)
+            .map(|(c, _)| *c)
+            .collect();
+        for call in due {
+            if let Some((_, _, body)) = leaving.remove(&call) {
+                emit_for(&mut ids, &events, call, body);
+                ended.push(call);
+            }
         }
         for call in ended.drain(..) {
             ids.remove(&call);
@@ -2313,7 +2371,7 @@ pub(crate) fn run(
             }
             engine.stats().record(index, engine.kind());
         }
-        if drain_deadline.is_some() && b2b.calls() == 0 {
+        if drain_deadline.is_some() && b2b.calls() == 0 && leaving.is_empty() {
             tracing::info!("drained");
             // The last call's last responses, queued this turn.
             return engine.send_queued();

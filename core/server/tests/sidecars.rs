@@ -100,6 +100,8 @@ impl sentiric_plugin_sdk::Conversation for Talker {
                 }
                 .to_string(),
             ),
+            // Its last word, after the caller hung up: still in the CDR.
+            Input::Ended(_) => tags("last_word", "after the end".to_string()),
             _ => return Ok(()),
         };
         actions.push(v1::CallAction {
@@ -628,7 +630,9 @@ fn calls_beyond_max_in_flight_take_the_fallback_without_waiting() {
 
 /// The switch's own barge-in: a caller who speaks while the agent talks
 /// stops the agent's play at once — the switch does it, and tells the
-/// agent its play was interrupted; the agent itself never stops.
+/// agent its play was interrupted; the agent itself never stops. And what
+/// the agent says once the caller has hung up (its last turn's report,
+/// tags) still reaches the call's CDR.
 #[test]
 fn a_caller_who_speaks_stops_the_agent_talking() {
     let dir = setup("barge-in", "[default]\ncode = 404\n");
@@ -676,6 +680,7 @@ fn a_caller_who_speaks_stops_the_agent_talking() {
     let tags: serde_json::Value =
         serde_json::from_str(cdr[0]["tags"].as_str().unwrap_or("{}")).unwrap();
     assert_eq!(tags["playback"], "interrupted", "{cdr:#?}");
+    assert_eq!(tags["last_word"], "after the end", "{cdr:#?}");
     let spoke: u64 = tags["speech_started_ms"].as_str().unwrap().parse().unwrap();
     assert!(
         (2000..3000).contains(&spoke),
