@@ -814,6 +814,10 @@ pub fn main<P: Plugin>(name: &str) -> std::process::ExitCode {
     let matches = <Cli as clap::CommandFactory>::command()
         .name(bin.clone())
         .bin_name(bin.clone())
+        .about(format!(
+            "The Sentiric plugin {} served as a gRPC sidecar over mTLS (--config: the plugin's own settings, TOML)",
+            name.strip_prefix("sentiric-plugin-").unwrap_or(name)
+        ))
         .get_matches();
     let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(c) => c,

@@ -142,9 +142,10 @@ pub(crate) fn spawn(
     tracing::info!(
         outbox = %dir.display(),
         waiting = replay.pending.len(),
-        "event outbox {}: {} events waiting for {waiting_for}",
+        "event outbox {}: {} event{} waiting for {waiting_for}",
         dir.display(),
-        replay.pending.len()
+        replay.pending.len(),
+        if replay.pending.len() == 1 { "" } else { "s" }
     );
     let (tx, rx) = mpsc::channel();
     let full = Arc::new(AtomicBool::new(false));

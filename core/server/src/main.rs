@@ -547,8 +547,9 @@ fn run(checked: config::Checked, config_path: Option<std::path::PathBuf>) -> std
                 None => tracing::info!(
                     backend = engine.kind(),
                     workers,
-                    "packet engine: {}, {workers} workers",
-                    engine.kind()
+                    "packet engine: {}, {workers} worker{}",
+                    engine.kind(),
+                    if workers == 1 { "" } else { "s" }
                 ),
             }
         }
