@@ -45,7 +45,9 @@
 //! Prints successful and failed calls, the element's CPU per call (every
 //! thread of every process, from schedstat, over the whole run divided by
 //! successful calls), the setup delay from INVITE to 200 at the UAC (p50,
-//! p99; SIPp's millisecond resolution), and the element's proportional
+//! p99; SIPp's millisecond resolution), the end delay from BYE to its 200
+//! (`bye_ms`: what `[events] durable_end` adds to; SIPp's built-in UAC
+//! scenario with a second response time), and the element's proportional
 //! set size (PSS, summed over its processes) at its peak minus before the
 //! first call, divided by the calls up at the time (`calls` when every
 //! call is up at once: make `hold_ms` longer than `calls / cps` seconds).
@@ -218,6 +220,61 @@ fn sipp_totals(screen: &str) -> (u64, u64) {
     (total("Successful call"), total("Failed call"))
 }
 
+/// SIPp's built-in UAC scenario (`sipp -sd uac`) with a second response
+/// time, from the BYE to its 200 (the first runs from the INVITE to the
+/// 200), written to `dir`; its path.
+fn uac_scenario(dir: &Path) -> String {
+    let out = Command::new("sipp")
+        .args(["-sd", "uac"])
+        .output()
+        .expect("sipp runs (Debian package sip-tester)");
+    let xml = String::from_utf8_lossy(&out.stdout);
+    let bye = xml.find("BYE sip:").expect("the scenario's BYE");
+    let send = xml[..bye]
+        .rfind("<send retrans=\"500\">")
+        .expect("the BYE's <send>");
+    let mut xml = xml.to_string();
+    xml.replace_range(
+        send..send + "<send retrans=\"500\">".len(),
+        "<send retrans=\"500\" start_rtd=\"2\">",
+    );
+    let ok = xml[send..]
+        .find("<recv response=\"200\"")
+        .expect("the BYE's 200")
+        + send;
+    xml.replace_range(
+        ok..ok + "<recv response=\"200\"".len(),
+        "<recv response=\"200\" rtd=\"2\"",
+    );
+    let path = dir.join("uac.xml");
+    std::fs::write(&path, xml).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Response time `rtd` of every call (ms, sorted) from SIPp's
+/// `-trace_rtt` files in `dir` (`date;time;rtd` lines).
+fn response_times(dir: &Path, rtd: u32) -> Vec<u64> {
+    let mut v: Vec<u64> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with("_rtt.csv"))
+        .flat_map(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .filter_map(|l| {
+                    let mut f = l.split(';');
+                    let (_, ms, n) = (f.next()?, f.next()?, f.next()?);
+                    (n.trim().parse::<u32>().ok()? == rtd).then(|| ms.parse::<u64>().ok())?
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let target = args.next().unwrap_or_else(|| "sentiric".into());
@@ -247,11 +304,12 @@ fn main() {
             }
         })
     };
+    let scenario = uac_scenario(&dir);
     let run_uac = |measured: bool| {
         let (rate, count, hold) = (cps.to_string(), calls.to_string(), hold_ms.to_string());
         let mut args = vec![
-            "-sn",
-            "uac",
+            "-sf",
+            &scenario,
             "-s",
             "uas",
             "-i",
@@ -327,23 +385,11 @@ fn main() {
     let screen = String::from_utf8_lossy(&uac.stdout);
     let (ok, failed) = sipp_totals(&screen);
 
-    // Setup delays (ms) from SIPp's per-call response-time file.
-    let mut srd: Vec<u64> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with("_rtt.csv"))
-        .flat_map(|e| {
-            std::fs::read_to_string(e.path())
-                .unwrap_or_default()
-                .lines()
-                .skip(1)
-                .filter_map(|l| l.split(';').nth(1)?.parse::<u64>().ok())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    srd.sort_unstable();
-    let pct = |p: f64| {
-        srd.get(((srd.len().max(1) - 1) as f64 * p) as usize)
+    // Setup delays (INVITE to 200) and end delays (BYE to 200), ms, from
+    // SIPp's per-call response-time file.
+    let (srd, end) = (response_times(&dir, 1), response_times(&dir, 2));
+    let pct = |v: &[u64], p: f64| {
+        v.get(((v.len().max(1) - 1) as f64 * p) as usize)
             .copied()
             .unwrap_or(0)
     };
@@ -356,11 +402,13 @@ fn main() {
     }
     println!(
         "target={target} cps={cps} calls={calls} hold_ms={hold_ms} warm={warm} ok={ok} failed={failed} seconds={:.1} \
-         cpu_us_per_call={:.1} srd_ms_p50={} p99={} pss_base_kib={pss0} pss_peak_over_base_kib={peak_kib} kib_per_call={:.1}",
+         cpu_us_per_call={:.1} srd_ms_p50={} p99={} bye_ms_p50={} bye_ms_p99={} pss_base_kib={pss0} pss_peak_over_base_kib={peak_kib} kib_per_call={:.1}",
         elapsed.as_secs_f64(),
         cpu as f64 / 1000.0 / ok.max(1) as f64,
-        pct(0.5),
-        pct(0.99),
+        pct(&srd, 0.5),
+        pct(&srd, 0.99),
+        pct(&end, 0.5),
+        pct(&end, 0.99),
         peak_kib as f64 / f64::from(calls.max(1)),
     );
     let _ = std::fs::remove_dir_all(&dir);

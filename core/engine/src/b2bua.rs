@@ -446,6 +446,13 @@ pub struct B2buaConfig {
     /// The INVITE's headers passed to the dialplan with [`Event::Route`]
     /// (P-Asserted-Identity, Diversion and User-Agent by default).
     pub route_headers: Vec<String>,
+    /// Holds the messages that end a call — its final response, its
+    /// BYEs, the 200 to a BYE or CANCEL — and whatever its transactions
+    /// send after, until the owner calls [`B2bua::release`] for it: the
+    /// shell does once the call's end is recorded durably
+    /// (`[events] durable_end`). Every [`Event::Ended`] then needs its
+    /// release. Off by default.
+    pub hold_ends: bool,
 }
 
 impl B2buaConfig {
@@ -464,8 +471,19 @@ impl B2buaConfig {
             route_headers: ["P-Asserted-Identity", "Diversion", "User-Agent"]
                 .map(String::from)
                 .to_vec(),
+            hold_ends: false,
         }
     }
+}
+
+/// An ended call's messages waiting for [`B2bua::release`]
+/// ([`B2buaConfig::hold_ends`]).
+#[derive(Debug, Default)]
+struct Held {
+    /// In the order they were made.
+    out: Vec<Outgoing>,
+    /// The call's transactions: what they send joins `out`.
+    txs: Vec<TransactionId>,
 }
 
 /// Where a call is.
@@ -565,7 +583,8 @@ struct Call {
     /// The last ACK sent on each leg (A, B), resent when a 2xx is.
     last_ack: [Option<(Arc<[u8]>, SocketAddr)>; 2],
     /// The entries this call has in `by_tx` and `by_dialog`, removed
-    /// with it.
+    /// with it (`tx_ids` holds its server transactions in dialog, and a
+    /// CANCEL's, too: what they answer may end the call).
     tx_ids: Vec<TransactionId>,
     dialog_keys: Vec<(String, String)>,
 }
@@ -707,6 +726,10 @@ pub struct B2bua<M> {
     holding: bool,
     /// New requests refused so far, by reason.
     refusals: Refusals,
+    /// Ended calls whose last messages wait for [`B2bua::release`].
+    held: HashMap<CallRef, Held>,
+    /// The transactions of those calls → the call.
+    held_txs: HashMap<TransactionId, CallRef>,
 }
 
 impl<M> std::fmt::Debug for B2bua<M> {
@@ -865,6 +888,8 @@ impl<M: MediaPlane> B2bua<M> {
             draining: false,
             holding: false,
             refusals: Refusals::default(),
+            held: HashMap::new(),
+            held_txs: HashMap::new(),
         }
     }
 
@@ -1127,6 +1152,10 @@ impl<M: MediaPlane> B2bua<M> {
                 let resp = response_to(req, status, reason_phrase_any(status), None).finish();
                 self.respond(now, id, resp);
                 if let Some(call) = invite.and_then(|i| self.by_a_tx.get(&i).copied()) {
+                    // Its 200 is one of the messages that end the call.
+                    if let Some(c) = self.calls.get_mut(&call) {
+                        c.tx_ids.push(id);
+                    }
                     self.cancel_call(now, call);
                 }
             }
@@ -1702,8 +1731,72 @@ impl<M: MediaPlane> B2bua<M> {
         for tx in &c.tx_ids {
             self.by_tx.remove(tx);
         }
+        if self.cfg.hold_ends {
+            // What this call's transactions have queued (the messages
+            // that end it) and will send waits for its release.
+            let mut txs = c.tx_ids;
+            txs.push(c.a_tx);
+            for tx in &txs {
+                self.held_txs.insert(*tx, call);
+            }
+            self.held.insert(
+                call,
+                Held {
+                    out: Vec::new(),
+                    txs,
+                },
+            );
+            self.take_transmits();
+        }
         self.media.release(call);
         self.events.push_back(Event::Ended { call, status, by });
+    }
+
+    /// Lets the messages that ended `call` go out
+    /// ([`B2buaConfig::hold_ends`]), in the order they were made; what
+    /// its transactions send from now on goes at once. A call not held:
+    /// nothing to do.
+    pub fn release(&mut self, call: CallRef) {
+        let Some(h) = self.held.remove(&call) else {
+            return;
+        };
+        for tx in &h.txs {
+            if self.held_txs.get(tx) == Some(&call) {
+                self.held_txs.remove(tx);
+            }
+        }
+        self.out.extend(h.out);
+    }
+
+    /// [`B2bua::release`] for every call held.
+    pub fn release_all(&mut self) {
+        let calls: Vec<CallRef> = self.held.keys().copied().collect();
+        for call in calls {
+            self.release(call);
+        }
+    }
+
+    /// Ended calls whose messages wait for [`B2bua::release`].
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Moves what the transactions queued to the outgoing messages, or to
+    /// the hold of the ended call they belong to.
+    fn take_transmits(&mut self) {
+        while let Some(t) = self.layer.poll_transmit() {
+            // Requests the switch sends B (and their retransmissions).
+            let o = Outgoing {
+                to: t.destination,
+                bytes: t.bytes,
+                from_b: self.b_txs.contains(&t.id),
+                stream: self.tcp_txs.contains(&t.id),
+            };
+            match self.held_txs.get(&t.id).and_then(|c| self.held.get_mut(c)) {
+                Some(h) => h.out.push(o),
+                None => self.out.push_back(o),
+            }
+        }
     }
 
     fn cancel_call(&mut self, now: Instant, call: CallRef) {
@@ -1815,6 +1908,8 @@ impl<M: MediaPlane> B2bua<M> {
             let Some(c) = self.calls.get_mut(&call) else {
                 return;
             };
+            // Its response may be one that ends the call (200 to a BYE).
+            c.tx_ids.push(tx);
             let dialog = match leg {
                 Leg::A => c.a_dialog.as_mut(),
                 Leg::B => c.b.as_mut().and_then(|b| b.dialog.as_mut()),
@@ -2952,15 +3047,7 @@ impl<M: MediaPlane> B2bua<M> {
     }
 
     fn drain_layer(&mut self, now: Instant) {
-        while let Some(t) = self.layer.poll_transmit() {
-            // Requests the switch sends B (and their retransmissions).
-            self.out.push_back(Outgoing {
-                to: t.destination,
-                bytes: t.bytes,
-                from_b: self.b_txs.contains(&t.id),
-                stream: self.tcp_txs.contains(&t.id),
-            });
-        }
+        self.take_transmits();
         while let Some(ev) = self.layer.poll_event() {
             match ev.event {
                 TransactionEvent::Timeout(_) => {

@@ -2315,3 +2315,129 @@ fn a_probe_finds_a_leg_that_is_gone() {
     // Not up: nothing to probe.
     assert!(!net.b2b.probe(net.now, call));
 }
+
+fn holding_ends() -> Net {
+    let mut cfg = B2buaConfig::new(addr(SWITCH), 7);
+    cfg.hold_ends = true;
+    Net::with(cfg)
+}
+
+#[test]
+fn held_ends_a_bye_is_answered_and_passed_on_only_once_released() {
+    let mut net = holding_ends();
+    let (call, _, a_tag) = call_up(&mut net);
+    let bye = a_request("BYE", &a_tag, 11, "a3");
+    let sent = net.send(ALICE, &bye);
+    assert!(
+        sent.is_empty(),
+        "nothing goes before the release: {:?}",
+        sent.iter().map(Sent::first_line).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        net.events(),
+        [Event::Ended {
+            call,
+            status: 200,
+            by: Some(Leg::A)
+        }]
+    );
+    assert_eq!(net.b2b.held(), 1);
+    // Alice retransmits her BYE: its 200 waits too; so does the BYE to
+    // Bob, whose retransmission timer fires meanwhile.
+    assert!(net.send(ALICE, &bye).is_empty());
+    assert!(net.advance(Duration::from_millis(600)).is_empty());
+    net.b2b.release(call);
+    assert_eq!(net.b2b.held(), 0);
+    let sent = net.sent();
+    let lines: Vec<&str> = sent.iter().map(Sent::first_line).collect();
+    assert_eq!(
+        lines,
+        [
+            "SIP/2.0 200 OK",
+            "BYE sip:peer@127.0.0.3:5070 SIP/2.0",
+            "SIP/2.0 200 OK",
+            "BYE sip:peer@127.0.0.3:5070 SIP/2.0",
+        ],
+        "in the order made"
+    );
+    assert!(sent[0].to == addr(ALICE) && sent[1].to == addr(BOB));
+    // Released, the call's transactions send at once.
+    let again = net.send(ALICE, &bye);
+    only(&again, ALICE, "SIP/2.0 200");
+    // A second release, or one for a call never held, does nothing.
+    net.b2b.release(call);
+    net.b2b.release(CallRef(999));
+    assert!(net.sent().is_empty());
+}
+
+#[test]
+fn held_ends_a_cancel_its_200_and_the_487_wait_and_other_calls_do_not() {
+    let mut net = holding_ends();
+    let (call, _) = net.alice_calls("600", 70);
+    let sent = net.bridge(call, &["sip:bob@127.0.0.3:5070"], Duration::from_secs(30));
+    let invite = Sent {
+        to: addr(BOB),
+        text: only(&sent, BOB, "INVITE").text.clone(),
+        from_b: false,
+        stream: false,
+    };
+    let cancel = "CANCEL sip:600@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.2:5060;branch=z9hG4bKa1\r\n\
+         Max-Forwards: 70\r\n\
+         From: \"Alice\" <sip:alice@127.0.0.2>;tag=fa\r\n\
+         To: <sip:600@127.0.0.1>\r\n\
+         Call-ID: call-a@127.0.0.2\r\n\
+         CSeq: 10 CANCEL\r\n\
+         Content-Length: 0\r\n\r\n";
+    assert!(net.send(ALICE, cancel).is_empty());
+    assert!(matches!(
+        net.events()[..],
+        [Event::Ended { status: 487, .. }]
+    ));
+    // Another call meanwhile is not held up.
+    let carol = "INVITE sip:601@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.4:5060;branch=z9hG4bKc1\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:carol@127.0.0.4>;tag=fc\r\n\
+         To: <sip:601@127.0.0.1>\r\n\
+         Call-ID: call-c@127.0.0.4\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:carol@127.0.0.4>\r\n\
+         Content-Length: 0\r\n\r\n";
+    only(&net.send(CAROL, carol), CAROL, "SIP/2.0 100");
+    net.b2b.release(call);
+    let sent = net.sent();
+    only(&sent, ALICE, "SIP/2.0 200");
+    only(&sent, ALICE, "SIP/2.0 487");
+    let cancel_b = only(&sent, BOB, "CANCEL");
+    assert_eq!(
+        cancel_b.header(HeaderName::Via),
+        invite.header(HeaderName::Via)
+    );
+}
+
+#[test]
+fn held_ends_a_reject_and_a_hang_up_wait_for_the_release() {
+    let mut net = holding_ends();
+    let (call, _) = net.alice_calls("600", 70);
+    net.b2b.route(
+        net.now,
+        call,
+        Action::Reject {
+            code: 486,
+            reason: "Busy Here".into(),
+        },
+    );
+    assert!(net.sent().is_empty());
+    net.b2b.release(call);
+    only(&net.sent(), ALICE, "SIP/2.0 486");
+
+    let mut net = holding_ends();
+    let (call, _, _) = call_up(&mut net);
+    net.b2b.hang_up(net.now, call);
+    assert!(net.sent().is_empty());
+    net.b2b.release(call);
+    let sent = net.sent();
+    only(&sent, ALICE, "BYE");
+    only(&sent, BOB, "BYE");
+}

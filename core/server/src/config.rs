@@ -47,6 +47,8 @@
 //!                                # broker confirms events
 //! batch_ms = 50                  # events written together (one write)
 //! sync_ms = 200                  # and synced to disk at most this often
+//! durable_end = false            # true: a call's final response or BYE
+//!                                # goes only once its CallEnded is synced
 //! # broker: better from SENTIRIC_EVENTS_BROKER, it holds a password;
 //! # unset: the switch writes its own CDRs ([cdr] local)
 //! broker = "amqp://user:password@127.0.0.1:5672/%2f"
@@ -209,6 +211,12 @@ pub(crate) struct EventsConfig {
     /// often, in milliseconds.
     #[serde(default = "default_sync_ms")]
     pub(crate) sync_ms: u64,
+    /// A call's final response, BYEs and 200 to a BYE or CANCEL wait
+    /// until its `CallEnded` is synced to disk (up to `batch_ms` and one
+    /// `fdatasync`, shared by the ends of a batch): no power cut loses
+    /// the record of a call its peers saw end.
+    #[serde(default)]
+    pub(crate) durable_end: bool,
 }
 
 impl std::fmt::Debug for EventsConfig {
@@ -224,6 +232,7 @@ impl std::fmt::Debug for EventsConfig {
             .field("outbox_max_mb", &self.outbox_max_mb)
             .field("batch_ms", &self.batch_ms)
             .field("sync_ms", &self.sync_ms)
+            .field("durable_end", &self.durable_end)
             .finish()
     }
 }
@@ -238,6 +247,7 @@ impl Default for EventsConfig {
             outbox_max_mb: default_outbox_max_mb(),
             batch_ms: default_batch_ms(),
             sync_ms: default_sync_ms(),
+            durable_end: false,
         }
     }
 }

@@ -18,6 +18,14 @@
 //! same into `[cdr] database`. Either way the outbox holds what has not
 //! gone yet, readable with `sentiric events tail`.
 //!
+//! With `[events] durable_end`, a call's `CallEnded` comes with an
+//! [`Ack`]: the batch that holds one is synced at once (one `fdatasync`
+//! for every end in the window: a group commit), and then each call's
+//! worker is told (`Inbound::Durable`), which lets the call's last SIP
+//! messages go — held by the B2BUA until then (`hold_ends`). A call's
+//! final response or BYE never leaves before its end is on disk; it
+//! waits up to `batch_ms` and a sync for it.
+//!
 //! A full outbox loses nothing: the events it refuses wait in memory, and
 //! [`Events::full`] tells the workers to answer new calls 503 until it
 //! has room again.
@@ -54,6 +62,9 @@ pub(crate) enum Sink {
 pub(crate) enum Msg {
     /// An event to write.
     Event(v1::Event),
+    /// A call's `CallEnded`, whose worker waits to hear that it is on
+    /// disk.
+    Durable(v1::Event, Ack),
     /// The broker confirmed these records.
     Confirmed(Vec<u64>),
     /// Nothing to do: the publisher, reconnecting, learns from the send
@@ -63,6 +74,22 @@ pub(crate) enum Msg {
     /// publisher or CDR writer, which hold senders too, end with the
     /// process; what they had not sent waits in the outbox).
     Stop,
+}
+
+/// Whom to tell that a call's end is on disk.
+#[derive(Clone)]
+pub(crate) struct Ack {
+    /// The call's worker.
+    pub(crate) to: crate::inbox::Inbox,
+    pub(crate) call: sentiric_engine::b2bua::CallRef,
+    /// When the call's worker sent it.
+    pub(crate) since: Instant,
+}
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ack").field("call", &self.call.0).finish()
+    }
 }
 
 /// A worker's handle on the events thread.
@@ -82,6 +109,15 @@ impl Events {
         // The thread outlives the workers; a send fails only while the
         // process is exiting on an error already logged.
         let _ = self.tx.send(Msg::Event(event));
+    }
+
+    /// Sends a call's `CallEnded`; with `ack`, the call's worker is told
+    /// once it is synced to disk (`[events] durable_end`).
+    pub(crate) fn emit_end(&self, event: v1::Event, ack: Option<Ack>) {
+        let _ = self.tx.send(match ack {
+            Some(ack) => Msg::Durable(event, ack),
+            None => Msg::Event(event),
+        });
     }
 
     /// A node event (no call), numbered in this run's order.
@@ -194,7 +230,13 @@ fn run(
     node: &str,
     written: &tokio::sync::Notify,
 ) {
-    let mut waiting: VecDeque<v1::Event> = VecDeque::new();
+    let mut waiting: VecDeque<(v1::Event, Option<Ack>)> = VecDeque::new();
+    // The ends written since the last sync, whose workers wait.
+    let mut acks: Vec<Ack> = Vec::new();
+    // Wakes the workers told (only with `[events] durable_end`).
+    let mut waker: Option<std::net::UdpSocket> = None;
+    let syncs = metrics::counter!("sentiric_events_syncs_total");
+    let durable_wait = metrics::histogram!("sentiric_events_durable_end_seconds");
     let written_total = metrics::counter!("sentiric_events_written_total");
     let confirmed_total = metrics::counter!("sentiric_events_confirmed_total");
     let pending = metrics::gauge!("sentiric_events_outbox_pending");
@@ -241,13 +283,15 @@ fn run(
         // Nothing came in this window (confirms aside): block next time.
         idle = waiting.is_empty();
         let mut appended = 0usize;
-        while let Some(e) = waiting.front_mut() {
+        while let Some((e, _)) = waiting.front_mut() {
             e.node_id.clear();
             e.node_id.push_str(node);
             sentiric_events::stamp(e);
             match outbox.append(&e.encode_to_vec()) {
                 Ok(_) => {
-                    waiting.pop_front();
+                    if let Some((_, Some(ack))) = waiting.pop_front() {
+                        acks.push(ack);
+                    }
                     appended += 1;
                 }
                 Err(OutboxError::Full { .. }) => break,
@@ -264,12 +308,22 @@ fn run(
                 Err(e) => tracing::error!("event outbox: write: {e}"),
             }
         }
-        // The last batch before exiting is synced too.
-        if synced.elapsed() >= sync || !open {
+        // The last batch before exiting is synced too, and one with a
+        // call's end that waits.
+        if synced.elapsed() >= sync || !open || !acks.is_empty() {
+            if outbox.dirty() {
+                syncs.increment(1);
+            }
             if let Err(e) = outbox.sync() {
-                tracing::error!("event outbox: sync: {e}");
+                // The disk failing: the calls are not held for ever.
+                tracing::error!(
+                    ends = acks.len(),
+                    "event outbox: sync: {e}; {} calls' last messages go out all the same",
+                    acks.len()
+                );
             }
             synced = Instant::now();
+            tell(&mut acks, &mut waker, &durable_wait);
         }
         let now_full = !waiting.is_empty();
         pending.set(outbox.len() as f64 + waiting.len() as f64);
@@ -292,6 +346,38 @@ fn run(
                 waiting.len()
             );
             return;
+        }
+    }
+}
+
+/// Tells each ended call's worker that its end is on disk: the
+/// messages, then one wake datagram per worker.
+fn tell(acks: &mut Vec<Ack>, waker: &mut Option<std::net::UdpSocket>, wait: &metrics::Histogram) {
+    if acks.is_empty() {
+        return;
+    }
+    if waker.is_none() {
+        match std::net::UdpSocket::bind("127.0.0.1:0") {
+            Ok(s) => *waker = Some(s),
+            Err(e) => tracing::error!("event outbox: a socket to wake the workers: {e}"),
+        }
+    }
+    let mut woken: Vec<std::net::SocketAddr> = Vec::new();
+    for ack in acks.drain(..) {
+        wait.record(ack.since.elapsed().as_secs_f64());
+        if ack
+            .to
+            .tx
+            .send(crate::inbox::Inbound::Durable(ack.call))
+            .is_ok()
+            && !woken.contains(&ack.to.wake)
+        {
+            woken.push(ack.to.wake);
+        }
+    }
+    if let Some(s) = waker {
+        for to in woken {
+            let _ = s.send_to(&[0], to);
         }
     }
 }
@@ -324,12 +410,13 @@ where
 /// Returns `false` for [`Msg::Stop`].
 fn take(
     m: Msg,
-    waiting: &mut VecDeque<v1::Event>,
+    waiting: &mut VecDeque<(v1::Event, Option<Ack>)>,
     outbox: &mut Outbox,
     confirmed: &metrics::Counter,
 ) -> bool {
     match m {
-        Msg::Event(e) => waiting.push_back(e),
+        Msg::Event(e) => waiting.push_back((e, None)),
+        Msg::Durable(e, ack) => waiting.push_back((e, Some(ack))),
         Msg::Confirmed(seqs) => {
             confirmed.increment(seqs.len() as u64);
             for seq in seqs {
@@ -372,6 +459,68 @@ pub(crate) fn routed(action: &sentiric_engine::dialplan::Action) -> v1::CallRout
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_durable_end_is_acked_once_written_and_only_then() {
+        let dir = std::env::temp_dir().join(format!("sentiric-events-ack-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // A long sync interval: only the durable end makes a sync.
+        let (events, thread) = spawn(
+            dir.clone(),
+            1 << 20,
+            Duration::from_millis(100),
+            Duration::from_secs(60),
+            "n1",
+            Sink::None,
+        )
+        .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let wake = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        wake.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let inbox = crate::inbox::Inbox {
+            tx,
+            wake: wake.local_addr().unwrap(),
+            load: Arc::default(),
+        };
+        let ended = |id: &str| {
+            let mut e =
+                sentiric_events::unstamped(v1::event::Body::CallEnded(v1::CallEnded::default()));
+            e.call_id = id.into();
+            e
+        };
+        let call = sentiric_engine::b2bua::CallRef(7);
+        let sent = Instant::now();
+        events.emit_end(ended("plain"), None);
+        events.emit_end(
+            ended("durable"),
+            Some(Ack {
+                to: inbox,
+                call,
+                since: sent,
+            }),
+        );
+        // The worker is woken, and told which call.
+        wake.recv_from(&mut [0u8; 8]).expect("a wake datagram");
+        match rx.try_recv() {
+            Ok(crate::inbox::Inbound::Durable(c)) => assert_eq!(c, call),
+            _ => panic!("no word of the call's end"),
+        }
+        assert!(
+            sent.elapsed() >= Duration::from_millis(100),
+            "before the batch closed"
+        );
+        let on_disk: Vec<String> = sentiric_events::outbox::read(&dir)
+            .unwrap()
+            .iter()
+            .map(|r| v1::Event::decode(r.bytes.as_slice()).unwrap().call_id)
+            .collect();
+        assert_eq!(on_disk, ["plain", "durable"], "written before the word");
+        // Nothing for the end sent without an ack.
+        assert!(rx.try_recv().is_err());
+        drop(events);
+        thread.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_full_outbox_says_so_and_keeps_what_it_took_in_order() {

@@ -1,7 +1,8 @@
 //! What reaches a data-plane worker from outside its packet engine: the
 //! TCP side's connections and messages, SIP datagrams another worker
-//! received for one of this worker's calls, and dialplan sidecars'
-//! answers. Each event goes over a
+//! received for one of this worker's calls, dialplan sidecars'
+//! answers, and the events thread's word that a call's end is on disk.
+//! Each event goes over a
 //! channel, followed by a datagram to the worker's wake socket so that
 //! its wait ends at once.
 
@@ -32,6 +33,9 @@ pub(crate) enum Inbound {
     ),
     /// A call's conversation with its agent is over (the reason).
     AgentGone(sentiric_engine::b2bua::CallRef, String),
+    /// The call's `CallEnded` is on disk: its last messages may go
+    /// (`[events] durable_end`).
+    Durable(sentiric_engine::b2bua::CallRef),
 }
 
 /// How busy a worker is, as it says once a second, for the others to

@@ -636,6 +636,7 @@ fn run(checked: config::Checked, config_path: Option<std::path::PathBuf>) -> std
             own,
             connector: connector.clone(),
             events: events.clone(),
+            durable_end: config.events.durable_end,
         };
         // With a worker per CPU, each is pinned to its own.
         let cpu = (workers == cpus.len()).then(|| cpus[i]);

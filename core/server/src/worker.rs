@@ -869,12 +869,22 @@ struct CallInfo {
 impl CallInfo {
     /// Sends the call's next event.
     fn emit(&mut self, events: &Events, body: Body) {
+        events.emit(self.next(body));
+    }
+
+    /// Sends the call's `CallEnded` (`body`): its last event.
+    fn emit_end(&mut self, events: &Events, body: Body, ack: Option<crate::events::Ack>) {
+        events.emit_end(self.next(body), ack);
+    }
+
+    /// `body` as the call's next event.
+    fn next(&mut self, body: Body) -> v1::Event {
         self.seq += 1;
         let mut e = sentiric_events::unstamped(body);
         e.call_id.clone_from(&self.call_id);
         e.trace_id.clone_from(&self.trace_id);
         e.sequence = self.seq;
-        events.emit(e);
+        e
     }
 
     /// The call's `CallEnded`, at `now`.
@@ -1073,6 +1083,9 @@ pub(crate) struct Settings {
     pub(crate) connector: crate::tcp::Connector,
     /// Where the calls' events go.
     pub(crate) events: Events,
+    /// A call's last SIP messages wait until its `CallEnded` is on disk
+    /// (`[events] durable_end`).
+    pub(crate) durable_end: bool,
 }
 
 /// Writers of the open TCP connections, by peer.
@@ -1244,6 +1257,10 @@ fn sending_handle(engine: &Engine, token: Token) -> std::io::Result<UdpSocket> {
         .try_clone()
 }
 
+/// How long past the drain timeout ended calls' last messages wait for
+/// their `CallEnded` to reach the disk (`[events] durable_end`).
+const DURABLE_GRACE: Duration = Duration::from_secs(10);
+
 /// Runs a worker until it has drained after a stop signal.
 pub(crate) fn run(
     mut engine: Engine,
@@ -1272,6 +1289,7 @@ pub(crate) fn run(
         own,
         connector,
         events,
+        durable_end,
     } = settings;
     // What waits for a TCP connection being opened, by target.
     let mut connecting: HashMap<SocketAddr, Vec<Arc<[u8]>>> = HashMap::new();
@@ -1296,6 +1314,7 @@ pub(crate) fn run(
     cfg.max_call_duration = max_call_duration;
     cfg.max_transactions = max_transactions;
     cfg.route_headers = route_headers;
+    cfg.hold_ends = durable_end;
     let mut b2b = B2bua::new(cfg, media);
     let mut drain_deadline: Option<Instant> = None;
     let mut turn = Turn {
@@ -1339,7 +1358,9 @@ pub(crate) fn run(
     let mut players: Vec<Player> = Vec::new();
     let mut rooms: HashMap<String, Room> = HashMap::new();
     let (mut pcm, mut payload, mut packet) = (Vec::new(), Vec::new(), Vec::new());
-    let mut ended: Vec<CallRef> = Vec::new();
+    // Calls ended this turn, with their CallEnded (none for a call never
+    // routed), emitted at the turn's end.
+    let mut ended: Vec<(CallRef, Option<Body>)> = Vec::new();
     // How calls with media ended, until their media is released.
     let mut endings: HashMap<CallRef, (u16, Option<Leg>)> = HashMap::new();
     // RTP sockets registered with the engine, by port, kept between calls.
@@ -1428,10 +1449,11 @@ pub(crate) fn run(
                 // The agent of an ended call is done: the call's end now.
                 Inbound::AgentGone(call, _) if leaving.contains_key(&call) => {
                     if let Some((_, _, body)) = leaving.remove(&call) {
-                        emit_for(&mut ids, &events, call, body);
-                        ended.push(call);
+                        ended.push((call, Some(body)));
                     }
                 }
+                // Its CallEnded is on disk: the call's last messages go.
+                Inbound::Durable(call) => b2b.release(call),
                 Inbound::AgentGone(call, why) => {
                     // Still up (its media not released): it ends, and its
                     // release tidies the rest. Unless the agent hung up
@@ -1683,11 +1705,10 @@ pub(crate) fn run(
                         endings.insert(call, (status, by));
                         continue;
                     }
-                    ended.push(call);
-                    if let Some(info) = ids.get_mut(&call) {
-                        let body = info.ended(now, status, by, [None, None]);
-                        info.emit(&events, body);
-                    }
+                    let body = ids
+                        .get(&call)
+                        .map(|info| info.ended(now, status, by, [None, None]));
+                    ended.push((call, body));
                     let (call_id, trace_id) = ids_of(&ids, call);
                     tracing::info!(
                         call = call.0,
@@ -2117,10 +2138,9 @@ pub(crate) fn run(
                                         }
                                     }
                                 }
-                                emit_for(&mut ids, &events, call, body);
-                                ended.push(call);
+                                ended.push((call, Some(body)));
                             }
-                            (None, _) => ended.push(call),
+                            (None, _) => ended.push((call, None)),
                         }
                         let (call_id, trace_id) = ids_of(&ids, call);
                         tracing::info!(
@@ -2228,12 +2248,24 @@ pub(crate) fn run(
             .collect();
         for call in due {
             if let Some((_, _, body)) = leaving.remove(&call) {
-                emit_for(&mut ids, &events, call, body);
-                ended.push(call);
+                ended.push((call, Some(body)));
             }
         }
-        for call in ended.drain(..) {
-            ids.remove(&call);
+        for (call, body) in ended.drain(..) {
+            match (ids.remove(&call), body) {
+                (Some(mut info), Some(body)) => {
+                    // With durable_end the call's last messages wait for
+                    // the events thread's word (Inbound::Durable).
+                    let ack = durable_end.then(|| crate::events::Ack {
+                        to: workers[index].clone(),
+                        call,
+                        since: now,
+                    });
+                    info.emit_end(&events, body, ack);
+                }
+                // Nothing to record: nothing to wait for.
+                _ => b2b.release(call),
+            }
         }
         // Once a second, before this turn's messages go out (a BYE or
         // OPTIONS made here goes with them, not at the next wake-up).
@@ -2371,7 +2403,18 @@ pub(crate) fn run(
             }
             engine.stats().record(index, engine.kind());
         }
-        if drain_deadline.is_some() && b2b.calls() == 0 && leaving.is_empty() {
+        // Ends whose record the events thread cannot take (a full outbox)
+        // are let go a while after the drain timeout: the process exits.
+        if drain_deadline.is_some_and(|d| now >= d + DURABLE_GRACE) && b2b.held() > 0 {
+            tracing::error!(
+                held = b2b.held(),
+                "drain: {} calls' last messages sent before their CallEnded reached the disk",
+                b2b.held()
+            );
+            b2b.release_all();
+            continue;
+        }
+        if drain_deadline.is_some() && b2b.calls() == 0 && leaving.is_empty() && b2b.held() == 0 {
             tracing::info!("drained");
             // The last call's last responses, queued this turn.
             return engine.send_queued();

@@ -365,3 +365,193 @@ fn with_no_broker_the_switch_writes_its_own_cdrs() {
     }
     assert!(confirmed() >= all.len(), "{} of {}", confirmed(), all.len());
 }
+
+/// A SIP peer on a socket of its own: requests out, the next response
+/// with a status of `min` or more back.
+struct Peer {
+    sock: std::net::UdpSocket,
+    to: std::net::SocketAddr,
+}
+
+impl Peer {
+    fn new(to: std::net::SocketAddr) -> Peer {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        Peer { sock, to }
+    }
+
+    fn send(&self, text: &str) {
+        self.sock.send_to(text.as_bytes(), self.to).unwrap();
+    }
+
+    /// The first response in `call_id` of status `min` or above (requests
+    /// from the switch, other calls' responses and 1xx below `min`
+    /// skipped).
+    fn response(&self, call_id: &str, min: u16) -> String {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let (n, _) = self.sock.recv_from(&mut buf).expect("a response in 5 s");
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !text.contains(&format!("Call-ID: {call_id}\r\n")) {
+                continue;
+            }
+            let status = text
+                .strip_prefix("SIP/2.0 ")
+                .and_then(|r| r.get(..3))
+                .and_then(|c| c.parse::<u16>().ok());
+            if status.is_some_and(|s| s >= min) {
+                return text;
+            }
+        }
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        user: &str,
+        call_id: &str,
+        cseq: u32,
+        to_tag: &str,
+        sdp: &str,
+    ) -> String {
+        let me = self.sock.local_addr().unwrap();
+        let to_tag = if to_tag.is_empty() {
+            String::new()
+        } else {
+            format!(";tag={to_tag}")
+        };
+        let body = if sdp.is_empty() {
+            "Content-Length: 0\r\n\r\n".to_string()
+        } else {
+            format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            )
+        };
+        format!(
+            "{method} sip:{user}@{} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {me};branch=z9hG4bK{call_id}{cseq}{method}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:tester@{me}>;tag=ft\r\n\
+             To: <sip:{user}@{}>{to_tag}\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: {cseq} {method}\r\n\
+             Contact: <sip:tester@{me}>\r\n\
+             {body}",
+            self.to, self.to
+        )
+    }
+}
+
+impl Peer {
+    /// Sends the ACK of a failure to INVITE `call_id` (CSeq 1): in the
+    /// INVITE's transaction (RFC 3261 §17.1.1.3), or it is retransmitted.
+    fn ack_failure(&self, user: &str, call_id: &str, failure: &str) {
+        let ack = self.request("ACK", user, call_id, 1, &tag(failure), "");
+        self.send(&ack.replace(&format!("{call_id}1ACK"), &format!("{call_id}1INVITE")));
+    }
+
+    /// Calls `user` (no SDP): the failure it gets, ACKed.
+    fn rejected(&self, user: &str, call_id: &str) -> String {
+        self.send(&self.request("INVITE", user, call_id, 1, "", ""));
+        let resp = self.response(call_id, 300);
+        self.ack_failure(user, call_id, &resp);
+        resp
+    }
+}
+
+fn ended_on_disk(sw: &Switch, call_id: &str) -> bool {
+    sw.events()
+        .iter()
+        .any(|e| kind(e) == "CallEnded" && e["call_id"] == call_id)
+}
+
+fn durable_config(min_port: u16, durable: bool) -> String {
+    // A long batch window and sync interval: without durable_end an end
+    // reaches the disk a second after the call, with it before the
+    // caller hears of it.
+    config(min_port).replace(
+        "[node]",
+        &format!("[events]\nbatch_ms = 1000\nsync_ms = 60000\ndurable_end = {durable}\n[node]"),
+    )
+}
+
+#[test]
+fn with_durable_end_a_caller_hears_the_end_only_once_it_is_on_disk() {
+    let mut sw = Switch::start(Some(&durable_config(18_900, true)), &[]);
+    let peer = Peer::new(sw.addr);
+    // A reject: the 486 waits for its CallEnded.
+    let resp = peer.rejected("busy", "durable-1");
+    assert!(resp.starts_with("SIP/2.0 486"), "{resp}");
+    assert!(
+        ended_on_disk(&sw, "durable-1"),
+        "the 486 came before its CallEnded was written"
+    );
+    // A call with media, ended by the caller's BYE: the 200 waits.
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+        peer.sock.local_addr().unwrap().port() + 2
+    );
+    peer.send(&peer.request("INVITE", "600", "durable-2", 1, "", &sdp));
+    let ok = peer.response("durable-2", 200);
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let to_tag = tag(&ok);
+    peer.send(&peer.request("ACK", "600", "durable-2", 1, &to_tag, ""));
+    peer.send(&peer.request("BYE", "600", "durable-2", 2, &to_tag, ""));
+    let bye_ok = peer.response("durable-2", 200);
+    assert!(
+        bye_ok.starts_with("SIP/2.0 200") && bye_ok.contains("2 BYE"),
+        "{bye_ok}"
+    );
+    // Killed the moment the caller heard it: the end is there.
+    sw.child.kill().unwrap();
+    sw.child.wait().unwrap();
+    assert!(
+        ended_on_disk(&sw, "durable-2"),
+        "the 200 to BYE came before its CallEnded was written"
+    );
+}
+
+#[test]
+fn with_durable_end_every_end_is_synced_and_without_it_the_caller_hears_first() {
+    let sw = Switch::start(Some(&durable_config(19_100, true)), &[]);
+    let peer = Peer::new(sw.addr);
+    for i in 1..=3 {
+        let resp = peer.rejected("busy", &format!("synced-{i}"));
+        assert!(resp.starts_with("SIP/2.0 486"), "{resp}");
+    }
+    // One fdatasync for each end (they came a batch apart), none on the
+    // 60 s interval yet.
+    let syncs = sw.metric("sentiric_events_syncs_total").unwrap_or(0.0);
+    assert!(syncs >= 3.0, "{syncs} syncs for 3 ends");
+    drop(sw);
+
+    // The control: the same switch without it answers first and writes
+    // the end when the batch window closes.
+    let sw = Switch::start(Some(&durable_config(19_300, false)), &[]);
+    let peer = Peer::new(sw.addr);
+    let sent = Instant::now();
+    let resp = peer.rejected("busy", "unsynced");
+    assert!(resp.starts_with("SIP/2.0 486"), "{resp}");
+    let heard = sent.elapsed();
+    assert!(
+        !ended_on_disk(&sw, "unsynced"),
+        "written already, {heard:?} after the INVITE"
+    );
+    let end = Instant::now() + Duration::from_secs(3);
+    while !ended_on_disk(&sw, "unsynced") {
+        assert!(Instant::now() < end, "never written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(sw.metric("sentiric_events_syncs_total").unwrap_or(0.0), 0.0);
+}
+
+/// The To tag of a response.
+fn tag(resp: &str) -> String {
+    resp.lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("to:"))
+        .and_then(|l| l.split(";tag=").nth(1))
+        .map(|t| t.trim().to_string())
+        .unwrap_or_default()
+}
