@@ -1,8 +1,10 @@
 //! The switch's side of the [ABI](crate::abi): loading a plugin library,
 //! refusing one of another ABI version, and calling it.
 //!
-//! [`Library::open`] loads the file and checks its version before
-//! anything else of it is used; [`Library::init`] makes the plugin from
+//! [`Library::open`] loads the file as it is now (a private copy of it,
+//! so that a new build renamed into place is loaded, not the one loaded
+//! before from the same path) and checks its version before anything
+//! else of it is used; [`Library::init`] makes the plugin from
 //! its configuration; [`Library::route`] asks it for a decision, checked
 //! with [`check_decision`](crate::check_decision); [`Library::converse`]
 //! begins a conversation with its agent ([`LibraryConversation`]),
@@ -81,30 +83,119 @@ pub enum CallError {
 }
 
 /// A loaded plugin library.
+///
+/// Each is loaded from a copy of its file made when it was opened (an
+/// anonymous memory file, `/memfd:sentiric-plugin:NAME` in the process's
+/// maps): the dynamic loader hands back a library it has loaded already
+/// when asked for the same path or the same file again, so loading the
+/// path itself would run the old code after a new build was renamed into
+/// place (and the old plugin's state, its configuration included). Each
+/// copy is its own library, with its own statics; the calls that hold an
+/// older one finish on it, and it is unloaded when the last goes.
 #[derive(Debug)]
 pub struct Library {
     path: PathBuf,
+    build_id: Option<String>,
     call: CallFn,
     free: FreeFn,
-    // Last: the functions above point into it, and it is unloaded when
-    // dropped.
-    _lib: libloading::Library,
+    // After the functions above (they point into it): unloaded when
+    // dropped, before the copy is let go.
+    lib: std::mem::ManuallyDrop<libloading::Library>,
+    /// The copy it was loaded from, and the name it was loaded by.
+    copy: std::mem::ManuallyDrop<std::fs::File>,
+    loaded_as: PathBuf,
+}
+
+impl Drop for Library {
+    fn drop(&mut self) {
+        // SAFETY: dropped once, here; nothing of the library is used
+        // after (its functions are only called through `self`).
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.lib) };
+        // The loader may keep a library loaded after its last close (one
+        // whose threads' locals have destructors still to run). While it
+        // does, it knows it by the name it was loaded by, the copy's
+        // descriptor number: that number must not name another copy
+        // later, so the descriptor stays open (the library's pages are
+        // the copy's own: it costs no more memory).
+        // SAFETY: RTLD_NOLOAD loads nothing: it only says whether the
+        // library is still loaded, taking a reference if so, which the
+        // handle's drop gives back.
+        let resident = unsafe {
+            libloading::os::unix::Library::open(
+                Some(&self.loaded_as),
+                libc::RTLD_NOLOAD | libc::RTLD_LAZY,
+            )
+        }
+        .is_ok();
+        if !resident {
+            // SAFETY: dropped once, here, after the library was unloaded.
+            unsafe { std::mem::ManuallyDrop::drop(&mut self.copy) };
+        }
+    }
+}
+
+/// A private copy of the library `bytes` (read from `path`) as an
+/// anonymous memory file, for the loader to load as a file of its own.
+fn private_copy(path: &Path, bytes: &[u8]) -> std::io::Result<std::fs::File> {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    // A memory file's name is at most 249 bytes and has no NUL (a path's
+    // file name has none).
+    let name: String = format!("sentiric-plugin:{file_name}")
+        .chars()
+        .take(200)
+        .collect();
+    let name = std::ffi::CString::new(name)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `name` is a NUL-terminated string that outlives the call.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.write_all(bytes)?;
+    Ok(file)
+}
+
+/// The GNU build id (`readelf -n` says it too) of the ELF file `bytes`,
+/// as hex; `None` when it has none.
+fn build_id(bytes: &[u8]) -> Option<String> {
+    use object::Object;
+    let id = object::File::parse(bytes).ok()?.build_id().ok()??;
+    Some(id.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl Library {
-    /// Loads the library at `path` and checks its ABI version.
+    /// Loads the library at `path`, as the file is now, and checks its
+    /// ABI version.
     ///
     /// Loading runs the library's initialisers: the plugin directory is
     /// code the switch trusts, as its own binary.
     pub fn open(path: &Path) -> Result<Library, LoadError> {
+        let open_error = |error: String| LoadError::Open {
+            path: path.to_path_buf(),
+            error,
+        };
+        let bytes = std::fs::read(path).map_err(|e| open_error(e.to_string()))?;
+        let build_id = build_id(&bytes);
+        let copy = private_copy(path, &bytes)
+            .map_err(|e| open_error(format!("a private copy to load: {e}")))?;
+        drop(bytes);
+        let loaded_as = PathBuf::from(format!("/proc/self/fd/{}", {
+            use std::os::fd::AsRawFd;
+            copy.as_raw_fd()
+        }));
         // SAFETY: loading a library runs its initialisers; the plugin
         // directory holds code the operator installed for the switch to
         // run (as trusted as the binary). Nothing else of it is used
         // before its ABI version is checked.
-        let lib = unsafe { libloading::Library::new(path) }.map_err(|e| LoadError::Open {
-            path: path.to_path_buf(),
-            error: e.to_string(),
-        })?;
+        let lib = unsafe { libloading::Library::new(&loaded_as) }
+            .map_err(|e| open_error(e.to_string()))?;
         // SAFETY: the symbol is looked up with the ABI's signature for it;
         // a library that exports the name with another one is not a
         // plugin of any version of this ABI.
@@ -136,15 +227,24 @@ impl Library {
             .map_err(|_| missing("sentiric_plugin_free"))?;
         Ok(Library {
             path: path.to_path_buf(),
+            build_id,
             call,
             free,
-            _lib: lib,
+            lib: std::mem::ManuallyDrop::new(lib),
+            copy: std::mem::ManuallyDrop::new(copy),
+            loaded_as,
         })
     }
 
     /// The file it was loaded from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The GNU build id of the file as it was loaded (hex, as `readelf
+    /// -n` or `file` print it); `None` when it was linked without one.
+    pub fn build_id(&self) -> Option<&str> {
+        self.build_id.as_deref()
     }
 
     /// The plugin's name and version (before [`Library::init`]).

@@ -321,25 +321,134 @@ impl RouteRequestRef<'_> {
     }
 }
 
-/// A decision that bridges to `targets`, in order.
-pub fn bridge<S: Into<String>>(targets: impl IntoIterator<Item = S>) -> v1::RouteDecision {
+/// A decision of `action`, with no headers, tags or rule yet (see
+/// [`v1::RouteDecision::with_rule`] and the other `with_` methods).
+fn decide(action: Action) -> v1::RouteDecision {
     v1::RouteDecision {
-        action: Some(Action::Bridge(v1::Bridge {
-            targets: targets.into_iter().map(Into::into).collect(),
-            ..v1::Bridge::default()
-        })),
+        action: Some(action),
         ..v1::RouteDecision::default()
     }
 }
 
-/// A decision that refuses the call with `code` (400–699).
+/// A decision that bridges to `targets` (`sip:` or `sips:` URIs), trying
+/// them in order; the switch's ring timeout (30 s) each and the caller's
+/// codecs, unless the [`v1::Bridge`] in it is changed.
+pub fn bridge<S: Into<String>>(targets: impl IntoIterator<Item = S>) -> v1::RouteDecision {
+    decide(Action::Bridge(v1::Bridge {
+        targets: targets.into_iter().map(Into::into).collect(),
+        ..v1::Bridge::default()
+    }))
+}
+
+/// A decision that refuses the call with `code` (400–699) and `reason`
+/// (empty: the code's usual phrase).
 pub fn reject(code: u32, reason: impl Into<String>) -> v1::RouteDecision {
-    v1::RouteDecision {
-        action: Some(Action::Reject(v1::Reject {
-            code,
-            reason: reason.into(),
-        })),
-        ..v1::RouteDecision::default()
+    decide(Action::Reject(v1::Reject {
+        code,
+        reason: reason.into(),
+    }))
+}
+
+/// Not this dialplan's call: the switch's `[dialplan]` rules decide it.
+/// An answer, never a failure (counted as `result="declined"`, not
+/// toward the circuit breaker); `reason` is for the switch's debug log.
+pub fn decline(reason: impl Into<String>) -> v1::RouteDecision {
+    decide(Action::Decline(v1::Decline {
+        reason: reason.into(),
+    }))
+}
+
+/// A decision that sends the caller to `contacts` with a 302 (set
+/// [`v1::Redirect::code`] for another 3xx).
+pub fn redirect<S: Into<String>>(contacts: impl IntoIterator<Item = S>) -> v1::RouteDecision {
+    decide(Action::Redirect(v1::Redirect {
+        code: 302,
+        contacts: contacts.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// A decision that answers the call with its own audio sent back (the
+/// echo test).
+pub fn echo() -> v1::RouteDecision {
+    answer(v1::answer::App::Echo(v1::Echo {}))
+}
+
+/// A decision that answers the call, plays the prompt `prompt` (a name
+/// in the switch's `[prompts]`) and hangs up.
+pub fn play(prompt: impl Into<String>) -> v1::RouteDecision {
+    answer(v1::answer::App::Play(v1::Play {
+        prompt: prompt.into(),
+        then_bridge: None,
+    }))
+}
+
+/// A decision that plays `prompt` in early media, then bridges to
+/// `targets`.
+pub fn play_then_bridge<S: Into<String>>(
+    prompt: impl Into<String>,
+    targets: impl IntoIterator<Item = S>,
+) -> v1::RouteDecision {
+    answer(v1::answer::App::Play(v1::Play {
+        prompt: prompt.into(),
+        then_bridge: Some(v1::Bridge {
+            targets: targets.into_iter().map(Into::into).collect(),
+            ..v1::Bridge::default()
+        }),
+    }))
+}
+
+/// A decision that answers the call and joins it to the conference room
+/// `room`.
+pub fn conference(room: impl Into<String>) -> v1::RouteDecision {
+    answer(v1::answer::App::Conference(v1::Conference {
+        room: room.into(),
+    }))
+}
+
+/// A decision that answers the call and connects it to the agent
+/// `plugin` (a library's plugin name or a sidecar's name in the switch's
+/// config), which is given `params` with the call (a system prompt, a
+/// greeting, a language …).
+pub fn agent<K: Into<String>, V: Into<String>>(
+    plugin: impl Into<String>,
+    params: impl IntoIterator<Item = (K, V)>,
+) -> v1::RouteDecision {
+    answer(v1::answer::App::Agent(v1::ConnectAgent {
+        plugin: plugin.into(),
+        params: params
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect(),
+    }))
+}
+
+/// A decision that answers the call with `app`.
+fn answer(app: v1::answer::App) -> v1::RouteDecision {
+    decide(Action::Answer(v1::Answer { app: Some(app) }))
+}
+
+impl v1::RouteDecision {
+    /// This decision, naming `rule` as the one that decided (the call's
+    /// `CallRouted` event and the switch's log say it).
+    #[must_use]
+    pub fn with_rule(mut self, rule: impl Into<String>) -> Self {
+        self.rule = rule.into();
+        self
+    }
+
+    /// This decision, with the CDR tag `name` = `value`.
+    #[must_use]
+    pub fn with_tag(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.cdr_tags.insert(name.into(), value.into());
+        self
+    }
+
+    /// This decision, adding the header `name: value` to the INVITEs sent
+    /// to its bridge targets.
+    #[must_use]
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.add_headers.insert(name.into(), value.into());
+        self
     }
 }
 
@@ -394,6 +503,12 @@ pub fn check_decision(decision: &v1::RouteDecision) -> Result<(), InvalidDecisio
             return Err(InvalidDecision::RedirectCode(r.code))
         }
         Action::Redirect(r) => check_targets(&r.contacts)?,
+        Action::Decline(_) if !decision.add_headers.is_empty() => {
+            return Err(InvalidDecision::Field(
+                "a decline adds no headers (it has no target)".into(),
+            ))
+        }
+        Action::Decline(d) => check_value("reason", &d.reason)?,
         Action::Answer(a) => match a.app.as_ref().ok_or(InvalidDecision::NoAction)? {
             App::Echo(_) => {}
             App::Play(p) if p.prompt.is_empty() => return Err(InvalidDecision::Unnamed("play")),
@@ -562,6 +677,63 @@ mod tests {
         d.add_headers.insert("X-Route".into(), "berlin".into());
         d.cdr_tags.insert("account".into(), "42".into());
         assert_eq!(check_decision(&d), Ok(()));
+    }
+
+    #[test]
+    fn each_helper_makes_the_decision_it_names() {
+        use v1::answer::App;
+        let app = |d: &v1::RouteDecision| match &d.action {
+            Some(Action::Answer(v1::Answer { app: Some(app) })) => app.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(app(&echo()), App::Echo(v1::Echo {}));
+        assert!(
+            matches!(app(&play("welcome")), App::Play(p) if p.prompt == "welcome" && p.then_bridge.is_none())
+        );
+        assert!(matches!(
+            app(&play_then_bridge("ringback", ["sip:a@127.0.0.1"])),
+            App::Play(v1::Play { then_bridge: Some(b), .. }) if b.targets == ["sip:a@127.0.0.1"]
+        ));
+        assert!(matches!(app(&conference("sales")), App::Conference(c) if c.room == "sales"));
+        assert!(matches!(
+            app(&agent("voice", [("greeting", "hello")])),
+            App::Agent(a) if a.plugin == "voice" && a.params["greeting"] == "hello"
+        ));
+        assert!(matches!(
+            redirect(["sip:x@127.0.0.1"]).action,
+            Some(Action::Redirect(v1::Redirect { code: 302, ref contacts })) if contacts == &["sip:x@127.0.0.1"]
+        ));
+        assert!(matches!(
+            decline("not mine").action,
+            Some(Action::Decline(v1::Decline { ref reason })) if reason == "not mine"
+        ));
+        let d = reject(404, "")
+            .with_rule("r")
+            .with_tag("a", "1")
+            .with_header("X-A", "2");
+        assert_eq!(
+            (
+                d.rule.as_str(),
+                d.cdr_tags["a"].as_str(),
+                d.add_headers["X-A"].as_str()
+            ),
+            ("r", "1", "2")
+        );
+        for d in [
+            echo(),
+            play("welcome"),
+            play_then_bridge("ringback", ["sip:a@127.0.0.1"]),
+            conference("sales"),
+            agent("voice", [("greeting", "hello")]),
+            redirect(["sip:x@127.0.0.1"]),
+            decline("").with_tag("seen", "1"),
+        ] {
+            assert_eq!(check_decision(&d), Ok(()), "{d:?}");
+        }
+        // A decline has no target for headers; its reason is a value.
+        assert!(check_decision(&decline("").with_header("X-A", "1")).is_err());
+        assert!(check_decision(&decline("a\r\nVia: x")).is_err());
+        assert!(check_decision(&conference("")).is_err());
     }
 
     #[test]

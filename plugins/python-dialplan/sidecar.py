@@ -22,6 +22,8 @@ routes.toml:
     answer = "echo"                   # or "conference:ROOM", "play:PROMPT"
     [default]
     code = 404                        # nothing matches: refused
+                                      # (or decline = true: the switch's
+                                      # [dialplan] rules decide)
 
 Once it listens, standard output gets one line:
 `sidecar python-dialplan listening on ADDR`. SIGTERM or SIGINT stops it,
@@ -55,11 +57,18 @@ class Routes:
                 )
             if "reject" in r and not 400 <= r["reject"] <= 699:
                 raise ValueError(f"route {r['prefix']!r}: reject {r['reject']}: 400-699")
-        self.default = cfg.get("default", {}).get("code", 404)
+        default = cfg.get("default", {})
+        self.decline = default.get("decline", False)
+        if self.decline and "code" in default:
+            raise ValueError("default: decline = true or a code, not both")
+        self.default = default.get("code", 404)
 
     def decide(self, pb, request):
         """The RouteDecision for a RouteRequest."""
         route = next((r for r in self.routes if request.user.startswith(r["prefix"])), None)
+        if route is None and self.decline:
+            # Not this dialplan's call: the switch's rules decide it.
+            return pb.RouteDecision(decline=pb.Decline(reason="no prefix matched"), rule="default")
         if route is None:
             return pb.RouteDecision(
                 reject=pb.Reject(code=self.default, reason="No Route"), rule="default"

@@ -60,8 +60,15 @@ class RoutesTest(unittest.TestCase):
         d = self.routes.decide(PB, request("0800"))
         self.assertEqual((d.reject.code, d.rule), (484, "default"))
 
+    def test_a_declining_default_leaves_the_call_to_the_rules(self):
+        routes = sidecar.Routes('[[route]]\nprefix = "600"\nanswer = "echo"\n[default]\ndecline = true\n')
+        d = routes.decide(PB, request("0800"))
+        self.assertEqual((d.WhichOneof("action"), d.rule), ("decline", "default"))
+        self.assertTrue(routes.decide(PB, request("600")).answer.HasField("echo"))
+
     def test_a_bad_table_is_refused(self):
         for bad in (
+            '[default]\ncode = 404\ndecline = true\n',
             '[[route]]\nprefix = "1"\n',
             '[[route]]\nprefix = "1"\nreject = 700\n',
             '[[route]]\nprefix = "1"\nreject = 486\ntargets = ["sip:a@b"]\n',

@@ -499,9 +499,10 @@ fn run(checked: config::Checked, config_path: Option<std::path::PathBuf>) -> std
     // Metrics before anything records one (the engine records its backend).
     let metrics = families::install().map_err(std::io::Error::other)?;
     // Plugins after the metrics (the dialplan host's are made with it).
-    let loaded = plugins::load(&config.plugins);
+    // The libraries are held by the dialplan host alone: one a reload
+    // replaces is unloaded once its calls are over.
     let router = Arc::new(plugins::Router::new(
-        plugins::PluginDialplan::from(&config.plugins, &loaded, dialplan)
+        plugins::PluginDialplan::from(&config.plugins, &plugins::load(&config.plugins), dialplan)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
     ));
     let status = Arc::new(http::Status::default());

@@ -446,11 +446,13 @@ fn load_one(cfg: &PluginsConfig, path: &Path) -> Option<Loaded> {
     });
     match made {
         Ok(info) => {
+            let build = lib.build_id().unwrap_or("none");
             tracing::info!(
                 plugin = %info.name,
                 version = %info.version,
                 path = %path.display(),
-                "plugin {} {} loaded from {}: {}",
+                build_id = build,
+                "plugin {} {} loaded from {} (build id {build}): {}",
                 info.name,
                 info.version,
                 path.display(),
@@ -601,6 +603,8 @@ pub(crate) struct PluginDialplan {
     /// The breaker's clock.
     epoch: Instant,
     ok: metrics::Counter,
+    /// Calls it declined (the rules decided them).
+    declined: metrics::Counter,
     skipped: metrics::Counter,
     busy: metrics::Counter,
     circuit_open: metrics::Gauge,
@@ -758,6 +762,18 @@ pub(crate) struct Reply {
     result: Result<v1::RouteDecision, SidecarError>,
 }
 
+/// A plugin's answer for a call, checked.
+enum Settled {
+    /// Its decision, to carry out.
+    Routed(Decision),
+    /// Not its call: the `[dialplan]` rules decide it, with its tags.
+    Declined {
+        reason: String,
+        rule: String,
+        tags: std::collections::HashMap<String, String>,
+    },
+}
+
 /// Why a plugin gave no decision to carry out.
 struct Failure {
     /// It panicked (in process): the call fails with 500.
@@ -857,6 +873,7 @@ impl PluginDialplan {
             breaker: Breaker::new(cfg.breaker_failures, cfg.breaker_cooldown_ms),
             epoch: Instant::now(),
             ok: label("ok"),
+            declined: label("declined"),
             skipped: label("skipped"),
             busy: label("busy"),
             circuit_open: metrics::gauge!("sentiric_plugin_circuit_open", "plugin" => name.clone()),
@@ -912,16 +929,15 @@ impl PluginDialplan {
         ids: [&str; 3],
         worker: &Inbox,
     ) -> Begun {
-        let fallback = || self.rules.route(request);
+        let fallback = || self.by_rules(request);
         let [call_id, trace_id, to_uri] = ids;
         if let Backend::Builtin = self.backend {
             // Cannot fail: counted, no breaker.
             let t0 = Instant::now();
-            let action = self.rules.route(request);
-            let rule = self.rules.matching_rule(request).unwrap_or_default();
+            let decision = self.by_rules(request);
             self.latency.record(t0.elapsed().as_secs_f64());
             self.ok.increment(1);
-            return Begun::Decided(Decision::new(action, rule.to_string()));
+            return Begun::Decided(decision);
         }
         let t0 = Instant::now();
         let gate = self.breaker.gate(self.millis(t0));
@@ -1022,7 +1038,7 @@ impl PluginDialplan {
     /// describes; the `[dialplan]` rules decide when it failed and
     /// `on_failure` says so.
     pub(crate) fn finish(&self, reply: Reply, request: &RouteRequest<'_>) -> Decision {
-        let fallback = || self.rules.route(request);
+        let fallback = || self.by_rules(request);
         let gate = if reply.host == self.id {
             reply.gate
         } else {
@@ -1228,6 +1244,14 @@ impl PluginDialplan {
         Ok(tx)
     }
 
+    /// What the `[dialplan]` rules decide for the call `request`
+    /// describes, naming the rule that matched.
+    fn by_rules(&self, request: &RouteRequest<'_>) -> Decision {
+        let action = self.rules.route(request);
+        let rule = self.rules.matching_rule(request).unwrap_or_default();
+        Decision::new(action, rule.to_string())
+    }
+
     /// Milliseconds on the breaker's clock.
     fn millis(&self, t: Instant) -> u64 {
         u64::try_from(t.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
@@ -1242,16 +1266,24 @@ impl PluginDialplan {
         gate: Gate,
         t0: Instant,
         decided: Result<v1::RouteDecision, Failure>,
-        fallback: impl FnOnce() -> Action,
+        fallback: impl FnOnce() -> Decision,
     ) -> Decision {
         let took = t0.elapsed();
-        // A decision the switch cannot carry out is the plugin's error.
-        let decided = decided.and_then(|d| {
-            decision(d).map_err(|why| Failure {
+        // A decision the switch cannot carry out is the plugin's error; a
+        // decline is an answer, its call decided by the rules.
+        let decided = decided.and_then(|d| match d.action {
+            Some(v1::route_decision::Action::Decline(v1::Decline { reason })) => {
+                Ok(Settled::Declined {
+                    reason,
+                    rule: d.rule,
+                    tags: d.cdr_tags,
+                })
+            }
+            _ => decision(d).map(Settled::Routed).map_err(|why| Failure {
                 panicked: false,
                 timed_out: false,
                 why,
-            })
+            }),
         });
         let ok = decided.is_ok();
         if self.breaker.record(gate, ok, self.millis(Instant::now())) {
@@ -1283,9 +1315,28 @@ impl PluginDialplan {
             );
         }
         let failure = match decided {
-            Ok(routed) => {
+            Ok(Settled::Routed(routed)) => {
                 self.ok.increment(1);
                 return routed;
+            }
+            Ok(Settled::Declined { reason, rule, tags }) => {
+                self.declined.increment(1);
+                let mut decision = fallback();
+                tracing::debug!(
+                    plugin = %self.name,
+                    call_id = %call_id,
+                    trace_id = %trace_id,
+                    "dialplan plugin {} declined the call (rule {rule:?}: {reason:?}); \
+                     the [dialplan] rules decide: {:?}",
+                    self.name,
+                    decision.rule
+                );
+                decision.rule = match decision.rule.as_str() {
+                    "" => format!("declined by {}", self.name),
+                    rule => format!("{rule} (declined by {})", self.name),
+                };
+                decision.tags.extend(tags);
+                return decision;
             }
             Err(f) => f,
         };
@@ -1317,7 +1368,7 @@ impl PluginDialplan {
         call_id: &str,
         trace_id: &str,
         why: String,
-        fallback: impl FnOnce() -> Action,
+        fallback: impl FnOnce() -> Decision,
     ) -> Decision {
         let (path, action, rule) = if self.reject_on_failure {
             (
@@ -1331,7 +1382,7 @@ impl PluginDialplan {
         } else {
             (
                 "the [dialplan] rules decide",
-                fallback(),
+                fallback().action,
                 format!("plugin {} failed: fallback", self.name),
             )
         };
@@ -1791,6 +1842,8 @@ fn decision(d: v1::RouteDecision) -> Result<Decision, String> {
                 }
             }
         },
+        // Settled before: a decline is not carried out.
+        Some(A::Decline(_)) => return Err("a decline is not an action".into()),
         Some(A::Answer(_)) | None => return Err("no action".into()),
     };
     Ok(Decision {

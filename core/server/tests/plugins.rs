@@ -189,6 +189,70 @@ fn failures_in_a_row_open_the_circuit_and_a_call_after_the_cooldown_closes_it() 
 }
 
 #[test]
+fn a_plugin_that_declines_most_calls_keeps_serving_the_ones_it_takes() {
+    let dir = plugin_dir("decline");
+    let callee = Switch::start(Some(&rtp(33_800)), &[]);
+    // The breaker opens after 3 failures in a row: 8 declines in a row
+    // must not count as any.
+    let sw = with_plugin(
+        &dir,
+        34_000,
+        "sentiric-plugin-faulty",
+        &format!("sip:600@{}\n", callee.addr),
+        "\"reject\"\nbreaker_failures = 3",
+        "[[dialplan.rule]]\nname = \"busy\"\nuser = \"decline-busy\"\naction = \"reject\"\ncode = 486\n\
+         [dialplan.default]\naction = \"reject\"\ncode = 404\n",
+    );
+    for i in 0..8 {
+        let user = if i % 2 == 0 {
+            "decline-busy"
+        } else {
+            "decline-other"
+        };
+        let want = if i % 2 == 0 { 486 } else { 404 };
+        assert_eq!(
+            call(&sw, user),
+            want,
+            "{user}: the rules decide, not on_failure's 503"
+        );
+    }
+    assert_eq!(
+        call(&sw, "someone"),
+        200,
+        "the calls it takes: the circuit is closed"
+    );
+    // A decline that adds a header is the plugin's error: on_failure.
+    assert_eq!(call(&sw, "declines-with-header"), 503);
+    let r = routed(&sw, 10);
+    assert_eq!(r.len(), 10, "{r:#?}");
+    assert_eq!(
+        r[0]["rule"], "busy (declined by sentiric-plugin-faulty)",
+        "{r:#?}"
+    );
+    assert_eq!(r[0]["tags"]["seen_by"], "faulty", "its tags kept: {r:#?}");
+    assert_eq!(r[1]["rule"], "declined by sentiric-plugin-faulty", "{r:#?}");
+    assert_eq!(r[8]["action"], "bridge", "{r:#?}");
+    let metrics = common::http_get(sw.http(), "/metrics", None).1;
+    for line in [
+        "sentiric_plugin_calls_total{plugin=\"sentiric-plugin-faulty\",result=\"declined\"} 8",
+        "sentiric_plugin_calls_total{plugin=\"sentiric-plugin-faulty\",result=\"ok\"} 1",
+        "sentiric_plugin_calls_total{plugin=\"sentiric-plugin-faulty\",result=\"error\"} 1",
+        "sentiric_plugin_circuit_open{plugin=\"sentiric-plugin-faulty\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    // Declines are not warned of; the one error is.
+    assert!(sw.lines("not mine").is_empty(), "{:#?}", sw.log());
+    assert_eq!(
+        sw.lines("a decline adds no headers").len(),
+        1,
+        "{:#?}",
+        sw.log()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_plugin_or_agent_that_is_not_there_stops_the_start() {
     let dir = std::env::temp_dir().join(format!("sentiric-plugins-none-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -273,10 +337,11 @@ fn sighup_reloads_the_rules_and_the_plugins_and_refuses_a_broken_config() {
     let sw = Switch::start(Some(&rules(486)), &[]);
     assert_eq!(call(&sw, "someone"), 486, "the built-in rules");
     let reload = |text: &str, line: &str| {
+        let n = sw.lines(line).len() + 1;
         std::fs::write(sw.config_file(), text).unwrap();
         sw.signal("HUP");
         assert!(
-            sw.wait_lines(line, 1, Duration::from_secs(5)),
+            sw.wait_lines(line, n, Duration::from_secs(5)),
             "{line}: {:#?}",
             sw.log()
         );
@@ -294,19 +359,173 @@ fn sighup_reloads_the_rules_and_the_plugins_and_refuses_a_broken_config() {
         "SIGHUP: reloaded: dialplan sentiric-plugin-prefix-dialplan",
     );
     assert_eq!(call(&sw, "someone"), 480, "the plugin decides");
+    // The same library file with a new configuration: made again from it.
+    reload(
+        &format!(
+            "{}[plugins]\ndir = \"{}\"\ndialplan = \"sentiric-plugin-prefix-dialplan\"\n\
+             [plugins.config]\nsentiric-plugin-prefix-dialplan = '''\n[default]\ncode = 404\n'''\n",
+            rules(403),
+            dir.display()
+        ),
+        "SIGHUP: reloaded: dialplan sentiric-plugin-prefix-dialplan",
+    );
+    assert_eq!(call(&sw, "someone"), 404, "its new configuration");
     // A config that does not check: refused, the plugin stays.
     reload(
         "[dialplan.default]\naction = \"nope\"\n",
         "SIGHUP: reload refused",
     );
-    assert_eq!(call(&sw, "someone"), 480);
+    assert_eq!(call(&sw, "someone"), 404);
     let metrics = common::http_get(sw.http(), "/metrics", None).1;
     for line in [
         "sentiric_plugin_calls_total{plugin=\"static\",result=\"ok\"} 2",
-        "sentiric_plugin_calls_total{plugin=\"sentiric-plugin-prefix-dialplan\",result=\"ok\"} 2",
+        "sentiric_plugin_calls_total{plugin=\"sentiric-plugin-prefix-dialplan\",result=\"ok\"} 3",
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A dialplan library of the ABI written in C, built with `cc` into
+/// `out`: plugin `reloadable` version `version`, rejecting every call with
+/// `code` (after 1.5 s when the request names `slow`): two builds of
+/// one plugin, as a rebuild makes them.
+fn reloadable(out: &Path, version: &str, code: u32) {
+    use prost::Message;
+    use sentiric_plugin_sdk::v1;
+    let info = v1::PluginInfo {
+        name: "reloadable".into(),
+        version: version.into(),
+        services: vec!["dialplan".into()],
+    };
+    let decision = sentiric_plugin_sdk::reject(code, format!("Build {version}"))
+        .with_rule(format!("build {version}"));
+    let bytes = |m: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = Vec::new();
+        m(&mut b);
+        b.iter()
+            .map(|x| format!("{x}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let c = format!(
+        "#include <stddef.h>\n#include <stdint.h>\n#include <string.h>\n#include <unistd.h>\n\
+         typedef struct {{ uint8_t *ptr; size_t len; size_t cap; }} Buf;\n\
+         static uint8_t INFO[] = {{{}}};\nstatic uint8_t DECISION[] = {{{}}};\n\
+         uint32_t sentiric_plugin_abi_version(void) {{ return {}; }}\n\
+         int32_t sentiric_plugin_call(uint32_t m, const uint8_t *in, size_t len, Buf *out) {{\n\
+           if (m == 0 || m == 1) {{ out->ptr = INFO; out->len = sizeof INFO; return 0; }}\n\
+           if (m == 2) {{\n\
+             if (memmem(in, len, \"slow\", 4)) usleep(1500000);\n\
+             out->ptr = DECISION; out->len = sizeof DECISION; return 0;\n\
+           }}\n\
+           return 4;\n\
+         }}\n\
+         void sentiric_plugin_free(Buf b) {{ (void)b; }}\n",
+        bytes(&|b| info.encode(b).unwrap()),
+        bytes(&|b| decision.encode(b).unwrap()),
+        sentiric_plugin_sdk::abi::ABI_VERSION,
+    );
+    let src = out.with_extension("c");
+    std::fs::write(&src, c).unwrap();
+    let built = Command::new("cc")
+        .args(["-D_GNU_SOURCE", "-shared", "-fPIC", "-Wl,--build-id", "-o"])
+        .arg(out)
+        .arg(&src)
+        .output()
+        .expect("a C compiler (cc)");
+    assert!(built.status.success(), "{built:?}");
+}
+
+/// The build ids the switch logged loading the plugin `reloadable`.
+fn build_ids(sw: &Switch) -> Vec<String> {
+    sw.lines("plugin reloadable")
+        .iter()
+        .filter_map(|l| Some(l.split("(build id ").nth(1)?.split(')').next()?.to_string()))
+        .collect()
+}
+
+/// The private copies of the library `file_name` the switch has mapped,
+/// by inode.
+fn mapped_copies(sw: &Switch, file_name: &str) -> std::collections::BTreeSet<String> {
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", sw.pid())).unwrap();
+    maps.lines()
+        .filter(|l| l.contains(&format!("memfd:sentiric-plugin:{file_name}")))
+        .filter_map(|l| l.split_whitespace().nth(4).map(String::from))
+        .collect()
+}
+
+#[test]
+fn sighup_loads_a_rebuilt_library_while_calls_in_flight_finish_on_the_old_one() {
+    let dir = std::env::temp_dir().join(format!("sentiric-plugins-rebuilt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let lib = dir.join("libreloadable.so");
+    reloadable(&lib, "1", 486);
+    let sw = Switch::start(
+        Some(&format!(
+            "{}[plugins]\ndir = \"{}\"\ndialplan = \"reloadable\"\n",
+            rtp(33_600),
+            dir.display()
+        )),
+        &[],
+    );
+    assert_eq!(call(&sw, "someone"), 486, "build 1");
+    // A call that build 1 takes 1.5 s to decide, in flight over the reload.
+    let slow = {
+        let addr = sw.addr;
+        std::thread::spawn(move || {
+            let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+                .args(["call", &format!("sip:slow@{addr}"), "--duration", "0.5"])
+                .output()
+                .unwrap();
+            let v: serde_json::Value =
+                serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{out:?}"));
+            (v["status"].as_u64().unwrap_or(0), std::time::Instant::now())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    // Build 2, renamed into place as the guide says, then SIGHUP.
+    let new = dir.join("libreloadable.so.new");
+    reloadable(&new, "2", 480);
+    std::fs::rename(&new, &lib).unwrap();
+    std::fs::remove_file(dir.join("libreloadable.so.c")).ok();
+    sw.signal("HUP");
+    let reloaded_at = std::time::Instant::now();
+    assert!(
+        sw.wait_lines("SIGHUP: reloaded", 1, Duration::from_secs(5)),
+        "{:#?}",
+        sw.log()
+    );
+    // Answered after the reload, by build 1: it was in flight on it (had
+    // it come after, build 2 would have answered 480).
+    let (status, answered_at) = slow.join().unwrap();
+    assert_eq!(status, 486, "the call in flight finished on build 1");
+    assert!(
+        answered_at > reloaded_at,
+        "the slow call was answered before the reload"
+    );
+    assert_eq!(
+        call(&sw, "someone"),
+        480,
+        "build 2 takes the calls after the reload"
+    );
+    let r = routed(&sw, 3);
+    assert_eq!(r[2]["rule"], "build 2", "{r:#?}");
+    // Each load logged its build id, and they differ.
+    let ids = build_ids(&sw);
+    assert_eq!(ids.len(), 2, "{:#?}", sw.log());
+    assert!(
+        ids.iter().all(|id| id.len() >= 16 && id != "none"),
+        "{ids:?}"
+    );
+    assert_ne!(ids[0], ids[1]);
+    // Build 1 is unloaded once nothing holds it: one copy mapped.
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    while mapped_copies(&sw, "libreloadable.so").len() > 1 && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(mapped_copies(&sw, "libreloadable.so").len(), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

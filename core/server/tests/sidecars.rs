@@ -158,6 +158,9 @@ impl Dialplan for Slow {
         if request.user == "stall" {
             std::thread::sleep(Duration::from_millis(300));
         }
+        if request.user == "decline" {
+            return Ok(sentiric_plugin_sdk::decline("not mine").with_tag("seen_by", "sidecar"));
+        }
         if request.user == "redirect" {
             return Ok(v1::RouteDecision {
                 action: Some(v1::route_decision::Action::Redirect(v1::Redirect {
@@ -574,11 +577,24 @@ fn a_decisions_headers_tags_and_redirect_reach_the_invite_cdr_and_caller() {
     target.send_to(busy.as_bytes(), from).unwrap();
     assert_eq!(caller.join().unwrap(), 486);
     assert_eq!(call(&sw, "redirect"), 301);
+    // Declined: the rules' 486, not the plugin's default 404.
+    assert_eq!(call(&sw, "decline"), 486);
 
-    // The CDRs (the switch's own SQLite): the tag, the redirect.
-    let rows = cdrs(&sw, 2, Duration::from_secs(5));
-    assert_eq!(rows.len(), 2, "{rows:#?}");
-    let by = |code: i64| rows.iter().find(|r| r["sip_code"] == code).unwrap();
+    // The CDRs (the switch's own SQLite): the tag, the redirect, the
+    // declined call with the tag of its decline.
+    let rows = cdrs(&sw, 3, Duration::from_secs(5));
+    assert_eq!(rows.len(), 3, "{rows:#?}");
+    let declined = r#"{"seen_by":"sidecar"}"#;
+    assert_eq!(
+        rows.iter().filter(|r| r["tags"] == declined).count(),
+        1,
+        "{rows:#?}"
+    );
+    let by = |code: i64| {
+        rows.iter()
+            .find(|r| r["sip_code"] == code && r["tags"] != declined)
+            .unwrap()
+    };
     assert_eq!(
         by(486)["tags"],
         format!(
@@ -588,6 +604,10 @@ fn a_decisions_headers_tags_and_redirect_reach_the_invite_cdr_and_caller() {
     );
     assert_eq!(by(301)["disposition"], "REDIRECTED");
     assert_eq!(by(301)["route"], "redirect sip:moved@127.0.0.9");
+    assert_eq!(
+        sw.metric("sentiric_plugin_calls_total{plugin=\"prefix\",result=\"declined\"}"),
+        Some(1.0)
+    );
     drop(sidecar);
     let _ = std::fs::remove_dir_all(&dir);
 }

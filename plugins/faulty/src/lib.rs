@@ -9,6 +9,8 @@
 //! | `bad-code` | rejects with 700 |
 //! | `no-targets` | bridges to no target |
 //! | `header-injection` | adds a header whose value has a line break |
+//! | `decline…` (any user beginning so) | declines (the switch's rules decide), tagging the CDR `seen_by=faulty` |
+//! | `declines-with-header` | declines, adding a header (which a decline may not) |
 //! | anything else | bridges to the configuration's target (its whole text) |
 //!
 //! Its agent misbehaves: DTMF `1` panics, `2` fails, `3` transfers the
@@ -21,7 +23,7 @@ use std::time::Duration;
 
 use sentiric_plugin_sdk::v1::{call_action::Action, call_input::Input};
 use sentiric_plugin_sdk::{
-    bridge, reject, v1, Agent, Conversation, Dialplan, Later, Plugin, PluginError,
+    bridge, decline, reject, v1, Agent, Conversation, Dialplan, Later, Plugin, PluginError,
 };
 
 /// The plugin: its one target.
@@ -120,6 +122,12 @@ impl Dialplan for Faulty {
                     .insert("X-Evil".into(), "1\r\nVia: SIP/2.0/UDP 6.6.6.6".into());
                 Ok(d)
             }
+            // Every user beginning with "decline": not its call, the
+            // switch's rules decide (its tag kept).
+            "declines-with-header" => Ok(decline("").with_header("X-A", "1")),
+            u if u.starts_with("decline") => Ok(decline("not mine")
+                .with_rule("declines")
+                .with_tag("seen_by", "faulty")),
             "stall" => {
                 std::thread::sleep(Duration::from_millis(300));
                 Ok(bridge([self.target.clone()]))

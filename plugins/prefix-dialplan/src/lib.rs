@@ -18,7 +18,8 @@
 //! hours = "08:00-18:00"
 //! closed_targets = ["sip:voicemail@10.0.0.7"]
 //!
-//! # No prefix matched.
+//! # No prefix matched: refused with this code (404 when left out), or,
+//! # with `decline = true` instead, left to the switch's [dialplan] rules.
 //! [default]
 //! code = 404
 //! ```
@@ -26,7 +27,7 @@
 //! Built as a `cdylib` it is loaded by the switch in process; its
 //! [`PrefixDialplan`] is plain Rust, tested as such below.
 
-use sentiric_plugin_sdk::{bridge, reject, v1, Dialplan, Plugin, PluginError};
+use sentiric_plugin_sdk::{bridge, decline, reject, v1, Dialplan, Plugin, PluginError};
 use serde::Deserialize;
 
 /// One route.
@@ -45,9 +46,13 @@ struct Route {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Default {
-    code: u32,
+    #[serde(default)]
+    code: Option<u32>,
     #[serde(default)]
     reason: String,
+    /// Not this plugin's call: the switch's rules decide.
+    #[serde(default)]
+    decline: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +77,7 @@ struct Compiled {
 pub struct PrefixDialplan {
     routes: Vec<Compiled>,
     offset_minutes: i64,
+    /// `code` is `None` when it declines.
     default: Default,
 }
 
@@ -90,9 +96,11 @@ impl PrefixDialplan {
             .iter()
             .find(|c| user.starts_with(c.route.prefix.as_str()))
         else {
-            let mut d = reject(self.default.code, self.default.reason.clone());
-            d.rule = "default".into();
-            return d;
+            return match self.default.code {
+                None => decline("no prefix matched"),
+                Some(code) => reject(code, self.default.reason.clone()),
+            }
+            .with_rule("default");
         };
         let open = c.open.is_none_or(|(from, to)| {
             let local_min = (time_unix_us.div_euclid(60_000_000) + self.offset_minutes)
@@ -149,15 +157,25 @@ impl Plugin for PrefixDialplan {
         }
         // Longest prefix first.
         routes.sort_by_key(|c| std::cmp::Reverse(c.route.prefix.len()));
-        let default = cfg.default.unwrap_or(Default {
-            code: 404,
+        let mut default = cfg.default.unwrap_or(Default {
+            code: None,
             reason: String::new(),
+            decline: false,
         });
-        if !(400..=699).contains(&default.code) {
-            return Err(PluginError::new(format!(
-                "default code {} is not 400-699",
-                default.code
-            )));
+        match (default.decline, default.code) {
+            (true, Some(_)) => {
+                return Err(PluginError::new(
+                    "default: decline = true or a code, not both",
+                ))
+            }
+            (true, None) => {}
+            (false, None) => default.code = Some(404),
+            (false, Some(code)) if !(400..=699).contains(&code) => {
+                return Err(PluginError::new(format!(
+                    "default code {code} is not 400-699"
+                )))
+            }
+            (false, Some(_)) => {}
         }
         Ok(PrefixDialplan {
             routes,
@@ -274,12 +292,34 @@ reason = "No Route"
     }
 
     #[test]
+    fn with_decline_a_number_no_route_matches_is_left_to_the_rules() {
+        let p = PrefixDialplan::new(
+            "[[route]]\nprefix = \"+49\"\ntargets = [\"sip:a@127.0.0.1\"]\n[default]\ndecline = true\n",
+        )
+        .unwrap();
+        let d = p.route_at(&call("0800"), at(11, 0));
+        assert!(matches!(d.action, Some(Action::Decline(_))), "{d:?}");
+        assert_eq!((d.rule.as_str(), check_decision(&d)), ("default", Ok(())));
+        assert_eq!(
+            targets(&p.route_at(&call("+4930"), at(11, 0))),
+            ["sip:a@127.0.0.1"]
+        );
+        // Without [default]: 404.
+        let p = PrefixDialplan::new("").unwrap();
+        assert!(matches!(
+            p.route_at(&call("0800"), 0).action,
+            Some(Action::Reject(v1::Reject { code: 404, .. }))
+        ));
+    }
+
+    #[test]
     fn a_bad_configuration_is_an_error() {
         for bad in [
             "[[route]]\nprefix = \"1\"\ntargets = []\n",
             "[[route]]\nprefix = \"1\"\ntargets = [\"sip:a@b\"]\nhours = \"8-18\"\n",
             "[[route]]\nprefix = \"1\"\ntargets = [\"sip:a@b\"]\nhours = \"08:00-25:00\"\n",
             "[default]\ncode = 200\n",
+            "[default]\ncode = 404\ndecline = true\n",
             "nonsense = 1\n",
         ] {
             assert!(PrefixDialplan::new(bad).is_err(), "{bad}");

@@ -216,6 +216,11 @@ impl Switch {
         assert!(ok, "kill -{name}");
     }
 
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Its config file (a switch started with one).
     pub(crate) fn config_file(&self) -> &std::path::Path {
         self.config.as_deref().expect("started with a config")
