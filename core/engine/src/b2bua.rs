@@ -480,8 +480,10 @@ impl B2buaConfig {
 /// ([`B2buaConfig::hold_ends`]).
 #[derive(Debug, Default)]
 struct Held {
-    /// In the order they were made.
-    out: Vec<Outgoing>,
+    /// In the order they were made, by the transaction that made each;
+    /// a retransmission of one already here is left out (one copy goes
+    /// on release; the transaction retransmits again after it).
+    out: Vec<(TransactionId, Outgoing)>,
     /// The call's transactions: what they send joins `out`.
     txs: Vec<TransactionId>,
 }
@@ -1754,31 +1756,29 @@ impl<M: MediaPlane> B2bua<M> {
 
     /// Lets the messages that ended `call` go out
     /// ([`B2buaConfig::hold_ends`]), in the order they were made; what
-    /// its transactions send from now on goes at once. A call not held:
-    /// nothing to do.
-    pub fn release(&mut self, call: CallRef) {
+    /// its transactions send from now on goes at once. `false` for a
+    /// call not held (released already, or never): nothing to do.
+    pub fn release(&mut self, call: CallRef) -> bool {
         let Some(h) = self.held.remove(&call) else {
-            return;
+            return false;
         };
         for tx in &h.txs {
             if self.held_txs.get(tx) == Some(&call) {
                 self.held_txs.remove(tx);
             }
         }
-        self.out.extend(h.out);
-    }
-
-    /// [`B2bua::release`] for every call held.
-    pub fn release_all(&mut self) {
-        let calls: Vec<CallRef> = self.held.keys().copied().collect();
-        for call in calls {
-            self.release(call);
-        }
+        self.out.extend(h.out.into_iter().map(|(_, o)| o));
+        true
     }
 
     /// Ended calls whose messages wait for [`B2bua::release`].
     pub fn held(&self) -> usize {
         self.held.len()
+    }
+
+    /// Whether `call`'s messages wait for [`B2bua::release`].
+    pub fn is_held(&self, call: CallRef) -> bool {
+        self.held.contains_key(&call)
     }
 
     /// Moves what the transactions queued to the outgoing messages, or to
@@ -1793,7 +1793,15 @@ impl<M: MediaPlane> B2bua<M> {
                 stream: self.tcp_txs.contains(&t.id),
             };
             match self.held_txs.get(&t.id).and_then(|c| self.held.get_mut(c)) {
-                Some(h) => h.out.push(o),
+                Some(h) => {
+                    let copy = h
+                        .out
+                        .iter()
+                        .any(|(id, q)| *id == t.id && q.bytes == o.bytes);
+                    if !copy {
+                        h.out.push((t.id, o));
+                    }
+                }
                 None => self.out.push_back(o),
             }
         }

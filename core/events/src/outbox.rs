@@ -324,7 +324,13 @@ impl Outbox {
     /// Something is not on disk yet: records appended or written and not
     /// synced, or a watermark not saved.
     pub fn dirty(&self) -> bool {
-        !self.buf.is_empty() || self.unsynced || self.saved != self.watermark
+        self.unsynced() || self.saved != self.watermark
+    }
+
+    /// `true` while records appended are not all synced to the disk (the
+    /// next [`Outbox::sync`] has an `fdatasync` to do).
+    pub fn unsynced(&self) -> bool {
+        !self.buf.is_empty() || self.unsynced
     }
 
     /// The first record not confirmed (where a publisher starts).

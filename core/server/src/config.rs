@@ -49,6 +49,7 @@
 //! sync_ms = 200                  # and synced to disk at most this often
 //! durable_end = false            # true: a call's final response or BYE
 //!                                # goes only once its CallEnded is synced
+//!                                # (10 s at most: then counted, and sent)
 //! # broker: better from SENTIRIC_EVENTS_BROKER, it holds a password;
 //! # unset: the switch writes its own CDRs ([cdr] local)
 //! broker = "amqp://user:password@127.0.0.1:5672/%2f"

@@ -112,12 +112,15 @@ impl Events {
     }
 
     /// Sends a call's `CallEnded`; with `ack`, the call's worker is told
-    /// once it is synced to disk (`[events] durable_end`).
-    pub(crate) fn emit_end(&self, event: v1::Event, ack: Option<Ack>) {
-        let _ = self.tx.send(match ack {
-            Some(ack) => Msg::Durable(event, ack),
-            None => Msg::Event(event),
-        });
+    /// once it is synced to disk (`[events] durable_end`). `false`: the
+    /// events thread is gone, and nobody will tell it.
+    pub(crate) fn emit_end(&self, event: v1::Event, ack: Option<Ack>) -> bool {
+        self.tx
+            .send(match ack {
+                Some(ack) => Msg::Durable(event, ack),
+                None => Msg::Event(event),
+            })
+            .is_ok()
     }
 
     /// A node event (no call), numbered in this run's order.
@@ -311,19 +314,24 @@ fn run(
         // The last batch before exiting is synced too, and one with a
         // call's end that waits.
         if synced.elapsed() >= sync || !open || !acks.is_empty() {
-            if outbox.dirty() {
-                syncs.increment(1);
-            }
-            if let Err(e) = outbox.sync() {
-                // The disk failing: the calls are not held for ever.
-                tracing::error!(
+            let records = outbox.unsynced();
+            match outbox.sync() {
+                Ok(()) => {
+                    if records {
+                        syncs.increment(1);
+                    }
+                    // On disk: the ends waiting for it go out.
+                    tell(&mut acks, &mut waker, &durable_wait);
+                }
+                // The disk failing: the ends wait (tried again each
+                // window; a worker lets one go after DURABLE_MAX).
+                Err(e) => tracing::error!(
                     ends = acks.len(),
-                    "event outbox: sync: {e}; {} calls' last messages go out all the same",
+                    "event outbox: sync: {e}; {} calls' last messages wait for it",
                     acks.len()
-                );
+                ),
             }
             synced = Instant::now();
-            tell(&mut acks, &mut waker, &durable_wait);
         }
         let now_full = !waiting.is_empty();
         pending.set(outbox.len() as f64 + waiting.len() as f64);

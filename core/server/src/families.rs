@@ -106,8 +106,9 @@ pub(crate) const FAMILIES: &[Family] = &[
     family("sentiric_events_outbox_pending", Gauge, Unit::Count, "Events in the outbox not yet confirmed"),
     family("sentiric_events_outbox_bytes", Gauge, Unit::Bytes, "The outbox's size on disk"),
     family("sentiric_events_outbox_full", Gauge, Unit::Count, "1 while the outbox is full and new calls are refused"),
-    family("sentiric_events_syncs_total", Counter, Unit::Count, "fdatasyncs of the outbox: every [events] sync_ms while events come, and for each batch holding a call's end that waits (durable_end)"),
-    family("sentiric_events_durable_end_seconds", Histogram(PLUGIN), Unit::Seconds, "From a call's CallEnded reaching the events thread to its sync, while the call's last SIP messages wait ([events] durable_end)"),
+    family("sentiric_events_syncs_total", Counter, Unit::Count, "fdatasyncs of the outbox's records that succeeded: every [events] sync_ms while events come, and one for each batch holding a call's end that waits (durable_end)"),
+    family("sentiric_events_durable_end_unsynced_total", Counter, Unit::Count, "Call ends whose last SIP messages went out without their CallEnded on disk ([events] durable_end): held 10 s (the outbox full or the disk failing), or the events thread gone"),
+    family("sentiric_events_durable_end_seconds", Histogram(PLUGIN), Unit::Seconds, "From a call's end (the worker's turn that ended it) to its CallEnded synced and its worker told, while the call's last SIP messages wait ([events] durable_end)"),
     family("sentiric_events_broker_connected", Gauge, Unit::Count, "1 while the publisher holds a connection to the broker"),
     // Plugins.
     family("sentiric_plugin_calls_total", Counter, Unit::Count, "Routing decisions asked of a dialplan plugin (or calls given to a built-in app), by plugin and result"),

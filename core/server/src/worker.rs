@@ -873,8 +873,9 @@ impl CallInfo {
     }
 
     /// Sends the call's `CallEnded` (`body`): its last event.
-    fn emit_end(&mut self, events: &Events, body: Body, ack: Option<crate::events::Ack>) {
-        events.emit_end(self.next(body), ack);
+    /// `false`: the events thread is gone.
+    fn emit_end(&mut self, events: &Events, body: Body, ack: Option<crate::events::Ack>) -> bool {
+        events.emit_end(self.next(body), ack)
     }
 
     /// `body` as the call's next event.
@@ -1257,9 +1258,11 @@ fn sending_handle(engine: &Engine, token: Token) -> std::io::Result<UdpSocket> {
         .try_clone()
 }
 
-/// How long past the drain timeout ended calls' last messages wait for
-/// their `CallEnded` to reach the disk (`[events] durable_end`).
-const DURABLE_GRACE: Duration = Duration::from_secs(10);
+/// The longest an ended call's last messages wait for its `CallEnded`
+/// to reach the disk (`[events] durable_end`): well before the peer's
+/// transaction times out (64×T1, 32 s), which would make its
+/// retransmitted BYE meet a 481.
+const DURABLE_MAX: Duration = Duration::from_secs(10);
 
 /// Runs a worker until it has drained after a stop signal.
 pub(crate) fn run(
@@ -1361,6 +1364,11 @@ pub(crate) fn run(
     // Calls ended this turn, with their CallEnded (none for a call never
     // routed), emitted at the turn's end.
     let mut ended: Vec<(CallRef, Option<Body>)> = Vec::new();
+    // Ended calls whose last messages wait for their CallEnded on disk
+    // (`[events] durable_end`), oldest first, and when each began to.
+    let mut holding: VecDeque<(Instant, CallRef)> = VecDeque::new();
+    let unsynced = metrics::counter!("sentiric_events_durable_end_unsynced_total");
+    let mut next_unsynced_log = Instant::now();
     // How calls with media ended, until their media is released.
     let mut endings: HashMap<CallRef, (u16, Option<Leg>)> = HashMap::new();
     // RTP sockets registered with the engine, by port, kept between calls.
@@ -1453,7 +1461,9 @@ pub(crate) fn run(
                     }
                 }
                 // Its CallEnded is on disk: the call's last messages go.
-                Inbound::Durable(call) => b2b.release(call),
+                Inbound::Durable(call) => {
+                    b2b.release(call);
+                }
                 Inbound::AgentGone(call, why) => {
                     // Still up (its media not released): it ends, and its
                     // release tidies the rest. Unless the agent hung up
@@ -2261,11 +2271,48 @@ pub(crate) fn run(
                         call,
                         since: now,
                     });
-                    info.emit_end(&events, body, ack);
+                    if !info.emit_end(&events, body, ack) {
+                        // No events thread to tell us: nothing to wait for.
+                        if b2b.release(call) {
+                            unsynced.increment(1);
+                        }
+                    } else if durable_end {
+                        holding.push_back((now, call));
+                    }
                 }
                 // Nothing to record: nothing to wait for.
-                _ => b2b.release(call),
+                _ => {
+                    b2b.release(call);
+                }
             }
+        }
+        // An end the disk has not taken in DURABLE_MAX (the outbox full,
+        // the disk failing) goes out all the same, before the peers'
+        // transactions give up on it (32 s): counted, and logged once in
+        // a while.
+        let mut expired = 0;
+        while let Some(&(since, call)) = holding.front() {
+            if now.saturating_duration_since(since) < DURABLE_MAX {
+                break;
+            }
+            holding.pop_front();
+            expired += usize::from(b2b.release(call));
+        }
+        if expired > 0 {
+            unsynced.increment(expired as u64);
+            if now >= next_unsynced_log {
+                tracing::error!(
+                    calls = expired,
+                    "{expired} calls' last messages sent {} s after their end without \
+                     their CallEnded on disk (the event outbox full or failing)",
+                    DURABLE_MAX.as_secs()
+                );
+                next_unsynced_log = now + Duration::from_secs(10);
+            }
+        }
+        // Released ones leave the front as they come to it.
+        while holding.front().is_some_and(|&(_, c)| !b2b.is_held(c)) {
+            holding.pop_front();
         }
         // Once a second, before this turn's messages go out (a BYE or
         // OPTIONS made here goes with them, not at the next wake-up).
@@ -2402,17 +2449,6 @@ pub(crate) fn run(
                 b2b.media().record_pool();
             }
             engine.stats().record(index, engine.kind());
-        }
-        // Ends whose record the events thread cannot take (a full outbox)
-        // are let go a while after the drain timeout: the process exits.
-        if drain_deadline.is_some_and(|d| now >= d + DURABLE_GRACE) && b2b.held() > 0 {
-            tracing::error!(
-                held = b2b.held(),
-                "drain: {} calls' last messages sent before their CallEnded reached the disk",
-                b2b.held()
-            );
-            b2b.release_all();
-            continue;
         }
         if drain_deadline.is_some() && b2b.calls() == 0 && leaving.is_empty() && b2b.held() == 0 {
             tracing::info!("drained");

@@ -524,12 +524,44 @@ fn with_durable_end_every_end_is_synced_and_without_it_the_caller_hears_first() 
     // One fdatasync for each end (they came a batch apart), none on the
     // 60 s interval yet.
     let syncs = sw.metric("sentiric_events_syncs_total").unwrap_or(0.0);
-    assert!(syncs >= 3.0, "{syncs} syncs for 3 ends");
+    assert_eq!(syncs, 3.0, "syncs for 3 ends a window apart");
+    // Three ends in one window: one sync for the three (a group commit).
+    let peers: Vec<Peer> = (0..3).map(|_| Peer::new(sw.addr)).collect();
+    for (i, p) in peers.iter().enumerate() {
+        p.send(&p.request("INVITE", "busy", &format!("together-{i}"), 1, "", ""));
+    }
+    for (i, p) in peers.iter().enumerate() {
+        let id = format!("together-{i}");
+        let resp = p.response(&id, 300);
+        assert!(resp.starts_with("SIP/2.0 486"), "{resp}");
+        assert!(ended_on_disk(&sw, &id), "{id}: heard before written");
+        p.ack_failure("busy", &id, &resp);
+    }
+    assert_eq!(
+        sw.metric("sentiric_events_syncs_total").unwrap_or(0.0),
+        4.0,
+        "one sync for the three ends of one window"
+    );
     drop(sw);
 
     // The control: the same switch without it answers first and writes
     // the end when the batch window closes.
-    let sw = Switch::start(Some(&durable_config(19_300, false)), &[]);
+    // The 1 s window opens with the call's first event: nothing else
+    // may open one (no CDR writer confirming records; the start's
+    // events written and their window over).
+    let sw = Switch::start(
+        Some(&format!(
+            "{}[cdr]\nlocal = false\n",
+            durable_config(19_300, false)
+        )),
+        &[],
+    );
+    let end = Instant::now() + Duration::from_secs(5);
+    while sw.events().is_empty() {
+        assert!(Instant::now() < end, "the start's events never written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1200));
     let peer = Peer::new(sw.addr);
     let sent = Instant::now();
     let resp = peer.rejected("busy", "unsynced");
@@ -545,6 +577,43 @@ fn with_durable_end_every_end_is_synced_and_without_it_the_caller_hears_first() 
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(sw.metric("sentiric_events_syncs_total").unwrap_or(0.0), 0.0);
+}
+
+#[test]
+fn with_durable_end_an_end_the_disk_will_not_take_waits_then_goes_out_counted() {
+    // Every write of the switch's files fails (a file size limit of 0,
+    // its signal ignored): the outbox takes no record, so no end can be
+    // synced. The CDR writer stays off (it would write too).
+    let sw = Switch::start_after(
+        Some(&format!(
+            "{}[cdr]\nlocal = false\n",
+            durable_config(19_500, true)
+        )),
+        "trap '' XFSZ; ulimit -f 0",
+    );
+    let peer = Peer::new(sw.addr);
+    peer.sock
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let sent = Instant::now();
+    let resp = peer.rejected("busy", "no-disk");
+    let heard = sent.elapsed();
+    assert!(resp.starts_with("SIP/2.0 486"), "{resp}");
+    // Held while the sync kept failing, let go at 10 s.
+    assert!(
+        heard >= Duration::from_secs(9) && heard < Duration::from_secs(15),
+        "the 486 came {heard:?} after the INVITE"
+    );
+    assert!(!sw.lines("sync").is_empty(), "{:#?}", sw.log());
+    assert_eq!(
+        sw.metric("sentiric_events_durable_end_unsynced_total"),
+        Some(1.0)
+    );
+    assert!(
+        !sw.lines("without their CallEnded on disk").is_empty(),
+        "{:#?}",
+        sw.log()
+    );
 }
 
 /// The To tag of a response.

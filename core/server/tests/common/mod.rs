@@ -89,7 +89,41 @@ impl Switch {
         env: &[(&str, &str)],
         events: PathBuf,
     ) -> Switch {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sentiric"));
+        Switch::launch(config, env, events, None)
+    }
+
+    /// [`Switch::start`] run by `bash` after the shell commands `shell`
+    /// (limits, signals ignored: what `exec` keeps).
+    #[allow(dead_code)]
+    pub(crate) fn start_after(config: Option<&str>, shell: &str) -> Switch {
+        static SWITCHES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let events = std::env::temp_dir().join(format!(
+            "sentiric-test-events-after-{}-{}",
+            std::process::id(),
+            SWITCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&events);
+        Switch::launch(config, &[], events, Some(shell))
+    }
+
+    fn launch(
+        config: Option<&str>,
+        env: &[(&str, &str)],
+        events: PathBuf,
+        shell: Option<&str>,
+    ) -> Switch {
+        let mut cmd = match shell {
+            None => Command::new(env!("CARGO_BIN_EXE_sentiric")),
+            Some(shell) => {
+                let mut c = Command::new("bash");
+                c.args([
+                    "-c",
+                    &format!("{shell}; exec \"$0\" \"$@\""),
+                    env!("CARGO_BIN_EXE_sentiric"),
+                ]);
+                c
+            }
+        };
         cmd.arg("run")
             .env("SENTIRIC_SIP_LISTEN", "127.0.0.1:0")
             .env("SENTIRIC_HTTP_LISTEN", "127.0.0.1:0")
