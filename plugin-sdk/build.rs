@@ -11,6 +11,11 @@ fn main() -> std::io::Result<()> {
     // An agent's stream is mostly audio frames: its rare first message
     // (the whole call) boxed, so every frame is not its size.
     config.boxed(".sentiric.plugin.v1.CallInput.input.start");
+    if std::env::var_os("CARGO_FEATURE_SERDE").is_some() {
+        // JSON for people: `sentiric route-test` prints a decision so.
+        config.type_attribute(".", "#[derive(serde::Serialize, serde::Deserialize)]");
+        config.message_attribute(".", "#[serde(default)]");
+    }
     if std::env::var_os("CARGO_FEATURE_SIDECAR").is_some() {
         // The services too, as tonic servers and clients.
         tonic_prost_build::configure()

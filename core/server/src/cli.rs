@@ -51,6 +51,11 @@ pub(crate) enum Command {
     /// Development certificates for mTLS with plugin sidecars
     #[command(subcommand, after_help = EXIT_STATUS)]
     Certs(CertsCommand),
+    /// Ask a dialplan plugin (a library, or a sidecar over mTLS) for its
+    /// decision on a call, without SIP: the decision as JSON, checked as
+    /// the switch checks it
+    #[command(after_help = ROUTE_TEST_STATUS)]
+    RouteTest(RouteTestArgs),
     /// Print a shell completion script
     #[command(after_help = EXIT_STATUS)]
     Completions {
@@ -74,6 +79,94 @@ pub(crate) struct RunArgs {
     /// Where health and metrics are served (over [http] listen)
     #[arg(long, value_name = "IP:PORT", value_parser = ip_port)]
     pub(crate) http_listen: Option<SocketAddr>,
+}
+
+/// What `route-test`'s exit statuses mean.
+const ROUTE_TEST_STATUS: &str = "Exit status: 0 a decision the switch would carry out \
+(a decline included); 1 the plugin failed, or its decision would be refused; 2 a wrong \
+command line, or a library or file that cannot be loaded or read.
+
+Example: sentiric route-test --plugin target/release/libmy_dialplan.so --config my.toml \
+--user +4930123 --header 'P-Asserted-Identity: <sip:+4930999@carrier.example>'";
+
+/// `sentiric route-test`.
+#[derive(Debug, Clone, Args)]
+#[command(group = clap::ArgGroup::new("plugin_or_sidecar").required(true).args(["plugin", "sidecar"]))]
+pub(crate) struct RouteTestArgs {
+    /// A dialplan plugin library (a cdylib made with export_plugin!)
+    #[arg(long, value_name = "LIB.so")]
+    pub(crate) plugin: Option<PathBuf>,
+    /// A dialplan sidecar to ask, over mTLS with the switch's certificate
+    #[arg(long, value_name = "IP:PORT", value_parser = ip_port)]
+    pub(crate) sidecar: Option<SocketAddr>,
+    /// The library's configuration: the text its Plugin::new gets
+    /// (without it, empty)
+    #[arg(long, value_name = "FILE", requires = "plugin")]
+    pub(crate) config: Option<PathBuf>,
+    /// The sidecar's mTLS files: ca.pem, switch.pem, switch-key.pem, as
+    /// `sentiric certs init` makes them
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "certs",
+        requires = "sidecar"
+    )]
+    pub(crate) certs: PathBuf,
+    /// The name the sidecar's certificate must carry
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "localhost",
+        requires = "sidecar"
+    )]
+    pub(crate) server_name: String,
+    /// How long the sidecar may take to answer, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 1000, requires = "sidecar")]
+    pub(crate) deadline_ms: u64,
+    /// The called user: the Request-URI's user part
+    #[arg(long, value_name = "USER")]
+    pub(crate) user: String,
+    /// The caller: the From URI (its user part becomes from_user)
+    #[arg(long, value_name = "URI", default_value = "sip:caller@127.0.0.1")]
+    pub(crate) from: String,
+    /// A header of the INVITE passed to the dialplan, as `Name: value`
+    /// (repeat it for more; the switch passes those [plugins]
+    /// route_headers names)
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = header)]
+    pub(crate) headers: Vec<(String, String)>,
+    /// Where the INVITE came from
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:5060", value_parser = ip_port)]
+    pub(crate) source: SocketAddr,
+    /// Its transport
+    #[arg(long, value_enum, default_value = "udp")]
+    pub(crate) transport: TransportArg,
+}
+
+/// `--transport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum TransportArg {
+    /// UDP
+    Udp,
+    /// TCP
+    Tcp,
+    /// TLS
+    Tls,
+}
+
+/// A `Name: value` header, its name lower case as the switch passes it.
+fn header(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once(':')
+        .ok_or_else(|| format!("NAME: VALUE expected, got {s:?}"))?;
+    let name = name.trim();
+    let token = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b));
+    if !token {
+        return Err(format!("{name:?} is not a header name"));
+    }
+    Ok((name.to_ascii_lowercase(), value.trim().to_string()))
 }
 
 /// `sentiric call`.

@@ -589,7 +589,8 @@ fn explain(message: &str, spell: impl Fn(&str) -> String) -> String {
             "invalid socket address syntax",
             "IP:PORT expected (an address and a port, e.g. 127.0.0.1:5060)",
         )
-        .replace('\n', " ");
+        .replace('\n', " ")
+        .replace("expected a boolean", "expected a boolean (true or false)");
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let (unknown, rest) = rest.split_once('`').unwrap_or((rest, ""));
         let known = rest.split('`').skip(1).step_by(2);

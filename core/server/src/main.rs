@@ -35,6 +35,7 @@ mod media;
 mod plugins;
 mod prompts;
 mod publisher;
+mod route_test;
 mod supervise;
 mod tcp;
 mod transcoding;
@@ -92,7 +93,16 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("sentiric: {e}");
-                    ExitCode::FAILURE
+                    // A path or value of the config the switch cannot use
+                    // (an outbox it cannot make, a dialplan plugin not
+                    // loaded): the config's fault, as a bad key's is.
+                    use std::io::ErrorKind as K;
+                    match e.kind() {
+                        K::InvalidInput | K::NotFound | K::PermissionDenied => {
+                            ExitCode::from(USAGE_ERROR)
+                        }
+                        _ => ExitCode::FAILURE,
+                    }
                 }
             }
         }
@@ -150,6 +160,17 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::RouteTest(a) => match route_test::run(&a) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(route_test::Failed::Plugin(e)) => {
+                eprintln!("sentiric route-test: {e}");
+                ExitCode::FAILURE
+            }
+            Err(route_test::Failed::Usage(e)) => {
+                eprintln!("sentiric route-test: {e}");
+                ExitCode::from(USAGE_ERROR)
+            }
+        },
         Command::Completions { shell } => {
             cli::completions(shell);
             ExitCode::SUCCESS
@@ -530,6 +551,17 @@ fn run(checked: config::Checked, config_path: Option<std::path::PathBuf>) -> std
             None => events::Sink::None,
         },
     )?;
+    tracing::info!(
+        durable_end = config.events.durable_end,
+        "events written every {} ms, synced every {} ms{}",
+        config.events.batch_ms,
+        config.events.sync_ms,
+        if config.events.durable_end {
+            "; durable_end: a call's last messages go once its CallEnded is synced"
+        } else {
+            ""
+        }
+    );
     // Each worker: a packet engine, its SIP sockets, its share of the
     // port pool, and an inbox for TCP and for datagrams other workers got
     // for its calls.

@@ -501,6 +501,28 @@ fn a_taken_address_is_named_with_its_key() {
 }
 
 #[test]
+fn a_path_in_the_config_the_switch_cannot_use_is_a_config_error() {
+    let out = within_10s({
+        let mut cmd = sentiric();
+        cmd.args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .env("SENTIRIC_EVENTS_OUTBOX", "/proc/sentiric-nope/outbox");
+        cmd
+    });
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("[events] outbox = \"/proc/sentiric-nope/outbox\""),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn check_config_says_where_a_bad_value_came_from() {
     let dir = scratch("check");
     let file = dir.join("s.toml");

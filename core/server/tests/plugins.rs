@@ -768,3 +768,114 @@ fn an_agent_hands_its_call_on_and_the_caller_talks_to_the_target() {
     assert_eq!(answered, 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `sentiric route-test ARGS`: exit status, standard output, standard error.
+fn route_test(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+        .arg("route-test")
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn route_test_prints_a_librarys_checked_decision_without_sip() {
+    let dir = plugin_dir("route-test");
+    let lib = |name: &str| dir.join(format!("lib{name}.so")).display().to_string();
+    let prefix = lib("sentiric_plugin_prefix_dialplan");
+    let config = dir.join("routes.toml");
+    std::fs::write(
+        &config,
+        "[[route]]\nprefix = \"+49\"\ntargets = [\"sip:de@127.0.0.5\"]\n[default]\ndecline = true\n",
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let (code, out, err) = route_test(&[
+        "--plugin",
+        &prefix,
+        "--config",
+        &config,
+        "--user",
+        "+4930123",
+        "--from",
+        "sip:alice@127.0.0.2",
+        "--header",
+        "User-Agent: phone/1",
+        "--header",
+        "Diversion: <sip:a@127.0.0.3>",
+        "--header",
+        "diversion: <sip:b@127.0.0.4>",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(
+        v["decision"]["action"]["Bridge"]["targets"][0], "sip:de@127.0.0.5",
+        "{v:#}"
+    );
+    assert_eq!(v["decision"]["rule"], "prefix +49");
+    assert_eq!(v["decision"]["cdr_tags"]["route_prefix"], "+49");
+    // The request as the switch would pass it.
+    assert_eq!(v["request"]["user"], "+4930123");
+    assert_eq!(v["request"]["from_user"], "alice");
+    assert_eq!(v["request"]["headers"]["user-agent"], "phone/1");
+    assert_eq!(
+        v["request"]["headers"]["diversion"],
+        "<sip:a@127.0.0.3>, <sip:b@127.0.0.4>"
+    );
+    assert_eq!(v["request"]["trace_id"].as_str().map(str::len), Some(32));
+    assert!(
+        err.contains("plugin sentiric-plugin-prefix-dialplan 0.1.0 (build id "),
+        "{err}"
+    );
+    // A decline: a decision too, said so.
+    let (code, out, err) =
+        route_test(&["--plugin", &prefix, "--config", &config, "--user", "0800"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"Decline\""), "{out}");
+    assert!(
+        err.contains("the switch's [dialplan] rules decide"),
+        "{err}"
+    );
+
+    let faulty = lib("sentiric_plugin_faulty");
+    for (user, code, said) in [
+        ("bad-code", 1, "reject code 700 is not 400-699"),
+        ("error", 1, "asked to fail"),
+        ("panic", 1, "panicked: asked to panic"),
+        ("declines-with-header", 1, "a decline adds no headers"),
+    ] {
+        let (c, out, err) = route_test(&["--plugin", &faulty, "--user", user]);
+        assert_eq!((c, out.as_str()), (code, ""), "{user}: {err}");
+        assert!(err.contains(said), "{user}: {err}");
+    }
+    // Not a dialplan, not a library, a configuration it refuses.
+    let (c, _, err) = route_test(&[
+        "--plugin",
+        &lib("sentiric_plugin_echo_agent"),
+        "--user",
+        "1",
+    ]);
+    assert_eq!(c, 2, "{err}");
+    assert!(err.contains("serves agent, not dialplan"), "{err}");
+    let (c, _, err) = route_test(&["--plugin", &lib("old_plugin"), "--user", "1"]);
+    assert_eq!(c, 2, "{err}");
+    assert!(err.contains("plugin ABI version 999"), "{err}");
+    std::fs::write(dir.join("bad.toml"), "nonsense = 1\n").unwrap();
+    let bad = dir.join("bad.toml").display().to_string();
+    let (c, _, err) = route_test(&["--plugin", &prefix, "--config", &bad, "--user", "1"]);
+    assert_eq!(c, 1, "{err}");
+    assert!(err.contains("refused its configuration"), "{err}");
+    // Neither a library nor a sidecar; a header that is not one.
+    let (c, _, err) = route_test(&["--user", "1"]);
+    assert_eq!(c, 2, "{err}");
+    let (c, _, err) = route_test(&["--plugin", &prefix, "--user", "1", "--header", "no colon"]);
+    assert_eq!(c, 2, "{err}");
+    assert!(err.contains("NAME: VALUE"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -840,3 +840,50 @@ fn a_sidecar_the_switch_runs_is_started_again_when_it_dies_and_goes_with_it() {
     assert!(!alive(), "the sidecar outlived the switch: {:?}", state());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn route_test_asks_a_sidecar_over_mtls() {
+    let dir = setup(
+        "route-test",
+        "[[route]]\nprefix = \"+49\"\ntargets = [\"sip:de@127.0.0.5\"]\n",
+    );
+    let sidecar = Sidecar::start("127.0.0.1:0", &dir.join("certs"), &dir.join("routes.toml"));
+    let ask = |user: &str, certs: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_sentiric"))
+            .args([
+                "route-test",
+                "--sidecar",
+                &sidecar.addr.to_string(),
+                "--user",
+                user,
+            ])
+            .arg("--certs")
+            .arg(certs)
+            .output()
+            .unwrap()
+    };
+    let out = ask("+4930", &dir.join("certs"));
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["decision"]["action"]["Bridge"]["targets"][0],
+        "sip:de@127.0.0.5"
+    );
+    let out = ask("decline", &dir.join("certs"));
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"Decline\""));
+    // Another CA's certificates: refused at the handshake.
+    let other = setup("route-test-other", "");
+    let out = ask("+4930", &other.join("certs"));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot connect"),
+        "{out:?}"
+    );
+    // No certificates there.
+    let out = ask("+4930", &dir.join("nowhere"));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    drop(sidecar);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&other);
+}
