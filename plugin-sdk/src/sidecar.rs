@@ -46,6 +46,8 @@ pub struct Tls {
     pub cert: String,
     /// Its private key, PEM.
     pub key: String,
+    /// The file the CA was read from, if it was: handshake errors name it.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Tls {
@@ -70,7 +72,47 @@ impl Tls {
             ca: read(ca)?,
             cert: read(cert)?,
             key: read(key)?,
+            ca_file: Some(ca.to_path_buf()),
         })
+    }
+
+    /// What a refused TLS handshake's error `message` means for a person,
+    /// naming the CA file (`peer`: "sidecar" or "client"); empty when it
+    /// is no certificate's fault.
+    pub fn hint(&self, message: &str, peer: &str) -> String {
+        let ca = self.ca_file.as_ref().map_or_else(
+            || "the CA given".to_string(),
+            |f| format!("the CA in {}", f.display()),
+        );
+        if message.contains("invalid peer certificate") {
+            let why = if message.contains("Expired") {
+                "has expired".to_string()
+            } else if message.contains("NotValidForName") {
+                "does not carry the name asked for (server_name)".to_string()
+            } else {
+                format!("is not signed by {ca}")
+            };
+            format!(
+                " (the {peer}'s certificate {why}; make both sides' certificates with one \
+                 `sentiric certs init DIR`, or give each side the CA that signed the other's)"
+            )
+        } else if [
+            "DecryptError",
+            "BadCertificate",
+            "UnknownCA",
+            "CertificateExpired",
+            "CertificateRequired",
+        ]
+        .iter()
+        .any(|a| message.contains(&format!("received fatal alert: {a}")))
+        {
+            format!(
+                " (the {peer} refused this side's certificate: it does not chain to the CA \
+                 the {peer} trusts, or has expired)"
+            )
+        } else {
+            String::new()
+        }
     }
 }
 
@@ -449,6 +491,13 @@ pub async fn serve<P: Plugin>(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), SidecarError> {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config(tls)?));
+    // What a refusal's log line says of the CA (no key kept here).
+    let hints = Arc::new(Tls {
+        ca: String::new(),
+        cert: String::new(),
+        key: String::new(),
+        ca_file: tls.ca_file.clone(),
+    });
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let accepting = tokio::spawn(async move {
         loop {
@@ -460,16 +509,16 @@ pub async fn serve<P: Plugin>(
                     continue;
                 }
             };
-            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            let (acceptor, tx, hints) = (acceptor.clone(), tx.clone(), Arc::clone(&hints));
             tokio::spawn(async move {
                 match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
                         let _ = tx.send(Ok::<_, std::io::Error>(stream)).await;
                     }
-                    Ok(Err(e)) => tracing::warn!(
-                        %peer,
-                        "sidecar: TLS handshake with {peer} refused: {e}"
-                    ),
+                    Ok(Err(e)) => {
+                        let hint = hints.hint(&e.to_string(), "client");
+                        tracing::warn!(%peer, "sidecar: TLS handshake with {peer} refused: {e}{hint}")
+                    }
                     Err(_) => tracing::warn!(%peer, "sidecar: TLS handshake with {peer} timed out"),
                 }
             });
@@ -645,7 +694,11 @@ pub async fn channel(
     endpoint(addr, server_name, tls, connect_timeout)?
         .connect()
         .await
-        .map_err(|e| SidecarError::Transport(error_chain(&e)))
+        .map_err(|e| {
+            let chain = error_chain(&e);
+            let hint = tls.hint(&chain, "sidecar");
+            SidecarError::Transport(format!("{chain}{hint}"))
+        })
 }
 
 /// The endpoint for a sidecar at `addr`: TLS with the switch's
@@ -858,7 +911,8 @@ pub fn run<P: Plugin>(name: &str, args: Args) -> Result<(), SidecarError> {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         let addr = listener.local_addr()?;
-        tracing::info!("sidecar {name} listening on {addr} (mTLS)");
+        // Said once, on standard output (a log line would say it again).
+        tracing::debug!("sidecar {name} listening on {addr} (mTLS)");
         println!("sidecar {name} listening on {addr}");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let mut serving = tokio::spawn(async move {

@@ -66,6 +66,7 @@ async fn clients_without_the_right_certificate_are_refused_and_logged() {
         ca: ca.cert.clone(),
         cert: old.cert,
         key: old.key,
+        ca_file: None,
     };
     for (what, tls) in [("another CA", foreign), ("expired", expired)] {
         let answer =
@@ -110,4 +111,10 @@ async fn clients_without_the_right_certificate_are_refused_and_logged() {
     let text = String::from_utf8_lossy(&log().lock().unwrap()).into_owned();
     assert!(logged("handshake with 127.0.0.1") >= before + 3, "{text}");
     assert!(text.contains("refused"), "{text}");
+    // Said in words: the client's certificate and the CA.
+    assert!(
+        text.contains("the client's certificate is not signed by the CA given")
+            || text.contains("the client's certificate has expired"),
+        "{text}"
+    );
 }

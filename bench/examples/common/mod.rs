@@ -191,6 +191,7 @@ pub(crate) async fn sidecar<P: sentiric_plugin_sdk::Plugin>(
             ca: ca.cert.clone(),
             cert: p.cert,
             key: p.key,
+            ca_file: None,
         }
     };
     let (server, client) = (tls(Role::Sidecar, "sidecar"), tls(Role::Switch, "switch"));

@@ -692,12 +692,34 @@ pub(crate) fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
 
 impl Config {
     /// Relative paths the file (or its defaults) gave are taken from
-    /// `base`, the file's directory: `[events] outbox` and an SQLite
-    /// `[cdr] database`. One the environment set (`set(KEY)`) stays as
-    /// given.
+    /// `base`, the file's directory: `[events] outbox`, an SQLite
+    /// `[cdr] database`, `[plugins] dir` and each sidecar's `certs`,
+    /// `ca`, `cert` and `key`. One the environment set (`set(KEY)`)
+    /// stays as given.
     pub(crate) fn resolve_paths(&mut self, base: &std::path::Path, set: impl Fn(&str) -> bool) {
         if self.events.outbox.is_relative() && !set("SENTIRIC_EVENTS_OUTBOX") {
             self.events.outbox = base.join(&self.events.outbox);
+        }
+        // The plugin directory and the sidecars' certificates, beside the
+        // file too (a first try needs no system directory).
+        if let Some(dir) = self.plugins.dir.as_mut().filter(|d| d.is_relative()) {
+            if !set("SENTIRIC_PLUGINS_DIR") {
+                *dir = base.join(&*dir);
+            }
+        }
+        for sidecar in self.plugins.sidecars.values_mut() {
+            for path in [
+                &mut sidecar.certs,
+                &mut sidecar.ca,
+                &mut sidecar.cert,
+                &mut sidecar.key,
+            ]
+            .into_iter()
+            .flatten()
+            .filter(|p| p.is_relative())
+            {
+                *path = base.join(&*path);
+            }
         }
         if let Some(file) = sqlite_file(&self.cdr.database)
             .filter(|f| f.is_relative() && !set("SENTIRIC_CDR_DATABASE"))
@@ -1188,5 +1210,33 @@ mod tests {
             e.starts_with("dialplan.rule[1].room") && e.ends_with("(line 5, column 1)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn relative_paths_are_taken_from_the_files_directory() {
+        let mut c = Config::parse(
+            "[events]\noutbox = \"out\"\n[plugins]\ndir = \"plugins\"\n\
+             [plugins.sidecars.a]\naddress = \"127.0.0.1:7443\"\ncerts = \"certs\"\n\
+             [plugins.sidecars.b]\naddress = \"127.0.0.1:7444\"\nca = \"/etc/ca.pem\"\n\
+             cert = \"b.pem\"\nkey = \"b-key.pem\"\n",
+        )
+        .unwrap()
+        .config;
+        let base = std::path::Path::new("/srv/sentiric");
+        c.resolve_paths(base, |k| k == "SENTIRIC_EVENTS_OUTBOX");
+        assert_eq!(
+            c.events.outbox,
+            std::path::Path::new("out"),
+            "set by the environment"
+        );
+        assert_eq!(
+            c.plugins.dir.as_deref(),
+            Some(base.join("plugins").as_path())
+        );
+        let (a, b) = (&c.plugins.sidecars["a"], &c.plugins.sidecars["b"]);
+        assert_eq!(a.certs.as_deref(), Some(base.join("certs").as_path()));
+        assert_eq!(b.ca.as_deref(), Some(std::path::Path::new("/etc/ca.pem")));
+        assert_eq!(b.cert.as_deref(), Some(base.join("b.pem").as_path()));
+        assert_eq!(b.key.as_deref(), Some(base.join("b-key.pem").as_path()));
     }
 }

@@ -560,6 +560,10 @@ impl Breaker {
     }
 }
 
+/// How long a sidecar the switch runs (`command`) may take to listen
+/// before the switch warns that it cannot connect.
+const SIDECAR_START: Duration = Duration::from_secs(10);
+
 /// The name of the built-in dialplan (the `[dialplan]` rules) as a
 /// plugin: `[plugins] dialplan` unset or this.
 pub(crate) const BUILTIN: &str = "static";
@@ -651,9 +655,19 @@ struct Link {
     /// The connection, and how many were made before it.
     client: std::sync::Mutex<(u64, Option<Channel>)>,
     lost: tokio::sync::Notify,
+    /// A sidecar the switch (re)started: until then, failing to connect
+    /// is its start, not an outage worth a warning.
+    quiet_until: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Link {
+    /// The sidecar the switch runs is starting: [`SIDECAR_START`] before
+    /// not reaching it is warned of.
+    fn starting(&self) {
+        *self.quiet_until.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Instant::now() + SIDECAR_START);
+    }
+
     /// The client and its generation, if connected.
     fn get(&self) -> Option<(u64, Channel)> {
         let guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
@@ -697,8 +711,16 @@ impl Link {
                     );
                 }
                 Err(e) => {
-                    // Once an outage, not every retry.
-                    if !failing {
+                    // Once an outage, not every retry; not while a
+                    // sidecar the switch started is still starting.
+                    let starting = self
+                        .quiet_until
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .is_some_and(|q| Instant::now() < q);
+                    if starting {
+                        tracing::debug!(plugin = %name, "dialplan sidecar {name}: not listening yet: {e}");
+                    } else if !failing {
                         tracing::warn!(
                             plugin = %name,
                             "dialplan sidecar {name}: cannot connect to {}: {e}; retrying",
@@ -1713,6 +1735,7 @@ impl Sidecar {
         let link = Arc::new(Link {
             client: std::sync::Mutex::new((0, None)),
             lost: tokio::sync::Notify::new(),
+            quiet_until: std::sync::Mutex::new(None),
         });
         // The process the switch runs, if it does: its exit loses the
         // connection at once (the keeper connects to the next one).
@@ -1722,6 +1745,8 @@ impl Sidecar {
             .map(|c| {
                 let link = Arc::clone(&link);
                 crate::supervise::Supervised::start(name, c, move || {
+                    // Started again: given its time to listen again.
+                    link.starting();
                     if let Some((generation, _)) = link.get() {
                         link.lose(generation);
                     }
@@ -1735,6 +1760,9 @@ impl Sidecar {
             .enable_all()
             .build()
             .map_err(|e| bad(e.to_string()))?;
+        if supervised.is_some() {
+            link.starting();
+        }
         runtime.spawn(Arc::clone(&link).keep(name.to_string(), cfg.clone(), tls));
         let waker = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| bad(e.to_string()))?;
         tracing::info!(

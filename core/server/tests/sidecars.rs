@@ -820,6 +820,8 @@ fn a_sidecar_the_switch_runs_is_started_again_when_it_dies_and_goes_with_it() {
         );
     }
     assert_eq!(call(&sw, "0800"), 484, "routed by the sidecar again");
+    // Its starts, the first and the second, are not outages.
+    assert!(sw.lines("cannot connect").is_empty(), "{:#?}", sw.log());
     let r = routed(&sw, 2);
     assert_eq!(r[1]["rule"], "default", "{r:?}");
     // The switch killed outright: its sidecar goes too (SIGTERM from the
@@ -876,9 +878,16 @@ fn route_test_asks_a_sidecar_over_mtls() {
     let other = setup("route-test-other", "");
     let out = ask("+4930", &other.join("certs"));
     assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot connect"), "{err}");
+    // Named: which certificate, which CA file.
+    let ca = other.join("certs").join("ca.pem");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("cannot connect"),
-        "{out:?}"
+        err.contains(&format!(
+            "the sidecar's certificate is not signed by the CA in {}",
+            ca.display()
+        )),
+        "{err}"
     );
     // No certificates there.
     let out = ask("+4930", &dir.join("nowhere"));

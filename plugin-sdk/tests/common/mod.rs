@@ -67,11 +67,13 @@ pub(crate) fn certs(ca: &Ca) -> Certs {
             ca: ca.cert.clone(),
             cert: s.cert,
             key: s.key,
+            ca_file: None,
         },
         switch: Tls {
             ca: ca.cert.clone(),
             cert: c.cert,
             key: c.key,
+            ca_file: None,
         },
     }
 }
