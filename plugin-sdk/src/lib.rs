@@ -59,6 +59,13 @@ pub mod certs;
 pub mod host;
 #[cfg(feature = "sidecar")]
 pub mod sidecar;
+pub mod testing;
+
+/// The guide (`README.md`): its Rust examples are compiled as doc tests,
+/// as written.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod guide {}
 
 use std::sync::Arc;
 

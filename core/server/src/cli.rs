@@ -56,6 +56,9 @@ pub(crate) enum Command {
     /// the switch checks it
     #[command(after_help = ROUTE_TEST_STATUS)]
     RouteTest(RouteTestArgs),
+    /// Start a plugin of your own
+    #[command(subcommand, after_help = EXIT_STATUS)]
+    Plugin(PluginCommand),
     /// Print a shell completion script
     #[command(after_help = EXIT_STATUS)]
     Completions {
@@ -284,6 +287,26 @@ pub(crate) enum CdrCommand {
         /// At most this many
         #[arg(short = 'n', default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
         n: u32,
+    },
+}
+
+/// `sentiric plugin …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum PluginCommand {
+    /// Make a dialplan plugin crate in DIR/NAME: the library the switch
+    /// loads, the same plugin as a sidecar binary (feature `sidecar`),
+    /// its tests, and a README with the commands
+    #[command(after_help = EXIT_STATUS)]
+    New {
+        /// The plugin's name, its crate's (e.g. my-dialplan)
+        name: String,
+        /// Where to make it
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+        /// The plugin SDK's source (without it: the one this binary was
+        /// built from)
+        #[arg(long, value_name = "PATH")]
+        sdk: Option<PathBuf>,
     },
 }
 

@@ -32,6 +32,7 @@ mod http;
 mod inbox;
 mod local_cdr;
 mod media;
+mod plugin_new;
 mod plugins;
 mod prompts;
 mod publisher;
@@ -71,7 +72,7 @@ const USAGE_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     use clap::Parser as _;
-    use cli::{CdrCommand, CertsCommand, Command, EventsCommand};
+    use cli::{CdrCommand, CertsCommand, Command, EventsCommand, PluginCommand};
     let cli = cli::Cli::parse();
     match cli.command {
         Command::Run(a) => {
@@ -171,6 +172,26 @@ fn main() -> ExitCode {
                 ExitCode::from(USAGE_ERROR)
             }
         },
+        Command::Plugin(PluginCommand::New { name, dir, sdk }) => {
+            match plugin_new::run(&name, &dir, sdk.as_deref()) {
+                Ok(files) => {
+                    for f in &files {
+                        println!("{}", f.display());
+                    }
+                    let at = dir.join(&name);
+                    eprintln!(
+                        "made {}: cd {} && cargo test; its README.md has the rest",
+                        at.display(),
+                        at.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sentiric plugin new: {e}");
+                    ExitCode::from(USAGE_ERROR)
+                }
+            }
+        }
         Command::Completions { shell } => {
             cli::completions(shell);
             ExitCode::SUCCESS

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use sentiric_plugin_sdk::host::{CallError, Library};
 use sentiric_plugin_sdk::sidecar::{self, DialplanClient, Tls};
+use sentiric_plugin_sdk::testing::Call;
 use sentiric_plugin_sdk::v1;
 
 use crate::cli::{RouteTestArgs, TransportArg};
@@ -42,50 +43,22 @@ pub(crate) fn run(args: &RouteTestArgs) -> Result<(), Failed> {
     Ok(())
 }
 
-/// The call the arguments describe, as the switch would pass it.
+/// The call the arguments describe, as the switch would pass it (the
+/// SDK's test call: what a plugin's own tests send).
 fn request(args: &RouteTestArgs) -> v1::RouteRequest {
-    let from_user = args
-        .from
-        .split_once(':')
-        .map_or(args.from.as_str(), |(_, rest)| rest)
-        .split('@')
-        .next()
-        .filter(|u| !u.is_empty() && args.from.contains('@'))
-        .unwrap_or_default()
-        .to_string();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
     let transport = match args.transport {
         TransportArg::Udp => "udp",
         TransportArg::Tcp => "tcp",
         TransportArg::Tls => "tls",
     };
-    let mut headers = std::collections::HashMap::new();
-    for (name, value) in &args.headers {
-        // A repeated header: its values joined, as the switch joins them.
-        headers
-            .entry(name.clone())
-            .and_modify(|v: &mut String| {
-                v.push_str(", ");
-                v.push_str(value);
-            })
-            .or_insert_with(|| value.clone());
-    }
-    let random = crate::worker::random_u64;
-    v1::RouteRequest {
-        call_id: format!("route-test-{:016x}@127.0.0.1", random()),
-        trace_id: format!("{:016x}{:016x}", random(), random()),
-        from_uri: args.from.clone(),
-        to_uri: format!("sip:{}@127.0.0.1", args.user),
-        request_uri: format!("sip:{}@127.0.0.1", args.user),
-        user: args.user.clone(),
-        from_user,
-        headers,
-        source: args.source.to_string(),
-        transport: transport.into(),
-        time_unix_us: i64::try_from(now.as_micros()).unwrap_or(i64::MAX),
-    }
+    let call = args.headers.iter().fold(
+        Call::to(args.user.clone())
+            .from(args.from.clone())
+            .source(args.source.to_string())
+            .transport(transport),
+        |call, (name, value)| call.header(name, value.clone()),
+    );
+    call.into_request()
 }
 
 fn from_library(

@@ -1,0 +1,199 @@
+//! `sentiric plugin new` as a plugin author follows it: the crate made,
+//! its tests passing, its library built and asked with `route-test`,
+//! loaded by a switch that answers a call through it, and its sidecar
+//! built apart (the library carries no gRPC), run, and asked over mTLS.
+//! Built with this tree's Cargo.lock and crates (offline), in a target
+//! directory of its own under the workspace's.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::{call, rtp, Switch};
+
+fn sentiric(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sentiric"))
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap()
+}
+
+/// `cargo ARGS` in `dir`, offline, into `target`.
+fn cargo(dir: &Path, target: &Path, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO"))
+        .arg(args[0])
+        .arg("--offline")
+        .args(&args[1..])
+        .env("CARGO_TARGET_DIR", target)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn a_new_plugin_builds_tests_routes_and_serves_as_made() {
+    let parent = std::env::temp_dir().join(format!("sentiric-plugin-new-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&parent);
+    std::fs::create_dir_all(&parent).unwrap();
+    let p = parent.display().to_string();
+    let out = sentiric(&["plugin", "new", "my-dialplan", "--dir", &p]);
+    assert!(out.status.success(), "{out:?}");
+    let dir = parent.join("my-dialplan");
+    for f in [
+        "Cargo.toml",
+        "src/lib.rs",
+        "src/main.rs",
+        "tests/route.rs",
+        "README.md",
+    ] {
+        assert!(dir.join(f).is_file(), "{f}");
+    }
+    // Never over what is there; a name cargo would refuse.
+    let again = sentiric(&["plugin", "new", "my-dialplan", "--dir", &p]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+    let bad = sentiric(&["plugin", "new", "My Plugin", "--dir", &p]);
+    assert_eq!(bad.status.code(), Some(2));
+
+    // The crates this tree builds with, from the local registry.
+    std::fs::copy(workspace().join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    let target = workspace().join("target/plugin-new");
+    // As an author's CI would hold it: formatted, no warnings.
+    let fmt = Command::new("cargo")
+        .args(["fmt", "--check"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        fmt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fmt.stdout)
+    );
+    cargo(
+        &dir,
+        &target,
+        &["clippy", "--all-targets", "--", "-D", "warnings"],
+    );
+    let tested = cargo(&dir, &target, &["test"]);
+    let said = String::from_utf8_lossy(&tested.stdout);
+    assert!(said.contains("test result: ok. 3 passed"), "{said}");
+    cargo(&dir, &target, &["build"]);
+    let lib = target.join("debug/libmy_dialplan.so");
+    let bytes = std::fs::read(&lib).unwrap();
+    assert!(
+        !bytes.windows(7).any(|w| w == b"tonic::"),
+        "the library carries the sidecar's gRPC"
+    );
+
+    // route-test on the built library, as its README says.
+    let conf = dir.join("trunk.conf");
+    std::fs::write(&conf, "10.0.0.5:5060\n").unwrap();
+    let (lib_s, conf_s) = (lib.display().to_string(), conf.display().to_string());
+    let asked = sentiric(&[
+        "route-test",
+        "--plugin",
+        &lib_s,
+        "--config",
+        &conf_s,
+        "--user",
+        "+4930123",
+    ]);
+    assert!(asked.status.success(), "{asked:?}");
+    let v: serde_json::Value = serde_json::from_slice(&asked.stdout).unwrap();
+    assert_eq!(
+        v["decision"]["action"]["Bridge"]["targets"][0],
+        "sip:+4930123@10.0.0.5:5060"
+    );
+
+    // A switch routing through it: 600 is its echo test, the rest the
+    // switch's own rules (declined).
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(&lib, plugins.join("libmy_dialplan.so")).unwrap();
+    let sw = Switch::start(
+        Some(&format!(
+            "{}[plugins]\ndir = \"{}\"\ndialplan = \"my-dialplan\"\n\
+             [plugins.config]\nmy-dialplan = \"127.0.0.1:9\"\n\
+             [dialplan.default]\naction = \"reject\"\ncode = 404\n",
+            rtp(34_400),
+            plugins.display()
+        )),
+        &[],
+    );
+    assert_eq!(call(&sw, "600"), 200, "{:#?}", sw.log());
+    assert_eq!(call(&sw, "0800"), 404, "declined: the switch's rules");
+    drop(sw);
+
+    // The sidecar, built apart as the README says, run and asked.
+    let sidecar_target = workspace().join("target/plugin-new-sidecar");
+    cargo(
+        &dir,
+        &sidecar_target,
+        &[
+            "build",
+            "--features",
+            "sidecar",
+            "--bin",
+            "my-dialplan-sidecar",
+        ],
+    );
+    let bin = sidecar_target.join("debug/my-dialplan-sidecar");
+    let help = Command::new(&bin).arg("--help").output().unwrap();
+    assert!(help.status.success(), "{help:?}");
+    assert!(String::from_utf8_lossy(&help.stdout).contains("my-dialplan"));
+    let certs = dir.join("certs").display().to_string();
+    assert!(sentiric(&["certs", "init", &certs]).status.success());
+    let mut child = Command::new(&bin)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--certs",
+            &certs,
+            "--config",
+            &conf_s,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.split("listening on ")
+                .nth(1)
+                .map(|a| a.trim().to_string())
+        })
+        .expect("the sidecar says where it listens");
+    let asked = sentiric(&[
+        "route-test",
+        "--sidecar",
+        &addr,
+        "--certs",
+        &certs,
+        "--user",
+        "600",
+    ]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(asked.status.success(), "{asked:?}");
+    let v: serde_json::Value = serde_json::from_slice(&asked.stdout).unwrap();
+    assert!(
+        v["decision"]["action"]["Answer"]["app"]["Echo"].is_object(),
+        "{v:#}"
+    );
+    let _ = std::fs::remove_dir_all(&parent);
+}
