@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Python the example sidecars and their tests run on: a virtual
 # environment in target/python with every plugins/*/requirements.txt,
+# and the Python plugin SDK (plugins/python-sdk) installed as a package,
 # made (or brought up to date) when needed. Prints its python's path.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,5 +20,16 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$reqs" ]; 
   printf '%s\n' "$reqs" > "$venv/requirements.txt"
   "$venv/bin/pip" install -q -r "$venv/requirements.txt" >&2
   printf '%s\n' "$reqs" > "$stamp"
+fi
+# The SDK as pip installs it for an author, again whenever its files change.
+sdk=$root/plugins/python-sdk
+sdk_hash=$(cd "$sdk" && find pyproject.toml README.md src -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' -print0 \
+  | sort -z | xargs -0 sha256sum | sha256sum)
+if [ "$(cat "$venv/.sdk" 2>/dev/null)" != "$sdk_hash" ]; then
+  "$venv/bin/pip" install -q --force-reinstall --no-deps "$sdk" >&2
+  # Its runtime needs (grpcio, protobuf): from the requirements above, or
+  # what the SDK asks for beyond them.
+  "$venv/bin/pip" install -q "$sdk" >&2
+  printf '%s\n' "$sdk_hash" > "$venv/.sdk"
 fi
 echo "$venv/bin/python"

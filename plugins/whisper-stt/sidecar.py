@@ -42,9 +42,8 @@ import sys
 import threading
 import tomllib
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "python-sdk"))
-import sentiric_sidecar  # noqa: E402  (the path above first)
+import sentiric.plugin
+from sentiric.plugin.v1 import plugin_pb2_grpc
 
 NAME = "whisper-stt"
 RATE = 16000
@@ -207,10 +206,10 @@ def serve(listen, certs, recognizer, pb, grpc_pb):
             except ValueError as e:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
 
-    return sentiric_sidecar.start(
+    return sentiric.plugin.start(
         listen,
-        certs,
         lambda s: grpc_pb.add_SpeechToTextServicer_to_server(SpeechToText(), s),
+        certs=certs,
     )
 
 
@@ -225,9 +224,8 @@ def main(argv=None):
         with open(args.config, encoding="utf-8") as f:
             text = f.read()
     recognizer = Recognizer(Settings(text))
-    pb, grpc_pb = sentiric_sidecar.stubs()
-    server, addr = serve(args.listen, args.certs, recognizer, pb, grpc_pb)
-    sentiric_sidecar.run(NAME, server, addr)
+    server, addr = serve(args.listen, args.certs, recognizer, sentiric.plugin.pb, plugin_pb2_grpc)
+    sentiric.plugin.run(NAME, server, addr)
 
 
 if __name__ == "__main__":

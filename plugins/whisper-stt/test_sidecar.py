@@ -15,10 +15,10 @@ import unittest
 import wave
 
 import grpc
+from sentiric.plugin import pb as PB
+from sentiric.plugin.v1 import plugin_pb2_grpc as GRPC_PB
 
 import sidecar
-
-PB, GRPC_PB = sidecar.sentiric_sidecar.stubs()
 
 
 def spoken(text, rate=8000):

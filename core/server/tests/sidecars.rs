@@ -896,3 +896,63 @@ fn route_test_asks_a_sidecar_over_mtls() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&other);
 }
+
+/// An agent written in Python on the SDK (`plugins/python-sdk`, its
+/// `Agent` and `Conversation` classes, as pip installs it): a call the
+/// rules connect to it hears its sweep back through the Python process,
+/// and its digits go back as digits and into the CDR, `#` hanging up.
+#[test]
+fn an_agent_in_python_on_the_sdk_answers_calls() {
+    let dir = setup("python-agent", "");
+    let mut cmd = Command::new(python());
+    cmd.arg(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../plugins/python-sdk/examples/echo_agent.py"),
+    )
+    .args(["--listen", "127.0.0.1:0", "--certs"])
+    .arg(dir.join("certs"));
+    let sidecar = Sidecar::spawn(cmd);
+    let sw = Switch::start(
+        Some(&format!(
+            "{}[[dialplan.rule]]\nuser = \"agent\"\naction = \"agent\"\nagent = \"py\"\n\
+             [plugins.sidecars.py]\naddress = \"{}\"\ncerts = \"{}\"\n",
+            rtp(35_200),
+            sidecar.addr,
+            dir.join("certs").display()
+        )),
+        &[],
+    );
+    assert!(
+        sw.wait_lines("sidecar py: connected", 1, Duration::from_secs(10)),
+        "{:#?}",
+        sw.log()
+    );
+    let (best, summary) = common::echoed_through(&sw, &dir, "agent", &[]);
+    assert!(best > 0.8, "correlation {best:.3}: {summary}");
+    let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+        .args([
+            "call",
+            &format!("sip:agent@{}", sw.addr),
+            "--dtmf",
+            "12#",
+            "--duration",
+            "10",
+        ])
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    for field in [
+        "\"status\":200",
+        "\"dtmf_received\":\"12\"",
+        "\"hung_up_by\":\"remote\"",
+    ] {
+        assert!(summary.contains(field), "{field} in {summary}");
+    }
+    let cdr = cdrs(&sw, 2, Duration::from_secs(10));
+    let tags: serde_json::Value =
+        serde_json::from_str(cdr[0]["tags"].as_str().unwrap_or("{}")).unwrap();
+    assert_eq!(tags["echo_digits"], "12", "{cdr:#?}");
+    assert_eq!(tags["hangup_reason"], "caller pressed #", "{cdr:#?}");
+    drop(sidecar);
+    let _ = std::fs::remove_dir_all(&dir);
+}
