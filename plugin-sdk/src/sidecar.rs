@@ -15,7 +15,8 @@
 //! certificate, a deadline per call, and the decision checked with
 //! [`check_decision`](crate::check_decision) as an in-process plugin's.
 //!
-//! rustls runs on ring, the one crypto provider of the whole tree.
+//! rustls runs on aws-lc-rs, the one crypto provider of the whole tree
+//! (post-quantum key exchange, X25519MLKEM768, preferred).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -25,9 +26,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio_rustls::rustls;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use crate::{check_decision, v1, InvalidDecision, Plugin, PluginError, Recognition};
@@ -157,7 +157,7 @@ impl SidecarError {
 
 fn server_config(tls: &Tls) -> Result<rustls::ServerConfig, SidecarError> {
     let bad = |what: &str, e: String| SidecarError::Tls(format!("{what}: {e}"));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(tls.ca.as_bytes()) {
         roots
@@ -720,11 +720,11 @@ fn endpoint(
         .map_err(|e| SidecarError::Tls(e.to_string()))
 }
 
-/// Makes ring the process's default rustls crypto provider, for whatever
+/// Makes aws-lc-rs the process's default rustls crypto provider, for whatever
 /// builds a TLS configuration without naming one. The switch and
 /// sidecars call it once at start-up; a second call changes nothing.
 pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
 /// An error with its causes, joined by `: ` (a transport error's own

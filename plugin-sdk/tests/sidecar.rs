@@ -118,3 +118,63 @@ async fn clients_without_the_right_certificate_are_refused_and_logged() {
         "{text}"
     );
 }
+
+/// The link between the switch and a sidecar is agreed with a
+/// post-quantum key exchange (X25519MLKEM768, hybrid with X25519) when
+/// the client offers it, as rustls' own default client does; a client
+/// with the classical X25519 only is served too (grpcio's, in Python).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sidecar_agrees_a_post_quantum_key_exchange() {
+    use rustls::crypto::aws_lc_rs::{default_provider, kx_group};
+    use rustls::NamedGroup;
+    let ca = Ca::new("test CA").unwrap();
+    let c = certs(&ca);
+    let addr = start(PrefixDialplan::new(CONFIG).unwrap(), &c.sidecar).await;
+    let default = default_provider();
+    assert_eq!(default.kx_groups[0].name(), NamedGroup::X25519MLKEM768);
+    assert_eq!(
+        agreed(addr, &c.switch, default).await,
+        NamedGroup::X25519MLKEM768
+    );
+    let classical = rustls::crypto::CryptoProvider {
+        kx_groups: vec![kx_group::X25519],
+        ..default_provider()
+    };
+    assert_eq!(agreed(addr, &c.switch, classical).await, NamedGroup::X25519);
+}
+
+/// The key exchange a TLS 1.3 client on `provider` with the certificate
+/// in `tls` agrees with the sidecar at `addr`.
+async fn agreed(
+    addr: std::net::SocketAddr,
+    tls: &Tls,
+    provider: rustls::crypto::CryptoProvider,
+) -> rustls::NamedGroup {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(tls.ca.as_bytes()).unwrap())
+        .unwrap();
+    let chain: Vec<_> = CertificateDer::pem_slice_iter(tls.cert.as_bytes())
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(tls.key.as_bytes()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    stream
+        .get_ref()
+        .1
+        .negotiated_key_exchange_group()
+        .expect("a key exchange")
+        .name()
+}

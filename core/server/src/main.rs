@@ -483,7 +483,7 @@ fn run(checked: config::Checked, config_path: Option<std::path::PathBuf>) -> std
         );
     }
     // One crypto provider for every TLS configuration in the process
-    // (sidecars' mTLS, the broker's TLS): ring.
+    // (sidecars' mTLS, the broker's TLS): aws-lc-rs.
     sentiric_plugin_sdk::sidecar::install_crypto_provider();
     let cpus = sentiric_io::affinity::allowed_cpus().unwrap_or_default();
     let workers = match config.sip.workers {
