@@ -90,7 +90,9 @@ fn a_new_plugin_builds_tests_routes_and_serves_as_made() {
     let tested = cargo(&dir, &target, &["test"]);
     let said = String::from_utf8_lossy(&tested.stdout);
     assert!(said.contains("test result: ok. 3 passed"), "{said}");
-    cargo(&dir, &target, &["build"]);
+    let built = cargo(&dir, &target, &["build"]);
+    let said = String::from_utf8_lossy(&built.stderr);
+    assert!(!said.contains("warning"), "{said}");
     let lib = target.join("debug/libmy_dialplan.so");
     let bytes = std::fs::read(&lib).unwrap();
     assert!(
@@ -139,7 +141,7 @@ fn a_new_plugin_builds_tests_routes_and_serves_as_made() {
 
     // The sidecar, built apart as the README says, run and asked.
     let sidecar_target = workspace().join("target/plugin-new-sidecar");
-    cargo(
+    let built = cargo(
         &dir,
         &sidecar_target,
         &[
@@ -150,6 +152,10 @@ fn a_new_plugin_builds_tests_routes_and_serves_as_made() {
             "my-dialplan-sidecar",
         ],
     );
+    // Nothing of the SDK's warns in an author's build (a path dependency:
+    // cargo shows its warnings), the gRPC and TLS half included.
+    let said = String::from_utf8_lossy(&built.stderr);
+    assert!(!said.contains("warning"), "{said}");
     let bin = sidecar_target.join("debug/my-dialplan-sidecar");
     let help = Command::new(&bin).arg("--help").output().unwrap();
     assert!(help.status.success(), "{help:?}");
