@@ -85,9 +85,12 @@ impl Tls {
             |f| format!("the CA in {}", f.display()),
         );
         if message.contains("invalid peer certificate") {
-            let why = if message.contains("Expired") {
+            // rustls says these by name (`Expired`) or in words
+            // (`certificate expired: verification time …`).
+            let why = if message.contains("Expired") || message.contains("certificate expired") {
                 "has expired".to_string()
-            } else if message.contains("NotValidForName") {
+            } else if message.contains("NotValidForName") || message.contains("not valid for name")
+            {
                 "does not carry the name asked for (server_name)".to_string()
             } else {
                 format!("is not signed by {ca}")
@@ -110,6 +113,8 @@ impl Tls {
                 " (the {peer} refused this side's certificate: it does not chain to the CA \
                  the {peer} trusts, or has expired)"
             )
+        } else if message.contains("peer sent no certificates") {
+            format!(" (the {peer} gave no certificate: mutual TLS needs one from the CA)")
         } else {
             String::new()
         }
@@ -499,6 +504,9 @@ pub async fn serve<P: Plugin>(
         ca_file: tls.ca_file.clone(),
     });
     let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let local = listener
+        .local_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
     let accepting = tokio::spawn(async move {
         loop {
             let (tcp, peer) = match listener.accept().await {
@@ -509,10 +517,29 @@ pub async fn serve<P: Plugin>(
                     continue;
                 }
             };
-            let (acceptor, tx, hints) = (acceptor.clone(), tx.clone(), Arc::clone(&hints));
+            let (acceptor, tx, hints, local) = (
+                acceptor.clone(),
+                tx.clone(),
+                Arc::clone(&hints),
+                local.clone(),
+            );
             tokio::spawn(async move {
                 match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
+                        let conn = stream.get_ref().1;
+                        let version = conn.protocol_version().map_or_else(String::new, |v| {
+                            v.as_str()
+                                .unwrap_or("TLS")
+                                .replace('v', " ")
+                                .replace('_', ".")
+                        });
+                        let group = conn
+                            .negotiated_key_exchange_group()
+                            .map_or_else(String::new, |g| format!("{:?}", g.name()));
+                        tracing::info!(
+                            %peer,
+                            "sidecar on {local}: client {peer} connected ({version}, {group})"
+                        );
                         let _ = tx.send(Ok::<_, std::io::Error>(stream)).await;
                     }
                     Ok(Err(e)) => {
@@ -961,6 +988,43 @@ mod tests {
         fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
             self.1.as_deref().map(|w| w as _)
         }
+    }
+
+    #[test]
+    fn a_refused_handshake_is_said_in_words() {
+        let tls = super::Tls {
+            ca: String::new(),
+            cert: String::new(),
+            key: String::new(),
+            ca_file: Some("certs/ca.pem".into()),
+        };
+        for (message, said) in [
+            (
+                "invalid peer certificate: UnknownIssuer",
+                "the client's certificate is not signed by the CA in certs/ca.pem",
+            ),
+            (
+                "invalid peer certificate: certificate expired: verification time 1796688235 \
+                 (UNIX), but certificate is not valid after 978220800",
+                "the client's certificate has expired",
+            ),
+            (
+                "invalid peer certificate: certificate not valid for name \"sidecar.example\"",
+                "does not carry the name asked for (server_name)",
+            ),
+            (
+                "peer sent no certificates",
+                "the client gave no certificate",
+            ),
+            (
+                "received fatal alert: UnknownCA",
+                "the client refused this side's certificate",
+            ),
+        ] {
+            let hint = tls.hint(message, "client");
+            assert!(hint.contains(said), "{message}: {hint}");
+        }
+        assert_eq!(tls.hint("connection reset", "client"), "");
     }
 
     #[test]

@@ -113,8 +113,11 @@ async fn clients_without_the_right_certificate_are_refused_and_logged() {
     assert!(text.contains("refused"), "{text}");
     // Said in words: the client's certificate and the CA.
     assert!(
-        text.contains("the client's certificate is not signed by the CA given")
-            || text.contains("the client's certificate has expired"),
+        text.contains("the client's certificate is not signed by the CA given"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the client's certificate has expired"),
         "{text}"
     );
 }
@@ -130,6 +133,29 @@ async fn the_sidecar_agrees_a_post_quantum_key_exchange() {
     let ca = Ca::new("test CA").unwrap();
     let c = certs(&ca);
     let addr = start(PrefixDialplan::new(CONFIG).unwrap(), &c.sidecar).await;
+    // The switch's own client: the sidecar says what it agreed.
+    log();
+    let mut client = DialplanClient::connect(addr, "localhost", &c.switch, Duration::from_secs(5))
+        .await
+        .unwrap();
+    client
+        .route(request("+4930", 9), Duration::from_secs(2))
+        .await
+        .unwrap();
+    let said = format!("sidecar on {addr}: client ");
+    let end = Instant::now() + Duration::from_secs(3);
+    while logged(&said) == 0 && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let text = String::from_utf8_lossy(&log().lock().unwrap()).into_owned();
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains(&said)).collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(
+        lines[0].contains("connected (TLS 1.3, X25519MLKEM768)"),
+        "{}",
+        lines[0]
+    );
+    // rustls' own client, and one with the classical X25519 only.
     let default = default_provider();
     assert_eq!(default.kx_groups[0].name(), NamedGroup::X25519MLKEM768);
     assert_eq!(

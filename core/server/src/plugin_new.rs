@@ -55,20 +55,11 @@ pub(crate) fn run(name: &str, parent: &Path, sdk: Option<&Path>) -> Result<Vec<P
         return Err(format!("{} exists already: nothing written", dir.display()));
     }
     let crate_name = name.replace('-', "_");
-    let type_name: String = name
-        .split(['-', '_'])
-        .filter(|w| !w.is_empty())
-        .map(|w| {
-            let mut c = w.chars();
-            c.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                .unwrap_or_default()
-        })
-        .collect();
+    let ty = type_name(name);
     let fill = |text: &str| {
         text.replace("{{name}}", name)
             .replace("{{crate}}", &crate_name)
-            .replace("{{type}}", &type_name)
+            .replace("{{type}}", &ty)
             .replace("{{sdk}}", &sdk.display().to_string())
     };
     let mut written = Vec::new();
@@ -83,14 +74,106 @@ pub(crate) fn run(name: &str, parent: &Path, sdk: Option<&Path>) -> Result<Vec<P
     Ok(written)
 }
 
-/// Names cargo refuses for a crate or Rust for its library's name.
-const RESERVED: [&str; 20] = [
-    "as", "async", "crate", "core", "enum", "extern", "fn", "impl", "let", "loop", "mod", "move",
-    "pub", "ref", "self", "std", "struct", "super", "test", "type",
+/// Rust's keywords, strict and reserved (2021 edition), and the crate
+/// names a crate cannot take or its code could not tell from its own:
+/// no library of these names compiles.
+const RESERVED: [&str; 58] = [
+    "abstract",
+    "as",
+    "async",
+    "await",
+    "become",
+    "box",
+    "break",
+    "const",
+    "continue",
+    "crate",
+    "do",
+    "dyn",
+    "else",
+    "enum",
+    "extern",
+    "false",
+    "final",
+    "fn",
+    "for",
+    "gen",
+    "if",
+    "impl",
+    "in",
+    "let",
+    "loop",
+    "macro",
+    "match",
+    "mod",
+    "move",
+    "mut",
+    "override",
+    "priv",
+    "pub",
+    "ref",
+    "return",
+    "self",
+    "static",
+    "struct",
+    "super",
+    "trait",
+    "true",
+    "try",
+    "type",
+    "typeof",
+    "unsafe",
+    "unsized",
+    "use",
+    "virtual",
+    "where",
+    "while",
+    "yield",
+    "alloc",
+    "core",
+    "proc_macro",
+    "std",
+    "test",
+    "sentiric_plugin_sdk",
+    "union",
 ];
 
-/// A crate name cargo takes, that is a Rust identifier once its dashes
-/// are underscores.
+/// The names the template's code uses: a plugin type of one of these
+/// names would shadow it.
+const TEMPLATE_NAMES: [&str; 14] = [
+    "Plugin",
+    "Dialplan",
+    "PluginError",
+    "Call",
+    "Action",
+    "App",
+    "Result",
+    "Option",
+    "Some",
+    "Ok",
+    "Err",
+    "String",
+    "ExitCode",
+    "V1",
+];
+
+/// The plugin type's name for the crate `name`: its words capitalised
+/// (`my-dialplan` → `MyDialplan`).
+fn type_name(name: &str) -> String {
+    name.split(['-', '_'])
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// A crate name cargo takes whose library and plugin type compile: a
+/// Rust identifier once its dashes are underscores, not a keyword, its
+/// type no name the template uses.
 fn check_name(name: &str) -> Result<(), String> {
     let ok = name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -98,13 +181,15 @@ fn check_name(name: &str) -> Result<(), String> {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
         && !name.ends_with(['-', '_'])
-        && !RESERVED.contains(&name);
+        && !RESERVED.contains(&name.replace('-', "_").as_str())
+        && !TEMPLATE_NAMES.contains(&type_name(name).as_str());
     if ok {
         Ok(())
     } else {
         Err(format!(
             "{name:?}: a plugin's name is lower-case letters, digits, - and _, \
-             beginning with a letter, not a Rust keyword, std, core or test \
+             beginning with a letter, neither a Rust keyword nor std, core or test, \
+             nor a name the template uses (plugin, dialplan, call, result …) \
              (e.g. my-dialplan)"
         ))
     }
@@ -116,11 +201,27 @@ mod tests {
 
     #[test]
     fn names_cargo_and_rust_take() {
-        for good in ["my-dialplan", "a", "trunk_2"] {
+        for good in ["my-dialplan", "a", "trunk_2", "matcher", "plugin-two"] {
             assert_eq!(check_name(good), Ok(()), "{good}");
         }
-        for bad in ["", "My", "2x", "a b", "a-", "../x", "é", "self", "test"] {
+        for bad in ["", "My", "2x", "a b", "a-", "../x", "é"] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
+        // Keywords and crates no library may be named; names whose type
+        // would shadow what the template's code uses.
+        for bad in RESERVED.iter().chain(&[
+            "plugin",
+            "dialplan",
+            "plugin-error",
+            "call",
+            "result",
+            "ok",
+            "v1",
+            "sentiric-plugin-sdk",
+        ]) {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        assert_eq!(type_name("my-dialplan"), "MyDialplan");
+        assert_eq!(type_name("trunk_2"), "Trunk2");
     }
 }

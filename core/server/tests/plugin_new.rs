@@ -99,6 +99,33 @@ fn a_new_plugin_builds_tests_routes_and_serves_as_made() {
         !bytes.windows(7).any(|w| w == b"tonic::"),
         "the library carries the sidecar's gRPC"
     );
+    // Not even built: tonic and tokio are the sidecar feature's alone.
+    for (features, built) in [(&[][..], false), (&["--features", "sidecar"][..], true)] {
+        for dep in ["tonic", "tokio"] {
+            let tree = Command::new(env!("CARGO"))
+                .args(["tree", "--offline", "-e", "normal", "-i", dep])
+                .args(features)
+                .env("CARGO_TARGET_DIR", &target)
+                .current_dir(&dir)
+                .output()
+                .unwrap();
+            let (out, err) = (
+                String::from_utf8_lossy(&tree.stdout),
+                String::from_utf8_lossy(&tree.stderr),
+            );
+            if built {
+                assert!(
+                    out.contains(&format!("{dep} v")),
+                    "{dep} {features:?}: {out}{err}"
+                );
+            } else {
+                assert!(
+                    err.contains("did not match any packages"),
+                    "{dep}: {out}{err}"
+                );
+            }
+        }
+    }
 
     // route-test on the built library, as its README says.
     let conf = dir.join("trunk.conf");

@@ -424,6 +424,31 @@ pub(crate) fn rtp(min_port: u16) -> String {
     )
 }
 
+/// A call to `user` pressing 1, 2 and # (an echo agent's test): the call
+/// answered, the digits 12 heard back from the agent (RFC 4733), the
+/// agent hanging up on #.
+pub(crate) fn echo_agent_digits(sw: &Switch, user: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+        .args([
+            "call",
+            &format!("sip:{user}@{}", sw.addr),
+            "--dtmf",
+            "12#",
+            "--duration",
+            "10",
+        ])
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    for field in [
+        "\"status\":200",
+        "\"dtmf_received\":\"12\"",
+        "\"hung_up_by\":\"remote\"",
+    ] {
+        assert!(summary.contains(field), "{field} in {summary}");
+    }
+}
+
 /// `sentiric call sip:USER@switch`: its final status.
 pub(crate) fn call(sw: &Switch, user: &str) -> u64 {
     let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
