@@ -1,7 +1,8 @@
 //! `sentiric plugin new` as a plugin author follows it: the crate made,
 //! its tests passing, its library built and asked with `route-test`,
-//! loaded by a switch that answers a call through it, and its sidecar
-//! built apart (the library carries no gRPC), run, and asked over mTLS.
+//! loaded by a switch configured as the guide (plugin-sdk/README.md)
+//! writes it, answering calls through it, and its sidecar built apart
+//! (the library carries no gRPC), run, and asked over mTLS.
 //! Built with this tree's Cargo.lock and crates (offline), in a target
 //! directory of its own under the workspace's.
 
@@ -11,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{call, rtp, Switch};
+use common::{call, Switch};
 
 fn sentiric(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sentiric"))
@@ -37,6 +38,27 @@ fn cargo(dir: &Path, target: &Path, args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// The guide's ```LANG block (as written, its list indentation taken
+/// off) that begins with `first`.
+fn guide_block(guide: &str, lang: &str, first: &str) -> String {
+    let mut lines = guide.lines();
+    while let Some(line) = lines.next() {
+        let indent = line.len() - line.trim_start().len();
+        if line.trim_start() != format!("```{lang}") {
+            continue;
+        }
+        let block: String = lines
+            .by_ref()
+            .take_while(|l| l.trim_start() != "```")
+            .map(|l| format!("{}\n", l.get(indent..).unwrap_or("")))
+            .collect();
+        if block.starts_with(first) {
+            return block;
+        }
+    }
+    panic!("no ```{lang} block beginning {first:?} in the guide")
 }
 
 fn workspace() -> PathBuf {
@@ -147,23 +169,35 @@ fn a_new_plugin_builds_tests_routes_and_serves_as_made() {
         "sip:+4930123@10.0.0.5:5060"
     );
 
-    // A switch routing through it: 600 is its echo test, the rest the
-    // switch's own rules (declined).
-    let plugins = dir.join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(&lib, plugins.join("libmy_dialplan.so")).unwrap();
-    let sw = Switch::start(
-        Some(&format!(
-            "{}[plugins]\ndir = \"{}\"\ndialplan = \"my-dialplan\"\n\
-             [plugins.config]\nmy-dialplan = \"127.0.0.1:9\"\n\
-             [dialplan.default]\naction = \"reject\"\ncode = 404\n",
-            rtp(34_400),
-            plugins.display()
-        )),
-        &[],
+    // A switch routing through it with the guide's configuration as
+    // written (plugin-sdk/README.md, "Tell the switch to route through
+    // it"): the plugin directory beside the config file, 600 its echo
+    // test, the rest declined to the rules' 404.
+    let guide = std::fs::read_to_string(workspace().join("plugin-sdk/README.md")).unwrap();
+    let config = guide_block(&guide, "toml", "[plugins]\ndir = \"plugins\"\n");
+    let site = dir.join("site");
+    std::fs::create_dir_all(site.join("plugins")).unwrap();
+    std::fs::copy(&lib, site.join("plugins/libmy_dialplan.so")).unwrap();
+    let sw = Switch::start_at(
+        &site.join("switch.toml"),
+        &config,
+        &[
+            ("SENTIRIC_RTP_IP", "127.0.0.1"),
+            ("SENTIRIC_RTP_MIN_PORT", "34400"),
+            ("SENTIRIC_RTP_MAX_PORT", "34599"),
+        ],
     );
     assert_eq!(call(&sw, "600"), 200, "{:#?}", sw.log());
     assert_eq!(call(&sw, "0800"), 404, "declined: the switch's rules");
+    // As the guide says it logs it.
+    let loaded = sw.lines("plugin my-dialplan 0.1.0 loaded from ");
+    assert!(
+        loaded.len() == 1
+            && loaded[0].contains("/site/plugins/libmy_dialplan.so (build id ")
+            && loaded[0].contains("): dialplan"),
+        "{:#?}",
+        sw.log()
+    );
     drop(sw);
 
     // The sidecar, built apart as the README says, run and asked.
@@ -183,6 +217,15 @@ fn a_new_plugin_builds_tests_routes_and_serves_as_made() {
     // cargo shows its warnings), the gRPC and TLS half included.
     let said = String::from_utf8_lossy(&built.stderr);
     assert!(!said.contains("warning"), "{said}");
+    // The guide's table for a sidecar, as written, is a config the
+    // switch takes.
+    let table = guide_block(&guide, "toml", "[plugins]\ndialplan = \"mine\"");
+    std::fs::write(site.join("sidecar.toml"), &table).unwrap();
+    let checked = sentiric(&[
+        "check-config",
+        &site.join("sidecar.toml").display().to_string(),
+    ]);
+    assert!(checked.status.success(), "{table}\n{checked:?}");
     let bin = sidecar_target.join("debug/my-dialplan-sidecar");
     let help = Command::new(&bin).arg("--help").output().unwrap();
     assert!(help.status.success(), "{help:?}");

@@ -89,7 +89,15 @@ impl Switch {
         env: &[(&str, &str)],
         events: PathBuf,
     ) -> Switch {
-        Switch::launch(config, env, events, None)
+        Switch::launch(config, env, events, None, None)
+    }
+
+    /// [`Switch::start`] with its config file at `file` (so that what the
+    /// config names relative to its own directory is beside it).
+    pub(crate) fn start_at(file: &Path, config: &str, env: &[(&str, &str)]) -> Switch {
+        let events = file.with_extension("events");
+        let _ = std::fs::remove_dir_all(&events);
+        Switch::launch(Some(config), env, events, None, Some(file))
     }
 
     /// [`Switch::start`] run by `bash` after the shell commands `shell`
@@ -103,7 +111,7 @@ impl Switch {
             SWITCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&events);
-        Switch::launch(config, &[], events, Some(shell))
+        Switch::launch(config, &[], events, Some(shell), None)
     }
 
     fn launch(
@@ -111,6 +119,7 @@ impl Switch {
         env: &[(&str, &str)],
         events: PathBuf,
         shell: Option<&str>,
+        file: Option<&Path>,
     ) -> Switch {
         let mut cmd = match shell {
             None => Command::new(env!("CARGO_BIN_EXE_sentiric")),
@@ -138,8 +147,13 @@ impl Switch {
         let path = config.map(|text| {
             static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
             let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let p =
-                std::env::temp_dir().join(format!("sentiric-test-{}-{n}.toml", std::process::id()));
+            let p = file.map_or_else(
+                || {
+                    std::env::temp_dir()
+                        .join(format!("sentiric-test-{}-{n}.toml", std::process::id()))
+                },
+                Path::to_path_buf,
+            );
             std::fs::write(&p, text).unwrap();
             p
         });
