@@ -185,10 +185,10 @@ pids+=($!)
 echo "==> switch on sip:127.0.0.1:5090 (log: $demo/sentiric.log); waiting for its sidecars"
 for name in voice stt tts; do
   for _ in $(seq 1 150); do
-    grep -q "dialplan sidecar $name: connected" "$demo/sentiric.log" && break
+    grep -q "sidecar $name: connected" "$demo/sentiric.log" && break
     sleep 0.2
   done
-  grep -q "dialplan sidecar $name: connected" "$demo/sentiric.log" \
+  grep -q "sidecar $name: connected" "$demo/sentiric.log" \
     || { echo "sidecar $name did not come up; see $demo/sentiric.log" >&2; exit 1; }
 done
 

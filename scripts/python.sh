@@ -23,7 +23,7 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$reqs" ]; 
 fi
 # The SDK as pip installs it for an author, again whenever its files change.
 sdk=$root/plugins/python-sdk
-sdk_hash=$(cd "$sdk" && find pyproject.toml README.md src -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' -print0 \
+sdk_hash=$(cd "$sdk" && find pyproject.toml README.md src -type f ! -path '*/__pycache__/*' -print0 \
   | sort -z | xargs -0 sha256sum | sha256sum)
 if [ "$(cat "$venv/.sdk" 2>/dev/null)" != "$sdk_hash" ]; then
   "$venv/bin/pip" install -q --force-reinstall --no-deps "$sdk" >&2

@@ -895,7 +895,7 @@ pub fn main<P: Plugin>(name: &str) -> std::process::ExitCode {
         .name(bin.clone())
         .bin_name(bin.clone())
         .about(format!(
-            "The Sentiric plugin {} served as a gRPC sidecar over mTLS (--config: the plugin's own settings, TOML)",
+            "The Sentiric plugin {} served as a gRPC sidecar over mTLS (--config FILE: the text the plugin is made from)",
             name.strip_prefix("sentiric-plugin-").unwrap_or(name)
         ))
         .get_matches();

@@ -272,6 +272,9 @@ class CommandLineTest(unittest.TestCase):
         for flag in ("--listen", "--certs", "--ca", "--cert", "--key", "--config"):
             self.assertIn(flag, out.stdout)
         self.assertIn("The Sentiric plugin picky", out.stdout)
+        # Without a name of its own: its module's.
+        out = self.run_entry("plugins_under_test:Talker", "--help")
+        self.assertIn("The Sentiric plugin plugins-under-test", out.stdout)
 
     def test_a_wrong_command_line_or_plugin_exits_2_saying_why(self):
         for args, said in (
@@ -282,6 +285,7 @@ class CommandLineTest(unittest.TestCase):
               "--config", "missing.conf"], "missing.conf"),
             (["plugins_under_test:Nothing", "--listen", "127.0.0.1:0"], "Nothing"),
             (["no_such_module:X", "--listen", "127.0.0.1:0"], "no_such_module"),
+            (["no_such_module:X", "--listen", "127.0.0.1:0"], "PYTHONPATH"),
             (["Picky"], "MODULE:CLASS"),
         ):
             out = self.run_entry(*args)

@@ -89,7 +89,7 @@ const ROUTE_TEST_STATUS: &str = "Exit status: 0 a decision the switch would carr
 (a decline included); 1 the plugin failed, or its decision would be refused; 2 a wrong \
 command line, or a library or file that cannot be loaded or read.
 
-Example: sentiric route-test --plugin target/release/libmy_dialplan.so --config my.toml \
+Example: sentiric route-test --plugin target/release/libmy_dialplan.so --config trunk.conf \
 --user +4930123 --header 'P-Asserted-Identity: <sip:+4930999@carrier.example>'";
 
 /// `sentiric route-test`.

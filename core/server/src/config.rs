@@ -720,6 +720,14 @@ impl Config {
             {
                 *path = base.join(&*path);
             }
+            // The program it runs, by a relative path, and its arguments'
+            // paths: from the file's directory, where it runs.
+            if let Some(program) = sidecar.command.as_mut().and_then(|c| c.first_mut()) {
+                if program.contains('/') && std::path::Path::new(program.as_str()).is_relative() {
+                    *program = base.join(&*program).display().to_string();
+                }
+            }
+            sidecar.workdir = Some(base.to_path_buf());
         }
         if let Some(file) = sqlite_file(&self.cdr.database)
             .filter(|f| f.is_relative() && !set("SENTIRIC_CDR_DATABASE"))
@@ -1217,8 +1225,9 @@ mod tests {
         let mut c = Config::parse(
             "[events]\noutbox = \"out\"\n[plugins]\ndir = \"plugins\"\n\
              [plugins.sidecars.a]\naddress = \"127.0.0.1:7443\"\ncerts = \"certs\"\n\
+             command = [\"bin/a-sidecar\", \"--certs\", \"certs\"]\n\
              [plugins.sidecars.b]\naddress = \"127.0.0.1:7444\"\nca = \"/etc/ca.pem\"\n\
-             cert = \"b.pem\"\nkey = \"b-key.pem\"\n",
+             cert = \"b.pem\"\nkey = \"b-key.pem\"\ncommand = [\"python3\", \"b.py\"]\n",
         )
         .unwrap()
         .config;
@@ -1238,5 +1247,15 @@ mod tests {
         assert_eq!(b.ca.as_deref(), Some(std::path::Path::new("/etc/ca.pem")));
         assert_eq!(b.cert.as_deref(), Some(base.join("b.pem").as_path()));
         assert_eq!(b.key.as_deref(), Some(base.join("b-key.pem").as_path()));
+        // A program by a relative path from there; one by name from PATH;
+        // both run there, so that their arguments' paths mean the same.
+        let command = |s: &crate::plugins::SidecarConfig| s.command.clone().unwrap();
+        assert_eq!(
+            command(a),
+            ["/srv/sentiric/bin/a-sidecar", "--certs", "certs"]
+        );
+        assert_eq!(command(b), ["python3", "b.py"]);
+        assert_eq!(a.workdir.as_deref(), Some(base));
+        assert_eq!(b.workdir.as_deref(), Some(base));
     }
 }

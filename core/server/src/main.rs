@@ -478,8 +478,12 @@ fn run(checked: config::Checked, config_path: Option<std::path::PathBuf>) -> std
     } else {
         tracing::info!(
             rules = dialplan.rules_len(),
-            "dialplan: {} rules from the config; the demo's extensions (600, 700, 800) are not served: the demo dialplan is used only when the config has no [[dialplan.rule]] and no default",
-            dialplan.rules_len()
+            "dialplan: {} rules from the config{}; the built-in demo extensions (600, 700, 800) are off: they are the dialplan only when the config has no [[dialplan.rule]] and no default",
+            dialplan.rules_len(),
+            match config.plugins.dialplan.as_deref() {
+                Some(p) if p != "static" => format!(", after the plugin {p}"),
+                _ => String::new(),
+            }
         );
     }
     // One crypto provider for every TLS configuration in the process

@@ -234,6 +234,11 @@ pub(crate) struct SidecarConfig {
     /// keeps it running ([`crate::supervise`]); unset, it runs elsewhere.
     #[serde(default)]
     pub(crate) command: Option<Vec<String>>,
+    /// Where the command runs: the config file's directory (so that its
+    /// relative paths mean what they mean in the file); unset, the
+    /// switch's own.
+    #[serde(skip)]
+    pub(crate) workdir: Option<PathBuf>,
 }
 
 fn default_server_name() -> String {
@@ -699,14 +704,14 @@ impl Link {
                     }
                     tracing::info!(
                         plugin = %name,
-                        "dialplan sidecar {name}: connected to {}",
+                        "sidecar {name}: connected to {}",
                         cfg.address
                     );
                     (backoff, failing) = (Duration::from_millis(50), false);
                     self.lost.notified().await;
                     tracing::warn!(
                         plugin = %name,
-                        "dialplan sidecar {name}: connection to {} lost; reconnecting",
+                        "sidecar {name}: connection to {} lost; reconnecting",
                         cfg.address
                     );
                 }
@@ -719,11 +724,11 @@ impl Link {
                         .unwrap_or_else(|p| p.into_inner())
                         .is_some_and(|q| Instant::now() < q);
                     if starting {
-                        tracing::debug!(plugin = %name, "dialplan sidecar {name}: not listening yet: {e}");
+                        tracing::debug!(plugin = %name, "sidecar {name}: not listening yet: {e}");
                     } else if !failing {
                         tracing::warn!(
                             plugin = %name,
-                            "dialplan sidecar {name}: cannot connect to {}: {e}; retrying",
+                            "sidecar {name}: cannot connect to {}: {e}; retrying",
                             cfg.address
                         );
                         failing = true;
@@ -1744,7 +1749,7 @@ impl Sidecar {
             .as_ref()
             .map(|c| {
                 let link = Arc::clone(&link);
-                crate::supervise::Supervised::start(name, c, move || {
+                crate::supervise::Supervised::start(name, c, cfg.workdir.as_deref(), move || {
                     // Started again: given its time to listen again.
                     link.starting();
                     if let Some((generation, _)) = link.get() {
@@ -1768,7 +1773,7 @@ impl Sidecar {
         tracing::info!(
             plugin = name,
             address = %cfg.address,
-            "dialplan sidecar {name} at {} (mTLS, {} calls at most waiting)",
+            "sidecar {name} at {} (mTLS, {} calls at most waiting)",
             cfg.address,
             cfg.max_in_flight
         );
@@ -1988,6 +1993,7 @@ mod tests {
             max_in_flight: 8,
             connect_timeout_ms: 100,
             command: None,
+            workdir: None,
         }
     }
 

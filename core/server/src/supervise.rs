@@ -41,19 +41,21 @@ impl Supervised {
     pub(crate) fn start(
         name: &str,
         command: &[String],
+        workdir: Option<&std::path::Path>,
         exited: impl Fn() + Send + 'static,
     ) -> std::io::Result<Supervised> {
         let stop = Arc::new(AtomicBool::new(false));
         let child = Arc::new(Mutex::new(None));
-        let (s, c, name, command) = (
+        let (s, c, name, command, workdir) = (
             Arc::clone(&stop),
             Arc::clone(&child),
             name.to_string(),
             command.to_vec(),
+            workdir.map(std::path::Path::to_path_buf),
         );
         let thread = std::thread::Builder::new()
             .name(format!("sentiric-run-{name}"))
-            .spawn(move || keep(&name, &command, &s, &c, &exited))?;
+            .spawn(move || keep(&name, &command, workdir.as_deref(), &s, &c, &exited))?;
         Ok(Supervised {
             stop,
             child,
@@ -83,6 +85,7 @@ impl Drop for Supervised {
 fn keep(
     name: &str,
     command: &[String],
+    workdir: Option<&std::path::Path>,
     stop: &AtomicBool,
     slot: &Mutex<Option<Child>>,
     exited: &dyn Fn(),
@@ -91,6 +94,9 @@ fn keep(
     while !stop.load(Ordering::Acquire) {
         let started = Instant::now();
         let mut cmd = Command::new(&command[0]);
+        if let Some(dir) = workdir {
+            cmd.current_dir(dir);
+        }
         cmd.args(&command[1..])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

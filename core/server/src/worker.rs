@@ -1555,7 +1555,7 @@ pub(crate) fn run(
             drain_deadline = Some(now + drain_timeout);
             tracing::info!(
                 calls = b2b.calls(),
-                "draining: {} calls up, new calls refused, {} s at most",
+                "worker {index} draining: {} calls up, new calls refused, {} s at most",
                 b2b.calls(),
                 drain_timeout.as_secs()
             );
@@ -2451,7 +2451,7 @@ pub(crate) fn run(
             engine.stats().record(index, engine.kind());
         }
         if drain_deadline.is_some() && b2b.calls() == 0 && leaving.is_empty() && b2b.held() == 0 {
-            tracing::info!("drained");
+            tracing::info!("worker {index} drained");
             // The last call's last responses, queued this turn.
             return engine.send_queued();
         }

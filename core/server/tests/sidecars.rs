@@ -309,7 +309,7 @@ fn with_sidecar_keys(
     // tests begin once it is (a busy machine takes a while).
     assert!(
         sw.wait_lines(
-            "dialplan sidecar prefix: connected",
+            "sidecar prefix: connected",
             1,
             Duration::from_secs(10)
         ),
@@ -467,7 +467,7 @@ fn a_killed_sidecar_opens_the_circuit_which_closes_when_it_is_back() {
     let back = Sidecar::start(&addr.to_string(), &certs, &config);
     assert!(
         sw.wait_lines(
-            "dialplan sidecar prefix: connected",
+            "sidecar prefix: connected",
             2,
             Duration::from_secs(5)
         ),
@@ -815,7 +815,7 @@ fn a_sidecar_the_switch_runs_is_started_again_when_it_dies_and_goes_with_it() {
     for (line, n) in [
         ("sidecar prefix: exited", 1),
         ("sidecar prefix: started (pid ", 2),
-        ("dialplan sidecar prefix: connected", 2),
+        ("sidecar prefix: connected", 2),
     ] {
         assert!(
             sw.wait_lines(line, n, Duration::from_secs(10)),
@@ -944,22 +944,28 @@ fn an_agent_in_python_on_the_sdk_answers_calls() {
 }
 
 /// A sidecar the switch runs that never listens: not warned of while it
-/// starts (10 s), warned of once after.
+/// starts (10 s), warned of once after. Its command, a relative path in
+/// the config file, is run from the file's directory.
 #[test]
 fn a_supervised_sidecar_that_never_listens_is_warned_of_after_its_start() {
+    use std::os::unix::fs::PermissionsExt as _;
     let dir = setup("never", "");
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    let script = dir.join("bin/quiet");
+    std::fs::write(&script, "#!/bin/sh\npwd > started-in\nexec sleep 60\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    let sw = Switch::start(
-        Some(&format!(
+    let sw = Switch::start_at(
+        &dir.join("switch.toml"),
+        &format!(
             "{}[plugins]\ndialplan = \"never\"\n\
-             [plugins.sidecars.never]\naddress = \"{addr}\"\ncerts = \"{}\"\n\
-             command = [\"sleep\", \"60\"]\n",
+             [plugins.sidecars.never]\naddress = \"{addr}\"\ncerts = \"certs\"\n\
+             command = [\"bin/quiet\"]\n",
             rtp(35_400),
-            dir.join("certs").display()
-        )),
+        ),
         &[],
     );
     let t0 = std::time::Instant::now();
@@ -968,11 +974,21 @@ fn a_supervised_sidecar_that_never_listens_is_warned_of_after_its_start() {
         "{:#?}",
         sw.log()
     );
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    while !dir.join("started-in").exists() && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.join("started-in"))
+            .unwrap()
+            .trim(),
+        dir.canonicalize().unwrap().display().to_string()
+    );
     std::thread::sleep(Duration::from_secs(8).saturating_sub(t0.elapsed()));
     assert!(sw.lines("cannot connect").is_empty(), "{:#?}", sw.log());
     assert!(
         sw.wait_lines(
-            "dialplan sidecar never: cannot connect to",
+            "sidecar never: cannot connect to",
             1,
             Duration::from_secs(6)
         ),

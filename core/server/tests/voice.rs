@@ -234,7 +234,7 @@ fn a_caller_asks_the_voice_agent_and_hears_its_answer() {
     for name in ["voice", "voice-down", "stt", "tts"] {
         assert!(
             sw.wait_lines(
-                &format!("dialplan sidecar {name}: connected"),
+                &format!("sidecar {name}: connected"),
                 1,
                 Duration::from_secs(30)
             ),

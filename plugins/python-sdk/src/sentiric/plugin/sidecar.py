@@ -218,7 +218,7 @@ def _parser(prog, name):
     p = argparse.ArgumentParser(
         prog=prog,
         description=f"The Sentiric plugin {name} served as a gRPC sidecar over mTLS "
-        "(--config: the plugin's own settings)",
+        "(--config FILE: the text the plugin is made from)",
     )
     p.add_argument("--listen", required=True, metavar="ADDR",
                    help="where to serve, e.g. 127.0.0.1:7443 (port 0: any free one; "
@@ -293,8 +293,17 @@ def cli(argv=None):
     sys.path.insert(0, os.getcwd())
     try:
         plugin_class = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
+    except ImportError as e:
+        print(
+            f"sentiric-python-sidecar: {argv[0]}: {e} (run it from the module's directory, "
+            "or put that directory on PYTHONPATH)",
+            file=sys.stderr,
+        )
+        return 2
+    except AttributeError as e:
         print(f"sentiric-python-sidecar: {argv[0]}: {e}", file=sys.stderr)
         return 2
     sys.argv[0] = f"sentiric-python-sidecar {argv[0]}"
-    return main(plugin_class, getattr(plugin_class, "name", None) or attr, argv[1:])
+    # Named by its `name`, else by its module (my_dialplan: my-dialplan).
+    name = getattr(plugin_class, "name", None) or module.rpartition(".")[2].replace("_", "-")
+    return main(plugin_class, name, argv[1:])
