@@ -263,6 +263,14 @@ fn the_sidecar_binaries_answer_help_and_version() {
             "{name}: {}",
             text(&out.stderr)
         );
+        // Run with nothing: what it needs, and its usage.
+        let out = in_empty(&cwd, Command::new(built(name)), &[]);
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        assert!(
+            text(&out.stderr).contains("--listen") && text(&out.stderr).contains("Usage:"),
+            "{name}: {}",
+            text(&out.stderr)
+        );
         // No certificates: said, not a panic.
         let out = in_empty(
             &cwd,

@@ -242,9 +242,10 @@ fn a_new_plugin_builds_tests_routes_and_serves_as_made() {
             &conf_s,
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let stderr = child.stderr.take().unwrap();
     let addr = BufReader::new(child.stdout.take().unwrap())
         .lines()
         .map_while(Result::ok)
@@ -265,6 +266,11 @@ fn a_new_plugin_builds_tests_routes_and_serves_as_made() {
     ]);
     let _ = child.kill();
     let _ = child.wait();
+    // Where it listens is said once, on standard output: not in its log
+    // too (a switch running it shows both).
+    let log = std::io::read_to_string(stderr).unwrap();
+    assert!(!log.contains("listening"), "{log}");
+    assert!(log.contains("connected (TLS 1.3, X25519MLKEM768)"), "{log}");
     assert!(asked.status.success(), "{asked:?}");
     let v: serde_json::Value = serde_json::from_slice(&asked.stdout).unwrap();
     assert!(

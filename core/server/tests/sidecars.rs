@@ -308,11 +308,7 @@ fn with_sidecar_keys(
     // Calls placed before the connection is up take the fallback: the
     // tests begin once it is (a busy machine takes a while).
     assert!(
-        sw.wait_lines(
-            "sidecar prefix: connected",
-            1,
-            Duration::from_secs(10)
-        ),
+        sw.wait_lines("sidecar prefix: connected", 1, Duration::from_secs(10)),
         "{:#?}",
         sw.log()
     );
@@ -466,11 +462,7 @@ fn a_killed_sidecar_opens_the_circuit_which_closes_when_it_is_back() {
     // Back on the same address; after the cooldown a call tries it.
     let back = Sidecar::start(&addr.to_string(), &certs, &config);
     assert!(
-        sw.wait_lines(
-            "sidecar prefix: connected",
-            2,
-            Duration::from_secs(5)
-        ),
+        sw.wait_lines("sidecar prefix: connected", 2, Duration::from_secs(5)),
         "connected again: {:#?}",
         sw.log()
     );
