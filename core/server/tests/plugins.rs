@@ -139,7 +139,11 @@ fn a_plugin_that_panics_fails_its_call_and_one_that_errs_falls_back() {
         let line = format!(
             "sentiric_plugin_calls_total{{plugin=\"sentiric-plugin-faulty\",result=\"{result}\"}} {n}"
         );
-        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+        assert!(
+            metrics.contains(&line),
+            "{line} in\n{metrics}\n{:#?}",
+            sw.log()
+        );
     }
 
     // Fail closed: 503.
