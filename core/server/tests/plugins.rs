@@ -698,6 +698,17 @@ fn agents_in_process_answer_calls_and_serve_the_built_in_apps() {
     // closed ([plugins] on_failure).
     assert_eq!(call(&sw, "crash"), 503);
     assert_eq!(call(&sw, "801"), 503);
+    // (The log is read on a thread of its own: the second line may come
+    // a moment after the caller's 503.)
+    assert!(
+        sw.wait_lines(
+            "agent sentiric-plugin-faulty: circuit open; 503",
+            2,
+            Duration::from_secs(5)
+        ),
+        "{:#?}",
+        sw.log()
+    );
     assert_eq!(
         sw.lines("agent sentiric-plugin-faulty: circuit open; 503")
             .len(),
