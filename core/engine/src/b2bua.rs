@@ -1105,6 +1105,13 @@ impl<M: MediaPlane> B2bua<M> {
         self.receive_message(now, &msg, source, transport);
     }
 
+    /// Whether `req` is a retransmission of a request this engine is
+    /// already serving (its server transaction is alive): a worker
+    /// keeps such a request rather than hand it to another as new.
+    pub fn is_retransmission(&self, req: &Request<'_>) -> bool {
+        self.layer.has_server_transaction(req)
+    }
+
     /// [`B2bua::receive_over`] for a message its owner has parsed already.
     pub fn receive_message(
         &mut self,

@@ -1506,8 +1506,15 @@ pub(crate) fn run(
                     // Another worker's call (its token), or a new call
                     // another worker is home to: over there.
                     if workers.len() > 1 && transport == Transport::Udp && !passed_here {
-                        let home = owner_of(&msg)
-                            .or_else(|| placement.home(&workers, host.rules(), &msg, from, now));
+                        // A retransmission of an INVITE this worker is
+                        // serving stays (its transaction answers it), however
+                        // busy the worker has become meanwhile.
+                        let ours = msg.as_request().is_some_and(|r| b2b.is_retransmission(r));
+                        let home = owner_of(&msg).or_else(|| {
+                            (!ours)
+                                .then(|| placement.home(&workers, host.rules(), &msg, from, now))
+                                .flatten()
+                        });
                         // A worker that has drained and gone leaves its
                         // share to the others.
                         let passed = home

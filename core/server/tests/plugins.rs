@@ -400,7 +400,8 @@ fn sighup_reloads_the_rules_and_the_plugins_and_refuses_a_broken_config() {
 /// A dialplan library of the ABI written in C, built with `cc` into
 /// `out`: plugin `reloadable` version `version`, rejecting every call with
 /// `code`; a request that names `slow` makes the file `entered` beside
-/// `out`, then waits (10 s at most) for the file `go` there: two builds
+/// `out`, then waits (10 s at most) for the file `go` there, on the CPU
+/// (as a plugin that computes: its worker is busy meanwhile): two builds
 /// of one plugin, as a rebuild makes them.
 fn reloadable(out: &Path, version: &str, code: u32) {
     use prost::Message;
@@ -421,7 +422,7 @@ fn reloadable(out: &Path, version: &str, code: u32) {
             .join(",")
     };
     let c = format!(
-        "#include <fcntl.h>\n#include <stddef.h>\n#include <stdint.h>\n#include <string.h>\n#include <unistd.h>\n\
+        "#include <fcntl.h>\n#include <stddef.h>\n#include <stdint.h>\n#include <string.h>\n#include <time.h>\n#include <unistd.h>\n\
          typedef struct {{ uint8_t *ptr; size_t len; size_t cap; }} Buf;\n\
          static uint8_t INFO[] = {{{}}};\nstatic uint8_t DECISION[] = {{{}}};\n\
          uint32_t sentiric_plugin_abi_version(void) {{ return {}; }}\n\
@@ -430,7 +431,8 @@ fn reloadable(out: &Path, version: &str, code: u32) {
            if (m == 2) {{\n\
              if (memmem(in, len, \"slow\", 4)) {{\n\
                close(creat(\"{entered}\", 0644));\n\
-               for (int i = 0; i < 1000 && access(\"{go}\", F_OK) != 0; i++) usleep(10000);\n\
+               time_t t0 = time(NULL);\n\
+               while (access(\"{go}\", F_OK) != 0 && time(NULL) - t0 < 10) {{}}\n\
              }}\n\
              out->ptr = DECISION; out->len = sizeof DECISION; return 0;\n\
            }}\n\
@@ -550,6 +552,60 @@ fn sighup_loads_a_rebuilt_library_while_calls_in_flight_finish_on_the_old_one() 
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(mapped_copies(&sw, "libreloadable.so").len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An INVITE whose dialplan plugin takes long (in process: its worker
+/// waits) is retransmitted by the caller meanwhile; by the time the
+/// worker reads the retransmissions it has been busy for seconds, which
+/// once made it hand them to the other worker as new calls: the plugin
+/// was asked again and the call routed twice. They are the call's own
+/// transaction's, and stay.
+#[test]
+fn retransmissions_of_an_invite_a_busy_worker_holds_are_not_new_calls() {
+    let dir = std::env::temp_dir().join(format!("sentiric-plugins-retrans-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    reloadable(&dir.join("libreloadable.so"), "1", 486);
+    let sw = Switch::start(
+        Some(&format!(
+            "[sip]\nlisten = \"127.0.0.1:0\"\nworkers = 2\n\
+             [rtp]\nip = \"127.0.0.1\"\nmin_port = 35600\nmax_port = 35799\n\
+             [plugins]\ndir = \"{}\"\ndialplan = \"reloadable\"\n",
+            dir.display()
+        )),
+        &[],
+    );
+    let slow = {
+        let addr = sw.addr;
+        std::thread::spawn(move || {
+            let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+                .args(["call", &format!("sip:slow@{addr}"), "--duration", "0.5"])
+                .output()
+                .unwrap();
+            let v: serde_json::Value =
+                serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{out:?}"));
+            v["status"].as_u64().unwrap_or(0)
+        })
+    };
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while !dir.join("entered").exists() && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(dir.join("entered").exists(), "the plugin got the call");
+    // The caller retransmits at 0.5 s and 1.5 s while the plugin waits.
+    std::thread::sleep(Duration::from_millis(2_200));
+    std::fs::write(dir.join("go"), "").unwrap();
+    assert_eq!(slow.join().unwrap(), 486);
+    std::thread::sleep(Duration::from_millis(300));
+    let metrics = common::http_get(sw.http(), "/metrics", None).1;
+    let line = "sentiric_plugin_calls_total{plugin=\"reloadable\",result=\"ok\"} 1";
+    assert!(
+        metrics.contains(line),
+        "{line} in\n{metrics}\n{:#?}",
+        sw.log()
+    );
+    assert_eq!(sw.lines("call ended: 486").len(), 1, "{:#?}", sw.log());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

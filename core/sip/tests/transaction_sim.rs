@@ -439,10 +439,16 @@ fn server_invite_confirmed_then_timer_i() {
     let bytes = request(Method::Invite, "z9hG4bKi");
     let req = Request::parse(&bytes).unwrap();
     let mut layer: TransactionLayer<()> = TransactionLayer::new(TimerConfig::default(), 8);
+    assert!(!layer.has_server_transaction(&req));
     let IncomingRequest::New(id) = layer.receive_request(t0, &req, (), Reliability::Unreliable)
     else {
         panic!()
     };
+    // Known as a retransmission before it is handed over; another
+    // branch is another request.
+    assert!(layer.has_server_transaction(&req));
+    let other = request(Method::Invite, "z9hG4bKj");
+    assert!(!layer.has_server_transaction(&Request::parse(&other).unwrap()));
     // A retransmitted INVITE before any answer gets the 100 Trying again.
     assert_eq!(
         layer.receive_request(t0, &req, (), Reliability::Unreliable),

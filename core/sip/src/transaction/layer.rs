@@ -337,6 +337,13 @@ impl<A: Clone> TransactionLayer<A> {
         Ok(self.insert(key, tx, destination))
     }
 
+    /// Whether a received `request` belongs to a server transaction this
+    /// layer holds (a retransmission), without touching it.
+    pub fn has_server_transaction(&self, request: &Request<'_>) -> bool {
+        self.index
+            .contains_key(&TransactionKey::server(request, None))
+    }
+
     /// Matches a received request to a server transaction or starts one.
     pub fn receive_request(
         &mut self,
