@@ -1509,7 +1509,12 @@ pub(crate) fn run(
                         // A retransmission of an INVITE this worker is
                         // serving stays (its transaction answers it), however
                         // busy the worker has become meanwhile.
-                        let ours = msg.as_request().is_some_and(|r| b2b.is_retransmission(r));
+                        // (Only an INVITE that opens a dialog is placed.)
+                        let ours = msg.as_request().is_some_and(|r| {
+                            r.method == sentiric_sip::Method::Invite
+                                && r.to().tag().is_none()
+                                && b2b.is_retransmission(r)
+                        });
                         let home = owner_of(&msg).or_else(|| {
                             (!ours)
                                 .then(|| placement.home(&workers, host.rules(), &msg, from, now))
