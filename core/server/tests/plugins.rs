@@ -474,6 +474,28 @@ fn mapped_copies(sw: &Switch, file_name: &str) -> std::collections::BTreeSet<Str
         .collect()
 }
 
+/// A call to `slow` through `sw`, whose [`reloadable`] plugin in `dir`
+/// holds it until the file `go` is there: the caller's final status,
+/// once the plugin has the call.
+fn slow_call(sw: &Switch, dir: &Path) -> std::thread::JoinHandle<u64> {
+    let addr = sw.addr;
+    let slow = std::thread::spawn(move || {
+        let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
+            .args(["call", &format!("sip:slow@{addr}"), "--duration", "0.5"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{out:?}"));
+        v["status"].as_u64().unwrap_or(0)
+    });
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while !dir.join("entered").exists() && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(dir.join("entered").exists(), "the plugin got the slow call");
+    slow
+}
+
 #[test]
 fn sighup_loads_a_rebuilt_library_while_calls_in_flight_finish_on_the_old_one() {
     let dir = std::env::temp_dir().join(format!("sentiric-plugins-rebuilt-{}", std::process::id()));
@@ -495,23 +517,7 @@ fn sighup_loads_a_rebuilt_library_while_calls_in_flight_finish_on_the_old_one() 
     reloadable(&new, "2", 480);
     // A call that build 1 holds until the test lets it go: in flight over
     // the reload.
-    let slow = {
-        let addr = sw.addr;
-        std::thread::spawn(move || {
-            let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
-                .args(["call", &format!("sip:slow@{addr}"), "--duration", "0.5"])
-                .output()
-                .unwrap();
-            let v: serde_json::Value =
-                serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{out:?}"));
-            v["status"].as_u64().unwrap_or(0)
-        })
-    };
-    let end = std::time::Instant::now() + Duration::from_secs(10);
-    while !dir.join("entered").exists() && std::time::Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(dir.join("entered").exists(), "build 1 got the slow call");
+    let slow = slow_call(&sw, &dir);
     // Build 2 renamed into place as the guide says, then SIGHUP.
     std::fs::rename(&new, &lib).unwrap();
     sw.signal("HUP");
@@ -576,23 +582,7 @@ fn retransmissions_of_an_invite_a_busy_worker_holds_are_not_new_calls() {
         )),
         &[],
     );
-    let slow = {
-        let addr = sw.addr;
-        std::thread::spawn(move || {
-            let out = Command::new(env!("CARGO_BIN_EXE_sentiric"))
-                .args(["call", &format!("sip:slow@{addr}"), "--duration", "0.5"])
-                .output()
-                .unwrap();
-            let v: serde_json::Value =
-                serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{out:?}"));
-            v["status"].as_u64().unwrap_or(0)
-        })
-    };
-    let end = std::time::Instant::now() + Duration::from_secs(10);
-    while !dir.join("entered").exists() && std::time::Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(dir.join("entered").exists(), "the plugin got the call");
+    let slow = slow_call(&sw, &dir);
     // The caller retransmits at 0.5 s and 1.5 s while the plugin waits.
     std::thread::sleep(Duration::from_millis(2_200));
     std::fs::write(dir.join("go"), "").unwrap();
