@@ -1150,7 +1150,7 @@ impl Placement {
 
     /// The worker `msg` (a UDP datagram from `source`) goes to, when not
     /// this one: a new INVITE or CANCEL per the above; `None` for anything
-    /// else.
+    /// else, and for an INVITE `serving` says this worker already serves.
     fn home(
         &mut self,
         workers: &[Inbox],
@@ -1158,6 +1158,7 @@ impl Placement {
         msg: &Message<'_>,
         source: SocketAddr,
         now: Instant,
+        serving: impl FnOnce(&sentiric_sip::Request<'_>) -> bool,
     ) -> Option<usize> {
         use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
         let req = msg.as_request()?;
@@ -1216,6 +1217,12 @@ impl Placement {
             // Tenths of a core: workers that close are equally busy.
             .min_by_key(|&(w, b)| (b / 100, (w + n - self.turn % n) % n))?;
         if best == self.index || (!low && !always && best_busy + 100 > busy) {
+            return None;
+        }
+        // A retransmission of an INVITE this worker is serving stays (its
+        // transaction answers it), however busy the worker has become
+        // since: asked only here, when the call would go.
+        if serving(req) {
             return None;
         }
         self.placed.insert(req.call_id().to_string(), (best, now));
@@ -1506,19 +1513,10 @@ pub(crate) fn run(
                     // Another worker's call (its token), or a new call
                     // another worker is home to: over there.
                     if workers.len() > 1 && transport == Transport::Udp && !passed_here {
-                        // A retransmission of an INVITE this worker is
-                        // serving stays (its transaction answers it), however
-                        // busy the worker has become meanwhile.
-                        // (Only an INVITE that opens a dialog is placed.)
-                        let ours = msg.as_request().is_some_and(|r| {
-                            r.method == sentiric_sip::Method::Invite
-                                && r.to().tag().is_none()
-                                && b2b.is_retransmission(r)
-                        });
                         let home = owner_of(&msg).or_else(|| {
-                            (!ours)
-                                .then(|| placement.home(&workers, host.rules(), &msg, from, now))
-                                .flatten()
+                            placement.home(&workers, host.rules(), &msg, from, now, |r| {
+                                b2b.is_retransmission(r)
+                            })
                         });
                         // A worker that has drained and gone leaves its
                         // share to the others.
